@@ -1,0 +1,320 @@
+//! The state store on one DynamoDB table (`pk`, `sk`, TTL on `ttl`).
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | service state and lock | `service#CLUSTER/SERVICE` | `state` |
+//! | history record | `service#CLUSTER/SERVICE` | `history#AT#CAUSE#N` |
+//! | processed event | `event#ID` | `service#CLUSTER/SERVICE` (with `ttl`) |
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+
+use super::port_error;
+use crate::domain::service::ServiceKey;
+use crate::domain::state::ServiceState;
+use crate::history::{HistoryRecord, ProcessedMark};
+use crate::ports::{LockAttempt, Locked, PortError, PortErrorKind, PortResult, StateStore};
+
+type Item = HashMap<String, AttributeValue>;
+
+const STATE_SK: &str = "state";
+const LOCK_OWNER: &str = "lockOwner";
+const LOCK_UNTIL: &str = "lockUntil";
+
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: &str) -> Self {
+        Self {
+            client,
+            table: table.to_owned(),
+        }
+    }
+}
+
+fn service_pk(service: &ServiceKey) -> String {
+    format!("service#{service}")
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn codec_error(operation: &'static str, e: serde_dynamo::Error) -> PortError {
+    PortError::new(operation, PortErrorKind::Other, format!("record does not (de)serialise: {e}"))
+}
+
+fn state_item(service: &ServiceKey, state: &ServiceState) -> PortResult<Item> {
+    let mut item: Item = to_item(state).map_err(|e| codec_error("PutItem", e))?;
+    item.extend(key(service_pk(service), STATE_SK));
+    item.insert("service".into(), s(service.to_string()));
+    Ok(item)
+}
+
+fn history_items(records: &[HistoryRecord]) -> PortResult<Vec<Item>> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let mut item: Item = to_item(record).map_err(|e| codec_error("PutItem", e))?;
+            let at = record.at.to_rfc3339_opts(SecondsFormat::Millis, true);
+            item.extend(key(service_pk(&record.service), format!("history#{at}#{}#{i}", record.cause)));
+            Ok(item)
+        })
+        .collect()
+}
+
+fn processed_item(mark: &ProcessedMark) -> Item {
+    let mut item = key(format!("event#{}", mark.event_id), service_pk(&mark.service));
+    item.insert("at".into(), s(mark.at.to_rfc3339_opts(SecondsFormat::Secs, true)));
+    item.insert("ttl".into(), n(mark.expires().timestamp()));
+    item
+}
+
+fn put(table: &str, item: Item, condition: Option<(&str, Item)>) -> PortResult<TransactWriteItem> {
+    let mut put = Put::builder().table_name(table).set_item(Some(item));
+    if let Some((expression, values)) = condition {
+        put = put
+            .condition_expression(expression)
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    }
+    let put = put
+        .build()
+        .map_err(|e| PortError::new("TransactWriteItems", PortErrorKind::Other, e.to_string()))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+impl DynamoStore {
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> PortResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let lost_race = matches!(
+                    e.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(tc))
+                        if tc.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+                );
+                let mut error = port_error("TransactWriteItems", e);
+                if lost_race {
+                    error.kind = PortErrorKind::Conflict;
+                    error.message = "the service's lock or version changed underneath".into();
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for DynamoStore {
+    async fn processed(&self, event_id: &str) -> PortResult<BTreeSet<ServiceKey>> {
+        let mut services = BTreeSet::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(format!("event#{event_id}")))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| port_error("Query", e))?;
+            if let Some(key) = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.strip_prefix("service#"))
+                .and_then(|k| k.parse().ok())
+            {
+                services.insert(key);
+            }
+        }
+        Ok(services)
+    }
+
+    async fn lock(&self, service: &ServiceKey, owner: &str, now: DateTime<Utc>, lease: TimeDelta) -> PortResult<LockAttempt> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(service_pk(service), STATE_SK)))
+            .update_expression(
+                "SET #owner = :owner, #until = :until, #version = if_not_exists(#version, :zero) + :one, \
+                 #service = :service, #pushes = if_not_exists(#pushes, :empty), \
+                 #quarantine = if_not_exists(#quarantine, :empty)",
+            )
+            .condition_expression("attribute_not_exists(#owner) OR #until < :now")
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_names("#until", LOCK_UNTIL)
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#service", "service")
+            .expression_attribute_names("#pushes", "pushes")
+            .expression_attribute_names("#quarantine", "quarantine")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(millis(now + lease)))
+            .expression_attribute_values(":now", n(millis(now)))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":service", s(service.to_string()))
+            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let state: ServiceState =
+                    from_item(out.attributes.unwrap_or_default()).map_err(|e| codec_error("UpdateItem", e))?;
+                Ok(LockAttempt::Acquired(Locked {
+                    owner: owner.to_owned(),
+                    state,
+                }))
+            }
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                let old = match se.err() {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item(),
+                    _ => None,
+                };
+                let until = old
+                    .and_then(|old| old.get(LOCK_UNTIL))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|ms| ms.parse::<i64>().ok())
+                    .and_then(DateTime::from_timestamp_millis)
+                    .unwrap_or(now + lease);
+                Ok(LockAttempt::Busy { until })
+            }
+            Err(e) => Err(port_error("UpdateItem", e)),
+        }
+    }
+
+    async fn commit(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        state: &ServiceState,
+        records: &[HistoryRecord],
+        processed: Option<&ProcessedMark>,
+    ) -> PortResult<()> {
+        // The version stays the one the lock gave out; the condition proves nobody took the
+        // lock in between. Writing the item without lock attributes releases the lock.
+        let state = ServiceState {
+            version: locked.state.version,
+            ..state.clone()
+        };
+        let condition = HashMap::from([
+            (":owner".to_owned(), s(&locked.owner)),
+            (":version".to_owned(), n(locked.state.version)),
+        ]);
+        let mut items = vec![put(
+            &self.table,
+            state_item(service, &state)?,
+            Some((&format!("{LOCK_OWNER} = :owner AND version = :version"), condition)),
+        )?];
+        for item in history_items(records)? {
+            items.push(put(&self.table, item, None)?);
+        }
+        if let Some(mark) = processed {
+            items.push(put(&self.table, processed_item(mark), None)?);
+        }
+        self.transact(items).await
+    }
+
+    async fn release(&self, service: &ServiceKey, locked: &Locked) -> PortResult<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(service_pk(service), STATE_SK)))
+            .update_expression("REMOVE #owner, #until")
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_names("#until", LOCK_UNTIL)
+            .expression_attribute_values(":owner", s(&locked.owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => Err(
+                PortError::new("UpdateItem", PortErrorKind::Conflict, "the lock was no longer ours"),
+            ),
+            Err(e) => Err(port_error("UpdateItem", e)),
+        }
+    }
+
+    async fn record(&self, records: &[HistoryRecord], processed: Option<&ProcessedMark>) -> PortResult<()> {
+        let mut items = Vec::new();
+        for item in history_items(records)? {
+            items.push(put(&self.table, item, None)?);
+        }
+        if let Some(mark) = processed {
+            items.push(put(&self.table, processed_item(mark), None)?);
+        }
+        self.transact(items).await
+    }
+
+    async fn load(&self, service: &ServiceKey) -> PortResult<ServiceState> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(service_pk(service), STATE_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error("GetItem", e))?;
+        match out.item {
+            Some(item) => from_item(item).map_err(|e| codec_error("GetItem", e)),
+            None => Ok(ServiceState::default()),
+        }
+    }
+
+    async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>> {
+        let mut records = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(service_pk(service)))
+            .expression_attribute_values(":prefix", s("history#"))
+            .scan_index_forward(false)
+            .into_paginator()
+            .items()
+            .send();
+        while records.len() < limit {
+            let Some(item) = pages.next().await else { break };
+            let item = item.map_err(|e| port_error("Query", e))?;
+            records.push(from_item(item).map_err(|e| codec_error("Query", e))?);
+        }
+        Ok(records)
+    }
+}

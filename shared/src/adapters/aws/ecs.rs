@@ -1,0 +1,243 @@
+//! ECS (and the Resource Groups Tagging API, to find tagged services in one paged call).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
+use aws_sdk_ecs::types::{
+    ContainerDefinition, Service, ServiceField, Tag, TaskDefinition, TaskDefinitionField,
+};
+use aws_sdk_resourcegroupstagging::types::TagFilter;
+use futures::{StreamExt, TryStreamExt, stream};
+
+use super::port_error;
+use crate::domain::fleet::{Container, EcsDeployment, ImageChange, ServiceView, Source, TaskDefinitionView};
+use crate::domain::service::ServiceKey;
+use crate::ports::{Ecs, PortError, PortErrorKind, PortResult};
+
+/// DescribeServices takes at most ten services per call.
+const DESCRIBE_BATCH: usize = 10;
+const DESCRIBE_CONCURRENCY: usize = 4;
+
+pub struct EcsCluster {
+    ecs: aws_sdk_ecs::Client,
+    tagging: aws_sdk_resourcegroupstagging::Client,
+}
+
+impl EcsCluster {
+    pub fn new(ecs: aws_sdk_ecs::Client, tagging: aws_sdk_resourcegroupstagging::Client) -> Self {
+        Self { ecs, tagging }
+    }
+}
+
+/// What the adapter keeps of a described task definition, to clone it faithfully.
+struct Snapshot {
+    task_definition: TaskDefinition,
+    tags: Vec<Tag>,
+}
+
+/// A new revision of `td`: every field that `RegisterTaskDefinition` accepts, copied as
+/// described (tags included), with only the images of `changes` replaced.
+pub fn clone_revision(
+    builder: RegisterTaskDefinitionFluentBuilder,
+    td: &TaskDefinition,
+    tags: &[Tag],
+    changes: &[ImageChange],
+) -> RegisterTaskDefinitionFluentBuilder {
+    let containers: Option<Vec<ContainerDefinition>> = td.container_definitions.as_ref().map(|defs| {
+        defs.iter()
+            .map(|c| {
+                let change = changes.iter().find(|ch| c.name.as_deref() == Some(ch.container.as_str()));
+                match change {
+                    Some(change) => {
+                        let mut c = c.clone();
+                        c.image = Some(change.to.clone());
+                        c
+                    }
+                    None => c.clone(),
+                }
+            })
+            .collect()
+    });
+    // Inference accelerators are retired by ECS but still round-trip on old task definitions.
+    #[allow(deprecated)]
+    let builder = builder.set_inference_accelerators(td.inference_accelerators.clone());
+    builder
+        .set_family(td.family.clone())
+        .set_task_role_arn(td.task_role_arn.clone())
+        .set_execution_role_arn(td.execution_role_arn.clone())
+        .set_network_mode(td.network_mode.clone())
+        .set_container_definitions(containers)
+        .set_volumes(td.volumes.clone())
+        .set_placement_constraints(td.placement_constraints.clone())
+        .set_requires_compatibilities(td.requires_compatibilities.clone())
+        .set_cpu(td.cpu.clone())
+        .set_memory(td.memory.clone())
+        .set_tags((!tags.is_empty()).then(|| tags.to_vec()))
+        .set_pid_mode(td.pid_mode.clone())
+        .set_ipc_mode(td.ipc_mode.clone())
+        .set_proxy_configuration(td.proxy_configuration.clone())
+        .set_ephemeral_storage(td.ephemeral_storage.clone())
+        .set_runtime_platform(td.runtime_platform.clone())
+        .set_enable_fault_injection(td.enable_fault_injection)
+}
+
+fn service_view(service: &Service) -> Option<ServiceView> {
+    let key = ServiceKey::from_arn(service.service_arn()?)?;
+    Some(ServiceView {
+        key,
+        arn: service.service_arn()?.to_owned(),
+        task_definition: service.task_definition()?.to_owned(),
+        desired_count: service.desired_count(),
+        running_count: service.running_count(),
+        tags: service
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+            .collect(),
+        deployments: service
+            .deployments()
+            .iter()
+            .filter_map(|d| {
+                Some(EcsDeployment {
+                    id: d.id()?.to_owned(),
+                    task_definition: d.task_definition()?.to_owned(),
+                    status: d.status().unwrap_or_default().to_owned(),
+                })
+            })
+            .collect(),
+    })
+}
+
+#[async_trait]
+impl Ecs for EcsCluster {
+    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<String>> {
+        let mut pages = self
+            .tagging
+            .get_resources()
+            .resource_type_filters("ecs:service")
+            .tag_filters(TagFilter::builder().key(tag_key).build())
+            .into_paginator()
+            .items()
+            .send();
+        let mut arns = Vec::new();
+        while let Some(mapping) = pages.next().await {
+            let mapping = mapping.map_err(|e| port_error("GetResources", e))?;
+            arns.extend(mapping.resource_arn().map(str::to_owned));
+        }
+        Ok(arns)
+    }
+
+    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
+        let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for key in services {
+            by_cluster.entry(key.cluster().to_owned()).or_default().push(key.service().to_owned());
+        }
+        let batches: Vec<(String, Vec<String>)> = by_cluster
+            .into_iter()
+            .flat_map(|(cluster, names)| {
+                names
+                    .chunks(DESCRIBE_BATCH)
+                    .map(|chunk| (cluster.clone(), chunk.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let views: Vec<Vec<ServiceView>> = stream::iter(batches)
+            .map(|(cluster, names)| async move {
+                let out = self
+                    .ecs
+                    .describe_services()
+                    .cluster(cluster)
+                    .set_services(Some(names))
+                    .include(ServiceField::Tags)
+                    .send()
+                    .await
+                    .map_err(|e| port_error("DescribeServices", e))?;
+                // Services that are gone come back as failures; deleted ones as INACTIVE.
+                Ok::<_, PortError>(
+                    out.services()
+                        .iter()
+                        .filter(|s| s.status() != Some("INACTIVE"))
+                        .filter_map(service_view)
+                        .collect(),
+                )
+            })
+            .buffer_unordered(DESCRIBE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(views.into_iter().flatten().collect())
+    }
+
+    async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
+        let out = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(arn)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .map_err(|e| port_error("DescribeTaskDefinition", e))?;
+        let td = out
+            .task_definition
+            .ok_or_else(|| PortError::new("DescribeTaskDefinition", PortErrorKind::NotFound, arn))?;
+        Ok(TaskDefinitionView {
+            arn: td.task_definition_arn().unwrap_or(arn).to_owned(),
+            family: td.family().unwrap_or_default().to_owned(),
+            revision: td.revision(),
+            containers: td
+                .container_definitions()
+                .iter()
+                .map(|c| Container {
+                    name: c.name().unwrap_or_default().to_owned(),
+                    image: c.image().unwrap_or_default().to_owned(),
+                })
+                .collect(),
+            source: Source::new(Snapshot {
+                task_definition: td,
+                tags: out.tags.unwrap_or_default(),
+            }),
+        })
+    }
+
+    async fn register_revision(&self, base: &TaskDefinitionView, changes: &[ImageChange]) -> PortResult<String> {
+        let snapshot = base.source.get::<Snapshot>().ok_or_else(|| {
+            PortError::new(
+                "RegisterTaskDefinition",
+                PortErrorKind::Other,
+                format!("{} was not described by this adapter", base.arn),
+            )
+        })?;
+        let out = clone_revision(
+            self.ecs.register_task_definition(),
+            &snapshot.task_definition,
+            &snapshot.tags,
+            changes,
+        )
+        .send()
+        .await
+        .map_err(|e| port_error("RegisterTaskDefinition", e))?;
+        out.task_definition()
+            .and_then(|td| td.task_definition_arn())
+            .map(str::to_owned)
+            .ok_or_else(|| PortError::new("RegisterTaskDefinition", PortErrorKind::Other, "no ARN in the response"))
+    }
+
+    async fn update_service(&self, service: &ServiceKey, task_definition: &str) -> PortResult<Option<String>> {
+        let out = self
+            .ecs
+            .update_service()
+            .cluster(service.cluster())
+            .service(service.service())
+            .task_definition(task_definition)
+            .send()
+            .await
+            .map_err(|e| port_error("UpdateService", e))?;
+        Ok(out.service().and_then(|s| {
+            s.deployments()
+                .iter()
+                .find(|d| d.status() == Some("PRIMARY") && d.task_definition() == Some(task_definition))
+                .and_then(|d| d.id())
+                .map(str::to_owned)
+        }))
+    }
+}

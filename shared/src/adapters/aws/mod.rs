@@ -1,0 +1,63 @@
+//! The AWS adapters, built once per process from the standard AWS configuration.
+
+mod dynamodb;
+mod ecr;
+mod ecs;
+mod sns;
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+
+pub use dynamodb::DynamoStore;
+pub use ecr::EcrRegistry;
+pub use ecs::{EcsCluster, clone_revision};
+pub use sns::SnsNotifier;
+
+use crate::app::Ports;
+use crate::config::Config;
+use crate::ports::{PortError, PortErrorKind, SystemClock};
+
+/// Every port on AWS, from one `SdkConfig` (which honours `AWS_ENDPOINT_URL`).
+pub fn ports(sdk: &aws_config::SdkConfig, config: &Config) -> Ports {
+    Ports {
+        ecs: Arc::new(EcsCluster::new(
+            aws_sdk_ecs::Client::new(sdk),
+            aws_sdk_resourcegroupstagging::Client::new(sdk),
+        )),
+        ecr: Arc::new(EcrRegistry::new(aws_sdk_ecr::Client::new(sdk))),
+        store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table)),
+        notifier: Arc::new(SnsNotifier::new(aws_sdk_sns::Client::new(sdk), &config.topic_arn)),
+        clock: Arc::new(SystemClock),
+    }
+}
+
+/// Maps an SDK error to a port error, keeping the service's code and message.
+pub(crate) fn port_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let kind = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            PortErrorKind::Transient
+        }
+        SdkError::ServiceError(e) => match e.err().code() {
+            Some(code) if code.contains("Throttl") || code == "ServiceUnavailable" => PortErrorKind::Transient,
+            Some(code) if code.contains("NotFound") => PortErrorKind::NotFound,
+            _ if e.raw().status().is_server_error() => PortErrorKind::Transient,
+            _ => PortErrorKind::Other,
+        },
+        _ => PortErrorKind::Other,
+    };
+    let message = match err.as_service_error() {
+        Some(service_error) => format!(
+            "{}: {}",
+            service_error.code().unwrap_or("error"),
+            service_error.message().unwrap_or("no message")
+        ),
+        None => DisplayErrorContext(&err).to_string(),
+    };
+    PortError::new(operation, kind, message)
+}

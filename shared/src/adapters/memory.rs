@@ -1,0 +1,359 @@
+//! In-memory implementations of every port, with the same semantics as the AWS ones (locks,
+//! conditional commits, revisions), for fast tests of the use cases.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::domain::fleet::{Container, ImageChange, ServiceView, Source, TaskDefinitionView};
+use crate::domain::image::{Digest, Repository};
+use crate::domain::service::ServiceKey;
+use crate::domain::state::ServiceState;
+use crate::history::{HistoryRecord, ProcessedMark};
+use crate::notification::Notification;
+use crate::ports::{Clock, Ecr, Ecs, LockAttempt, Locked, Notifier, PortError, PortErrorKind, PortResult, StateStore};
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A clock that stands still until told to move.
+pub struct FixedClock(Mutex<DateTime<Utc>>);
+
+impl FixedClock {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        Self(Mutex::new(at))
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        *guard(&self.0) = at;
+    }
+
+    pub fn advance(&self, by: TimeDelta) {
+        *guard(&self.0) += by;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *guard(&self.0)
+    }
+}
+
+/// ECS in memory: services and task definition revisions per family.
+#[derive(Default)]
+pub struct MemoryEcs {
+    inner: Mutex<EcsWorld>,
+}
+
+#[derive(Default)]
+struct EcsWorld {
+    services: BTreeMap<ServiceKey, ServiceView>,
+    task_definitions: BTreeMap<String, TaskDefinitionView>,
+    calls: BTreeMap<&'static str, usize>,
+    fail: BTreeSet<&'static str>,
+}
+
+impl MemoryEcs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers revision 1.. of a family with these containers and returns its ARN.
+    pub fn add_task_definition(&self, family: &str, containers: &[(&str, &str)]) -> String {
+        let mut world = guard(&self.inner);
+        let containers = containers
+            .iter()
+            .map(|(name, image)| Container {
+                name: (*name).to_owned(),
+                image: (*image).to_owned(),
+            })
+            .collect();
+        world.register(family, containers)
+    }
+
+    pub fn add_service(&self, key: &ServiceKey, task_definition: &str, tags: &[(&str, &str)]) {
+        let view = ServiceView {
+            key: key.clone(),
+            arn: format!("arn:aws:ecs:eu-west-1:123456789012:service/{key}"),
+            task_definition: task_definition.to_owned(),
+            desired_count: 2,
+            running_count: 2,
+            tags: tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            deployments: Vec::new(),
+        };
+        guard(&self.inner).services.insert(key.clone(), view);
+    }
+
+    pub fn service(&self, key: &ServiceKey) -> Option<ServiceView> {
+        guard(&self.inner).services.get(key).cloned()
+    }
+
+    pub fn task_definition(&self, arn: &str) -> Option<TaskDefinitionView> {
+        guard(&self.inner).task_definitions.get(arn).cloned()
+    }
+
+    pub fn revisions(&self) -> usize {
+        guard(&self.inner).task_definitions.len()
+    }
+
+    pub fn calls(&self, operation: &str) -> usize {
+        guard(&self.inner).calls.get(operation).copied().unwrap_or(0)
+    }
+
+    /// Makes every later call of `operation` fail as a server fault would.
+    pub fn fail(&self, operation: &'static str) {
+        guard(&self.inner).fail.insert(operation);
+    }
+
+    fn enter(&self, operation: &'static str) -> PortResult<MutexGuard<'_, EcsWorld>> {
+        let mut world = guard(&self.inner);
+        *world.calls.entry(operation).or_default() += 1;
+        if world.fail.contains(operation) {
+            return Err(PortError::new(operation, PortErrorKind::Transient, "injected fault"));
+        }
+        Ok(world)
+    }
+}
+
+impl EcsWorld {
+    fn register(&mut self, family: &str, containers: Vec<Container>) -> String {
+        let revision = self.task_definitions.values().filter(|td| td.family == family).count() as i32 + 1;
+        let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{family}:{revision}");
+        self.task_definitions.insert(
+            arn.clone(),
+            TaskDefinitionView {
+                arn: arn.clone(),
+                family: family.to_owned(),
+                revision,
+                containers,
+                source: Source::default(),
+            },
+        );
+        arn
+    }
+}
+
+#[async_trait]
+impl Ecs for MemoryEcs {
+    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<String>> {
+        let world = self.enter("GetResources")?;
+        Ok(world
+            .services
+            .values()
+            .filter(|s| s.tags.contains_key(tag_key))
+            .map(|s| s.arn.clone())
+            .collect())
+    }
+
+    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
+        let world = self.enter("DescribeServices")?;
+        Ok(services.iter().filter_map(|k| world.services.get(k).cloned()).collect())
+    }
+
+    async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
+        let world = self.enter("DescribeTaskDefinition")?;
+        world
+            .task_definitions
+            .get(arn)
+            .cloned()
+            .ok_or_else(|| PortError::new("DescribeTaskDefinition", PortErrorKind::NotFound, arn))
+    }
+
+    async fn register_revision(&self, base: &TaskDefinitionView, changes: &[ImageChange]) -> PortResult<String> {
+        let mut world = self.enter("RegisterTaskDefinition")?;
+        let containers = base
+            .containers
+            .iter()
+            .map(|c| Container {
+                name: c.name.clone(),
+                image: changes
+                    .iter()
+                    .find(|ch| ch.container == c.name)
+                    .map_or_else(|| c.image.clone(), |ch| ch.to.clone()),
+            })
+            .collect();
+        Ok(world.register(&base.family, containers))
+    }
+
+    async fn update_service(&self, service: &ServiceKey, task_definition: &str) -> PortResult<Option<String>> {
+        let mut world = self.enter("UpdateService")?;
+        if !world.task_definitions.contains_key(task_definition) {
+            return Err(PortError::new("UpdateService", PortErrorKind::Other, "unknown task definition"));
+        }
+        let view = world
+            .services
+            .get_mut(service)
+            .ok_or_else(|| PortError::new("UpdateService", PortErrorKind::NotFound, service.to_string()))?;
+        view.task_definition = task_definition.to_owned();
+        Ok(None)
+    }
+}
+
+/// ECR in memory: tags per digest.
+#[derive(Default)]
+pub struct MemoryEcr {
+    tags: Mutex<HashMap<(String, String), Vec<String>>>,
+}
+
+impl MemoryEcr {
+    pub fn tag(&self, repository: &str, digest: &Digest, tags: &[&str]) {
+        guard(&self.tags).insert(
+            (repository.to_owned(), digest.to_string()),
+            tags.iter().map(|t| (*t).to_owned()).collect(),
+        );
+    }
+}
+
+#[async_trait]
+impl Ecr for MemoryEcr {
+    async fn image_tags(&self, repository: &Repository, digest: &Digest) -> PortResult<Vec<String>> {
+        Ok(guard(&self.tags)
+            .get(&(repository.name.clone(), digest.to_string()))
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// The table in memory, with the same lock and condition semantics as [`super::aws::DynamoStore`].
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    states: BTreeMap<ServiceKey, (ServiceState, Option<(String, DateTime<Utc>)>)>,
+    history: Vec<HistoryRecord>,
+    processed: BTreeSet<(String, ServiceKey)>,
+}
+
+impl MemoryStore {
+    pub fn all_history(&self) -> Vec<HistoryRecord> {
+        guard(&self.inner).history.clone()
+    }
+
+    pub fn is_locked(&self, service: &ServiceKey) -> bool {
+        guard(&self.inner)
+            .states
+            .get(service)
+            .is_some_and(|(_, lock)| lock.is_some())
+    }
+
+    pub fn put_state(&self, service: &ServiceKey, state: ServiceState) {
+        guard(&self.inner).states.insert(service.clone(), (state, None));
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStore {
+    async fn processed(&self, event_id: &str) -> PortResult<BTreeSet<ServiceKey>> {
+        Ok(guard(&self.inner)
+            .processed
+            .iter()
+            .filter(|(id, _)| id == event_id)
+            .map(|(_, key)| key.clone())
+            .collect())
+    }
+
+    async fn lock(&self, service: &ServiceKey, owner: &str, now: DateTime<Utc>, lease: TimeDelta) -> PortResult<LockAttempt> {
+        let mut table = guard(&self.inner);
+        let (state, lock) = table.states.entry(service.clone()).or_default();
+        if let Some((_, until)) = lock {
+            if *until >= now {
+                return Ok(LockAttempt::Busy { until: *until });
+            }
+        }
+        *lock = Some((owner.to_owned(), now + lease));
+        state.version += 1;
+        Ok(LockAttempt::Acquired(Locked {
+            owner: owner.to_owned(),
+            state: state.clone(),
+        }))
+    }
+
+    async fn commit(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        state: &ServiceState,
+        records: &[HistoryRecord],
+        processed: Option<&ProcessedMark>,
+    ) -> PortResult<()> {
+        let mut table = guard(&self.inner);
+        let holds = table.states.get(service).is_some_and(|(current, lock)| {
+            current.version == locked.state.version && lock.as_ref().is_some_and(|(o, _)| *o == locked.owner)
+        });
+        if !holds {
+            return Err(PortError::new("TransactWriteItems", PortErrorKind::Conflict, "lock lost"));
+        }
+        let state = ServiceState {
+            version: locked.state.version,
+            ..state.clone()
+        };
+        table.states.insert(service.clone(), (state, None));
+        table.history.extend(records.iter().cloned());
+        if let Some(mark) = processed {
+            table.processed.insert((mark.event_id.clone(), mark.service.clone()));
+        }
+        Ok(())
+    }
+
+    async fn release(&self, service: &ServiceKey, locked: &Locked) -> PortResult<()> {
+        let mut table = guard(&self.inner);
+        match table.states.get_mut(service) {
+            Some((_, lock)) if lock.as_ref().is_some_and(|(o, _)| *o == locked.owner) => {
+                *lock = None;
+                Ok(())
+            }
+            _ => Err(PortError::new("UpdateItem", PortErrorKind::Conflict, "the lock was no longer ours")),
+        }
+    }
+
+    async fn record(&self, records: &[HistoryRecord], processed: Option<&ProcessedMark>) -> PortResult<()> {
+        let mut table = guard(&self.inner);
+        table.history.extend(records.iter().cloned());
+        if let Some(mark) = processed {
+            table.processed.insert((mark.event_id.clone(), mark.service.clone()));
+        }
+        Ok(())
+    }
+
+    async fn load(&self, service: &ServiceKey) -> PortResult<ServiceState> {
+        Ok(guard(&self.inner)
+            .states
+            .get(service)
+            .map(|(state, _)| state.clone())
+            .unwrap_or_default())
+    }
+
+    async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>> {
+        let table = guard(&self.inner);
+        let mut records: Vec<HistoryRecord> = table.history.iter().filter(|r| &r.service == service).cloned().collect();
+        records.sort_by(|a, b| b.at.cmp(&a.at));
+        records.truncate(limit);
+        Ok(records)
+    }
+}
+
+/// A topic in memory that keeps what was published.
+#[derive(Default)]
+pub struct MemoryNotifier {
+    published: Mutex<Vec<Notification>>,
+}
+
+impl MemoryNotifier {
+    pub fn published(&self) -> Vec<Notification> {
+        guard(&self.published).clone()
+    }
+}
+
+#[async_trait]
+impl Notifier for MemoryNotifier {
+    async fn publish(&self, notification: &Notification) -> PortResult<()> {
+        guard(&self.published).push(notification.clone());
+        Ok(())
+    }
+}

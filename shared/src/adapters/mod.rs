@@ -1,0 +1,4 @@
+//! Implementations of the ports: AWS for the functions, in-memory for tests of the logic.
+
+pub mod aws;
+pub mod memory;

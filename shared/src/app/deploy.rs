@@ -1,0 +1,615 @@
+//! The `deploy` function: ECR pushes move opted-in services onto the pushed image; ECS
+//! deployment state changes close the loop.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{StreamExt, TryStreamExt, stream};
+use serde_json::{Value, json};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::Ports;
+use super::locking::{acquire, owner_token};
+use crate::config::Config;
+use crate::domain::deploy::{
+    DeploymentEvent, DeploymentEventDecision, Push, PushDecision, apply_deployment_event, choose_containers,
+    decide_deployment_event, highest_version, record_push, running_digest, running_tag, start_deployment,
+};
+use crate::domain::fleet::{ImageChange, ServiceView, TaskDefinitionView};
+use crate::domain::image::{Digest, ImageRef};
+use crate::domain::policy::Verdict;
+use crate::domain::service::{ServiceKey, revision_name};
+use crate::domain::settings::{DeploySettings, TAG_DEPLOY, TagProblem};
+use crate::events::{DeployEvent, EventError, parse_deploy_event};
+use crate::history::{HistoryRecord, ProcessedMark};
+use crate::notification::{Kind, Notification, Severity};
+use crate::ports::{Locked, PortError};
+use crate::report::{Action, ServiceReport, Summary};
+
+/// How many services one invocation works on at once.
+const CONCURRENCY: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("bad event: {0}")]
+    BadEvent(#[from] EventError),
+    /// Nothing was changed: the services concerned could not be found.
+    #[error("could not find the services concerned: {0}")]
+    Discovery(PortError),
+    /// Some services could not be handled; the others were. A retry of the same event redoes
+    /// only the failed ones.
+    #[error("{}", failed_services_message(.0))]
+    ServicesFailed(Summary),
+}
+
+fn failed_services_message(summary: &Summary) -> String {
+    let failed: Vec<String> = summary
+        .failed_services()
+        .map(|s| format!("{}: {}", s.service, s.reason))
+        .collect();
+    format!("{} service(s) failed: {}", failed.len(), failed.join("; "))
+}
+
+impl DeployError {
+    /// The Lambda error type, for diagnostics and alarms.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::BadEvent(_) => "deckhand.BadEvent",
+            Self::Discovery(_) => "deckhand.DiscoveryFailed",
+            Self::ServicesFailed(_) => "deckhand.ServicesFailed",
+        }
+    }
+}
+
+pub struct DeployFunction {
+    ports: Ports,
+    config: Config,
+}
+
+/// A service that uses the pushed repository, with what deckhand read of it.
+struct Target {
+    service: ServiceView,
+    task_definition: TaskDefinitionView,
+}
+
+impl DeployFunction {
+    pub fn new(ports: Ports, config: Config) -> Self {
+        Self { ports, config }
+    }
+
+    pub async fn handle(&self, event: &Value) -> Result<Summary, DeployError> {
+        let mut summary = match parse_deploy_event(event)? {
+            DeployEvent::NotForDeckhand(reason) => Summary::ignored(reason),
+            DeployEvent::Scan { .. } => {
+                Summary::ignored("no scan gate is configured (DECKHAND_REQUIRE_SCAN is not set)")
+            }
+            DeployEvent::Push(push) => {
+                let span = info_span!("push", event_id = %push.event_id, repository = %push.repository.name,
+                    tag = push.tag.as_deref().unwrap_or(""), digest = %push.digest);
+                self.on_push(&push).instrument(span).await?
+            }
+            DeployEvent::Deployment(event) => {
+                let span = info_span!("ecs_deployment", event_id = %event.event_id, service = %event.service,
+                    ecs_deployment_id = %event.ecs_deployment_id);
+                self.on_deployment_event(&event).instrument(span).await?
+            }
+        };
+        summary.dry_run = self.config.dry_run;
+        if summary.failed_services().next().is_some() {
+            return Err(DeployError::ServicesFailed(summary));
+        }
+        info!(outcome = ?summary.outcome, services = summary.services.len(), "handled");
+        Ok(summary)
+    }
+
+    async fn on_push(&self, push: &Push) -> Result<Summary, DeployError> {
+        let done = self.ports.store.processed(&push.event_id).await.map_err(DeployError::Discovery)?;
+        let targets = self.discover(push).await.map_err(DeployError::Discovery)?;
+        if targets.is_empty() {
+            return Ok(Summary::ignored(format!(
+                "no opted-in service runs an image from {}",
+                push.repository.name
+            )));
+        }
+        let reports: Vec<ServiceReport> = stream::iter(targets)
+            .map(|target| {
+                let span = info_span!("service", service = %target.service.key);
+                self.push_to_service(push, target, &done).instrument(span)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        Ok(Summary::of(reports, || match &push.tag {
+            Some(tag) => format!("tag {tag} matches no service's deploy policy"),
+            None => "the push has no tag".into(),
+        }))
+    }
+
+    /// Opted-in services, in the managed clusters, whose task definition has a container from
+    /// the pushed repository.
+    async fn discover(&self, push: &Push) -> Result<Vec<Target>, PortError> {
+        let keys: Vec<ServiceKey> = self
+            .ports
+            .ecs
+            .find_services(TAG_DEPLOY)
+            .await?
+            .iter()
+            .filter_map(|arn| ServiceKey::from_arn(arn))
+            .filter(|key| self.config.manages_cluster(key.cluster()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let services = self.ports.ecs.describe_services(&keys).await?;
+        let arns: BTreeSet<&str> = services.iter().map(|s| s.task_definition.as_str()).collect();
+        let task_definitions: BTreeMap<String, TaskDefinitionView> = stream::iter(arns)
+            .map(|arn| async move {
+                let td = self.ports.ecs.describe_task_definition(arn).await?;
+                Ok::<_, PortError>((arn.to_owned(), td))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(services
+            .into_iter()
+            .filter(|s| s.tags.contains_key(TAG_DEPLOY))
+            .filter_map(|service| {
+                let task_definition = task_definitions.get(&service.task_definition)?.clone();
+                let uses_repository = task_definition
+                    .containers
+                    .iter()
+                    .any(|c| ImageRef::parse(&c.image).is_some_and(|i| i.is_in(&push.repository)));
+                uses_repository.then_some(Target {
+                    service,
+                    task_definition,
+                })
+            })
+            .collect())
+    }
+
+    async fn push_to_service(&self, push: &Push, target: Target, done: &BTreeSet<ServiceKey>) -> ServiceReport {
+        let key = target.service.key.clone();
+        if done.contains(&key) {
+            return report(&key, Action::Duplicate, "this event was already handled for this service");
+        }
+        let settings = match DeploySettings::from_tags(&target.service.tags, self.config.guard) {
+            Ok(Some(settings)) => settings,
+            Ok(None) => return report(&key, Action::Ignored, "the service has not opted in"),
+            Err(problems) => return self.invalid(&key, &push.event_id, &problems).await,
+        };
+        let changes = match choose_containers(push, &target.task_definition, settings.containers.as_deref()) {
+            Ok(changes) if changes.is_empty() => {
+                let reason = format!(
+                    "no container named in deckhand:containers runs an image from {}",
+                    push.repository.name
+                );
+                return self.ignore(&key, push, reason).await;
+            }
+            Ok(changes) => changes,
+            Err(problem) => return self.invalid(&key, &push.event_id, &[problem]).await,
+        };
+        let running = if settings.policy.needs_running_version() {
+            match self.running_tags(push, &changes).await {
+                Ok(tags) => highest_version(tags.iter().map(String::as_str)),
+                Err(e) => return self.failed(&key, push, None, e).await,
+            }
+        } else {
+            None
+        };
+        match settings.policy.check(push.tag.as_deref(), running.as_ref()) {
+            Verdict::Skip(reason) => self.ignore(&key, push, reason).await,
+            Verdict::Deploy(reason) => self.deploy_locked(push, &target, &changes, reason).await,
+        }
+    }
+
+    /// Tags of the images the containers run: the tag in the image reference, or the tags ECR
+    /// holds for the running digest.
+    async fn running_tags(&self, push: &Push, changes: &[ImageChange]) -> Result<Vec<String>, PortError> {
+        let mut tags = Vec::new();
+        for change in changes {
+            if let Some(tag) = running_tag(&change.from) {
+                tags.push(tag.to_owned());
+            } else if let Some(digest) = running_digest(&change.from).and_then(|d| d.parse::<Digest>().ok()) {
+                tags.extend(self.ports.ecr.image_tags(&push.repository, &digest).await?);
+            }
+        }
+        Ok(tags)
+    }
+
+    async fn deploy_locked(
+        &self,
+        push: &Push,
+        target: &Target,
+        changes: &[ImageChange],
+        matched: String,
+    ) -> ServiceReport {
+        let key = &target.service.key;
+        let owner = owner_token(&push.event_id);
+        let locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+            Ok(locked) => locked,
+            Err(e) => return self.failed(key, push, None, e).await,
+        };
+        let running = target.task_definition.arn.as_str();
+        let mut state = locked.state.clone();
+        state.adopt_baseline(running);
+        let now = self.ports.clock.now();
+        let mut record = push_record(key, push, now, Action::Skipped, String::new());
+        record.from = Some(running.to_owned());
+
+        match crate::domain::deploy::decide_push(push, changes, &locked.state) {
+            PushDecision::Duplicate => {
+                if let Err(e) = self.ports.store.release(key, &locked).await {
+                    warn!(error = %e, "could not release the lock; it expires with its lease");
+                }
+                report(key, Action::Duplicate, "this event was already applied to this service")
+            }
+            PushDecision::Skip { reason, notify } => {
+                if changes.iter().all(|c| running_digest(&c.from) == Some(push.digest.as_str())) {
+                    record_push(&mut state, push);
+                }
+                record.reason = reason.clone();
+                if let Err(e) = self.commit(key, &locked, &state, record, &push.event_id).await {
+                    return self.failed(key, push, None, e).await;
+                }
+                if notify {
+                    self.notify(Notification::new(
+                        Kind::DeploySkipped,
+                        Severity::Warning,
+                        key.to_string(),
+                        format!("Not deploying {} to {key}: {reason}", push_name(push)),
+                        now,
+                        push_details(push, changes, Some(running), None),
+                    ))
+                    .await;
+                }
+                let mut r = report(key, Action::Skipped, reason);
+                r.digest = Some(push.digest.to_string());
+                r
+            }
+            PushDecision::Deploy if self.config.dry_run => {
+                let reason = format!("dry run: {matched}");
+                record.action = Action::WouldDeploy;
+                record.reason = reason.clone();
+                record.dry_run = true;
+                if let Err(e) = self.commit(key, &locked, &state, record, &push.event_id).await {
+                    return self.failed(key, push, None, e).await;
+                }
+                self.notify(Notification::new(
+                    Kind::DeploySkipped,
+                    Severity::Info,
+                    key.to_string(),
+                    format!("Dry run: would deploy {} to {key}", push_name(push)),
+                    now,
+                    push_details(push, changes, Some(running), None),
+                ))
+                .await;
+                let mut r = report(key, Action::WouldDeploy, reason);
+                r.from = Some(revision_name(running).to_owned());
+                r.digest = Some(push.digest.to_string());
+                r
+            }
+            PushDecision::Deploy => self.deploy(push, target, changes, matched, locked, state).await,
+        }
+    }
+
+    async fn deploy(
+        &self,
+        push: &Push,
+        target: &Target,
+        changes: &[ImageChange],
+        matched: String,
+        locked: Locked,
+        mut state: crate::domain::state::ServiceState,
+    ) -> ServiceReport {
+        let key = &target.service.key;
+        let from = target.task_definition.arn.as_str();
+        let applied = async {
+            let to = self.ports.ecs.register_revision(&target.task_definition, changes).await?;
+            let ecs_deployment_id = self.ports.ecs.update_service(key, &to).await?;
+            Ok::<_, PortError>((to, ecs_deployment_id))
+        }
+        .await;
+        let (to, ecs_deployment_id) = match applied {
+            Ok(done) => done,
+            Err(e) => {
+                // Nothing moved: give the lock back with the failure on record; a retry redoes it.
+                let now = self.ports.clock.now();
+                let mut record = push_record(key, push, now, Action::Error, e.to_string());
+                record.from = Some(from.to_owned());
+                if let Err(commit_error) = self
+                    .ports
+                    .store
+                    .commit(key, &locked, &locked.state, &[record], None)
+                    .await
+                {
+                    warn!(error = %commit_error, "could not record the failure");
+                }
+                return self.failed(key, push, Some(from), e).await;
+            }
+        };
+        let now = self.ports.clock.now();
+        start_deployment(&mut state, push, changes, from, &to, ecs_deployment_id.clone(), now);
+        let mut record = push_record(key, push, now, Action::Deployed, matched.clone());
+        record.from = Some(from.to_owned());
+        record.to = Some(to.clone());
+        record.ecs_deployment_id = ecs_deployment_id.clone();
+        if let Err(e) = self.commit(key, &locked, &state, record, &push.event_id).await {
+            // ECS has the new revision; the record of it is lost. A redelivery finds the digest
+            // running and records that.
+            error!(error = %e, to = %to, "deployed but could not record the deployment");
+            return self.failed(key, push, Some(from), e).await;
+        }
+        info!(from = %revision_name(from), to = %revision_name(&to), "deployed");
+        self.notify(Notification::new(
+            Kind::DeployStarted,
+            Severity::Info,
+            key.to_string(),
+            format!(
+                "Deploying {} to {key}: {} -> {}",
+                push_name(push),
+                revision_name(from),
+                revision_name(&to)
+            ),
+            now,
+            push_details(push, changes, Some(from), Some(&to)),
+        ))
+        .await;
+        ServiceReport {
+            service: key.to_string(),
+            action: Action::Deployed,
+            from: Some(revision_name(from).to_owned()),
+            to: Some(revision_name(&to).to_owned()),
+            digest: Some(push.digest.to_string()),
+            reason: matched,
+        }
+    }
+
+    async fn on_deployment_event(&self, event: &DeploymentEvent) -> Result<Summary, DeployError> {
+        let key = &event.service;
+        if !self.config.manages_cluster(key.cluster()) {
+            return Ok(Summary::ignored(format!("cluster {} is not managed by deckhand", key.cluster())));
+        }
+        let done = self.ports.store.processed(&event.event_id).await.map_err(DeployError::Discovery)?;
+        if done.contains(key) {
+            return Ok(Summary::of(
+                vec![report(key, Action::Duplicate, "this event was already handled")],
+                String::new,
+            ));
+        }
+        let services = self
+            .ports
+            .ecs
+            .describe_services(std::slice::from_ref(key))
+            .await
+            .map_err(DeployError::Discovery)?;
+        let Some(service) = services.into_iter().next() else {
+            return Ok(Summary::ignored(format!("service {key} does not exist")));
+        };
+        if !service.tags.contains_key(TAG_DEPLOY) {
+            return Ok(Summary::ignored(format!("{key} has not opted in to deckhand deploys")));
+        }
+        // A tag problem is reported by pushes; the deployment is still recorded, with the
+        // default guard.
+        let guard = DeploySettings::from_tags(&service.tags, self.config.guard)
+            .ok()
+            .flatten()
+            .map_or(self.config.guard, |s| s.guard);
+        let report = self.deployment_event_locked(event, &service, guard).await;
+        Ok(Summary::of(vec![report], || "not deckhand's deployment".into()))
+    }
+
+    async fn deployment_event_locked(
+        &self,
+        event: &DeploymentEvent,
+        service: &ServiceView,
+        guard: chrono::TimeDelta,
+    ) -> ServiceReport {
+        let key = &service.key;
+        let owner = owner_token(&event.event_id);
+        let locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+            Ok(locked) => locked,
+            Err(e) => return report(key, Action::Error, e.to_string()),
+        };
+        let decision = decide_deployment_event(event, &locked.state, service, guard);
+        let mut state = locked.state.clone();
+        apply_deployment_event(&mut state, event, &decision);
+        let now = self.ports.clock.now();
+        let deployment = locked.state.deployment.as_ref();
+        let (action, reason, notification) = match &decision {
+            DeploymentEventDecision::Duplicate(reason) => {
+                if let Err(e) = self.ports.store.release(key, &locked).await {
+                    warn!(error = %e, "could not release the lock; it expires with its lease");
+                }
+                return report(key, Action::Duplicate, reason.clone());
+            }
+            DeploymentEventDecision::NotOurs(reason) => (Action::Ignored, reason.clone(), None),
+            DeploymentEventDecision::InProgress => (
+                Action::Recorded,
+                format!("ECS deployment {} is in progress", event.ecs_deployment_id),
+                None,
+            ),
+            DeploymentEventDecision::Completed { guard_until } => {
+                let to = deployment.map_or("", |d| revision_name(&d.to));
+                let reason = format!(
+                    "ECS completed the deployment of {to}; it becomes known-good at {} unless an alarm rolls it back",
+                    guard_until.to_rfc3339_opts(SecondsFormat::Secs, true)
+                );
+                (Action::Completed, reason.clone(), Some((Kind::DeployCompleted, Severity::Info, reason)))
+            }
+            DeploymentEventDecision::Failed { reason } => {
+                let (to, digest) = deployment.map_or(("", ""), |d| (revision_name(&d.to), d.digest.short()));
+                let text = format!(
+                    "ECS deployment of {to} failed ({reason}); digest {digest} is quarantined for this service"
+                );
+                (Action::Failed, text.clone(), Some((Kind::DeployFailed, Severity::Error, text)))
+            }
+        };
+        let mut record = HistoryRecord::new(key, now, action, reason.clone(), &event.event_id);
+        record.ecs_deployment_id = Some(event.ecs_deployment_id.clone());
+        if let Some(d) = deployment.filter(|_| action != Action::Ignored) {
+            record.repository = Some(d.repository.clone());
+            record.digest = Some(d.digest.to_string());
+            record.tag = d.tag.clone();
+            record.from = Some(d.from.clone());
+            record.to = Some(d.to.clone());
+        }
+        if let Err(e) = self.commit(key, &locked, &state, record, &event.event_id).await {
+            return report(key, Action::Error, e.to_string());
+        }
+        if let Some((kind, severity, summary)) = notification {
+            let details = deployment.map_or(Value::Null, |d| {
+                json!({
+                    "ecsDeploymentId": event.ecs_deployment_id,
+                    "repository": d.repository,
+                    "tag": d.tag,
+                    "digest": d.digest,
+                    "from": revision_name(&d.from),
+                    "to": revision_name(&d.to),
+                    "guardUntil": state.deployment.as_ref().and_then(|d| d.guard_until).map(rfc3339),
+                })
+            });
+            self.notify(Notification::new(kind, severity, key.to_string(), summary, now, details))
+                .await;
+        }
+        let mut r = report(key, action, reason);
+        if action != Action::Ignored {
+            r.from = deployment.map(|d| revision_name(&d.from).to_owned());
+            r.to = deployment.map(|d| revision_name(&d.to).to_owned());
+            r.digest = deployment.map(|d| d.digest.to_string());
+        }
+        r
+    }
+
+    async fn commit(
+        &self,
+        key: &ServiceKey,
+        locked: &Locked,
+        state: &crate::domain::state::ServiceState,
+        record: HistoryRecord,
+        event_id: &str,
+    ) -> Result<(), PortError> {
+        let mark = ProcessedMark {
+            event_id: event_id.to_owned(),
+            service: key.clone(),
+            at: record.at,
+        };
+        self.ports
+            .store
+            .commit(key, locked, state, std::slice::from_ref(&record), Some(&mark))
+            .await
+    }
+
+    /// A push the service's policy does not take: recorded, not notified.
+    async fn ignore(&self, key: &ServiceKey, push: &Push, reason: String) -> ServiceReport {
+        let now = self.ports.clock.now();
+        let record = push_record(key, push, now, Action::Ignored, reason.clone());
+        let mark = ProcessedMark {
+            event_id: push.event_id.clone(),
+            service: key.clone(),
+            at: now,
+        };
+        if let Err(e) = self.ports.store.record(&[record], Some(&mark)).await {
+            return report(key, Action::Error, e.to_string());
+        }
+        report(key, Action::Ignored, reason)
+    }
+
+    async fn invalid(&self, key: &ServiceKey, cause: &str, problems: &[TagProblem]) -> ServiceReport {
+        let now = self.ports.clock.now();
+        let reason = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        warn!(%reason, "invalid deckhand tags");
+        let record = HistoryRecord::new(key, now, Action::Invalid, reason.clone(), cause);
+        let mark = ProcessedMark {
+            event_id: cause.to_owned(),
+            service: key.clone(),
+            at: now,
+        };
+        if let Err(e) = self.ports.store.record(&[record], Some(&mark)).await {
+            return report(key, Action::Error, e.to_string());
+        }
+        let details = json!({
+            "problems": problems.iter().map(|p| json!({"tag": p.tag, "value": p.value, "message": p.message})).collect::<Vec<_>>(),
+        });
+        self.notify(Notification::new(
+            Kind::ConfigInvalid,
+            Severity::Warning,
+            key.to_string(),
+            format!("deckhand tags on {key} do not parse, so deckhand leaves it alone: {reason}"),
+            now,
+            details,
+        ))
+        .await;
+        report(key, Action::Invalid, reason)
+    }
+
+    async fn failed(&self, key: &ServiceKey, push: &Push, from: Option<&str>, e: PortError) -> ServiceReport {
+        error!(error = %e, "deploy failed");
+        let now = self.ports.clock.now();
+        let mut details = push_details(push, &[], from, None);
+        details["error"] = json!(e.to_string());
+        self.notify(Notification::new(
+            Kind::Error,
+            Severity::Error,
+            key.to_string(),
+            format!("Deploying {} to {key} failed and will be retried: {e}", push_name(push)),
+            now,
+            details,
+        ))
+        .await;
+        report(key, Action::Error, e.to_string())
+    }
+
+    /// Publishing is best effort: the action and its record stand even if the topic is down.
+    async fn notify(&self, notification: Notification) {
+        if let Err(e) = self.ports.notifier.publish(&notification).await {
+            error!(error = %e, kind = notification.kind.as_str(), "could not publish the notification");
+        }
+    }
+}
+
+fn report(key: &ServiceKey, action: Action, reason: impl Into<String>) -> ServiceReport {
+    ServiceReport {
+        service: key.to_string(),
+        action,
+        from: None,
+        to: None,
+        digest: None,
+        reason: reason.into(),
+    }
+}
+
+fn push_record(key: &ServiceKey, push: &Push, at: DateTime<Utc>, action: Action, reason: String) -> HistoryRecord {
+    let mut record = HistoryRecord::new(key, at, action, reason, &push.event_id);
+    record.repository = Some(push.repository.name.clone());
+    record.digest = Some(push.digest.to_string());
+    record.tag = push.tag.clone();
+    record
+}
+
+/// `REPO:TAG` or `REPO@sha256:abbreviated`, how people name a pushed image.
+fn push_name(push: &Push) -> String {
+    match &push.tag {
+        Some(tag) => format!("{}:{tag}", push.repository.name),
+        None => format!("{}@{}", push.repository.name, push.digest.short()),
+    }
+}
+
+/// Names, revisions, digests and tags only: never anything else from a task definition.
+fn push_details(push: &Push, changes: &[ImageChange], from: Option<&str>, to: Option<&str>) -> Value {
+    json!({
+        "eventId": push.event_id,
+        "repository": push.repository.name,
+        "tag": push.tag,
+        "digest": push.digest,
+        "pushedAt": rfc3339(push.at),
+        "containers": changes.iter().map(|c| c.container.as_str()).collect::<Vec<_>>(),
+        "from": from.map(revision_name),
+        "to": to.map(revision_name),
+    })
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}

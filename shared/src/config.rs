@@ -1,0 +1,164 @@
+//! Configuration from the `DECKHAND_*` environment variables, read once at start.
+
+use chrono::TimeDelta;
+
+use crate::domain::duration::parse_duration;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub table: String,
+    pub topic_arn: String,
+    /// `None`: every cluster.
+    pub clusters: Option<Vec<String>>,
+    pub timezone: Option<String>,
+    pub guard: TimeDelta,
+    pub require_scan: Option<Severity>,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is required but not set")]
+    Missing(&'static str),
+    #[error("{name} = \"{value}\": {message}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+pub const DEFAULT_GUARD: TimeDelta = TimeDelta::minutes(30);
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+        let invalid = |name: &'static str, value: &str, message: String| ConfigError::Invalid {
+            name,
+            value: value.to_owned(),
+            message,
+        };
+
+        let guard = match get("DECKHAND_GUARD") {
+            None => DEFAULT_GUARD,
+            Some(v) => parse_duration(&v).map_err(|e| invalid("DECKHAND_GUARD", &v, e.to_string()))?,
+        };
+        let require_scan = match get("DECKHAND_REQUIRE_SCAN") {
+            None => None,
+            Some(v) => Some(match v.to_ascii_uppercase().as_str() {
+                "CRITICAL" => Severity::Critical,
+                "HIGH" => Severity::High,
+                "MEDIUM" => Severity::Medium,
+                "LOW" => Severity::Low,
+                _ => {
+                    return Err(invalid(
+                        "DECKHAND_REQUIRE_SCAN",
+                        &v,
+                        "expected CRITICAL, HIGH, MEDIUM or LOW".into(),
+                    ));
+                }
+            }),
+        };
+        let dry_run = match get("DECKHAND_DRY_RUN").map(|v| v.to_ascii_lowercase()) {
+            None => false,
+            Some(v) if v == "true" || v == "1" => true,
+            Some(v) if v == "false" || v == "0" => false,
+            Some(v) => return Err(invalid("DECKHAND_DRY_RUN", &v, "expected true or false".into())),
+        };
+        Ok(Self {
+            table: required("DECKHAND_TABLE")?,
+            topic_arn: required("DECKHAND_TOPIC_ARN")?,
+            clusters: get("DECKHAND_CLUSTERS")
+                .map(|v| v.split_whitespace().map(str::to_owned).collect()),
+            timezone: get("DECKHAND_TIMEZONE"),
+            guard,
+            require_scan,
+            dry_run,
+        })
+    }
+
+    pub fn manages_cluster(&self, cluster: &str) -> bool {
+        self.clusters
+            .as_ref()
+            .is_none_or(|clusters| clusters.iter().any(|c| c == cluster))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn names_the_missing_variable() {
+        assert_eq!(config(&[]), Err(ConfigError::Missing("DECKHAND_TABLE")));
+        assert_eq!(
+            config(&[("DECKHAND_TABLE", "t")]),
+            Err(ConfigError::Missing("DECKHAND_TOPIC_ARN"))
+        );
+        assert_eq!(
+            config(&[("DECKHAND_TABLE", " "), ("DECKHAND_TOPIC_ARN", "arn")]),
+            Err(ConfigError::Missing("DECKHAND_TABLE"))
+        );
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let c = config(&[
+            ("DECKHAND_TABLE", "deckhand"),
+            ("DECKHAND_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:deckhand"),
+            ("DECKHAND_CLUSTERS", "staging  prod"),
+            ("DECKHAND_TIMEZONE", "Europe/London"),
+            ("DECKHAND_GUARD", "1h"),
+            ("DECKHAND_REQUIRE_SCAN", "high"),
+            ("DECKHAND_DRY_RUN", "TRUE"),
+        ])
+        .unwrap();
+        assert_eq!(c.clusters, Some(vec!["staging".into(), "prod".into()]));
+        assert_eq!(c.guard, TimeDelta::hours(1));
+        assert_eq!(c.require_scan, Some(Severity::High));
+        assert!(c.dry_run);
+        assert!(c.manages_cluster("prod") && !c.manages_cluster("dev"));
+
+        let c = config(&[("DECKHAND_TABLE", "t"), ("DECKHAND_TOPIC_ARN", "a")]).unwrap();
+        assert_eq!((c.clusters, c.guard, c.require_scan, c.dry_run), (None, DEFAULT_GUARD, None, false));
+        assert!(Config { clusters: None, ..config(&[("DECKHAND_TABLE", "t"), ("DECKHAND_TOPIC_ARN", "a")]).unwrap() }.manages_cluster("any"));
+    }
+
+    #[test]
+    fn names_the_invalid_variable() {
+        let base = [("DECKHAND_TABLE", "t"), ("DECKHAND_TOPIC_ARN", "a")];
+        for (name, value) in [
+            ("DECKHAND_GUARD", "soon"),
+            ("DECKHAND_REQUIRE_SCAN", "SEVERE"),
+            ("DECKHAND_DRY_RUN", "maybe"),
+        ] {
+            let mut vars = base.to_vec();
+            vars.push((name, value));
+            match config(&vars) {
+                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+}

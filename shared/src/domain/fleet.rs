@@ -1,0 +1,79 @@
+//! What deckhand sees of ECS: services and task definitions, without AWS types.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use super::service::ServiceKey;
+use super::settings::Tags;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceView {
+    pub key: ServiceKey,
+    pub arn: String,
+    pub task_definition: String,
+    pub desired_count: i32,
+    pub running_count: i32,
+    pub tags: Tags,
+    pub deployments: Vec<EcsDeployment>,
+}
+
+/// One entry of a service's `deployments` as ECS reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EcsDeployment {
+    pub id: String,
+    pub task_definition: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskDefinitionView {
+    pub arn: String,
+    pub family: String,
+    pub revision: i32,
+    pub containers: Vec<Container>,
+    /// The adapter's full description, kept so that a new revision is cloned from exactly what
+    /// was read. Opaque to the domain, and never printed: it holds environment and secrets.
+    pub source: Source,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+}
+
+/// An adapter's own copy of something it described.
+#[derive(Clone, Default)]
+pub struct Source(pub Option<Arc<dyn Any + Send + Sync>>);
+
+impl Source {
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Self(Some(Arc::new(value)))
+    }
+
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.as_deref().and_then(|v| v.downcast_ref())
+    }
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Source(..)")
+    }
+}
+
+/// Two views are equal when they describe the same revision; the source is a cache of it.
+impl PartialEq for Source {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// A container's image before and after a deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageChange {
+    pub container: String,
+    pub from: String,
+    pub to: String,
+}

@@ -1,0 +1,10 @@
+//! Pure decisions: no AWS types, no I/O, time passed in.
+
+pub mod deploy;
+pub mod duration;
+pub mod fleet;
+pub mod image;
+pub mod policy;
+pub mod service;
+pub mod settings;
+pub mod state;

@@ -1,0 +1,185 @@
+//! What deckhand remembers about a service between invocations.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::image::Digest;
+
+/// The per-service record. Every change to it happens under the service's lock and is
+/// committed conditionally on `version`, so concurrent invocations apply one at a time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceState {
+    /// Incremented each time the lock is taken.
+    pub version: u64,
+    /// The task definition ARN to roll back to: the revision running when deckhand first saw
+    /// the service, later the newest deployment that completed and outlived its guard window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_good: Option<String>,
+    /// The latest deployment deckhand started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<Deployment>,
+    /// The newest push applied per repository, to recognise late and repeated deliveries.
+    pub pushes: BTreeMap<String, AppliedPush>,
+    /// Digests this service must not be moved to again, until an operator releases them.
+    pub quarantine: BTreeMap<String, Quarantine>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedPush {
+    pub at: DateTime<Utc>,
+    pub digest: Digest,
+    pub event_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quarantine {
+    pub reason: String,
+    pub at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    /// deckhand's id for it: the id of the event that caused it.
+    pub id: String,
+    pub repository: String,
+    pub digest: Digest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub containers: Vec<String>,
+    /// Task definition ARNs before and after.
+    pub from: String,
+    pub to: String,
+    pub started_at: DateTime<Utc>,
+    pub status: DeploymentStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecs_deployment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Until when an alarm still rolls a completed deployment back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeploymentStatus {
+    InProgress,
+    Completed,
+    Failed,
+    RolledBack,
+}
+
+impl ServiceState {
+    /// The known-good revision at `now`: a completed deployment whose guard window has passed
+    /// without a rollback has proven itself.
+    pub fn known_good_at(&self, now: DateTime<Utc>) -> Option<&str> {
+        match &self.deployment {
+            Some(d)
+                if d.status == DeploymentStatus::Completed
+                    && d.guard_until.is_some_and(|until| until <= now) =>
+            {
+                Some(&d.to)
+            }
+            _ => self.known_good.as_deref(),
+        }
+    }
+
+    /// Takes the revision running when deckhand first sees the service as the baseline.
+    pub fn adopt_baseline(&mut self, running_task_definition: &str) {
+        if self.known_good.is_none() && self.deployment.is_none() {
+            self.known_good = Some(running_task_definition.to_owned());
+        }
+    }
+
+    /// Folds a deployment that proved itself into `known_good` before it is replaced.
+    pub fn settle(&mut self, now: DateTime<Utc>) {
+        if let Some(good) = self.known_good_at(now).map(str::to_owned) {
+            self.known_good = Some(good);
+        }
+    }
+
+    pub fn quarantine(&mut self, digest: &Digest, reason: String, at: DateTime<Utc>, deployment: Option<String>) {
+        self.quarantine
+            .entry(digest.to_string())
+            .or_insert(Quarantine { reason, at, deployment });
+    }
+
+    pub fn is_quarantined(&self, digest: &Digest) -> Option<&Quarantine> {
+        self.quarantine.get(digest.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn digest() -> Digest {
+        format!("sha256:{}", "a".repeat(64)).parse().unwrap()
+    }
+
+    fn completed(guard_until: DateTime<Utc>) -> Deployment {
+        Deployment {
+            id: "e1".into(),
+            repository: "web".into(),
+            digest: digest(),
+            tag: Some("main-2".into()),
+            containers: vec!["web".into()],
+            from: "web:1".into(),
+            to: "web:2".into(),
+            started_at: guard_until - TimeDelta::hours(1),
+            status: DeploymentStatus::Completed,
+            ecs_deployment_id: None,
+            finished_at: Some(guard_until - TimeDelta::minutes(30)),
+            guard_until: Some(guard_until),
+        }
+    }
+
+    #[test]
+    fn a_completed_deployment_becomes_known_good_when_its_guard_passes() {
+        let until = Utc::now();
+        let mut state = ServiceState::default();
+        state.adopt_baseline("web:1");
+        state.deployment = Some(completed(until));
+        assert_eq!(state.known_good_at(until - TimeDelta::seconds(1)), Some("web:1"));
+        assert_eq!(state.known_good_at(until), Some("web:2"));
+        state.settle(until);
+        assert_eq!(state.known_good.as_deref(), Some("web:2"));
+    }
+
+    #[test]
+    fn failed_or_rolled_back_deployments_never_become_known_good() {
+        let until = Utc::now();
+        for status in [DeploymentStatus::Failed, DeploymentStatus::RolledBack, DeploymentStatus::InProgress] {
+            let mut state = ServiceState { known_good: Some("web:1".into()), ..Default::default() };
+            state.deployment = Some(Deployment { status, ..completed(until) });
+            assert_eq!(state.known_good_at(until + TimeDelta::days(1)), Some("web:1"));
+        }
+    }
+
+    #[test]
+    fn the_baseline_is_taken_once() {
+        let mut state = ServiceState::default();
+        state.adopt_baseline("web:1");
+        state.adopt_baseline("web:9");
+        assert_eq!(state.known_good.as_deref(), Some("web:1"));
+    }
+
+    #[test]
+    fn quarantine_keeps_the_first_reason() {
+        let mut state = ServiceState::default();
+        let now = Utc::now();
+        state.quarantine(&digest(), "failed".into(), now, Some("e1".into()));
+        state.quarantine(&digest(), "again".into(), now, None);
+        assert_eq!(state.is_quarantined(&digest()).map(|q| q.reason.as_str()), Some("failed"));
+    }
+}

@@ -1,0 +1,13 @@
+//! deckhand's library: the pure domain, the ports, their AWS and in-memory adapters, and the
+//! use cases the Lambda functions run.
+
+pub mod adapters;
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod history;
+pub mod lambda;
+pub mod notification;
+pub mod ports;
+pub mod report;

@@ -1,0 +1,144 @@
+//! The outbound ports: one small trait per dependency. AWS adapters live in
+//! [`crate::adapters::aws`], in-memory ones for tests in [`crate::adapters::memory`].
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::domain::fleet::{ImageChange, ServiceView, TaskDefinitionView};
+use crate::domain::image::{Digest, Repository};
+use crate::domain::service::ServiceKey;
+use crate::domain::state::ServiceState;
+use crate::history::{HistoryRecord, ProcessedMark};
+use crate::notification::Notification;
+
+/// A failed call to a dependency.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} failed: {message}")]
+pub struct PortError {
+    pub operation: &'static str,
+    pub message: String,
+    pub kind: PortErrorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortErrorKind {
+    /// Throttled or a server fault after the SDK's own retries: a later attempt may succeed.
+    Transient,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// A conditional write lost a race.
+    Conflict,
+    Other,
+}
+
+impl PortError {
+    pub fn new(operation: &'static str, kind: PortErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            operation,
+            message: message.into(),
+            kind,
+        }
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+#[async_trait]
+pub trait Ecs: Send + Sync {
+    /// ARNs of the services that carry the tag key, across clusters, all pages.
+    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<String>>;
+    /// Services with their tags and deployments. Unknown and deleted services are left out.
+    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>>;
+    async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView>;
+    /// Registers a new revision of `base` with only the given images changed and returns its ARN.
+    async fn register_revision(
+        &self,
+        base: &TaskDefinitionView,
+        changes: &[ImageChange],
+    ) -> PortResult<String>;
+    /// Points the service at a task definition. Returns the id of the ECS deployment this
+    /// started, when ECS reports one.
+    async fn update_service(
+        &self,
+        service: &ServiceKey,
+        task_definition: &str,
+    ) -> PortResult<Option<String>>;
+}
+
+#[async_trait]
+pub trait Ecr: Send + Sync {
+    /// The tags that point at a digest now.
+    async fn image_tags(&self, repository: &Repository, digest: &Digest) -> PortResult<Vec<String>>;
+}
+
+/// The service's lock as the store handed it out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Locked {
+    pub owner: String,
+    pub state: ServiceState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockAttempt {
+    Acquired(Locked),
+    Busy { until: DateTime<Utc> },
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// The services for which this event was already fully handled.
+    async fn processed(&self, event_id: &str) -> PortResult<BTreeSet<ServiceKey>>;
+
+    /// Takes the service's lock for `lease` unless another holder's lease is still running.
+    /// Creates the record on first use and increments its version.
+    async fn lock(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> PortResult<LockAttempt>;
+
+    /// Writes the new state, the history records and the processed mark in one transaction and
+    /// releases the lock; fails with `Conflict` if the lock or version is no longer ours.
+    async fn commit(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        state: &ServiceState,
+        records: &[HistoryRecord],
+        processed: Option<&ProcessedMark>,
+    ) -> PortResult<()>;
+
+    /// Releases the lock without changing the state.
+    async fn release(&self, service: &ServiceKey, locked: &Locked) -> PortResult<()>;
+
+    /// Records decisions that needed no lock.
+    async fn record(&self, records: &[HistoryRecord], processed: Option<&ProcessedMark>) -> PortResult<()>;
+
+    async fn load(&self, service: &ServiceKey) -> PortResult<ServiceState>;
+
+    /// History of a service, newest first.
+    async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>>;
+}
+
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn publish(&self, notification: &Notification) -> PortResult<()>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The clock of the machine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,157 @@
+//! The JSON summary every invocation returns. Outcome and action words are stable.
+
+use serde::{Deserialize, Serialize};
+
+/// What happened to one service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// A new revision was registered and the service moved onto it.
+    Deployed,
+    /// Dry run: the service would have been deployed.
+    WouldDeploy,
+    /// ECS reported deckhand's deployment completed.
+    Completed,
+    /// ECS reported deckhand's deployment failed; its digest is quarantined.
+    Failed,
+    /// An intermediate state was recorded (ECS deployment in progress).
+    Recorded,
+    /// The service's deckhand tags do not parse; the service was left alone.
+    Invalid,
+    /// A push the service's policy accepts that was not deployed (quarantined, older, already
+    /// running).
+    Skipped,
+    /// Already handled: a repeated delivery of the same event.
+    Duplicate,
+    /// The event does not concern the service (tag outside the policy, not deckhand's deployment).
+    Ignored,
+    /// Acting failed; the invocation reports an error so the event is retried.
+    Error,
+}
+
+/// What an invocation concluded: the most significant action among the services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Error,
+    Deployed,
+    WouldDeploy,
+    Failed,
+    Completed,
+    Recorded,
+    Invalid,
+    Skipped,
+    Duplicate,
+    Ignored,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    pub service: String,
+    pub action: Action,
+    /// `family:revision` before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceReport>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+impl Summary {
+    pub fn ignored(reason: impl Into<String>) -> Self {
+        Self {
+            outcome: Outcome::Ignored,
+            reason: Some(reason.into()),
+            services: Vec::new(),
+            dry_run: false,
+        }
+    }
+
+    /// Sums up per-service reports; `reason` explains an outcome that no report carries alone.
+    pub fn of(mut services: Vec<ServiceReport>, reason_if_ignored: impl FnOnce() -> String) -> Self {
+        services.sort_by(|a, b| a.service.cmp(&b.service));
+        let outcome = services
+            .iter()
+            .map(|s| outcome_of(s.action))
+            .min_by_key(|o| *o as u8)
+            .unwrap_or(Outcome::Ignored);
+        let reason = (outcome == Outcome::Ignored).then(reason_if_ignored);
+        Self {
+            outcome,
+            reason,
+            services,
+            dry_run: false,
+        }
+    }
+
+    pub fn failed_services(&self) -> impl Iterator<Item = &ServiceReport> {
+        self.services.iter().filter(|s| s.action == Action::Error)
+    }
+}
+
+fn outcome_of(action: Action) -> Outcome {
+    match action {
+        Action::Deployed => Outcome::Deployed,
+        Action::WouldDeploy => Outcome::WouldDeploy,
+        Action::Completed => Outcome::Completed,
+        Action::Failed => Outcome::Failed,
+        Action::Recorded => Outcome::Recorded,
+        Action::Invalid => Outcome::Invalid,
+        Action::Skipped => Outcome::Skipped,
+        Action::Duplicate => Outcome::Duplicate,
+        Action::Ignored => Outcome::Ignored,
+        Action::Error => Outcome::Error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(service: &str, action: Action) -> ServiceReport {
+        ServiceReport {
+            service: service.into(),
+            action,
+            from: None,
+            to: None,
+            digest: None,
+            reason: "r".into(),
+        }
+    }
+
+    #[test]
+    fn the_most_significant_action_is_the_outcome() {
+        let s = Summary::of(
+            vec![report("b/x", Action::Ignored), report("a/x", Action::Deployed), report("c/x", Action::Invalid)],
+            || "unused".into(),
+        );
+        assert_eq!(s.outcome, Outcome::Deployed);
+        assert_eq!(s.reason, None);
+        assert_eq!(s.services[0].service, "a/x");
+        assert_eq!(Summary::of(vec![report("a/x", Action::Error), report("b/x", Action::Deployed)], String::new).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn all_ignored_carries_a_reason() {
+        let s = Summary::of(vec![report("a/x", Action::Ignored)], || "tag x matches no policy".into());
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["outcome"], "ignored");
+        assert_eq!(json["reason"], "tag x matches no policy");
+        let empty = Summary::of(Vec::new(), || "nothing".into());
+        assert_eq!(serde_json::to_value(&empty).unwrap(), serde_json::json!({"outcome": "ignored", "reason": "nothing"}));
+    }
+}
