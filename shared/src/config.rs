@@ -45,7 +45,11 @@ impl Config {
 
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &'static str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
         let invalid = |name: &'static str, value: &str, message: String| ConfigError::Invalid {
             name,
@@ -55,7 +59,9 @@ impl Config {
 
         let guard = match get("DECKHAND_GUARD") {
             None => DEFAULT_GUARD,
-            Some(v) => parse_duration(&v).map_err(|e| invalid("DECKHAND_GUARD", &v, e.to_string()))?,
+            Some(v) => {
+                parse_duration(&v).map_err(|e| invalid("DECKHAND_GUARD", &v, e.to_string()))?
+            }
         };
         let require_scan = match get("DECKHAND_REQUIRE_SCAN") {
             None => None,
@@ -77,7 +83,13 @@ impl Config {
             None => false,
             Some(v) if v == "true" || v == "1" => true,
             Some(v) if v == "false" || v == "0" => false,
-            Some(v) => return Err(invalid("DECKHAND_DRY_RUN", &v, "expected true or false".into())),
+            Some(v) => {
+                return Err(invalid(
+                    "DECKHAND_DRY_RUN",
+                    &v,
+                    "expected true or false".into(),
+                ));
+            }
         };
         Ok(Self {
             table: required("DECKHAND_TABLE")?,
@@ -105,7 +117,10 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| vars.get(name).cloned())
     }
 
@@ -126,7 +141,10 @@ mod tests {
     fn reads_every_variable() {
         let c = config(&[
             ("DECKHAND_TABLE", "deckhand"),
-            ("DECKHAND_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:deckhand"),
+            (
+                "DECKHAND_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:123456789012:deckhand",
+            ),
             ("DECKHAND_CLUSTERS", "staging  prod"),
             ("DECKHAND_TIMEZONE", "Europe/London"),
             ("DECKHAND_GUARD", "1h"),
@@ -141,8 +159,17 @@ mod tests {
         assert!(c.manages_cluster("prod") && !c.manages_cluster("dev"));
 
         let c = config(&[("DECKHAND_TABLE", "t"), ("DECKHAND_TOPIC_ARN", "a")]).unwrap();
-        assert_eq!((c.clusters, c.guard, c.require_scan, c.dry_run), (None, DEFAULT_GUARD, None, false));
-        assert!(Config { clusters: None, ..config(&[("DECKHAND_TABLE", "t"), ("DECKHAND_TOPIC_ARN", "a")]).unwrap() }.manages_cluster("any"));
+        assert_eq!(
+            (c.clusters, c.guard, c.require_scan, c.dry_run),
+            (None, DEFAULT_GUARD, None, false)
+        );
+        assert!(
+            Config {
+                clusters: None,
+                ..config(&[("DECKHAND_TABLE", "t"), ("DECKHAND_TOPIC_ARN", "a")]).unwrap()
+            }
+            .manages_cluster("any")
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub enum DeployEvent {
     Push(Push),
     Deployment(DeploymentEvent),
     /// `ECR Image Scan`: handled by the scan gate.
-    Scan { event_id: String },
+    Scan {
+        event_id: String,
+    },
     /// Well-formed, but not something deckhand acts on.
     NotForDeckhand(String),
 }
@@ -64,7 +66,11 @@ pub fn parse_at<T: DeserializeOwned>(value: &Value, prefix: &str) -> Result<T, E
             (prefix, "") => prefix.to_owned(),
             (prefix, local) => format!("{prefix}.{local}"),
         };
-        let message = if missing.is_some() { "missing".to_owned() } else { inner };
+        let message = if missing.is_some() {
+            "missing".to_owned()
+        } else {
+            inner
+        };
         EventError::new(field, message)
     })
 }
@@ -84,14 +90,19 @@ fn envelope(value: &Value, detail_type: &str, source: &str) -> Result<Envelope, 
     if event.source != source {
         return Err(EventError::new(
             "source",
-            format!("`{}` does not go with detail-type `{detail_type}` (expected `{source}`)", event.source),
+            format!(
+                "`{}` does not go with detail-type `{detail_type}` (expected `{source}`)",
+                event.source
+            ),
         ));
     }
     let id = event
         .id
         .filter(|id| !id.trim().is_empty())
         .ok_or_else(|| EventError::new("id", "missing"))?;
-    let time = event.time.ok_or_else(|| EventError::new("time", "missing"))?;
+    let time = event
+        .time
+        .ok_or_else(|| EventError::new("time", "missing"))?;
     if !event.detail.is_object() {
         return Err(EventError::new("detail", "expected an object"));
     }
@@ -112,7 +123,10 @@ fn detail_type(value: &Value) -> Result<&str, EventError> {
     match value.get("detail-type") {
         None | Some(Value::Null) => Err(EventError::new("detail-type", "missing")),
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(EventError::new("detail-type", format!("expected a string, got {other}"))),
+        Some(other) => Err(EventError::new(
+            "detail-type",
+            format!("expected a string, got {other}"),
+        )),
     }
 }
 
@@ -146,7 +160,9 @@ pub fn parse_deploy_event(value: &Value) -> Result<DeployEvent, EventError> {
         ECS_DEPLOYMENT_STATE_CHANGE => parse_deployment(value),
         ECR_IMAGE_SCAN => {
             let envelope = envelope(value, ECR_IMAGE_SCAN, "aws.ecr")?;
-            Ok(DeployEvent::Scan { event_id: envelope.id })
+            Ok(DeployEvent::Scan {
+                event_id: envelope.id,
+            })
         }
         other => Err(EventError::new(
             "detail-type",
@@ -175,10 +191,13 @@ fn parse_push(value: &Value) -> Result<DeployEvent, EventError> {
     if detail.repository_name.trim().is_empty() {
         return Err(EventError::new("detail.repository-name", "empty"));
     }
-    let digest: Digest = detail
-        .image_digest
-        .parse()
-        .map_err(|e: crate::domain::image::DigestError| EventError::new("detail.image-digest", e.to_string()))?;
+    let digest: Digest =
+        detail
+            .image_digest
+            .parse()
+            .map_err(|e: crate::domain::image::DigestError| {
+                EventError::new("detail.image-digest", e.to_string())
+            })?;
     Ok(DeployEvent::Push(Push {
         event_id: envelope.id,
         at: envelope.time,
@@ -213,7 +232,12 @@ fn parse_deployment(value: &Value) -> Result<DeployEvent, EventError> {
         .resources
         .iter()
         .find_map(|arn| ServiceKey::from_arn(arn))
-        .ok_or_else(|| EventError::new("resources", "no ECS service ARN (arn:...:service/CLUSTER/SERVICE)"))?;
+        .ok_or_else(|| {
+            EventError::new(
+                "resources",
+                "no ECS service ARN (arn:...:service/CLUSTER/SERVICE)",
+            )
+        })?;
     Ok(DeployEvent::Deployment(DeploymentEvent {
         event_id: envelope.id,
         service,
@@ -222,4 +246,159 @@ fn parse_deployment(value: &Value) -> Result<DeployEvent, EventError> {
         at: detail.updated_at.unwrap_or(envelope.time),
         reason: detail.reason,
     }))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn sample(name: &str) -> Value {
+        let text = match name {
+            "ecr-push" => include_str!("../../events/ecr-push.json"),
+            "ecr-push-untracked-tag" => include_str!("../../events/ecr-push-untracked-tag.json"),
+            "ecs-deployment-completed" => {
+                include_str!("../../events/ecs-deployment-completed.json")
+            }
+            "ecs-deployment-failed" => include_str!("../../events/ecs-deployment-failed.json"),
+            _ => unreachable!(),
+        };
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn parses_the_sample_push() {
+        let DeployEvent::Push(push) = parse_deploy_event(&sample("ecr-push")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(push.event_id, "4f5ec4d5-4de4-4aad-a046-661b4a1ad42b");
+        assert_eq!(push.repository.name, "web");
+        assert_eq!(push.repository.account, "123456789012");
+        assert_eq!(push.tag.as_deref(), Some("main-42"));
+        assert_eq!(push.at.to_rfc3339(), "2026-11-23T10:00:00+00:00");
+    }
+
+    #[test]
+    fn parses_the_sample_deployment_events() {
+        let DeployEvent::Deployment(done) =
+            parse_deploy_event(&sample("ecs-deployment-completed")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(done.kind, DeploymentEventKind::Completed);
+        assert_eq!(done.service, ServiceKey::new("demo", "web"));
+        assert_eq!(done.ecs_deployment_id, "ecs-svc/4630498733201870111");
+        let DeployEvent::Deployment(failed) =
+            parse_deploy_event(&sample("ecs-deployment-failed")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(failed.kind, DeploymentEventKind::Failed);
+        assert!(failed.reason.unwrap().contains("circuit breaker"));
+    }
+
+    #[test]
+    fn other_ecr_actions_are_not_for_deckhand() {
+        let mut event = sample("ecr-push");
+        event["detail"]["action-type"] = json!("DELETE");
+        assert!(matches!(
+            parse_deploy_event(&event),
+            Ok(DeployEvent::NotForDeckhand(_))
+        ));
+        let mut event = sample("ecr-push");
+        event["detail"]["result"] = json!("FAILURE");
+        assert!(matches!(
+            parse_deploy_event(&event),
+            Ok(DeployEvent::NotForDeckhand(_))
+        ));
+    }
+
+    #[test]
+    fn untagged_pushes_parse_without_a_tag() {
+        let mut event = sample("ecr-push");
+        event["detail"].as_object_mut().unwrap().remove("image-tag");
+        let DeployEvent::Push(push) = parse_deploy_event(&event).unwrap() else {
+            panic!()
+        };
+        assert_eq!(push.tag, None);
+    }
+
+    /// Each malformed event, and the field its error must name.
+    pub(crate) fn malformed() -> Vec<(&'static str, Value)> {
+        let push = sample("ecr-push");
+        let with = |edit: &dyn Fn(&mut Value)| {
+            let mut e = push.clone();
+            edit(&mut e);
+            e
+        };
+        let remove = |path: &'static [&'static str]| {
+            with(&|e: &mut Value| {
+                let (last, parents) = path.split_last().unwrap();
+                let mut node = e;
+                for p in parents {
+                    node = &mut node[*p];
+                }
+                node.as_object_mut().unwrap().remove(*last);
+            })
+        };
+        vec![
+            ("(event)", json!("just a string")),
+            ("(event)", json!([1, 2])),
+            ("detail-type", json!({})),
+            (
+                "detail-type",
+                with(&|e| e["detail-type"] = json!("EC2 Instance State-change Notification")),
+            ),
+            ("detail-type", with(&|e| e["detail-type"] = json!(42))),
+            ("source", with(&|e| e["source"] = json!("aws.s3"))),
+            ("id", remove(&["id"])),
+            ("time", remove(&["time"])),
+            ("time", with(&|e| e["time"] = json!("yesterday"))),
+            ("account", remove(&["account"])),
+            ("detail", with(&|e| e["detail"] = json!("{}"))),
+            (
+                "detail.repository-name",
+                remove(&["detail", "repository-name"]),
+            ),
+            ("detail.image-digest", remove(&["detail", "image-digest"])),
+            (
+                "detail.image-digest",
+                with(&|e| e["detail"]["image-digest"] = json!("sha256:123")),
+            ),
+            (
+                "detail.image-tag",
+                with(&|e| e["detail"]["image-tag"] = json!(42)),
+            ),
+            (
+                "detail.action-type",
+                with(&|e| e["detail"]["action-type"] = json!(null)),
+            ),
+            ("detail.eventName", {
+                let mut e = sample("ecs-deployment-completed");
+                e["detail"]["eventName"] = json!("SERVICE_STEADY_STATE");
+                e
+            }),
+            ("detail.deploymentId", {
+                let mut e = sample("ecs-deployment-completed");
+                e["detail"].as_object_mut().unwrap().remove("deploymentId");
+                e
+            }),
+            ("resources", {
+                let mut e = sample("ecs-deployment-completed");
+                e["resources"] = json!(["arn:aws:ecs:us-east-1:123456789012:cluster/demo"]);
+                e
+            }),
+        ]
+    }
+
+    #[test]
+    fn malformed_events_name_the_field_at_fault() {
+        for (field, event) in malformed() {
+            match parse_deploy_event(&event) {
+                Err(e) => assert_eq!(e.field, field, "{event}: {e}"),
+                Ok(parsed) => panic!("{event} parsed as {parsed:?}"),
+            }
+        }
+    }
 }

@@ -37,7 +37,13 @@ pub struct HistoryRecord {
 }
 
 impl HistoryRecord {
-    pub fn new(service: &ServiceKey, at: DateTime<Utc>, action: Action, reason: impl Into<String>, cause: &str) -> Self {
+    pub fn new(
+        service: &ServiceKey,
+        at: DateTime<Utc>,
+        action: Action,
+        reason: impl Into<String>,
+        cause: &str,
+    ) -> Self {
         Self {
             service: service.clone(),
             at,

@@ -111,7 +111,12 @@ impl Notification {
 
     /// At most 100 printable ASCII characters, as SNS e-mail subjects require.
     pub fn subject(&self) -> String {
-        let text = format!("deckhand {} {}: {}", self.kind.as_str(), self.service, self.summary);
+        let text = format!(
+            "deckhand {} {}: {}",
+            self.kind.as_str(),
+            self.service,
+            self.summary
+        );
         let printable: String = text
             .chars()
             .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
@@ -141,14 +146,17 @@ mod tests {
             Severity::Info,
             "demo/web",
             summary,
-            DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().to_utc(),
+            DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+                .unwrap()
+                .to_utc(),
             json!({"to": "web:8"}),
         )
     }
 
     #[test]
     fn body_follows_the_schema() {
-        let body: serde_json::Value = serde_json::from_str(&sample("Deploying web:8").body()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&sample("Deploying web:8").body()).unwrap();
         assert_eq!(
             body,
             json!({"schema": "deckhand.notification/1", "kind": "deploy.started", "severity": "info",
@@ -164,12 +172,20 @@ mod tests {
         assert!(s.chars().all(|c| (' '..='~').contains(&c)), "{s}");
         assert!(s.starts_with("deckhand deploy.started demo/web: ??x"));
         assert!(s.ends_with("..."));
-        assert_eq!(sample("ok").subject(), "deckhand deploy.started demo/web: ok");
+        assert_eq!(
+            sample("ok").subject(),
+            "deckhand deploy.started demo/web: ok"
+        );
     }
 
     #[test]
     fn kind_names_match_their_serialisation() {
-        for kind in [Kind::DeployStarted, Kind::ScaleSkipped, Kind::ConfigInvalid, Kind::Error] {
+        for kind in [
+            Kind::DeployStarted,
+            Kind::ScaleSkipped,
+            Kind::ConfigInvalid,
+            Kind::Error,
+        ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
         }
     }

@@ -70,7 +70,8 @@ pub trait Ecs: Send + Sync {
 #[async_trait]
 pub trait Ecr: Send + Sync {
     /// The tags that point at a digest now.
-    async fn image_tags(&self, repository: &Repository, digest: &Digest) -> PortResult<Vec<String>>;
+    async fn image_tags(&self, repository: &Repository, digest: &Digest)
+    -> PortResult<Vec<String>>;
 }
 
 /// The service's lock as the store handed it out.
@@ -82,7 +83,7 @@ pub struct Locked {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LockAttempt {
-    Acquired(Locked),
+    Acquired(Box<Locked>),
     Busy { until: DateTime<Utc> },
 }
 
@@ -116,7 +117,11 @@ pub trait StateStore: Send + Sync {
     async fn release(&self, service: &ServiceKey, locked: &Locked) -> PortResult<()>;
 
     /// Records decisions that needed no lock.
-    async fn record(&self, records: &[HistoryRecord], processed: Option<&ProcessedMark>) -> PortResult<()>;
+    async fn record(
+        &self,
+        records: &[HistoryRecord],
+        processed: Option<&ProcessedMark>,
+    ) -> PortResult<()>;
 
     async fn load(&self, service: &ServiceKey) -> PortResult<ServiceState>;
 

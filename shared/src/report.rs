@@ -82,7 +82,10 @@ impl Summary {
     }
 
     /// Sums up per-service reports; `reason` explains an outcome that no report carries alone.
-    pub fn of(mut services: Vec<ServiceReport>, reason_if_ignored: impl FnOnce() -> String) -> Self {
+    pub fn of(
+        mut services: Vec<ServiceReport>,
+        reason_if_ignored: impl FnOnce() -> String,
+    ) -> Self {
         services.sort_by(|a, b| a.service.cmp(&b.service));
         let outcome = services
             .iter()
@@ -136,22 +139,41 @@ mod tests {
     #[test]
     fn the_most_significant_action_is_the_outcome() {
         let s = Summary::of(
-            vec![report("b/x", Action::Ignored), report("a/x", Action::Deployed), report("c/x", Action::Invalid)],
+            vec![
+                report("b/x", Action::Ignored),
+                report("a/x", Action::Deployed),
+                report("c/x", Action::Invalid),
+            ],
             || "unused".into(),
         );
         assert_eq!(s.outcome, Outcome::Deployed);
         assert_eq!(s.reason, None);
         assert_eq!(s.services[0].service, "a/x");
-        assert_eq!(Summary::of(vec![report("a/x", Action::Error), report("b/x", Action::Deployed)], String::new).outcome, Outcome::Error);
+        assert_eq!(
+            Summary::of(
+                vec![
+                    report("a/x", Action::Error),
+                    report("b/x", Action::Deployed)
+                ],
+                String::new
+            )
+            .outcome,
+            Outcome::Error
+        );
     }
 
     #[test]
     fn all_ignored_carries_a_reason() {
-        let s = Summary::of(vec![report("a/x", Action::Ignored)], || "tag x matches no policy".into());
+        let s = Summary::of(vec![report("a/x", Action::Ignored)], || {
+            "tag x matches no policy".into()
+        });
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["outcome"], "ignored");
         assert_eq!(json["reason"], "tag x matches no policy");
         let empty = Summary::of(Vec::new(), || "nothing".into());
-        assert_eq!(serde_json::to_value(&empty).unwrap(), serde_json::json!({"outcome": "ignored", "reason": "nothing"}));
+        assert_eq!(
+            serde_json::to_value(&empty).unwrap(),
+            serde_json::json!({"outcome": "ignored", "reason": "nothing"})
+        );
     }
 }

@@ -10,7 +10,10 @@ async fn main() -> Result<(), Error> {
     let (config, ports) = deckhand::lambda::start().await?;
     let function = &DeployFunction::new(ports, config);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        function.handle(&event.payload).await.map_err(Diagnostic::from)
+        function
+            .handle(&event.payload)
+            .await
+            .map_err(Diagnostic::from)
     }))
     .await
 }

@@ -13,7 +13,10 @@ use crate::domain::service::ServiceKey;
 use crate::domain::state::ServiceState;
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::Notification;
-use crate::ports::{Clock, Ecr, Ecs, LockAttempt, Locked, Notifier, PortError, PortErrorKind, PortResult, StateStore};
+use crate::ports::{
+    Clock, Ecr, Ecs, LockAttempt, Locked, Notifier, PortError, PortErrorKind, PortResult,
+    StateStore,
+};
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -81,7 +84,10 @@ impl MemoryEcs {
             task_definition: task_definition.to_owned(),
             desired_count: 2,
             running_count: 2,
-            tags: tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             deployments: Vec::new(),
         };
         guard(&self.inner).services.insert(key.clone(), view);
@@ -100,7 +106,11 @@ impl MemoryEcs {
     }
 
     pub fn calls(&self, operation: &str) -> usize {
-        guard(&self.inner).calls.get(operation).copied().unwrap_or(0)
+        guard(&self.inner)
+            .calls
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Makes every later call of `operation` fail as a server fault would.
@@ -112,7 +122,11 @@ impl MemoryEcs {
         let mut world = guard(&self.inner);
         *world.calls.entry(operation).or_default() += 1;
         if world.fail.contains(operation) {
-            return Err(PortError::new(operation, PortErrorKind::Transient, "injected fault"));
+            return Err(PortError::new(
+                operation,
+                PortErrorKind::Transient,
+                "injected fault",
+            ));
         }
         Ok(world)
     }
@@ -120,7 +134,12 @@ impl MemoryEcs {
 
 impl EcsWorld {
     fn register(&mut self, family: &str, containers: Vec<Container>) -> String {
-        let revision = self.task_definitions.values().filter(|td| td.family == family).count() as i32 + 1;
+        let revision = self
+            .task_definitions
+            .values()
+            .filter(|td| td.family == family)
+            .count() as i32
+            + 1;
         let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{family}:{revision}");
         self.task_definitions.insert(
             arn.clone(),
@@ -150,7 +169,10 @@ impl Ecs for MemoryEcs {
 
     async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
         let world = self.enter("DescribeServices")?;
-        Ok(services.iter().filter_map(|k| world.services.get(k).cloned()).collect())
+        Ok(services
+            .iter()
+            .filter_map(|k| world.services.get(k).cloned())
+            .collect())
     }
 
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
@@ -162,7 +184,11 @@ impl Ecs for MemoryEcs {
             .ok_or_else(|| PortError::new("DescribeTaskDefinition", PortErrorKind::NotFound, arn))
     }
 
-    async fn register_revision(&self, base: &TaskDefinitionView, changes: &[ImageChange]) -> PortResult<String> {
+    async fn register_revision(
+        &self,
+        base: &TaskDefinitionView,
+        changes: &[ImageChange],
+    ) -> PortResult<String> {
         let mut world = self.enter("RegisterTaskDefinition")?;
         let containers = base
             .containers
@@ -178,15 +204,26 @@ impl Ecs for MemoryEcs {
         Ok(world.register(&base.family, containers))
     }
 
-    async fn update_service(&self, service: &ServiceKey, task_definition: &str) -> PortResult<Option<String>> {
+    async fn update_service(
+        &self,
+        service: &ServiceKey,
+        task_definition: &str,
+    ) -> PortResult<Option<String>> {
         let mut world = self.enter("UpdateService")?;
         if !world.task_definitions.contains_key(task_definition) {
-            return Err(PortError::new("UpdateService", PortErrorKind::Other, "unknown task definition"));
+            return Err(PortError::new(
+                "UpdateService",
+                PortErrorKind::Other,
+                "unknown task definition",
+            ));
         }
-        let view = world
-            .services
-            .get_mut(service)
-            .ok_or_else(|| PortError::new("UpdateService", PortErrorKind::NotFound, service.to_string()))?;
+        let view = world.services.get_mut(service).ok_or_else(|| {
+            PortError::new(
+                "UpdateService",
+                PortErrorKind::NotFound,
+                service.to_string(),
+            )
+        })?;
         view.task_definition = task_definition.to_owned();
         Ok(None)
     }
@@ -209,7 +246,11 @@ impl MemoryEcr {
 
 #[async_trait]
 impl Ecr for MemoryEcr {
-    async fn image_tags(&self, repository: &Repository, digest: &Digest) -> PortResult<Vec<String>> {
+    async fn image_tags(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> PortResult<Vec<String>> {
         Ok(guard(&self.tags)
             .get(&(repository.name.clone(), digest.to_string()))
             .cloned()
@@ -223,9 +264,12 @@ pub struct MemoryStore {
     inner: Mutex<Table>,
 }
 
+/// A lock: its owner and when its lease ends.
+type Lease = Option<(String, DateTime<Utc>)>;
+
 #[derive(Default)]
 struct Table {
-    states: BTreeMap<ServiceKey, (ServiceState, Option<(String, DateTime<Utc>)>)>,
+    states: BTreeMap<ServiceKey, (ServiceState, Lease)>,
     history: Vec<HistoryRecord>,
     processed: BTreeSet<(String, ServiceKey)>,
 }
@@ -243,7 +287,9 @@ impl MemoryStore {
     }
 
     pub fn put_state(&self, service: &ServiceKey, state: ServiceState) {
-        guard(&self.inner).states.insert(service.clone(), (state, None));
+        guard(&self.inner)
+            .states
+            .insert(service.clone(), (state, None));
     }
 }
 
@@ -258,20 +304,26 @@ impl StateStore for MemoryStore {
             .collect())
     }
 
-    async fn lock(&self, service: &ServiceKey, owner: &str, now: DateTime<Utc>, lease: TimeDelta) -> PortResult<LockAttempt> {
+    async fn lock(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> PortResult<LockAttempt> {
         let mut table = guard(&self.inner);
         let (state, lock) = table.states.entry(service.clone()).or_default();
-        if let Some((_, until)) = lock {
-            if *until >= now {
-                return Ok(LockAttempt::Busy { until: *until });
-            }
+        if let Some((_, until)) = lock
+            && *until >= now
+        {
+            return Ok(LockAttempt::Busy { until: *until });
         }
         *lock = Some((owner.to_owned(), now + lease));
         state.version += 1;
-        Ok(LockAttempt::Acquired(Locked {
+        Ok(LockAttempt::Acquired(Box::new(Locked {
             owner: owner.to_owned(),
             state: state.clone(),
-        }))
+        })))
     }
 
     async fn commit(
@@ -284,10 +336,15 @@ impl StateStore for MemoryStore {
     ) -> PortResult<()> {
         let mut table = guard(&self.inner);
         let holds = table.states.get(service).is_some_and(|(current, lock)| {
-            current.version == locked.state.version && lock.as_ref().is_some_and(|(o, _)| *o == locked.owner)
+            current.version == locked.state.version
+                && lock.as_ref().is_some_and(|(o, _)| *o == locked.owner)
         });
         if !holds {
-            return Err(PortError::new("TransactWriteItems", PortErrorKind::Conflict, "lock lost"));
+            return Err(PortError::new(
+                "TransactWriteItems",
+                PortErrorKind::Conflict,
+                "lock lost",
+            ));
         }
         let state = ServiceState {
             version: locked.state.version,
@@ -296,7 +353,9 @@ impl StateStore for MemoryStore {
         table.states.insert(service.clone(), (state, None));
         table.history.extend(records.iter().cloned());
         if let Some(mark) = processed {
-            table.processed.insert((mark.event_id.clone(), mark.service.clone()));
+            table
+                .processed
+                .insert((mark.event_id.clone(), mark.service.clone()));
         }
         Ok(())
     }
@@ -308,15 +367,25 @@ impl StateStore for MemoryStore {
                 *lock = None;
                 Ok(())
             }
-            _ => Err(PortError::new("UpdateItem", PortErrorKind::Conflict, "the lock was no longer ours")),
+            _ => Err(PortError::new(
+                "UpdateItem",
+                PortErrorKind::Conflict,
+                "the lock was no longer ours",
+            )),
         }
     }
 
-    async fn record(&self, records: &[HistoryRecord], processed: Option<&ProcessedMark>) -> PortResult<()> {
+    async fn record(
+        &self,
+        records: &[HistoryRecord],
+        processed: Option<&ProcessedMark>,
+    ) -> PortResult<()> {
         let mut table = guard(&self.inner);
         table.history.extend(records.iter().cloned());
         if let Some(mark) = processed {
-            table.processed.insert((mark.event_id.clone(), mark.service.clone()));
+            table
+                .processed
+                .insert((mark.event_id.clone(), mark.service.clone()));
         }
         Ok(())
     }
@@ -331,8 +400,13 @@ impl StateStore for MemoryStore {
 
     async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>> {
         let table = guard(&self.inner);
-        let mut records: Vec<HistoryRecord> = table.history.iter().filter(|r| &r.service == service).cloned().collect();
-        records.sort_by(|a, b| b.at.cmp(&a.at));
+        let mut records: Vec<HistoryRecord> = table
+            .history
+            .iter()
+            .filter(|r| &r.service == service)
+            .cloned()
+            .collect();
+        records.sort_by_key(|r| std::cmp::Reverse(r.at));
         records.truncate(limit);
         Ok(records)
     }

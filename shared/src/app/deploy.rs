@@ -12,8 +12,9 @@ use super::Ports;
 use super::locking::{acquire, owner_token};
 use crate::config::Config;
 use crate::domain::deploy::{
-    DeploymentEvent, DeploymentEventDecision, Push, PushDecision, apply_deployment_event, choose_containers,
-    decide_deployment_event, highest_version, record_push, running_digest, running_tag, start_deployment,
+    DeploymentEvent, DeploymentEventDecision, Push, PushDecision, apply_deployment_event,
+    choose_containers, decide_deployment_event, highest_version, record_push, running_digest,
+    running_tag, start_deployment,
 };
 use crate::domain::fleet::{ImageChange, ServiceView, TaskDefinitionView};
 use crate::domain::image::{Digest, ImageRef};
@@ -103,7 +104,12 @@ impl DeployFunction {
     }
 
     async fn on_push(&self, push: &Push) -> Result<Summary, DeployError> {
-        let done = self.ports.store.processed(&push.event_id).await.map_err(DeployError::Discovery)?;
+        let done = self
+            .ports
+            .store
+            .processed(&push.event_id)
+            .await
+            .map_err(DeployError::Discovery)?;
         let targets = self.discover(push).await.map_err(DeployError::Discovery)?;
         if targets.is_empty() {
             return Ok(Summary::ignored(format!(
@@ -143,7 +149,10 @@ impl DeployFunction {
             return Ok(Vec::new());
         }
         let services = self.ports.ecs.describe_services(&keys).await?;
-        let arns: BTreeSet<&str> = services.iter().map(|s| s.task_definition.as_str()).collect();
+        let arns: BTreeSet<&str> = services
+            .iter()
+            .map(|s| s.task_definition.as_str())
+            .collect();
         let task_definitions: BTreeMap<String, TaskDefinitionView> = stream::iter(arns)
             .map(|arn| async move {
                 let td = self.ports.ecs.describe_task_definition(arn).await?;
@@ -169,17 +178,30 @@ impl DeployFunction {
             .collect())
     }
 
-    async fn push_to_service(&self, push: &Push, target: Target, done: &BTreeSet<ServiceKey>) -> ServiceReport {
+    async fn push_to_service(
+        &self,
+        push: &Push,
+        target: Target,
+        done: &BTreeSet<ServiceKey>,
+    ) -> ServiceReport {
         let key = target.service.key.clone();
         if done.contains(&key) {
-            return report(&key, Action::Duplicate, "this event was already handled for this service");
+            return report(
+                &key,
+                Action::Duplicate,
+                "this event was already handled for this service",
+            );
         }
         let settings = match DeploySettings::from_tags(&target.service.tags, self.config.guard) {
             Ok(Some(settings)) => settings,
             Ok(None) => return report(&key, Action::Ignored, "the service has not opted in"),
             Err(problems) => return self.invalid(&key, &push.event_id, &problems).await,
         };
-        let changes = match choose_containers(push, &target.task_definition, settings.containers.as_deref()) {
+        let changes = match choose_containers(
+            push,
+            &target.task_definition,
+            settings.containers.as_deref(),
+        ) {
             Ok(changes) if changes.is_empty() => {
                 let reason = format!(
                     "no container named in deckhand:containers runs an image from {}",
@@ -206,12 +228,18 @@ impl DeployFunction {
 
     /// Tags of the images the containers run: the tag in the image reference, or the tags ECR
     /// holds for the running digest.
-    async fn running_tags(&self, push: &Push, changes: &[ImageChange]) -> Result<Vec<String>, PortError> {
+    async fn running_tags(
+        &self,
+        push: &Push,
+        changes: &[ImageChange],
+    ) -> Result<Vec<String>, PortError> {
         let mut tags = Vec::new();
         for change in changes {
             if let Some(tag) = running_tag(&change.from) {
                 tags.push(tag.to_owned());
-            } else if let Some(digest) = running_digest(&change.from).and_then(|d| d.parse::<Digest>().ok()) {
+            } else if let Some(digest) =
+                running_digest(&change.from).and_then(|d| d.parse::<Digest>().ok())
+            {
                 tags.extend(self.ports.ecr.image_tags(&push.repository, &digest).await?);
             }
         }
@@ -243,14 +271,24 @@ impl DeployFunction {
                 if let Err(e) = self.ports.store.release(key, &locked).await {
                     warn!(error = %e, "could not release the lock; it expires with its lease");
                 }
-                report(key, Action::Duplicate, "this event was already applied to this service")
+                report(
+                    key,
+                    Action::Duplicate,
+                    "this event was already applied to this service",
+                )
             }
             PushDecision::Skip { reason, notify } => {
-                if changes.iter().all(|c| running_digest(&c.from) == Some(push.digest.as_str())) {
+                if changes
+                    .iter()
+                    .all(|c| running_digest(&c.from) == Some(push.digest.as_str()))
+                {
                     record_push(&mut state, push);
                 }
                 record.reason = reason.clone();
-                if let Err(e) = self.commit(key, &locked, &state, record, &push.event_id).await {
+                if let Err(e) = self
+                    .commit(key, &locked, &state, record, &push.event_id)
+                    .await
+                {
                     return self.failed(key, push, None, e).await;
                 }
                 if notify {
@@ -273,7 +311,10 @@ impl DeployFunction {
                 record.action = Action::WouldDeploy;
                 record.reason = reason.clone();
                 record.dry_run = true;
-                if let Err(e) = self.commit(key, &locked, &state, record, &push.event_id).await {
+                if let Err(e) = self
+                    .commit(key, &locked, &state, record, &push.event_id)
+                    .await
+                {
                     return self.failed(key, push, None, e).await;
                 }
                 self.notify(Notification::new(
@@ -290,7 +331,10 @@ impl DeployFunction {
                 r.digest = Some(push.digest.to_string());
                 r
             }
-            PushDecision::Deploy => self.deploy(push, target, changes, matched, locked, state).await,
+            PushDecision::Deploy => {
+                self.deploy(push, target, changes, matched, locked, state)
+                    .await
+            }
         }
     }
 
@@ -306,7 +350,11 @@ impl DeployFunction {
         let key = &target.service.key;
         let from = target.task_definition.arn.as_str();
         let applied = async {
-            let to = self.ports.ecs.register_revision(&target.task_definition, changes).await?;
+            let to = self
+                .ports
+                .ecs
+                .register_revision(&target.task_definition, changes)
+                .await?;
             let ecs_deployment_id = self.ports.ecs.update_service(key, &to).await?;
             Ok::<_, PortError>((to, ecs_deployment_id))
         }
@@ -330,12 +378,23 @@ impl DeployFunction {
             }
         };
         let now = self.ports.clock.now();
-        start_deployment(&mut state, push, changes, from, &to, ecs_deployment_id.clone(), now);
+        start_deployment(
+            &mut state,
+            push,
+            changes,
+            from,
+            &to,
+            ecs_deployment_id.clone(),
+            now,
+        );
         let mut record = push_record(key, push, now, Action::Deployed, matched.clone());
         record.from = Some(from.to_owned());
         record.to = Some(to.clone());
         record.ecs_deployment_id = ecs_deployment_id.clone();
-        if let Err(e) = self.commit(key, &locked, &state, record, &push.event_id).await {
+        if let Err(e) = self
+            .commit(key, &locked, &state, record, &push.event_id)
+            .await
+        {
             // ECS has the new revision; the record of it is lost. A redelivery finds the digest
             // running and records that.
             error!(error = %e, to = %to, "deployed but could not record the deployment");
@@ -369,12 +428,24 @@ impl DeployFunction {
     async fn on_deployment_event(&self, event: &DeploymentEvent) -> Result<Summary, DeployError> {
         let key = &event.service;
         if !self.config.manages_cluster(key.cluster()) {
-            return Ok(Summary::ignored(format!("cluster {} is not managed by deckhand", key.cluster())));
+            return Ok(Summary::ignored(format!(
+                "cluster {} is not managed by deckhand",
+                key.cluster()
+            )));
         }
-        let done = self.ports.store.processed(&event.event_id).await.map_err(DeployError::Discovery)?;
+        let done = self
+            .ports
+            .store
+            .processed(&event.event_id)
+            .await
+            .map_err(DeployError::Discovery)?;
         if done.contains(key) {
             return Ok(Summary::of(
-                vec![report(key, Action::Duplicate, "this event was already handled")],
+                vec![report(
+                    key,
+                    Action::Duplicate,
+                    "this event was already handled",
+                )],
                 String::new,
             ));
         }
@@ -388,7 +459,9 @@ impl DeployFunction {
             return Ok(Summary::ignored(format!("service {key} does not exist")));
         };
         if !service.tags.contains_key(TAG_DEPLOY) {
-            return Ok(Summary::ignored(format!("{key} has not opted in to deckhand deploys")));
+            return Ok(Summary::ignored(format!(
+                "{key} has not opted in to deckhand deploys"
+            )));
         }
         // A tag problem is reported by pushes; the deployment is still recorded, with the
         // default guard.
@@ -397,7 +470,9 @@ impl DeployFunction {
             .flatten()
             .map_or(self.config.guard, |s| s.guard);
         let report = self.deployment_event_locked(event, &service, guard).await;
-        Ok(Summary::of(vec![report], || "not deckhand's deployment".into()))
+        Ok(Summary::of(vec![report], || {
+            "not deckhand's deployment".into()
+        }))
     }
 
     async fn deployment_event_locked(
@@ -436,14 +511,23 @@ impl DeployFunction {
                     "ECS completed the deployment of {to}; it becomes known-good at {} unless an alarm rolls it back",
                     guard_until.to_rfc3339_opts(SecondsFormat::Secs, true)
                 );
-                (Action::Completed, reason.clone(), Some((Kind::DeployCompleted, Severity::Info, reason)))
+                (
+                    Action::Completed,
+                    reason.clone(),
+                    Some((Kind::DeployCompleted, Severity::Info, reason)),
+                )
             }
             DeploymentEventDecision::Failed { reason } => {
-                let (to, digest) = deployment.map_or(("", ""), |d| (revision_name(&d.to), d.digest.short()));
+                let (to, digest) =
+                    deployment.map_or(("", ""), |d| (revision_name(&d.to), d.digest.short()));
                 let text = format!(
                     "ECS deployment of {to} failed ({reason}); digest {digest} is quarantined for this service"
                 );
-                (Action::Failed, text.clone(), Some((Kind::DeployFailed, Severity::Error, text)))
+                (
+                    Action::Failed,
+                    text.clone(),
+                    Some((Kind::DeployFailed, Severity::Error, text)),
+                )
             }
         };
         let mut record = HistoryRecord::new(key, now, action, reason.clone(), &event.event_id);
@@ -455,7 +539,10 @@ impl DeployFunction {
             record.from = Some(d.from.clone());
             record.to = Some(d.to.clone());
         }
-        if let Err(e) = self.commit(key, &locked, &state, record, &event.event_id).await {
+        if let Err(e) = self
+            .commit(key, &locked, &state, record, &event.event_id)
+            .await
+        {
             return report(key, Action::Error, e.to_string());
         }
         if let Some((kind, severity, summary)) = notification {
@@ -470,8 +557,15 @@ impl DeployFunction {
                     "guardUntil": state.deployment.as_ref().and_then(|d| d.guard_until).map(rfc3339),
                 })
             });
-            self.notify(Notification::new(kind, severity, key.to_string(), summary, now, details))
-                .await;
+            self.notify(Notification::new(
+                kind,
+                severity,
+                key.to_string(),
+                summary,
+                now,
+                details,
+            ))
+            .await;
         }
         let mut r = report(key, action, reason);
         if action != Action::Ignored {
@@ -497,7 +591,13 @@ impl DeployFunction {
         };
         self.ports
             .store
-            .commit(key, locked, state, std::slice::from_ref(&record), Some(&mark))
+            .commit(
+                key,
+                locked,
+                state,
+                std::slice::from_ref(&record),
+                Some(&mark),
+            )
             .await
     }
 
@@ -516,9 +616,18 @@ impl DeployFunction {
         report(key, Action::Ignored, reason)
     }
 
-    async fn invalid(&self, key: &ServiceKey, cause: &str, problems: &[TagProblem]) -> ServiceReport {
+    async fn invalid(
+        &self,
+        key: &ServiceKey,
+        cause: &str,
+        problems: &[TagProblem],
+    ) -> ServiceReport {
         let now = self.ports.clock.now();
-        let reason = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let reason = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
         warn!(%reason, "invalid deckhand tags");
         let record = HistoryRecord::new(key, now, Action::Invalid, reason.clone(), cause);
         let mark = ProcessedMark {
@@ -544,7 +653,13 @@ impl DeployFunction {
         report(key, Action::Invalid, reason)
     }
 
-    async fn failed(&self, key: &ServiceKey, push: &Push, from: Option<&str>, e: PortError) -> ServiceReport {
+    async fn failed(
+        &self,
+        key: &ServiceKey,
+        push: &Push,
+        from: Option<&str>,
+        e: PortError,
+    ) -> ServiceReport {
         error!(error = %e, "deploy failed");
         let now = self.ports.clock.now();
         let mut details = push_details(push, &[], from, None);
@@ -553,7 +668,10 @@ impl DeployFunction {
             Kind::Error,
             Severity::Error,
             key.to_string(),
-            format!("Deploying {} to {key} failed and will be retried: {e}", push_name(push)),
+            format!(
+                "Deploying {} to {key} failed and will be retried: {e}",
+                push_name(push)
+            ),
             now,
             details,
         ))
@@ -580,7 +698,13 @@ fn report(key: &ServiceKey, action: Action, reason: impl Into<String>) -> Servic
     }
 }
 
-fn push_record(key: &ServiceKey, push: &Push, at: DateTime<Utc>, action: Action, reason: String) -> HistoryRecord {
+fn push_record(
+    key: &ServiceKey,
+    push: &Push,
+    at: DateTime<Utc>,
+    action: Action,
+    reason: String,
+) -> HistoryRecord {
     let mut record = HistoryRecord::new(key, at, action, reason, &push.event_id);
     record.repository = Some(push.repository.name.clone());
     record.digest = Some(push.digest.to_string());
@@ -597,7 +721,12 @@ fn push_name(push: &Push) -> String {
 }
 
 /// Names, revisions, digests and tags only: never anything else from a task definition.
-fn push_details(push: &Push, changes: &[ImageChange], from: Option<&str>, to: Option<&str>) -> Value {
+fn push_details(
+    push: &Push,
+    changes: &[ImageChange],
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Value {
     json!({
         "eventId": push.event_id,
         "repository": push.repository.name,
@@ -613,3 +742,7 @@ fn push_details(push: &Push, changes: &[ImageChange], from: Option<&str>, to: Op
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
+
+#[cfg(test)]
+#[path = "deploy_tests.rs"]
+mod tests;

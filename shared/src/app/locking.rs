@@ -36,17 +36,20 @@ pub async fn acquire(
     let mut delay = FIRST_DELAY;
     loop {
         match store.lock(service, owner, clock.now(), LEASE).await? {
-            LockAttempt::Acquired(locked) => return Ok(locked),
+            LockAttempt::Acquired(locked) => return Ok(*locked),
             LockAttempt::Busy { until } => {
                 if started.elapsed() >= MAX_WAIT {
                     return Err(PortError::new(
                         "lock",
                         PortErrorKind::Transient,
-                        format!("{service} stayed locked by another invocation (lease until {until})"),
+                        format!(
+                            "{service} stayed locked by another invocation (lease until {until})"
+                        ),
                     ));
                 }
                 // Jitter keeps waiters from retrying in lockstep.
-                let jitter = RandomState::new().build_hasher().finish() % (delay.as_millis() as u64 + 1);
+                let jitter =
+                    RandomState::new().build_hasher().finish() % (delay.as_millis() as u64 + 1);
                 tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
                 delay = (delay * 2).min(MAX_DELAY);
             }

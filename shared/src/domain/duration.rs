@@ -3,7 +3,9 @@
 use chrono::TimeDelta;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a duration: write a whole number and one unit of s, m, h or d (90s, 30m, 2h, 1d)")]
+#[error(
+    "`{0}` is not a duration: write a whole number and one unit of s, m, h or d (90s, 30m, 2h, 1d)"
+)]
 pub struct DurationError(pub String);
 
 pub fn parse_duration(text: &str) -> Result<TimeDelta, DurationError> {
@@ -56,7 +58,20 @@ mod tests {
 
     #[test]
     fn rejects_everything_else() {
-        for bad in ["", "m", "30", "-5m", "1.5h", "30 m", "30min", "2H", "1w", "+3m", "99999999999999999999d", "4000d"] {
+        for bad in [
+            "",
+            "m",
+            "30",
+            "-5m",
+            "1.5h",
+            "30 m",
+            "30min",
+            "2H",
+            "1w",
+            "+3m",
+            "99999999999999999999d",
+            "4000d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -45,7 +45,11 @@ impl std::str::FromStr for Digest {
         let hex = s
             .strip_prefix("sha256:")
             .ok_or_else(|| DigestError(s.to_owned()))?;
-        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Self(s.to_owned()))
         } else {
             Err(DigestError(s.to_owned()))
@@ -172,7 +176,10 @@ mod tests {
         assert_eq!((r.name, r.tag, r.digest), ("web", None, Some(DIGEST)));
 
         let r = ImageRef::parse("localhost:5000/web:1.0").unwrap();
-        assert_eq!((r.host, r.name, r.tag), (Some("localhost:5000"), "web", Some("1.0")));
+        assert_eq!(
+            (r.host, r.name, r.tag),
+            (Some("localhost:5000"), "web", Some("1.0"))
+        );
 
         let r = ImageRef::parse("nginx").unwrap();
         assert_eq!((r.host, r.name, r.tag), (None, "nginx", None));
@@ -189,7 +196,10 @@ mod tests {
             "123456789012.dkr.ecr-fips.eu-west-1.amazonaws.com/web:1".to_string(),
             "123456789012.dkr-ecr.eu-west-1.on.aws/web:1".to_string(),
         ] {
-            assert!(ImageRef::parse(&image).unwrap().is_in(&repo("web")), "{image}");
+            assert!(
+                ImageRef::parse(&image).unwrap().is_in(&repo("web")),
+                "{image}"
+            );
         }
         for image in [
             format!("{HOST}/web-api:1"),
@@ -199,7 +209,10 @@ mod tests {
             "docker.io/library/web:1".to_string(),
             "web:1".to_string(),
         ] {
-            assert!(!ImageRef::parse(&image).unwrap().is_in(&repo("web")), "{image}");
+            assert!(
+                !ImageRef::parse(&image).unwrap().is_in(&repo("web")),
+                "{image}"
+            );
         }
     }
 
@@ -217,7 +230,12 @@ mod tests {
     fn digests_are_validated() {
         assert!(DIGEST.parse::<Digest>().is_ok());
         assert!("sha256:abc".parse::<Digest>().is_err());
-        assert!(DIGEST.replace("sha256", "sha512").parse::<Digest>().is_err());
+        assert!(
+            DIGEST
+                .replace("sha256", "sha512")
+                .parse::<Digest>()
+                .is_err()
+        );
         assert!(DIGEST.to_uppercase().parse::<Digest>().is_err());
         let d: Digest = DIGEST.parse().unwrap();
         assert_eq!(d.short(), "0123456789ab");

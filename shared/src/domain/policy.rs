@@ -37,7 +37,9 @@ pub enum SemverScope {
 pub enum PolicyError {
     #[error("the value is empty; write `off` to opt out")]
     Empty,
-    #[error("`{0}` is not a rule (any, tag=NAME, prefix=TEXT, semver, semver=major|minor|patch, off)")]
+    #[error(
+        "`{0}` is not a rule (any, tag=NAME, prefix=TEXT, semver, semver=major|minor|patch, off)"
+    )]
     UnknownRule(String),
     #[error("`{0}` needs a value after `=`")]
     MissingValue(String),
@@ -65,7 +67,11 @@ impl DeployPolicy {
                 Err(PolicyError::OffWithRules)
             };
         }
-        words.into_iter().map(Rule::parse).collect::<Result<_, _>>().map(Self::Rules)
+        words
+            .into_iter()
+            .map(Rule::parse)
+            .collect::<Result<_, _>>()
+            .map(Self::Rules)
     }
 
     /// Whether deciding needs the version the container runs now.
@@ -162,7 +168,9 @@ fn check_semver(scope: SemverScope, rule: &Rule, tag: &str, running: Option<&Ver
     };
     // Precedence ignores build metadata: 1.2.3+a is not newer than 1.2.3.
     if pushed.cmp_precedence(running) != std::cmp::Ordering::Greater {
-        return Verdict::Skip(format!("tag {tag} is not newer than the running {running} ({rule})"));
+        return Verdict::Skip(format!(
+            "tag {tag} is not newer than the running {running} ({rule})"
+        ));
     }
     let in_scope = match scope {
         SemverScope::Major => true,
@@ -170,7 +178,9 @@ fn check_semver(scope: SemverScope, rule: &Rule, tag: &str, running: Option<&Ver
         SemverScope::Patch => pushed.major == running.major && pushed.minor == running.minor,
     };
     if in_scope {
-        Verdict::Deploy(format!("tag {tag} is newer than the running {running} ({rule})"))
+        Verdict::Deploy(format!(
+            "tag {tag} is newer than the running {running} ({rule})"
+        ))
     } else {
         Verdict::Skip(format!(
             "tag {tag} leaves the range of the running {running} allowed by {rule}"
@@ -210,7 +220,10 @@ mod tests {
 
     fn deploys(p: &str, tag: &str, running: Option<&str>) -> bool {
         let running = running.map(v);
-        matches!(policy(p).check(Some(tag), running.as_ref()), Verdict::Deploy(_))
+        matches!(
+            policy(p).check(Some(tag), running.as_ref()),
+            Verdict::Deploy(_)
+        )
     }
 
     #[test]
@@ -229,28 +242,56 @@ mod tests {
                 Rule::Semver(SemverScope::Patch),
             ])
         );
-        assert_eq!(policy("prefix=release/v"), DeployPolicy::Rules(vec![Rule::Prefix("release/v".into())]));
+        assert_eq!(
+            policy("prefix=release/v"),
+            DeployPolicy::Rules(vec![Rule::Prefix("release/v".into())])
+        );
     }
 
     #[test]
     fn rejects_invalid_values() {
         assert_eq!(DeployPolicy::parse(""), Err(PolicyError::Empty));
         assert_eq!(DeployPolicy::parse("   "), Err(PolicyError::Empty));
-        assert_eq!(DeployPolicy::parse("off any"), Err(PolicyError::OffWithRules));
-        assert_eq!(DeployPolicy::parse("tag="), Err(PolicyError::MissingValue("tag=".into())));
-        assert_eq!(DeployPolicy::parse("prefix="), Err(PolicyError::MissingValue("prefix=".into())));
-        for bad in ["main-*", "semver=huge", "tags=main", "ANY", "on", "prefix", "tag"] {
+        assert_eq!(
+            DeployPolicy::parse("off any"),
+            Err(PolicyError::OffWithRules)
+        );
+        assert_eq!(
+            DeployPolicy::parse("tag="),
+            Err(PolicyError::MissingValue("tag=".into()))
+        );
+        assert_eq!(
+            DeployPolicy::parse("prefix="),
+            Err(PolicyError::MissingValue("prefix=".into()))
+        );
+        for bad in [
+            "main-*",
+            "semver=huge",
+            "tags=main",
+            "ANY",
+            "on",
+            "prefix",
+            "tag",
+        ] {
             assert!(
                 matches!(DeployPolicy::parse(bad), Err(PolicyError::UnknownRule(w)) if w == bad),
                 "{bad}"
             );
         }
-        assert!(matches!(DeployPolicy::parse("any main-*"), Err(PolicyError::UnknownRule(w)) if w == "main-*"));
+        assert!(
+            matches!(DeployPolicy::parse("any main-*"), Err(PolicyError::UnknownRule(w)) if w == "main-*")
+        );
     }
 
     #[test]
     fn prints_back_in_the_grammar() {
-        for text in ["off", "any", "tag=latest prefix=main-", "semver", "semver=minor semver=patch"] {
+        for text in [
+            "off",
+            "any",
+            "tag=latest prefix=main-",
+            "semver",
+            "semver=minor semver=patch",
+        ] {
             assert_eq!(policy(text).to_string(), text);
         }
     }
@@ -274,13 +315,17 @@ mod tests {
         );
         assert_eq!(
             policy("prefix=main- tag=x").check(Some("dev-1"), None),
-            Verdict::Skip("tag dev-1 does not match prefix=main-; tag dev-1 does not match tag=x".into())
+            Verdict::Skip(
+                "tag dev-1 does not match prefix=main-; tag dev-1 does not match tag=x".into()
+            )
         );
     }
 
     #[test]
     fn untagged_pushes_never_deploy() {
-        assert!(matches!(policy("any").check(None, None), Verdict::Skip(r) if r.contains("no tag")));
+        assert!(
+            matches!(policy("any").check(None, None), Verdict::Skip(r) if r.contains("no tag"))
+        );
     }
 
     #[test]

@@ -39,7 +39,10 @@ pub struct DeploySettings {
 
 impl DeploySettings {
     /// `Ok(None)` when the service has not opted in to deploys.
-    pub fn from_tags(tags: &Tags, default_guard: TimeDelta) -> Result<Option<Self>, Vec<TagProblem>> {
+    pub fn from_tags(
+        tags: &Tags,
+        default_guard: TimeDelta,
+    ) -> Result<Option<Self>, Vec<TagProblem>> {
         let Some(policy_text) = tags.get(TAG_DEPLOY) else {
             return Ok(None);
         };
@@ -88,13 +91,19 @@ mod tests {
     use super::*;
 
     fn tags(pairs: &[(&str, &str)]) -> Tags {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn not_opted_in_without_the_deploy_tag() {
         let t = tags(&[("deckhand:containers", "web"), ("team", "a")]);
-        assert_eq!(DeploySettings::from_tags(&t, TimeDelta::minutes(30)), Ok(None));
+        assert_eq!(
+            DeploySettings::from_tags(&t, TimeDelta::minutes(30)),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -104,13 +113,17 @@ mod tests {
             ("deckhand:containers", "web  sidecar"),
             ("deckhand:guard", "2h"),
         ]);
-        let s = DeploySettings::from_tags(&t, TimeDelta::minutes(30)).unwrap().unwrap();
+        let s = DeploySettings::from_tags(&t, TimeDelta::minutes(30))
+            .unwrap()
+            .unwrap();
         assert_eq!(s.policy.to_string(), "prefix=main-");
         assert_eq!(s.containers, Some(vec!["web".into(), "sidecar".into()]));
         assert_eq!(s.guard, TimeDelta::hours(2));
 
         let t = tags(&[("deckhand:deploy", "any")]);
-        let s = DeploySettings::from_tags(&t, TimeDelta::minutes(30)).unwrap().unwrap();
+        let s = DeploySettings::from_tags(&t, TimeDelta::minutes(30))
+            .unwrap()
+            .unwrap();
         assert_eq!((s.containers, s.guard), (None, TimeDelta::minutes(30)));
     }
 
@@ -123,7 +136,14 @@ mod tests {
         ]);
         let problems = DeploySettings::from_tags(&t, TimeDelta::minutes(30)).unwrap_err();
         let names: Vec<&str> = problems.iter().map(|p| p.tag.as_str()).collect();
-        assert_eq!(names, ["deckhand:deploy", "deckhand:containers", "deckhand:guard"]);
-        assert!(problems[0].to_string().starts_with("deckhand:deploy = \"main-*\": `main-*` is not a rule"));
+        assert_eq!(
+            names,
+            ["deckhand:deploy", "deckhand:containers", "deckhand:guard"]
+        );
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("deckhand:deploy = \"main-*\": `main-*` is not a rule")
+        );
     }
 }

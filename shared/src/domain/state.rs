@@ -106,10 +106,20 @@ impl ServiceState {
         }
     }
 
-    pub fn quarantine(&mut self, digest: &Digest, reason: String, at: DateTime<Utc>, deployment: Option<String>) {
+    pub fn quarantine(
+        &mut self,
+        digest: &Digest,
+        reason: String,
+        at: DateTime<Utc>,
+        deployment: Option<String>,
+    ) {
         self.quarantine
             .entry(digest.to_string())
-            .or_insert(Quarantine { reason, at, deployment });
+            .or_insert(Quarantine {
+                reason,
+                at,
+                deployment,
+            });
     }
 
     pub fn is_quarantined(&self, digest: &Digest) -> Option<&Quarantine> {
@@ -150,7 +160,10 @@ mod tests {
         let mut state = ServiceState::default();
         state.adopt_baseline("web:1");
         state.deployment = Some(completed(until));
-        assert_eq!(state.known_good_at(until - TimeDelta::seconds(1)), Some("web:1"));
+        assert_eq!(
+            state.known_good_at(until - TimeDelta::seconds(1)),
+            Some("web:1")
+        );
         assert_eq!(state.known_good_at(until), Some("web:2"));
         state.settle(until);
         assert_eq!(state.known_good.as_deref(), Some("web:2"));
@@ -159,10 +172,23 @@ mod tests {
     #[test]
     fn failed_or_rolled_back_deployments_never_become_known_good() {
         let until = Utc::now();
-        for status in [DeploymentStatus::Failed, DeploymentStatus::RolledBack, DeploymentStatus::InProgress] {
-            let mut state = ServiceState { known_good: Some("web:1".into()), ..Default::default() };
-            state.deployment = Some(Deployment { status, ..completed(until) });
-            assert_eq!(state.known_good_at(until + TimeDelta::days(1)), Some("web:1"));
+        for status in [
+            DeploymentStatus::Failed,
+            DeploymentStatus::RolledBack,
+            DeploymentStatus::InProgress,
+        ] {
+            let mut state = ServiceState {
+                known_good: Some("web:1".into()),
+                ..Default::default()
+            };
+            state.deployment = Some(Deployment {
+                status,
+                ..completed(until)
+            });
+            assert_eq!(
+                state.known_good_at(until + TimeDelta::days(1)),
+                Some("web:1")
+            );
         }
     }
 
@@ -180,6 +206,9 @@ mod tests {
         let now = Utc::now();
         state.quarantine(&digest(), "failed".into(), now, Some("e1".into()));
         state.quarantine(&digest(), "again".into(), now, None);
-        assert_eq!(state.is_quarantined(&digest()).map(|q| q.reason.as_str()), Some("failed"));
+        assert_eq!(
+            state.is_quarantined(&digest()).map(|q| q.reason.as_str()),
+            Some("failed")
+        );
     }
 }

@@ -10,11 +10,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
@@ -61,7 +61,11 @@ fn key(pk: String, sk: impl Into<String>) -> Item {
 }
 
 fn codec_error(operation: &'static str, e: serde_dynamo::Error) -> PortError {
-    PortError::new(operation, PortErrorKind::Other, format!("record does not (de)serialise: {e}"))
+    PortError::new(
+        operation,
+        PortErrorKind::Other,
+        format!("record does not (de)serialise: {e}"),
+    )
 }
 
 fn state_item(service: &ServiceKey, state: &ServiceState) -> PortResult<Item> {
@@ -78,15 +82,24 @@ fn history_items(records: &[HistoryRecord]) -> PortResult<Vec<Item>> {
         .map(|(i, record)| {
             let mut item: Item = to_item(record).map_err(|e| codec_error("PutItem", e))?;
             let at = record.at.to_rfc3339_opts(SecondsFormat::Millis, true);
-            item.extend(key(service_pk(&record.service), format!("history#{at}#{}#{i}", record.cause)));
+            item.extend(key(
+                service_pk(&record.service),
+                format!("history#{at}#{}#{i}", record.cause),
+            ));
             Ok(item)
         })
         .collect()
 }
 
 fn processed_item(mark: &ProcessedMark) -> Item {
-    let mut item = key(format!("event#{}", mark.event_id), service_pk(&mark.service));
-    item.insert("at".into(), s(mark.at.to_rfc3339_opts(SecondsFormat::Secs, true)));
+    let mut item = key(
+        format!("event#{}", mark.event_id),
+        service_pk(&mark.service),
+    );
+    item.insert(
+        "at".into(),
+        s(mark.at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+    );
     item.insert("ttl".into(), n(mark.expires().timestamp()));
     item
 }
@@ -114,7 +127,13 @@ impl DynamoStore {
         if items.is_empty() {
             return Ok(());
         }
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 let lost_race = matches!(
@@ -161,7 +180,13 @@ impl StateStore for DynamoStore {
         Ok(services)
     }
 
-    async fn lock(&self, service: &ServiceKey, owner: &str, now: DateTime<Utc>, lease: TimeDelta) -> PortResult<LockAttempt> {
+    async fn lock(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> PortResult<LockAttempt> {
         let result = self
             .client
             .update_item()
@@ -192,12 +217,12 @@ impl StateStore for DynamoStore {
             .await;
         match result {
             Ok(out) => {
-                let state: ServiceState =
-                    from_item(out.attributes.unwrap_or_default()).map_err(|e| codec_error("UpdateItem", e))?;
-                Ok(LockAttempt::Acquired(Locked {
+                let state: ServiceState = from_item(out.attributes.unwrap_or_default())
+                    .map_err(|e| codec_error("UpdateItem", e))?;
+                Ok(LockAttempt::Acquired(Box::new(Locked {
                     owner: owner.to_owned(),
                     state,
-                }))
+                })))
             }
             Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
                 let old = match se.err() {
@@ -237,7 +262,10 @@ impl StateStore for DynamoStore {
         let mut items = vec![put(
             &self.table,
             state_item(service, &state)?,
-            Some((&format!("{LOCK_OWNER} = :owner AND version = :version"), condition)),
+            Some((
+                &format!("{LOCK_OWNER} = :owner AND version = :version"),
+                condition,
+            )),
         )?];
         for item in history_items(records)? {
             items.push(put(&self.table, item, None)?);
@@ -263,14 +291,22 @@ impl StateStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => Err(
-                PortError::new("UpdateItem", PortErrorKind::Conflict, "the lock was no longer ours"),
-            ),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Err(PortError::new(
+                    "UpdateItem",
+                    PortErrorKind::Conflict,
+                    "the lock was no longer ours",
+                ))
+            }
             Err(e) => Err(port_error("UpdateItem", e)),
         }
     }
 
-    async fn record(&self, records: &[HistoryRecord], processed: Option<&ProcessedMark>) -> PortResult<()> {
+    async fn record(
+        &self,
+        records: &[HistoryRecord],
+        processed: Option<&ProcessedMark>,
+    ) -> PortResult<()> {
         let mut items = Vec::new();
         for item in history_items(records)? {
             items.push(put(&self.table, item, None)?);
@@ -311,7 +347,9 @@ impl StateStore for DynamoStore {
             .items()
             .send();
         while records.len() < limit {
-            let Some(item) = pages.next().await else { break };
+            let Some(item) = pages.next().await else {
+                break;
+            };
             let item = item.map_err(|e| port_error("Query", e))?;
             records.push(from_item(item).map_err(|e| codec_error("Query", e))?);
         }

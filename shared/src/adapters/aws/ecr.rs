@@ -19,13 +19,21 @@ impl EcrRegistry {
 
 #[async_trait]
 impl Ecr for EcrRegistry {
-    async fn image_tags(&self, repository: &Repository, digest: &Digest) -> PortResult<Vec<String>> {
+    async fn image_tags(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> PortResult<Vec<String>> {
         let result = self
             .client
             .describe_images()
             .registry_id(&repository.account)
             .repository_name(&repository.name)
-            .image_ids(ImageIdentifier::builder().image_digest(digest.as_str()).build())
+            .image_ids(
+                ImageIdentifier::builder()
+                    .image_digest(digest.as_str())
+                    .build(),
+            )
             .send()
             .await;
         match result {
@@ -37,7 +45,11 @@ impl Ecr for EcrRegistry {
             Err(e) => {
                 let e = port_error("DescribeImages", e);
                 // An image deleted since it was deployed simply has no tags to compare with.
-                if e.kind == PortErrorKind::NotFound { Ok(Vec::new()) } else { Err(e) }
+                if e.kind == PortErrorKind::NotFound {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                }
             }
         }
     }

@@ -11,7 +11,9 @@ use aws_sdk_resourcegroupstagging::types::TagFilter;
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::port_error;
-use crate::domain::fleet::{Container, EcsDeployment, ImageChange, ServiceView, Source, TaskDefinitionView};
+use crate::domain::fleet::{
+    Container, EcsDeployment, ImageChange, ServiceView, Source, TaskDefinitionView,
+};
 use crate::domain::service::ServiceKey;
 use crate::ports::{Ecs, PortError, PortErrorKind, PortResult};
 
@@ -44,21 +46,24 @@ pub fn clone_revision(
     tags: &[Tag],
     changes: &[ImageChange],
 ) -> RegisterTaskDefinitionFluentBuilder {
-    let containers: Option<Vec<ContainerDefinition>> = td.container_definitions.as_ref().map(|defs| {
-        defs.iter()
-            .map(|c| {
-                let change = changes.iter().find(|ch| c.name.as_deref() == Some(ch.container.as_str()));
-                match change {
-                    Some(change) => {
-                        let mut c = c.clone();
-                        c.image = Some(change.to.clone());
-                        c
+    let containers: Option<Vec<ContainerDefinition>> =
+        td.container_definitions.as_ref().map(|defs| {
+            defs.iter()
+                .map(|c| {
+                    let change = changes
+                        .iter()
+                        .find(|ch| c.name.as_deref() == Some(ch.container.as_str()));
+                    match change {
+                        Some(change) => {
+                            let mut c = c.clone();
+                            c.image = Some(change.to.clone());
+                            c
+                        }
+                        None => c.clone(),
                     }
-                    None => c.clone(),
-                }
-            })
-            .collect()
-    });
+                })
+                .collect()
+        });
     // Inference accelerators are retired by ECS but still round-trip on old task definitions.
     #[allow(deprecated)]
     let builder = builder.set_inference_accelerators(td.inference_accelerators.clone());
@@ -93,7 +98,12 @@ fn service_view(service: &Service) -> Option<ServiceView> {
         tags: service
             .tags()
             .iter()
-            .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                ))
+            })
             .collect(),
         deployments: service
             .deployments()
@@ -131,7 +141,10 @@ impl Ecs for EcsCluster {
     async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
         let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for key in services {
-            by_cluster.entry(key.cluster().to_owned()).or_default().push(key.service().to_owned());
+            by_cluster
+                .entry(key.cluster().to_owned())
+                .or_default()
+                .push(key.service().to_owned());
         }
         let batches: Vec<(String, Vec<String>)> = by_cluster
             .into_iter()
@@ -177,9 +190,9 @@ impl Ecs for EcsCluster {
             .send()
             .await
             .map_err(|e| port_error("DescribeTaskDefinition", e))?;
-        let td = out
-            .task_definition
-            .ok_or_else(|| PortError::new("DescribeTaskDefinition", PortErrorKind::NotFound, arn))?;
+        let td = out.task_definition.ok_or_else(|| {
+            PortError::new("DescribeTaskDefinition", PortErrorKind::NotFound, arn)
+        })?;
         Ok(TaskDefinitionView {
             arn: td.task_definition_arn().unwrap_or(arn).to_owned(),
             family: td.family().unwrap_or_default().to_owned(),
@@ -199,7 +212,11 @@ impl Ecs for EcsCluster {
         })
     }
 
-    async fn register_revision(&self, base: &TaskDefinitionView, changes: &[ImageChange]) -> PortResult<String> {
+    async fn register_revision(
+        &self,
+        base: &TaskDefinitionView,
+        changes: &[ImageChange],
+    ) -> PortResult<String> {
         let snapshot = base.source.get::<Snapshot>().ok_or_else(|| {
             PortError::new(
                 "RegisterTaskDefinition",
@@ -219,10 +236,20 @@ impl Ecs for EcsCluster {
         out.task_definition()
             .and_then(|td| td.task_definition_arn())
             .map(str::to_owned)
-            .ok_or_else(|| PortError::new("RegisterTaskDefinition", PortErrorKind::Other, "no ARN in the response"))
+            .ok_or_else(|| {
+                PortError::new(
+                    "RegisterTaskDefinition",
+                    PortErrorKind::Other,
+                    "no ARN in the response",
+                )
+            })
     }
 
-    async fn update_service(&self, service: &ServiceKey, task_definition: &str) -> PortResult<Option<String>> {
+    async fn update_service(
+        &self,
+        service: &ServiceKey,
+        task_definition: &str,
+    ) -> PortResult<Option<String>> {
         let out = self
             .ecs
             .update_service()
@@ -235,7 +262,9 @@ impl Ecs for EcsCluster {
         Ok(out.service().and_then(|s| {
             s.deployments()
                 .iter()
-                .find(|d| d.status() == Some("PRIMARY") && d.task_definition() == Some(task_definition))
+                .find(|d| {
+                    d.status() == Some("PRIMARY") && d.task_definition() == Some(task_definition)
+                })
                 .and_then(|d| d.id())
                 .map(str::to_owned)
         }))

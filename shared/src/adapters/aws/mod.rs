@@ -7,9 +7,9 @@ mod sns;
 
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 
 pub use dynamodb::DynamoStore;
 pub use ecr::EcrRegistry;
@@ -28,8 +28,14 @@ pub fn ports(sdk: &aws_config::SdkConfig, config: &Config) -> Ports {
             aws_sdk_resourcegroupstagging::Client::new(sdk),
         )),
         ecr: Arc::new(EcrRegistry::new(aws_sdk_ecr::Client::new(sdk))),
-        store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table)),
-        notifier: Arc::new(SnsNotifier::new(aws_sdk_sns::Client::new(sdk), &config.topic_arn)),
+        store: Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            &config.table,
+        )),
+        notifier: Arc::new(SnsNotifier::new(
+            aws_sdk_sns::Client::new(sdk),
+            &config.topic_arn,
+        )),
         clock: Arc::new(SystemClock),
     }
 }
@@ -44,7 +50,9 @@ where
             PortErrorKind::Transient
         }
         SdkError::ServiceError(e) => match e.err().code() {
-            Some(code) if code.contains("Throttl") || code == "ServiceUnavailable" => PortErrorKind::Transient,
+            Some(code) if code.contains("Throttl") || code == "ServiceUnavailable" => {
+                PortErrorKind::Transient
+            }
             Some(code) if code.contains("NotFound") => PortErrorKind::NotFound,
             _ if e.raw().status().is_server_error() => PortErrorKind::Transient,
             _ => PortErrorKind::Other,

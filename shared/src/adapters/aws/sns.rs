@@ -33,7 +33,11 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, PortError> {
 impl Notifier for SnsNotifier {
     async fn publish(&self, n: &Notification) -> PortResult<()> {
         // SNS rejects empty attribute values.
-        let service = if n.service.is_empty() { "-" } else { n.service.as_str() };
+        let service = if n.service.is_empty() {
+            "-"
+        } else {
+            n.service.as_str()
+        };
         self.client
             .publish()
             .topic_arn(&self.topic_arn)

@@ -1,0 +1,592 @@
+//! The deploy use case against in-memory ports: every decision and what it leaves behind.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::adapters::memory::{FixedClock, MemoryEcr, MemoryEcs, MemoryNotifier, MemoryStore};
+use crate::config::DEFAULT_GUARD;
+use crate::domain::state::DeploymentStatus;
+use crate::ports::{Ecs as _, StateStore as _};
+use crate::report::Outcome;
+
+const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+
+struct World {
+    ecs: Arc<MemoryEcs>,
+    ecr: Arc<MemoryEcr>,
+    store: Arc<MemoryStore>,
+    notifier: Arc<MemoryNotifier>,
+    clock: Arc<FixedClock>,
+    function: DeployFunction,
+}
+
+fn config(dry_run: bool) -> Config {
+    Config {
+        table: "t".into(),
+        topic_arn: "arn".into(),
+        clusters: None,
+        timezone: None,
+        guard: DEFAULT_GUARD,
+        require_scan: None,
+        dry_run,
+    }
+}
+
+fn at(minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 10, minute, 0).unwrap()
+}
+
+fn world_with(config: Config) -> World {
+    let ecs = Arc::new(MemoryEcs::new());
+    let ecr = Arc::new(MemoryEcr::default());
+    let store = Arc::new(MemoryStore::default());
+    let notifier = Arc::new(MemoryNotifier::default());
+    let clock = Arc::new(FixedClock::new(at(30)));
+    let ports = Ports {
+        ecs: ecs.clone(),
+        ecr: ecr.clone(),
+        store: store.clone(),
+        notifier: notifier.clone(),
+        clock: clock.clone(),
+    };
+    World {
+        ecs,
+        ecr,
+        store,
+        notifier,
+        clock,
+        function: DeployFunction::new(ports, config),
+    }
+}
+
+/// `demo/web` runs `web:main-1` (family web, revision 1) with the given tags.
+fn world(tags: &[(&str, &str)]) -> World {
+    let w = world_with(config(false));
+    let td = w.ecs.add_task_definition(
+        "web",
+        &[
+            ("web", &format!("{HOST}/web:main-1")),
+            ("envoy", &format!("{HOST}/envoy:1")),
+        ],
+    );
+    w.ecs.add_service(&web(), &td, tags);
+    w
+}
+
+fn web() -> ServiceKey {
+    ServiceKey::new("demo", "web")
+}
+
+fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+fn push_event(id: &str, minute: u32, tag: Option<&str>, d: char) -> Value {
+    let mut detail = json!({"result": "SUCCESS", "repository-name": "web", "image-digest": digest(d), "action-type": "PUSH"});
+    if let Some(tag) = tag {
+        detail["image-tag"] = json!(tag);
+    }
+    json!({"version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr", "account": "123456789012",
+           "time": at(minute).to_rfc3339(), "region": "eu-west-1", "resources": [], "detail": detail})
+}
+
+fn deployment_event(id: &str, name: &str, minute: u32) -> Value {
+    json!({"version": "0", "id": id, "detail-type": "ECS Deployment State Change", "source": "aws.ecs",
+           "account": "123456789012", "time": at(minute).to_rfc3339(), "region": "eu-west-1",
+           "resources": ["arn:aws:ecs:eu-west-1:123456789012:service/demo/web"],
+           "detail": {"eventType": "INFO", "eventName": name, "deploymentId": "ecs-svc/1", "updatedAt": at(minute).to_rfc3339(),
+                      "reason": "circuit breaker: tasks failed to start"}})
+}
+
+fn running_image(w: &World, container: &str) -> String {
+    let td = w
+        .ecs
+        .task_definition(&w.ecs.service(&web()).unwrap().task_definition)
+        .unwrap();
+    td.containers
+        .into_iter()
+        .find(|c| c.name == container)
+        .unwrap()
+        .image
+}
+
+fn kinds(w: &World) -> Vec<&'static str> {
+    w.notifier
+        .published()
+        .iter()
+        .map(|n| n.kind.as_str())
+        .collect()
+}
+
+fn actions(w: &World) -> Vec<Action> {
+    w.store.all_history().iter().map(|r| r.action).collect()
+}
+
+#[tokio::test]
+async fn a_matching_push_deploys_the_pinned_image() {
+    let w = world(&[("deckhand:deploy", "prefix=main-")]);
+    let summary = w
+        .function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await
+        .unwrap();
+
+    assert_eq!(summary.outcome, Outcome::Deployed);
+    let s = &summary.services[0];
+    assert_eq!(
+        (s.from.as_deref(), s.to.as_deref()),
+        (Some("web:1"), Some("web:2"))
+    );
+    assert_eq!(s.reason, "tag main-42 matches prefix=main-");
+    assert_eq!(
+        running_image(&w, "web"),
+        format!("{HOST}/web@{}", digest('b'))
+    );
+    assert_eq!(
+        running_image(&w, "envoy"),
+        format!("{HOST}/envoy:1"),
+        "other repositories untouched"
+    );
+
+    let state = w.store.load(&web()).await.unwrap();
+    assert_eq!(
+        state.known_good.as_deref(),
+        Some("arn:aws:ecs:eu-west-1:123456789012:task-definition/web:1")
+    );
+    let deployment = state.deployment.unwrap();
+    assert_eq!(deployment.status, DeploymentStatus::InProgress);
+    assert_eq!(deployment.tag.as_deref(), Some("main-42"));
+    assert!(!w.store.is_locked(&web()));
+    assert_eq!(actions(&w), [Action::Deployed]);
+    assert_eq!(kinds(&w), ["deploy.started"]);
+    let n = &w.notifier.published()[0];
+    assert_eq!(n.service, "demo/web");
+    assert_eq!(n.details["to"], "web:2");
+}
+
+#[tokio::test]
+async fn an_untracked_tag_is_ignored_and_recorded_without_notification() {
+    let w = world(&[("deckhand:deploy", "prefix=main-")]);
+    let summary = w
+        .function
+        .handle(&push_event("e1", 1, Some("feature-x"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Ignored);
+    assert_eq!(
+        summary.reason.as_deref(),
+        Some("tag feature-x matches no service's deploy policy")
+    );
+    assert_eq!(
+        summary.services[0].reason,
+        "tag feature-x does not match prefix=main-"
+    );
+    assert_eq!(w.ecs.revisions(), 1);
+    assert_eq!(actions(&w), [Action::Ignored]);
+    assert!(kinds(&w).is_empty());
+}
+
+#[tokio::test]
+async fn a_push_to_a_repository_nobody_runs_is_ignored() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    let mut event = push_event("e1", 1, Some("main-42"), 'b');
+    event["detail"]["repository-name"] = json!("billing");
+    let summary = w.function.handle(&event).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Ignored);
+    assert_eq!(
+        summary.reason.as_deref(),
+        Some("no opted-in service runs an image from billing")
+    );
+    assert!(summary.services.is_empty());
+    assert!(actions(&w).is_empty());
+}
+
+#[tokio::test]
+async fn invalid_tags_skip_that_service_and_the_others_proceed() {
+    let w = world(&[("deckhand:deploy", "main-*")]);
+    let td = w
+        .ecs
+        .add_task_definition("api", &[("api", &format!("{HOST}/web:main-1"))]);
+    let api = ServiceKey::new("demo", "api");
+    w.ecs.add_service(&api, &td, &[("deckhand:deploy", "any")]);
+
+    let summary = w
+        .function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed);
+    let by_service: Vec<(&str, Action)> = summary
+        .services
+        .iter()
+        .map(|s| (s.service.as_str(), s.action))
+        .collect();
+    assert_eq!(
+        by_service,
+        [
+            ("demo/api", Action::Deployed),
+            ("demo/web", Action::Invalid)
+        ]
+    );
+    assert!(
+        summary.services[1]
+            .reason
+            .contains("deckhand:deploy = \"main-*\"")
+    );
+    assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
+    let mut k = kinds(&w);
+    k.sort();
+    assert_eq!(k, ["config.invalid", "deploy.started"]);
+}
+
+#[tokio::test]
+async fn a_container_list_naming_a_missing_container_is_invalid() {
+    let w = world(&[
+        ("deckhand:deploy", "any"),
+        ("deckhand:containers", "web api"),
+    ]);
+    let summary = w
+        .function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Invalid);
+    assert!(summary.services[0].reason.contains("`api`"));
+    assert_eq!(w.ecs.revisions(), 1);
+    assert_eq!(kinds(&w), ["config.invalid"]);
+}
+
+#[tokio::test]
+async fn the_same_event_twice_deploys_once() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    let event = push_event("e1", 1, Some("main-42"), 'b');
+    w.function.handle(&event).await.unwrap();
+    let again = w.function.handle(&event).await.unwrap();
+    assert_eq!(again.outcome, Outcome::Duplicate);
+    assert_eq!(w.ecs.revisions(), 2);
+    assert_eq!(w.ecs.calls("UpdateService"), 1);
+    assert_eq!(
+        actions(&w),
+        [Action::Deployed],
+        "a redelivery writes no second record"
+    );
+    assert_eq!(kinds(&w), ["deploy.started"]);
+}
+
+#[tokio::test]
+async fn an_older_push_after_a_newer_one_changes_nothing() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    w.function
+        .handle(&push_event("new", 5, Some("main-5"), 'c'))
+        .await
+        .unwrap();
+    let summary = w
+        .function
+        .handle(&push_event("old", 3, Some("main-3"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Skipped);
+    assert!(
+        summary.services[0].reason.contains("a newer push"),
+        "{}",
+        summary.services[0].reason
+    );
+    assert_eq!(
+        running_image(&w, "web"),
+        format!("{HOST}/web@{}", digest('c'))
+    );
+    assert_eq!(actions(&w), [Action::Deployed, Action::Skipped]);
+    assert_eq!(kinds(&w), ["deploy.started", "deploy.skipped"]);
+}
+
+#[tokio::test]
+async fn a_digest_already_running_is_skipped_without_notification() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    w.function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await
+        .unwrap();
+    // the same image pushed again under another tag
+    let summary = w
+        .function
+        .handle(&push_event("e2", 2, Some("main-42b"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Skipped);
+    assert!(
+        summary.services[0]
+            .reason
+            .starts_with("the service already runs digest")
+    );
+    assert_eq!(w.ecs.revisions(), 2);
+    assert_eq!(kinds(&w), ["deploy.started"]);
+}
+
+#[tokio::test]
+async fn a_failed_deployment_quarantines_its_digest_until_a_new_one_comes() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    w.function
+        .handle(&push_event("e1", 1, Some("main-1b"), 'b'))
+        .await
+        .unwrap();
+    let failed = w
+        .function
+        .handle(&deployment_event("ecs-1", "SERVICE_DEPLOYMENT_FAILED", 34))
+        .await
+        .unwrap();
+    assert_eq!(failed.outcome, Outcome::Failed);
+    assert!(failed.services[0].reason.contains("is quarantined"));
+    let state = w.store.load(&web()).await.unwrap();
+    assert_eq!(state.deployment.unwrap().status, DeploymentStatus::Failed);
+    assert!(state.quarantine.contains_key(&digest('b')));
+
+    // a re-push of the same digest, under a new tag: not deployed
+    w.ecs
+        .update_service(
+            &web(),
+            "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:1",
+        )
+        .await
+        .unwrap();
+    let again = w
+        .function
+        .handle(&push_event("e2", 5, Some("main-1c"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, Outcome::Skipped);
+    assert!(again.services[0].reason.contains("quarantined"));
+    assert_eq!(w.ecs.revisions(), 2);
+
+    // a fixed image deploys
+    let fixed = w
+        .function
+        .handle(&push_event("e3", 6, Some("main-2"), 'c'))
+        .await
+        .unwrap();
+    assert_eq!(fixed.outcome, Outcome::Deployed);
+    assert_eq!(
+        kinds(&w),
+        [
+            "deploy.started",
+            "deploy.failed",
+            "deploy.skipped",
+            "deploy.started"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn completion_is_recorded_once_and_sets_the_guard_window() {
+    let w = world(&[("deckhand:deploy", "any"), ("deckhand:guard", "1h")]);
+    w.function
+        .handle(&push_event("e1", 1, Some("main-1b"), 'b'))
+        .await
+        .unwrap();
+    let event = deployment_event("ecs-1", "SERVICE_DEPLOYMENT_COMPLETED", 31);
+    let done = w.function.handle(&event).await.unwrap();
+    assert_eq!(done.outcome, Outcome::Completed);
+    let state = w.store.load(&web()).await.unwrap();
+    let d = state.deployment.clone().unwrap();
+    assert_eq!(d.status, DeploymentStatus::Completed);
+    assert_eq!(d.guard_until, Some(at(31) + chrono::TimeDelta::hours(1)));
+    assert_eq!(
+        state.known_good_at(at(59)),
+        Some("arn:aws:ecs:eu-west-1:123456789012:task-definition/web:1")
+    );
+    assert_eq!(
+        state.known_good_at(at(31) + chrono::TimeDelta::hours(1)),
+        Some(d.to.as_str())
+    );
+
+    assert_eq!(
+        w.function.handle(&event).await.unwrap().outcome,
+        Outcome::Duplicate
+    );
+    let other_delivery = deployment_event("ecs-2", "SERVICE_DEPLOYMENT_COMPLETED", 32);
+    assert_eq!(
+        w.function.handle(&other_delivery).await.unwrap().outcome,
+        Outcome::Duplicate
+    );
+    assert_eq!(kinds(&w), ["deploy.started", "deploy.completed"]);
+}
+
+#[tokio::test]
+async fn deployment_events_for_services_deckhand_never_deployed_are_ignored() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    let summary = w
+        .function
+        .handle(&deployment_event(
+            "ecs-1",
+            "SERVICE_DEPLOYMENT_COMPLETED",
+            31,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Ignored);
+    assert_eq!(
+        summary.services[0].reason,
+        "deckhand has not deployed this service"
+    );
+
+    let untagged = world(&[]);
+    let summary = untagged
+        .function
+        .handle(&deployment_event(
+            "ecs-1",
+            "SERVICE_DEPLOYMENT_COMPLETED",
+            31,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Ignored);
+    assert!(summary.reason.unwrap().contains("has not opted in"));
+    assert!(!untagged.store.is_locked(&web()));
+    assert!(kinds(&untagged).is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_decides_records_and_notifies_but_changes_nothing() {
+    let w = world_with(config(true));
+    let td = w
+        .ecs
+        .add_task_definition("web", &[("web", &format!("{HOST}/web:main-1"))]);
+    w.ecs
+        .add_service(&web(), &td, &[("deckhand:deploy", "any")]);
+    let summary = w
+        .function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::WouldDeploy);
+    assert!(summary.dry_run);
+    assert_eq!(w.ecs.revisions(), 1);
+    assert_eq!(w.ecs.calls("UpdateService"), 0);
+    assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
+    let history = w.store.all_history();
+    assert_eq!(
+        (history[0].action, history[0].dry_run),
+        (Action::WouldDeploy, true)
+    );
+    assert_eq!(kinds(&w), ["deploy.skipped"]);
+    assert!(w.store.load(&web()).await.unwrap().deployment.is_none());
+}
+
+#[tokio::test]
+async fn semver_compares_with_the_running_digest_tags_from_ecr() {
+    let w = world(&[("deckhand:deploy", "semver=minor")]);
+    // first deploy by exact tag comparison: running main-1 is no version, so nothing happens
+    let summary = w
+        .function
+        .handle(&push_event("e1", 1, Some("1.2.0"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Ignored);
+
+    // the service runs a digest whose tag ECR knows
+    let running = format!("{HOST}/web@{}", digest('a'));
+    let td = w.ecs.add_task_definition("web", &[("web", &running)]);
+    w.ecs.update_service(&web(), &td).await.unwrap();
+    w.ecr
+        .tag("web", &digest('a').parse().unwrap(), &["v1.2.3", "latest"]);
+
+    let older = w
+        .function
+        .handle(&push_event("e2", 2, Some("1.2.2"), 'c'))
+        .await
+        .unwrap();
+    assert_eq!(older.outcome, Outcome::Ignored);
+    assert!(
+        older.services[0]
+            .reason
+            .contains("not newer than the running 1.2.3")
+    );
+    let major = w
+        .function
+        .handle(&push_event("e3", 3, Some("v2.0.0"), 'd'))
+        .await
+        .unwrap();
+    assert_eq!(major.outcome, Outcome::Ignored);
+    let minor = w
+        .function
+        .handle(&push_event("e4", 4, Some("v1.3.0"), 'e'))
+        .await
+        .unwrap();
+    assert_eq!(minor.outcome, Outcome::Deployed);
+    assert_eq!(
+        minor.services[0].reason,
+        "tag v1.3.0 is newer than the running 1.2.3 (semver=minor)"
+    );
+}
+
+#[tokio::test]
+async fn a_failure_in_ecs_is_reported_released_and_retried_cleanly() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    w.ecs.fail("UpdateService");
+    let event = push_event("e1", 1, Some("main-42"), 'b');
+    let err = w.function.handle(&event).await.unwrap_err();
+    assert!(
+        matches!(&err, DeployError::ServicesFailed(s) if s.services[0].action == Action::Error)
+    );
+    assert_eq!(err.error_type(), "deckhand.ServicesFailed");
+    assert!(
+        err.to_string().contains("demo/web: UpdateService failed"),
+        "{err}"
+    );
+    assert!(!w.store.is_locked(&web()));
+    assert_eq!(actions(&w), [Action::Error]);
+    assert_eq!(kinds(&w), ["error"]);
+    assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
+}
+
+#[tokio::test]
+async fn clusters_outside_deckhand_clusters_are_left_alone() {
+    let w = world_with(Config {
+        clusters: Some(vec!["prod".into()]),
+        ..config(false)
+    });
+    let td = w
+        .ecs
+        .add_task_definition("web", &[("web", &format!("{HOST}/web:main-1"))]);
+    w.ecs
+        .add_service(&web(), &td, &[("deckhand:deploy", "any")]);
+    let summary = w
+        .function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Ignored);
+    assert_eq!(w.ecs.calls("DescribeServices"), 0);
+    let summary = w
+        .function
+        .handle(&deployment_event("x", "SERVICE_DEPLOYMENT_COMPLETED", 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.reason.as_deref(),
+        Some("cluster demo is not managed by deckhand")
+    );
+}
+
+#[tokio::test]
+async fn bad_events_change_nothing_and_the_next_good_one_works() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    for (field, event) in crate::events::tests::malformed() {
+        match w.function.handle(&event).await {
+            Err(DeployError::BadEvent(e)) => assert_eq!(e.field, field),
+            other => panic!("{event}: {other:?}"),
+        }
+    }
+    assert_eq!(w.ecs.revisions(), 1);
+    assert!(actions(&w).is_empty());
+    assert!(kinds(&w).is_empty());
+    w.clock.advance(chrono::TimeDelta::minutes(1));
+    let summary = w
+        .function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed);
+}
