@@ -1,1 +1,8 @@
-//! placeholder
+//! Integration tests: the functions' use cases through the real AWS SDK against moto server,
+//! which the harness starts on a free loopback port and stops when the tests end.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod deploy;
+mod harness;

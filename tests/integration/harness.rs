@@ -1,0 +1,437 @@
+//! A moto server shared by every test in this binary, and per-test stacks on it.
+//!
+//! The server runs in a Python process that stops moto when its standard input closes, which
+//! happens when this test process exits however it exits: no server outlives the tests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition, TaskDefinitionField};
+use chrono::{DateTime, SecondsFormat, Utc};
+use deckhand::adapters::aws::DynamoStore;
+use deckhand::app::Ports;
+use deckhand::config::{Config, DEFAULT_GUARD};
+use deckhand::ports::{Clock, SystemClock};
+use serde_json::{Value, json};
+
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+
+const SERVER: &str = r#"
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
+server.start()
+print("ready", flush=True)
+sys.stdin.read()
+server.stop()
+"#;
+
+struct Emulator {
+    url: String,
+    // Held for the life of the process; closing stdin stops the server.
+    _process: Mutex<(Child, ChildStdin)>,
+}
+
+fn python() -> PathBuf {
+    if let Some(path) = std::env::var_os("DECKHAND_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "moto server is needed for the integration tests: run `make venv` (or `make test`) to create .venv \
+         with moto[server], or point DECKHAND_PYTHON at a Python that has it"
+    );
+    venv
+}
+
+fn emulator() -> &'static Emulator {
+    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+    EMULATOR.get_or_init(|| {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let mut child = Command::new(python())
+            .args(["-c", SERVER, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto server");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("moto server output");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "moto server did not start: is moto[server] installed in the Python that runs it?"
+        );
+        Emulator {
+            url: format!("http://127.0.0.1:{port}"),
+            _process: Mutex::new((child, stdin)),
+        }
+    })
+}
+
+/// A plain HTTP GET against the emulator's own API.
+fn emulator_get(path: &str) -> Value {
+    let address = emulator().url.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&address).expect("connect to moto");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("response");
+    let text = String::from_utf8_lossy(&response);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str(body).expect("moto API answers JSON")
+}
+
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&emulator().url)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// One test's own table, topic, cluster and repository, so tests run in parallel on one server.
+pub struct Stack {
+    pub id: usize,
+    pub sdk: aws_config::SdkConfig,
+    pub ecs: aws_sdk_ecs::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    pub table: String,
+    pub topic_arn: String,
+    pub cluster: String,
+    pub repository: String,
+}
+
+impl Stack {
+    pub async fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        let id = NEXT.fetch_add(1, Ordering::SeqCst);
+        let sdk = sdk_config().await;
+        let stack = Self {
+            id,
+            ecs: aws_sdk_ecs::Client::new(&sdk),
+            ecr: aws_sdk_ecr::Client::new(&sdk),
+            table: format!("deckhand-{id}"),
+            topic_arn: String::new(),
+            cluster: format!("cluster-{id}"),
+            repository: format!("web-{id}"),
+            sdk,
+        };
+        create_table(&aws_sdk_dynamodb::Client::new(&stack.sdk), &stack.table).await;
+        let topic = aws_sdk_sns::Client::new(&stack.sdk)
+            .create_topic()
+            .name(format!("deckhand-{id}"))
+            .send()
+            .await
+            .expect("create topic");
+        stack
+            .ecs
+            .create_cluster()
+            .cluster_name(&stack.cluster)
+            .send()
+            .await
+            .expect("create cluster");
+        stack
+            .ecr
+            .create_repository()
+            .repository_name(&stack.repository)
+            .send()
+            .await
+            .expect("create repository");
+        Self {
+            topic_arn: topic.topic_arn().expect("topic arn").to_owned(),
+            ..stack
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config {
+            table: self.table.clone(),
+            topic_arn: self.topic_arn.clone(),
+            clusters: Some(vec![self.cluster.clone()]),
+            timezone: None,
+            guard: DEFAULT_GUARD,
+            require_scan: None,
+            dry_run: false,
+        }
+    }
+
+    pub fn ports(&self, clock: Arc<dyn Clock>) -> Ports {
+        let mut ports = deckhand::adapters::aws::ports(&self.sdk, &self.config());
+        ports.clock = clock;
+        ports
+    }
+
+    pub fn system_ports(&self) -> Ports {
+        self.ports(Arc::new(SystemClock))
+    }
+
+    pub fn store(&self) -> DynamoStore {
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.sdk), &self.table)
+    }
+
+    pub fn image(&self, reference: &str) -> String {
+        format!(
+            "{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{}{reference}",
+            self.repository
+        )
+    }
+
+    /// Pushes an image and returns its digest (moto derives it from the layer digests).
+    pub async fn push_image(&self, tag: &str) -> String {
+        let layer = format!(
+            "sha256:{:064x}",
+            hash(&format!("{}:{tag}", self.repository))
+        );
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 100, "digest": layer},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 100, "digest": layer}],
+        });
+        let out = self
+            .ecr
+            .put_image()
+            .repository_name(&self.repository)
+            .image_manifest(manifest.to_string())
+            .image_tag(tag)
+            .send()
+            .await
+            .expect("put image");
+        out.image()
+            .and_then(|i| i.image_id())
+            .and_then(|id| id.image_digest())
+            .expect("digest")
+            .to_owned()
+    }
+
+    pub async fn register(
+        &self,
+        builder: aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder,
+    ) -> String {
+        builder
+            .send()
+            .await
+            .expect("register task definition")
+            .task_definition()
+            .and_then(|td| td.task_definition_arn())
+            .expect("arn")
+            .to_owned()
+    }
+
+    /// A one-container task definition running `web:TAG`.
+    pub async fn simple_task_definition(&self, family: &str, tag: &str) -> String {
+        self.register(
+            self.ecs
+                .register_task_definition()
+                .family(family)
+                .container_definitions(
+                    ContainerDefinition::builder()
+                        .name("web")
+                        .image(self.image(&format!(":{tag}")))
+                        .memory(256)
+                        .build(),
+                ),
+        )
+        .await
+    }
+
+    pub async fn create_service(&self, name: &str, task_definition: &str, tags: &[(&str, &str)]) {
+        self.ecs
+            .create_service()
+            .cluster(&self.cluster)
+            .service_name(name)
+            .task_definition(task_definition)
+            .desired_count(2)
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .expect("create service");
+    }
+
+    pub fn service_key(&self, name: &str) -> deckhand::domain::service::ServiceKey {
+        deckhand::domain::service::ServiceKey::new(&self.cluster, name)
+    }
+
+    pub async fn running_task_definition(&self, service: &str) -> String {
+        let out = self
+            .ecs
+            .describe_services()
+            .cluster(&self.cluster)
+            .services(service)
+            .send()
+            .await
+            .expect("describe services");
+        out.services()[0]
+            .task_definition()
+            .expect("task definition")
+            .to_owned()
+    }
+
+    pub async fn task_definition(&self, arn: &str) -> (TaskDefinition, Vec<Tag>) {
+        let out = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(arn)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .expect("describe task definition");
+        (
+            out.task_definition.expect("task definition"),
+            out.tags.unwrap_or_default(),
+        )
+    }
+
+    pub async fn revisions(&self, family: &str) -> usize {
+        self.ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .send()
+            .await
+            .expect("list task definitions")
+            .task_definition_arns()
+            .len()
+    }
+
+    pub fn push_event(&self, id: &str, at: DateTime<Utc>, tag: &str, digest: &str) -> Value {
+        json!({
+            "version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr",
+            "account": ACCOUNT, "time": at.to_rfc3339_opts(SecondsFormat::Secs, true), "region": REGION,
+            "resources": [format!("arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{}", self.repository)],
+            "detail": {"result": "SUCCESS", "repository-name": self.repository, "image-digest": digest,
+                       "action-type": "PUSH", "image-tag": tag}
+        })
+    }
+
+    /// An ECS deployment event for one of this stack's services, built from a sample file.
+    pub fn deployment_event(
+        &self,
+        sample: &str,
+        id: &str,
+        service: &str,
+        at: DateTime<Utc>,
+    ) -> Value {
+        let mut event = sample_event(sample);
+        event["id"] = json!(id);
+        event["time"] = json!(at.to_rfc3339_opts(SecondsFormat::Secs, true));
+        event["detail"]["updatedAt"] = json!(at.to_rfc3339_opts(SecondsFormat::Millis, true));
+        event["resources"] = json!([format!(
+            "arn:aws:ecs:{REGION}:{ACCOUNT}:service/{}/{service}",
+            self.cluster
+        )]);
+        event
+    }
+
+    /// The messages published on this stack's topic: (subject, body, attributes).
+    pub fn notifications(&self) -> Vec<(String, Value, Value)> {
+        let data = emulator_get("/moto-api/data.json");
+        let topics = data["sns"]["Topic"].as_array().cloned().unwrap_or_default();
+        topics
+            .iter()
+            .filter(|t| t["arn"] == self.topic_arn.as_str())
+            .flat_map(|t| {
+                t["sent_notifications"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|n| {
+                let body =
+                    serde_json::from_str(n[1].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+                (
+                    n[2].as_str().unwrap_or_default().to_owned(),
+                    body,
+                    n[3].clone(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn notification_kinds(&self) -> Vec<String> {
+        self.notifications()
+            .iter()
+            .map(|(_, body, _)| body["kind"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+/// A sample event from `events/`.
+pub fn sample_event(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("sample events are JSON")
+}
+
+fn hash(text: &str) -> u128 {
+    // FNV-1a, enough to give each test image its own layer digest.
+    text.bytes()
+        .fold(0x6c62272e07bb014262b821756295c58d_u128, |h, b| {
+            (h ^ u128::from(b)).wrapping_mul(0x0000000001000000000000000000013B)
+        })
+}
+
+async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    client
+        .create_table()
+        .table_name(name)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("ttl")
+                .build()
+                .expect("ttl"),
+        )
+        .send()
+        .await
+        .expect("enable ttl");
+}
