@@ -15,7 +15,7 @@ pub fn init_tracing() {
 pub async fn start() -> Result<(Config, Ports), lambda_runtime::Error> {
     let config = Config::from_env()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let ports = crate::adapters::aws::ports(&sdk, &config);
+    let ports = crate::adapters::aws::Clients::new(&sdk).ports(&config);
     Ok((config, ports))
 }
 

@@ -592,3 +592,53 @@ async fn no_log_line_carries_a_task_definition_value() {
         "an environment name reached the logs"
     );
 }
+
+#[tokio::test]
+async fn one_deploy_makes_nine_aws_calls() {
+    let stack = Stack::new().await;
+    let td = stack
+        .simple_task_definition(&format!("calls-{}", stack.id), "main-0")
+        .await;
+    stack
+        .create_service("calls", &td, &[("deckhand:deploy", "any")])
+        .await;
+    let digest = stack.push_image("main-1").await;
+    let (ports, log) = stack.counted_ports();
+    let function = DeployFunction::new(ports, stack.config());
+
+    let event = stack.push_event("push-calls", Utc::now(), "main-1", &digest);
+    assert_eq!(
+        function.handle(&event).await.unwrap().outcome,
+        Outcome::Deployed
+    );
+    assert_eq!(
+        log.calls(),
+        [
+            "DynamoDB.Query",                           // was this event handled already?
+            "Resource Groups Tagging API.GetResources", // opted-in services, all clusters
+            "ECS.DescribeServices",                     // their task definitions and tags
+            "ECS.DescribeTaskDefinition",               // the containers' images
+            "DynamoDB.UpdateItem",                      // take the service's lock, read its state
+            "ECS.RegisterTaskDefinition",               // the new revision
+            "ECS.UpdateService",                        // move the service
+            "DynamoDB.TransactWriteItems",              // state, history, processed mark; unlock
+            "SNS.Publish",                              // deploy.started
+        ]
+    );
+
+    // A redelivery stops after discovery: nothing locked, written or published.
+    log.clear();
+    assert_eq!(
+        function.handle(&event).await.unwrap().outcome,
+        Outcome::Duplicate
+    );
+    assert_eq!(
+        log.calls(),
+        [
+            "DynamoDB.Query",
+            "Resource Groups Tagging API.GetResources",
+            "ECS.DescribeServices",
+            "ECS.DescribeTaskDefinition"
+        ]
+    );
+}

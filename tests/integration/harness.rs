@@ -14,9 +14,13 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TimeToLiveSpecification,
 };
+use aws_sdk_ecs::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_ecs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition, TaskDefinitionField};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use chrono::{DateTime, SecondsFormat, Utc};
-use deckhand::adapters::aws::DynamoStore;
+use deckhand::adapters::aws::{Clients, DynamoStore};
 use deckhand::app::Ports;
 use deckhand::config::{Config, DEFAULT_GUARD};
 use deckhand::ports::{Clock, SystemClock};
@@ -175,9 +179,43 @@ impl Stack {
     }
 
     pub fn ports(&self, clock: Arc<dyn Clock>) -> Ports {
-        let mut ports = deckhand::adapters::aws::ports(&self.sdk, &self.config());
+        let mut ports = Clients::new(&self.sdk).ports(&self.config());
         ports.clock = clock;
         ports
+    }
+
+    /// Ports whose every AWS call is logged, by service and operation.
+    pub fn counted_ports(&self) -> (Ports, CallLog) {
+        let log = CallLog::default();
+        let sdk = &self.sdk;
+        let clients = Clients {
+            ecs: aws_sdk_ecs::Client::from_conf(
+                aws_sdk_ecs::config::Builder::from(sdk)
+                    .interceptor(log.clone())
+                    .build(),
+            ),
+            tagging: aws_sdk_resourcegroupstagging::Client::from_conf(
+                aws_sdk_resourcegroupstagging::config::Builder::from(sdk)
+                    .interceptor(log.clone())
+                    .build(),
+            ),
+            ecr: aws_sdk_ecr::Client::from_conf(
+                aws_sdk_ecr::config::Builder::from(sdk)
+                    .interceptor(log.clone())
+                    .build(),
+            ),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(sdk)
+                    .interceptor(log.clone())
+                    .build(),
+            ),
+            sns: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(sdk)
+                    .interceptor(log.clone())
+                    .build(),
+            ),
+        };
+        (clients.ports(&self.config()), log)
     }
 
     pub fn system_ports(&self) -> Ports {
@@ -375,6 +413,43 @@ impl Stack {
             .iter()
             .map(|(_, body, _)| body["kind"].as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+}
+
+/// Every AWS operation called through the clients it is attached to, once per operation
+/// (retries are not counted again).
+#[derive(Clone, Debug, Default)]
+pub struct CallLog(Arc<Mutex<Vec<String>>>);
+
+impl CallLog {
+    pub fn calls(&self) -> Vec<String> {
+        self.0.lock().expect("call log").clone()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("call log").clear();
+    }
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(metadata) = cfg.load::<Metadata>() {
+            self.0.lock().expect("call log").push(format!(
+                "{}.{}",
+                metadata.service(),
+                metadata.name()
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -20,23 +20,38 @@ use crate::app::Ports;
 use crate::config::Config;
 use crate::ports::{PortError, PortErrorKind, SystemClock};
 
-/// Every port on AWS, from one `SdkConfig` (which honours `AWS_ENDPOINT_URL`).
-pub fn ports(sdk: &aws_config::SdkConfig, config: &Config) -> Ports {
-    Ports {
-        ecs: Arc::new(EcsCluster::new(
-            aws_sdk_ecs::Client::new(sdk),
-            aws_sdk_resourcegroupstagging::Client::new(sdk),
-        )),
-        ecr: Arc::new(EcrRegistry::new(aws_sdk_ecr::Client::new(sdk))),
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
-            &config.table,
-        )),
-        notifier: Arc::new(SnsNotifier::new(
-            aws_sdk_sns::Client::new(sdk),
-            &config.topic_arn,
-        )),
-        clock: Arc::new(SystemClock),
+/// The SDK clients deckhand uses, built once per process.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub ecs: aws_sdk_ecs::Client,
+    pub tagging: aws_sdk_resourcegroupstagging::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sns: aws_sdk_sns::Client,
+}
+
+impl Clients {
+    /// From one `SdkConfig`, which honours `AWS_ENDPOINT_URL` and the rest of the standard
+    /// configuration.
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self {
+            ecs: aws_sdk_ecs::Client::new(sdk),
+            tagging: aws_sdk_resourcegroupstagging::Client::new(sdk),
+            ecr: aws_sdk_ecr::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sns: aws_sdk_sns::Client::new(sdk),
+        }
+    }
+
+    /// Every port on AWS, with the machine's clock.
+    pub fn ports(&self, config: &Config) -> Ports {
+        Ports {
+            ecs: Arc::new(EcsCluster::new(self.ecs.clone(), self.tagging.clone())),
+            ecr: Arc::new(EcrRegistry::new(self.ecr.clone())),
+            store: Arc::new(DynamoStore::new(self.dynamodb.clone(), &config.table)),
+            notifier: Arc::new(SnsNotifier::new(self.sns.clone(), &config.topic_arn)),
+            clock: Arc::new(SystemClock),
+        }
     }
 }
 
