@@ -1,0 +1,237 @@
+"""deckhand's story against a local AWS emulator, through `cargo lambda watch` and `invoke`.
+
+Starts moto server, seeds a cluster, a tagged service, an ECR repository with images, the table
+and the topic, then sends the sample events in events/ to the functions and shows what changed.
+Run it with `make demo`.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+TABLE = "deckhand"
+MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def free_port():
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        with closing(socket.socket()) as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    sys.exit(f"nothing listens on 127.0.0.1:{port} after {seconds}s")
+
+
+def heading(text):
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def manifest(tag):
+    # moto derives an image digest from its layer digests, so each tag gets a stable digest
+    # (the one events/ecr-push.json names for main-42).
+    layer = "sha256:" + hashlib.sha256(f"deckhand-demo-web-{tag}".encode()).hexdigest()
+    return json.dumps({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": layer},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1, "digest": layer}],
+    })
+
+
+class Demo:
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+        session = boto3.session.Session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name=REGION)
+        client = lambda name: session.client(name, endpoint_url=endpoint)  # noqa: E731
+        self.ecs, self.ecr, self.ddb, self.sns = (client(n) for n in ("ecs", "ecr", "dynamodb", "sns"))
+        self.topic_arn = None
+
+    def seed(self):
+        self.ddb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.ddb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+        self.topic_arn = self.sns.create_topic(Name="deckhand")["TopicArn"]
+        self.ecr.create_repository(repositoryName="web")
+        for tag in ("main-41", "main-42", "feature-login"):
+            self.ecr.put_image(repositoryName="web", imageManifest=manifest(tag), imageTag=tag)
+        self.ecs.create_cluster(clusterName="demo")
+        self.ecs.register_task_definition(
+            family="web",
+            taskRoleArn=f"arn:aws:iam::{ACCOUNT}:role/web-task",
+            executionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/web-execution",
+            networkMode="bridge",
+            cpu="256",
+            memory="512",
+            containerDefinitions=[{
+                "name": "web",
+                "image": f"{REGISTRY}/web:main-41",
+                "essential": True,
+                "portMappings": [{"containerPort": 8080}],
+                "environment": [{"name": "DATABASE_URL", "value": "postgres://web:not-for-logs@db/web"}],
+                "secrets": [{"name": "API_KEY", "valueFrom": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:api"}],
+            }],
+            tags=[{"key": "team", "value": "storefront"}],
+        )
+        self.ecs.create_service(
+            cluster="demo", serviceName="web", taskDefinition="web:1", desiredCount=2,
+            tags=[{"key": "deckhand:deploy", "value": "prefix=main-"}],
+        )
+
+    def show_service(self):
+        service = self.ecs.describe_services(cluster="demo", services=["web"])["services"][0]
+        td = self.ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+        images = ", ".join(f"{c['name']}={c['image']}" for c in td["containerDefinitions"])
+        print(f"demo/web runs {td['family']}:{td['revision']} ({images}), desired {service['desiredCount']}")
+
+    def show_state(self):
+        item = self.ddb.get_item(TableName=TABLE, Key={"pk": {"S": "service#demo/web"}, "sk": {"S": "state"}}).get("Item", {})
+        deployment = item.get("deployment", {}).get("M", {})
+        if deployment:
+            print(f"latest deployment: {short(deployment['from']['S'])} -> {short(deployment['to']['S'])}, "
+                  f"{deployment['status']['S']}")
+        print(f"known-good: {short(item.get('knownGood', {}).get('S', '-'))}")
+
+    def show_history(self):
+        items = self.ddb.query(
+            TableName=TABLE, KeyConditionExpression="pk = :pk AND begins_with(sk, :h)",
+            ExpressionAttributeValues={":pk": {"S": "service#demo/web"}, ":h": {"S": "history#"}},
+            ScanIndexForward=False,
+        )["Items"]
+        for item in items:
+            print(f"  {item['at']['S'][:23]}  {item['action']['S']:<10} {item['reason']['S']}")
+
+    def show_notifications(self):
+        data = json.loads(urlopen_text(f"{self.endpoint}/moto-api/data.json"))
+        for topic in data["sns"]["Topic"]:
+            for _, message, subject, attributes, _ in topic["sent_notifications"]:
+                body = json.loads(message)
+                print(f"  [{attributes['kind']['Value']}/{attributes['severity']['Value']}] {subject}")
+                print(f"      {json.dumps(body)[:240]}")
+
+
+def short(arn):
+    return arn.split("task-definition/")[-1]
+
+
+def urlopen_text(url):
+    from urllib.request import urlopen
+    with urlopen(url) as response:
+        return response.read().decode()
+
+
+def invoke(port, event_file, shown_as=None):
+    print(f"$ cargo lambda invoke deploy --data-file {shown_as or event_file.relative_to(ROOT)}")
+    result = subprocess.run(
+        ["cargo", "lambda", "invoke", "deploy", "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
+         "--data-file", str(event_file)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    output = (result.stdout or result.stderr).strip()
+    print(output)
+    if result.returncode != 0:
+        sys.exit(f"invoke failed: {result.stderr.strip()}")
+    return json.loads(output)
+
+
+def expect(summary, outcome):
+    if summary.get("outcome") != outcome:
+        sys.exit(f"expected outcome {outcome}, got {summary}")
+
+
+def main():
+    moto_port, lambda_port = free_port(), free_port()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    demo = Demo(endpoint)
+    watch = None
+    try:
+        heading(f"Local AWS emulator (moto) on {endpoint}: seeding cluster, service, images, table, topic")
+        demo.seed()
+        print("service demo/web tagged deckhand:deploy = prefix=main-; ECR web has main-41, main-42, feature-login")
+
+        heading("Building and starting the functions under cargo lambda watch")
+        subprocess.run(["cargo", "build", "--quiet", "-p", "deploy"], cwd=ROOT, check=True)
+        env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="demo",
+                   AWS_SECRET_ACCESS_KEY="demo", DECKHAND_TABLE=TABLE, DECKHAND_TOPIC_ARN=demo.topic_arn,
+                   DECKHAND_CLUSTERS="demo", RUST_LOG="warn")
+        log = open(ROOT / "target" / "demo-watch.log", "w")
+        watch = subprocess.Popen(
+            ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", str(lambda_port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for_port(lambda_port, 120)
+        print(f"cargo lambda watch on 127.0.0.1:{lambda_port} (log: target/demo-watch.log)")
+
+        heading("Before the push")
+        demo.show_service()
+
+        heading("CI pushes web:main-42: deploy moves the service onto it, pinned by digest")
+        expect(invoke(lambda_port, ROOT / "events" / "ecr-push.json"), "deployed")
+        demo.show_service()
+        demo.show_state()
+
+        heading("EventBridge delivers the same push again: nothing changes")
+        expect(invoke(lambda_port, ROOT / "events" / "ecr-push.json"), "duplicate")
+
+        heading("A feature branch pushes web:feature-login: not in the policy, ignored")
+        expect(invoke(lambda_port, ROOT / "events" / "ecr-push-untracked-tag.json"), "ignored")
+
+        heading("ECS reports the deployment COMPLETED (event time set to now: the emulator runs no rollouts)")
+        completed = json.loads((ROOT / "events" / "ecs-deployment-completed.json").read_text())
+        now = datetime.now(timezone.utc)
+        completed["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        completed["detail"]["updatedAt"] = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        with tempfile.NamedTemporaryFile("w", suffix="-ecs-deployment-completed.json", delete=False) as f:
+            json.dump(completed, f)
+        expect(invoke(lambda_port, Path(f.name), "events/ecs-deployment-completed.json (time: now)"), "completed")
+        os.unlink(f.name)
+        demo.show_state()
+
+        heading("History of demo/web (DynamoDB), newest first")
+        demo.show_history()
+
+        heading("Notifications on the SNS topic")
+        demo.show_notifications()
+    finally:
+        if watch is not None:
+            # watch runs the function as its own child: stop the whole group.
+            os.killpg(watch.pid, signal.SIGTERM)
+            try:
+                watch.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(watch.pid, signal.SIGKILL)
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
