@@ -7,7 +7,6 @@ Run it with `make demo`.
 
 import hashlib
 import json
-import logging
 import os
 import signal
 import socket
@@ -20,7 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
-from moto.server import ThreadedMotoServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from emulator import Emulator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"
@@ -168,9 +169,7 @@ def expect(summary, outcome):
 
 def main():
     moto_port, lambda_port = free_port(), free_port()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
-    server.start()
+    server = Emulator(moto_port).start()
     endpoint = f"http://127.0.0.1:{moto_port}"
     demo = Demo(endpoint)
     watch = None

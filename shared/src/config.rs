@@ -38,6 +38,9 @@ pub enum ConfigError {
 
 pub const DEFAULT_GUARD: TimeDelta = TimeDelta::minutes(30);
 
+/// Whether pushes can wait for their ECR scan (`DECKHAND_REQUIRE_SCAN`).
+const SCAN_GATE_AVAILABLE: bool = false;
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -65,19 +68,31 @@ impl Config {
         };
         let require_scan = match get("DECKHAND_REQUIRE_SCAN") {
             None => None,
-            Some(v) => Some(match v.to_ascii_uppercase().as_str() {
-                "CRITICAL" => Severity::Critical,
-                "HIGH" => Severity::High,
-                "MEDIUM" => Severity::Medium,
-                "LOW" => Severity::Low,
-                _ => {
+            Some(v) => {
+                let severity = match v.to_ascii_uppercase().as_str() {
+                    "CRITICAL" => Severity::Critical,
+                    "HIGH" => Severity::High,
+                    "MEDIUM" => Severity::Medium,
+                    "LOW" => Severity::Low,
+                    _ => {
+                        return Err(invalid(
+                            "DECKHAND_REQUIRE_SCAN",
+                            &v,
+                            "expected CRITICAL, HIGH, MEDIUM or LOW".into(),
+                        ));
+                    }
+                };
+                // Starting without the gate would deploy unscanned images that the operator
+                // meant to hold back.
+                if !SCAN_GATE_AVAILABLE {
                     return Err(invalid(
                         "DECKHAND_REQUIRE_SCAN",
                         &v,
-                        "expected CRITICAL, HIGH, MEDIUM or LOW".into(),
+                        "the scan gate is not available in this version; unset it to deploy without one".into(),
                     ));
                 }
-            }),
+                Some(severity)
+            }
         };
         let dry_run = match get("DECKHAND_DRY_RUN").map(|v| v.to_ascii_lowercase()) {
             None => false,
@@ -148,13 +163,11 @@ mod tests {
             ("DECKHAND_CLUSTERS", "staging  prod"),
             ("DECKHAND_TIMEZONE", "Europe/London"),
             ("DECKHAND_GUARD", "1h"),
-            ("DECKHAND_REQUIRE_SCAN", "high"),
             ("DECKHAND_DRY_RUN", "TRUE"),
         ])
         .unwrap();
         assert_eq!(c.clusters, Some(vec!["staging".into(), "prod".into()]));
         assert_eq!(c.guard, TimeDelta::hours(1));
-        assert_eq!(c.require_scan, Some(Severity::High));
         assert!(c.dry_run);
         assert!(c.manages_cluster("prod") && !c.manages_cluster("dev"));
 
@@ -178,6 +191,7 @@ mod tests {
         for (name, value) in [
             ("DECKHAND_GUARD", "soon"),
             ("DECKHAND_REQUIRE_SCAN", "SEVERE"),
+            ("DECKHAND_REQUIRE_SCAN", "HIGH"),
             ("DECKHAND_DRY_RUN", "maybe"),
         ] {
             let mut vars = base.to_vec();

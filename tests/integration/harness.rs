@@ -1,7 +1,8 @@
 //! A moto server shared by every test in this binary, and per-test stacks on it.
 //!
-//! The server runs in a Python process that stops moto when its standard input closes, which
-//! happens when this test process exits however it exits: no server outlives the tests.
+//! The server (`scripts/emulator.py`) applies each request atomically, as AWS does, and stops
+//! when its standard input closes, which happens when this test process exits however it exits:
+//! no server outlives the tests.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -29,16 +30,6 @@ use serde_json::{Value, json};
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
 
-const SERVER: &str = r#"
-import sys
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
-server.start()
-print("ready", flush=True)
-sys.stdin.read()
-server.stop()
-"#;
-
 struct Emulator {
     url: String,
     // Held for the life of the process; closing stdin stops the server.
@@ -65,8 +56,10 @@ fn emulator() -> &'static Emulator {
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/emulator.py");
         let mut child = Command::new(python())
-            .args(["-c", SERVER, &port.to_string()])
+            .arg(script)
+            .arg(port.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

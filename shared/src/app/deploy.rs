@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -73,6 +73,12 @@ struct Target {
     task_definition: TaskDefinitionView,
 }
 
+#[derive(Default)]
+struct Discovered {
+    targets: Vec<Target>,
+    unreadable: Vec<(ServiceKey, PortError)>,
+}
+
 impl DeployFunction {
     pub fn new(ports: Ports, config: Config) -> Self {
         Self { ports, config }
@@ -110,14 +116,21 @@ impl DeployFunction {
             .processed(&push.event_id)
             .await
             .map_err(DeployError::Discovery)?;
-        let targets = self.discover(push).await.map_err(DeployError::Discovery)?;
-        if targets.is_empty() {
+        let Discovered {
+            targets,
+            unreadable,
+        } = self.discover(push).await.map_err(DeployError::Discovery)?;
+        let mut reports = Vec::new();
+        for (key, e) in unreadable {
+            reports.push(self.failed(&key, push, None, e).await);
+        }
+        if targets.is_empty() && reports.is_empty() {
             return Ok(Summary::ignored(format!(
                 "no opted-in service runs an image from {}",
                 push.repository.name
             )));
         }
-        let reports: Vec<ServiceReport> = stream::iter(targets)
+        let deployed: Vec<ServiceReport> = stream::iter(targets)
             .map(|target| {
                 let span = info_span!("service", service = %target.service.key);
                 self.push_to_service(push, target, &done).instrument(span)
@@ -125,6 +138,7 @@ impl DeployFunction {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        reports.extend(deployed);
         Ok(Summary::of(reports, || match &push.tag {
             Some(tag) => format!("tag {tag} matches no service's deploy policy"),
             None => "the push has no tag".into(),
@@ -132,8 +146,9 @@ impl DeployFunction {
     }
 
     /// Opted-in services, in the managed clusters, whose task definition has a container from
-    /// the pushed repository.
-    async fn discover(&self, push: &Push) -> Result<Vec<Target>, PortError> {
+    /// the pushed repository; and the services whose task definition could not be read, which
+    /// may or may not be concerned.
+    async fn discover(&self, push: &Push) -> Result<Discovered, PortError> {
         let keys: Vec<ServiceKey> = self
             .ports
             .ecs
@@ -146,36 +161,44 @@ impl DeployFunction {
             .into_iter()
             .collect();
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Discovered::default());
         }
         let services = self.ports.ecs.describe_services(&keys).await?;
         let arns: BTreeSet<&str> = services
             .iter()
             .map(|s| s.task_definition.as_str())
             .collect();
-        let task_definitions: BTreeMap<String, TaskDefinitionView> = stream::iter(arns)
-            .map(|arn| async move {
-                let td = self.ports.ecs.describe_task_definition(arn).await?;
-                Ok::<_, PortError>((arn.to_owned(), td))
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(services
+        let task_definitions: BTreeMap<String, Result<TaskDefinitionView, PortError>> =
+            stream::iter(arns)
+                .map(|arn| async move {
+                    let td = self.ports.ecs.describe_task_definition(arn).await;
+                    (arn.to_owned(), td)
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        let mut found = Discovered::default();
+        for service in services
             .into_iter()
             .filter(|s| s.tags.contains_key(TAG_DEPLOY))
-            .filter_map(|service| {
-                let task_definition = task_definitions.get(&service.task_definition)?.clone();
-                let uses_repository = task_definition
-                    .containers
-                    .iter()
-                    .any(|c| ImageRef::parse(&c.image).is_some_and(|i| i.is_in(&push.repository)));
-                uses_repository.then_some(Target {
-                    service,
-                    task_definition,
-                })
-            })
-            .collect())
+        {
+            match task_definitions.get(&service.task_definition) {
+                Some(Ok(task_definition)) => {
+                    let uses_repository = task_definition.containers.iter().any(|c| {
+                        ImageRef::parse(&c.image).is_some_and(|i| i.is_in(&push.repository))
+                    });
+                    if uses_repository {
+                        found.targets.push(Target {
+                            task_definition: task_definition.clone(),
+                            service,
+                        });
+                    }
+                }
+                Some(Err(e)) => found.unreadable.push((service.key, e.clone())),
+                None => {}
+            }
+        }
+        Ok(found)
     }
 
     async fn push_to_service(
@@ -277,13 +300,18 @@ impl DeployFunction {
                     "this event was already applied to this service",
                 )
             }
-            PushDecision::Skip { reason, notify } => {
-                if changes
-                    .iter()
-                    .all(|c| running_digest(&c.from) == Some(push.digest.as_str()))
+            PushDecision::AlreadyRunning { reason } => {
+                record_push(&mut state, push);
+                record.reason = reason.clone();
+                if let Err(e) = self
+                    .commit(key, &locked, &state, record, &push.event_id)
+                    .await
                 {
-                    record_push(&mut state, push);
+                    return self.failed(key, push, None, e).await;
                 }
+                skipped(key, push, reason)
+            }
+            PushDecision::Skip { reason, notify } => {
                 record.reason = reason.clone();
                 if let Err(e) = self
                     .commit(key, &locked, &state, record, &push.event_id)
@@ -302,9 +330,7 @@ impl DeployFunction {
                     ))
                     .await;
                 }
-                let mut r = report(key, Action::Skipped, reason);
-                r.digest = Some(push.digest.to_string());
-                r
+                skipped(key, push, reason)
             }
             PushDecision::Deploy if self.config.dry_run => {
                 let reason = format!("dry run: {matched}");
@@ -696,6 +722,12 @@ fn report(key: &ServiceKey, action: Action, reason: impl Into<String>) -> Servic
         digest: None,
         reason: reason.into(),
     }
+}
+
+fn skipped(key: &ServiceKey, push: &Push, reason: String) -> ServiceReport {
+    let mut r = report(key, Action::Skipped, reason);
+    r.digest = Some(push.digest.to_string());
+    r
 }
 
 fn push_record(

@@ -590,3 +590,61 @@ async fn bad_events_change_nothing_and_the_next_good_one_works() {
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed);
 }
+
+#[tokio::test]
+async fn an_unreadable_task_definition_fails_only_its_service() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    let broken = ServiceKey::new("demo", "broken");
+    w.ecs.add_service(
+        &broken,
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/gone:1",
+        &[("deckhand:deploy", "any")],
+    );
+    let err = w
+        .function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await
+        .unwrap_err();
+    let DeployError::ServicesFailed(summary) = err else {
+        panic!("{err:?}")
+    };
+    let by_service: Vec<(&str, Action)> = summary
+        .services
+        .iter()
+        .map(|s| (s.service.as_str(), s.action))
+        .collect();
+    assert_eq!(
+        by_service,
+        [
+            ("demo/broken", Action::Error),
+            ("demo/web", Action::Deployed)
+        ]
+    );
+    assert_eq!(
+        running_image(&w, "web"),
+        format!("{HOST}/web@{}", digest('b'))
+    );
+
+    // the retry redoes only what failed
+    let err = w
+        .function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await
+        .unwrap_err();
+    let DeployError::ServicesFailed(summary) = err else {
+        panic!("{err:?}")
+    };
+    let by_service: Vec<(&str, Action)> = summary
+        .services
+        .iter()
+        .map(|s| (s.service.as_str(), s.action))
+        .collect();
+    assert_eq!(
+        by_service,
+        [
+            ("demo/broken", Action::Error),
+            ("demo/web", Action::Duplicate)
+        ]
+    );
+    assert_eq!(w.ecs.revisions(), 2);
+}

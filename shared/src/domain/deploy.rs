@@ -89,6 +89,10 @@ pub enum PushDecision {
         reason: String,
         notify: bool,
     },
+    /// Every chosen container runs the pushed digest: the push counts as applied.
+    AlreadyRunning {
+        reason: String,
+    },
     Deploy,
 }
 
@@ -129,9 +133,8 @@ pub fn decide_push(push: &Push, changes: &[ImageChange], state: &ServiceState) -
         .iter()
         .all(|c| running_digest(&c.from) == Some(push.digest.as_str()))
     {
-        return PushDecision::Skip {
+        return PushDecision::AlreadyRunning {
             reason: format!("the service already runs digest {}", push.digest.short()),
-            notify: false,
         };
     }
     PushDecision::Deploy
@@ -492,9 +495,8 @@ mod tests {
         let changes = choose_containers(&p, &running, None).unwrap();
         assert_eq!(
             decide_push(&p, &changes, &ServiceState::default()),
-            PushDecision::Skip {
+            PushDecision::AlreadyRunning {
                 reason: format!("the service already runs digest {}", p.digest.short()),
-                notify: false
             }
         );
         // one container still on another digest: deploy
