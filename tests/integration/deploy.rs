@@ -414,7 +414,16 @@ async fn the_same_event_delivered_five_times_deploys_once() {
         .history(&stack.service_key("dup"), 100)
         .await
         .unwrap();
-    assert_eq!(history.len(), 1);
+    let actions: Vec<Action> = history.iter().map(|r| r.action).collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == Action::Deployed).count(),
+        1
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == Action::Duplicate).count(),
+        4,
+        "every delivery is on record, the deployment once"
+    );
     assert_eq!(stack.notification_kinds(), ["deploy.started"]);
 
     // and once more, later, sequentially
@@ -626,7 +635,7 @@ async fn one_deploy_makes_nine_aws_calls() {
         ]
     );
 
-    // A redelivery stops after discovery: nothing locked, written or published.
+    // A redelivery is recorded and stops there: nothing locked, changed or published.
     log.clear();
     assert_eq!(
         function.handle(&event).await.unwrap().outcome,
@@ -638,7 +647,8 @@ async fn one_deploy_makes_nine_aws_calls() {
             "DynamoDB.Query",
             "Resource Groups Tagging API.GetResources",
             "ECS.DescribeServices",
-            "ECS.DescribeTaskDefinition"
+            "ECS.DescribeTaskDefinition",
+            "DynamoDB.TransactWriteItems"
         ]
     );
 }

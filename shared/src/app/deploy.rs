@@ -209,11 +209,8 @@ impl DeployFunction {
     ) -> ServiceReport {
         let key = target.service.key.clone();
         if done.contains(&key) {
-            return report(
-                &key,
-                Action::Duplicate,
-                "this event was already handled for this service",
-            );
+            let reason = "this event was already handled for this service";
+            return self.duplicate(&key, &push.event_id, reason, None).await;
         }
         let settings = match DeploySettings::from_tags(&target.service.tags, self.config.guard) {
             Ok(Some(settings)) => settings,
@@ -291,14 +288,9 @@ impl DeployFunction {
 
         match crate::domain::deploy::decide_push(push, changes, &locked.state) {
             PushDecision::Duplicate => {
-                if let Err(e) = self.ports.store.release(key, &locked).await {
-                    warn!(error = %e, "could not release the lock; it expires with its lease");
-                }
-                report(
-                    key,
-                    Action::Duplicate,
-                    "this event was already applied to this service",
-                )
+                let reason = "this event was already applied to this service";
+                self.duplicate(key, &push.event_id, reason, Some(&locked))
+                    .await
             }
             PushDecision::AlreadyRunning { reason } => {
                 record_push(&mut state, push);
@@ -466,14 +458,9 @@ impl DeployFunction {
             .await
             .map_err(DeployError::Discovery)?;
         if done.contains(key) {
-            return Ok(Summary::of(
-                vec![report(
-                    key,
-                    Action::Duplicate,
-                    "this event was already handled",
-                )],
-                String::new,
-            ));
+            let reason = "this event was already handled";
+            let report = self.duplicate(key, &event.event_id, reason, None).await;
+            return Ok(Summary::of(vec![report], String::new));
         }
         let services = self
             .ports
@@ -520,10 +507,9 @@ impl DeployFunction {
         let deployment = locked.state.deployment.as_ref();
         let (action, reason, notification) = match &decision {
             DeploymentEventDecision::Duplicate(reason) => {
-                if let Err(e) = self.ports.store.release(key, &locked).await {
-                    warn!(error = %e, "could not release the lock; it expires with its lease");
-                }
-                return report(key, Action::Duplicate, reason.clone());
+                return self
+                    .duplicate(key, &event.event_id, reason, Some(&locked))
+                    .await;
             }
             DeploymentEventDecision::NotOurs(reason) => (Action::Ignored, reason.clone(), None),
             DeploymentEventDecision::InProgress => (
@@ -625,6 +611,42 @@ impl DeployFunction {
                 Some(&mark),
             )
             .await
+    }
+
+    /// A repeated delivery: recorded as such (the original decision stays the only one of its
+    /// kind), the lock given back, nothing else changed.
+    async fn duplicate(
+        &self,
+        key: &ServiceKey,
+        cause: &str,
+        reason: &str,
+        locked: Option<&Locked>,
+    ) -> ServiceReport {
+        let record = HistoryRecord::new(
+            key,
+            self.ports.clock.now(),
+            Action::Duplicate,
+            reason,
+            cause,
+        );
+        let written = match locked {
+            Some(locked) => {
+                let store = &self.ports.store;
+                store
+                    .commit(key, locked, &locked.state, &[record], None)
+                    .await
+            }
+            None => self.ports.store.record(&[record], None).await,
+        };
+        if let Err(e) = written {
+            warn!(error = %e, "could not record a repeated delivery");
+            if let Some(locked) = locked
+                && let Err(e) = self.ports.store.release(key, locked).await
+            {
+                warn!(error = %e, "could not release the lock; it expires with its lease");
+            }
+        }
+        report(key, Action::Duplicate, reason)
     }
 
     /// A push the service's policy does not take: recorded, not notified.

@@ -3,10 +3,12 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | service state and lock | `service#CLUSTER/SERVICE` | `state` |
-//! | history record | `service#CLUSTER/SERVICE` | `history#AT#CAUSE#N` |
+//! | history record | `service#CLUSTER/SERVICE` | `history#AT#CAUSE#NONCE` |
 //! | processed event | `event#ID` | `service#CLUSTER/SERVICE` (with `ttl`) |
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hasher};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
@@ -75,17 +77,18 @@ fn state_item(service: &ServiceKey, state: &ServiceState) -> PortResult<Item> {
     Ok(item)
 }
 
+/// History keys sort by time; the cause and a random nonce keep records of concurrent
+/// invocations apart even within one millisecond.
 fn history_items(records: &[HistoryRecord]) -> PortResult<Vec<Item>> {
+    let nonce = RandomState::new().build_hasher().finish() as u32;
     records
         .iter()
         .enumerate()
         .map(|(i, record)| {
             let mut item: Item = to_item(record).map_err(|e| codec_error("PutItem", e))?;
             let at = record.at.to_rfc3339_opts(SecondsFormat::Millis, true);
-            item.extend(key(
-                service_pk(&record.service),
-                format!("history#{at}#{}#{i}", record.cause),
-            ));
+            let sk = format!("history#{at}#{}#{nonce:08x}{i}", record.cause);
+            item.extend(key(service_pk(&record.service), sk));
             Ok(item)
         })
         .collect()
