@@ -405,6 +405,17 @@ impl DeployFunction {
             ecs_deployment_id.clone(),
             now,
         );
+        let asleep = target.service.desired_count == 0;
+        if let Some(deployment) = state.deployment.as_mut() {
+            deployment.at_zero_tasks = asleep;
+        }
+        // A sleeping service gets the revision without being woken: its count stays as the
+        // scheduler left it, and the wake-up runs the new revision.
+        let matched = match &state.sleep {
+            Some(_) if asleep => format!("{matched}; the service sleeps and runs it when woken"),
+            _ if asleep => format!("{matched}; the service runs no tasks"),
+            _ => matched,
+        };
         let mut record = push_record(key, push, now, Action::Deployed, matched.clone());
         record.from = Some(from.to_owned());
         record.to = Some(to.clone());

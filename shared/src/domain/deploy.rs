@@ -178,6 +178,7 @@ pub fn start_deployment(
         ecs_deployment_id,
         finished_at: None,
         guard_until: None,
+        at_zero_tasks: false,
     });
 }
 

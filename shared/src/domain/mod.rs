@@ -5,6 +5,8 @@ pub mod duration;
 pub mod fleet;
 pub mod image;
 pub mod policy;
+pub mod schedule;
 pub mod service;
 pub mod settings;
+pub mod sleep;
 pub mod state;

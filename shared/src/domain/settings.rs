@@ -5,12 +5,19 @@ use std::fmt;
 
 use chrono::TimeDelta;
 
+use chrono_tz::Tz;
+
 use super::duration::parse_duration;
 use super::policy::DeployPolicy;
+use super::schedule::{AwakeWindows, Schedule, parse_days_off, parse_timezone};
 
 pub const TAG_DEPLOY: &str = "deckhand:deploy";
 pub const TAG_CONTAINERS: &str = "deckhand:containers";
 pub const TAG_GUARD: &str = "deckhand:guard";
+pub const TAG_AWAKE: &str = "deckhand:awake";
+pub const TAG_TIMEZONE: &str = "deckhand:timezone";
+pub const TAG_ASLEEP_ON: &str = "deckhand:asleep-on";
+pub const TAG_ASLEEP_COUNT: &str = "deckhand:asleep-count";
 
 pub type Tags = BTreeMap<String, String>;
 
@@ -86,6 +93,90 @@ impl DeploySettings {
     }
 }
 
+/// The value of a parsed tag, or `None` with the problem noted.
+fn checked<T>(
+    problems: &mut Vec<TagProblem>,
+    tag: &str,
+    value: &str,
+    result: Result<T, String>,
+) -> Option<T> {
+    result
+        .map_err(|message| {
+            problems.push(TagProblem {
+                tag: tag.to_owned(),
+                value: value.to_owned(),
+                message,
+            })
+        })
+        .ok()
+}
+
+/// Everything the scheduler reads from a service's tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleSettings {
+    pub schedule: Schedule,
+    /// Desired count (and autoscaling min and max) while asleep.
+    pub asleep_count: i32,
+}
+
+impl ScheduleSettings {
+    /// `Ok(None)` when the service has no `deckhand:awake` tag.
+    pub fn from_tags(tags: &Tags, default_timezone: Tz) -> Result<Option<Self>, Vec<TagProblem>> {
+        let Some(awake_text) = tags.get(TAG_AWAKE) else {
+            return Ok(None);
+        };
+        let mut problems = Vec::new();
+        let awake = checked(
+            &mut problems,
+            TAG_AWAKE,
+            awake_text,
+            AwakeWindows::parse(awake_text).map_err(|e| e.to_string()),
+        );
+        let timezone = match tags.get(TAG_TIMEZONE) {
+            None => Some(default_timezone),
+            Some(v) => checked(
+                &mut problems,
+                TAG_TIMEZONE,
+                v,
+                parse_timezone(v).map_err(|e| e.to_string()),
+            ),
+        };
+        let days_off = match tags.get(TAG_ASLEEP_ON) {
+            None => Some(Default::default()),
+            Some(v) => checked(
+                &mut problems,
+                TAG_ASLEEP_ON,
+                v,
+                parse_days_off(v).map_err(|e| e.to_string()),
+            ),
+        };
+        let asleep_count = match tags.get(TAG_ASLEEP_COUNT) {
+            None => Some(0),
+            Some(v) => checked(
+                &mut problems,
+                TAG_ASLEEP_COUNT,
+                v,
+                v.trim()
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| format!("`{v}` is not a whole number of tasks (0 or more)")),
+            ),
+        };
+        match (awake, timezone, days_off, asleep_count) {
+            (Some(awake), Some(timezone), Some(days_off), Some(asleep_count)) => Ok(Some(Self {
+                schedule: Schedule {
+                    awake,
+                    timezone,
+                    days_off,
+                },
+                asleep_count,
+            })),
+            _ => Err(problems),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +216,50 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((s.containers, s.guard), (None, TimeDelta::minutes(30)));
+    }
+
+    #[test]
+    fn reads_the_schedule_tags() {
+        let t = tags(&[
+            ("deckhand:awake", "Mon-Fri 07:00-19:00"),
+            ("deckhand:timezone", "Europe/London"),
+            ("deckhand:asleep-on", "2026-12-25 2026-12-26"),
+            ("deckhand:asleep-count", "1"),
+        ]);
+        let s = ScheduleSettings::from_tags(&t, Tz::UTC).unwrap().unwrap();
+        assert_eq!(s.schedule.timezone, Tz::Europe__London);
+        assert_eq!(s.schedule.days_off.len(), 2);
+        assert_eq!(s.asleep_count, 1);
+        let t = tags(&[("deckhand:awake", "daily 08:00-18:00")]);
+        let s = ScheduleSettings::from_tags(&t, Tz::America__New_York)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s.schedule.timezone, s.asleep_count),
+            (Tz::America__New_York, 0)
+        );
+        assert_eq!(ScheduleSettings::from_tags(&tags(&[]), Tz::UTC), Ok(None));
+    }
+
+    #[test]
+    fn reports_every_invalid_schedule_tag_by_name() {
+        let t = tags(&[
+            ("deckhand:awake", "weekdays 9-5"),
+            ("deckhand:timezone", "London"),
+            ("deckhand:asleep-on", "Christmas"),
+            ("deckhand:asleep-count", "-1"),
+        ]);
+        let problems = ScheduleSettings::from_tags(&t, Tz::UTC).unwrap_err();
+        let names: Vec<&str> = problems.iter().map(|p| p.tag.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "deckhand:awake",
+                "deckhand:timezone",
+                "deckhand:asleep-on",
+                "deckhand:asleep-count"
+            ]
+        );
     }
 
     #[test]

@@ -25,6 +25,52 @@ pub struct ServiceState {
     pub pushes: BTreeMap<String, AppliedPush>,
     /// Digests this service must not be moved to again, until an operator releases them.
     pub quarantine: BTreeMap<String, Quarantine>,
+    /// What deckhand saved when it put the service to sleep; present while it sleeps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<Sleep>,
+    /// An operator's `wake` or `sleep`, honoured by reconciles until it expires.
+    #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
+    pub operator_override: Option<OperatorOverride>,
+    /// Scaled by hand while asleep: the schedule leaves the service alone until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left_alone_until: Option<DateTime<Utc>>,
+    /// The tag problem last reported by the scheduler, so that it is reported once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_problem: Option<String>,
+}
+
+/// A scalable target's capacity (Application Auto Scaling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capacity {
+    pub min: i32,
+    pub max: i32,
+}
+
+/// What a service ran with before deckhand put it to sleep, and what it set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sleep {
+    pub since: DateTime<Utc>,
+    pub desired_count: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scalable: Option<Capacity>,
+    /// The count (and min and max) deckhand set.
+    pub asleep_count: i32,
+    /// Saved in dry run: nothing was changed in ECS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// The reconcile or request that put it to sleep.
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorOverride {
+    pub awake: bool,
+    pub until: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    pub cause: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,6 +112,9 @@ pub struct Deployment {
     /// Until when an alarm still rolls a completed deployment back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard_until: Option<DateTime<Utc>>,
+    /// Done while the service slept: ECS completing it proves nothing about the image.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_zero_tasks: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +133,7 @@ impl ServiceState {
         match &self.deployment {
             Some(d)
                 if d.status == DeploymentStatus::Completed
+                    && !d.at_zero_tasks
                     && d.guard_until.is_some_and(|until| until <= now) =>
             {
                 Some(&d.to)
@@ -151,6 +201,7 @@ mod tests {
             ecs_deployment_id: None,
             finished_at: Some(guard_until - TimeDelta::minutes(30)),
             guard_until: Some(guard_until),
+            at_zero_tasks: false,
         }
     }
 
@@ -190,6 +241,25 @@ mod tests {
                 Some("web:1")
             );
         }
+    }
+
+    #[test]
+    fn a_deployment_done_asleep_never_becomes_known_good() {
+        let until = Utc::now();
+        let mut state = ServiceState {
+            known_good: Some("web:1".into()),
+            ..Default::default()
+        };
+        state.deployment = Some(Deployment {
+            at_zero_tasks: true,
+            ..completed(until)
+        });
+        assert_eq!(
+            state.known_good_at(until + TimeDelta::days(1)),
+            Some("web:1")
+        );
+        state.settle(until + TimeDelta::days(1));
+        assert_eq!(state.known_good.as_deref(), Some("web:1"));
     }
 
     #[test]
