@@ -1,8 +1,10 @@
 //! Configuration from the `DECKHAND_*` environment variables, read once at start.
 
 use chrono::TimeDelta;
+use chrono_tz::Tz;
 
 use crate::domain::duration::parse_duration;
+use crate::domain::schedule::parse_timezone;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -10,8 +12,11 @@ pub struct Config {
     pub topic_arn: String,
     /// `None`: every cluster.
     pub clusters: Option<Vec<String>>,
-    pub timezone: Option<String>,
+    /// Default for `deckhand:timezone`.
+    pub timezone: Tz,
     pub guard: TimeDelta,
+    /// How many services one invocation works on at once.
+    pub concurrency: usize,
     pub require_scan: Option<Severity>,
     pub dry_run: bool,
 }
@@ -37,6 +42,7 @@ pub enum ConfigError {
 }
 
 pub const DEFAULT_GUARD: TimeDelta = TimeDelta::minutes(30);
+pub const DEFAULT_CONCURRENCY: usize = 16;
 
 /// Whether pushes can wait for their ECR scan (`DECKHAND_REQUIRE_SCAN`).
 const SCAN_GATE_AVAILABLE: bool = false;
@@ -94,6 +100,26 @@ impl Config {
                 Some(severity)
             }
         };
+        let timezone = match get("DECKHAND_TIMEZONE") {
+            None => Tz::UTC,
+            Some(v) => {
+                parse_timezone(&v).map_err(|e| invalid("DECKHAND_TIMEZONE", &v, e.to_string()))?
+            }
+        };
+        let concurrency = match get("DECKHAND_CONCURRENCY") {
+            None => DEFAULT_CONCURRENCY,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "DECKHAND_CONCURRENCY",
+                        &v,
+                        "expected a whole number from 1 to 64".into(),
+                    )
+                })?,
+        };
         let dry_run = match get("DECKHAND_DRY_RUN").map(|v| v.to_ascii_lowercase()) {
             None => false,
             Some(v) if v == "true" || v == "1" => true,
@@ -111,8 +137,9 @@ impl Config {
             topic_arn: required("DECKHAND_TOPIC_ARN")?,
             clusters: get("DECKHAND_CLUSTERS")
                 .map(|v| v.split_whitespace().map(str::to_owned).collect()),
-            timezone: get("DECKHAND_TIMEZONE"),
+            timezone,
             guard,
+            concurrency,
             require_scan,
             dry_run,
         })
@@ -168,6 +195,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.clusters, Some(vec!["staging".into(), "prod".into()]));
         assert_eq!(c.guard, TimeDelta::hours(1));
+        assert_eq!(c.timezone, Tz::Europe__London);
         assert!(c.dry_run);
         assert!(c.manages_cluster("prod") && !c.manages_cluster("dev"));
 
@@ -193,6 +221,8 @@ mod tests {
             ("DECKHAND_REQUIRE_SCAN", "SEVERE"),
             ("DECKHAND_REQUIRE_SCAN", "HIGH"),
             ("DECKHAND_DRY_RUN", "maybe"),
+            ("DECKHAND_TIMEZONE", "Mars/Olympus"),
+            ("DECKHAND_CONCURRENCY", "0"),
         ] {
             let mut vars = base.to_vec();
             vars.push((name, value));

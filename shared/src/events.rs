@@ -11,6 +11,8 @@ use crate::domain::deploy::{DeploymentEvent, DeploymentEventKind, Push};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::service::ServiceKey;
 
+pub mod scheduler;
+
 pub const ECR_IMAGE_ACTION: &str = "ECR Image Action";
 pub const ECR_IMAGE_SCAN: &str = "ECR Image Scan";
 pub const ECS_DEPLOYMENT_STATE_CHANGE: &str = "ECS Deployment State Change";

@@ -34,6 +34,28 @@ pub struct HistoryRecord {
     pub ecs_deployment_id: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// For sleeps and wakes: what was saved, set or restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleRecord>,
+}
+
+/// The numbers of a sleep or a wake.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleRecord {
+    /// The desired count and capacity the service ran with before it slept.
+    pub desired_count: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_capacity: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_capacity: Option<i32>,
+    pub asleep_count: i32,
+    /// On a wake: tasks times hours not run while asleep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_hours_saved: Option<f64>,
+    /// An operator override's or a hand change's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 impl HistoryRecord {
@@ -57,6 +79,7 @@ impl HistoryRecord {
             to: None,
             ecs_deployment_id: None,
             dry_run: false,
+            scale: None,
         }
     }
 }

@@ -4,6 +4,7 @@ use lambda_runtime::Diagnostic;
 
 use crate::app::Ports;
 use crate::app::deploy::DeployError;
+use crate::app::scheduler::SchedulerError;
 use crate::config::Config;
 
 /// JSON logs when Lambda asks for them (`AWS_LAMBDA_LOG_FORMAT=JSON`), text otherwise.
@@ -11,16 +12,32 @@ pub fn init_tracing() {
     lambda_runtime::tracing::init_default_subscriber();
 }
 
+/// Attempts per AWS call: the SDK's standard retry (backoff with jitter on throttling and
+/// server faults) with room for a reconcile of a whole fleet.
+const MAX_ATTEMPTS: u32 = 5;
+
 /// Reads the configuration and builds the AWS ports once, at cold start.
 pub async fn start() -> Result<(Config, Ports), lambda_runtime::Error> {
     let config = Config::from_env()?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .load()
+        .await;
     let ports = crate::adapters::aws::Clients::new(&sdk).ports(&config);
     Ok((config, ports))
 }
 
 impl From<DeployError> for Diagnostic {
     fn from(error: DeployError) -> Self {
+        Diagnostic {
+            error_type: error.error_type().to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+impl From<SchedulerError> for Diagnostic {
+    fn from(error: SchedulerError) -> Self {
         Diagnostic {
             error_type: error.error_type().to_owned(),
             error_message: error.to_string(),

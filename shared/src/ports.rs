@@ -1,7 +1,7 @@
 //! The outbound ports: one small trait per dependency. AWS adapters live in
 //! [`crate::adapters::aws`], in-memory ones for tests in [`crate::adapters::memory`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::domain::fleet::{ImageChange, ServiceView, TaskDefinitionView};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::service::ServiceKey;
-use crate::domain::state::ServiceState;
+use crate::domain::state::{Capacity, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::Notification;
 
@@ -65,6 +65,20 @@ pub trait Ecs: Send + Sync {
         service: &ServiceKey,
         task_definition: &str,
     ) -> PortResult<Option<String>>;
+    /// Sets the service's desired count, nothing else.
+    async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()>;
+}
+
+/// Application Auto Scaling for ECS services (dimension `ecs:service:DesiredCount`).
+#[async_trait]
+pub trait Autoscaling: Send + Sync {
+    /// The scalable targets of these services; services without one are left out.
+    async fn scalable_targets(
+        &self,
+        services: &[ServiceKey],
+    ) -> PortResult<BTreeMap<ServiceKey, Capacity>>;
+    /// Sets an existing target's min and max capacity.
+    async fn set_capacity(&self, service: &ServiceKey, capacity: Capacity) -> PortResult<()>;
 }
 
 #[async_trait]
@@ -78,6 +92,8 @@ pub trait Ecr: Send + Sync {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Locked {
     pub owner: String,
+    /// When the lease ends.
+    pub until: DateTime<Utc>,
     pub state: ServiceState,
 }
 
@@ -113,6 +129,15 @@ pub trait StateStore: Send + Sync {
         processed: Option<&ProcessedMark>,
     ) -> PortResult<()>;
 
+    /// Writes the state and keeps the lock: what must be on record before acting (the
+    /// capacity saved before a sleep). Fails with `Conflict` if the lock is no longer ours.
+    async fn save(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        state: &ServiceState,
+    ) -> PortResult<()>;
+
     /// Releases the lock without changing the state.
     async fn release(&self, service: &ServiceKey, locked: &Locked) -> PortResult<()>;
 
@@ -124,6 +149,15 @@ pub trait StateStore: Send + Sync {
     ) -> PortResult<()>;
 
     async fn load(&self, service: &ServiceKey) -> PortResult<ServiceState>;
+
+    /// The states of many services at once; services never seen are left out.
+    async fn load_many(
+        &self,
+        services: &[ServiceKey],
+    ) -> PortResult<BTreeMap<ServiceKey, ServiceState>>;
+
+    /// The services deckhand keeps asleep, whatever their tags say now.
+    async fn sleeping(&self) -> PortResult<Vec<ServiceKey>>;
 
     /// History of a service, newest first.
     async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>>;

@@ -16,6 +16,14 @@ pub enum Action {
     Failed,
     /// An intermediate state was recorded (ECS deployment in progress).
     Recorded,
+    /// Put to sleep: its count and autoscaling capacity saved, then set to the asleep count.
+    Asleep,
+    /// Woken: what was saved restored exactly.
+    Awake,
+    /// Dry run: it would have been put to sleep.
+    WouldSleep,
+    /// Dry run: it would have been woken.
+    WouldWake,
     /// The service's deckhand tags do not parse; the service was left alone.
     Invalid,
     /// A push the service's policy accepts that was not deployed (quarantined, older, already
@@ -23,6 +31,8 @@ pub enum Action {
     Skipped,
     /// Already handled: a repeated delivery of the same event.
     Duplicate,
+    /// Already as its schedule wants it.
+    Unchanged,
     /// The event does not concern the service (tag outside the policy, not deckhand's deployment).
     Ignored,
     /// Acting failed; the invocation reports an error so the event is retried.
@@ -39,9 +49,14 @@ pub enum Outcome {
     Failed,
     Completed,
     Recorded,
+    Asleep,
+    Awake,
+    WouldSleep,
+    WouldWake,
     Invalid,
     Skipped,
     Duplicate,
+    Unchanged,
     Ignored,
 }
 
@@ -57,6 +72,19 @@ pub struct ServiceReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     pub reason: String,
+}
+
+impl ServiceReport {
+    pub fn new(service: impl ToString, action: Action, reason: impl Into<String>) -> Self {
+        Self {
+            service: service.to_string(),
+            action,
+            from: None,
+            to: None,
+            digest: None,
+            reason: reason.into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,6 +132,15 @@ impl Summary {
     pub fn failed_services(&self) -> impl Iterator<Item = &ServiceReport> {
         self.services.iter().filter(|s| s.action == Action::Error)
     }
+
+    /// One line naming every service that failed and why.
+    pub fn failure_message(&self) -> String {
+        let failed: Vec<String> = self
+            .failed_services()
+            .map(|s| format!("{}: {}", s.service, s.reason))
+            .collect();
+        format!("{} service(s) failed: {}", failed.len(), failed.join("; "))
+    }
 }
 
 fn outcome_of(action: Action) -> Outcome {
@@ -113,6 +150,11 @@ fn outcome_of(action: Action) -> Outcome {
         Action::Completed => Outcome::Completed,
         Action::Failed => Outcome::Failed,
         Action::Recorded => Outcome::Recorded,
+        Action::Asleep => Outcome::Asleep,
+        Action::Awake => Outcome::Awake,
+        Action::WouldSleep => Outcome::WouldSleep,
+        Action::WouldWake => Outcome::WouldWake,
+        Action::Unchanged => Outcome::Unchanged,
         Action::Invalid => Outcome::Invalid,
         Action::Skipped => Outcome::Skipped,
         Action::Duplicate => Outcome::Duplicate,

@@ -164,8 +164,9 @@ impl Stack {
             table: self.table.clone(),
             topic_arn: self.topic_arn.clone(),
             clusters: Some(vec![self.cluster.clone()]),
-            timezone: None,
+            timezone: chrono_tz::Tz::UTC,
             guard: DEFAULT_GUARD,
+            concurrency: deckhand::config::DEFAULT_CONCURRENCY,
             require_scan: None,
             dry_run: false,
         }
@@ -194,6 +195,11 @@ impl Stack {
             ),
             ecr: aws_sdk_ecr::Client::from_conf(
                 aws_sdk_ecr::config::Builder::from(sdk)
+                    .interceptor(log.clone())
+                    .build(),
+            ),
+            autoscaling: aws_sdk_applicationautoscaling::Client::from_conf(
+                aws_sdk_applicationautoscaling::config::Builder::from(sdk)
                     .interceptor(log.clone())
                     .build(),
             ),

@@ -10,12 +10,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::domain::fleet::{Container, ImageChange, ServiceView, Source, TaskDefinitionView};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::service::ServiceKey;
-use crate::domain::state::ServiceState;
+use crate::domain::state::{Capacity, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::Notification;
 use crate::ports::{
-    Clock, Ecr, Ecs, LockAttempt, Locked, Notifier, PortError, PortErrorKind, PortResult,
-    StateStore,
+    Autoscaling, Clock, Ecr, Ecs, LockAttempt, Locked, Notifier, PortError, PortErrorKind,
+    PortResult, StateStore,
 };
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,6 +93,13 @@ impl MemoryEcs {
         guard(&self.inner).services.insert(key.clone(), view);
     }
 
+    /// Changes a service's desired count behind deckhand's back, as a person would.
+    pub fn scale_by_hand(&self, key: &ServiceKey, count: i32) {
+        if let Some(view) = guard(&self.inner).services.get_mut(key) {
+            view.desired_count = count;
+        }
+    }
+
     pub fn service(&self, key: &ServiceKey) -> Option<ServiceView> {
         guard(&self.inner).services.get(key).cloned()
     }
@@ -116,6 +123,11 @@ impl MemoryEcs {
     /// Makes every later call of `operation` fail as a server fault would.
     pub fn fail(&self, operation: &'static str) {
         guard(&self.inner).fail.insert(operation);
+    }
+
+    /// Ends an injected fault.
+    pub fn heal(&self, operation: &'static str) {
+        guard(&self.inner).fail.remove(operation);
     }
 
     fn enter(&self, operation: &'static str) -> PortResult<MutexGuard<'_, EcsWorld>> {
@@ -227,6 +239,76 @@ impl Ecs for MemoryEcs {
         view.task_definition = task_definition.to_owned();
         Ok(None)
     }
+
+    async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()> {
+        let mut world = self.enter("UpdateService")?;
+        let view = world.services.get_mut(service).ok_or_else(|| {
+            PortError::new(
+                "UpdateService",
+                PortErrorKind::NotFound,
+                service.to_string(),
+            )
+        })?;
+        view.desired_count = count;
+        Ok(())
+    }
+}
+
+/// Application Auto Scaling in memory: one scalable target per service at most.
+#[derive(Default)]
+pub struct MemoryAutoscaling {
+    targets: Mutex<BTreeMap<ServiceKey, Capacity>>,
+    fail: Mutex<BTreeSet<ServiceKey>>,
+}
+
+impl MemoryAutoscaling {
+    pub fn register(&self, service: &ServiceKey, capacity: Capacity) {
+        guard(&self.targets).insert(service.clone(), capacity);
+    }
+
+    pub fn deregister(&self, service: &ServiceKey) {
+        guard(&self.targets).remove(service);
+    }
+
+    pub fn capacity(&self, service: &ServiceKey) -> Option<Capacity> {
+        guard(&self.targets).get(service).copied()
+    }
+
+    /// Makes every later change to this service's target fail as a server fault would.
+    pub fn fail_for(&self, service: &ServiceKey) {
+        guard(&self.fail).insert(service.clone());
+    }
+
+    /// Ends an injected fault.
+    pub fn heal(&self, service: &ServiceKey) {
+        guard(&self.fail).remove(service);
+    }
+}
+
+#[async_trait]
+impl Autoscaling for MemoryAutoscaling {
+    async fn scalable_targets(
+        &self,
+        services: &[ServiceKey],
+    ) -> PortResult<BTreeMap<ServiceKey, Capacity>> {
+        let targets = guard(&self.targets);
+        Ok(services
+            .iter()
+            .filter_map(|s| targets.get(s).map(|c| (s.clone(), *c)))
+            .collect())
+    }
+
+    async fn set_capacity(&self, service: &ServiceKey, capacity: Capacity) -> PortResult<()> {
+        if guard(&self.fail).contains(service) {
+            return Err(PortError::new(
+                "RegisterScalableTarget",
+                PortErrorKind::Transient,
+                "injected fault",
+            ));
+        }
+        guard(&self.targets).insert(service.clone(), capacity);
+        Ok(())
+    }
 }
 
 /// ECR in memory: tags per digest.
@@ -322,6 +404,7 @@ impl StateStore for MemoryStore {
         state.version += 1;
         Ok(LockAttempt::Acquired(Box::new(Locked {
             owner: owner.to_owned(),
+            until: now + lease,
             state: state.clone(),
         })))
     }
@@ -360,6 +443,32 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
+    async fn save(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        state: &ServiceState,
+    ) -> PortResult<()> {
+        let mut table = guard(&self.inner);
+        match table.states.get_mut(service) {
+            Some((current, lock))
+                if current.version == locked.state.version
+                    && lock.as_ref().is_some_and(|(o, _)| *o == locked.owner) =>
+            {
+                *current = ServiceState {
+                    version: locked.state.version,
+                    ..state.clone()
+                };
+                Ok(())
+            }
+            _ => Err(PortError::new(
+                "TransactWriteItems",
+                PortErrorKind::Conflict,
+                "lock lost",
+            )),
+        }
+    }
+
     async fn release(&self, service: &ServiceKey, locked: &Locked) -> PortResult<()> {
         let mut table = guard(&self.inner);
         match table.states.get_mut(service) {
@@ -396,6 +505,31 @@ impl StateStore for MemoryStore {
             .get(service)
             .map(|(state, _)| state.clone())
             .unwrap_or_default())
+    }
+
+    async fn load_many(
+        &self,
+        services: &[ServiceKey],
+    ) -> PortResult<BTreeMap<ServiceKey, ServiceState>> {
+        let table = guard(&self.inner);
+        Ok(services
+            .iter()
+            .filter_map(|s| {
+                table
+                    .states
+                    .get(s)
+                    .map(|(state, _)| (s.clone(), state.clone()))
+            })
+            .collect())
+    }
+
+    async fn sleeping(&self) -> PortResult<Vec<ServiceKey>> {
+        Ok(guard(&self.inner)
+            .states
+            .iter()
+            .filter(|(_, (state, _))| state.sleep.is_some())
+            .map(|(key, _)| key.clone())
+            .collect())
     }
 
     async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>> {

@@ -39,16 +39,8 @@ pub enum DeployError {
     Discovery(PortError),
     /// Some services could not be handled; the others were. A retry of the same event redoes
     /// only the failed ones.
-    #[error("{}", failed_services_message(.0))]
+    #[error("{}", .0.failure_message())]
     ServicesFailed(Summary),
-}
-
-fn failed_services_message(summary: &Summary) -> String {
-    let failed: Vec<String> = summary
-        .failed_services()
-        .map(|s| format!("{}: {}", s.service, s.reason))
-        .collect();
-    format!("{} service(s) failed: {}", failed.len(), failed.join("; "))
 }
 
 impl DeployError {
@@ -738,23 +730,13 @@ impl DeployFunction {
         report(key, Action::Error, e.to_string())
     }
 
-    /// Publishing is best effort: the action and its record stand even if the topic is down.
     async fn notify(&self, notification: Notification) {
-        if let Err(e) = self.ports.notifier.publish(&notification).await {
-            error!(error = %e, kind = notification.kind.as_str(), "could not publish the notification");
-        }
+        super::publish(&*self.ports.notifier, notification).await;
     }
 }
 
 fn report(key: &ServiceKey, action: Action, reason: impl Into<String>) -> ServiceReport {
-    ServiceReport {
-        service: key.to_string(),
-        action,
-        from: None,
-        to: None,
-        digest: None,
-        reason: reason.into(),
-    }
+    ServiceReport::new(key, action, reason)
 }
 
 fn skipped(key: &ServiceKey, push: &Push, reason: String) -> ServiceReport {

@@ -28,8 +28,9 @@ fn config(dry_run: bool) -> Config {
         table: "t".into(),
         topic_arn: "arn".into(),
         clusters: None,
-        timezone: None,
+        timezone: chrono_tz::Tz::UTC,
         guard: DEFAULT_GUARD,
+        concurrency: crate::config::DEFAULT_CONCURRENCY,
         require_scan: None,
         dry_run,
     }
@@ -48,6 +49,7 @@ fn world_with(config: Config) -> World {
     let ports = Ports {
         ecs: ecs.clone(),
         ecr: ecr.clone(),
+        autoscaling: Arc::new(crate::adapters::memory::MemoryAutoscaling::default()),
         store: store.clone(),
         notifier: notifier.clone(),
         clock: clock.clone(),

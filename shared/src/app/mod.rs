@@ -2,17 +2,27 @@
 
 pub mod deploy;
 mod locking;
+pub mod scheduler;
 
 use std::sync::Arc;
 
-use crate::ports::{Clock, Ecr, Ecs, Notifier, StateStore};
+use crate::notification::Notification;
+use crate::ports::{Autoscaling, Clock, Ecr, Ecs, Notifier, StateStore};
 
 /// The ports a function works through, built once per process.
 #[derive(Clone)]
 pub struct Ports {
     pub ecs: Arc<dyn Ecs>,
     pub ecr: Arc<dyn Ecr>,
+    pub autoscaling: Arc<dyn Autoscaling>,
     pub store: Arc<dyn StateStore>,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
+}
+
+/// Publishing is best effort: the action and its record stand even if the topic is down.
+pub(crate) async fn publish(notifier: &dyn Notifier, notification: Notification) {
+    if let Err(e) = notifier.publish(&notification).await {
+        tracing::error!(error = %e, kind = notification.kind.as_str(), "could not publish the notification");
+    }
 }

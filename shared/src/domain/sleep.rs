@@ -88,7 +88,7 @@ fn sleeping(state: &ServiceState, dry_run: bool) -> Option<&Sleep> {
 
 /// Whether the service no longer runs with what deckhand set when it put it to sleep.
 fn scaled_by_hand(saved: &Sleep, observed: &Observed) -> bool {
-    if saved.dry_run {
+    if saved.dry_run || saved.pending {
         return false;
     }
     let set = saved.scalable.map(|_| Capacity {
@@ -148,6 +148,11 @@ pub fn decide_scale(
         (Want::Awake(why), None) => ScaleDecision::Unchanged {
             reason: format!("awake: {why}"),
         },
+        // Interrupted half-way: finish putting it to sleep with the values saved before.
+        (Want::Asleep(why), Some(saved)) if saved.pending => ScaleDecision::Sleep {
+            reason: format!("{why} (finishing an interrupted change)"),
+            asleep_count: saved.asleep_count,
+        },
         (Want::Asleep(why), Some(saved)) => ScaleDecision::Unchanged {
             reason: format!("asleep since {}: {why}", rfc3339(saved.since)),
         },
@@ -202,6 +207,7 @@ pub fn sleep_record(
         scalable: observed.scalable,
         asleep_count,
         dry_run,
+        pending: false,
         cause: cause.to_owned(),
     }
 }
@@ -486,6 +492,34 @@ mod tests {
         };
         let d = decide_scale(Some(&s), &running(3, None), &kept_asleep, utc(DAY), false);
         assert!(matches!(d, ScaleDecision::Sleep { .. }), "{d:?}");
+    }
+
+    #[test]
+    fn an_interrupted_change_is_finished_not_taken_for_a_hand_change() {
+        let s = settings("0");
+        let mut state = asleep_state(3, Some((2, 6)), false);
+        state.sleep.as_mut().unwrap().pending = true;
+        // Capacity set, desired count not yet: finish the sleep.
+        let half = running(3, Some((0, 0)));
+        let d = decide_scale(Some(&s), &half, &state, utc(NIGHT), false);
+        assert!(
+            matches!(
+                d,
+                ScaleDecision::Sleep {
+                    asleep_count: 0,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        // Capacity restored, desired count not yet: finish the wake.
+        let half = running(0, Some((2, 6)));
+        let morning = utc("2026-11-24T07:30:00Z");
+        let d = decide_scale(Some(&s), &half, &state, morning, false);
+        assert!(
+            matches!(&d, ScaleDecision::Wake { saved, .. } if saved.desired_count == 3),
+            "{d:?}"
+        );
     }
 
     #[test]

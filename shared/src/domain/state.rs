@@ -60,6 +60,10 @@ pub struct Sleep {
     /// Saved in dry run: nothing was changed in ECS.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Saved before acting and not yet confirmed: ECS may be half-way. The next reconcile
+    /// applies whatever the schedule wants from these values.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
     /// The reconcile or request that put it to sleep.
     pub cause: String,
 }

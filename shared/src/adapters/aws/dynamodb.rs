@@ -5,9 +5,10 @@
 //! | service state and lock | `service#CLUSTER/SERVICE` | `state` |
 //! | history record | `service#CLUSTER/SERVICE` | `history#AT#CAUSE#NONCE` |
 //! | processed event | `event#ID` | `service#CLUSTER/SERVICE` (with `ttl`) |
+//! | a service deckhand keeps asleep | `sleeping` | `service#CLUSTER/SERVICE` |
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
 
 use async_trait::async_trait;
@@ -15,7 +16,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
@@ -29,6 +31,9 @@ use crate::ports::{LockAttempt, Locked, PortError, PortErrorKind, PortResult, St
 type Item = HashMap<String, AttributeValue>;
 
 const STATE_SK: &str = "state";
+const SLEEPING_PK: &str = "sleeping";
+/// BatchGetItem takes at most 100 keys.
+const BATCH_GET: usize = 100;
 const LOCK_OWNER: &str = "lockOwner";
 const LOCK_UNTIL: &str = "lockUntil";
 
@@ -119,6 +124,66 @@ fn put(table: &str, item: Item, condition: Option<(&str, Item)>) -> PortResult<T
         .build()
         .map_err(|e| PortError::new("TransactWriteItems", PortErrorKind::Other, e.to_string()))?;
     Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// Keeps the index of sleeping services in step with the state: written while the service
+/// sleeps, deleted when it wakes.
+fn sleeping_index(
+    table: &str,
+    service: &ServiceKey,
+    before: &ServiceState,
+    after: &ServiceState,
+) -> PortResult<Option<TransactWriteItem>> {
+    let key = key(SLEEPING_PK.to_owned(), service_pk(service));
+    if after.sleep.is_some() {
+        let mut item = key;
+        item.insert("service".into(), s(service.to_string()));
+        put(table, item, None).map(Some)
+    } else if before.sleep.is_some() {
+        let delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(key))
+            .build()
+            .map_err(|e| {
+                PortError::new("TransactWriteItems", PortErrorKind::Other, e.to_string())
+            })?;
+        Ok(Some(TransactWriteItem::builder().delete(delete).build()))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The state under the lock's condition: the holder and the version it was given.
+fn locked_put(
+    table: &str,
+    service: &ServiceKey,
+    locked: &Locked,
+    state: &ServiceState,
+    keep_lock: bool,
+) -> PortResult<TransactWriteItem> {
+    // The version stays the one the lock gave out; the condition proves nobody took the
+    // lock in between. Writing the item without lock attributes releases the lock.
+    let state = ServiceState {
+        version: locked.state.version,
+        ..state.clone()
+    };
+    let mut item = state_item(service, &state)?;
+    if keep_lock {
+        item.insert(LOCK_OWNER.into(), s(&locked.owner));
+        item.insert(LOCK_UNTIL.into(), n(millis(locked.until)));
+    }
+    let condition = HashMap::from([
+        (":owner".to_owned(), s(&locked.owner)),
+        (":version".to_owned(), n(locked.state.version)),
+    ]);
+    put(
+        table,
+        item,
+        Some((
+            &format!("{LOCK_OWNER} = :owner AND version = :version"),
+            condition,
+        )),
+    )
 }
 
 fn millis(at: DateTime<Utc>) -> i64 {
@@ -224,6 +289,7 @@ impl StateStore for DynamoStore {
                     .map_err(|e| codec_error("UpdateItem", e))?;
                 Ok(LockAttempt::Acquired(Box::new(Locked {
                     owner: owner.to_owned(),
+                    until: now + lease,
                     state,
                 })))
             }
@@ -252,30 +318,25 @@ impl StateStore for DynamoStore {
         records: &[HistoryRecord],
         processed: Option<&ProcessedMark>,
     ) -> PortResult<()> {
-        // The version stays the one the lock gave out; the condition proves nobody took the
-        // lock in between. Writing the item without lock attributes releases the lock.
-        let state = ServiceState {
-            version: locked.state.version,
-            ..state.clone()
-        };
-        let condition = HashMap::from([
-            (":owner".to_owned(), s(&locked.owner)),
-            (":version".to_owned(), n(locked.state.version)),
-        ]);
-        let mut items = vec![put(
-            &self.table,
-            state_item(service, &state)?,
-            Some((
-                &format!("{LOCK_OWNER} = :owner AND version = :version"),
-                condition,
-            )),
-        )?];
+        let mut items = vec![locked_put(&self.table, service, locked, state, false)?];
+        items.extend(sleeping_index(&self.table, service, &locked.state, state)?);
         for item in history_items(records)? {
             items.push(put(&self.table, item, None)?);
         }
         if let Some(mark) = processed {
             items.push(put(&self.table, processed_item(mark), None)?);
         }
+        self.transact(items).await
+    }
+
+    async fn save(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        state: &ServiceState,
+    ) -> PortResult<()> {
+        let mut items = vec![locked_put(&self.table, service, locked, state, true)?];
+        items.extend(sleeping_index(&self.table, service, &locked.state, state)?);
         self.transact(items).await
     }
 
@@ -334,6 +395,90 @@ impl StateStore for DynamoStore {
             Some(item) => from_item(item).map_err(|e| codec_error("GetItem", e)),
             None => Ok(ServiceState::default()),
         }
+    }
+
+    async fn load_many(
+        &self,
+        services: &[ServiceKey],
+    ) -> PortResult<BTreeMap<ServiceKey, ServiceState>> {
+        let mut states = BTreeMap::new();
+        for chunk in services.chunks(BATCH_GET) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|service| key(service_pk(service), STATE_SK))
+                .collect();
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| PortError::new("BatchGetItem", PortErrorKind::Other, e.to_string()))?;
+            // DynamoDB may leave keys unprocessed under load: ask again for those, with backoff.
+            for attempt in 0u32.. {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| port_error("BatchGetItem", e))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let service = item
+                        .get("service")
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|k| k.parse::<ServiceKey>().ok());
+                    if let Some(service) = service {
+                        let state = from_item(item).map_err(|e| codec_error("BatchGetItem", e))?;
+                        states.insert(service, state);
+                    }
+                }
+                match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        if attempt >= 8 {
+                            return Err(PortError::new(
+                                "BatchGetItem",
+                                PortErrorKind::Transient,
+                                "keys stayed unprocessed after 8 attempts",
+                            ));
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(5)))
+                            .await;
+                        request = rest;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(states)
+    }
+
+    async fn sleeping(&self) -> PortResult<Vec<ServiceKey>> {
+        let mut services = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(SLEEPING_PK))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| port_error("Query", e))?;
+            if let Some(service) = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.strip_prefix("service#"))
+                .and_then(|k| k.parse().ok())
+            {
+                services.push(service);
+            }
+        }
+        Ok(services)
     }
 
     async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>> {

@@ -269,6 +269,18 @@ impl Ecs for EcsCluster {
                 .map(str::to_owned)
         }))
     }
+
+    async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()> {
+        self.ecs
+            .update_service()
+            .cluster(service.cluster())
+            .service(service.service())
+            .desired_count(count)
+            .send()
+            .await
+            .map_err(|e| port_error("UpdateService", e))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

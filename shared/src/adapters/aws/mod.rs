@@ -1,5 +1,6 @@
 //! The AWS adapters, built once per process from the standard AWS configuration.
 
+mod autoscaling;
 mod dynamodb;
 mod ecr;
 mod ecs;
@@ -11,6 +12,7 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 
+pub use autoscaling::ApplicationAutoscaling;
 pub use dynamodb::DynamoStore;
 pub use ecr::EcrRegistry;
 pub use ecs::{EcsCluster, clone_revision};
@@ -26,6 +28,7 @@ pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub ecr: aws_sdk_ecr::Client,
+    pub autoscaling: aws_sdk_applicationautoscaling::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sns: aws_sdk_sns::Client,
 }
@@ -38,6 +41,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             tagging: aws_sdk_resourcegroupstagging::Client::new(sdk),
             ecr: aws_sdk_ecr::Client::new(sdk),
+            autoscaling: aws_sdk_applicationautoscaling::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sns: aws_sdk_sns::Client::new(sdk),
         }
@@ -48,6 +52,7 @@ impl Clients {
         Ports {
             ecs: Arc::new(EcsCluster::new(self.ecs.clone(), self.tagging.clone())),
             ecr: Arc::new(EcrRegistry::new(self.ecr.clone())),
+            autoscaling: Arc::new(ApplicationAutoscaling::new(self.autoscaling.clone())),
             store: Arc::new(DynamoStore::new(self.dynamodb.clone(), &config.table)),
             notifier: Arc::new(SnsNotifier::new(self.sns.clone(), &config.topic_arn)),
             clock: Arc::new(SystemClock),

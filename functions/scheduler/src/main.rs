@@ -1,0 +1,19 @@
+//! The `scheduler` function: reconciles from the schedule, and operators' wake and sleep.
+
+use deckhand::app::scheduler::SchedulerFunction;
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, run, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    deckhand::lambda::init_tracing();
+    let (config, ports) = deckhand::lambda::start().await?;
+    let function = &SchedulerFunction::new(ports, config);
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        function
+            .handle(&event.payload)
+            .await
+            .map_err(Diagnostic::from)
+    }))
+    .await
+}

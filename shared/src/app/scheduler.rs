@@ -1,0 +1,739 @@
+//! The `scheduler` function: reconcile puts opted-in services to sleep off-hours and wakes
+//! them exactly as they were; operators keep one awake or asleep for a while.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{StreamExt, stream};
+use serde_json::{Value, json};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::Ports;
+use super::locking::{acquire, owner_token};
+use crate::config::Config;
+use crate::domain::fleet::ServiceView;
+use crate::domain::service::ServiceKey;
+use crate::domain::settings::{ScheduleSettings, TAG_AWAKE, TagProblem};
+use crate::domain::sleep::{Observed, ScaleDecision, decide_scale, sleep_record, task_hours_saved};
+use crate::domain::state::{Capacity, OperatorOverride, ServiceState, Sleep};
+use crate::events::EventError;
+use crate::events::scheduler::{Expiry, SchedulerEvent, parse_scheduler_event};
+use crate::history::{HistoryRecord, ScaleRecord};
+use crate::notification::{Kind, Notification, Severity};
+use crate::ports::{Locked, PortError};
+use crate::report::{Action, ServiceReport, Summary};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("bad event: {0}")]
+    BadEvent(#[from] EventError),
+    /// Nothing was changed: the services could not be listed or described.
+    #[error("could not find the services: {0}")]
+    Discovery(PortError),
+    /// Some services could not be handled; the others were. The next reconcile retries them.
+    #[error("{}", .0.failure_message())]
+    ServicesFailed(Summary),
+}
+
+impl SchedulerError {
+    /// The Lambda error type, for diagnostics and alarms.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::BadEvent(_) => "deckhand.BadEvent",
+            Self::Discovery(_) => "deckhand.DiscoveryFailed",
+            Self::ServicesFailed(_) => "deckhand.ServicesFailed",
+        }
+    }
+}
+
+/// How an invocation may act.
+#[derive(Clone, Copy, Debug)]
+struct Mode {
+    /// `DECKHAND_DRY_RUN`: decide, record and notify, change nothing in ECS.
+    dry_run: bool,
+    /// `dryRun` in the request: decide and report, write nothing at all.
+    plan: bool,
+}
+
+/// One service as the reconcile found it.
+struct Subject {
+    service: ServiceView,
+    capacity: Option<Capacity>,
+    state: ServiceState,
+}
+
+/// What to do under the lock, for one service.
+struct Job<'a> {
+    key: &'a ServiceKey,
+    settings: Option<&'a ScheduleSettings>,
+    observed: Observed,
+    at: DateTime<Utc>,
+    cause: &'a str,
+    /// An operator's wake or sleep, to store with the decision.
+    set_override: Option<OperatorOverride>,
+}
+
+pub struct SchedulerFunction {
+    ports: Ports,
+    config: Config,
+}
+
+impl SchedulerFunction {
+    pub fn new(ports: Ports, config: Config) -> Self {
+        Self { ports, config }
+    }
+
+    pub async fn handle(&self, event: &Value) -> Result<Summary, SchedulerError> {
+        let now = self.ports.clock.now();
+        let mut summary = match parse_scheduler_event(event)? {
+            SchedulerEvent::Reconcile {
+                at,
+                dry_run,
+                event_id,
+            } => {
+                let at = at.unwrap_or(now);
+                let cause = event_id.unwrap_or_else(|| format!("reconcile@{}", rfc3339(at)));
+                let span =
+                    info_span!("reconcile", at = %rfc3339(at), cause = %cause, plan = dry_run);
+                self.reconcile(at, self.mode(dry_run), &cause)
+                    .instrument(span)
+                    .await?
+            }
+            SchedulerEvent::Override {
+                service,
+                awake,
+                until,
+                dry_run,
+            } => {
+                let action = if awake { "wake" } else { "sleep" };
+                let cause = format!("{action}#{service}@{}", rfc3339(now));
+                let span = info_span!("override", %service, action, cause = %cause);
+                self.operator(&service, awake, until, self.mode(dry_run), &cause)
+                    .instrument(span)
+                    .await?
+            }
+        };
+        summary.dry_run = self.config.dry_run || summary.dry_run;
+        if summary.failed_services().next().is_some() {
+            return Err(SchedulerError::ServicesFailed(summary));
+        }
+        info!(outcome = ?summary.outcome, services = summary.services.len(), "handled");
+        Ok(summary)
+    }
+
+    fn mode(&self, plan: bool) -> Mode {
+        Mode {
+            dry_run: self.config.dry_run,
+            plan,
+        }
+    }
+
+    /// Services with a schedule in the managed clusters, and every service deckhand keeps
+    /// asleep: a changed tag or cluster list never strands a sleeping service.
+    async fn discover(&self) -> Result<Vec<ServiceKey>, PortError> {
+        let (tagged, sleeping) = futures::try_join!(
+            self.ports.ecs.find_services(TAG_AWAKE),
+            self.ports.store.sleeping()
+        )?;
+        let keys: BTreeSet<ServiceKey> = tagged
+            .iter()
+            .filter_map(|arn| ServiceKey::from_arn(arn))
+            .filter(|key| self.config.manages_cluster(key.cluster()))
+            .chain(sleeping)
+            .collect();
+        Ok(keys.into_iter().collect())
+    }
+
+    async fn reconcile(
+        &self,
+        at: DateTime<Utc>,
+        mode: Mode,
+        cause: &str,
+    ) -> Result<Summary, SchedulerError> {
+        let keys = self.discover().await.map_err(SchedulerError::Discovery)?;
+        if keys.is_empty() {
+            let mut summary = Summary::ignored("no service has a deckhand:awake tag");
+            summary.dry_run = mode.plan;
+            return Ok(summary);
+        }
+        let (services, capacities, mut states) = futures::try_join!(
+            self.ports.ecs.describe_services(&keys),
+            self.ports.autoscaling.scalable_targets(&keys),
+            self.ports.store.load_many(&keys),
+        )
+        .map_err(SchedulerError::Discovery)?;
+        let found: BTreeSet<&ServiceKey> = services.iter().map(|s| &s.key).collect();
+        let mut reports: Vec<ServiceReport> = keys
+            .iter()
+            .filter(|k| !found.contains(k))
+            .map(|k| {
+                ServiceReport::new(
+                    k,
+                    Action::Ignored,
+                    "deckhand put it to sleep, but the service no longer exists",
+                )
+            })
+            .collect();
+        let subjects: Vec<Subject> = services
+            .into_iter()
+            .map(|service| Subject {
+                capacity: capacities.get(&service.key).copied(),
+                state: states.remove(&service.key).unwrap_or_default(),
+                service,
+            })
+            .collect();
+        let handled: Vec<ServiceReport> = stream::iter(subjects)
+            .map(|subject| {
+                let span = info_span!("service", service = %subject.service.key);
+                self.reconcile_service(subject, at, mode, cause)
+                    .instrument(span)
+            })
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+        reports.extend(handled);
+        let mut summary = Summary::of(reports, || "no service to reconcile".into());
+        summary.dry_run = mode.plan;
+        Ok(summary)
+    }
+
+    async fn reconcile_service(
+        &self,
+        subject: Subject,
+        at: DateTime<Utc>,
+        mode: Mode,
+        cause: &str,
+    ) -> ServiceReport {
+        let key = &subject.service.key;
+        let settings =
+            match ScheduleSettings::from_tags(&subject.service.tags, self.config.timezone) {
+                Ok(settings) => settings,
+                Err(problems) => {
+                    return self
+                        .invalid(key, &subject.state, &problems, mode, cause)
+                        .await;
+                }
+            };
+        let observed = Observed {
+            desired_count: subject.service.desired_count,
+            scalable: subject.capacity,
+        };
+        let decision = decide_scale(
+            settings.as_ref(),
+            &observed,
+            &subject.state,
+            at,
+            mode.dry_run,
+        );
+        match decision {
+            ScaleDecision::Unchanged { reason } => {
+                ServiceReport::new(key, Action::Unchanged, reason)
+            }
+            decision if mode.plan => planned(key, &decision, &observed),
+            _ => {
+                let job = Job {
+                    key,
+                    settings: settings.as_ref(),
+                    observed,
+                    at,
+                    cause,
+                    set_override: None,
+                };
+                self.act(job, mode).await
+            }
+        }
+    }
+
+    /// An operator's `wake` or `sleep`: stored as an override that later reconciles honour,
+    /// and applied at once.
+    async fn operator(
+        &self,
+        key: &ServiceKey,
+        awake: bool,
+        until: Option<Expiry>,
+        mode: Mode,
+        cause: &str,
+    ) -> Result<Summary, SchedulerError> {
+        let now = self.ports.clock.now();
+        let one = std::slice::from_ref(key);
+        let (services, capacities, state) = futures::try_join!(
+            self.ports.ecs.describe_services(one),
+            self.ports.autoscaling.scalable_targets(one),
+            self.ports.store.load(key),
+        )
+        .map_err(SchedulerError::Discovery)?;
+        let Some(service) = services.into_iter().next() else {
+            return Ok(Summary::ignored(format!("service {key} does not exist")));
+        };
+        if !service.tags.contains_key(TAG_AWAKE) && state.sleep.is_none() {
+            return Ok(Summary::ignored(format!(
+                "{key} has no {TAG_AWAKE} tag: deckhand does not schedule it"
+            )));
+        }
+        // Tags that do not parse leave the schedule unknown; the operator's word still holds.
+        let settings = ScheduleSettings::from_tags(&service.tags, self.config.timezone)
+            .ok()
+            .flatten();
+        let until = match until {
+            Some(expiry) => expiry.at(now),
+            None => settings
+                .as_ref()
+                .and_then(|s| s.schedule.next_wake(now))
+                .ok_or_else(|| {
+                    EventError::new(
+                        "for",
+                        "missing: the service has no valid schedule to wake it; give for or until",
+                    )
+                })?,
+        };
+        if until <= now {
+            return Err(EventError::new(
+                "until",
+                format!("{} is not in the future", rfc3339(until)),
+            )
+            .into());
+        }
+        let observed = Observed {
+            desired_count: service.desired_count,
+            scalable: capacities.get(key).copied(),
+        };
+        let set_override = OperatorOverride {
+            awake,
+            until,
+            at: now,
+            cause: cause.to_owned(),
+        };
+        let report = if mode.plan {
+            let state = ServiceState {
+                operator_override: Some(set_override),
+                ..state
+            };
+            let decision = decide_scale(settings.as_ref(), &observed, &state, now, mode.dry_run);
+            planned(key, &decision, &observed)
+        } else {
+            let job = Job {
+                key,
+                settings: settings.as_ref(),
+                observed,
+                at: now,
+                cause,
+                set_override: Some(set_override),
+            };
+            self.act(job, mode).await
+        };
+        let mut summary = Summary::of(vec![report], String::new);
+        summary.dry_run = mode.plan;
+        Ok(summary)
+    }
+
+    /// Decides again under the service's lock (the state may have moved since it was read)
+    /// and applies the decision: state on record before ECS is touched, then ECS and
+    /// Application Auto Scaling, then the state, the history and the notification.
+    async fn act(&self, job: Job<'_>, mode: Mode) -> ServiceReport {
+        let key = job.key;
+        let owner = owner_token(job.cause);
+        let locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+            Ok(locked) => locked,
+            Err(e) => return self.failed(key, job.cause, e).await,
+        };
+        let mut state = locked.state.clone();
+        let operator = job.set_override.is_some();
+        if let Some(o) = job.set_override.clone() {
+            state.operator_override = Some(o);
+        }
+        if state
+            .operator_override
+            .as_ref()
+            .is_some_and(|o| o.until <= job.at)
+        {
+            state.operator_override = None;
+        }
+        // A pretend sleep from dry run means nothing once deckhand acts for real.
+        if !mode.dry_run && state.sleep.as_ref().is_some_and(|s| s.dry_run) {
+            state.sleep = None;
+        }
+        state.tag_problem = None;
+        let decision = decide_scale(job.settings, &job.observed, &state, job.at, mode.dry_run);
+        let now = self.ports.clock.now();
+        let mut record = HistoryRecord::new(key, now, Action::Unchanged, "", job.cause);
+        record.dry_run = mode.dry_run;
+        let notification = match decision {
+            ScaleDecision::Sleep {
+                reason,
+                asleep_count,
+            } => {
+                // Finishing an interrupted sleep keeps the values saved before it began.
+                let saved = match state.sleep.clone().filter(|s| s.pending) {
+                    Some(saved) => saved,
+                    None => {
+                        sleep_record(&job.observed, asleep_count, job.at, mode.dry_run, job.cause)
+                    }
+                };
+                if !mode.dry_run
+                    && let Err(e) = self
+                        .put_to_sleep(key, &locked, &mut state, &saved, &job.observed)
+                        .await
+                {
+                    return self
+                        .failed_under_lock(key, &locked, &state, job.cause, e)
+                        .await;
+                }
+                state.sleep = Some(Sleep {
+                    pending: false,
+                    ..saved.clone()
+                });
+                state.left_alone_until = None;
+                record.action = if mode.dry_run {
+                    Action::WouldSleep
+                } else {
+                    Action::Asleep
+                };
+                record.reason = format!("{reason}; {}", sleep_words(&saved));
+                record.scale = Some(scale_record(&saved, None, None));
+                let (kind, summary) = if mode.dry_run {
+                    (
+                        Kind::ScaleSkipped,
+                        format!("Dry run: would put {key} to sleep: {}", record.reason),
+                    )
+                } else {
+                    (
+                        Kind::ScaleAsleep,
+                        format!("Put {key} to sleep: {}", record.reason),
+                    )
+                };
+                Some((kind, Severity::Info, summary))
+            }
+            ScaleDecision::Wake { reason, saved } => {
+                if !mode.dry_run
+                    && let Err(e) = self.wake(key, &locked, &mut state, &saved).await
+                {
+                    return self
+                        .failed_under_lock(key, &locked, &state, job.cause, e)
+                        .await;
+                }
+                state.sleep = None;
+                state.left_alone_until = None;
+                let hours = task_hours_saved(&saved, job.at);
+                record.action = if mode.dry_run {
+                    Action::WouldWake
+                } else {
+                    Action::Awake
+                };
+                record.reason = format!("{reason}; {}", wake_words(&saved, hours));
+                record.scale = Some(scale_record(&saved, Some(hours), None));
+                let (kind, summary) = if mode.dry_run {
+                    (
+                        Kind::ScaleSkipped,
+                        format!("Dry run: would wake {key}: {}", record.reason),
+                    )
+                } else {
+                    (Kind::ScaleAwake, format!("Woke {key}: {}", record.reason))
+                };
+                Some((kind, Severity::Info, summary))
+            }
+            ScaleDecision::HandScaled {
+                reason,
+                saved,
+                until,
+            } => {
+                state.sleep = None;
+                state.left_alone_until = until;
+                record.action = Action::Skipped;
+                record.reason = format!(
+                    "{reason}; the saved record is closed ({})",
+                    saved_words(&saved)
+                );
+                record.scale = Some(scale_record(&saved, None, until));
+                Some((
+                    Kind::ScaleSkipped,
+                    Severity::Warning,
+                    format!("{key} was scaled by hand while asleep: {}", record.reason),
+                ))
+            }
+            ScaleDecision::Postpone { reason } => {
+                record.action = Action::Skipped;
+                record.reason = reason.clone();
+                Some((
+                    Kind::ScaleSkipped,
+                    Severity::Info,
+                    format!("Not putting {key} to sleep yet: {reason}"),
+                ))
+            }
+            ScaleDecision::Unchanged { reason } => {
+                record.reason = reason;
+                None
+            }
+        };
+        // A reconcile that changed nothing leaves no history; an operator's request always does.
+        let records = if record.action == Action::Unchanged && !operator {
+            Vec::new()
+        } else {
+            if let Some(o) = state.operator_override.as_ref().filter(|_| operator) {
+                let scale = record.scale.get_or_insert_with(|| ScaleRecord {
+                    desired_count: job.observed.desired_count,
+                    min_capacity: job.observed.scalable.map(|c| c.min),
+                    max_capacity: job.observed.scalable.map(|c| c.max),
+                    asleep_count: job.settings.map_or(0, |s| s.asleep_count),
+                    task_hours_saved: None,
+                    until: None,
+                });
+                scale.until = Some(o.until);
+            }
+            vec![record.clone()]
+        };
+        if let Err(e) = self
+            .ports
+            .store
+            .commit(key, &locked, &state, &records, None)
+            .await
+        {
+            error!(error = %e, "could not record the change");
+            return self.failed(key, job.cause, e).await;
+        }
+        if let Some((kind, severity, summary)) = notification {
+            let details = json!({
+                "cause": job.cause,
+                "reason": record.reason,
+                "scale": record.scale,
+                "dryRun": mode.dry_run,
+            });
+            super::publish(
+                &*self.ports.notifier,
+                Notification::new(kind, severity, key.to_string(), summary, now, details),
+            )
+            .await;
+        }
+        info!(action = ?record.action, reason = %record.reason, "reconciled");
+        ServiceReport::new(key, record.action, record.reason)
+    }
+
+    /// Saves what the service runs with, then sets the asleep count: the scalable target
+    /// first, so that the autoscaler cannot scale the service back up.
+    async fn put_to_sleep(
+        &self,
+        key: &ServiceKey,
+        locked: &Locked,
+        state: &mut ServiceState,
+        saved: &Sleep,
+        observed: &Observed,
+    ) -> Result<(), PortError> {
+        state.sleep = Some(Sleep {
+            pending: true,
+            ..saved.clone()
+        });
+        self.ports.store.save(key, locked, state).await?;
+        let n = saved.asleep_count;
+        if observed.scalable.is_some() {
+            self.ports
+                .autoscaling
+                .set_capacity(key, Capacity { min: n, max: n })
+                .await?;
+        }
+        self.ports.ecs.set_desired_count(key, n).await
+    }
+
+    /// Restores what was saved: the scalable target first, so that the restored count is
+    /// inside its bounds. With a target that is two calls, so the state is saved as pending
+    /// first.
+    async fn wake(
+        &self,
+        key: &ServiceKey,
+        locked: &Locked,
+        state: &mut ServiceState,
+        saved: &Sleep,
+    ) -> Result<(), PortError> {
+        if let Some(capacity) = saved.scalable {
+            state.sleep = Some(Sleep {
+                pending: true,
+                ..saved.clone()
+            });
+            self.ports.store.save(key, locked, state).await?;
+            self.ports.autoscaling.set_capacity(key, capacity).await?;
+        }
+        self.ports
+            .ecs
+            .set_desired_count(key, saved.desired_count)
+            .await
+    }
+
+    /// A tag problem: the service is left alone; reported each time, recorded and notified
+    /// once per distinct problem.
+    async fn invalid(
+        &self,
+        key: &ServiceKey,
+        state: &ServiceState,
+        problems: &[TagProblem],
+        mode: Mode,
+        cause: &str,
+    ) -> ServiceReport {
+        let reason = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if mode.plan || state.tag_problem.as_deref() == Some(reason.as_str()) {
+            return ServiceReport::new(key, Action::Invalid, reason);
+        }
+        warn!(%reason, "invalid deckhand tags");
+        let owner = owner_token(cause);
+        let locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+            Ok(locked) => locked,
+            Err(e) => return self.failed(key, cause, e).await,
+        };
+        let now = self.ports.clock.now();
+        let new_state = ServiceState {
+            tag_problem: Some(reason.clone()),
+            ..locked.state.clone()
+        };
+        let record = HistoryRecord::new(key, now, Action::Invalid, reason.clone(), cause);
+        if let Err(e) = self
+            .ports
+            .store
+            .commit(key, &locked, &new_state, &[record], None)
+            .await
+        {
+            return self.failed(key, cause, e).await;
+        }
+        let details = json!({
+            "problems": problems.iter().map(|p| json!({"tag": p.tag, "value": p.value, "message": p.message})).collect::<Vec<_>>(),
+        });
+        super::publish(
+            &*self.ports.notifier,
+            Notification::new(
+                Kind::ConfigInvalid,
+                Severity::Warning,
+                key.to_string(),
+                format!(
+                    "deckhand tags on {key} do not parse, so its schedule is not applied: {reason}"
+                ),
+                now,
+                details,
+            ),
+        )
+        .await;
+        ServiceReport::new(key, Action::Invalid, reason)
+    }
+
+    /// Acting failed half-way: keep what is on record (a pending sleep record lets the next
+    /// reconcile finish the job), note the failure, give the lock back.
+    async fn failed_under_lock(
+        &self,
+        key: &ServiceKey,
+        locked: &Locked,
+        state: &ServiceState,
+        cause: &str,
+        e: PortError,
+    ) -> ServiceReport {
+        let record = HistoryRecord::new(
+            key,
+            self.ports.clock.now(),
+            Action::Error,
+            e.to_string(),
+            cause,
+        );
+        if let Err(commit_error) = self
+            .ports
+            .store
+            .commit(key, locked, state, &[record], None)
+            .await
+        {
+            warn!(error = %commit_error, "could not record the failure; the lock expires with its lease");
+        }
+        self.failed(key, cause, e).await
+    }
+
+    async fn failed(&self, key: &ServiceKey, cause: &str, e: PortError) -> ServiceReport {
+        error!(error = %e, "scheduling failed");
+        super::publish(
+            &*self.ports.notifier,
+            Notification::new(
+                Kind::Error,
+                Severity::Error,
+                key.to_string(),
+                format!("Scheduling {key} failed; the next reconcile retries it: {e}"),
+                self.ports.clock.now(),
+                json!({"cause": cause, "error": e.to_string()}),
+            ),
+        )
+        .await;
+        ServiceReport::new(key, Action::Error, e.to_string())
+    }
+}
+
+/// What a decision would do, for a plan.
+fn planned(key: &ServiceKey, decision: &ScaleDecision, observed: &Observed) -> ServiceReport {
+    let (action, reason) = match decision {
+        ScaleDecision::Sleep {
+            reason,
+            asleep_count,
+        } => (
+            Action::WouldSleep,
+            format!(
+                "{reason}; would save {} and set {asleep_count}",
+                observed_words(observed)
+            ),
+        ),
+        ScaleDecision::Wake { reason, saved } => (
+            Action::WouldWake,
+            format!("{reason}; would restore {}", saved_words(saved)),
+        ),
+        ScaleDecision::HandScaled { reason, .. } | ScaleDecision::Postpone { reason } => {
+            (Action::Skipped, reason.clone())
+        }
+        ScaleDecision::Unchanged { reason } => (Action::Unchanged, reason.clone()),
+    };
+    ServiceReport::new(key, action, reason)
+}
+
+fn capacity_words(desired: i32, scalable: Option<Capacity>) -> String {
+    match scalable {
+        Some(c) => format!(
+            "desired count {desired}, autoscaling min {} max {}",
+            c.min, c.max
+        ),
+        None => format!("desired count {desired}"),
+    }
+}
+
+fn observed_words(observed: &Observed) -> String {
+    capacity_words(observed.desired_count, observed.scalable)
+}
+
+fn saved_words(saved: &Sleep) -> String {
+    capacity_words(saved.desired_count, saved.scalable)
+}
+
+fn sleep_words(saved: &Sleep) -> String {
+    format!("saved {}, set {}", saved_words(saved), saved.asleep_count)
+}
+
+fn wake_words(saved: &Sleep, task_hours: f64) -> String {
+    format!(
+        "restored {}; asleep since {}, {task_hours} task-hours saved",
+        saved_words(saved),
+        rfc3339(saved.since)
+    )
+}
+
+fn scale_record(
+    saved: &Sleep,
+    task_hours: Option<f64>,
+    until: Option<DateTime<Utc>>,
+) -> ScaleRecord {
+    ScaleRecord {
+        desired_count: saved.desired_count,
+        min_capacity: saved.scalable.map(|c| c.min),
+        max_capacity: saved.scalable.map(|c| c.max),
+        asleep_count: saved.asleep_count,
+        task_hours_saved: task_hours,
+        until,
+    }
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

@@ -1,0 +1,590 @@
+//! The scheduler against in-memory ports: sleeps, wakes, hand changes, overrides, failures.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::adapters::memory::{
+    FixedClock, MemoryAutoscaling, MemoryEcr, MemoryEcs, MemoryNotifier, MemoryStore,
+};
+use crate::app::deploy::DeployFunction;
+use crate::config::{DEFAULT_CONCURRENCY, DEFAULT_GUARD};
+use crate::ports::StateStore as _;
+use crate::report::Outcome;
+
+const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+/// Office hours in London; in November London is on GMT, so local time is UTC.
+const OFFICE: &[(&str, &str)] = &[
+    ("deckhand:awake", "Mon-Fri 07:00-19:00"),
+    ("deckhand:timezone", "Europe/London"),
+];
+const DAY: &str = "2026-11-23T12:00:00Z";
+const NIGHT: &str = "2026-11-23T22:00:00Z";
+const MORNING: &str = "2026-11-24T07:00:00Z";
+
+struct World {
+    ecs: Arc<MemoryEcs>,
+    autoscaling: Arc<MemoryAutoscaling>,
+    store: Arc<MemoryStore>,
+    notifier: Arc<MemoryNotifier>,
+    clock: Arc<FixedClock>,
+    ports: Ports,
+}
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+}
+
+fn config(dry_run: bool) -> Config {
+    Config {
+        table: "t".into(),
+        topic_arn: "arn".into(),
+        clusters: None,
+        timezone: chrono_tz::Tz::UTC,
+        guard: DEFAULT_GUARD,
+        concurrency: DEFAULT_CONCURRENCY,
+        require_scan: None,
+        dry_run,
+    }
+}
+
+fn world() -> World {
+    let ecs = Arc::new(MemoryEcs::new());
+    let autoscaling = Arc::new(MemoryAutoscaling::default());
+    let store = Arc::new(MemoryStore::default());
+    let notifier = Arc::new(MemoryNotifier::default());
+    let clock = Arc::new(FixedClock::new(utc(DAY)));
+    let ports = Ports {
+        ecs: ecs.clone(),
+        ecr: Arc::new(MemoryEcr::default()),
+        autoscaling: autoscaling.clone(),
+        store: store.clone(),
+        notifier: notifier.clone(),
+        clock: clock.clone(),
+    };
+    World {
+        ecs,
+        autoscaling,
+        store,
+        notifier,
+        clock,
+        ports,
+    }
+}
+
+impl World {
+    fn scheduler(&self, dry_run: bool) -> SchedulerFunction {
+        SchedulerFunction::new(self.ports.clone(), config(dry_run))
+    }
+
+    /// A service running 3 tasks, autoscaled between 2 and 6 when `scalable`.
+    fn service(&self, name: &str, tags: &[(&str, &str)], scalable: bool) -> ServiceKey {
+        let key = ServiceKey::new("staging", name);
+        let td = self
+            .ecs
+            .add_task_definition(name, &[(name, &format!("{HOST}/{name}:main-1"))]);
+        self.ecs.add_service(&key, &td, tags);
+        self.ecs.scale_by_hand(&key, 3);
+        if scalable {
+            self.autoscaling.register(&key, Capacity { min: 2, max: 6 });
+        }
+        key
+    }
+
+    async fn reconcile(&self, at: &str) -> Summary {
+        self.clock.set(utc(at));
+        self.scheduler(false)
+            .handle(&json!({"action": "reconcile", "at": at}))
+            .await
+            .unwrap()
+    }
+
+    fn desired(&self, key: &ServiceKey) -> i32 {
+        self.ecs.service(key).unwrap().desired_count
+    }
+
+    fn kinds(&self) -> Vec<&'static str> {
+        self.notifier
+            .published()
+            .iter()
+            .map(|n| n.kind.as_str())
+            .collect()
+    }
+
+    fn actions(&self, key: &ServiceKey) -> Vec<Action> {
+        self.store
+            .all_history()
+            .iter()
+            .filter(|r| &r.service == key)
+            .map(|r| r.action)
+            .collect()
+    }
+}
+
+fn action_of(summary: &Summary, key: &ServiceKey) -> Action {
+    summary
+        .services
+        .iter()
+        .find(|s| s.service == key.to_string())
+        .unwrap_or_else(|| panic!("{key} not in {summary:?}"))
+        .action
+}
+
+#[tokio::test]
+async fn night_saves_and_morning_restores_count_and_capacity_exactly() {
+    let w = world();
+    let api = w.service("api", OFFICE, true);
+    let worker = w.service("worker", OFFICE, false);
+
+    let night = w.reconcile(NIGHT).await;
+    assert_eq!(night.outcome, Outcome::Asleep);
+    assert_eq!(action_of(&night, &api), Action::Asleep);
+    assert_eq!((w.desired(&api), w.desired(&worker)), (0, 0));
+    assert_eq!(
+        w.autoscaling.capacity(&api),
+        Some(Capacity { min: 0, max: 0 })
+    );
+    assert_eq!(
+        w.autoscaling.capacity(&worker),
+        None,
+        "no target is created"
+    );
+    let saved = w.store.load(&api).await.unwrap().sleep.unwrap();
+    assert_eq!(
+        (saved.desired_count, saved.scalable, saved.pending),
+        (3, Some(Capacity { min: 2, max: 6 }), false)
+    );
+
+    let morning = w.reconcile(MORNING).await;
+    assert_eq!(action_of(&morning, &api), Action::Awake);
+    assert_eq!((w.desired(&api), w.desired(&worker)), (3, 3));
+    assert_eq!(
+        w.autoscaling.capacity(&api),
+        Some(Capacity { min: 2, max: 6 })
+    );
+    assert_eq!(w.store.load(&api).await.unwrap().sleep, None);
+    assert_eq!(w.actions(&api), [Action::Asleep, Action::Awake]);
+    let woke = w
+        .store
+        .all_history()
+        .into_iter()
+        .find(|r| r.service == api && r.action == Action::Awake)
+        .unwrap();
+    // Three tasks for nine hours.
+    assert_eq!(woke.scale.unwrap().task_hours_saved, Some(27.0));
+    assert_eq!(
+        w.kinds(),
+        ["scale.asleep", "scale.asleep", "scale.awake", "scale.awake"]
+    );
+}
+
+#[tokio::test]
+async fn a_second_reconcile_changes_nothing() {
+    let w = world();
+    let api = w.service("api", OFFICE, true);
+    w.reconcile(NIGHT).await;
+    let history = w.store.all_history().len();
+    let published = w.notifier.published().len();
+    let again = w.reconcile("2026-11-23T22:05:00Z").await;
+    assert_eq!(again.outcome, Outcome::Unchanged);
+    assert!(
+        again.services[0]
+            .reason
+            .starts_with("asleep since 2026-11-23T22:00:00Z"),
+        "{again:?}"
+    );
+    assert_eq!(w.desired(&api), 0);
+    assert_eq!(w.store.all_history().len(), history);
+    assert_eq!(w.notifier.published().len(), published);
+    let day = w.reconcile(DAY).await;
+    assert_eq!(day.outcome, Outcome::Awake);
+    assert_eq!(
+        w.reconcile("2026-11-23T12:05:00Z").await.outcome,
+        Outcome::Unchanged
+    );
+}
+
+#[tokio::test]
+async fn scaled_by_hand_while_asleep_is_left_alone_until_the_next_wake() {
+    let w = world();
+    let api = w.service("api", OFFICE, false);
+    w.reconcile(NIGHT).await;
+    w.ecs.scale_by_hand(&api, 1);
+
+    let s = w.reconcile("2026-11-23T23:00:00Z").await;
+    assert_eq!(action_of(&s, &api), Action::Skipped);
+    assert!(s.services[0].reason.contains("scaled by hand"), "{s:?}");
+    assert_eq!(w.desired(&api), 1, "left as the person set it");
+    let state = w.store.load(&api).await.unwrap();
+    assert_eq!(state.sleep, None, "the saved record is closed");
+    assert_eq!(state.left_alone_until, Some(utc(MORNING)));
+    assert_eq!(w.kinds().last(), Some(&"scale.skipped"));
+
+    assert_eq!(
+        w.reconcile("2026-11-24T02:00:00Z").await.outcome,
+        Outcome::Unchanged
+    );
+    let morning = w.reconcile(MORNING).await;
+    assert_eq!(
+        morning.outcome,
+        Outcome::Unchanged,
+        "deckhand wakes only what it put to sleep"
+    );
+    assert_eq!(w.desired(&api), 1);
+    let evening = w.reconcile("2026-11-24T19:00:00Z").await;
+    assert_eq!(
+        evening.outcome,
+        Outcome::Asleep,
+        "the schedule applies again"
+    );
+    assert_eq!(w.desired(&api), 0);
+    assert_eq!(
+        w.actions(&api),
+        [Action::Asleep, Action::Skipped, Action::Asleep]
+    );
+}
+
+#[tokio::test]
+async fn a_wake_override_survives_reconciles_until_it_expires() {
+    let w = world();
+    let api = w.service("api", OFFICE, true);
+    w.reconcile(NIGHT).await;
+    w.clock.set(utc("2026-11-23T22:30:00Z"));
+    let woke = w
+        .scheduler(false)
+        .handle(&json!({"action": "wake", "service": "staging/api", "for": "2h"}))
+        .await
+        .unwrap();
+    assert_eq!(woke.outcome, Outcome::Awake);
+    assert!(
+        woke.services[0]
+            .reason
+            .contains("kept awake by an operator until 2026-11-24T00:30:00Z"),
+        "{woke:?}"
+    );
+    assert_eq!(w.desired(&api), 3);
+    assert_eq!(
+        w.autoscaling.capacity(&api),
+        Some(Capacity { min: 2, max: 6 })
+    );
+
+    for at in ["2026-11-23T23:00:00Z", "2026-11-24T00:25:00Z"] {
+        assert_eq!(w.reconcile(at).await.outcome, Outcome::Unchanged, "{at}");
+        assert_eq!(w.desired(&api), 3);
+    }
+    let expired = w.reconcile("2026-11-24T00:30:00Z").await;
+    assert_eq!(expired.outcome, Outcome::Asleep);
+    assert_eq!(w.desired(&api), 0);
+    assert_eq!(w.store.load(&api).await.unwrap().operator_override, None);
+}
+
+#[tokio::test]
+async fn an_operator_sleep_lasts_until_the_next_scheduled_wake() {
+    let w = world();
+    let api = w.service("api", OFFICE, false);
+    w.clock.set(utc(DAY));
+    let slept = w
+        .scheduler(false)
+        .handle(&json!({"action": "sleep", "service": "staging/api"}))
+        .await
+        .unwrap();
+    assert_eq!(slept.outcome, Outcome::Asleep);
+    assert!(
+        slept.services[0]
+            .reason
+            .contains("kept asleep by an operator until 2026-11-24T07:00:00Z"),
+        "{slept:?}"
+    );
+    assert_eq!(w.desired(&api), 0);
+    assert_eq!(
+        w.reconcile("2026-11-23T15:00:00Z").await.outcome,
+        Outcome::Unchanged
+    );
+    assert_eq!(w.reconcile(MORNING).await.outcome, Outcome::Awake);
+    assert_eq!(w.desired(&api), 3);
+}
+
+#[tokio::test]
+async fn operator_requests_for_unknown_or_unscheduled_services_change_nothing() {
+    let w = world();
+    w.service("plain", &[("team", "a")], false);
+    let s = w
+        .scheduler(false)
+        .handle(&json!({"action": "wake", "service": "staging/plain", "for": "1h"}))
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ignored);
+    assert!(s.reason.unwrap().contains("no deckhand:awake tag"));
+    let s = w
+        .scheduler(false)
+        .handle(&json!({"action": "wake", "service": "staging/ghost", "for": "1h"}))
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ignored);
+    let api = w.service("api", OFFICE, false);
+    let e = w
+        .scheduler(false)
+        .handle(
+            &json!({"action": "sleep", "service": "staging/api", "until": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert!(
+        matches!(&e, Err(SchedulerError::BadEvent(b)) if b.field == "until"),
+        "{e:?}"
+    );
+    assert_eq!(w.desired(&api), 3);
+    assert!(w.store.all_history().is_empty());
+    assert!(w.notifier.published().is_empty());
+}
+
+#[tokio::test]
+async fn a_recent_deployment_keeps_the_service_up_for_that_reconcile() {
+    let w = world();
+    let web = w.service(
+        "web",
+        &[
+            ("deckhand:awake", "Mon-Fri 07:00-19:00"),
+            ("deckhand:deploy", "any"),
+        ],
+        false,
+    );
+    w.clock.set(utc("2026-11-23T21:55:00Z"));
+    let deploy = DeployFunction::new(w.ports.clone(), config(false));
+    let push = json!({"version": "0", "id": "p1", "detail-type": "ECR Image Action", "source": "aws.ecr",
+        "account": "123456789012", "time": "2026-11-23T21:55:00Z", "region": "eu-west-1", "resources": [],
+        "detail": {"result": "SUCCESS", "repository-name": "web", "image-digest": format!("sha256:{}", "b".repeat(64)),
+                   "action-type": "PUSH", "image-tag": "main-2"}});
+    assert_eq!(
+        deploy.handle(&push).await.unwrap().outcome,
+        Outcome::Deployed
+    );
+
+    let s = w.reconcile(NIGHT).await;
+    assert_eq!(action_of(&s, &web), Action::Skipped);
+    assert!(
+        s.services[0].reason.contains("less than 10 minutes ago"),
+        "{s:?}"
+    );
+    assert_eq!(w.desired(&web), 3);
+    assert_eq!(w.kinds().last(), Some(&"scale.skipped"));
+    assert_eq!(
+        w.reconcile("2026-11-23T22:05:00Z").await.outcome,
+        Outcome::Asleep
+    );
+}
+
+#[tokio::test]
+async fn a_push_to_a_sleeping_service_deploys_without_waking_it() {
+    let w = world();
+    let web = w.service(
+        "web",
+        &[
+            ("deckhand:awake", "Mon-Fri 07:00-19:00"),
+            ("deckhand:deploy", "any"),
+        ],
+        true,
+    );
+    w.reconcile(NIGHT).await;
+    w.clock.set(utc("2026-11-23T23:00:00Z"));
+    let deploy = DeployFunction::new(w.ports.clone(), config(false));
+    let push = json!({"version": "0", "id": "p1", "detail-type": "ECR Image Action", "source": "aws.ecr",
+        "account": "123456789012", "time": "2026-11-23T23:00:00Z", "region": "eu-west-1", "resources": [],
+        "detail": {"result": "SUCCESS", "repository-name": "web", "image-digest": format!("sha256:{}", "b".repeat(64)),
+                   "action-type": "PUSH", "image-tag": "main-2"}});
+    let deployed = deploy.handle(&push).await.unwrap();
+    assert_eq!(deployed.outcome, Outcome::Deployed);
+    assert!(
+        deployed.services[0]
+            .reason
+            .contains("sleeps and runs it when woken"),
+        "{deployed:?}"
+    );
+    assert_eq!(w.desired(&web), 0, "not woken");
+    let state = w.store.load(&web).await.unwrap();
+    assert!(state.sleep.is_some(), "the saved record is kept");
+    assert!(state.deployment.as_ref().unwrap().at_zero_tasks);
+    let new_revision = w.ecs.service(&web).unwrap().task_definition;
+    assert!(new_revision.ends_with("web:2"), "{new_revision}");
+
+    // ECS completes the 0-task deployment; it never becomes known-good.
+    let completed = json!({"version": "0", "id": "c1", "detail-type": "ECS Deployment State Change", "source": "aws.ecs",
+        "account": "123456789012", "time": "2026-11-23T23:01:00Z", "region": "eu-west-1",
+        "resources": ["arn:aws:ecs:eu-west-1:123456789012:service/staging/web"],
+        "detail": {"eventType": "INFO", "eventName": "SERVICE_DEPLOYMENT_COMPLETED", "deploymentId": "ecs-svc/1",
+                   "updatedAt": "2026-11-23T23:01:00Z"}});
+    w.clock.set(utc("2026-11-23T23:01:00Z"));
+    assert_eq!(
+        deploy.handle(&completed).await.unwrap().outcome,
+        Outcome::Completed
+    );
+
+    let morning = w.reconcile(MORNING).await;
+    assert_eq!(morning.outcome, Outcome::Awake);
+    let service = w.ecs.service(&web).unwrap();
+    assert_eq!(
+        (service.desired_count, service.task_definition),
+        (3, new_revision)
+    );
+    assert_eq!(
+        w.autoscaling.capacity(&web),
+        Some(Capacity { min: 2, max: 6 })
+    );
+    let state = w.store.load(&web).await.unwrap();
+    assert!(
+        state
+            .known_good_at(utc(MORNING) + TimeDelta::days(1))
+            .unwrap()
+            .ends_with("web:1"),
+        "{state:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_failing_service_does_not_stop_the_others_and_the_next_reconcile_finishes_it() {
+    let w = world();
+    let api = w.service("api", OFFICE, true);
+    let worker = w.service("worker", OFFICE, true);
+    w.autoscaling.fail_for(&api);
+
+    let failed = w
+        .scheduler(false)
+        .handle(&json!({"action": "reconcile", "at": NIGHT}))
+        .await;
+    let Err(SchedulerError::ServicesFailed(summary)) = failed else {
+        panic!("{failed:?}");
+    };
+    assert_eq!(action_of(&summary, &api), Action::Error);
+    assert_eq!(action_of(&summary, &worker), Action::Asleep);
+    assert_eq!(w.desired(&api), 3, "nothing changed for api");
+    let pending = w.store.load(&api).await.unwrap().sleep.unwrap();
+    assert!(pending.pending, "saved before acting");
+    assert!(!w.store.is_locked(&api));
+
+    w.autoscaling.heal(&api);
+    let s = w.reconcile("2026-11-23T22:05:00Z").await;
+    assert_eq!(action_of(&s, &api), Action::Asleep);
+    assert_eq!(w.desired(&api), 0);
+    let saved = w.store.load(&api).await.unwrap().sleep.unwrap();
+    assert_eq!(
+        (saved.desired_count, saved.scalable, saved.pending),
+        (3, Some(Capacity { min: 2, max: 6 }), false)
+    );
+    w.reconcile(MORNING).await;
+    assert_eq!(
+        (w.desired(&api), w.autoscaling.capacity(&api)),
+        (3, Some(Capacity { min: 2, max: 6 }))
+    );
+}
+
+#[tokio::test]
+async fn invalid_tags_are_reported_every_time_and_notified_once() {
+    let w = world();
+    let bad = w.service("bad", &[("deckhand:awake", "weekdays 9-5")], false);
+    let good = w.service("good", OFFICE, false);
+    for at in [NIGHT, "2026-11-23T22:05:00Z"] {
+        let s = w.reconcile(at).await;
+        assert_eq!(action_of(&s, &bad), Action::Invalid);
+        assert!(
+            s.services
+                .iter()
+                .any(|r| r.reason.contains("deckhand:awake = \"weekdays 9-5\""))
+        );
+    }
+    assert_eq!(w.desired(&bad), 3);
+    assert_eq!(w.desired(&good), 0);
+    assert_eq!(w.kinds(), ["config.invalid", "scale.asleep"]);
+    assert_eq!(w.actions(&bad), [Action::Invalid]);
+}
+
+#[tokio::test]
+async fn a_plan_writes_nothing() {
+    let w = world();
+    let api = w.service("api", OFFICE, true);
+    w.clock.set(utc(NIGHT));
+    let plan = w
+        .scheduler(false)
+        .handle(&json!({"action": "reconcile", "at": NIGHT, "dryRun": true}))
+        .await
+        .unwrap();
+    assert_eq!(plan.outcome, Outcome::WouldSleep);
+    assert!(plan.dry_run);
+    assert!(
+        plan.services[0]
+            .reason
+            .contains("would save desired count 3, autoscaling min 2 max 6 and set 0"),
+        "{plan:?}"
+    );
+    assert_eq!(w.desired(&api), 3);
+    assert!(w.store.all_history().is_empty());
+    assert!(w.notifier.published().is_empty());
+    assert_eq!(w.store.load(&api).await.unwrap(), ServiceState::default());
+}
+
+#[tokio::test]
+async fn dry_run_records_and_notifies_each_change_once_and_touches_nothing() {
+    let w = world();
+    let api = w.service("api", OFFICE, true);
+    for at in [NIGHT, "2026-11-23T22:05:00Z", MORNING] {
+        w.clock.set(utc(at));
+        w.scheduler(true)
+            .handle(&json!({"action": "reconcile", "at": at}))
+            .await
+            .unwrap();
+        assert_eq!(w.desired(&api), 3);
+        assert_eq!(
+            w.autoscaling.capacity(&api),
+            Some(Capacity { min: 2, max: 6 })
+        );
+    }
+    assert_eq!(w.actions(&api), [Action::WouldSleep, Action::WouldWake]);
+    assert_eq!(w.kinds(), ["scale.skipped", "scale.skipped"]);
+    // Out of dry run, deckhand acts for real.
+    assert_eq!(
+        w.reconcile("2026-11-24T19:30:00Z").await.outcome,
+        Outcome::Asleep
+    );
+    assert_eq!(w.desired(&api), 0);
+}
+
+#[tokio::test]
+async fn a_service_whose_schedule_was_removed_while_asleep_is_woken() {
+    let w = world();
+    let api = w.service("api", OFFICE, false);
+    w.reconcile(NIGHT).await;
+    w.ecs.add_service(
+        &api,
+        &w.ecs.service(&api).unwrap().task_definition,
+        &[("team", "a")],
+    );
+    w.ecs.scale_by_hand(&api, 0);
+    let s = w.reconcile("2026-11-23T22:05:00Z").await;
+    assert_eq!(action_of(&s, &api), Action::Awake);
+    assert!(
+        s.services[0].reason.contains("deckhand:awake was removed"),
+        "{s:?}"
+    );
+    assert_eq!(w.desired(&api), 3);
+    assert_eq!(w.store.sleeping().await.unwrap(), Vec::<ServiceKey>::new());
+}
+
+#[tokio::test]
+async fn bad_requests_change_nothing() {
+    let w = world();
+    let api = w.service("api", OFFICE, false);
+    for event in [
+        json!({"action": "nap"}),
+        json!({"action": "wake", "service": "staging/api"}),
+        json!("reconcile"),
+        Value::Null,
+    ] {
+        let e = w.scheduler(false).handle(&event).await;
+        assert!(
+            matches!(e, Err(SchedulerError::BadEvent(_))),
+            "{event}: {e:?}"
+        );
+    }
+    assert_eq!(w.desired(&api), 3);
+    assert!(w.store.all_history().is_empty());
+}
