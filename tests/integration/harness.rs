@@ -11,6 +11,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TimeToLiveSpecification,
@@ -49,9 +50,8 @@ fn python() -> PathBuf {
     venv
 }
 
-fn emulator() -> &'static Emulator {
-    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
-    EMULATOR.get_or_init(|| {
+impl Emulator {
+    fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
@@ -79,12 +79,18 @@ fn emulator() -> &'static Emulator {
             url: format!("http://127.0.0.1:{port}"),
             _process: Mutex::new((child, stdin)),
         }
-    })
+    }
 }
 
-/// A plain HTTP GET against the emulator's own API.
-fn emulator_get(path: &str) -> Value {
-    let address = emulator().url.trim_start_matches("http://").to_owned();
+/// The server shared by the tests of this binary.
+fn shared_emulator() -> &'static Emulator {
+    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+    EMULATOR.get_or_init(Emulator::start)
+}
+
+/// A plain HTTP GET against an emulator's own API.
+fn emulator_get(url: &str, path: &str) -> Value {
+    let address = url.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&address).expect("connect to moto");
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("request");
     let mut response = Vec::new();
@@ -94,9 +100,9 @@ fn emulator_get(path: &str) -> Value {
     serde_json::from_str(body).expect("moto API answers JSON")
 }
 
-pub async fn sdk_config() -> aws_config::SdkConfig {
+pub async fn sdk_config(url: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&emulator().url)
+        .endpoint_url(url)
         .region(aws_config::Region::new(REGION))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "testing", "testing", None, None, "tests",
@@ -115,13 +121,28 @@ pub struct Stack {
     pub topic_arn: String,
     pub cluster: String,
     pub repository: String,
+    url: String,
+    /// A server of this stack's own, stopped when the stack is dropped.
+    _own_emulator: Option<Emulator>,
 }
 
 impl Stack {
+    /// A stack on the shared server.
     pub async fn new() -> Self {
+        Self::on(shared_emulator().url.clone(), None).await
+    }
+
+    /// A stack on a server of its own: for a test whose load or listings must not meet the
+    /// others' (the Tagging API pages through every service on the server).
+    pub async fn isolated() -> Self {
+        let emulator = Emulator::start();
+        Self::on(emulator.url.clone(), Some(emulator)).await
+    }
+
+    async fn on(url: String, own: Option<Emulator>) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(1);
         let id = NEXT.fetch_add(1, Ordering::SeqCst);
-        let sdk = sdk_config().await;
+        let sdk = sdk_config(&url).await;
         let stack = Self {
             id,
             ecs: aws_sdk_ecs::Client::new(&sdk),
@@ -131,6 +152,8 @@ impl Stack {
             cluster: format!("cluster-{id}"),
             repository: format!("web-{id}"),
             sdk,
+            url,
+            _own_emulator: own,
         };
         create_table(&aws_sdk_dynamodb::Client::new(&stack.sdk), &stack.table).await;
         let topic = aws_sdk_sns::Client::new(&stack.sdk)
@@ -180,6 +203,10 @@ impl Stack {
 
     /// Ports whose every AWS call is logged, by service and operation.
     pub fn counted_ports(&self) -> (Ports, CallLog) {
+        self.counted_ports_with(&self.config())
+    }
+
+    pub fn counted_ports_with(&self, config: &Config) -> (Ports, CallLog) {
         let log = CallLog::default();
         let sdk = &self.sdk;
         let clients = Clients {
@@ -214,7 +241,7 @@ impl Stack {
                     .build(),
             ),
         };
-        (clients.ports(&self.config()), log)
+        (clients.ports(config), log)
     }
 
     pub fn system_ports(&self) -> Ports {
@@ -312,16 +339,76 @@ impl Stack {
         deckhand::domain::service::ServiceKey::new(&self.cluster, name)
     }
 
-    pub async fn running_task_definition(&self, service: &str) -> String {
+    /// Registers a scalable target for one of this stack's services.
+    pub async fn autoscale(&self, service: &str, min: i32, max: i32) {
+        aws_sdk_applicationautoscaling::Client::new(&self.sdk)
+            .register_scalable_target()
+            .service_namespace(ServiceNamespace::Ecs)
+            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+            .resource_id(format!("service/{}/{service}", self.cluster))
+            .min_capacity(min)
+            .max_capacity(max)
+            .send()
+            .await
+            .expect("register scalable target");
+    }
+
+    /// The scalable target's (min, max), if the service has one.
+    pub async fn capacity(&self, service: &str) -> Option<(i32, i32)> {
+        self.capacity_in(&self.cluster, service).await
+    }
+
+    pub async fn capacity_in(&self, cluster: &str, service: &str) -> Option<(i32, i32)> {
+        let out = aws_sdk_applicationautoscaling::Client::new(&self.sdk)
+            .describe_scalable_targets()
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_ids(format!("service/{cluster}/{service}"))
+            .send()
+            .await
+            .expect("describe scalable targets");
+        out.scalable_targets()
+            .first()
+            .map(|t| (t.min_capacity(), t.max_capacity()))
+    }
+
+    /// A service of any cluster, as ECS describes it.
+    pub async fn describe_service(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> aws_sdk_ecs::types::Service {
         let out = self
             .ecs
             .describe_services()
-            .cluster(&self.cluster)
+            .cluster(cluster)
             .services(service)
             .send()
             .await
             .expect("describe services");
-        out.services()[0]
+        out.services()[0].clone()
+    }
+
+    pub async fn desired_count(&self, service: &str) -> i32 {
+        self.describe_service(&self.cluster, service)
+            .await
+            .desired_count()
+    }
+
+    /// Scales a service behind deckhand's back, as a person would.
+    pub async fn set_desired_count(&self, service: &str, count: i32) {
+        self.ecs
+            .update_service()
+            .cluster(&self.cluster)
+            .service(service)
+            .desired_count(count)
+            .send()
+            .await
+            .expect("update service");
+    }
+
+    pub async fn running_task_definition(&self, service: &str) -> String {
+        self.describe_service(&self.cluster, service)
+            .await
             .task_definition()
             .expect("task definition")
             .to_owned()
@@ -384,7 +471,7 @@ impl Stack {
 
     /// The messages published on this stack's topic: (subject, body, attributes).
     pub fn notifications(&self) -> Vec<(String, Value, Value)> {
-        let data = emulator_get("/moto-api/data.json");
+        let data = emulator_get(&self.url, "/moto-api/data.json");
         let topics = data["sns"]["Topic"].as_array().cloned().unwrap_or_default();
         topics
             .iter()

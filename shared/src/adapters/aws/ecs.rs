@@ -126,6 +126,8 @@ impl Ecs for EcsCluster {
             .tagging
             .get_resources()
             .resource_type_filters("ecs:service")
+            // The largest page the API allows: 10 pages for a fleet of 1,000.
+            .resources_per_page(100)
             .tag_filters(TagFilter::builder().key(tag_key).build())
             .into_paginator()
             .items()
