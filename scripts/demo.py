@@ -15,8 +15,9 @@ import sys
 import tempfile
 import time
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import datetime, time as clock_time, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import boto3
 
@@ -29,6 +30,7 @@ REGION = "us-east-1"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 TABLE = "deckhand"
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+LONDON = ZoneInfo("Europe/London")
 
 
 def free_port():
@@ -68,7 +70,8 @@ class Demo:
         self.endpoint = endpoint
         session = boto3.session.Session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name=REGION)
         client = lambda name: session.client(name, endpoint_url=endpoint)  # noqa: E731
-        self.ecs, self.ecr, self.ddb, self.sns = (client(n) for n in ("ecs", "ecr", "dynamodb", "sns"))
+        self.ecs, self.ecr, self.ddb, self.sns, self.autoscaling = (
+            client(n) for n in ("ecs", "ecr", "dynamodb", "sns", "application-autoscaling"))
         self.topic_arn = None
 
     def seed(self):
@@ -103,14 +106,24 @@ class Demo:
         )
         self.ecs.create_service(
             cluster="demo", serviceName="web", taskDefinition="web:1", desiredCount=2,
-            tags=[{"key": "deckhand:deploy", "value": "prefix=main-"}],
+            tags=[
+                {"key": "deckhand:deploy", "value": "prefix=main-"},
+                {"key": "deckhand:awake", "value": "Mon-Fri 07:00-19:00"},
+                {"key": "deckhand:timezone", "value": "Europe/London"},
+            ],
+        )
+        self.autoscaling.register_scalable_target(
+            ServiceNamespace="ecs", ResourceId="service/demo/web", ScalableDimension="ecs:service:DesiredCount",
+            MinCapacity=2, MaxCapacity=4,
         )
 
     def show_service(self):
         service = self.ecs.describe_services(cluster="demo", services=["web"])["services"][0]
         td = self.ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
         images = ", ".join(f"{c['name']}={c['image']}" for c in td["containerDefinitions"])
-        print(f"demo/web runs {td['family']}:{td['revision']} ({images}), desired {service['desiredCount']}")
+        targets = self.autoscaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=["service/demo/web"])
+        scaling = "".join(f", autoscaling min {t['MinCapacity']} max {t['MaxCapacity']}" for t in targets["ScalableTargets"])
+        print(f"demo/web runs {td['family']}:{td['revision']} ({images}), desired {service['desiredCount']}{scaling}")
 
     def show_state(self):
         item = self.ddb.get_item(TableName=TABLE, Key={"pk": {"S": "service#demo/web"}, "sk": {"S": "state"}}).get("Item", {})
@@ -119,6 +132,12 @@ class Demo:
             print(f"latest deployment: {short(deployment['from']['S'])} -> {short(deployment['to']['S'])}, "
                   f"{deployment['status']['S']}")
         print(f"known-good: {short(item.get('knownGood', {}).get('S', '-'))}")
+        sleep = item.get("sleep", {}).get("M")
+        if sleep:
+            scalable = sleep.get("scalable", {}).get("M")
+            saved = f"desired {sleep['desiredCount']['N']}" + (
+                f", min {scalable['min']['N']} max {scalable['max']['N']}" if scalable else "")
+            print(f"asleep since {sleep['since']['S']}; saved {saved}")
 
     def show_history(self):
         items = self.ddb.query(
@@ -148,10 +167,10 @@ def urlopen_text(url):
         return response.read().decode()
 
 
-def invoke(port, event_file, shown_as=None):
-    print(f"$ cargo lambda invoke deploy --data-file {shown_as or event_file.relative_to(ROOT)}")
+def invoke(port, event_file, shown_as=None, function="deploy"):
+    print(f"$ cargo lambda invoke {function} --data-file {shown_as or event_file.relative_to(ROOT)}")
     result = subprocess.run(
-        ["cargo", "lambda", "invoke", "deploy", "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
+        ["cargo", "lambda", "invoke", function, "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
          "--data-file", str(event_file)],
         cwd=ROOT, capture_output=True, text=True,
     )
@@ -160,6 +179,34 @@ def invoke(port, event_file, shown_as=None):
     if result.returncode != 0:
         sys.exit(f"invoke failed: {result.stderr.strip()}")
     return json.loads(output)
+
+
+def invoke_with(port, function, sample, event, shown_as):
+    """Invokes with a sample event changed for this run, shown under the sample's name."""
+    with tempfile.NamedTemporaryFile("w", suffix=f"-{sample}", delete=False) as f:
+        json.dump(event, f)
+    try:
+        return invoke(port, Path(f.name), f"events/{sample} {shown_as}", function)
+    finally:
+        os.unlink(f.name)
+
+
+def night_and_morning(now):
+    """The next weekday 22:00 in London at least a quarter of an hour ahead, and 07:00 the next
+    weekday after it, as RFC 3339 in UTC."""
+    local = now.astimezone(LONDON)
+    day = local.date()
+    while True:
+        night = datetime.combine(day, clock_time(22, 0), LONDON)
+        if day.weekday() < 5 and night > local + timedelta(minutes=15):
+            break
+        day += timedelta(days=1)
+    day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    morning = datetime.combine(day, clock_time(7, 0), LONDON)
+    utc = lambda t: t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    return utc(night), utc(morning)
 
 
 def expect(summary, outcome):
@@ -176,10 +223,11 @@ def main():
     try:
         heading(f"Local AWS emulator (moto) on {endpoint}: seeding cluster, service, images, table, topic")
         demo.seed()
-        print("service demo/web tagged deckhand:deploy = prefix=main-; ECR web has main-41, main-42, feature-login")
+        print("service demo/web tagged deckhand:deploy = prefix=main-, deckhand:awake = Mon-Fri 07:00-19:00,")
+        print("deckhand:timezone = Europe/London; autoscaled 2-4; ECR web has main-41, main-42, feature-login")
 
         heading("Building and starting the functions under cargo lambda watch")
-        subprocess.run(["cargo", "build", "--quiet", "-p", "deploy"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--quiet", "-p", "deploy", "-p", "scheduler"], cwd=ROOT, check=True)
         env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="demo",
                    AWS_SECRET_ACCESS_KEY="demo", DECKHAND_TABLE=TABLE, DECKHAND_TOPIC_ARN=demo.topic_arn,
                    DECKHAND_CLUSTERS="demo", RUST_LOG="warn")
@@ -210,11 +258,26 @@ def main():
         now = datetime.now(timezone.utc)
         completed["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         completed["detail"]["updatedAt"] = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        with tempfile.NamedTemporaryFile("w", suffix="-ecs-deployment-completed.json", delete=False) as f:
-            json.dump(completed, f)
-        expect(invoke(lambda_port, Path(f.name), "events/ecs-deployment-completed.json (time: now)"), "completed")
-        os.unlink(f.name)
+        expect(invoke_with(lambda_port, "deploy", "ecs-deployment-completed.json", completed, "(time: now)"),
+               "completed")
         demo.show_state()
+
+        night, morning = night_and_morning(now)
+        heading(f"Night: the schedule reconciles at 22:00 London ({night}); demo/web goes to sleep")
+        reconcile = json.loads((ROOT / "events" / "schedule-reconcile.json").read_text())
+        reconcile["at"] = night
+        expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {night})"), "asleep")
+        demo.show_service()
+        demo.show_state()
+
+        heading("A second reconcile the same night changes nothing")
+        expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {night})"),
+               "unchanged")
+
+        heading(f"Morning: 07:00 London ({morning}); demo/web wakes exactly as it was")
+        reconcile["at"] = morning
+        expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {morning})"), "awake")
+        demo.show_service()
 
         heading("History of demo/web (DynamoDB), newest first")
         demo.show_history()
