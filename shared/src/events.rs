@@ -11,6 +11,7 @@ use crate::domain::deploy::{DeploymentEvent, DeploymentEventKind, Push};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::service::ServiceKey;
 
+pub mod alarm;
 pub mod scheduler;
 
 pub const ECR_IMAGE_ACTION: &str = "ECR Image Action";

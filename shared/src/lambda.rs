@@ -4,6 +4,7 @@ use lambda_runtime::Diagnostic;
 
 use crate::app::Ports;
 use crate::app::deploy::DeployError;
+use crate::app::rollback::RollbackError;
 use crate::app::scheduler::SchedulerError;
 use crate::config::Config;
 
@@ -38,6 +39,15 @@ impl From<DeployError> for Diagnostic {
 
 impl From<SchedulerError> for Diagnostic {
     fn from(error: SchedulerError) -> Self {
+        Diagnostic {
+            error_type: error.error_type().to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+impl From<RollbackError> for Diagnostic {
+    fn from(error: RollbackError) -> Self {
         Diagnostic {
             error_type: error.error_type().to_owned(),
             error_message: error.to_string(),

@@ -69,6 +69,13 @@ pub trait Ecs: Send + Sync {
     async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()>;
 }
 
+/// CloudWatch alarms.
+#[async_trait]
+pub trait Alarms: Send + Sync {
+    /// The tags of an alarm.
+    async fn alarm_tags(&self, arn: &str) -> PortResult<crate::domain::settings::Tags>;
+}
+
 /// Application Auto Scaling for ECS services (dimension `ecs:service:DesiredCount`).
 #[async_trait]
 pub trait Autoscaling: Send + Sync {

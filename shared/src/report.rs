@@ -10,6 +10,10 @@ pub enum Action {
     Deployed,
     /// Dry run: the service would have been deployed.
     WouldDeploy,
+    /// An alarm rolled the service back to its last known-good revision.
+    RolledBack,
+    /// Dry run: an alarm would have rolled the service back.
+    WouldRollBack,
     /// ECS reported deckhand's deployment completed.
     Completed,
     /// ECS reported deckhand's deployment failed; its digest is quarantined.
@@ -44,6 +48,8 @@ pub enum Action {
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Error,
+    RolledBack,
+    WouldRollBack,
     Deployed,
     WouldDeploy,
     Failed,
@@ -147,6 +153,8 @@ fn outcome_of(action: Action) -> Outcome {
     match action {
         Action::Deployed => Outcome::Deployed,
         Action::WouldDeploy => Outcome::WouldDeploy,
+        Action::RolledBack => Outcome::RolledBack,
+        Action::WouldRollBack => Outcome::WouldRollBack,
         Action::Completed => Outcome::Completed,
         Action::Failed => Outcome::Failed,
         Action::Recorded => Outcome::Recorded,

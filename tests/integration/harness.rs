@@ -230,6 +230,11 @@ impl Stack {
                     .interceptor(log.clone())
                     .build(),
             ),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(sdk)
+                    .interceptor(log.clone())
+                    .build(),
+            ),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(
                 aws_sdk_dynamodb::config::Builder::from(sdk)
                     .interceptor(log.clone())

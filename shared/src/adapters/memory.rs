@@ -10,11 +10,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::domain::fleet::{Container, ImageChange, ServiceView, Source, TaskDefinitionView};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::service::ServiceKey;
+use crate::domain::settings::Tags;
 use crate::domain::state::{Capacity, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::Notification;
 use crate::ports::{
-    Autoscaling, Clock, Ecr, Ecs, LockAttempt, Locked, Notifier, PortError, PortErrorKind,
+    Alarms, Autoscaling, Clock, Ecr, Ecs, LockAttempt, Locked, Notifier, PortError, PortErrorKind,
     PortResult, StateStore,
 };
 
@@ -251,6 +252,33 @@ impl Ecs for MemoryEcs {
         })?;
         view.desired_count = count;
         Ok(())
+    }
+}
+
+/// CloudWatch alarms in memory: tags per alarm ARN.
+#[derive(Default)]
+pub struct MemoryAlarms {
+    tags: Mutex<HashMap<String, Tags>>,
+}
+
+impl MemoryAlarms {
+    pub fn tag(&self, arn: &str, tags: &[(&str, &str)]) {
+        guard(&self.tags).insert(
+            arn.to_owned(),
+            tags.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+    }
+}
+
+#[async_trait]
+impl Alarms for MemoryAlarms {
+    async fn alarm_tags(&self, arn: &str) -> PortResult<Tags> {
+        guard(&self.tags)
+            .get(arn)
+            .cloned()
+            .ok_or_else(|| PortError::new("ListTagsForResource", PortErrorKind::NotFound, arn))
     }
 }
 

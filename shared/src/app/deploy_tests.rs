@@ -50,6 +50,7 @@ fn world_with(config: Config) -> World {
         ecs: ecs.clone(),
         ecr: ecr.clone(),
         autoscaling: Arc::new(crate::adapters::memory::MemoryAutoscaling::default()),
+        alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         store: store.clone(),
         notifier: notifier.clone(),
         clock: clock.clone(),

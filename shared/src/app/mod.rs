@@ -2,12 +2,13 @@
 
 pub mod deploy;
 mod locking;
+pub mod rollback;
 pub mod scheduler;
 
 use std::sync::Arc;
 
 use crate::notification::Notification;
-use crate::ports::{Autoscaling, Clock, Ecr, Ecs, Notifier, StateStore};
+use crate::ports::{Alarms, Autoscaling, Clock, Ecr, Ecs, Notifier, StateStore};
 
 /// The ports a function works through, built once per process.
 #[derive(Clone)]
@@ -15,6 +16,7 @@ pub struct Ports {
     pub ecs: Arc<dyn Ecs>,
     pub ecr: Arc<dyn Ecr>,
     pub autoscaling: Arc<dyn Autoscaling>,
+    pub alarms: Arc<dyn Alarms>,
     pub store: Arc<dyn StateStore>,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,

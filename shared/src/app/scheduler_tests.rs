@@ -60,6 +60,7 @@ fn world() -> World {
         ecs: ecs.clone(),
         ecr: Arc::new(MemoryEcr::default()),
         autoscaling: autoscaling.clone(),
+        alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         store: store.clone(),
         notifier: notifier.clone(),
         clock: clock.clone(),

@@ -179,6 +179,7 @@ pub fn start_deployment(
         finished_at: None,
         guard_until: None,
         at_zero_tasks: false,
+        rollback: None,
     });
 }
 

@@ -5,6 +5,7 @@ pub mod duration;
 pub mod fleet;
 pub mod image;
 pub mod policy;
+pub mod rollback;
 pub mod schedule;
 pub mod service;
 pub mod settings;

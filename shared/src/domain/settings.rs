@@ -18,6 +18,8 @@ pub const TAG_AWAKE: &str = "deckhand:awake";
 pub const TAG_TIMEZONE: &str = "deckhand:timezone";
 pub const TAG_ASLEEP_ON: &str = "deckhand:asleep-on";
 pub const TAG_ASLEEP_COUNT: &str = "deckhand:asleep-count";
+pub const TAG_ROLLBACK: &str = "deckhand:rollback";
+pub const TAG_ALARMS: &str = "deckhand:alarms";
 
 pub type Tags = BTreeMap<String, String>;
 

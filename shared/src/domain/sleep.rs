@@ -419,6 +419,7 @@ mod tests {
                 finished_at: None,
                 guard_until: None,
                 at_zero_tasks: false,
+                rollback: None,
             }),
             ..Default::default()
         };

@@ -119,6 +119,19 @@ pub struct Deployment {
     /// Done while the service slept: ECS completing it proves nothing about the image.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub at_zero_tasks: bool,
+    /// The rollback that undid it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RolledBack>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledBack {
+    /// The alarm (or operator request) that caused it.
+    pub alarm: String,
+    pub at: DateTime<Utc>,
+    /// The task definition ARN rolled back to.
+    pub to: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +219,7 @@ mod tests {
             finished_at: Some(guard_until - TimeDelta::minutes(30)),
             guard_until: Some(guard_until),
             at_zero_tasks: false,
+            rollback: None,
         }
     }
 
@@ -256,6 +270,7 @@ mod tests {
         };
         state.deployment = Some(Deployment {
             at_zero_tasks: true,
+            rollback: None,
             ..completed(until)
         });
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The AWS adapters, built once per process from the standard AWS configuration.
 
 mod autoscaling;
+mod cloudwatch;
 mod dynamodb;
 mod ecr;
 mod ecs;
@@ -13,6 +14,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 
 pub use autoscaling::ApplicationAutoscaling;
+pub use cloudwatch::CloudWatchAlarms;
 pub use dynamodb::DynamoStore;
 pub use ecr::EcrRegistry;
 pub use ecs::{EcsCluster, clone_revision};
@@ -29,6 +31,7 @@ pub struct Clients {
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub ecr: aws_sdk_ecr::Client,
     pub autoscaling: aws_sdk_applicationautoscaling::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sns: aws_sdk_sns::Client,
 }
@@ -42,6 +45,7 @@ impl Clients {
             tagging: aws_sdk_resourcegroupstagging::Client::new(sdk),
             ecr: aws_sdk_ecr::Client::new(sdk),
             autoscaling: aws_sdk_applicationautoscaling::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sns: aws_sdk_sns::Client::new(sdk),
         }
@@ -53,6 +57,7 @@ impl Clients {
             ecs: Arc::new(EcsCluster::new(self.ecs.clone(), self.tagging.clone())),
             ecr: Arc::new(EcrRegistry::new(self.ecr.clone())),
             autoscaling: Arc::new(ApplicationAutoscaling::new(self.autoscaling.clone())),
+            alarms: Arc::new(CloudWatchAlarms::new(self.cloudwatch.clone())),
             store: Arc::new(DynamoStore::new(self.dynamodb.clone(), &config.table)),
             notifier: Arc::new(SnsNotifier::new(self.sns.clone(), &config.topic_arn)),
             clock: Arc::new(SystemClock),

@@ -1,0 +1,40 @@
+//! CloudWatch: the tags of alarms, which may name the service they guard.
+
+use async_trait::async_trait;
+
+use super::port_error;
+use crate::domain::settings::Tags;
+use crate::ports::{Alarms, PortResult};
+
+pub struct CloudWatchAlarms {
+    client: aws_sdk_cloudwatch::Client,
+}
+
+impl CloudWatchAlarms {
+    pub fn new(client: aws_sdk_cloudwatch::Client) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl Alarms for CloudWatchAlarms {
+    async fn alarm_tags(&self, arn: &str) -> PortResult<Tags> {
+        let out = self
+            .client
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(|e| port_error("ListTagsForResource", e))?;
+        Ok(out
+            .tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                ))
+            })
+            .collect())
+    }
+}

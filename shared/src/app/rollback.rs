@@ -1,0 +1,515 @@
+//! The `rollback` function: a CloudWatch alarm that goes into ALARM inside the guard window
+//! after a deckhand deployment rolls the service back to its last known-good revision and
+//! quarantines the bad digest.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{StreamExt, stream};
+use serde_json::{Value, json};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::Ports;
+use super::locking::{acquire, owner_token};
+use crate::config::Config;
+use crate::domain::fleet::ServiceView;
+use crate::domain::image::ImageRef;
+use crate::domain::rollback::{
+    ALARM_TAG_SERVICE, Alarm, Guard, RollbackDecision, RollbackSettings, decide_rollback, guard_of,
+};
+use crate::domain::service::{ServiceKey, revision_name};
+use crate::domain::settings::{TAG_ALARMS, TagProblem};
+use crate::domain::state::{DeploymentStatus, RolledBack, ServiceState};
+use crate::events::EventError;
+use crate::events::alarm::parse_alarm_event;
+use crate::history::{HistoryRecord, ProcessedMark};
+use crate::notification::{Kind, Notification, Severity};
+use crate::ports::{Locked, PortError, PortErrorKind};
+use crate::report::{Action, ServiceReport, Summary};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error("bad event: {0}")]
+    BadEvent(#[from] EventError),
+    /// Nothing was changed: the services the alarm guards could not be found.
+    #[error("could not find the services the alarm guards: {0}")]
+    Discovery(PortError),
+    /// Some services could not be handled; the others were. A retry of the same event redoes
+    /// only the failed ones.
+    #[error("{}", .0.failure_message())]
+    ServicesFailed(Summary),
+}
+
+impl RollbackError {
+    /// The Lambda error type, for diagnostics and alarms.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::BadEvent(_) => "deckhand.BadEvent",
+            Self::Discovery(_) => "deckhand.DiscoveryFailed",
+            Self::ServicesFailed(_) => "deckhand.ServicesFailed",
+        }
+    }
+}
+
+/// One service's handling of one alarm, under the service's lock.
+struct Case<'a> {
+    key: &'a ServiceKey,
+    alarm: &'a Alarm,
+    locked: &'a Locked,
+    /// Why the alarm guards the service, in words.
+    guard: &'static str,
+}
+
+/// A service the alarm guards, as described.
+struct Guarded {
+    service: ServiceView,
+    settings: RollbackSettings,
+    guard: Guard,
+}
+
+pub struct RollbackFunction {
+    ports: Ports,
+    config: Config,
+}
+
+impl RollbackFunction {
+    pub fn new(ports: Ports, config: Config) -> Self {
+        Self { ports, config }
+    }
+
+    pub async fn handle(&self, event: &Value) -> Result<Summary, RollbackError> {
+        let alarm = parse_alarm_event(event)?;
+        let span = info_span!("alarm", alarm = %alarm.name, state = alarm.state.as_str(), event_id = %alarm.event_id);
+        let mut summary = self.on_alarm(&alarm).instrument(span).await?;
+        summary.dry_run = self.config.dry_run;
+        if summary.failed_services().next().is_some() {
+            return Err(RollbackError::ServicesFailed(summary));
+        }
+        info!(outcome = ?summary.outcome, services = summary.services.len(), "handled");
+        Ok(summary)
+    }
+
+    async fn on_alarm(&self, alarm: &Alarm) -> Result<Summary, RollbackError> {
+        if !alarm.fired() {
+            let from = alarm
+                .previous
+                .map_or(String::new(), |p| format!(" from {}", p.as_str()));
+            return Ok(Summary::ignored(format!(
+                "alarm {} went to {}{from}: only a transition into ALARM acts",
+                alarm.name,
+                alarm.state.as_str()
+            )));
+        }
+        let (done, (guarded, invalid)) = futures::try_join!(
+            self.ports.store.processed(&alarm.event_id),
+            self.guarded(alarm)
+        )
+        .map_err(RollbackError::Discovery)?;
+        let mut reports = Vec::new();
+        for (key, problem) in invalid {
+            reports.push(self.invalid(&key, alarm, &problem).await);
+        }
+        if guarded.is_empty() && reports.is_empty() {
+            return Ok(Summary::ignored(format!(
+                "alarm {} guards no service that deckhand manages",
+                alarm.name
+            )));
+        }
+        let handled: Vec<ServiceReport> = stream::iter(guarded)
+            .map(|g| {
+                let span = info_span!("service", service = %g.service.key, guard = ?g.guard);
+                self.roll_back(alarm, g, &done).instrument(span)
+            })
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+        reports.extend(handled);
+        Ok(Summary::of(reports, || {
+            format!("alarm {} guards no service", alarm.name)
+        }))
+    }
+
+    /// The services the alarm guards, in the ways the spec allows, and those whose
+    /// `deckhand:rollback` tag does not parse.
+    async fn guarded(
+        &self,
+        alarm: &Alarm,
+    ) -> Result<(Vec<Guarded>, Vec<(ServiceKey, TagProblem)>), PortError> {
+        let alarm_tag = match &alarm.arn {
+            None => None,
+            Some(arn) => match self.ports.alarms.alarm_tags(arn).await {
+                Ok(tags) => tags.get(ALARM_TAG_SERVICE).and_then(|v| {
+                    v.trim()
+                        .parse::<ServiceKey>()
+                        .map_err(|e| warn!(error = %e, "the alarm's deckhand:service tag does not name a service"))
+                        .ok()
+                }),
+                // A deleted alarm has no tags; the other mappings still hold.
+                Err(e) if e.kind == PortErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            },
+        };
+        let listed = self.ports.ecs.find_services(TAG_ALARMS).await?;
+        let keys: Vec<ServiceKey> = listed
+            .iter()
+            .filter_map(|arn| ServiceKey::from_arn(arn))
+            .chain(alarm_tag.clone())
+            .chain(alarm.metric_services())
+            .filter(|key| self.config.manages_cluster(key.cluster()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if keys.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut guarded = Vec::new();
+        let mut invalid = Vec::new();
+        for service in self.ports.ecs.describe_services(&keys).await? {
+            match RollbackSettings::from_tags(&service.tags) {
+                Ok(settings) => {
+                    if let Some(guard) =
+                        guard_of(alarm, &service.key, &settings, alarm_tag.as_ref())
+                    {
+                        guarded.push(Guarded {
+                            service,
+                            settings,
+                            guard,
+                        });
+                    }
+                }
+                Err(problem) => invalid.push((service.key, problem)),
+            }
+        }
+        Ok((guarded, invalid))
+    }
+
+    async fn roll_back(
+        &self,
+        alarm: &Alarm,
+        guarded: Guarded,
+        done: &BTreeSet<ServiceKey>,
+    ) -> ServiceReport {
+        let key = &guarded.service.key;
+        let now = self.ports.clock.now();
+        if done.contains(key) {
+            let reason = "this alarm event was already handled for this service";
+            let record = HistoryRecord::new(key, now, Action::Duplicate, reason, &alarm.event_id);
+            if let Err(e) = self.ports.store.record(&[record], None).await {
+                warn!(error = %e, "could not record a repeated delivery");
+            }
+            return ServiceReport::new(key, Action::Duplicate, reason);
+        }
+        let owner = owner_token(&alarm.event_id);
+        let locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+            Ok(locked) => locked,
+            Err(e) => return self.failed(key, alarm, e).await,
+        };
+        let running = guarded.service.task_definition.as_str();
+        let enabled = guarded.settings.enabled;
+        let mut decision = decide_rollback(alarm, enabled, &locked.state, running, None);
+        // Never onto a quarantined digest: look at what the target runs.
+        if let RollbackDecision::RollBack { to, .. } = &decision {
+            match self.quarantined_in(to, &locked.state).await {
+                Ok(None) => {}
+                Ok(Some(digest)) => {
+                    decision =
+                        decide_rollback(alarm, enabled, &locked.state, running, Some(&digest));
+                }
+                Err(e) => return self.failed_under_lock(key, alarm, &locked, e).await,
+            }
+        }
+        let case = Case {
+            key,
+            alarm,
+            locked: &locked,
+            guard: guarded.guard.describe(),
+        };
+        match decision {
+            RollbackDecision::Skip(reason) => self.skip(&case, reason).await,
+            RollbackDecision::RollBack { from, to, reason } if self.config.dry_run => {
+                let reason = format!("dry run: {reason}");
+                self.skip_with(&case, reason, Action::WouldRollBack, (&from, &to))
+                    .await
+            }
+            RollbackDecision::RollBack { from, to, reason } => {
+                if let Err(e) = self.ports.ecs.update_service(key, &to).await {
+                    return self.failed_under_lock(key, alarm, &locked, e).await;
+                }
+                self.record_rollback(&case, &from, &to, reason).await
+            }
+        }
+    }
+
+    /// A quarantined digest that the target task definition pins, if any.
+    async fn quarantined_in(
+        &self,
+        target: &str,
+        state: &ServiceState,
+    ) -> Result<Option<String>, PortError> {
+        if state.quarantine.is_empty() {
+            return Ok(None);
+        }
+        let td = self.ports.ecs.describe_task_definition(target).await?;
+        Ok(td.containers.iter().find_map(|c| {
+            let digest = ImageRef::parse(&c.image)?.digest?.to_owned();
+            state.quarantine.contains_key(&digest).then_some(digest)
+        }))
+    }
+
+    async fn record_rollback(
+        &self,
+        case: &Case<'_>,
+        from: &str,
+        to: &str,
+        reason: String,
+    ) -> ServiceReport {
+        let Case {
+            key,
+            alarm,
+            locked,
+            guard,
+        } = *case;
+        let now = self.ports.clock.now();
+        let mut state = locked.state.clone();
+        let mut digest = None;
+        if let Some(d) = state.deployment.as_mut() {
+            d.status = DeploymentStatus::RolledBack;
+            d.finished_at.get_or_insert(now);
+            d.rollback = Some(RolledBack {
+                alarm: alarm.name.clone(),
+                at: now,
+                to: to.to_owned(),
+            });
+            digest = Some(d.digest.clone());
+        }
+        if let Some(digest) = &digest {
+            let id = state.deployment.as_ref().map(|d| d.id.clone());
+            state.quarantine(
+                digest,
+                format!("rolled back after alarm {}", alarm.name),
+                now,
+                id,
+            );
+        }
+        let mut record = self.record(key, alarm, now, Action::RolledBack, &reason, (from, to));
+        record.digest = digest.as_ref().map(ToString::to_string);
+        if let Err(e) = self.commit(key, alarm, locked, &state, record).await {
+            // ECS already runs the target; a retry finds the service off deckhand's deployment.
+            error!(error = %e, "rolled back but could not record it");
+            return self.failed(key, alarm, e).await;
+        }
+        info!(from = %revision_name(from), to = %revision_name(to), "rolled back");
+        let digest_text = digest.as_ref().map_or("", |d| d.short());
+        self.notify(Notification::new(
+            Kind::RollbackStarted,
+            Severity::Warning,
+            key.to_string(),
+            format!(
+                "Rolling back {key} from {} to {} after alarm {}; digest {digest_text} is quarantined",
+                revision_name(from),
+                revision_name(to),
+                alarm.name
+            ),
+            now,
+            details(alarm, (from, to), digest.as_ref().map(ToString::to_string), &reason, guard),
+        ))
+        .await;
+        let mut report = ServiceReport::new(key, Action::RolledBack, reason);
+        report.from = Some(revision_name(from).to_owned());
+        report.to = Some(revision_name(to).to_owned());
+        report.digest = digest.map(|d| d.to_string());
+        report
+    }
+
+    async fn skip(&self, case: &Case<'_>, reason: String) -> ServiceReport {
+        let revisions = case
+            .locked
+            .state
+            .deployment
+            .as_ref()
+            .map(|d| (d.from.clone(), d.to.clone()))
+            .unwrap_or_default();
+        self.skip_with(case, reason, Action::Skipped, (&revisions.0, &revisions.1))
+            .await
+    }
+
+    /// The alarm fired and nothing was rolled back: recorded, and notified with the reason.
+    async fn skip_with(
+        &self,
+        case: &Case<'_>,
+        reason: String,
+        action: Action,
+        revisions: (&str, &str),
+    ) -> ServiceReport {
+        let Case {
+            key,
+            alarm,
+            locked,
+            guard,
+        } = *case;
+        let now = self.ports.clock.now();
+        let mut record = self.record(key, alarm, now, action, &reason, revisions);
+        record.dry_run = self.config.dry_run;
+        if let Err(e) = self.commit(key, alarm, locked, &locked.state, record).await {
+            return self.failed(key, alarm, e).await;
+        }
+        let summary = match action {
+            Action::WouldRollBack => format!(
+                "Dry run: alarm {} would roll back {key}: {reason}",
+                alarm.name
+            ),
+            _ => format!(
+                "Alarm {} fired for {key}; not rolling back: {reason}",
+                alarm.name
+            ),
+        };
+        self.notify(Notification::new(
+            Kind::RollbackSkipped,
+            Severity::Warning,
+            key.to_string(),
+            summary,
+            now,
+            details(alarm, revisions, None, &reason, guard),
+        ))
+        .await;
+        let mut report = ServiceReport::new(key, action, reason);
+        if action == Action::WouldRollBack {
+            report.from = Some(revision_name(revisions.0).to_owned());
+            report.to = Some(revision_name(revisions.1).to_owned());
+        }
+        report
+    }
+
+    fn record(
+        &self,
+        key: &ServiceKey,
+        alarm: &Alarm,
+        at: DateTime<Utc>,
+        action: Action,
+        reason: &str,
+        (from, to): (&str, &str),
+    ) -> HistoryRecord {
+        let mut record = HistoryRecord::new(key, at, action, reason, &alarm.event_id);
+        record.from = Some(from.to_owned()).filter(|f| !f.is_empty());
+        record.to = Some(to.to_owned()).filter(|t| !t.is_empty());
+        record
+    }
+
+    async fn commit(
+        &self,
+        key: &ServiceKey,
+        alarm: &Alarm,
+        locked: &Locked,
+        state: &ServiceState,
+        record: HistoryRecord,
+    ) -> Result<(), PortError> {
+        let mark = ProcessedMark {
+            event_id: alarm.event_id.clone(),
+            service: key.clone(),
+            at: record.at,
+        };
+        self.ports
+            .store
+            .commit(key, locked, state, &[record], Some(&mark))
+            .await
+    }
+
+    async fn invalid(
+        &self,
+        key: &ServiceKey,
+        alarm: &Alarm,
+        problem: &TagProblem,
+    ) -> ServiceReport {
+        let now = self.ports.clock.now();
+        let reason = problem.to_string();
+        let record = HistoryRecord::new(key, now, Action::Invalid, reason.clone(), &alarm.event_id);
+        if let Err(e) = self.ports.store.record(&[record], None).await {
+            warn!(error = %e, "could not record the tag problem");
+        }
+        self.notify(Notification::new(
+            Kind::ConfigInvalid,
+            Severity::Warning,
+            key.to_string(),
+            format!(
+                "Alarm {} fired, but the deckhand tags on {key} do not parse, so nothing is rolled back: {reason}",
+                alarm.name
+            ),
+            now,
+            json!({"alarm": alarm.name, "problems": [{"tag": problem.tag, "value": problem.value, "message": problem.message}]}),
+        ))
+        .await;
+        ServiceReport::new(key, Action::Invalid, reason)
+    }
+
+    async fn failed_under_lock(
+        &self,
+        key: &ServiceKey,
+        alarm: &Alarm,
+        locked: &Locked,
+        e: PortError,
+    ) -> ServiceReport {
+        let record = HistoryRecord::new(
+            key,
+            self.ports.clock.now(),
+            Action::Error,
+            e.to_string(),
+            &alarm.event_id,
+        );
+        if let Err(commit_error) = self
+            .ports
+            .store
+            .commit(key, locked, &locked.state, &[record], None)
+            .await
+        {
+            warn!(error = %commit_error, "could not record the failure; the lock expires with its lease");
+        }
+        self.failed(key, alarm, e).await
+    }
+
+    async fn failed(&self, key: &ServiceKey, alarm: &Alarm, e: PortError) -> ServiceReport {
+        error!(error = %e, "rollback failed");
+        self.notify(Notification::new(
+            Kind::Error,
+            Severity::Error,
+            key.to_string(),
+            format!(
+                "Handling alarm {} for {key} failed and will be retried: {e}",
+                alarm.name
+            ),
+            self.ports.clock.now(),
+            json!({"alarm": alarm.name, "error": e.to_string()}),
+        ))
+        .await;
+        ServiceReport::new(key, Action::Error, e.to_string())
+    }
+
+    async fn notify(&self, notification: Notification) {
+        super::publish(&*self.ports.notifier, notification).await;
+    }
+}
+
+/// Names, revisions and digests only.
+fn details(
+    alarm: &Alarm,
+    (from, to): (&str, &str),
+    digest: Option<String>,
+    reason: &str,
+    guard: &str,
+) -> Value {
+    json!({
+        "alarm": alarm.name,
+        "alarmArn": alarm.arn,
+        "alarmState": alarm.state.as_str(),
+        "alarmAt": alarm.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "alarmReason": alarm.reason,
+        "guardedBecause": guard,
+        "from": (!from.is_empty()).then(|| revision_name(from)),
+        "to": (!to.is_empty()).then(|| revision_name(to)),
+        "digest": digest,
+        "reason": reason,
+    })
+}
+
+#[cfg(test)]
+#[path = "rollback_tests.rs"]
+mod tests;

@@ -1,0 +1,531 @@
+//! The rollback use case against in-memory ports, with the deploy function making the
+//! deployments it guards.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::adapters::memory::{
+    FixedClock, MemoryAlarms, MemoryAutoscaling, MemoryEcr, MemoryEcs, MemoryNotifier, MemoryStore,
+};
+use crate::app::deploy::DeployFunction;
+use crate::config::{DEFAULT_CONCURRENCY, DEFAULT_GUARD};
+use crate::ports::StateStore as _;
+use crate::report::Outcome;
+
+const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+const START: &str = "2026-11-23T10:00:00Z";
+
+struct World {
+    ecs: Arc<MemoryEcs>,
+    alarms: Arc<MemoryAlarms>,
+    store: Arc<MemoryStore>,
+    notifier: Arc<MemoryNotifier>,
+    clock: Arc<FixedClock>,
+    deploy: DeployFunction,
+    rollback: RollbackFunction,
+}
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+}
+
+fn config(dry_run: bool) -> Config {
+    Config {
+        table: "t".into(),
+        topic_arn: "arn".into(),
+        clusters: None,
+        timezone: chrono_tz::Tz::UTC,
+        guard: DEFAULT_GUARD,
+        concurrency: DEFAULT_CONCURRENCY,
+        require_scan: None,
+        dry_run,
+    }
+}
+
+fn world_with(dry_run: bool) -> World {
+    let ecs = Arc::new(MemoryEcs::new());
+    let alarms = Arc::new(MemoryAlarms::default());
+    let store = Arc::new(MemoryStore::default());
+    let notifier = Arc::new(MemoryNotifier::default());
+    let clock = Arc::new(FixedClock::new(utc(START)));
+    let ports = Ports {
+        ecs: ecs.clone(),
+        ecr: Arc::new(MemoryEcr::default()),
+        autoscaling: Arc::new(MemoryAutoscaling::default()),
+        alarms: alarms.clone(),
+        store: store.clone(),
+        notifier: notifier.clone(),
+        clock: clock.clone(),
+    };
+    World {
+        deploy: DeployFunction::new(ports.clone(), config(false)),
+        rollback: RollbackFunction::new(ports, config(dry_run)),
+        ecs,
+        alarms,
+        store,
+        notifier,
+        clock,
+    }
+}
+
+fn world() -> World {
+    world_with(false)
+}
+
+fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+impl World {
+    /// `prod/NAME` running `NAME:41` (revision 1), deployed by pushes of `NAME`.
+    fn service(&self, name: &str, tags: &[(&str, &str)]) -> ServiceKey {
+        let key = ServiceKey::new("prod", name);
+        let td = self
+            .ecs
+            .add_task_definition(name, &[(name, &format!("{HOST}/{name}:41"))]);
+        let mut all = vec![("deckhand:deploy", "any")];
+        all.extend_from_slice(tags);
+        self.ecs.add_service(&key, &td, &all);
+        key
+    }
+
+    async fn push(&self, id: &str, repository: &str, d: char, at: &str) -> Summary {
+        self.clock.set(utc(at));
+        let event = json!({"version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr",
+            "account": "123456789012", "time": at, "region": "eu-west-1", "resources": [],
+            "detail": {"result": "SUCCESS", "repository-name": repository, "image-digest": digest(d),
+                       "action-type": "PUSH", "image-tag": "42"}});
+        self.deploy.handle(&event).await.unwrap()
+    }
+
+    async fn completed(&self, id: &str, key: &ServiceKey, at: &str) {
+        self.clock.set(utc(at));
+        let event = json!({"version": "0", "id": id, "detail-type": "ECS Deployment State Change",
+            "source": "aws.ecs", "account": "123456789012", "time": at, "region": "eu-west-1",
+            "resources": [format!("arn:aws:ecs:eu-west-1:123456789012:service/{key}")],
+            "detail": {"eventType": "INFO", "eventName": "SERVICE_DEPLOYMENT_COMPLETED",
+                       "deploymentId": "ecs-svc/1", "updatedAt": at}});
+        let s = self.deploy.handle(&event).await.unwrap();
+        assert_eq!(s.outcome, Outcome::Completed, "{s:?}");
+    }
+
+    /// `api` deployed from revision 1 to 2 at 10:00, completed at 10:05 (guard until 10:35).
+    async fn deployed_api(&self, tags: &[(&str, &str)]) -> ServiceKey {
+        let api = self.service("api", tags);
+        assert_eq!(
+            self.push("p1", "api", 'b', START).await.outcome,
+            Outcome::Deployed
+        );
+        self.completed("c1", &api, "2026-11-23T10:05:00Z").await;
+        api
+    }
+
+    async fn alarm(
+        &self,
+        id: &str,
+        value: &str,
+        previous: &str,
+        at: &str,
+    ) -> Result<Summary, RollbackError> {
+        self.alarm_event(alarm_event(
+            id,
+            "api-5xx",
+            value,
+            previous,
+            at,
+            Some(("prod", "api")),
+        ))
+        .await
+    }
+
+    async fn alarm_event(&self, event: Value) -> Result<Summary, RollbackError> {
+        if let Some(at) = event["time"].as_str() {
+            self.clock.set(utc(at));
+        }
+        self.rollback.handle(&event).await
+    }
+
+    fn running(&self, key: &ServiceKey) -> String {
+        revision_name(&self.ecs.service(key).unwrap().task_definition).to_owned()
+    }
+
+    fn kinds(&self) -> Vec<&'static str> {
+        self.notifier
+            .published()
+            .iter()
+            .map(|n| n.kind.as_str())
+            .filter(|k| k.starts_with("rollback"))
+            .collect()
+    }
+
+    fn actions(&self, key: &ServiceKey) -> Vec<Action> {
+        self.store
+            .all_history()
+            .iter()
+            .filter(|r| &r.service == key && r.cause.starts_with('a'))
+            .map(|r| r.action)
+            .collect()
+    }
+}
+
+/// An EventBridge alarm event for `name`, optionally naming a service in its metric.
+fn alarm_event(
+    id: &str,
+    name: &str,
+    value: &str,
+    previous: &str,
+    at: &str,
+    metric: Option<(&str, &str)>,
+) -> Value {
+    let mut event: Value =
+        serde_json::from_str(include_str!("../../../events/alarm-eventbridge.json")).unwrap();
+    let stamp = utc(at).format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+    event["id"] = json!(id);
+    event["time"] = json!(at);
+    event["resources"] = json!([format!(
+        "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{name}"
+    )]);
+    event["detail"]["alarmName"] = json!(name);
+    event["detail"]["state"]["value"] = json!(value);
+    event["detail"]["state"]["timestamp"] = json!(stamp);
+    event["detail"]["previousState"]["value"] = json!(previous);
+    let dimensions = match metric {
+        Some((cluster, service)) => json!({"ClusterName": cluster, "ServiceName": service}),
+        None => json!({"LoadBalancer": "app/web/1"}),
+    };
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] =
+        dimensions;
+    event
+}
+
+#[tokio::test]
+async fn an_alarm_in_the_guard_window_rolls_back_and_quarantines() {
+    let w = world();
+    let api = w.deployed_api(&[]).await;
+    assert_eq!(w.running(&api), "api:2");
+
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    let r = &s.services[0];
+    assert_eq!(
+        (r.from.as_deref(), r.to.as_deref()),
+        (Some("api:2"), Some("api:1"))
+    );
+    assert_eq!(r.digest.as_deref(), Some(digest('b').as_str()));
+    assert_eq!(w.running(&api), "api:1");
+    let state = w.store.load(&api).await.unwrap();
+    assert!(
+        state
+            .is_quarantined(&digest('b').parse().unwrap())
+            .is_some()
+    );
+    assert_eq!(
+        state.deployment.unwrap().status,
+        DeploymentStatus::RolledBack
+    );
+    let started = w
+        .notifier
+        .published()
+        .into_iter()
+        .find(|n| n.kind == Kind::RollbackStarted)
+        .unwrap();
+    assert_eq!(started.details["alarm"], "api-5xx");
+    assert_eq!(
+        (
+            started.details["from"].as_str(),
+            started.details["to"].as_str()
+        ),
+        (Some("api:2"), Some("api:1"))
+    );
+
+    // The same alarm again a minute later: nothing changes, and the notification says why.
+    let again = w
+        .alarm("a2", "ALARM", "OK", "2026-11-23T10:14:00Z")
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, Outcome::Skipped);
+    assert!(
+        again.services[0]
+            .reason
+            .contains("already rolled back after alarm api-5xx"),
+        "{again:?}"
+    );
+    assert_eq!(w.running(&api), "api:1");
+    assert_eq!(w.kinds(), ["rollback.started", "rollback.skipped"]);
+
+    // A re-push of the bad digest is not deployed; a fixed image is.
+    let repush = w.push("p2", "api", 'b', "2026-11-23T10:20:00Z").await;
+    assert_eq!(repush.outcome, Outcome::Skipped, "{repush:?}");
+    assert_eq!(w.running(&api), "api:1");
+    assert_eq!(
+        w.push("p3", "api", 'c', "2026-11-23T10:30:00Z")
+            .await
+            .outcome,
+        Outcome::Deployed
+    );
+    assert_eq!(w.running(&api), "api:3");
+}
+
+#[tokio::test]
+async fn outside_the_window_nothing_changes_and_people_are_told_why() {
+    let w = world();
+    let api = w.deployed_api(&[]).await;
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:40:00Z")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Skipped);
+    assert!(
+        s.services[0].reason.starts_with("outside the guard window"),
+        "{s:?}"
+    );
+    assert_eq!(w.running(&api), "api:2");
+    assert_eq!(w.kinds(), ["rollback.skipped"]);
+    assert_eq!(w.actions(&api), [Action::Skipped]);
+}
+
+#[tokio::test]
+async fn only_a_transition_into_alarm_acts() {
+    let w = world();
+    let api = w.deployed_api(&[]).await;
+    for (value, previous) in [
+        ("OK", "ALARM"),
+        ("INSUFFICIENT_DATA", "OK"),
+        ("ALARM", "ALARM"),
+    ] {
+        let s = w
+            .alarm("a1", value, previous, "2026-11-23T10:13:00Z")
+            .await
+            .unwrap();
+        assert_eq!(s.outcome, Outcome::Ignored, "{value} from {previous}");
+    }
+    assert_eq!(w.running(&api), "api:2");
+    assert!(w.kinds().is_empty());
+}
+
+#[tokio::test]
+async fn a_repeated_or_flapping_alarm_rolls_back_once() {
+    let w = world();
+    let api = w.deployed_api(&[]).await;
+    for _ in 0..5 {
+        w.alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+            .await
+            .unwrap();
+    }
+    w.alarm("a2", "OK", "ALARM", "2026-11-23T10:15:00Z")
+        .await
+        .unwrap();
+    w.alarm("a3", "ALARM", "OK", "2026-11-23T10:16:00Z")
+        .await
+        .unwrap();
+    assert_eq!(
+        w.actions(&api),
+        [
+            Action::RolledBack,
+            Action::Duplicate,
+            Action::Duplicate,
+            Action::Duplicate,
+            Action::Duplicate,
+            Action::Skipped
+        ]
+    );
+    assert_eq!(
+        w.ecs.calls("UpdateService"),
+        2,
+        "the deploy and one rollback"
+    );
+    assert_eq!(w.kinds(), ["rollback.started", "rollback.skipped"]);
+}
+
+#[tokio::test]
+async fn an_alarm_that_guards_nothing_is_ignored() {
+    let w = world();
+    let api = w.deployed_api(&[]).await;
+    let s = w
+        .alarm_event(alarm_event(
+            "a1",
+            "db-slow",
+            "ALARM",
+            "OK",
+            "2026-11-23T10:13:00Z",
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ignored);
+    assert_eq!(
+        s.reason.as_deref(),
+        Some("alarm db-slow guards no service that deckhand manages")
+    );
+    assert_eq!(w.running(&api), "api:2");
+    assert!(
+        w.notifier
+            .published()
+            .iter()
+            .all(|n| !n.kind.as_str().starts_with("rollback"))
+    );
+}
+
+#[tokio::test]
+async fn rollback_off_changes_nothing() {
+    let w = world();
+    // Listed explicitly, so the alarm is reported; by metric alone it would guard nothing.
+    let api = w
+        .deployed_api(&[("deckhand:rollback", "off"), ("deckhand:alarms", "api-5xx")])
+        .await;
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Skipped);
+    assert!(s.services[0].reason.contains("rollback is off"), "{s:?}");
+    assert_eq!(w.running(&api), "api:2");
+
+    let w = world();
+    let api = w.deployed_api(&[("deckhand:rollback", "off")]).await;
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Ignored);
+    assert_eq!(w.running(&api), "api:2");
+}
+
+#[tokio::test]
+async fn one_alarm_guards_two_services_by_tag() {
+    let w = world();
+    let api = w.deployed_api(&[("deckhand:alarms", "shared-5xx")]).await;
+    let web = w.service("web", &[("deckhand:alarms", "latency shared-5xx")]);
+    assert_eq!(
+        w.push("p9", "web", 'd', START).await.outcome,
+        Outcome::Deployed
+    );
+    let s = w
+        .alarm_event(alarm_event(
+            "a1",
+            "shared-5xx",
+            "ALARM",
+            "OK",
+            "2026-11-23T10:03:00Z",
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    assert_eq!(s.services.len(), 2);
+    assert_eq!(
+        (w.running(&api), w.running(&web)),
+        ("api:1".into(), "web:1".into())
+    );
+}
+
+#[tokio::test]
+async fn the_alarm_tag_names_the_service() {
+    let w = world();
+    let api = w.deployed_api(&[]).await;
+    w.alarms.tag(
+        "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:checkout-errors",
+        &[("deckhand:service", "prod/api")],
+    );
+    let s = w
+        .alarm_event(alarm_event(
+            "a1",
+            "checkout-errors",
+            "ALARM",
+            "OK",
+            "2026-11-23T10:13:00Z",
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    assert_eq!(w.running(&api), "api:1");
+}
+
+#[tokio::test]
+async fn dry_run_records_and_notifies_but_changes_nothing() {
+    let w = world_with(true);
+    let api = w.deployed_api(&[]).await;
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::WouldRollBack, "{s:?}");
+    assert!(s.dry_run);
+    assert_eq!(w.running(&api), "api:2");
+    assert_eq!(w.kinds(), ["rollback.skipped"]);
+    let state = w.store.load(&api).await.unwrap();
+    assert!(state.quarantine.is_empty());
+}
+
+#[tokio::test]
+async fn never_onto_a_quarantined_digest_nor_without_a_known_good_revision() {
+    let w = world();
+    let api = w.deployed_api(&[]).await;
+    // The baseline became known-good pinned to a digest that was later quarantined.
+    let mut state = w.store.load(&api).await.unwrap();
+    let pinned = w
+        .ecs
+        .add_task_definition("api", &[("api", &format!("{HOST}/api@{}", digest('e')))]);
+    state.known_good = Some(pinned);
+    state.quarantine(
+        &digest('e').parse().unwrap(),
+        "failed".into(),
+        utc(START),
+        None,
+    );
+    w.store.put_state(&api, state);
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+        .await
+        .unwrap();
+    assert!(
+        s.services[0].reason.contains("runs quarantined digest"),
+        "{s:?}"
+    );
+    assert_eq!(w.running(&api), "api:2");
+    assert!(!w.store.is_locked(&api));
+}
+
+#[tokio::test]
+async fn a_failed_update_is_reported_and_the_retry_rolls_back() {
+    let w = world();
+    let api = w.deployed_api(&[]).await;
+    w.ecs.fail("UpdateService");
+    let e = w.alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z").await;
+    assert!(matches!(e, Err(RollbackError::ServicesFailed(_))), "{e:?}");
+    assert_eq!(w.running(&api), "api:2");
+    w.ecs.heal("UpdateService");
+    w.clock.advance(TimeDelta::seconds(30));
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::RolledBack);
+    assert_eq!(w.running(&api), "api:1");
+}
+
+#[tokio::test]
+async fn bad_events_name_the_field_and_change_nothing() {
+    let w = world();
+    let api = w.deployed_api(&[]).await;
+    for event in [
+        json!(null),
+        json!({"alarmData": {}}),
+        json!({"Records": [{}]}),
+        json!({"detail-type": 5}),
+    ] {
+        let e = w.rollback.handle(&event).await;
+        assert!(
+            matches!(e, Err(RollbackError::BadEvent(_))),
+            "{event}: {e:?}"
+        );
+    }
+    assert_eq!(w.running(&api), "api:2");
+}

@@ -1,0 +1,442 @@
+//! Rollback on alarm: which services an alarm guards, and whether it rolls one back.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::service::{ServiceKey, revision_name};
+use super::settings::{TAG_ALARMS, TAG_DEPLOY, TAG_ROLLBACK, TagProblem, Tags};
+use super::state::{DeploymentStatus, ServiceState};
+
+/// Alarm tag naming the service it guards.
+pub const ALARM_TAG_SERVICE: &str = "deckhand:service";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlarmState {
+    Ok,
+    Alarm,
+    InsufficientData,
+}
+
+impl AlarmState {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "OK" => Some(Self::Ok),
+            "ALARM" => Some(Self::Alarm),
+            "INSUFFICIENT_DATA" => Some(Self::InsufficientData),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::Alarm => "ALARM",
+            Self::InsufficientData => "INSUFFICIENT_DATA",
+        }
+    }
+}
+
+/// A state change of a CloudWatch alarm, whatever shape it arrived in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alarm {
+    /// Identifies this delivery, so that a repeated one is recognised.
+    pub event_id: String,
+    pub name: String,
+    pub arn: Option<String>,
+    pub state: AlarmState,
+    pub previous: Option<AlarmState>,
+    pub reason: String,
+    /// When the alarm changed state.
+    pub at: DateTime<Utc>,
+    /// The dimensions of each metric the alarm watches.
+    pub dimensions: Vec<BTreeMap<String, String>>,
+}
+
+impl Alarm {
+    /// Only a transition into ALARM acts.
+    pub fn fired(&self) -> bool {
+        self.state == AlarmState::Alarm && self.previous != Some(AlarmState::Alarm)
+    }
+
+    /// The service a metric names with `ClusterName` and `ServiceName`.
+    pub fn metric_services(&self) -> Vec<ServiceKey> {
+        self.dimensions
+            .iter()
+            .filter_map(|d| {
+                Some(ServiceKey::new(
+                    d.get("ClusterName")?,
+                    d.get("ServiceName")?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// What a service's tags say about rollback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackSettings {
+    pub enabled: bool,
+    pub alarms: Vec<String>,
+}
+
+impl RollbackSettings {
+    pub fn from_tags(tags: &Tags) -> Result<Self, TagProblem> {
+        let enabled = match tags.get(TAG_ROLLBACK).map(|v| v.trim()) {
+            None => tags.contains_key(TAG_DEPLOY),
+            Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(TagProblem {
+                    tag: TAG_ROLLBACK.into(),
+                    value: other.into(),
+                    message: "expected on or off".into(),
+                });
+            }
+        };
+        let alarms = tags
+            .get(TAG_ALARMS)
+            .map(|v| v.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        Ok(Self { enabled, alarms })
+    }
+}
+
+/// Why an alarm concerns a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Guard {
+    /// The service lists the alarm in `deckhand:alarms`.
+    ServiceTag,
+    /// The alarm carries `deckhand:service`.
+    AlarmTag,
+    /// The alarm's metric names the service's cluster and name.
+    Metric,
+}
+
+impl Guard {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::ServiceTag => "listed in the service's deckhand:alarms",
+            Self::AlarmTag => "the alarm's deckhand:service tag names it",
+            Self::Metric => "the alarm's metric names its cluster and service",
+        }
+    }
+}
+
+/// Whether the alarm guards a service, from the ways the spec allows. A metric alone guards
+/// only services with rollback on; an explicit mapping is honoured (and a rollback that is
+/// off is reported).
+pub fn guard_of(
+    alarm: &Alarm,
+    service: &ServiceKey,
+    settings: &RollbackSettings,
+    alarm_tag: Option<&ServiceKey>,
+) -> Option<Guard> {
+    if settings.alarms.contains(&alarm.name) {
+        Some(Guard::ServiceTag)
+    } else if alarm_tag == Some(service) {
+        Some(Guard::AlarmTag)
+    } else if settings.enabled && alarm.metric_services().contains(service) {
+        Some(Guard::Metric)
+    } else {
+        None
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RollbackDecision {
+    RollBack {
+        /// Task definition ARNs: what runs now and the known-good target.
+        from: String,
+        to: String,
+        reason: String,
+    },
+    Skip(String),
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The decision for one service guarded by an alarm that fired. `running` is the task
+/// definition the service runs; `target_quarantined` names a quarantined digest that the
+/// known-good revision runs, if any.
+pub fn decide_rollback(
+    alarm: &Alarm,
+    enabled: bool,
+    state: &ServiceState,
+    running: &str,
+    target_quarantined: Option<&str>,
+) -> RollbackDecision {
+    use RollbackDecision::Skip;
+    if !enabled {
+        return Skip("rollback is off for this service (deckhand:rollback = off)".into());
+    }
+    let Some(d) = &state.deployment else {
+        return Skip(
+            "deckhand has not deployed this service, so there is nothing to roll back".into(),
+        );
+    };
+    let to = revision_name(&d.to);
+    match d.status {
+        DeploymentStatus::RolledBack => {
+            let by = d
+                .rollback
+                .as_ref()
+                .map(|r| format!(" after alarm {} at {}", r.alarm, rfc3339(r.at)))
+                .unwrap_or_default();
+            return Skip(format!(
+                "the deployment of {to} was already rolled back{by}; one rollback per deployment"
+            ));
+        }
+        DeploymentStatus::Failed => {
+            return Skip(format!(
+                "the deployment of {to} already failed and its digest is quarantined"
+            ));
+        }
+        DeploymentStatus::Completed => match d.guard_until {
+            Some(until) if alarm.at < until => {}
+            until => {
+                let ended = until.map_or(String::new(), |u| {
+                    format!(", its guard window ended at {}", rfc3339(u))
+                });
+                return Skip(format!(
+                    "outside the guard window: the deployment of {to} completed{ended}, before the alarm at {}",
+                    rfc3339(alarm.at)
+                ));
+            }
+        },
+        DeploymentStatus::InProgress => {}
+    }
+    if alarm.at < d.started_at {
+        return Skip(format!(
+            "the alarm changed state at {}, before the deployment of {to} started",
+            rfc3339(alarm.at)
+        ));
+    }
+    if running != d.to {
+        return Skip(format!(
+            "the service runs {}, not deckhand's deployment {to}; nothing of deckhand's to roll back",
+            revision_name(running)
+        ));
+    }
+    let Some(target) = state.known_good.as_deref().filter(|k| *k != d.to) else {
+        return Skip("there is no known-good revision to roll back to".into());
+    };
+    if let Some(digest) = target_quarantined {
+        return Skip(format!(
+            "the known-good revision {} runs quarantined digest {digest}; not rolling back onto it",
+            revision_name(target)
+        ));
+    }
+    let when = match d.status {
+        DeploymentStatus::InProgress => "while the deployment was in progress".to_owned(),
+        _ => format!(
+            "inside the guard window (until {})",
+            d.guard_until.map_or_else(String::new, rfc3339)
+        ),
+    };
+    RollbackDecision::RollBack {
+        from: d.to.clone(),
+        to: target.to_owned(),
+        reason: format!(
+            "alarm {} went into ALARM {when}: {}",
+            alarm.name, alarm.reason
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::domain::state::{Deployment, RolledBack};
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    fn alarm(at: &str) -> Alarm {
+        Alarm {
+            event_id: "e1".into(),
+            name: "api-5xx".into(),
+            arn: None,
+            state: AlarmState::Alarm,
+            previous: Some(AlarmState::Ok),
+            reason: "Threshold Crossed".into(),
+            at: utc(at),
+            dimensions: vec![BTreeMap::from([
+                ("ClusterName".into(), "prod".into()),
+                ("ServiceName".into(), "api".into()),
+            ])],
+        }
+    }
+
+    const OLD: &str = "arn:aws:ecs:eu-west-1:1:task-definition/api:41";
+    const NEW: &str = "arn:aws:ecs:eu-west-1:1:task-definition/api:42";
+
+    fn deployed(status: DeploymentStatus) -> ServiceState {
+        let started = utc("2026-11-23T10:00:00Z");
+        let completed = status == DeploymentStatus::Completed;
+        ServiceState {
+            known_good: Some(OLD.into()),
+            deployment: Some(Deployment {
+                id: "push".into(),
+                repository: "api".into(),
+                digest: format!("sha256:{}", "b".repeat(64)).parse().unwrap(),
+                tag: Some("42".into()),
+                containers: vec!["api".into()],
+                from: OLD.into(),
+                to: NEW.into(),
+                started_at: started,
+                status,
+                ecs_deployment_id: None,
+                finished_at: completed.then(|| started + TimeDelta::minutes(5)),
+                guard_until: completed.then(|| started + TimeDelta::minutes(35)),
+                at_zero_tasks: false,
+                rollback: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn skipped(d: RollbackDecision) -> String {
+        match d {
+            RollbackDecision::Skip(reason) => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn inside_the_window_rolls_back_to_the_known_good_revision() {
+        for status in [DeploymentStatus::Completed, DeploymentStatus::InProgress] {
+            let d = decide_rollback(
+                &alarm("2026-11-23T10:13:00Z"),
+                true,
+                &deployed(status),
+                NEW,
+                None,
+            );
+            match d {
+                RollbackDecision::RollBack { from, to, reason } => {
+                    assert_eq!((from.as_str(), to.as_str()), (NEW, OLD));
+                    assert!(
+                        reason.starts_with("alarm api-5xx went into ALARM"),
+                        "{reason}"
+                    );
+                }
+                other => panic!("{status:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_reason_not_to_roll_back() {
+        let a = alarm("2026-11-23T10:13:00Z");
+        let done = deployed(DeploymentStatus::Completed);
+        assert!(skipped(decide_rollback(&a, false, &done, NEW, None)).contains("rollback is off"));
+        assert!(
+            skipped(decide_rollback(
+                &a,
+                true,
+                &ServiceState::default(),
+                NEW,
+                None
+            ))
+            .contains("has not deployed")
+        );
+        let late = alarm("2026-11-23T10:35:00Z");
+        assert!(
+            skipped(decide_rollback(&late, true, &done, NEW, None))
+                .starts_with("outside the guard window")
+        );
+        let early = alarm("2026-11-23T09:59:00Z");
+        assert!(
+            skipped(decide_rollback(&early, true, &done, NEW, None))
+                .contains("before the deployment")
+        );
+        let mut rolled = deployed(DeploymentStatus::RolledBack);
+        rolled.deployment.as_mut().unwrap().rollback = Some(RolledBack {
+            alarm: "api-5xx".into(),
+            at: utc("2026-11-23T10:12:00Z"),
+            to: OLD.into(),
+        });
+        assert!(
+            skipped(decide_rollback(&a, true, &rolled, OLD, None))
+                .contains("already rolled back after alarm api-5xx at 2026-11-23T10:12:00Z")
+        );
+        assert!(
+            skipped(decide_rollback(
+                &a,
+                true,
+                &deployed(DeploymentStatus::Failed),
+                OLD,
+                None
+            ))
+            .contains("already failed")
+        );
+        assert!(
+            skipped(decide_rollback(&a, true, &done, OLD, None))
+                .contains("not deckhand's deployment")
+        );
+        let mut no_target = done.clone();
+        no_target.known_good = None;
+        assert!(
+            skipped(decide_rollback(&a, true, &no_target, NEW, None)).contains("no known-good")
+        );
+        assert!(
+            skipped(decide_rollback(&a, true, &done, NEW, Some("sha256:cc")))
+                .contains("quarantined digest sha256:cc")
+        );
+    }
+
+    #[test]
+    fn only_a_transition_into_alarm_fires() {
+        let mut a = alarm("2026-11-23T10:13:00Z");
+        assert!(a.fired());
+        a.previous = Some(AlarmState::Alarm);
+        assert!(!a.fired());
+        a.previous = None;
+        assert!(a.fired());
+        a.state = AlarmState::Ok;
+        assert!(!a.fired());
+    }
+
+    #[test]
+    fn an_alarm_guards_by_service_tag_alarm_tag_or_metric() {
+        let a = alarm("2026-11-23T10:13:00Z");
+        let api = ServiceKey::new("prod", "api");
+        let web = ServiceKey::new("prod", "web");
+        let tags = |pairs: &[(&str, &str)]| -> RollbackSettings {
+            let t: Tags = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            RollbackSettings::from_tags(&t).unwrap()
+        };
+        let listed = tags(&[("deckhand:alarms", "db-slow api-5xx")]);
+        assert_eq!(guard_of(&a, &web, &listed, None), Some(Guard::ServiceTag));
+        let plain = tags(&[("deckhand:deploy", "any")]);
+        assert_eq!(
+            guard_of(&a, &web, &plain, Some(&web)),
+            Some(Guard::AlarmTag)
+        );
+        assert_eq!(guard_of(&a, &api, &plain, None), Some(Guard::Metric));
+        assert_eq!(guard_of(&a, &web, &plain, None), None);
+        let off = tags(&[("deckhand:deploy", "any"), ("deckhand:rollback", "off")]);
+        assert_eq!(
+            guard_of(&a, &api, &off, None),
+            None,
+            "a metric guards only with rollback on"
+        );
+        assert!(!off.enabled);
+        assert!(!tags(&[]).enabled, "off without deckhand:deploy");
+        assert!(tags(&[("deckhand:rollback", "on")]).enabled);
+        let t: Tags = [("deckhand:rollback".to_string(), "maybe".to_string())].into();
+        assert_eq!(
+            RollbackSettings::from_tags(&t).unwrap_err().tag,
+            "deckhand:rollback"
+        );
+    }
+}
