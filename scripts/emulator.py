@@ -8,12 +8,17 @@ As a program: `python scripts/emulator.py PORT` prints `ready` once listening an
 its standard input closes, so it never outlives the process that started it.
 """
 
+import base64
 import copy
+import datetime
+import io
+import json
 import logging
 import sys
 import threading
 
 import moto.dynamodb.models as dynamodb_models
+import cbor2
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -74,6 +79,61 @@ dynamodb_models.copy = _NoTableCopies
 DynamoDBBackend.transact_write_items = _transact_write_items_with_item_backup
 
 
+class CloudWatchCbor:
+    """Serves CloudWatch's Smithy RPC v2 CBOR protocol, which the AWS SDK for Rust uses and moto
+    does not speak, by translating each request to CloudWatch's JSON protocol, which it does.
+
+    Responses are translated back as plain CBOR values: enough for the operations deckhand
+    and its tests call (tags, alarms, alarm state), not for timestamps in responses.
+    """
+
+    PREFIX = "/service/GraniteServiceVersion20100801/operation/"
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(self.PREFIX):
+            return self.app(environ, start_response)
+        operation = path[len(self.PREFIX):]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        request = cbor2.loads(raw) if raw else {}
+        body = json.dumps(request, default=_json_value).encode()
+        environ = dict(environ)
+        environ.update({
+            "PATH_INFO": "/",
+            "CONTENT_TYPE": "application/x-amz-json-1.0",
+            "CONTENT_LENGTH": str(len(body)),
+            "HTTP_X_AMZ_TARGET": f"GraniteServiceVersion20100801.{operation}",
+            "wsgi.input": io.BytesIO(body),
+        })
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"] = status
+            return lambda data: None
+
+        answer = b"".join(self.app(environ, capture))
+        value = json.loads(answer) if answer.strip() else {}
+        encoded = cbor2.dumps(value)
+        start_response(captured["status"], [
+            ("Content-Type", "application/cbor"),
+            ("smithy-protocol", "rpc-v2-cbor"),
+            ("Content-Length", str(len(encoded))),
+        ])
+        return [encoded]
+
+
+def _json_value(value):
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} does not translate to JSON")
+
+
 class Serialized:
     """A WSGI app that handles one request at a time."""
 
@@ -89,7 +149,7 @@ class Serialized:
 class Emulator:
     def __init__(self, port, host="127.0.0.1"):
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        app = Serialized(DomainDispatcherApplication(create_backend_app))
+        app = Serialized(CloudWatchCbor(DomainDispatcherApplication(create_backend_app)))
         self.server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -6,4 +6,5 @@
 
 mod deploy;
 mod harness;
+mod rollback;
 mod scheduler;
