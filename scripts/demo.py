@@ -70,8 +70,8 @@ class Demo:
         self.endpoint = endpoint
         session = boto3.session.Session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name=REGION)
         client = lambda name: session.client(name, endpoint_url=endpoint)  # noqa: E731
-        self.ecs, self.ecr, self.ddb, self.sns, self.autoscaling = (
-            client(n) for n in ("ecs", "ecr", "dynamodb", "sns", "application-autoscaling"))
+        self.ecs, self.ecr, self.ddb, self.sns, self.autoscaling, self.cloudwatch = (
+            client(n) for n in ("ecs", "ecr", "dynamodb", "sns", "application-autoscaling", "cloudwatch"))
         self.topic_arn = None
 
     def seed(self):
@@ -112,6 +112,11 @@ class Demo:
                 {"key": "deckhand:timezone", "value": "Europe/London"},
             ],
         )
+        self.cloudwatch.put_metric_alarm(
+            AlarmName="web-5xx", Namespace="Storefront", MetricName="HTTPCode_5XX", Statistic="Sum",
+            Period=60, EvaluationPeriods=1, Threshold=5.0, ComparisonOperator="GreaterThanThreshold",
+            Dimensions=[{"Name": "ClusterName", "Value": "demo"}, {"Name": "ServiceName", "Value": "web"}],
+        )
         self.autoscaling.register_scalable_target(
             ServiceNamespace="ecs", ResourceId="service/demo/web", ScalableDimension="ecs:service:DesiredCount",
             MinCapacity=2, MaxCapacity=4,
@@ -138,6 +143,9 @@ class Demo:
             saved = f"desired {sleep['desiredCount']['N']}" + (
                 f", min {scalable['min']['N']} max {scalable['max']['N']}" if scalable else "")
             print(f"asleep since {sleep['since']['S']}; saved {saved}")
+        quarantined = ", ".join(d[:19] + "..." for d in item.get("quarantine", {}).get("M", {}))
+        if quarantined:
+            print(f"quarantined: {quarantined}")
 
     def show_history(self):
         items = self.ddb.query(
@@ -224,10 +232,11 @@ def main():
         heading(f"Local AWS emulator (moto) on {endpoint}: seeding cluster, service, images, table, topic")
         demo.seed()
         print("service demo/web tagged deckhand:deploy = prefix=main-, deckhand:awake = Mon-Fri 07:00-19:00,")
-        print("deckhand:timezone = Europe/London; autoscaled 2-4; ECR web has main-41, main-42, feature-login")
+        print("deckhand:timezone = Europe/London; autoscaled 2-4; ECR web has main-41, main-42, feature-login;")
+        print("CloudWatch alarm web-5xx watches its HTTPCode_5XX (dimensions ClusterName=demo, ServiceName=web)")
 
         heading("Building and starting the functions under cargo lambda watch")
-        subprocess.run(["cargo", "build", "--quiet", "-p", "deploy", "-p", "scheduler"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--quiet", "-p", "deploy", "-p", "rollback", "-p", "scheduler"], cwd=ROOT, check=True)
         env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="demo",
                    AWS_SECRET_ACCESS_KEY="demo", DECKHAND_TABLE=TABLE, DECKHAND_TOPIC_ARN=demo.topic_arn,
                    DECKHAND_CLUSTERS="demo", RUST_LOG="warn")
@@ -261,6 +270,30 @@ def main():
         expect(invoke_with(lambda_port, "deploy", "ecs-deployment-completed.json", completed, "(time: now)"),
                "completed")
         demo.show_state()
+
+        heading("Three minutes later alarm web-5xx goes into ALARM: rollback to the known-good revision")
+        alarm = json.loads((ROOT / "events" / "alarm-eventbridge.json").read_text())
+        fired = now + timedelta(minutes=3)
+        alarm["time"] = fired.strftime("%Y-%m-%dT%H:%M:%SZ")
+        alarm["detail"]["state"]["timestamp"] = fired.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", alarm, "(time: now + 3 min)"),
+               "rolled-back")
+        demo.show_service()
+        demo.show_state()
+
+        heading("The alarm fires again a minute later: one rollback per deployment")
+        again = dict(alarm, id="0f6d2c3e-4b5a-4c7d-8e9f-a0b1c2d3e4f5")
+        again["detail"] = dict(alarm["detail"], state=dict(alarm["detail"]["state"],
+                               timestamp=(fired + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")))
+        expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", again, "(another delivery)"), "skipped")
+
+        heading("CI pushes the same bad image again (a new push event): the quarantined digest is not deployed")
+        repush = json.loads((ROOT / "events" / "ecr-push.json").read_text())
+        repush["id"] = "7d3c1b2a-0e9f-4a8b-b7c6-d5e4f3a2b1c0"
+        pushed = datetime.fromisoformat(repush["time"].replace("Z", "+00:00"))
+        repush["time"] = (pushed + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        expect(invoke_with(lambda_port, "deploy", "ecr-push.json", repush, "(a new push of main-42)"), "skipped")
+        demo.show_service()
 
         night, morning = night_and_morning(now)
         heading(f"Night: the schedule reconciles at 22:00 London ({night}); demo/web goes to sleep")

@@ -112,8 +112,8 @@ pub fn decide_push(push: &Push, changes: &[ImageChange], state: &ServiceState) -
             reason: format!(
                 "a newer push ({} at {}) was already applied; this one is from {}",
                 newer.digest.short(),
-                newer.at.to_rfc3339(),
-                push.at.to_rfc3339()
+                newer.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                push.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
             notify: true,
         };
@@ -123,7 +123,7 @@ pub fn decide_push(push: &Push, changes: &[ImageChange], state: &ServiceState) -
             reason: format!(
                 "digest {} is quarantined for this service since {} ({}); release it to deploy it again",
                 push.digest.short(),
-                q.at.to_rfc3339(),
+                q.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 q.reason
             ),
             notify: true,
