@@ -529,3 +529,34 @@ async fn bad_events_name_the_field_and_change_nothing() {
     }
     assert_eq!(w.running(&api), "api:2");
 }
+
+#[tokio::test]
+async fn a_push_of_the_bad_digest_racing_the_rollback_never_undoes_it() {
+    let w = world();
+    let api = w.deployed_api(&[]).await;
+    w.clock.set(utc("2026-11-23T10:13:00Z"));
+    let alarm = alarm_event(
+        "a1",
+        "api-5xx",
+        "ALARM",
+        "OK",
+        "2026-11-23T10:13:00Z",
+        Some(("prod", "api")),
+    );
+    let push = json!({"version": "0", "id": "p2", "detail-type": "ECR Image Action", "source": "aws.ecr",
+        "account": "123456789012", "time": "2026-11-23T10:13:00Z", "region": "eu-west-1", "resources": [],
+        "detail": {"result": "SUCCESS", "repository-name": "api", "image-digest": digest('b'),
+                   "action-type": "PUSH", "image-tag": "42"}});
+    let (rolled, pushed) = tokio::join!(w.rollback.handle(&alarm), w.deploy.handle(&push));
+    assert_eq!(rolled.unwrap().outcome, Outcome::RolledBack);
+    assert_eq!(pushed.unwrap().outcome, Outcome::Skipped);
+    assert_eq!(w.running(&api), "api:1");
+    // Later pushes of it stay out too.
+    assert_eq!(
+        w.push("p3", "api", 'b', "2026-11-23T11:00:00Z")
+            .await
+            .outcome,
+        Outcome::Skipped
+    );
+    assert_eq!(w.running(&api), "api:1");
+}
