@@ -5,17 +5,38 @@ SHELL := bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test demo venv fmt lint clean
+.PHONY: test template smoke demo package venv fmt clean
 
-## test: formatting, lints, unit and integration tests (moto server started by the tests)
+## test: formatting, lints, the template checks, unit and integration tests (moto server started
+## by the tests), and the local loop smoke test through cargo lambda watch and invoke
 test: venv
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	$(MAKE) --no-print-directory template
 	cargo test --workspace --locked
+	$(MAKE) --no-print-directory smoke
+
+## template: cfn-lint, then deckhand's own checks on template.yaml (and their self-test)
+template: venv
+	cfn-lint template.yaml
+	$(VENV)/bin/python scripts/check_template.py template.yaml
+	$(VENV)/bin/python -m unittest tests/template/test_template.py
+
+## smoke: every file in events/ through cargo lambda invoke against cargo lambda watch and moto
+smoke: venv
+	$(VENV)/bin/python scripts/smoke.py
 
 ## demo: the whole story against a local emulator, through cargo lambda watch and invoke
 demo: venv
 	$(VENV)/bin/python scripts/demo.py
+
+## package: release Lambda artifacts, one workspace build (ARCH=arm64 for Graviton)
+ARCH ?= x86_64
+package: venv
+	cargo lambda build --release --locked $(if $(filter arm64,$(ARCH)),--arm64,) --output-format zip
+	@for f in deploy rollback scheduler; do \
+	  printf '%-10s %s\n' $$f "$$(ls -l target/lambda/$$f/bootstrap.zip | awk '{print $$5}') bytes zipped"; \
+	done
 
 ## venv: moto server, cfn-lint and cargo-lambda from PyPI, in .venv
 venv: $(VENV)/.installed

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import datetime, time as clock_time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -39,9 +39,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for_port(port, seconds):
+def wait_for_port(port, seconds, process=None, log=None):
     deadline = time.time() + seconds
     while time.time() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text()[-2000:] if log else ""
+            sys.exit(f"the process serving 127.0.0.1:{port} exited with {process.returncode}:\n{tail}")
         with closing(socket.socket()) as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -222,110 +225,128 @@ def expect(summary, outcome):
         sys.exit(f"expected outcome {outcome}, got {summary}")
 
 
-def main():
-    moto_port, lambda_port = free_port(), free_port()
-    server = Emulator(moto_port).start()
-    endpoint = f"http://127.0.0.1:{moto_port}"
-    demo = Demo(endpoint)
-    watch = None
+@contextmanager
+def local_aws():
+    """moto server on a free port, with the demo's resources seeded; stopped on exit."""
+    server = Emulator(free_port()).start()
+    endpoint = f"http://127.0.0.1:{server.server.server_port}"
     try:
-        heading(f"Local AWS emulator (moto) on {endpoint}: seeding cluster, service, images, table, topic")
+        demo = Demo(endpoint)
         demo.seed()
-        print("service demo/web tagged deckhand:deploy = prefix=main-, deckhand:awake = Mon-Fri 07:00-19:00,")
-        print("deckhand:timezone = Europe/London; autoscaled 2-4; ECR web has main-41, main-42, feature-login;")
-        print("CloudWatch alarm web-5xx watches its HTTPCode_5XX (dimensions ClusterName=demo, ServiceName=web)")
-
-        heading("Building and starting the functions under cargo lambda watch")
-        subprocess.run(["cargo", "build", "--quiet", "-p", "deploy", "-p", "rollback", "-p", "scheduler"], cwd=ROOT, check=True)
-        env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="demo",
-                   AWS_SECRET_ACCESS_KEY="demo", DECKHAND_TABLE=TABLE, DECKHAND_TOPIC_ARN=demo.topic_arn,
-                   DECKHAND_CLUSTERS="demo", RUST_LOG="warn")
-        log = open(ROOT / "target" / "demo-watch.log", "w")
-        watch = subprocess.Popen(
-            ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", str(lambda_port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        wait_for_port(lambda_port, 120)
-        print(f"cargo lambda watch on 127.0.0.1:{lambda_port} (log: target/demo-watch.log)")
-
-        heading("Before the push")
-        demo.show_service()
-
-        heading("CI pushes web:main-42: deploy moves the service onto it, pinned by digest")
-        expect(invoke(lambda_port, ROOT / "events" / "ecr-push.json"), "deployed")
-        demo.show_service()
-        demo.show_state()
-
-        heading("EventBridge delivers the same push again: nothing changes")
-        expect(invoke(lambda_port, ROOT / "events" / "ecr-push.json"), "duplicate")
-
-        heading("A feature branch pushes web:feature-login: not in the policy, ignored")
-        expect(invoke(lambda_port, ROOT / "events" / "ecr-push-untracked-tag.json"), "ignored")
-
-        heading("ECS reports the deployment COMPLETED (event time set to now: the emulator runs no rollouts)")
-        completed = json.loads((ROOT / "events" / "ecs-deployment-completed.json").read_text())
-        now = datetime.now(timezone.utc)
-        completed["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        completed["detail"]["updatedAt"] = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        expect(invoke_with(lambda_port, "deploy", "ecs-deployment-completed.json", completed, "(time: now)"),
-               "completed")
-        demo.show_state()
-
-        heading("Three minutes later alarm web-5xx goes into ALARM: rollback to the known-good revision")
-        alarm = json.loads((ROOT / "events" / "alarm-eventbridge.json").read_text())
-        fired = now + timedelta(minutes=3)
-        alarm["time"] = fired.strftime("%Y-%m-%dT%H:%M:%SZ")
-        alarm["detail"]["state"]["timestamp"] = fired.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
-        expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", alarm, "(time: now + 3 min)"),
-               "rolled-back")
-        demo.show_service()
-        demo.show_state()
-
-        heading("The alarm fires again a minute later: one rollback per deployment")
-        again = dict(alarm, id="0f6d2c3e-4b5a-4c7d-8e9f-a0b1c2d3e4f5")
-        again["detail"] = dict(alarm["detail"], state=dict(alarm["detail"]["state"],
-                               timestamp=(fired + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")))
-        expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", again, "(another delivery)"), "skipped")
-
-        heading("CI pushes the same bad image again (a new push event): the quarantined digest is not deployed")
-        repush = json.loads((ROOT / "events" / "ecr-push.json").read_text())
-        repush["id"] = "7d3c1b2a-0e9f-4a8b-b7c6-d5e4f3a2b1c0"
-        pushed = datetime.fromisoformat(repush["time"].replace("Z", "+00:00"))
-        repush["time"] = (pushed + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        expect(invoke_with(lambda_port, "deploy", "ecr-push.json", repush, "(a new push of main-42)"), "skipped")
-        demo.show_service()
-
-        night, morning = night_and_morning(now)
-        heading(f"Night: the schedule reconciles at 22:00 London ({night}); demo/web goes to sleep")
-        reconcile = json.loads((ROOT / "events" / "schedule-reconcile.json").read_text())
-        reconcile["at"] = night
-        expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {night})"), "asleep")
-        demo.show_service()
-        demo.show_state()
-
-        heading("A second reconcile the same night changes nothing")
-        expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {night})"),
-               "unchanged")
-
-        heading(f"Morning: 07:00 London ({morning}); demo/web wakes exactly as it was")
-        reconcile["at"] = morning
-        expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {morning})"), "awake")
-        demo.show_service()
-
-        heading("History of demo/web (DynamoDB), newest first")
-        demo.show_history()
-
-        heading("Notifications on the SNS topic")
-        demo.show_notifications()
+        yield demo
     finally:
-        if watch is not None:
-            # watch runs the function as its own child: stop the whole group.
-            os.killpg(watch.pid, signal.SIGTERM)
-            try:
-                watch.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(watch.pid, signal.SIGKILL)
         server.stop()
+
+
+@contextmanager
+def functions_running(demo, log_name):
+    """The three functions built and served by `cargo lambda watch`; yields its port."""
+    port = free_port()
+    subprocess.run(["cargo", "build", "--quiet", "-p", "deploy", "-p", "rollback", "-p", "scheduler"],
+                   cwd=ROOT, check=True)
+    env = dict(os.environ, AWS_ENDPOINT_URL=demo.endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="demo",
+               AWS_SECRET_ACCESS_KEY="demo", DECKHAND_TABLE=TABLE, DECKHAND_TOPIC_ARN=demo.topic_arn,
+               DECKHAND_CLUSTERS="demo", RUST_LOG="warn")
+    log = open(ROOT / "target" / log_name, "w")
+    watch = subprocess.Popen(
+        ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        wait_for_port(port, 180, watch, ROOT / "target" / log_name)
+        yield port
+    finally:
+        # watch runs the functions as its own children: stop the whole group.
+        os.killpg(watch.pid, signal.SIGTERM)
+        try:
+            watch.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(watch.pid, signal.SIGKILL)
+        log.close()
+
+
+def main():
+    with local_aws() as demo, functions_running(demo, "demo-watch.log") as lambda_port:
+        story(demo, lambda_port)
+
+
+def story(demo, lambda_port):
+    heading(f"Local AWS emulator (moto) on {demo.endpoint}: seeded cluster, service, images, table, topic")
+    print("service demo/web tagged deckhand:deploy = prefix=main-, deckhand:awake = Mon-Fri 07:00-19:00,")
+    print("deckhand:timezone = Europe/London; autoscaled 2-4; ECR web has main-41, main-42, feature-login;")
+    print("CloudWatch alarm web-5xx watches its HTTPCode_5XX (dimensions ClusterName=demo, ServiceName=web)")
+
+    print(f"cargo lambda watch on 127.0.0.1:{lambda_port} (log: target/demo-watch.log)")
+
+    heading("Before the push")
+    demo.show_service()
+
+    heading("CI pushes web:main-42: deploy moves the service onto it, pinned by digest")
+    expect(invoke(lambda_port, ROOT / "events" / "ecr-push.json"), "deployed")
+    demo.show_service()
+    demo.show_state()
+
+    heading("EventBridge delivers the same push again: nothing changes")
+    expect(invoke(lambda_port, ROOT / "events" / "ecr-push.json"), "duplicate")
+
+    heading("A feature branch pushes web:feature-login: not in the policy, ignored")
+    expect(invoke(lambda_port, ROOT / "events" / "ecr-push-untracked-tag.json"), "ignored")
+
+    heading("ECS reports the deployment COMPLETED (event time set to now: the emulator runs no rollouts)")
+    completed = json.loads((ROOT / "events" / "ecs-deployment-completed.json").read_text())
+    now = datetime.now(timezone.utc)
+    completed["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    completed["detail"]["updatedAt"] = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    expect(invoke_with(lambda_port, "deploy", "ecs-deployment-completed.json", completed, "(time: now)"),
+           "completed")
+    demo.show_state()
+
+    heading("Three minutes later alarm web-5xx goes into ALARM: rollback to the known-good revision")
+    alarm = json.loads((ROOT / "events" / "alarm-eventbridge.json").read_text())
+    fired = now + timedelta(minutes=3)
+    alarm["time"] = fired.strftime("%Y-%m-%dT%H:%M:%SZ")
+    alarm["detail"]["state"]["timestamp"] = fired.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", alarm, "(time: now + 3 min)"),
+           "rolled-back")
+    demo.show_service()
+    demo.show_state()
+
+    heading("The alarm fires again a minute later: one rollback per deployment")
+    again = dict(alarm, id="0f6d2c3e-4b5a-4c7d-8e9f-a0b1c2d3e4f5")
+    again["detail"] = dict(alarm["detail"], state=dict(alarm["detail"]["state"],
+                           timestamp=(fired + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")))
+    expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", again, "(another delivery)"), "skipped")
+
+    heading("CI pushes the same bad image again (a new push event): the quarantined digest is not deployed")
+    repush = json.loads((ROOT / "events" / "ecr-push.json").read_text())
+    repush["id"] = "7d3c1b2a-0e9f-4a8b-b7c6-d5e4f3a2b1c0"
+    pushed = datetime.fromisoformat(repush["time"].replace("Z", "+00:00"))
+    repush["time"] = (pushed + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expect(invoke_with(lambda_port, "deploy", "ecr-push.json", repush, "(a new push of main-42)"), "skipped")
+    demo.show_service()
+
+    night, morning = night_and_morning(now)
+    heading(f"Night: the schedule reconciles at 22:00 London ({night}); demo/web goes to sleep")
+    reconcile = json.loads((ROOT / "events" / "schedule-reconcile.json").read_text())
+    reconcile["at"] = night
+    expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {night})"), "asleep")
+    demo.show_service()
+    demo.show_state()
+
+    heading("A second reconcile the same night changes nothing")
+    expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {night})"),
+           "unchanged")
+
+    heading(f"Morning: 07:00 London ({morning}); demo/web wakes exactly as it was")
+    reconcile["at"] = morning
+    expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {morning})"), "awake")
+    demo.show_service()
+
+    heading("History of demo/web (DynamoDB), newest first")
+    demo.show_history()
+
+    heading("Notifications on the SNS topic")
+    demo.show_notifications()
 
 
 if __name__ == "__main__":

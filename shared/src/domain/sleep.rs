@@ -163,10 +163,12 @@ pub fn decide_scale(
                     reason: format!("left as scaled by hand until {}: {why}", rfc3339(until)),
                 };
             }
+            // An operator who asks for a sleep gets it, deployment or not.
+            let by_operator = active_override(state, at).is_some();
             if let Some(d) = state
                 .deployment
                 .as_ref()
-                .filter(|d| d.started_at > at - RECENT_DEPLOYMENT)
+                .filter(|d| !by_operator && d.started_at > at - RECENT_DEPLOYMENT)
             {
                 return ScaleDecision::Postpone {
                     reason: format!(
@@ -426,6 +428,18 @@ mod tests {
         let s = settings("0");
         let d = decide_scale(Some(&s), &running(2, None), &state, utc(NIGHT), false);
         assert!(matches!(d, ScaleDecision::Postpone { .. }), "{d:?}");
+        let mut asked = state.clone();
+        asked.operator_override = Some(OperatorOverride {
+            awake: false,
+            until: utc("2026-11-24T07:00:00Z"),
+            at: utc(NIGHT),
+            cause: "sleep".into(),
+        });
+        let d = decide_scale(Some(&s), &running(2, None), &asked, utc(NIGHT), false);
+        assert!(
+            matches!(d, ScaleDecision::Sleep { .. }),
+            "an operator's sleep: {d:?}"
+        );
         let later = utc("2026-11-23T20:05:00Z");
         let d = decide_scale(Some(&s), &running(2, None), &state, later, false);
         assert!(matches!(d, ScaleDecision::Sleep { .. }), "{d:?}");

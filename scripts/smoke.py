@@ -1,0 +1,130 @@
+"""The local loop, proven: every file in events/ goes through `cargo lambda invoke` to the right
+function running under `cargo lambda watch` against moto server, and each summary is checked.
+
+Times in the samples are moved to now where the decisions depend on them (a deployment event must
+follow its deployment, an alarm must fire inside the guard window); everything else is sent as is.
+Run by `make test`; exits non-zero on the first unexpected outcome or if a sample was not sent.
+"""
+
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo import ROOT, functions_running, invoke, invoke_with, local_aws, night_and_morning  # noqa: E402
+
+EVENTS = ROOT / "events"
+
+
+def sample(name):
+    return json.loads((EVENTS / name).read_text())
+
+
+def stamp(at):
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stamp_ms(at):
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def alarm_stamp(at):
+    return at.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def now():
+    return datetime.now(timezone.utc)
+
+
+class Smoke:
+    def __init__(self, demo, port):
+        self.demo, self.port = demo, port
+        self.sent = set()
+        self.checks = 0
+
+    def send(self, function, name, expected, event=None, note="", reason=None):
+        self.sent.add(name)
+        summary = (invoke(self.port, EVENTS / name, function=function) if event is None
+                   else invoke_with(self.port, function, name, event, note))
+        if summary.get("outcome") != expected:
+            sys.exit(f"FAIL {function} {name}: expected outcome {expected}, got {summary}")
+        if reason is not None:
+            reasons = [s.get("reason", "") for s in summary.get("services", [])] + [summary.get("reason") or ""]
+            if not any(reason in r for r in reasons):
+                sys.exit(f"FAIL {function} {name}: no reason mentions {reason!r}: {summary}")
+        self.checks += 1
+        print(f"ok   {function:<9} {name:<32} -> {expected}", flush=True)
+        return summary
+
+    def running(self):
+        service = self.demo.ecs.describe_services(cluster="demo", services=["web"])["services"][0]
+        return service["taskDefinition"].rsplit(":", 1)[1], service["desiredCount"]
+
+
+def run(smoke):
+    push = sample("ecr-push.json")
+    pushed = datetime.fromisoformat(push["time"].replace("Z", "+00:00"))
+
+    smoke.send("deploy", "ecr-push.json", "deployed", reason="matches prefix=main-")
+    smoke.send("deploy", "ecr-push-untracked-tag.json", "ignored")
+    failed = sample("ecs-deployment-failed.json")
+    failed["time"] = stamp(now())
+    failed["detail"]["updatedAt"] = stamp_ms(now())
+    smoke.send("deploy", "ecs-deployment-failed.json", "failed", failed, "(time: now)", reason="quarantined")
+    again = dict(push, id="smoke-repush-42", time=stamp(pushed + timedelta(hours=1)))
+    smoke.send("deploy", "ecr-push.json", "skipped", again, "(a new push of the failed digest)", reason="quarantined")
+
+    # A good image: main-41 by digest.
+    images = smoke.demo.ecr.describe_images(repositoryName="web", imageIds=[{"imageTag": "main-41"}])
+    digest = images["imageDetails"][0]["imageDigest"]
+    good = dict(push, id="smoke-push-41", time=stamp(pushed + timedelta(hours=2)))
+    good["detail"] = dict(push["detail"], **{"image-tag": "main-41", "image-digest": digest})
+    smoke.send("deploy", "ecr-push.json", "deployed", good, "(main-41 by digest)")
+    completed = sample("ecs-deployment-completed.json")
+    completed["time"] = stamp(now())
+    completed["detail"]["updatedAt"] = stamp_ms(now())
+    smoke.send("deploy", "ecs-deployment-completed.json", "completed", completed, "(time: now)")
+
+    smoke.send("rollback", "alarm-ok.json", "ignored", reason="only a transition into ALARM acts")
+    fired = now() + timedelta(minutes=3)
+    alarm = sample("alarm-eventbridge.json")
+    alarm["time"] = stamp(fired)
+    alarm["detail"]["state"]["timestamp"] = alarm_stamp(fired)
+    smoke.send("rollback", "alarm-eventbridge.json", "rolled-back", alarm, "(time: now + 3 min)")
+    if smoke.running()[0] != "1":
+        sys.exit(f"FAIL rollback: demo/web runs revision {smoke.running()[0]}, expected 1")
+    direct = sample("alarm-direct.json")
+    direct["alarmData"]["state"]["timestamp"] = alarm_stamp(fired + timedelta(minutes=1))
+    smoke.send("rollback", "alarm-direct.json", "skipped", direct, "(time: now + 4 min)", reason="already rolled back")
+    sns = sample("alarm-sns.json")
+    message = json.loads(sns["Records"][0]["Sns"]["Message"])
+    message["StateChangeTime"] = alarm_stamp(fired + timedelta(minutes=2))
+    sns["Records"][0]["Sns"]["Message"] = json.dumps(message)
+    smoke.send("rollback", "alarm-sns.json", "skipped", sns, "(time: now + 5 min)", reason="already rolled back")
+
+    night, morning = night_and_morning(now())
+    reconcile = dict(sample("schedule-reconcile.json"), at=night)
+    smoke.send("scheduler", "schedule-reconcile.json", "asleep", reconcile, f"(at: {night})")
+    if smoke.running()[1] != 0:
+        sys.exit(f"FAIL scheduler: demo/web desired count {smoke.running()[1]} after the night, expected 0")
+    smoke.send("scheduler", "schedule-wake.json", "awake", reason="kept awake by an operator")
+    smoke.send("scheduler", "schedule-sleep.json", "asleep", reason="kept asleep by an operator")
+    legacy = dict(sample("schedule-legacy.json"), time=morning)
+    smoke.send("scheduler", "schedule-legacy.json", "awake", legacy, f"(time: {morning})")
+    if smoke.running() != ("1", 2):
+        sys.exit(f"FAIL scheduler: demo/web runs {smoke.running()} after the morning, expected revision 1 with 2 tasks")
+
+
+def main():
+    with local_aws() as demo, functions_running(demo, "smoke-watch.log") as port:
+        smoke = Smoke(demo, port)
+        run(smoke)
+    samples = {p.name for p in EVENTS.glob("*.json")}
+    if samples - smoke.sent:
+        sys.exit(f"FAIL: samples never sent: {sorted(samples - smoke.sent)}")
+    print(f"smoke: {len(samples)} sample events, {smoke.checks} invocations, every summary as expected")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The template checks pass on template.yaml and catch each kind of mistake they look for."""
+
+import copy
+import sys
+import unittest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import check_template  # noqa: E402
+
+
+class TemplateChecks(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.template = check_template.load(ROOT / "template.yaml")
+
+    def mutated(self):
+        return copy.deepcopy(self.template)
+
+    def test_the_template_passes(self):
+        self.assertEqual(check_template.problems(self.template), [])
+
+    def test_every_function_and_trigger_is_checked(self):
+        self.assertEqual(
+            sorted(check_template.functions(self.template)),
+            ["DeployFunction", "RollbackFunction", "SchedulerFunction"],
+        )
+
+    def test_a_wildcard_action_is_caught(self):
+        for action in ["*", "ecs:*", ["ecs:DescribeServices", "s3:*"]]:
+            t = self.mutated()
+            t["Resources"]["DeployFunction"]["Properties"]["Policies"][0]["Statement"][0]["Action"] = action
+            found = check_template.wildcard_actions(t)
+            self.assertEqual(len(found), 1, (action, found))
+            self.assertIn("DeployFunction", found[0])
+        t = self.mutated()
+        t["Resources"]["TopicKey"]["Properties"]["KeyPolicy"]["Statement"][0]["Action"] = "kms:*"
+        self.assertEqual(len(check_template.wildcard_actions(t)), 1)
+
+    def test_a_missing_failure_destination_is_caught(self):
+        t = self.mutated()
+        del t["Resources"]["RollbackFunction"]["Properties"]["EventInvokeConfig"]
+        self.assertEqual(
+            check_template.missing_failure_destinations(t),
+            ["RollbackFunction: no on-failure destination (EventInvokeConfig.DestinationConfig.OnFailure)"],
+        )
+        t = self.mutated()
+        del t["Resources"]["SchedulerFunction"]["Properties"]["Events"]["Reconcile"]["Properties"]["DeadLetterConfig"]
+        self.assertEqual(
+            check_template.missing_failure_destinations(t),
+            ["SchedulerFunction.Events.Reconcile: ScheduleV2 trigger without a DeadLetterConfig"],
+        )
+
+    def test_a_trigger_pointing_at_a_missing_function_is_caught(self):
+        t = self.mutated()
+        t["Resources"]["AlarmInvokePermission"]["Properties"]["FunctionName"] = {"Ref": "RollbakFunction"}
+        self.assertEqual(
+            check_template.triggers_to_missing_functions(t),
+            ["AlarmInvokePermission: points at RollbakFunction, which is not a function in this template"],
+        )
+        t = self.mutated()
+        t["Resources"]["ExtraRule"] = {
+            "Type": "AWS::Events::Rule",
+            "Properties": {"Targets": [{"Id": "x", "Arn": {"Fn::GetAtt": ["Gone", "Arn"]}}]},
+        }
+        self.assertEqual(len(check_template.triggers_to_missing_functions(t)), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
