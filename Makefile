@@ -34,9 +34,7 @@ demo: venv
 ARCH ?= x86_64
 package: venv
 	cargo lambda build --release --locked $(if $(filter arm64,$(ARCH)),--arm64,) --output-format zip
-	@for f in deploy rollback scheduler; do \
-	  printf '%-10s %s\n' $$f "$$(ls -l target/lambda/$$f/bootstrap.zip | awk '{print $$5}') bytes zipped"; \
-	done
+	@$(VENV)/bin/python scripts/artifact_sizes.py
 
 ## venv: moto server, cfn-lint and cargo-lambda from PyPI, in .venv
 venv: $(VENV)/.installed
