@@ -37,6 +37,12 @@ pub enum Action {
     Duplicate,
     /// Already as its schedule wants it.
     Unchanged,
+    /// An operator froze automatic deploys.
+    Paused,
+    /// An operator resumed automatic deploys.
+    Resumed,
+    /// An operator lifted a quarantine.
+    Released,
     /// The event does not concern the service (tag outside the policy, not deckhand's deployment).
     Ignored,
     /// Acting failed; the invocation reports an error so the event is retried.
@@ -62,6 +68,9 @@ pub enum Outcome {
     Invalid,
     Skipped,
     Duplicate,
+    Paused,
+    Resumed,
+    Released,
     Unchanged,
     Ignored,
 }
@@ -163,6 +172,9 @@ fn outcome_of(action: Action) -> Outcome {
         Action::WouldSleep => Outcome::WouldSleep,
         Action::WouldWake => Outcome::WouldWake,
         Action::Unchanged => Outcome::Unchanged,
+        Action::Paused => Outcome::Paused,
+        Action::Resumed => Outcome::Resumed,
+        Action::Released => Outcome::Released,
         Action::Invalid => Outcome::Invalid,
         Action::Skipped => Outcome::Skipped,
         Action::Duplicate => Outcome::Duplicate,

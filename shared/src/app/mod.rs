@@ -2,6 +2,7 @@
 
 pub mod deploy;
 mod locking;
+pub mod operator;
 pub mod rollback;
 pub mod scheduler;
 

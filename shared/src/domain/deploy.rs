@@ -107,6 +107,16 @@ pub fn decide_push(push: &Push, changes: &[ImageChange], state: &ServiceState) -
     {
         return PushDecision::Duplicate;
     }
+    if let Some(p) = &state.paused {
+        return PushDecision::Skip {
+            reason: format!(
+                "deploys of this service are paused since {} by {}; resume to deploy",
+                p.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                p.by
+            ),
+            notify: false,
+        };
+    }
     if let Some(newer) = applied.filter(|a| a.at > push.at) {
         return PushDecision::Skip {
             reason: format!(
@@ -485,6 +495,33 @@ mod tests {
         let fixed = push("e3", 3, 'c');
         assert_eq!(
             decide_push(&fixed, &changes_for(&fixed), &state),
+            PushDecision::Deploy
+        );
+    }
+
+    #[test]
+    fn a_paused_service_skips_every_push_until_resumed() {
+        let p = push("e2", 2, 'b');
+        let mut state = ServiceState {
+            paused: Some(crate::domain::state::Paused {
+                at: at(1),
+                by: "alice".into(),
+            }),
+            ..Default::default()
+        };
+        match decide_push(&p, &changes_for(&p), &state) {
+            PushDecision::Skip {
+                reason,
+                notify: false,
+            } => assert!(
+                reason.starts_with("deploys of this service are paused"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        state.paused = None;
+        assert_eq!(
+            decide_push(&p, &changes_for(&p), &state),
             PushDecision::Deploy
         );
     }

@@ -37,6 +37,17 @@ pub struct ServiceState {
     /// The tag problem last reported by the scheduler, so that it is reported once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag_problem: Option<String>,
+    /// An operator froze automatic deploys: pushes are recorded as skipped until resumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Paused>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Paused {
+    pub at: DateTime<Utc>,
+    /// Who or what paused it.
+    pub by: String,
 }
 
 /// A scalable target's capacity (Application Auto Scaling).

@@ -1,0 +1,288 @@
+//! What an operator does to one service by hand: pause and resume automatic deploys, lift a
+//! quarantine. Each change goes under the service's lock and into its history.
+
+use chrono::SecondsFormat;
+
+use super::Ports;
+use super::locking::{acquire, owner_token};
+use crate::domain::image::Digest;
+use crate::domain::service::ServiceKey;
+use crate::domain::state::{Paused, ServiceState};
+use crate::history::HistoryRecord;
+use crate::ports::{Locked, PortError};
+use crate::report::{Action, ServiceReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("{0} does not exist")]
+    UnknownService(ServiceKey),
+    #[error("digest {digest} is not quarantined for {service}")]
+    NotQuarantined { service: ServiceKey, digest: String },
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// The operator's requests, as the CLI (or any other front end) makes them.
+pub struct Operator {
+    ports: Ports,
+    /// Who asks, for the history: a user name or a role.
+    by: String,
+}
+
+impl Operator {
+    pub fn new(ports: Ports, by: impl Into<String>) -> Self {
+        Self {
+            ports,
+            by: by.into(),
+        }
+    }
+
+    /// Freezes automatic deploys of the service: pushes are recorded as skipped.
+    pub async fn pause(&self, service: &ServiceKey) -> Result<ServiceReport, OperatorError> {
+        self.change(service, "pause", |state, by, now| match &state.paused {
+            Some(p) => Ok((
+                Action::Unchanged,
+                format!(
+                    "deploys were already paused since {} by {}",
+                    p.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    p.by
+                ),
+            )),
+            None => {
+                state.paused = Some(Paused {
+                    at: now,
+                    by: by.to_owned(),
+                });
+                Ok((Action::Paused, format!("deploys paused by {by}")))
+            }
+        })
+        .await
+    }
+
+    pub async fn resume(&self, service: &ServiceKey) -> Result<ServiceReport, OperatorError> {
+        self.change(service, "resume", |state, by, _| {
+            match state.paused.take() {
+                Some(_) => Ok((Action::Resumed, format!("deploys resumed by {by}"))),
+                None => Ok((Action::Unchanged, "deploys were not paused".into())),
+            }
+        })
+        .await
+    }
+
+    /// Lifts the quarantine of a digest: its next push deploys.
+    pub async fn release(
+        &self,
+        service: &ServiceKey,
+        digest: &Digest,
+    ) -> Result<ServiceReport, OperatorError> {
+        self.change(service, "release", |state, by, _| {
+            match state.quarantine.remove(digest.as_str()) {
+                Some(q) => Ok((
+                    Action::Released,
+                    format!(
+                        "digest {} released by {by} (quarantined since {}: {})",
+                        digest.short(),
+                        q.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                        q.reason
+                    ),
+                )),
+                None => Err(OperatorError::NotQuarantined {
+                    service: service.clone(),
+                    digest: digest.to_string(),
+                }),
+            }
+        })
+        .await
+    }
+
+    /// Applies `edit` to the locked state; an error changes nothing.
+    async fn change(
+        &self,
+        service: &ServiceKey,
+        verb: &str,
+        edit: impl FnOnce(
+            &mut ServiceState,
+            &str,
+            chrono::DateTime<chrono::Utc>,
+        ) -> Result<(Action, String), OperatorError>,
+    ) -> Result<ServiceReport, OperatorError> {
+        let described = self
+            .ports
+            .ecs
+            .describe_services(std::slice::from_ref(service))
+            .await?;
+        if described.is_empty() {
+            return Err(OperatorError::UnknownService(service.clone()));
+        }
+        let now = self.ports.clock.now();
+        let cause = format!(
+            "{verb}#{}@{}",
+            self.by,
+            now.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        let owner = owner_token(&cause);
+        let locked = acquire(&*self.ports.store, &*self.ports.clock, service, &owner).await?;
+        let mut state = locked.state.clone();
+        let (action, reason) = match edit(&mut state, &self.by, now) {
+            Ok(done) => done,
+            Err(e) => {
+                self.release_lock(service, &locked).await;
+                return Err(e);
+            }
+        };
+        let record = HistoryRecord::new(service, now, action, reason.clone(), &cause);
+        self.ports
+            .store
+            .commit(service, &locked, &state, &[record], None)
+            .await?;
+        Ok(ServiceReport::new(service, action, reason))
+    }
+
+    async fn release_lock(&self, service: &ServiceKey, locked: &Locked) {
+        if let Err(e) = self.ports.store.release(service, locked).await {
+            tracing::warn!(error = %e, "could not release the lock; it expires with its lease");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Utc};
+    use serde_json::json;
+
+    use super::*;
+    use crate::adapters::memory::{
+        FixedClock, MemoryAlarms, MemoryAutoscaling, MemoryEcr, MemoryEcs, MemoryNotifier,
+        MemoryStore,
+    };
+    use crate::app::deploy::DeployFunction;
+    use crate::config::{Config, DEFAULT_CONCURRENCY, DEFAULT_GUARD};
+    use crate::ports::StateStore as _;
+    use crate::report::Outcome;
+
+    const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    struct World {
+        ecs: Arc<MemoryEcs>,
+        store: Arc<MemoryStore>,
+        operator: Operator,
+        deploy: DeployFunction,
+        web: ServiceKey,
+    }
+
+    fn world() -> World {
+        let ecs = Arc::new(MemoryEcs::new());
+        let store = Arc::new(MemoryStore::default());
+        let ports = Ports {
+            ecs: ecs.clone(),
+            ecr: Arc::new(MemoryEcr::default()),
+            autoscaling: Arc::new(MemoryAutoscaling::default()),
+            alarms: Arc::new(MemoryAlarms::default()),
+            store: store.clone(),
+            notifier: Arc::new(MemoryNotifier::default()),
+            clock: Arc::new(FixedClock::new(utc("2026-11-23T10:00:00Z"))),
+        };
+        let config = Config {
+            table: "t".into(),
+            topic_arn: "arn".into(),
+            clusters: None,
+            timezone: chrono_tz::Tz::UTC,
+            guard: DEFAULT_GUARD,
+            concurrency: DEFAULT_CONCURRENCY,
+            require_scan: None,
+            dry_run: false,
+        };
+        let web = ServiceKey::new("prod", "web");
+        let td = ecs.add_task_definition("web", &[("web", &format!("{HOST}/web:1"))]);
+        ecs.add_service(&web, &td, &[("deckhand:deploy", "any")]);
+        World {
+            operator: Operator::new(ports.clone(), "alice"),
+            deploy: DeployFunction::new(ports, config),
+            ecs,
+            store,
+            web,
+        }
+    }
+
+    fn push(id: &str, d: char, minute: u32) -> serde_json::Value {
+        json!({"version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr",
+            "account": "123456789012", "time": format!("2026-11-23T10:{minute:02}:00Z"), "region": "eu-west-1",
+            "resources": [], "detail": {"result": "SUCCESS", "repository-name": "web",
+            "image-digest": format!("sha256:{}", d.to_string().repeat(64)), "action-type": "PUSH", "image-tag": "2"}})
+    }
+
+    #[tokio::test]
+    async fn a_push_while_paused_is_skipped_and_deploys_after_resume() {
+        let w = world();
+        let paused = w.operator.pause(&w.web).await.unwrap();
+        assert_eq!(paused.action, Action::Paused);
+        assert_eq!(
+            w.operator.pause(&w.web).await.unwrap().action,
+            Action::Unchanged
+        );
+        let s = w.deploy.handle(&push("p1", 'b', 1)).await.unwrap();
+        assert_eq!(s.outcome, Outcome::Skipped);
+        assert!(s.services[0].reason.contains("paused"), "{s:?}");
+        assert_eq!(w.ecs.revisions(), 1);
+        assert_eq!(
+            w.operator.resume(&w.web).await.unwrap().action,
+            Action::Resumed
+        );
+        let s = w.deploy.handle(&push("p2", 'b', 2)).await.unwrap();
+        assert_eq!(s.outcome, Outcome::Deployed);
+        let actions: Vec<Action> = w.store.all_history().iter().map(|r| r.action).collect();
+        assert_eq!(
+            actions,
+            [
+                Action::Paused,
+                Action::Unchanged,
+                Action::Skipped,
+                Action::Resumed,
+                Action::Deployed
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn releasing_a_quarantine_lets_the_digest_deploy_and_a_wrong_release_changes_nothing() {
+        let w = world();
+        let digest: Digest = format!("sha256:{}", "b".repeat(64)).parse().unwrap();
+        let mut state = ServiceState::default();
+        state.quarantine(
+            &digest,
+            "rolled back".into(),
+            utc("2026-11-23T09:00:00Z"),
+            None,
+        );
+        w.store.put_state(&w.web, state);
+        assert_eq!(
+            w.deploy.handle(&push("p1", 'b', 1)).await.unwrap().outcome,
+            Outcome::Skipped
+        );
+
+        let other: Digest = format!("sha256:{}", "c".repeat(64)).parse().unwrap();
+        let e = w.operator.release(&w.web, &other).await.unwrap_err();
+        assert!(matches!(e, OperatorError::NotQuarantined { .. }), "{e}");
+        assert!(!w.store.is_locked(&w.web));
+        let e = w
+            .operator
+            .release(&ServiceKey::new("prod", "ghost"), &digest)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "prod/ghost does not exist");
+
+        let released = w.operator.release(&w.web, &digest).await.unwrap();
+        assert_eq!(released.action, Action::Released);
+        assert!(w.store.load(&w.web).await.unwrap().quarantine.is_empty());
+        assert_eq!(
+            w.deploy.handle(&push("p2", 'b', 2)).await.unwrap().outcome,
+            Outcome::Deployed
+        );
+    }
+}
