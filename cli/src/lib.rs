@@ -1,0 +1,605 @@
+//! The `deckhand` command line over the same library, state and use cases as the functions: no
+//! decision or state logic of its own. AWS access comes from the standard configuration
+//! (profiles, region, `AWS_ENDPOINT_URL`).
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::io::Write;
+
+use aws_config::SdkConfig;
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Parser, Subcommand};
+use deckhand::adapters::aws::Clients;
+use deckhand::app::Ports;
+use deckhand::app::operator::{Operator, OperatorError};
+use deckhand::app::scheduler::{SchedulerError, SchedulerFunction};
+use deckhand::config::{Config, ConfigError};
+use deckhand::domain::image::Digest;
+use deckhand::domain::service::{ServiceKey, revision_name};
+use deckhand::domain::settings::{
+    DeploySettings, ScheduleSettings, TAG_AWAKE, TAG_DEPLOY, TagProblem,
+};
+use deckhand::history::HistoryRecord;
+use deckhand::ports::PortError;
+use deckhand::report::{ServiceReport, Summary};
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Help, version, or a command line that does not parse: clap prints it.
+    #[error("{0}")]
+    Usage(#[from] clap::Error),
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("`{value}` is not {what}")]
+    Argument { value: String, what: &'static str },
+    #[error("{0}")]
+    Operator(#[from] OperatorError),
+    #[error("{0}")]
+    Scheduler(#[from] SchedulerError),
+    #[error("{0}")]
+    Aws(#[from] PortError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("could not write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "deckhand",
+    version,
+    about = "Operate deckhand: what it did, and its levers"
+)]
+struct Cli {
+    /// The DynamoDB table deckhand keeps its state in.
+    #[arg(
+        long,
+        env = "DECKHAND_TABLE",
+        default_value = "deckhand",
+        global = true
+    )]
+    table: String,
+    /// The SNS topic deckhand publishes to (needed by wake and sleep, which notify).
+    #[arg(long, env = "DECKHAND_TOPIC_ARN", global = true)]
+    topic_arn: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Every opted-in service: policy, running image, known-good revision, latest deployment,
+    /// asleep or awake, quarantined digests, tag problems.
+    Status {
+        #[arg(long)]
+        cluster: Option<String>,
+    },
+    /// A service's decisions and actions, newest first.
+    History {
+        service: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Freeze automatic deploys of a service: pushes are recorded as skipped.
+    Pause { service: String },
+    /// Unfreeze automatic deploys.
+    Resume { service: String },
+    /// Lift the quarantine of a digest so that its next push deploys.
+    Release { service: String, digest: String },
+    /// Keep a service awake until the expiry, whatever its schedule says.
+    Wake {
+        service: String,
+        #[arg(
+            long = "for",
+            conflicts_with = "until",
+            required_unless_present = "until"
+        )]
+        duration: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Put a service to sleep until the expiry (default: its next scheduled wake-up).
+    Sleep {
+        service: String,
+        #[arg(long = "for", conflicts_with = "until")]
+        duration: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// What a reconcile would do at that instant, changing nothing.
+    Plan {
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Check every opted-in service's tags and say what they mean.
+    Check,
+    /// Create the table and the topic (for a local emulator or a first try without the template).
+    Init {
+        #[arg(long, default_value = "deckhand")]
+        topic: String,
+    },
+}
+
+pub async fn run(
+    args: impl IntoIterator<Item = OsString>,
+    sdk: &SdkConfig,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let cli = Cli::try_parse_from(args)?;
+    let clients = Clients::new(sdk);
+    let config = |topic_required: bool| -> Result<Config, CliError> {
+        let topic = match (&cli.topic_arn, topic_required) {
+            (Some(t), _) => t.clone(),
+            (None, false) => "unused".into(),
+            (None, true) => {
+                return Err(CliError::Setup(
+                    "--topic-arn or DECKHAND_TOPIC_ARN is required: this command notifies".into(),
+                ));
+            }
+        };
+        Ok(Config::from_lookup(|name| match name {
+            "DECKHAND_TABLE" => Some(cli.table.clone()),
+            "DECKHAND_TOPIC_ARN" => Some(topic.clone()),
+            other => std::env::var(other).ok(),
+        })?)
+    };
+    match &cli.command {
+        Command::Init { topic } => init(&clients, &cli.table, topic, cli.json, out).await,
+        Command::History { service, limit } => {
+            let ports = clients.ports(&config(false)?);
+            let records = ports.store.history(&key(service)?, *limit).await?;
+            print_history(&records, cli.json, out)
+        }
+        Command::Pause { service } => {
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let report = operator.pause(&key(service)?).await?;
+            print_reports(&[report], cli.json, out)
+        }
+        Command::Resume { service } => {
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let report = operator.resume(&key(service)?).await?;
+            print_reports(&[report], cli.json, out)
+        }
+        Command::Release { service, digest } => {
+            let digest: Digest = digest.parse().map_err(|_| CliError::Argument {
+                value: digest.clone(),
+                what: "a digest (sha256: and 64 hex digits)",
+            })?;
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let report = operator.release(&key(service)?, &digest).await?;
+            print_reports(&[report], cli.json, out)
+        }
+        Command::Wake {
+            service,
+            duration,
+            until,
+        }
+        | Command::Sleep {
+            service,
+            duration,
+            until,
+        } => {
+            let action = if matches!(cli.command, Command::Wake { .. }) {
+                "wake"
+            } else {
+                "sleep"
+            };
+            key(service)?;
+            let mut request = json!({"action": action, "service": service});
+            if let Some(d) = duration {
+                request["for"] = json!(d);
+            }
+            if let Some(u) = until {
+                request["until"] = json!(u);
+            }
+            let scheduler = SchedulerFunction::new(clients.ports(&config(true)?), config(true)?);
+            let summary = scheduler.handle(&request).await?;
+            print_summary(&summary, cli.json, out)
+        }
+        Command::Plan { at } => {
+            let mut request = json!({"action": "reconcile", "dryRun": true});
+            if let Some(at) = at {
+                request["at"] = json!(at);
+            }
+            // A plan publishes nothing; any topic will do.
+            let config = config(false)?;
+            let scheduler = SchedulerFunction::new(clients.ports(&config), config);
+            let summary = scheduler.handle(&request).await?;
+            print_summary(&summary, cli.json, out)
+        }
+        Command::Status { cluster } => {
+            let config = config(false)?;
+            let ports = clients.ports(&config);
+            status(&ports, &config, cluster.as_deref(), cli.json, out).await
+        }
+        Command::Check => {
+            let config = config(false)?;
+            let ports = clients.ports(&config);
+            check(&ports, &config, cli.json, out).await
+        }
+    }
+}
+
+fn key(service: &str) -> Result<ServiceKey, CliError> {
+    service.parse().map_err(|_| CliError::Argument {
+        value: service.to_owned(),
+        what: "a service: write CLUSTER/SERVICE",
+    })
+}
+
+fn operator_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "operator".into())
+}
+
+fn print_json<T: serde::Serialize + ?Sized>(
+    out: &mut dyn Write,
+    value: &T,
+) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+/// The action's word in the summary and the history (`deployed`, `rolled-back`, ...).
+fn action_word(action: deckhand::report::Action) -> String {
+    serde_json::to_value(action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn print_history(
+    records: &[HistoryRecord],
+    json_output: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    if json_output {
+        return print_json(out, records);
+    }
+    for r in records {
+        let revisions = match (&r.from, &r.to) {
+            (Some(from), Some(to)) => {
+                format!(" [{} -> {}]", revision_name(from), revision_name(to))
+            }
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "{}  {:<15} {}{revisions}",
+            rfc3339(r.at),
+            action_word(r.action),
+            r.reason
+        )?;
+    }
+    Ok(())
+}
+
+fn print_reports(
+    reports: &[ServiceReport],
+    json_output: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    if json_output {
+        return print_json(out, reports);
+    }
+    for r in reports {
+        writeln!(
+            out,
+            "{}  {}: {}",
+            r.service,
+            action_word(r.action),
+            r.reason
+        )?;
+    }
+    Ok(())
+}
+
+fn print_summary(
+    summary: &Summary,
+    json_output: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    if json_output {
+        return print_json(out, summary);
+    }
+    if let Some(reason) = &summary.reason {
+        writeln!(out, "{reason}")?;
+    }
+    print_reports(&summary.services, false, out)
+}
+
+/// Services in the managed clusters that carry a deckhand tag.
+async fn opted_in(
+    ports: &Ports,
+    config: &Config,
+    cluster: Option<&str>,
+) -> Result<Vec<deckhand::domain::fleet::ServiceView>, CliError> {
+    let mut keys = BTreeSet::new();
+    for tag in [TAG_DEPLOY, TAG_AWAKE] {
+        for arn in ports.ecs.find_services(tag).await? {
+            if let Some(key) = ServiceKey::from_arn(&arn)
+                && config.manages_cluster(key.cluster())
+                && cluster.is_none_or(|c| c == key.cluster())
+            {
+                keys.insert(key);
+            }
+        }
+    }
+    let keys: Vec<ServiceKey> = keys.into_iter().collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut services = ports.ecs.describe_services(&keys).await?;
+    services.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(services)
+}
+
+async fn status(
+    ports: &Ports,
+    config: &Config,
+    cluster: Option<&str>,
+    json_output: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let services = opted_in(ports, config, cluster).await?;
+    let keys: Vec<ServiceKey> = services.iter().map(|s| s.key.clone()).collect();
+    let states = ports.store.load_many(&keys).await?;
+    let now = ports.clock.now();
+    let rows: Vec<Value> = services
+        .iter()
+        .map(|s| {
+            let state = states.get(&s.key).cloned().unwrap_or_default();
+            let problems = tag_problems(&s.tags, config);
+            json!({
+                "service": s.key.to_string(),
+                "policy": s.tags.get(TAG_DEPLOY),
+                "schedule": s.tags.get(TAG_AWAKE),
+                "running": revision_name(&s.task_definition),
+                "desiredCount": s.desired_count,
+                "knownGood": state.known_good_at(now).map(revision_name),
+                "deployment": state.deployment.as_ref().map(|d| json!({
+                    "from": revision_name(&d.from),
+                    "to": revision_name(&d.to),
+                    "digest": d.digest,
+                    "tag": d.tag,
+                    "status": d.status,
+                    "startedAt": rfc3339(d.started_at),
+                })),
+                "asleep": state.sleep.as_ref().map(|z| json!({"since": rfc3339(z.since), "desiredCount": z.desired_count})),
+                "override": state.operator_override.as_ref().filter(|o| o.until > now)
+                    .map(|o| json!({"awake": o.awake, "until": rfc3339(o.until)})),
+                "paused": state.paused.is_some(),
+                "quarantined": state.quarantine.keys().collect::<Vec<_>>(),
+                "tagProblems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    if json_output {
+        return print_json(out, &rows);
+    }
+    if rows.is_empty() {
+        writeln!(out, "no service carries a deckhand tag")?;
+    }
+    for row in &rows {
+        let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+        let deployment = match &row["deployment"] {
+            Value::Null => "-".to_owned(),
+            d => format!(
+                "{} -> {} {}",
+                text(&d["from"]),
+                text(&d["to"]),
+                text(&d["status"])
+            ),
+        };
+        let sleep = match (&row["asleep"], &row["override"]) {
+            (Value::Null, Value::Null) => "awake".to_owned(),
+            (Value::Null, o) => format!(
+                "kept {} until {}",
+                if o["awake"] == true {
+                    "awake"
+                } else {
+                    "asleep"
+                },
+                text(&o["until"])
+            ),
+            (a, _) => format!("asleep since {}", text(&a["since"])),
+        };
+        writeln!(
+            out,
+            "{}  runs {} ({} tasks), known-good {}, deployment {}, {}{}{}{}",
+            text(&row["service"]),
+            text(&row["running"]),
+            row["desiredCount"],
+            text(&row["knownGood"]),
+            deployment,
+            sleep,
+            if row["paused"] == true {
+                ", deploys paused"
+            } else {
+                ""
+            },
+            match row["quarantined"].as_array().map(Vec::len) {
+                Some(n) if n > 0 => format!(", {n} quarantined digest(s)"),
+                _ => String::new(),
+            },
+            match row["tagProblems"].as_array() {
+                Some(p) if !p.is_empty() => format!(
+                    ", INVALID TAGS: {}",
+                    p.iter().map(text).collect::<Vec<_>>().join("; ")
+                ),
+                _ => String::new(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn tag_problems(tags: &deckhand::domain::settings::Tags, config: &Config) -> Vec<TagProblem> {
+    let mut problems = Vec::new();
+    if let Err(p) = DeploySettings::from_tags(tags, config.guard) {
+        problems.extend(p);
+    }
+    if let Err(p) = ScheduleSettings::from_tags(tags, config.timezone) {
+        problems.extend(p);
+    }
+    problems
+}
+
+/// Every opted-in service's tags, checked and said in words.
+async fn check(
+    ports: &Ports,
+    config: &Config,
+    json_output: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let services = opted_in(ports, config, None).await?;
+    let now = ports.clock.now();
+    let mut rows = Vec::new();
+    let mut invalid = 0;
+    for s in &services {
+        let mut words = Vec::new();
+        let problems = tag_problems(&s.tags, config);
+        if let Ok(Some(d)) = DeploySettings::from_tags(&s.tags, config.guard) {
+            words.push(format!(
+                "deploys pushes matching {} (guard {})",
+                d.policy,
+                deckhand::domain::duration::format_duration(d.guard)
+            ));
+        }
+        if let Ok(Some(sched)) = ScheduleSettings::from_tags(&s.tags, config.timezone) {
+            let schedule = &sched.schedule;
+            let next = schedule.next_change(now).map_or_else(
+                || "no change within a year".to_owned(),
+                |t| {
+                    let minutes = (t - now).num_minutes();
+                    let what = if schedule.is_awake(now) {
+                        "sleep"
+                    } else {
+                        "wake-up"
+                    };
+                    format!("next {what} in {} h {} min", minutes / 60, minutes % 60)
+                },
+            );
+            words.push(format!(
+                "awake {} {}; {next}",
+                schedule.awake, schedule.timezone
+            ));
+        }
+        if !problems.is_empty() {
+            invalid += 1;
+        }
+        rows.push(json!({
+            "service": s.key.to_string(),
+            "valid": problems.is_empty(),
+            "means": words,
+            "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }));
+    }
+    if json_output {
+        print_json(out, &rows)?;
+    } else {
+        for row in &rows {
+            let service = row["service"].as_str().unwrap_or("?");
+            for problem in row["problems"].as_array().into_iter().flatten() {
+                writeln!(
+                    out,
+                    "{service}  INVALID {}",
+                    problem.as_str().unwrap_or("?")
+                )?;
+            }
+            for means in row["means"].as_array().into_iter().flatten() {
+                writeln!(out, "{service}  {}", means.as_str().unwrap_or("?"))?;
+            }
+        }
+    }
+    if invalid > 0 {
+        return Err(CliError::Setup(format!(
+            "{invalid} service(s) have deckhand tags that do not parse"
+        )));
+    }
+    Ok(())
+}
+
+async fn init(
+    clients: &Clients,
+    table: &str,
+    topic: &str,
+    json_output: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        TimeToLiveSpecification,
+    };
+    let setup = |e: &dyn std::fmt::Display| CliError::Setup(e.to_string());
+    let ddb = &clients.dynamodb;
+    let exists = ddb.describe_table().table_name(table).send().await.is_ok();
+    if !exists {
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        ddb.create_table()
+            .table_name(table)
+            .key_schema(key("pk", KeyType::Hash).map_err(|e| setup(&e))?)
+            .key_schema(key("sk", KeyType::Range).map_err(|e| setup(&e))?)
+            .attribute_definitions(attribute("pk").map_err(|e| setup(&e))?)
+            .attribute_definitions(attribute("sk").map_err(|e| setup(&e))?)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .map_err(|e| setup(&aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        ddb.update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("ttl")
+                    .build()
+                    .map_err(|e| setup(&e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| setup(&aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+    }
+    // CreateTopic is idempotent: it returns the existing topic of that name.
+    let topic_arn = clients
+        .sns
+        .create_topic()
+        .name(topic)
+        .send()
+        .await
+        .map_err(|e| setup(&aws_sdk_sns::error::DisplayErrorContext(e)))?
+        .topic_arn
+        .unwrap_or_default();
+    if json_output {
+        let value = json!({"table": table, "tableCreated": !exists, "topicArn": topic_arn});
+        print_json(out, &value)?;
+    } else {
+        let table_state = if exists { "exists" } else { "created" };
+        writeln!(out, "table {table} {table_state}; topic {topic_arn}")?;
+        writeln!(
+            out,
+            "export DECKHAND_TABLE={table} DECKHAND_TOPIC_ARN={topic_arn}"
+        )?;
+    }
+    Ok(())
+}
