@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use deckhand::adapters::aws::Clients;
 use deckhand::app::Ports;
 use deckhand::app::operator::{Operator, OperatorError};
+use deckhand::app::rollback::{RollbackError, RollbackFunction};
 use deckhand::app::scheduler::{SchedulerError, SchedulerFunction};
 use deckhand::config::{Config, ConfigError};
 use deckhand::domain::image::Digest;
@@ -37,6 +38,8 @@ pub enum CliError {
     Operator(#[from] OperatorError),
     #[error("{0}")]
     Scheduler(#[from] SchedulerError),
+    #[error("{0}")]
+    Rollback(#[from] RollbackError),
     #[error("{0}")]
     Aws(#[from] PortError),
     #[error("{0}")]
@@ -83,6 +86,13 @@ enum Command {
         service: String,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Roll a service back by hand, through the same path as an alarm: to REVISION
+    /// (family:revision or an ARN) or its known-good revision; the digest it ran is quarantined.
+    Rollback {
+        service: String,
+        #[arg(long)]
+        to: Option<String>,
     },
     /// Freeze automatic deploys of a service: pushes are recorded as skipped.
     Pause { service: String },
@@ -153,6 +163,15 @@ pub async fn run(
             let ports = clients.ports(&config(false)?);
             let records = ports.store.history(&key(service)?, *limit).await?;
             print_history(&records, cli.json, out)
+        }
+        Command::Rollback { service, to } => {
+            let key = key(service)?;
+            let config = config(true)?;
+            let rollback = RollbackFunction::new(clients.ports(&config), config);
+            let summary = rollback
+                .manual(&key, to.as_deref(), &operator_name())
+                .await?;
+            print_summary(&summary, cli.json, out)
         }
         Command::Pause { service } => {
             let operator = Operator::new(clients.ports(&config(false)?), operator_name());

@@ -241,3 +241,46 @@ async fn init_creates_the_table_and_topic_once() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn rollback_by_hand_and_to_an_unknown_revision() {
+    let stack = Stack::new().await;
+    let (web, deploy) = web(&stack, &[]).await;
+    let digest = stack.push_image("main-42").await;
+    let push = stack.push_event("p1", utc("2026-11-23T10:00:00Z"), "main-42", &digest);
+    assert_eq!(
+        deploy.handle(&push).await.unwrap().outcome,
+        Outcome::Deployed
+    );
+    let deployed = stack.running_task_definition("web").await;
+
+    let family = format!("cli-{}", stack.id);
+    let e = deckhand(&stack, &["rollback", &web, "--to", &format!("{family}:9")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{family}:9 is not a task definition revision ECS knows")
+    );
+    assert_eq!(
+        stack.running_task_definition("web").await,
+        deployed,
+        "nothing changed"
+    );
+
+    let rolled = deckhand_json(&stack, &["rollback", &web, "--to", &format!("{family}:1")]).await;
+    assert_eq!(rolled["outcome"], "rolled-back", "{rolled}");
+    assert!(
+        stack
+            .running_task_definition("web")
+            .await
+            .ends_with(&format!("{family}:1"))
+    );
+    assert!(
+        stack
+            .notification_kinds()
+            .contains(&"rollback.started".to_owned())
+    );
+    let state = stack.store().load(&stack.service_key("web")).await.unwrap();
+    assert!(state.is_quarantined(&digest.parse().unwrap()).is_some());
+}

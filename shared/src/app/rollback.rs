@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::domain::fleet::ServiceView;
 use crate::domain::image::ImageRef;
 use crate::domain::rollback::{
-    ALARM_TAG_SERVICE, Alarm, Guard, RollbackDecision, RollbackSettings, decide_rollback, guard_of,
+    ALARM_TAG_SERVICE, Alarm, Guard, RollbackDecision, RollbackSettings, decide_manual_rollback,
+    decide_rollback, guard_of,
 };
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{TAG_ALARMS, TagProblem};
@@ -38,6 +39,9 @@ pub enum RollbackError {
     /// only the failed ones.
     #[error("{}", .0.failure_message())]
     ServicesFailed(Summary),
+    /// An operator's request that cannot be carried out; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl RollbackError {
@@ -47,6 +51,7 @@ impl RollbackError {
             Self::BadEvent(_) => "deckhand.BadEvent",
             Self::Discovery(_) => "deckhand.DiscoveryFailed",
             Self::ServicesFailed(_) => "deckhand.ServicesFailed",
+            Self::Refused(_) => "deckhand.Refused",
         }
     }
 }
@@ -86,6 +91,98 @@ impl RollbackFunction {
             return Err(RollbackError::ServicesFailed(summary));
         }
         info!(outcome = ?summary.outcome, services = summary.services.len(), "handled");
+        Ok(summary)
+    }
+
+    /// An operator's rollback, through the same path as an alarm's (lock, quarantine, history,
+    /// notification): to `to` (`family:revision` or an ARN) or else the known-good revision.
+    pub async fn manual(
+        &self,
+        key: &ServiceKey,
+        to: Option<&str>,
+        by: &str,
+    ) -> Result<Summary, RollbackError> {
+        let now = self.ports.clock.now();
+        let services = self
+            .ports
+            .ecs
+            .describe_services(std::slice::from_ref(key))
+            .await
+            .map_err(RollbackError::Discovery)?;
+        let Some(service) = services.into_iter().next() else {
+            return Err(RollbackError::Refused(format!("{key} does not exist")));
+        };
+        // An unknown revision is refused before anything is locked or written.
+        let requested = match to {
+            None => None,
+            Some(to) => match self.ports.ecs.describe_task_definition(to).await {
+                Ok(td) => Some(td.arn),
+                Err(e)
+                    if e.kind == PortErrorKind::NotFound
+                        || e.message.contains("ClientException") =>
+                {
+                    return Err(RollbackError::Refused(format!(
+                        "{to} is not a task definition revision ECS knows"
+                    )));
+                }
+                Err(e) => return Err(RollbackError::Discovery(e)),
+            },
+        };
+        let alarm = Alarm {
+            event_id: format!(
+                "rollback#{by}@{}",
+                now.to_rfc3339_opts(SecondsFormat::Millis, true)
+            ),
+            name: format!("manual rollback by {by}"),
+            arn: None,
+            state: crate::domain::rollback::AlarmState::Alarm,
+            previous: None,
+            reason: "requested by an operator".into(),
+            at: now,
+            dimensions: Vec::new(),
+        };
+        let owner = owner_token(&alarm.event_id);
+        let locked = acquire(&*self.ports.store, &*self.ports.clock, key, &owner)
+            .await
+            .map_err(RollbackError::Discovery)?;
+        let running = service.task_definition.as_str();
+        let requested = requested.as_deref();
+        let mut decision = decide_manual_rollback(&locked.state, running, requested, None);
+        if let RollbackDecision::RollBack { to, .. } = &decision {
+            match self.quarantined_in(to.as_str(), &locked.state).await {
+                Ok(None) => {}
+                Ok(Some(digest)) => {
+                    decision =
+                        decide_manual_rollback(&locked.state, running, requested, Some(&digest));
+                }
+                Err(e) => {
+                    let report = self.failed_under_lock(key, &alarm, &locked, e).await;
+                    return Err(RollbackError::ServicesFailed(Summary::of(
+                        vec![report],
+                        String::new,
+                    )));
+                }
+            }
+        }
+        let case = Case {
+            key,
+            alarm: &alarm,
+            locked: &locked,
+            guard: "requested by an operator",
+        };
+        let report = match decision {
+            RollbackDecision::Skip(reason) => self.skip(&case, reason).await,
+            RollbackDecision::RollBack { from, to, reason } => {
+                match self.ports.ecs.update_service(key, &to).await {
+                    Ok(_) => self.record_rollback(&case, &from, &to, reason).await,
+                    Err(e) => self.failed_under_lock(key, &alarm, &locked, e).await,
+                }
+            }
+        };
+        let summary = Summary::of(vec![report], String::new);
+        if summary.failed_services().next().is_some() {
+            return Err(RollbackError::ServicesFailed(summary));
+        }
         Ok(summary)
     }
 
@@ -272,7 +369,9 @@ impl RollbackFunction {
         let now = self.ports.clock.now();
         let mut state = locked.state.clone();
         let mut digest = None;
-        if let Some(d) = state.deployment.as_mut() {
+        // The deployment is undone only if the service ran it; a rollback from elsewhere (by
+        // hand) leaves deckhand's record of it as it was.
+        if let Some(d) = state.deployment.as_mut().filter(|d| d.to == from) {
             d.status = DeploymentStatus::RolledBack;
             d.finished_at.get_or_insert(now);
             d.rollback = Some(RolledBack {

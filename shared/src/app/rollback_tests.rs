@@ -148,6 +148,15 @@ impl World {
         self.rollback.handle(&event).await
     }
 
+    /// Asserts the service runs `api:1` with digest `b` quarantined, and returns its state.
+    async fn rolled_back_to_api_1(&self, key: &ServiceKey) -> ServiceState {
+        assert_eq!(self.running(key), "api:1");
+        let state = self.store.load(key).await.unwrap();
+        let bad: crate::domain::image::Digest = digest('b').parse().unwrap();
+        assert!(state.is_quarantined(&bad).is_some(), "{state:?}");
+        state
+    }
+
     fn running(&self, key: &ServiceKey) -> String {
         revision_name(&self.ecs.service(key).unwrap().task_definition).to_owned()
     }
@@ -218,13 +227,7 @@ async fn an_alarm_in_the_guard_window_rolls_back_and_quarantines() {
         (Some("api:2"), Some("api:1"))
     );
     assert_eq!(r.digest.as_deref(), Some(digest('b').as_str()));
-    assert_eq!(w.running(&api), "api:1");
-    let state = w.store.load(&api).await.unwrap();
-    assert!(
-        state
-            .is_quarantined(&digest('b').parse().unwrap())
-            .is_some()
-    );
+    let state = w.rolled_back_to_api_1(&api).await;
     assert_eq!(
         state.deployment.unwrap().status,
         DeploymentStatus::RolledBack
@@ -559,4 +562,36 @@ async fn a_push_of_the_bad_digest_racing_the_rollback_never_undoes_it() {
         Outcome::Skipped
     );
     assert_eq!(w.running(&api), "api:1");
+}
+
+#[tokio::test]
+async fn a_manual_rollback_takes_the_alarm_path_and_an_unknown_revision_changes_nothing() {
+    let w = world();
+    let api = w.deployed_api(&[]).await;
+    let e = w
+        .rollback
+        .manual(&api, Some("api:9"), "alice")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "api:9 is not a task definition revision ECS knows"
+    );
+    assert_eq!(w.running(&api), "api:2");
+    assert!(w.store.load(&api).await.unwrap().quarantine.is_empty());
+
+    let s = w.rollback.manual(&api, None, "alice").await.unwrap();
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    let state = w.rolled_back_to_api_1(&api).await;
+    assert_eq!(
+        state.deployment.unwrap().rollback.unwrap().alarm,
+        "manual rollback by alice"
+    );
+    assert_eq!(w.kinds(), ["rollback.started"]);
+    let again = w.rollback.manual(&api, None, "alice").await.unwrap();
+    assert_eq!(again.outcome, Outcome::Skipped);
+    assert!(
+        again.services[0].reason.contains("already runs"),
+        "{again:?}"
+    );
 }

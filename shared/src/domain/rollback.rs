@@ -246,6 +246,37 @@ pub fn decide_rollback(
     }
 }
 
+/// An operator's rollback: to `requested` (a task definition ARN) or else the known-good
+/// revision, whatever the guard window says. Never onto a quarantined digest.
+pub fn decide_manual_rollback(
+    state: &ServiceState,
+    running: &str,
+    requested: Option<&str>,
+    target_quarantined: Option<&str>,
+) -> RollbackDecision {
+    use RollbackDecision::Skip;
+    let Some(target) = requested.or(state.known_good.as_deref()) else {
+        return Skip("there is no known-good revision; name one with --to".into());
+    };
+    if target == running {
+        return Skip(format!(
+            "the service already runs {}",
+            revision_name(target)
+        ));
+    }
+    if let Some(digest) = target_quarantined {
+        return Skip(format!(
+            "{} runs quarantined digest {digest}; release it first",
+            revision_name(target)
+        ));
+    }
+    RollbackDecision::RollBack {
+        from: running.to_owned(),
+        to: target.to_owned(),
+        reason: format!("rolled back by hand to {}", revision_name(target)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
@@ -388,6 +419,34 @@ mod tests {
         assert!(
             skipped(decide_rollback(&a, true, &done, NEW, Some("sha256:cc")))
                 .contains("quarantined digest sha256:cc")
+        );
+    }
+
+    #[test]
+    fn a_manual_rollback_goes_to_the_named_or_known_good_revision() {
+        let done = deployed(DeploymentStatus::Completed);
+        assert!(matches!(
+            decide_manual_rollback(&done, NEW, None, None),
+            RollbackDecision::RollBack { ref to, .. } if to == OLD
+        ));
+        let other = "arn:aws:ecs:eu-west-1:1:task-definition/api:30";
+        assert!(matches!(
+            decide_manual_rollback(&done, NEW, Some(other), None),
+            RollbackDecision::RollBack { ref to, .. } if to == other
+        ));
+        assert!(skipped(decide_manual_rollback(&done, OLD, None, None)).contains("already runs"));
+        assert!(
+            skipped(decide_manual_rollback(&done, NEW, None, Some("sha256:dd")))
+                .contains("release it first")
+        );
+        assert!(
+            skipped(decide_manual_rollback(
+                &ServiceState::default(),
+                NEW,
+                None,
+                None
+            ))
+            .contains("name one with --to")
         );
     }
 
