@@ -22,7 +22,7 @@ use deckhand::domain::settings::{
 };
 use deckhand::history::HistoryRecord;
 use deckhand::ports::PortError;
-use deckhand::report::{ServiceReport, Summary};
+use deckhand::report::{Action, ServiceReport, Summary};
 use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +127,12 @@ enum Command {
     },
     /// Check every opted-in service's tags and say what they mean.
     Check,
+    /// Deployments, failures, rollbacks, time from alarm to rollback, and task-hours saved by
+    /// sleeping, per service and in total.
+    Report {
+        #[arg(long, default_value = "30d")]
+        since: String,
+    },
     /// Create the table and the topic (for a local emulator or a first try without the template).
     Init {
         #[arg(long, default_value = "deckhand")]
@@ -234,6 +240,17 @@ pub async fn run(
             let config = config(false)?;
             let ports = clients.ports(&config);
             status(&ports, &config, cluster.as_deref(), cli.json, out).await
+        }
+        Command::Report { since } => {
+            let since = deckhand::domain::duration::parse_duration(since).map_err(|_| {
+                CliError::Argument {
+                    value: since.clone(),
+                    what: "a duration such as 7d, 30d or 12h",
+                }
+            })?;
+            let config = config(false)?;
+            let ports = clients.ports(&config);
+            report(&ports, &config, since, cli.json, out).await
         }
         Command::Check => {
             let config = config(false)?;
@@ -618,6 +635,115 @@ async fn init(
         writeln!(
             out,
             "export DECKHAND_TABLE={table} DECKHAND_TOPIC_ARN={topic_arn}"
+        )?;
+    }
+    Ok(())
+}
+
+/// The figures of one service (or of all) over the period.
+#[derive(Default)]
+struct Figures {
+    deployments: usize,
+    failures: usize,
+    rollbacks: usize,
+    /// Seconds from the alarm's state change to the rollback being recorded.
+    alarm_to_rollback: Vec<i64>,
+    task_hours_saved: f64,
+}
+
+impl Figures {
+    fn add(&mut self, record: &HistoryRecord) {
+        match record.action {
+            Action::Deployed => self.deployments += 1,
+            Action::Failed => self.failures += 1,
+            Action::RolledBack => {
+                self.rollbacks += 1;
+                if let Some(alarm_at) = record.alarm_at {
+                    self.alarm_to_rollback
+                        .push((record.at - alarm_at).num_seconds().max(0));
+                }
+            }
+            Action::Awake => {
+                self.task_hours_saved += record
+                    .scale
+                    .as_ref()
+                    .and_then(|s| s.task_hours_saved)
+                    .unwrap_or(0.0);
+            }
+            _ => {}
+        }
+    }
+
+    fn median_alarm_to_rollback(&self) -> Option<i64> {
+        let mut seconds = self.alarm_to_rollback.clone();
+        seconds.sort_unstable();
+        match seconds.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(seconds[n / 2]),
+            n => Some((seconds[n / 2 - 1] + seconds[n / 2]) / 2),
+        }
+    }
+
+    fn to_json(&self, service: &str) -> Value {
+        json!({
+            "service": service,
+            "deployments": self.deployments,
+            "failures": self.failures,
+            "rollbacks": self.rollbacks,
+            "medianSecondsFromAlarmToRollback": self.median_alarm_to_rollback(),
+            "taskHoursSaved": (self.task_hours_saved * 100.0).round() / 100.0,
+        })
+    }
+}
+
+async fn report(
+    ports: &Ports,
+    config: &Config,
+    since: chrono::TimeDelta,
+    json_output: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let from = ports.clock.now() - since;
+    let services = opted_in(ports, config, None).await?;
+    let mut total = Figures::default();
+    let mut rows = Vec::new();
+    for service in &services {
+        let mut figures = Figures::default();
+        for record in ports.store.history(&service.key, usize::MAX).await? {
+            if record.at < from {
+                // History comes newest first: the rest is older still.
+                break;
+            }
+            figures.add(&record);
+            total.add(&record);
+        }
+        rows.push(figures.to_json(&service.key.to_string()));
+    }
+    let total = total.to_json("total");
+    if json_output {
+        return print_json(
+            out,
+            &json!({"since": rfc3339(from), "services": rows, "total": total}),
+        );
+    }
+    writeln!(
+        out,
+        "since {}: service, deployments, failures, rollbacks, median alarm-to-rollback, task-hours saved",
+        rfc3339(from)
+    )?;
+    for row in rows.iter().chain(std::iter::once(&total)) {
+        let median = row["medianSecondsFromAlarmToRollback"]
+            .as_i64()
+            .map_or("-".to_owned(), |s| format!("{s} s"));
+        writeln!(
+            out,
+            "{:<40} {:>4} {:>4} {:>4} {:>8} {:>10}",
+            row["service"].as_str().unwrap_or("?"),
+            row["deployments"],
+            row["failures"],
+            row["rollbacks"],
+            median,
+            row["taskHoursSaved"]
         )?;
     }
     Ok(())

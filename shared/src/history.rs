@@ -34,6 +34,9 @@ pub struct HistoryRecord {
     pub ecs_deployment_id: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// For rollbacks: when the alarm changed state, to measure how fast deckhand answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_at: Option<DateTime<Utc>>,
     /// For sleeps and wakes: what was saved, set or restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<ScaleRecord>,
@@ -79,6 +82,7 @@ impl HistoryRecord {
             to: None,
             ecs_deployment_id: None,
             dry_run: false,
+            alarm_at: None,
             scale: None,
         }
     }

@@ -283,4 +283,29 @@ async fn rollback_by_hand_and_to_an_unknown_revision() {
     );
     let state = stack.store().load(&stack.service_key("web")).await.unwrap();
     assert!(state.is_quarantined(&digest.parse().unwrap()).is_some());
+
+    let report = deckhand_json(&stack, &["report", "--since", "1d"]).await;
+    let row = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["service"] == web)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (row["deployments"].as_u64(), row["rollbacks"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    assert!(
+        row["medianSecondsFromAlarmToRollback"].as_i64().unwrap() < 60,
+        "{report}"
+    );
+    let e = deckhand(&stack, &["report", "--since", "a while"])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`a while` is not a duration such as 7d, 30d or 12h"
+    );
 }

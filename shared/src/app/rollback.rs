@@ -489,6 +489,7 @@ impl RollbackFunction {
         (from, to): (&str, &str),
     ) -> HistoryRecord {
         let mut record = HistoryRecord::new(key, at, action, reason, &alarm.event_id);
+        record.alarm_at = Some(alarm.at);
         record.from = Some(from.to_owned()).filter(|f| !f.is_empty());
         record.to = Some(to.to_owned()).filter(|t| !t.is_empty());
         record
