@@ -150,14 +150,17 @@ class Demo:
         if quarantined:
             print(f"quarantined: {quarantined}")
 
-    def show_history(self):
-        items = self.ddb.query(
-            TableName=TABLE, KeyConditionExpression="pk = :pk AND begins_with(sk, :h)",
-            ExpressionAttributeValues={":pk": {"S": "service#demo/web"}, ":h": {"S": "history#"}},
-            ScanIndexForward=False,
-        )["Items"]
-        for item in items:
-            print(f"  {item['at']['S'][:23]}  {item['action']['S']:<10} {item['reason']['S']}")
+    def deckhand(self, *args):
+        """Runs the operator's command line against the emulator, as an operator would."""
+        print(f"$ deckhand {' '.join(args)}", flush=True)
+        env = dict(os.environ, AWS_ENDPOINT_URL=self.endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="demo",
+                   AWS_SECRET_ACCESS_KEY="demo", DECKHAND_TABLE=TABLE, DECKHAND_TOPIC_ARN=self.topic_arn,
+                   DECKHAND_CLUSTERS="demo")
+        result = subprocess.run([str(ROOT / "target" / "debug" / "deckhand"), *args], cwd=ROOT, env=env,
+                                capture_output=True, text=True)
+        print((result.stdout + result.stderr).rstrip(), flush=True)
+        if result.returncode != 0:
+            sys.exit(f"deckhand {' '.join(args)} failed")
 
     def show_notifications(self):
         data = json.loads(urlopen_text(f"{self.endpoint}/moto-api/data.json"))
@@ -242,7 +245,7 @@ def local_aws():
 def functions_running(demo, log_name):
     """The three functions built and served by `cargo lambda watch`; yields its port."""
     port = free_port()
-    subprocess.run(["cargo", "build", "--quiet", "-p", "deploy", "-p", "rollback", "-p", "scheduler"],
+    subprocess.run(["cargo", "build", "--quiet", "-p", "deploy", "-p", "rollback", "-p", "scheduler", "-p", "deckhand-cli"],
                    cwd=ROOT, check=True)
     env = dict(os.environ, AWS_ENDPOINT_URL=demo.endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="demo",
                AWS_SECRET_ACCESS_KEY="demo", DECKHAND_TABLE=TABLE, DECKHAND_TOPIC_ARN=demo.topic_arn,
@@ -342,8 +345,10 @@ def story(demo, lambda_port):
     expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {morning})"), "awake")
     demo.show_service()
 
-    heading("History of demo/web (DynamoDB), newest first")
-    demo.show_history()
+    heading("What the operator sees: status, history and report from the table")
+    demo.deckhand("status")
+    demo.deckhand("history", "demo/web")
+    demo.deckhand("report", "--since", "7d")
 
     heading("Notifications on the SNS topic")
     demo.show_notifications()

@@ -640,6 +640,16 @@ async fn init(
     Ok(())
 }
 
+/// A progress line on standard error for long listings, so that the output stays clean.
+fn progress(done: usize, total: usize) {
+    if total >= 50 && done.is_multiple_of(25) {
+        eprint!("\rreading {done}/{total} services...");
+        if done + 25 >= total {
+            eprintln!();
+        }
+    }
+}
+
 /// The figures of one service (or of all) over the period.
 #[derive(Default)]
 struct Figures {
@@ -707,7 +717,8 @@ async fn report(
     let services = opted_in(ports, config, None).await?;
     let mut total = Figures::default();
     let mut rows = Vec::new();
-    for service in &services {
+    for (i, service) in services.iter().enumerate() {
+        progress(i, services.len());
         let mut figures = Figures::default();
         for record in ports.store.history(&service.key, usize::MAX).await? {
             if record.at < from {
@@ -726,10 +737,11 @@ async fn report(
             &json!({"since": rfc3339(from), "services": rows, "total": total}),
         );
     }
+    writeln!(out, "since {}", rfc3339(from))?;
     writeln!(
         out,
-        "since {}: service, deployments, failures, rollbacks, median alarm-to-rollback, task-hours saved",
-        rfc3339(from)
+        "{:<40} {:>11} {:>8} {:>9} {:>14} {:>17}",
+        "service", "deployments", "failures", "rollbacks", "alarm->rollback", "task-hours saved"
     )?;
     for row in rows.iter().chain(std::iter::once(&total)) {
         let median = row["medianSecondsFromAlarmToRollback"]
@@ -737,7 +749,7 @@ async fn report(
             .map_or("-".to_owned(), |s| format!("{s} s"));
         writeln!(
             out,
-            "{:<40} {:>4} {:>4} {:>4} {:>8} {:>10}",
+            "{:<40} {:>11} {:>8} {:>9} {:>14} {:>17}",
             row["service"].as_str().unwrap_or("?"),
             row["deployments"],
             row["failures"],
