@@ -751,11 +751,11 @@ async fn report(
             out,
             "{:<40} {:>11} {:>8} {:>9} {:>14} {:>17}",
             row["service"].as_str().unwrap_or("?"),
-            row["deployments"],
-            row["failures"],
-            row["rollbacks"],
+            row["deployments"].to_string(),
+            row["failures"].to_string(),
+            row["rollbacks"].to_string(),
             median,
-            row["taskHoursSaved"]
+            row["taskHoursSaved"].to_string()
         )?;
     }
     Ok(())
