@@ -545,7 +545,7 @@ async fn the_sample_events_drive_the_function() {
     assert!(stack.notifications().is_empty());
 }
 
-/// Log lines, captured for one test.
+/// Log lines of the threads that asked for them.
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
 
@@ -560,6 +560,32 @@ impl std::io::Write for Captured {
     }
 }
 
+thread_local! {
+    static CAPTURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A process-wide subscriber at `trace` level that keeps only the events of threads that set
+/// `CAPTURING`. Tracing's per-callsite interest is process-wide: a subscriber set for one
+/// thread misses events whose callsites other tests' threads registered first.
+fn captured_logs() -> &'static Captured {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{Layer, filter};
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(move || writer.clone())
+            .with_filter(filter::filter_fn(|_| CAPTURING.with(|c| c.get())));
+        let subscriber = tracing_subscriber::registry()
+            .with(filter::LevelFilter::TRACE)
+            .with(layer);
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        captured
+    })
+}
+
 #[tokio::test]
 async fn no_log_line_carries_a_task_definition_value() {
     let stack = Stack::new().await;
@@ -571,20 +597,14 @@ async fn no_log_line_carries_a_task_definition_value() {
     let function = DeployFunction::new(stack.system_ports(), stack.config());
 
     // Everything deckhand and the SDK log, at the most verbose level an operator might set.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("trace")
-        .with_writer(move || writer.clone())
-        .finish();
-    let summary = {
-        let _guard = tracing::subscriber::set_default(subscriber);
-        function
-            .handle(&stack.push_event("push-log", Utc::now(), "main-42", &digest))
-            .await
-            .unwrap()
-    };
+    // The test runs on one thread (tokio's current-thread runtime), the SDK's tasks included.
+    let captured = captured_logs();
+    CAPTURING.with(|c| c.set(true));
+    let summary = function
+        .handle(&stack.push_event("push-log", Utc::now(), "main-42", &digest))
+        .await
+        .unwrap();
+    CAPTURING.with(|c| c.set(false));
     assert_eq!(summary.outcome, Outcome::Deployed);
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
