@@ -66,6 +66,9 @@ struct Cli {
     /// The SNS topic deckhand publishes to (needed by wake and sleep, which notify).
     #[arg(long, env = "DECKHAND_TOPIC_ARN", global = true)]
     topic_arn: Option<String>,
+    /// Only this cluster (default: DECKHAND_CLUSTERS, else every cluster).
+    #[arg(long, global = true)]
+    cluster: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -77,10 +80,7 @@ struct Cli {
 enum Command {
     /// Every opted-in service: policy, running image, known-good revision, latest deployment,
     /// asleep or awake, quarantined digests, tag problems.
-    Status {
-        #[arg(long)]
-        cluster: Option<String>,
-    },
+    Status,
     /// A service's decisions and actions, newest first.
     History {
         service: String,
@@ -160,6 +160,10 @@ pub async fn run(
         Ok(Config::from_lookup(|name| match name {
             "DECKHAND_TABLE" => Some(cli.table.clone()),
             "DECKHAND_TOPIC_ARN" => Some(topic.clone()),
+            "DECKHAND_CLUSTERS" => cli
+                .cluster
+                .clone()
+                .or_else(|| std::env::var("DECKHAND_CLUSTERS").ok()),
             other => std::env::var(other).ok(),
         })?)
     };
@@ -236,10 +240,10 @@ pub async fn run(
             let summary = scheduler.handle(&request).await?;
             print_summary(&summary, cli.json, out)
         }
-        Command::Status { cluster } => {
+        Command::Status => {
             let config = config(false)?;
             let ports = clients.ports(&config);
-            status(&ports, &config, cluster.as_deref(), cli.json, out).await
+            status(&ports, &config, cli.json, out).await
         }
         Command::Report { since } => {
             let since = deckhand::domain::duration::parse_duration(since).map_err(|_| {
@@ -358,14 +362,12 @@ fn print_summary(
 async fn opted_in(
     ports: &Ports,
     config: &Config,
-    cluster: Option<&str>,
 ) -> Result<Vec<deckhand::domain::fleet::ServiceView>, CliError> {
     let mut keys = BTreeSet::new();
     for tag in [TAG_DEPLOY, TAG_AWAKE] {
         for arn in ports.ecs.find_services(tag).await? {
             if let Some(key) = ServiceKey::from_arn(&arn)
                 && config.manages_cluster(key.cluster())
-                && cluster.is_none_or(|c| c == key.cluster())
             {
                 keys.insert(key);
             }
@@ -383,11 +385,10 @@ async fn opted_in(
 async fn status(
     ports: &Ports,
     config: &Config,
-    cluster: Option<&str>,
     json_output: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let services = opted_in(ports, config, cluster).await?;
+    let services = opted_in(ports, config).await?;
     let keys: Vec<ServiceKey> = services.iter().map(|s| s.key.clone()).collect();
     let states = ports.store.load_many(&keys).await?;
     let now = ports.clock.now();
@@ -498,7 +499,7 @@ async fn check(
     json_output: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let services = opted_in(ports, config, None).await?;
+    let services = opted_in(ports, config).await?;
     let now = ports.clock.now();
     let mut rows = Vec::new();
     let mut invalid = 0;
@@ -714,7 +715,7 @@ async fn report(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let from = ports.clock.now() - since;
-    let services = opted_in(ports, config, None).await?;
+    let services = opted_in(ports, config).await?;
     let mut total = Figures::default();
     let mut rows = Vec::new();
     for (i, service) in services.iter().enumerate() {

@@ -186,13 +186,40 @@ async fn wake_sleep_plan_status_and_check() {
             .starts_with("deckhand:awake")
     );
 
-    let plan = deckhand_json(&stack, &["plan", "--at", "2026-11-23T12:00:00Z"]).await;
+    let cluster = stack.cluster.clone();
+    let plan = deckhand_json(
+        &stack,
+        &[
+            "plan",
+            "--cluster",
+            &cluster,
+            "--at",
+            "2026-11-23T12:00:00Z",
+        ],
+    )
+    .await;
     assert_eq!(plan["dryRun"], true, "{plan}");
+    let planned: Vec<(&str, &str)> = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["service"].as_str().unwrap(),
+                s["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(planned.len(), 2, "{plan}");
+    assert!(planned.contains(&(web.as_str(), "unchanged")), "{plan}");
+    assert!(planned.iter().any(|(_, a)| *a == "invalid"), "{plan}");
 
-    let e = deckhand(&stack, &["check"]).await.unwrap_err();
+    let e = deckhand(&stack, &["check", "--cluster", &cluster])
+        .await
+        .unwrap_err();
     assert!(
         e.to_string()
-            .contains("have deckhand tags that do not parse"),
+            .contains("1 service(s) have deckhand tags that do not parse"),
         "{e}"
     );
     let e = deckhand(&stack, &["wake", &web]).await.unwrap_err();
@@ -308,4 +335,34 @@ async fn rollback_by_hand_and_to_an_unknown_revision() {
         e.to_string(),
         "`a while` is not a duration such as 7d, 30d or 12h"
     );
+}
+
+#[tokio::test]
+async fn check_says_what_valid_tags_mean() {
+    let stack = Stack::new().await;
+    let (web, _) = web(
+        &stack,
+        &[
+            ("deckhand:awake", "Mon-Fri 07:00-19:00"),
+            ("deckhand:timezone", "Europe/London"),
+        ],
+    )
+    .await;
+    let text = deckhand(&stack, &["check", "--cluster", &stack.cluster])
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "{web}  deploys pushes matching prefix=main- (guard 30m)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{web}  awake Mon-Fri 07:00-19:00 Europe/London; next "
+        )),
+        "{text}"
+    );
+    let json = deckhand_json(&stack, &["check", "--cluster", &stack.cluster]).await;
+    assert_eq!(json[0]["valid"], true, "{json}");
 }
