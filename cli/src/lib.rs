@@ -391,6 +391,23 @@ async fn status(
     let services = opted_in(ports, config).await?;
     let keys: Vec<ServiceKey> = services.iter().map(|s| s.key.clone()).collect();
     let states = ports.store.load_many(&keys).await?;
+    // The images each service runs, one DescribeTaskDefinition per distinct revision.
+    let mut images: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (i, s) in services.iter().enumerate() {
+        progress(i, services.len());
+        if !images.contains_key(&s.task_definition) {
+            let td = ports
+                .ecs
+                .describe_task_definition(&s.task_definition)
+                .await?;
+            let list = td
+                .containers
+                .iter()
+                .map(|c| format!("{}={}", c.name, short_image(&c.image)))
+                .collect();
+            images.insert(s.task_definition.clone(), list);
+        }
+    }
     let now = ports.clock.now();
     let rows: Vec<Value> = services
         .iter()
@@ -402,6 +419,7 @@ async fn status(
                 "policy": s.tags.get(TAG_DEPLOY),
                 "schedule": s.tags.get(TAG_AWAKE),
                 "running": revision_name(&s.task_definition),
+                "images": images.get(&s.task_definition),
                 "desiredCount": s.desired_count,
                 "knownGood": state.known_good_at(now).map(revision_name),
                 "deployment": state.deployment.as_ref().map(|d| json!({
@@ -451,9 +469,13 @@ async fn status(
             ),
             (a, _) => format!("asleep since {}", text(&a["since"])),
         };
+        let running_images = row["images"]
+            .as_array()
+            .map(|i| i.iter().map(text).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
         writeln!(
             out,
-            "{}  runs {} ({} tasks), known-good {}, deployment {}, {}{}{}{}",
+            "{}  runs {} [{running_images}] ({} tasks), known-good {}, deployment {}, {}{}{}{}",
             text(&row["service"]),
             text(&row["running"]),
             row["desiredCount"],
@@ -479,6 +501,18 @@ async fn status(
         )?;
     }
     Ok(())
+}
+
+/// `REPOSITORY:TAG` or `REPOSITORY@sha256:abbreviated`, without the registry host.
+fn short_image(image: &str) -> String {
+    let name = image.rsplit('/').next().unwrap_or(image);
+    match name.split_once("@sha256:") {
+        Some((repository, hex)) => {
+            let short: String = hex.chars().take(12).collect();
+            format!("{repository}@sha256:{short}")
+        }
+        None => name.to_owned(),
+    }
 }
 
 fn tag_problems(tags: &deckhand::domain::settings::Tags, config: &Config) -> Vec<TagProblem> {
