@@ -145,6 +145,21 @@ impl Config {
         })
     }
 
+    /// Defaults for tests of the use cases: every cluster, UTC, the default guard.
+    #[cfg(test)]
+    pub(crate) fn for_tests(dry_run: bool) -> Self {
+        Self {
+            table: "t".into(),
+            topic_arn: "arn".into(),
+            clusters: None,
+            timezone: Tz::UTC,
+            guard: DEFAULT_GUARD,
+            concurrency: DEFAULT_CONCURRENCY,
+            require_scan: None,
+            dry_run,
+        }
+    }
+
     pub fn manages_cluster(&self, cluster: &str) -> bool {
         self.clusters
             .as_ref()

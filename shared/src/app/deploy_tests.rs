@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::adapters::memory::{FixedClock, MemoryEcr, MemoryEcs, MemoryNotifier, MemoryStore};
-use crate::config::DEFAULT_GUARD;
 use crate::domain::state::DeploymentStatus;
 use crate::ports::{Ecs as _, StateStore as _};
 use crate::report::Outcome;
@@ -24,16 +23,7 @@ struct World {
 }
 
 fn config(dry_run: bool) -> Config {
-    Config {
-        table: "t".into(),
-        topic_arn: "arn".into(),
-        clusters: None,
-        timezone: chrono_tz::Tz::UTC,
-        guard: DEFAULT_GUARD,
-        concurrency: crate::config::DEFAULT_CONCURRENCY,
-        require_scan: None,
-        dry_run,
-    }
+    Config::for_tests(dry_run)
 }
 
 fn at(minute: u32) -> DateTime<Utc> {

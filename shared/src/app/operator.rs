@@ -158,7 +158,7 @@ mod tests {
         MemoryStore,
     };
     use crate::app::deploy::DeployFunction;
-    use crate::config::{Config, DEFAULT_CONCURRENCY, DEFAULT_GUARD};
+    use crate::config::Config;
     use crate::ports::StateStore as _;
     use crate::report::Outcome;
 
@@ -188,16 +188,7 @@ mod tests {
             notifier: Arc::new(MemoryNotifier::default()),
             clock: Arc::new(FixedClock::new(utc("2026-11-23T10:00:00Z"))),
         };
-        let config = Config {
-            table: "t".into(),
-            topic_arn: "arn".into(),
-            clusters: None,
-            timezone: chrono_tz::Tz::UTC,
-            guard: DEFAULT_GUARD,
-            concurrency: DEFAULT_CONCURRENCY,
-            require_scan: None,
-            dry_run: false,
-        };
+        let config = Config::for_tests(false);
         let web = ServiceKey::new("prod", "web");
         let td = ecs.add_task_definition("web", &[("web", &format!("{HOST}/web:1"))]);
         ecs.add_service(&web, &td, &[("deckhand:deploy", "any")]);

@@ -11,7 +11,6 @@ use crate::adapters::memory::{
     FixedClock, MemoryAlarms, MemoryAutoscaling, MemoryEcr, MemoryEcs, MemoryNotifier, MemoryStore,
 };
 use crate::app::deploy::DeployFunction;
-use crate::config::{DEFAULT_CONCURRENCY, DEFAULT_GUARD};
 use crate::ports::StateStore as _;
 use crate::report::Outcome;
 
@@ -33,16 +32,7 @@ fn utc(text: &str) -> DateTime<Utc> {
 }
 
 fn config(dry_run: bool) -> Config {
-    Config {
-        table: "t".into(),
-        topic_arn: "arn".into(),
-        clusters: None,
-        timezone: chrono_tz::Tz::UTC,
-        guard: DEFAULT_GUARD,
-        concurrency: DEFAULT_CONCURRENCY,
-        require_scan: None,
-        dry_run,
-    }
+    Config::for_tests(dry_run)
 }
 
 fn world_with(dry_run: bool) -> World {

@@ -191,6 +191,34 @@ fn millis(at: DateTime<Utc>) -> i64 {
 }
 
 impl DynamoStore {
+    /// The services named by the sort keys (`service#CLUSTER/SERVICE`) under one partition
+    /// key, all pages, read consistently.
+    async fn services_under(&self, pk: String) -> PortResult<Vec<ServiceKey>> {
+        let mut services = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| port_error("Query", e))?;
+            if let Some(service) = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.strip_prefix("service#"))
+                .and_then(|k| k.parse().ok())
+            {
+                services.push(service);
+            }
+        }
+        Ok(services)
+    }
+
     async fn transact(&self, items: Vec<TransactWriteItem>) -> PortResult<()> {
         if items.is_empty() {
             return Ok(());
@@ -223,29 +251,8 @@ impl DynamoStore {
 #[async_trait]
 impl StateStore for DynamoStore {
     async fn processed(&self, event_id: &str) -> PortResult<BTreeSet<ServiceKey>> {
-        let mut services = BTreeSet::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(format!("event#{event_id}")))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| port_error("Query", e))?;
-            if let Some(key) = item
-                .get("sk")
-                .and_then(|v| v.as_s().ok())
-                .and_then(|sk| sk.strip_prefix("service#"))
-                .and_then(|k| k.parse().ok())
-            {
-                services.insert(key);
-            }
-        }
-        Ok(services)
+        let services = self.services_under(format!("event#{event_id}")).await?;
+        Ok(services.into_iter().collect())
     }
 
     async fn lock(
@@ -456,29 +463,7 @@ impl StateStore for DynamoStore {
     }
 
     async fn sleeping(&self) -> PortResult<Vec<ServiceKey>> {
-        let mut services = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(SLEEPING_PK))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| port_error("Query", e))?;
-            if let Some(service) = item
-                .get("sk")
-                .and_then(|v| v.as_s().ok())
-                .and_then(|sk| sk.strip_prefix("service#"))
-                .and_then(|k| k.parse().ok())
-            {
-                services.push(service);
-            }
-        }
-        Ok(services)
+        self.services_under(SLEEPING_PK.to_owned()).await
     }
 
     async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>> {
