@@ -1,8 +1,10 @@
-"""moto server for deckhand's tests and demo, with every request applied atomically.
+"""moto server for deckhand's tests and demo, closer to AWS where deckhand relies on it.
 
 moto's backends take no locks, so under its threaded server two conditional writes to one
 DynamoDB item can both pass their condition. DynamoDB itself applies each request atomically,
-and deckhand's per-service lock relies on that; serialising requests restores it.
+and deckhand's per-service lock relies on that; serialising requests restores it. Transactions
+honour their ClientRequestToken, as DynamoDB's do, and CloudWatch speaks the protocol the
+SDK for Rust sends.
 
 As a program: `python scripts/emulator.py PORT` prints `ready` once listening and serves until
 its standard input closes, so it never outlives the process that started it.
@@ -16,11 +18,14 @@ import json
 import logging
 import sys
 import threading
+import time
 
 import moto.dynamodb.models as dynamodb_models
 import cbor2
+from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
@@ -77,6 +82,44 @@ def _transact_write_items_with_item_backup(self, transact_items):
 
 dynamodb_models.copy = _NoTableCopies
 DynamoDBBackend.transact_write_items = _transact_write_items_with_item_backup
+
+
+class IdempotentParameterMismatch(DynamodbException):
+    def __init__(self):
+        super().__init__(
+            ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException",
+            message="ClientRequestToken was used before with different TransactItems",
+        )
+
+
+# DynamoDB applies a TransactWriteItems once per ClientRequestToken for ten minutes: a retry
+# whose first attempt succeeded (its answer lost on the way) succeeds without applying it
+# again. The SDK sends a token with every transaction and keeps it across retries; moto
+# ignores it, so a retried commit would fail its own condition.
+TOKEN_WINDOW_SECONDS = 600
+_succeeded_by_token = {}
+_handle_transact_write_items = DynamoHandler.transact_write_items
+
+
+def _transact_write_items_once_per_token(self):
+    token = self.body.get("ClientRequestToken")
+    if not token:
+        return _handle_transact_write_items(self)
+    now = time.monotonic()
+    for old in [t for t, (at, _, _) in _succeeded_by_token.items() if now - at > TOKEN_WINDOW_SECONDS]:
+        del _succeeded_by_token[old]
+    request = json.dumps(self.body.get("TransactItems"), sort_keys=True)
+    if token in _succeeded_by_token:
+        _, seen_request, result = _succeeded_by_token[token]
+        if seen_request != request:
+            raise IdempotentParameterMismatch()
+        return result
+    result = _handle_transact_write_items(self)
+    _succeeded_by_token[token] = (now, request, result)
+    return result
+
+
+DynamoHandler.transact_write_items = _transact_write_items_once_per_token
 
 
 class CloudWatchCbor:

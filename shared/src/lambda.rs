@@ -17,13 +17,17 @@ pub fn init_tracing() {
 /// server faults) with room for a reconcile of a whole fleet.
 const MAX_ATTEMPTS: u32 = 5;
 
+/// The standard AWS configuration with deckhand's retry policy; the tests load it too, with
+/// an endpoint of theirs.
+pub fn sdk_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+}
+
 /// Reads the configuration and builds the AWS ports once, at cold start.
 pub async fn start() -> Result<(Config, Ports), lambda_runtime::Error> {
     let config = Config::from_env()?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-        .load()
-        .await;
+    let sdk = sdk_loader().load().await;
     let ports = crate::adapters::aws::Clients::new(&sdk).ports(&config);
     Ok((config, ports))
 }

@@ -52,12 +52,21 @@ pub trait Ecs: Send + Sync {
     /// Services with their tags and deployments. Unknown and deleted services are left out.
     async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>>;
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView>;
-    /// Registers a new revision of `base` with only the given images changed and returns its ARN.
+    /// Registers a new revision of `base` with only the given images changed, marked as
+    /// registered for `event_id`, and returns its ARN. Registered once however the call is
+    /// retried: after a failure that may have been applied, it looks before trying again.
     async fn register_revision(
         &self,
         base: &TaskDefinitionView,
         changes: &[ImageChange],
+        event_id: &str,
     ) -> PortResult<String>;
+    /// The revision of `base`'s family that was registered from `base` for `event_id`, if any.
+    async fn registered_for(
+        &self,
+        base: &TaskDefinitionView,
+        event_id: &str,
+    ) -> PortResult<Option<String>>;
     /// Points the service at a task definition. Returns the id of the ECS deployment this
     /// started, when ECS reports one.
     async fn update_service(
@@ -102,6 +111,9 @@ pub struct Locked {
     /// When the lease ends.
     pub until: DateTime<Utc>,
     pub state: ServiceState,
+    /// The holder whose lease ran out without a release: an invocation that stopped half-way,
+    /// whose work may be partly done.
+    pub interrupted: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +128,8 @@ pub trait StateStore: Send + Sync {
     async fn processed(&self, event_id: &str) -> PortResult<BTreeSet<ServiceKey>>;
 
     /// Takes the service's lock for `lease` unless another holder's lease is still running.
-    /// Creates the record on first use and increments its version.
+    /// Creates the record on first use and increments its version. Taking it again with the
+    /// same owner succeeds (a retried request whose first answer was lost).
     async fn lock(
         &self,
         service: &ServiceKey,

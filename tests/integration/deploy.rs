@@ -182,8 +182,14 @@ async fn push_deploys_then_completed_is_recorded() {
     expected.container_definitions.as_mut().unwrap()[0].image =
         Some(stack.image(&format!("@{digest}")));
     assert_eq!(comparable(after), expected);
-    assert_eq!(after_tags, before_tags);
-    assert_eq!(after_tags.len(), 2);
+    // The task definition's own tags, and deckhand's marks: the push and the revision cloned.
+    let mut expected_tags = before_tags.clone();
+    expected_tags.extend([
+        Tag::builder().key("deckhand:event").value("push-1").build(),
+        Tag::builder().key("deckhand:from").value("1").build(),
+    ]);
+    assert_eq!(before_tags.len(), 2);
+    assert_eq!(after_tags, expected_tags);
 
     // The table holds the deployment and its history
     let key = stack.service_key("web");

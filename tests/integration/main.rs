@@ -6,6 +6,8 @@
 
 mod cli;
 mod deploy;
-mod harness;
+mod faults;
 mod rollback;
 mod scheduler;
+
+use testkit::harness;

@@ -19,24 +19,24 @@ use crate::harness::{ACCOUNT, REGION, Stack, sample_event};
 const PUSHED: &str = "2026-11-23T10:00:00Z";
 const COMPLETED: &str = "2026-11-23T10:05:00Z";
 /// Eight minutes after ECS completed the deployment: inside the 30-minute guard.
-const ALARMED: &str = "2026-11-23T10:13:00Z";
+pub(crate) const ALARMED: &str = "2026-11-23T10:13:00Z";
 
-fn utc(text: &str) -> DateTime<Utc> {
+pub(crate) fn utc(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().to_utc()
 }
 
-struct Guarded {
-    stack: Stack,
-    clock: Arc<FixedClock>,
+pub(crate) struct Guarded {
+    pub(crate) stack: Stack,
+    pub(crate) clock: Arc<FixedClock>,
     deploy: DeployFunction,
     rollback: RollbackFunction,
-    digest: String,
+    pub(crate) digest: String,
 }
 
 impl Guarded {
     /// Services (name, extra tags) running `web:main-41`, each deployed to `main-42` at 10:00
     /// and completed at 10:05.
-    async fn deployed(services: &[(&str, &[(&str, &str)])]) -> Self {
+    pub(crate) async fn deployed(services: &[(&str, &[(&str, &str)])]) -> Self {
         let stack = Stack::new().await;
         let clock = Arc::new(FixedClock::new(utc(PUSHED)));
         for (name, tags) in services {
@@ -79,7 +79,12 @@ impl Guarded {
 
     /// Creates the alarm in CloudWatch, watching the given service's metric when one is named,
     /// and returns its ARN.
-    async fn alarm(&self, name: &str, metric_of: Option<&str>, tags: &[(&str, &str)]) -> String {
+    pub(crate) async fn alarm(
+        &self,
+        name: &str,
+        metric_of: Option<&str>,
+        tags: &[(&str, &str)],
+    ) -> String {
         let client = aws_sdk_cloudwatch::Client::new(&self.stack.sdk);
         let mut request = client
             .put_metric_alarm()
@@ -114,7 +119,7 @@ impl Guarded {
     }
 
     /// The EventBridge event of the alarm changing state, from events/alarm-eventbridge.json.
-    fn event(
+    pub(crate) fn event(
         &self,
         id: &str,
         arn: &str,
@@ -146,7 +151,7 @@ impl Guarded {
         self.rollback.handle(event).await.unwrap()
     }
 
-    async fn revision(&self, service: &str) -> String {
+    pub(crate) async fn revision(&self, service: &str) -> String {
         let arn = self.stack.running_task_definition(service).await;
         arn.rsplit(':').next().unwrap().to_owned()
     }

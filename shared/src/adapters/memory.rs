@@ -7,7 +7,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::domain::fleet::{Container, ImageChange, ServiceView, Source, TaskDefinitionView};
+use crate::domain::fleet::{
+    Container, ImageChange, RegisteredFor, ServiceView, Source, TaskDefinitionView,
+};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::service::ServiceKey;
 use crate::domain::settings::Tags;
@@ -46,6 +48,8 @@ impl Clock for FixedClock {
     }
 }
 
+const TASK_DEFINITION_ARN_PREFIX: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/";
+
 /// ECS in memory: services and task definition revisions per family.
 #[derive(Default)]
 pub struct MemoryEcs {
@@ -58,6 +62,7 @@ struct EcsWorld {
     task_definitions: BTreeMap<String, TaskDefinitionView>,
     calls: BTreeMap<&'static str, usize>,
     fail: BTreeSet<&'static str>,
+    stall: BTreeSet<&'static str>,
 }
 
 impl MemoryEcs {
@@ -109,6 +114,11 @@ impl MemoryEcs {
         guard(&self.inner).task_definitions.get(arn).cloned()
     }
 
+    /// The ARN the in-memory world gives revision `revision` of `family`.
+    pub fn revision_arn(&self, family: &str, revision: i32) -> String {
+        format!("{TASK_DEFINITION_ARN_PREFIX}{family}:{revision}")
+    }
+
     pub fn revisions(&self) -> usize {
         guard(&self.inner).task_definitions.len()
     }
@@ -126,9 +136,23 @@ impl MemoryEcs {
         guard(&self.inner).fail.insert(operation);
     }
 
-    /// Ends an injected fault.
+    /// Ends an injected fault or stall.
     pub fn heal(&self, operation: &'static str) {
-        guard(&self.inner).fail.remove(operation);
+        let mut world = guard(&self.inner);
+        world.fail.remove(operation);
+        world.stall.remove(operation);
+    }
+
+    /// Makes every later call of `operation` hang, as a call does when the process running it
+    /// dies: the caller never hears back.
+    pub fn stall(&self, operation: &'static str) {
+        guard(&self.inner).stall.insert(operation);
+    }
+
+    async fn stall_point(&self, operation: &'static str) {
+        if guard(&self.inner).stall.contains(operation) {
+            std::future::pending::<()>().await;
+        }
     }
 
     fn enter(&self, operation: &'static str) -> PortResult<MutexGuard<'_, EcsWorld>> {
@@ -147,13 +171,22 @@ impl MemoryEcs {
 
 impl EcsWorld {
     fn register(&mut self, family: &str, containers: Vec<Container>) -> String {
+        self.register_for(family, containers, None)
+    }
+
+    fn register_for(
+        &mut self,
+        family: &str,
+        containers: Vec<Container>,
+        registered_for: Option<RegisteredFor>,
+    ) -> String {
         let revision = self
             .task_definitions
             .values()
             .filter(|td| td.family == family)
             .count() as i32
             + 1;
-        let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{family}:{revision}");
+        let arn = format!("{TASK_DEFINITION_ARN_PREFIX}{family}:{revision}");
         self.task_definitions.insert(
             arn.clone(),
             TaskDefinitionView {
@@ -161,6 +194,7 @@ impl EcsWorld {
                 family: family.to_owned(),
                 revision,
                 containers,
+                registered_for,
                 source: Source::default(),
             },
         );
@@ -201,7 +235,9 @@ impl Ecs for MemoryEcs {
         &self,
         base: &TaskDefinitionView,
         changes: &[ImageChange],
+        event_id: &str,
     ) -> PortResult<String> {
+        self.stall_point("RegisterTaskDefinition").await;
         let mut world = self.enter("RegisterTaskDefinition")?;
         let containers = base
             .containers
@@ -214,7 +250,29 @@ impl Ecs for MemoryEcs {
                     .map_or_else(|| c.image.clone(), |ch| ch.to.clone()),
             })
             .collect();
-        Ok(world.register(&base.family, containers))
+        let registered_for = RegisteredFor {
+            event_id: event_id.to_owned(),
+            cloned_from: base.revision,
+        };
+        Ok(world.register_for(&base.family, containers, Some(registered_for)))
+    }
+
+    async fn registered_for(
+        &self,
+        base: &TaskDefinitionView,
+        event_id: &str,
+    ) -> PortResult<Option<String>> {
+        let world = self.enter("ListTaskDefinitions")?;
+        Ok(world
+            .task_definitions
+            .values()
+            .filter(|td| td.family == base.family && td.revision > base.revision)
+            .find(|td| {
+                td.registered_for
+                    .as_ref()
+                    .is_some_and(|r| r.event_id == event_id && r.cloned_from == base.revision)
+            })
+            .map(|td| td.arn.clone()))
     }
 
     async fn update_service(
@@ -222,6 +280,7 @@ impl Ecs for MemoryEcs {
         service: &ServiceKey,
         task_definition: &str,
     ) -> PortResult<Option<String>> {
+        self.stall_point("UpdateService").await;
         let mut world = self.enter("UpdateService")?;
         if !world.task_definitions.contains_key(task_definition) {
             return Err(PortError::new(
@@ -423,17 +482,19 @@ impl StateStore for MemoryStore {
     ) -> PortResult<LockAttempt> {
         let mut table = guard(&self.inner);
         let (state, lock) = table.states.entry(service.clone()).or_default();
-        if let Some((_, until)) = lock
+        if let Some((holder, until)) = lock
             && *until >= now
+            && holder != owner
         {
             return Ok(LockAttempt::Busy { until: *until });
         }
-        *lock = Some((owner.to_owned(), now + lease));
+        let previous = lock.replace((owner.to_owned(), now + lease));
         state.version += 1;
         Ok(LockAttempt::Acquired(Box::new(Locked {
             owner: owner.to_owned(),
             until: now + lease,
             state: state.clone(),
+            interrupted: previous.map(|(holder, _)| holder).filter(|h| h != owner),
         })))
     }
 

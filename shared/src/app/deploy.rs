@@ -9,18 +9,19 @@ use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::Ports;
-use super::locking::{acquire, owner_token};
+use super::locking::{acquire, owner_cause, owner_token};
 use crate::config::Config;
 use crate::domain::deploy::{
     DeploymentEvent, DeploymentEventDecision, Push, PushDecision, apply_deployment_event,
-    choose_containers, decide_deployment_event, highest_version, record_push, running_digest,
-    running_tag, start_deployment,
+    choose_containers, decide_deployment_event, decide_push, highest_version, record_push,
+    reusable_revision, running_digest, running_tag, start_deployment,
 };
 use crate::domain::fleet::{ImageChange, ServiceView, TaskDefinitionView};
 use crate::domain::image::{Digest, ImageRef};
 use crate::domain::policy::Verdict;
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{DeploySettings, TAG_DEPLOY, TagProblem};
+use crate::domain::state::{Registered, ServiceState};
 use crate::events::{DeployEvent, EventError, parse_deploy_event};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::{Kind, Notification, Severity};
@@ -57,6 +58,13 @@ impl DeployError {
 pub struct DeployFunction {
     ports: Ports,
     config: Config,
+}
+
+/// The service moved from one revision to another.
+struct Moved {
+    from: String,
+    to: String,
+    ecs_deployment_id: Option<String>,
 }
 
 /// A service that uses the pushed repository, with what deckhand read of it.
@@ -278,10 +286,22 @@ impl DeployFunction {
         let mut record = push_record(key, push, now, Action::Skipped, String::new());
         record.from = Some(running.to_owned());
 
-        match crate::domain::deploy::decide_push(push, changes, &locked.state) {
+        match decide_push(push, changes, &locked.state, &target.task_definition) {
             PushDecision::Duplicate => {
                 let reason = "this event was already applied to this service";
                 self.duplicate(key, &push.event_id, reason, Some(&locked))
+                    .await
+            }
+            PushDecision::Recover { from } => {
+                warn!(%from, "an earlier attempt at this push moved the service and stopped before recording it");
+                let moved = Moved {
+                    from,
+                    to: running.to_owned(),
+                    ecs_deployment_id: None,
+                };
+                // The running revision is the new one: the baseline is the one it came from.
+                let state = locked.state.clone();
+                self.record_deployment(push, target, changes, matched, locked, state, moved)
                     .await
             }
             PushDecision::AlreadyRunning { reason } => {
@@ -355,38 +375,117 @@ impl DeployFunction {
         changes: &[ImageChange],
         matched: String,
         locked: Locked,
-        mut state: crate::domain::state::ServiceState,
+        state: ServiceState,
     ) -> ServiceReport {
         let key = &target.service.key;
         let from = target.task_definition.arn.as_str();
-        let applied = async {
-            let to = self
-                .ports
-                .ecs
-                .register_revision(&target.task_definition, changes)
-                .await?;
-            let ecs_deployment_id = self.ports.ecs.update_service(key, &to).await?;
-            Ok::<_, PortError>((to, ecs_deployment_id))
-        }
-        .await;
-        let (to, ecs_deployment_id) = match applied {
-            Ok(done) => done,
+        let to = match self.revision_for(push, target, changes, &locked).await {
+            Ok(to) => to,
+            Err(e) => return self.not_moved(push, key, from, &locked, None, e).await,
+        };
+        let ecs_deployment_id = match self.ports.ecs.update_service(key, &to).await {
+            Ok(id) => id,
             Err(e) => {
-                // Nothing moved: give the lock back with the failure on record; a retry redoes it.
-                let now = self.ports.clock.now();
-                let mut record = push_record(key, push, now, Action::Error, e.to_string());
-                record.from = Some(from.to_owned());
-                if let Err(commit_error) = self
-                    .ports
-                    .store
-                    .commit(key, &locked, &locked.state, &[record], None)
-                    .await
-                {
-                    warn!(error = %commit_error, "could not record the failure");
-                }
-                return self.failed(key, push, Some(from), e).await;
+                // Keep the revision for the retry of this push, so it registers no other.
+                let registered = Registered {
+                    event_id: push.event_id.clone(),
+                    from: from.to_owned(),
+                    task_definition: to,
+                };
+                return self
+                    .not_moved(push, key, from, &locked, Some(registered), e)
+                    .await;
             }
         };
+        let moved = Moved {
+            from: from.to_owned(),
+            to,
+            ecs_deployment_id,
+        };
+        self.record_deployment(push, target, changes, matched, locked, state, moved)
+            .await
+    }
+
+    /// The revision to move the service to: the one an earlier attempt at this push
+    /// registered, if it got that far, else a new one.
+    async fn revision_for(
+        &self,
+        push: &Push,
+        target: &Target,
+        changes: &[ImageChange],
+        locked: &Locked,
+    ) -> Result<String, PortError> {
+        let base = &target.task_definition;
+        if let Some(arn) = reusable_revision(&locked.state, push, &base.arn) {
+            info!(%arn, "using the revision an earlier attempt registered");
+            return Ok(arn.to_owned());
+        }
+        let interrupted_here = locked
+            .interrupted
+            .as_deref()
+            .is_some_and(|holder| owner_cause(holder) == push.event_id);
+        if interrupted_here
+            && let Some(arn) = self.ports.ecs.registered_for(base, &push.event_id).await?
+        {
+            info!(%arn, "using the revision an interrupted attempt registered");
+            return Ok(arn);
+        }
+        self.ports
+            .ecs
+            .register_revision(base, changes, &push.event_id)
+            .await
+    }
+
+    /// The service was not moved: give the lock back with the failure on record (and the
+    /// revision registered for the retry, if there is one); a retry redoes the rest.
+    async fn not_moved(
+        &self,
+        push: &Push,
+        key: &ServiceKey,
+        from: &str,
+        locked: &Locked,
+        registered: Option<Registered>,
+        e: PortError,
+    ) -> ServiceReport {
+        let now = self.ports.clock.now();
+        let mut record = push_record(key, push, now, Action::Error, e.to_string());
+        record.from = Some(from.to_owned());
+        record.to = registered.as_ref().map(|r| r.task_definition.clone());
+        let state = ServiceState {
+            registered: registered.or_else(|| locked.state.registered.clone()),
+            ..locked.state.clone()
+        };
+        if let Err(commit_error) = self
+            .ports
+            .store
+            .commit(key, locked, &state, &[record], None)
+            .await
+        {
+            warn!(error = %commit_error, "could not record the failure");
+        }
+        self.failed(key, push, Some(from), e).await
+    }
+
+    /// Records a deployment that moved the service: state, history and processed mark in one
+    /// commit, then `deploy.started`.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_deployment(
+        &self,
+        push: &Push,
+        target: &Target,
+        changes: &[ImageChange],
+        matched: String,
+        locked: Locked,
+        mut state: ServiceState,
+        moved: Moved,
+    ) -> ServiceReport {
+        let key = &target.service.key;
+        let Moved {
+            from,
+            to,
+            ecs_deployment_id,
+        } = moved;
+        let from = from.as_str();
         let now = self.ports.clock.now();
         start_deployment(
             &mut state,
@@ -416,8 +515,8 @@ impl DeployFunction {
             .commit(key, &locked, &state, record, &push.event_id)
             .await
         {
-            // ECS has the new revision; the record of it is lost. A redelivery finds the digest
-            // running and records that.
+            // ECS has the new revision; the record of it is not written. A redelivery finds
+            // the service on the revision registered for this push and records it then.
             error!(error = %e, to = %to, "deployed but could not record the deployment");
             return self.failed(key, push, Some(from), e).await;
         }
@@ -595,7 +694,7 @@ impl DeployFunction {
         &self,
         key: &ServiceKey,
         locked: &Locked,
-        state: &crate::domain::state::ServiceState,
+        state: &ServiceState,
         record: HistoryRecord,
         event_id: &str,
     ) -> Result<(), PortError> {

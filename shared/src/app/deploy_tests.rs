@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::adapters::memory::{FixedClock, MemoryEcr, MemoryEcs, MemoryNotifier, MemoryStore};
+use crate::domain::fleet::ImageChange;
 use crate::domain::state::DeploymentStatus;
 use crate::ports::{Ecs as _, StateStore as _};
 use crate::report::Outcome;
@@ -532,6 +533,115 @@ async fn a_failure_in_ecs_is_reported_released_and_retried_cleanly() {
     assert_eq!(actions(&w), [Action::Error]);
     assert_eq!(kinds(&w), ["error"]);
     assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
+    assert_eq!(w.ecs.revisions(), 2, "the revision was registered");
+
+    // The retry moves the service onto the revision the failed attempt registered.
+    w.ecs.heal("UpdateService");
+    let summary = w.function.handle(&event).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed);
+    assert_eq!(summary.services[0].to.as_deref(), Some("web:2"));
+    assert_eq!(w.ecs.revisions(), 2, "no second revision");
+    assert_eq!(w.ecs.calls("RegisterTaskDefinition"), 1);
+    assert_eq!(
+        running_image(&w, "web"),
+        format!("{HOST}/web@{}", digest('b'))
+    );
+    assert_eq!(actions(&w), [Action::Error, Action::Deployed]);
+    let state = w.store.load(&web()).await.unwrap();
+    assert_eq!(state.registered, None);
+    assert_eq!(
+        state.known_good.as_deref(),
+        Some(w.ecs.revision_arn("web", 1).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_register_and_update_leaves_one_revision_after_the_retry() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    let event = push_event("e1", 1, Some("main-42"), 'b');
+    // The invocation dies while UpdateService is in flight: no answer, no record, the lock
+    // still held.
+    w.ecs.stall("UpdateService");
+    let crashed = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        w.function.handle(&event),
+    )
+    .await;
+    assert!(crashed.is_err(), "the invocation never finished");
+    assert!(w.store.is_locked(&web()));
+    assert_eq!(w.ecs.revisions(), 2);
+    assert!(actions(&w).is_empty());
+
+    // Lambda retries the event once the lease has run out.
+    w.ecs.heal("UpdateService");
+    w.clock.advance(chrono::TimeDelta::seconds(61));
+    let summary = w.function.handle(&event).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed);
+    assert_eq!(
+        (
+            summary.services[0].from.as_deref(),
+            summary.services[0].to.as_deref()
+        ),
+        (Some("web:1"), Some("web:2"))
+    );
+    assert_eq!(w.ecs.revisions(), 2, "one revision");
+    assert_eq!(w.ecs.calls("RegisterTaskDefinition"), 1);
+    assert_eq!(w.ecs.calls("ListTaskDefinitions"), 1, "looked for it once");
+    assert_eq!(actions(&w), [Action::Deployed], "one deployment");
+    assert_eq!(kinds(&w), ["deploy.started"]);
+    assert!(!w.store.is_locked(&web()));
+}
+
+#[tokio::test]
+async fn a_crash_after_the_update_is_recorded_by_the_retry() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    let event = push_event("e1", 1, Some("main-42"), 'b');
+    // What an invocation that died after UpdateService leaves: the service on the revision
+    // registered for the push, nothing in the table.
+    let base = w
+        .ecs
+        .task_definition(&w.ecs.revision_arn("web", 1))
+        .unwrap();
+    let changes = vec![ImageChange {
+        container: "web".into(),
+        from: format!("{HOST}/web:main-1"),
+        to: format!("{HOST}/web@{}", digest('b')),
+    }];
+    let new = w
+        .ecs
+        .register_revision(&base, &changes, "e1")
+        .await
+        .unwrap();
+    w.ecs.update_service(&web(), &new).await.unwrap();
+
+    let summary = w.function.handle(&event).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed);
+    assert_eq!(
+        (
+            summary.services[0].from.as_deref(),
+            summary.services[0].to.as_deref()
+        ),
+        (Some("web:1"), Some("web:2"))
+    );
+    assert_eq!(w.ecs.revisions(), 2);
+    assert_eq!(
+        w.ecs.calls("RegisterTaskDefinition"),
+        1,
+        "only the first attempt's"
+    );
+    let state = w.store.load(&web()).await.unwrap();
+    let deployment = state.deployment.unwrap();
+    assert_eq!(
+        (deployment.id.as_str(), deployment.to.as_str()),
+        ("e1", new.as_str())
+    );
+    assert_eq!(
+        state.known_good.as_deref(),
+        Some(w.ecs.revision_arn("web", 1).as_str()),
+        "the revision it came from is the rollback target, not the new one"
+    );
+    assert_eq!(actions(&w), [Action::Deployed]);
+    assert_eq!(kinds(&w), ["deploy.started"]);
 }
 
 #[tokio::test]

@@ -26,6 +26,11 @@ pub fn owner_token(cause: &str) -> String {
     format!("{cause}#{:016x}", hasher.finish())
 }
 
+/// The cause an owner token was made for.
+pub fn owner_cause(owner: &str) -> &str {
+    owner.rsplit_once('#').map_or(owner, |(cause, _)| cause)
+}
+
 pub async fn acquire(
     store: &dyn StateStore,
     clock: &dyn Clock,
@@ -36,7 +41,12 @@ pub async fn acquire(
     let mut delay = FIRST_DELAY;
     loop {
         match store.lock(service, owner, clock.now(), LEASE).await? {
-            LockAttempt::Acquired(locked) => return Ok(*locked),
+            LockAttempt::Acquired(locked) => {
+                if let Some(holder) = &locked.interrupted {
+                    tracing::warn!(%holder, "took over a lock whose holder stopped half-way");
+                }
+                return Ok(*locked);
+            }
             LockAttempt::Busy { until } => {
                 if started.elapsed() >= MAX_WAIT {
                     return Err(PortError::new(

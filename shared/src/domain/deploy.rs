@@ -85,6 +85,12 @@ pub fn highest_version<'a>(tags: impl IntoIterator<Item = &'a str>) -> Option<Ve
 pub enum PushDecision {
     /// This event was already applied to this service: nothing to do, nothing to record.
     Duplicate,
+    /// The service already runs the revision deckhand registered for this push: an earlier
+    /// attempt moved it and stopped before recording. The deployment is recorded now.
+    Recover {
+        /// The task definition ARN the running revision was cloned from.
+        from: String,
+    },
     Skip {
         reason: String,
         notify: bool,
@@ -97,7 +103,13 @@ pub enum PushDecision {
 }
 
 /// Decides, under the service's lock, whether a push that passed its policy deploys.
-pub fn decide_push(push: &Push, changes: &[ImageChange], state: &ServiceState) -> PushDecision {
+/// `running` is the task definition the service runs.
+pub fn decide_push(
+    push: &Push,
+    changes: &[ImageChange],
+    state: &ServiceState,
+    running: &TaskDefinitionView,
+) -> PushDecision {
     let applied = state.pushes.get(&push.repository_key());
     if applied.is_some_and(|a| a.event_id == push.event_id)
         || state
@@ -106,6 +118,15 @@ pub fn decide_push(push: &Push, changes: &[ImageChange], state: &ServiceState) -
             .is_some_and(|d| d.id == push.event_id)
     {
         return PushDecision::Duplicate;
+    }
+    if let Some(registered) = running
+        .registered_for
+        .as_ref()
+        .filter(|r| r.event_id == push.event_id)
+    {
+        return PushDecision::Recover {
+            from: running.revision_arn(registered.cloned_from),
+        };
     }
     if let Some(p) = &state.paused {
         return PushDecision::Skip {
@@ -162,6 +183,16 @@ pub fn record_push(state: &mut ServiceState, push: &Push) {
     );
 }
 
+/// The revision an earlier attempt at this push registered from the revision the service
+/// still runs, if moving the service failed then.
+pub fn reusable_revision<'a>(state: &'a ServiceState, push: &Push, base: &str) -> Option<&'a str> {
+    state
+        .registered
+        .as_ref()
+        .filter(|r| r.event_id == push.event_id && r.from == base)
+        .map(|r| r.task_definition.as_str())
+}
+
 /// The state after deckhand moved the service from `from` to `to`.
 pub fn start_deployment(
     state: &mut ServiceState,
@@ -175,6 +206,7 @@ pub fn start_deployment(
     state.adopt_baseline(from);
     state.settle(now);
     record_push(state, push);
+    state.registered = None;
     state.deployment = Some(Deployment {
         id: push.event_id.clone(),
         repository: push.repository.name.clone(),
@@ -368,6 +400,7 @@ mod tests {
                     image: (*i).into(),
                 })
                 .collect(),
+            registered_for: None,
             source: Source::default(),
         }
     }
@@ -436,7 +469,7 @@ mod tests {
     fn a_new_push_deploys() {
         let p = push("e2", 2, 'b');
         assert_eq!(
-            decide_push(&p, &changes_for(&p), &ServiceState::default()),
+            decide_push(&p, &changes_for(&p), &ServiceState::default(), &web_td()),
             PushDecision::Deploy
         );
     }
@@ -447,7 +480,7 @@ mod tests {
         let mut state = ServiceState::default();
         record_push(&mut state, &p);
         assert_eq!(
-            decide_push(&p, &changes_for(&p), &state),
+            decide_push(&p, &changes_for(&p), &state, &web_td()),
             PushDecision::Duplicate
         );
     }
@@ -458,7 +491,7 @@ mod tests {
         let older = push("e3", 3, 'b');
         let mut state = ServiceState::default();
         record_push(&mut state, &newer);
-        match decide_push(&older, &changes_for(&older), &state) {
+        match decide_push(&older, &changes_for(&older), &state, &web_td()) {
             PushDecision::Skip {
                 reason,
                 notify: true,
@@ -468,7 +501,7 @@ mod tests {
         // same second is not older: the later arrival wins
         let same = push("e5b", 5, 'd');
         assert_eq!(
-            decide_push(&same, &changes_for(&same), &state),
+            decide_push(&same, &changes_for(&same), &state, &web_td()),
             PushDecision::Deploy
         );
     }
@@ -485,7 +518,7 @@ mod tests {
                 deployment: None,
             },
         );
-        match decide_push(&p, &changes_for(&p), &state) {
+        match decide_push(&p, &changes_for(&p), &state, &web_td()) {
             PushDecision::Skip {
                 reason,
                 notify: true,
@@ -494,7 +527,7 @@ mod tests {
         }
         let fixed = push("e3", 3, 'c');
         assert_eq!(
-            decide_push(&fixed, &changes_for(&fixed), &state),
+            decide_push(&fixed, &changes_for(&fixed), &state, &web_td()),
             PushDecision::Deploy
         );
     }
@@ -509,7 +542,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        match decide_push(&p, &changes_for(&p), &state) {
+        match decide_push(&p, &changes_for(&p), &state, &web_td()) {
             PushDecision::Skip {
                 reason,
                 notify: false,
@@ -521,7 +554,7 @@ mod tests {
         }
         state.paused = None;
         assert_eq!(
-            decide_push(&p, &changes_for(&p), &state),
+            decide_push(&p, &changes_for(&p), &state, &web_td()),
             PushDecision::Deploy
         );
     }
@@ -533,7 +566,7 @@ mod tests {
         let running = td(&[("web", &pinned), ("worker", &pinned)]);
         let changes = choose_containers(&p, &running, None).unwrap();
         assert_eq!(
-            decide_push(&p, &changes, &ServiceState::default()),
+            decide_push(&p, &changes, &ServiceState::default(), &web_td()),
             PushDecision::AlreadyRunning {
                 reason: format!("the service already runs digest {}", p.digest.short()),
             }
@@ -542,7 +575,7 @@ mod tests {
         let mixed = td(&[("web", &pinned), ("worker", &format!("{HOST}/web:main-1"))]);
         let changes = choose_containers(&p, &mixed, None).unwrap();
         assert_eq!(
-            decide_push(&p, &changes, &ServiceState::default()),
+            decide_push(&p, &changes, &ServiceState::default(), &web_td()),
             PushDecision::Deploy
         );
     }
@@ -775,5 +808,54 @@ mod tests {
             state.deployment.unwrap().ecs_deployment_id.as_deref(),
             Some("ecs-svc/8")
         );
+    }
+
+    #[test]
+    fn a_revision_registered_for_the_push_is_recovered_or_reused_never_registered_again() {
+        let p = push("e1", 5, 'b');
+        // The service runs a revision deckhand registered for this very push, cloned from
+        // web:6: an earlier attempt moved it and stopped before recording.
+        let mut running = web_td();
+        running.registered_for = Some(crate::domain::fleet::RegisteredFor {
+            event_id: "e1".into(),
+            cloned_from: 6,
+        });
+        assert_eq!(
+            decide_push(&p, &changes_for(&p), &ServiceState::default(), &running),
+            PushDecision::Recover {
+                from: "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:6".into()
+            }
+        );
+        // Registered for another push: a normal deploy.
+        running.registered_for.as_mut().unwrap().event_id = "e0".into();
+        assert_eq!(
+            decide_push(&p, &changes_for(&p), &ServiceState::default(), &running),
+            PushDecision::Deploy
+        );
+
+        // Moving the service failed after the revision was registered: the retry of the same
+        // push from the same base reuses it; another push, or a base changed since, does not.
+        let base = web_td().arn;
+        let mut state = ServiceState {
+            registered: Some(crate::domain::state::Registered {
+                event_id: "e1".into(),
+                from: base.clone(),
+                task_definition: "web:8".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(reusable_revision(&state, &p, &base), Some("web:8"));
+        assert_eq!(reusable_revision(&state, &push("e2", 6, 'c'), &base), None);
+        assert_eq!(reusable_revision(&state, &p, "web:9"), None);
+        start_deployment(
+            &mut state,
+            &p,
+            &changes_for(&p),
+            &base,
+            "web:8",
+            None,
+            at(6),
+        );
+        assert_eq!(state.registered, None, "a deployment clears it");
     }
 }

@@ -26,15 +26,41 @@ pub struct EcsDeployment {
     pub status: String,
 }
 
+/// The tags deckhand puts on each revision it registers: the push it is for and the revision
+/// it was cloned from. They let a retry find what an interrupted attempt registered, since
+/// `RegisterTaskDefinition` takes no idempotency token.
+pub const TAG_REGISTERED_FOR: &str = "deckhand:event";
+pub const TAG_CLONED_FROM: &str = "deckhand:from";
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskDefinitionView {
     pub arn: String,
     pub family: String,
     pub revision: i32,
     pub containers: Vec<Container>,
+    /// Registered by deckhand for a push: its event id and the revision number it was cloned
+    /// from (the `deckhand:event` and `deckhand:from` tags).
+    pub registered_for: Option<RegisteredFor>,
     /// The adapter's full description, kept so that a new revision is cloned from exactly what
     /// was read. Opaque to the domain, and never printed: it holds environment and secrets.
     pub source: Source,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisteredFor {
+    pub event_id: String,
+    pub cloned_from: i32,
+}
+
+impl TaskDefinitionView {
+    /// The ARN of another revision of this family.
+    pub fn revision_arn(&self, revision: i32) -> String {
+        let base = self
+            .arn
+            .rsplit_once(':')
+            .map_or(self.arn.as_str(), |(base, _)| base);
+        format!("{base}:{revision}")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -40,6 +40,19 @@ pub struct ServiceState {
     /// An operator froze automatic deploys: pushes are recorded as skipped until resumed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused: Option<Paused>,
+    /// A revision registered for a push that did not reach the service (moving it failed):
+    /// the retry of that push uses it instead of registering another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registered: Option<Registered>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registered {
+    pub event_id: String,
+    /// The task definition ARN it was cloned from.
+    pub from: String,
+    pub task_definition: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -272,7 +272,8 @@ impl StateStore for DynamoStore {
                  #service = :service, #pushes = if_not_exists(#pushes, :empty), \
                  #quarantine = if_not_exists(#quarantine, :empty)",
             )
-            .condition_expression("attribute_not_exists(#owner) OR #until < :now")
+            // The same owner again: a retry of this request after its answer was lost.
+            .condition_expression("attribute_not_exists(#owner) OR #until < :now OR #owner = :owner")
             .expression_attribute_names("#owner", LOCK_OWNER)
             .expression_attribute_names("#until", LOCK_UNTIL)
             .expression_attribute_names("#version", "version")
@@ -286,18 +287,28 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":service", s(service.to_string()))
             .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
-            .return_values(ReturnValue::AllNew)
+            // The item as it was, to see who held the lock before; the new state is that
+            // with the version incremented, as the update wrote it.
+            .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(out) => {
-                let state: ServiceState = from_item(out.attributes.unwrap_or_default())
-                    .map_err(|e| codec_error("UpdateItem", e))?;
+                let old = out.attributes.unwrap_or_default();
+                let interrupted = old
+                    .get(LOCK_OWNER)
+                    .and_then(|v| v.as_s().ok())
+                    .filter(|holder| *holder != owner)
+                    .cloned();
+                let mut state: ServiceState =
+                    from_item(old).map_err(|e| codec_error("UpdateItem", e))?;
+                state.version += 1;
                 Ok(LockAttempt::Acquired(Box::new(Locked {
                     owner: owner.to_owned(),
                     until: now + lease,
                     state,
+                    interrupted,
                 })))
             }
             Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {

@@ -10,9 +10,10 @@ use aws_sdk_ecs::types::{
 use aws_sdk_resourcegroupstagging::types::TagFilter;
 use futures::{StreamExt, TryStreamExt, stream};
 
-use super::port_error;
+use super::{backoff, may_have_been_applied, port_error};
 use crate::domain::fleet::{
-    Container, EcsDeployment, ImageChange, ServiceView, Source, TaskDefinitionView,
+    Container, EcsDeployment, ImageChange, RegisteredFor, ServiceView, Source, TAG_CLONED_FROM,
+    TAG_REGISTERED_FOR, TaskDefinitionView,
 };
 use crate::domain::service::ServiceKey;
 use crate::ports::{Ecs, PortError, PortErrorKind, PortResult};
@@ -20,6 +21,12 @@ use crate::ports::{Ecs, PortError, PortErrorKind, PortResult};
 /// DescribeServices takes at most ten services per call.
 const DESCRIBE_BATCH: usize = 10;
 const DESCRIBE_CONCURRENCY: usize = 4;
+/// Attempts at registering one revision, as many as the SDK makes of other calls.
+const REGISTER_ATTEMPTS: u32 = 5;
+/// The most tags ECS accepts on a task definition.
+const MAX_TAGS: usize = 50;
+/// How many of the family's newest revisions to look through for one registered for a push.
+const RECENT_REVISIONS: usize = 10;
 
 pub struct EcsCluster {
     ecs: aws_sdk_ecs::Client,
@@ -85,6 +92,55 @@ pub fn clone_revision(
         .set_ephemeral_storage(td.ephemeral_storage.clone())
         .set_runtime_platform(td.runtime_platform.clone())
         .set_enable_fault_injection(td.enable_fault_injection)
+}
+
+/// The base's tags with deckhand's marks for this push in place of the ones the base
+/// carries. A base with no room left for them keeps its own tags only: that revision cannot
+/// be found again after an interrupted attempt, but it deploys.
+fn tags_for_push(base: &[Tag], event_id: &str, cloned_from: i32) -> Vec<Tag> {
+    let mut tags: Vec<Tag> = base
+        .iter()
+        .filter(|t| !matches!(t.key(), Some(TAG_REGISTERED_FOR | TAG_CLONED_FROM)))
+        .cloned()
+        .collect();
+    if tags.len() + 2 <= MAX_TAGS {
+        tags.push(
+            Tag::builder()
+                .key(TAG_REGISTERED_FOR)
+                .value(event_id)
+                .build(),
+        );
+        tags.push(
+            Tag::builder()
+                .key(TAG_CLONED_FROM)
+                .value(cloned_from.to_string())
+                .build(),
+        );
+    } else {
+        tracing::warn!(
+            tags = tags.len(),
+            "the task definition has no room for deckhand's tags; a retry may register the revision again"
+        );
+    }
+    tags
+}
+
+fn registered_for(tags: &[Tag]) -> Option<RegisteredFor> {
+    let value = |key: &str| {
+        tags.iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(Tag::value)
+    };
+    Some(RegisteredFor {
+        event_id: value(TAG_REGISTERED_FOR)?.to_owned(),
+        cloned_from: value(TAG_CLONED_FROM)?.parse().ok()?,
+    })
+}
+
+/// `family` and revision of a task definition ARN (`...:task-definition/FAMILY:REVISION`).
+fn family_revision(arn: &str) -> Option<(&str, i32)> {
+    let (family, revision) = arn.rsplit('/').next()?.rsplit_once(':')?;
+    Some((family, revision.parse().ok()?))
 }
 
 fn service_view(service: &Service) -> Option<ServiceView> {
@@ -207,6 +263,7 @@ impl Ecs for EcsCluster {
                     image: c.image().unwrap_or_default().to_owned(),
                 })
                 .collect(),
+            registered_for: out.tags.as_deref().and_then(registered_for),
             source: Source::new(Snapshot {
                 task_definition: td,
                 tags: out.tags.unwrap_or_default(),
@@ -218,6 +275,7 @@ impl Ecs for EcsCluster {
         &self,
         base: &TaskDefinitionView,
         changes: &[ImageChange],
+        event_id: &str,
     ) -> PortResult<String> {
         let snapshot = base.source.get::<Snapshot>().ok_or_else(|| {
             PortError::new(
@@ -226,25 +284,89 @@ impl Ecs for EcsCluster {
                 format!("{} was not described by this adapter", base.arn),
             )
         })?;
-        let out = clone_revision(
-            self.ecs.register_task_definition(),
-            &snapshot.task_definition,
-            &snapshot.tags,
-            changes,
-        )
-        .send()
-        .await
-        .map_err(|e| port_error("RegisterTaskDefinition", e))?;
-        out.task_definition()
-            .and_then(|td| td.task_definition_arn())
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                PortError::new(
-                    "RegisterTaskDefinition",
-                    PortErrorKind::Other,
-                    "no ARN in the response",
-                )
+        let tags = tags_for_push(&snapshot.tags, event_id, base.revision);
+        // Retried here rather than by the SDK: a retry after a lost answer would register a
+        // second revision, so an attempt that may have been applied is looked for first.
+        let mut attempt = 1;
+        loop {
+            let result = clone_revision(
+                self.ecs.register_task_definition(),
+                &snapshot.task_definition,
+                &tags,
+                changes,
+            )
+            .customize()
+            .config_override(
+                aws_sdk_ecs::config::Builder::default()
+                    .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await;
+            let err = match result {
+                Ok(out) => {
+                    return out
+                        .task_definition()
+                        .and_then(|td| td.task_definition_arn())
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            PortError::new(
+                                "RegisterTaskDefinition",
+                                PortErrorKind::Other,
+                                "no ARN in the response",
+                            )
+                        });
+                }
+                Err(err) => err,
+            };
+            let unclear = may_have_been_applied(&err);
+            let error = port_error("RegisterTaskDefinition", err);
+            if unclear && let Some(arn) = self.registered_for(base, event_id).await? {
+                tracing::info!(%arn, "the revision was registered although the answer was lost");
+                return Ok(arn);
+            }
+            if error.kind != PortErrorKind::Transient || attempt >= REGISTER_ATTEMPTS {
+                return Err(error);
+            }
+            attempt += 1;
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+
+    async fn registered_for(
+        &self,
+        base: &TaskDefinitionView,
+        event_id: &str,
+    ) -> PortResult<Option<String>> {
+        // The family's newest revisions; `familyPrefix` also matches longer family names.
+        let out = self
+            .ecs
+            .list_task_definitions()
+            .family_prefix(&base.family)
+            .sort(aws_sdk_ecs::types::SortOrder::Desc)
+            .send()
+            .await
+            .map_err(|e| port_error("ListTaskDefinitions", e))?;
+        let mut newer: Vec<(i32, &str)> = out
+            .task_definition_arns()
+            .iter()
+            .filter_map(|arn| {
+                let (family, revision) = family_revision(arn)?;
+                (family == base.family && revision > base.revision)
+                    .then_some((revision, arn.as_str()))
             })
+            .collect();
+        newer.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, arn) in newer.into_iter().take(RECENT_REVISIONS) {
+            let candidate = self.describe_task_definition(arn).await?;
+            if candidate
+                .registered_for
+                .as_ref()
+                .is_some_and(|r| r.event_id == event_id && r.cloned_from == base.revision)
+            {
+                return Ok(Some(candidate.arn));
+            }
+        }
+        Ok(None)
     }
 
     async fn update_service(

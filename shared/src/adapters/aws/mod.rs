@@ -65,6 +65,31 @@ impl Clients {
     }
 }
 
+/// Whether a failed request may still have been applied: its answer was lost (connection
+/// dropped, timed out, unreadable) or the service failed on its side. Throttling and other
+/// client errors were refused before anything happened.
+pub(crate) fn may_have_been_applied<E>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::ServiceError(e) => e.raw().status().is_server_error(),
+        SdkError::DispatchFailure(e) => !e.is_user(),
+        _ => true,
+    }
+}
+
+/// The wait before attempt `attempt` (2, 3, ...) of a call deckhand retries itself: the SDK's
+/// standard backoff, exponential from one second to twenty with full jitter.
+pub(crate) fn backoff(attempt: u32) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling_ms = 1_000u64
+        .saturating_mul(1 << attempt.saturating_sub(2).min(5))
+        .min(20_000);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    std::time::Duration::from_millis(random % (ceiling_ms + 1))
+}
+
 /// Maps an SDK error to a port error, keeping the service's code and message.
 pub(crate) fn port_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> PortError
 where

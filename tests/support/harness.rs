@@ -28,6 +28,8 @@ use deckhand::config::{Config, DEFAULT_GUARD};
 use deckhand::ports::{Clock, SystemClock};
 use serde_json::{Value, json};
 
+use crate::proxy::Proxy;
+
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
 
@@ -100,8 +102,9 @@ fn emulator_get(url: &str, path: &str) -> Value {
     serde_json::from_str(body).expect("moto API answers JSON")
 }
 
+/// The functions' own SDK configuration, pointed at `url`.
 pub async fn sdk_config(url: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    deckhand::lambda::sdk_loader()
         .endpoint_url(url)
         .region(aws_config::Region::new(REGION))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
@@ -247,6 +250,20 @@ impl Stack {
             ),
         };
         (clients.ports(config), log)
+    }
+
+    /// Ports whose clients reach the emulator through `proxy`, with the functions' own SDK
+    /// settings (retries included).
+    pub async fn ports_through(&self, proxy: &Proxy, clock: Arc<dyn Clock>) -> Ports {
+        let sdk = sdk_config(&proxy.url()).await;
+        let mut ports = Clients::new(&sdk).ports(&self.config());
+        ports.clock = clock;
+        ports
+    }
+
+    /// The emulator this stack lives on.
+    pub fn emulator_url(&self) -> &str {
+        &self.url
     }
 
     pub fn system_ports(&self) -> Ports {

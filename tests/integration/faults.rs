@@ -1,0 +1,506 @@
+//! deckhand under faults: the functions' use cases through the real SDK, with the fault-
+//! injecting proxy between the SDK and the emulator. Each scenario asserts the end state in
+//! ECS, the table and the topic. The proxy prints its seed; `DECKHAND_FAULT_SEED` replays it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use chrono::Utc;
+use deckhand::adapters::memory::FixedClock;
+use deckhand::app::deploy::DeployFunction;
+use deckhand::app::rollback::RollbackFunction;
+use deckhand::domain::fleet::{ImageChange, ServiceView, TaskDefinitionView};
+use deckhand::domain::service::ServiceKey;
+use deckhand::domain::state::DeploymentStatus;
+use deckhand::history::HistoryRecord;
+use deckhand::ports::{Clock, Ecs, PortResult, StateStore, SystemClock};
+use deckhand::report::{Action, Outcome, Summary};
+use testkit::proxy::{Fault, FaultPlan, FaultRates, Proxy};
+
+use crate::harness::{Stack, sdk_config};
+use crate::rollback::{ALARMED, Guarded, utc};
+
+#[tokio::test]
+async fn the_proxy_sees_every_call_of_a_deploy_by_service_and_operation() {
+    let stack = Stack::new().await;
+    let td = stack
+        .simple_task_definition(&format!("proxied-{}", stack.id), "main-0")
+        .await;
+    stack
+        .create_service("proxied", &td, &[("deckhand:deploy", "any")])
+        .await;
+    let digest = stack.push_image("main-1").await;
+    let proxy = Proxy::start(stack.emulator_url(), FaultPlan::none()).await;
+    let ports = stack.ports_through(&proxy, Arc::new(SystemClock)).await;
+    let function = DeployFunction::new(ports, stack.config());
+
+    let event = stack.push_event("push-proxied", Utc::now(), "main-1", &digest);
+    assert_eq!(
+        function.handle(&event).await.unwrap().outcome,
+        Outcome::Deployed
+    );
+    assert_eq!(
+        proxy.call_names(),
+        [
+            "dynamodb.Query",
+            "tagging.GetResources",
+            "ecs.DescribeServices",
+            "ecs.DescribeTaskDefinition",
+            "dynamodb.UpdateItem",
+            "ecs.RegisterTaskDefinition",
+            "ecs.UpdateService",
+            "dynamodb.TransactWriteItems",
+            "sns.Publish",
+        ]
+    );
+    assert!(proxy.calls().iter().all(|c| c.fault.is_none()));
+}
+
+/// Every fault reaches the SDK as AWS would send it: throttling and server errors parsed as
+/// the service's own error codes in each protocol, resets and lost responses as connection
+/// failures, all retried by the functions' retry policy (five attempts).
+#[tokio::test]
+async fn each_fault_reaches_the_sdk_as_aws_would_send_it() {
+    let stack = Stack::new().await;
+    let proxy = Proxy::start(stack.emulator_url(), FaultPlan::none()).await;
+    // The functions' retry policy with a short backoff: this test is about what the SDK sees.
+    let sdk = sdk_config(&proxy.url())
+        .await
+        .into_builder()
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(5)
+                .with_initial_backoff(Duration::from_millis(1)),
+        )
+        .build();
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
+
+    for (fault, code) in [
+        (Fault::Throttle, Some("ThrottlingException")),
+        (Fault::ServerError, Some("InternalFailure")),
+        (Fault::Reset, None),
+        (Fault::LostResponse, None),
+    ] {
+        proxy.set_plan(FaultPlan::everywhere(FaultRates::always(fault)));
+        proxy.clear();
+        // awsJson (ECS), awsQuery (SNS) and RPC v2 CBOR (CloudWatch).
+        let ecs_error = ecs
+            .describe_clusters()
+            .clusters(&stack.cluster)
+            .send()
+            .await
+            .unwrap_err();
+        let sns_error = sns
+            .publish()
+            .topic_arn(&stack.topic_arn)
+            .message("faulted")
+            .send()
+            .await
+            .unwrap_err();
+        let cloudwatch_error = cloudwatch.describe_alarms().send().await.unwrap_err();
+        assert_eq!(ecs_error.code(), code, "{fault:?} on ECS: {ecs_error:?}");
+        assert_eq!(sns_error.code(), code, "{fault:?} on SNS: {sns_error:?}");
+        assert_eq!(
+            cloudwatch_error.code(),
+            code,
+            "{fault:?} on CloudWatch: {cloudwatch_error:?}"
+        );
+        assert_eq!(
+            proxy.call_names(),
+            [
+                ["ecs.DescribeClusters"; 5].as_slice(),
+                &["sns.Publish"; 5],
+                &["monitoring.DescribeAlarms"; 5]
+            ]
+            .concat(),
+            "{fault:?}: five attempts of each call"
+        );
+    }
+
+    // A delayed call and an untouched one succeed.
+    proxy.set_plan(FaultPlan::everywhere(FaultRates::always(Fault::Delay)));
+    ecs.describe_clusters().send().await.unwrap();
+    proxy.set_plan(FaultPlan::none());
+    ecs.describe_clusters().send().await.unwrap();
+}
+
+/// 20% of calls fail (throttled, 500, reset, answer lost) and 5% more are delayed.
+fn twenty_percent() -> FaultPlan {
+    FaultPlan::everywhere(FaultRates::failing(0.20).with_delays(0.05))
+}
+
+/// EventBridge and Lambda retry a failed invocation; the scenarios deliver until the function
+/// reports success, and fail if it has not after this many.
+const MAX_DELIVERIES: usize = 8;
+
+/// Delivers an event until the function reports success, running `after_each` after every
+/// delivery. Returns the final summary and how many deliveries it took.
+async fn deliver_until_done<E: std::fmt::Display>(
+    mut deliver: impl AsyncFnMut() -> Result<Summary, E>,
+    mut after_each: impl AsyncFnMut(),
+) -> (Summary, usize) {
+    for delivery in 1..=MAX_DELIVERIES {
+        let result = deliver().await;
+        after_each().await;
+        match result {
+            Ok(summary) => return (summary, delivery),
+            Err(e) => eprintln!("delivery {delivery}: {e}"),
+        }
+    }
+    panic!("still failing after {MAX_DELIVERIES} deliveries");
+}
+
+fn count(history: &[HistoryRecord], action: Action) -> usize {
+    history.iter().filter(|r| r.action == action).count()
+}
+
+/// Whatever the table says deckhand deployed for this push, ECS runs; no service has more
+/// than one `deployed` record.
+async fn assert_deploys_match_ecs(stack: &Stack, services: &[String], event_id: &str) {
+    let store = stack.store();
+    for name in services {
+        let key = stack.service_key(name);
+        let state = store.load(&key).await.unwrap();
+        if let Some(d) = state.deployment.as_ref().filter(|d| d.id == event_id) {
+            assert_eq!(
+                stack.running_task_definition(name).await,
+                d.to,
+                "{name}: the table claims a deployment ECS did not get"
+            );
+        }
+        let history = store.history(&key, 100).await.unwrap();
+        assert!(
+            count(&history, Action::Deployed) <= 1,
+            "{name}: {history:#?}"
+        );
+    }
+}
+
+/// Services `{prefix}-0..n`, each with a family of its own running `web:main-0`, deploying any
+/// push.
+async fn deployable(stack: &Stack, prefix: &str, n: usize) -> Vec<String> {
+    let services: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    for name in &services {
+        let td = stack
+            .simple_task_definition(&format!("{name}-{}", stack.id), "main-0")
+            .await;
+        stack
+            .create_service(name, &td, &[("deckhand:deploy", "any")])
+            .await;
+    }
+    services
+}
+
+/// Each service runs the digest, on one new revision, known to the table with one
+/// `deployed` record and a `deploy.started` notification.
+async fn assert_deployed_once(stack: &Stack, services: &[String], digest: &str) {
+    for name in services {
+        let key = stack.service_key(name);
+        let running = stack.running_task_definition(name).await;
+        let (td, _) = stack.task_definition(&running).await;
+        assert_eq!(
+            td.container_definitions()[0].image(),
+            Some(stack.image(&format!("@{digest}")).as_str()),
+            "{name} runs the pushed digest"
+        );
+        assert_eq!(
+            stack.revisions(&format!("{name}-{}", stack.id)).await,
+            2,
+            "{name}: one new revision, however often the push was delivered"
+        );
+        let history = stack.store().history(&key, 100).await.unwrap();
+        let deployed: Vec<_> = history
+            .iter()
+            .filter(|r| r.action == Action::Deployed)
+            .collect();
+        assert_eq!(deployed.len(), 1, "{name}: {history:#?}");
+        assert_eq!(deployed[0].to.as_deref(), Some(running.as_str()));
+        let state = stack.store().load(&key).await.unwrap();
+        assert_eq!(state.deployment.map(|d| d.to), Some(running), "{name}");
+        assert_eq!(state.registered, None, "{name}");
+    }
+    let started: BTreeSet<String> = stack
+        .notifications()
+        .iter()
+        .filter(|(_, body, _)| body["kind"] == "deploy.started")
+        .map(|(_, body, _)| body["service"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(started.len(), services.len(), "deploy.started for each");
+}
+
+#[tokio::test]
+async fn a_push_under_faults_deploys_every_service_once() {
+    let stack = Stack::new().await;
+    let services = deployable(&stack, "push", 6).await;
+    let digest = stack.push_image("main-1").await;
+    let proxy = Proxy::start(stack.emulator_url(), twenty_percent()).await;
+    eprintln!("fault seed {}", proxy.seed());
+    let ports = stack.ports_through(&proxy, Arc::new(SystemClock)).await;
+    let function = DeployFunction::new(ports, stack.config());
+    let event = stack.push_event("push-faulted", Utc::now(), "main-1", &digest);
+
+    let (summary, deliveries) = deliver_until_done(
+        async || function.handle(&event).await,
+        async || assert_deploys_match_ecs(&stack, &services, "push-faulted").await,
+    )
+    .await;
+    eprintln!("{deliveries} deliveries, faults {:?}", proxy.fault_counts());
+    assert!(proxy.fault_counts().values().sum::<usize>() > 0);
+    assert!(
+        summary
+            .services
+            .iter()
+            .all(|s| matches!(s.action, Action::Deployed | Action::Duplicate)),
+        "{summary:?}"
+    );
+    assert_deployed_once(&stack, &services, &digest).await;
+
+    // One more delivery, still under faults, changes nothing.
+    let (again, _) = deliver_until_done(
+        async || function.handle(&event).await,
+        async || assert_deploys_match_ecs(&stack, &services, "push-faulted").await,
+    )
+    .await;
+    assert_eq!(again.outcome, Outcome::Duplicate, "{again:?}");
+    assert_deployed_once(&stack, &services, &digest).await;
+}
+
+/// `RegisterTaskDefinition` takes no idempotency token: a retry after a lost answer would
+/// register a second revision. Every answer lost, still one revision.
+#[tokio::test]
+async fn lost_answers_to_register_task_definition_leave_one_revision() {
+    let stack = Stack::new().await;
+    let services = deployable(&stack, "lost", 1).await;
+    let digest = stack.push_image("main-1").await;
+    let plan = FaultPlan::none().on(
+        "RegisterTaskDefinition",
+        FaultRates::always(Fault::LostResponse),
+    );
+    let proxy = Proxy::start(stack.emulator_url(), plan).await;
+    let ports = stack.ports_through(&proxy, Arc::new(SystemClock)).await;
+    let function = DeployFunction::new(ports, stack.config());
+    let event = stack.push_event("push-lost", Utc::now(), "main-1", &digest);
+
+    let summary = function.handle(&event).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed);
+    assert_deployed_once(&stack, &services, &digest).await;
+    let calls = proxy.call_names();
+    let registered = calls
+        .iter()
+        .filter(|c| *c == "ecs.RegisterTaskDefinition")
+        .count();
+    assert_eq!(
+        registered, 1,
+        "looked instead of registering again: {calls:?}"
+    );
+    assert!(calls.contains(&"ecs.ListTaskDefinitions".to_owned()));
+}
+
+/// `UpdateService` fails through every retry after the revision was registered; the
+/// redelivery moves the service onto that revision.
+#[tokio::test]
+async fn a_failed_update_is_finished_by_the_redelivery_on_the_same_revision() {
+    let stack = Stack::new().await;
+    let services = deployable(&stack, "failing", 1).await;
+    let digest = stack.push_image("main-1").await;
+    let plan = FaultPlan::none().on("UpdateService", FaultRates::always(Fault::ServerError));
+    let proxy = Proxy::start(stack.emulator_url(), plan).await;
+    let ports = stack.ports_through(&proxy, Arc::new(SystemClock)).await;
+    let function = DeployFunction::new(ports, stack.config());
+    let event = stack.push_event("push-failing", Utc::now(), "main-1", &digest);
+
+    let error = function.handle(&event).await.unwrap_err();
+    assert_eq!(error.error_type(), "deckhand.ServicesFailed", "{error}");
+    let key = stack.service_key(&services[0]);
+    assert_eq!(
+        stack.running_task_definition(&services[0]).await,
+        format!(
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/{}-{}:1",
+            services[0], stack.id
+        ),
+        "not moved"
+    );
+    let state = stack.store().load(&key).await.unwrap();
+    assert!(state.deployment.is_none(), "the table claims nothing");
+    assert!(
+        state.registered.is_some(),
+        "the revision is kept for the retry"
+    );
+    assert_eq!(
+        stack.notification_kinds(),
+        ["error"],
+        "the failure is reported"
+    );
+
+    proxy.set_plan(FaultPlan::none());
+    let summary = function.handle(&event).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed);
+    assert_deployed_once(&stack, &services, &digest).await;
+    let history = stack.store().history(&key, 10).await.unwrap();
+    assert_eq!(
+        history.iter().rev().map(|r| r.action).collect::<Vec<_>>(),
+        [Action::Error, Action::Deployed]
+    );
+}
+
+/// An ECS port whose `UpdateService` never answers while `crash` is set: the invocation dies
+/// between registering the revision and moving the service.
+struct CrashBeforeUpdate {
+    ecs: Arc<dyn Ecs>,
+    crash: AtomicBool,
+}
+
+#[async_trait]
+impl Ecs for CrashBeforeUpdate {
+    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<String>> {
+        self.ecs.find_services(tag_key).await
+    }
+    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
+        self.ecs.describe_services(services).await
+    }
+    async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
+        self.ecs.describe_task_definition(arn).await
+    }
+    async fn register_revision(
+        &self,
+        base: &TaskDefinitionView,
+        changes: &[ImageChange],
+        event_id: &str,
+    ) -> PortResult<String> {
+        self.ecs.register_revision(base, changes, event_id).await
+    }
+    async fn registered_for(
+        &self,
+        base: &TaskDefinitionView,
+        event_id: &str,
+    ) -> PortResult<Option<String>> {
+        self.ecs.registered_for(base, event_id).await
+    }
+    async fn update_service(
+        &self,
+        service: &ServiceKey,
+        task_definition: &str,
+    ) -> PortResult<Option<String>> {
+        if self.crash.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.ecs.update_service(service, task_definition).await
+    }
+    async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()> {
+        self.ecs.set_desired_count(service, count).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_register_and_update_then_the_retry_makes_one_revision_and_one_deployment()
+{
+    let stack = Stack::new().await;
+    let services = deployable(&stack, "crash", 1).await;
+    let digest = stack.push_image("main-1").await;
+    let proxy = Proxy::start(stack.emulator_url(), FaultPlan::none()).await;
+    let clock = Arc::new(FixedClock::new(Utc::now()));
+    let mut ports = stack.ports_through(&proxy, clock.clone()).await;
+    let crashing = Arc::new(CrashBeforeUpdate {
+        ecs: ports.ecs.clone(),
+        crash: AtomicBool::new(true),
+    });
+    ports.ecs = crashing.clone();
+    let function = DeployFunction::new(ports, stack.config());
+    let event = stack.push_event("push-crash", clock.now(), "main-1", &digest);
+
+    let crashed = tokio::time::timeout(Duration::from_secs(5), function.handle(&event)).await;
+    assert!(crashed.is_err(), "the invocation died in UpdateService");
+    let family = format!("{}-{}", services[0], stack.id);
+    assert_eq!(
+        stack.revisions(&family).await,
+        2,
+        "registered before the crash"
+    );
+    let key = stack.service_key(&services[0]);
+    assert!(stack.store().history(&key, 10).await.unwrap().is_empty());
+
+    // Lambda runs the event again after the lock's lease has run out.
+    crashing.crash.store(false, Ordering::SeqCst);
+    clock.advance(chrono::TimeDelta::seconds(61));
+    proxy.clear();
+    let summary = function.handle(&event).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");
+    assert_deployed_once(&stack, &services, &digest).await;
+    let calls = proxy.call_names();
+    assert!(
+        !calls.contains(&"ecs.RegisterTaskDefinition".to_owned()),
+        "found the revision instead: {calls:?}"
+    );
+    assert_eq!(
+        stack.notification_kinds(),
+        ["deploy.started"],
+        "one deployment"
+    );
+}
+
+#[tokio::test]
+async fn an_alarm_under_faults_rolls_back_once() {
+    let g = Guarded::deployed(&[("api", &[]), ("cart", &[])]).await;
+    let arn = g.alarm("api-5xx", Some("api"), &[]).await;
+    let proxy = Proxy::start(g.stack.emulator_url(), twenty_percent()).await;
+    eprintln!("fault seed {}", proxy.seed());
+    let ports = g.stack.ports_through(&proxy, g.clock.clone()).await;
+    let rollback = RollbackFunction::new(ports, g.stack.config());
+    g.clock.set(utc(ALARMED));
+    let key = g.stack.service_key("api");
+    let check = async || {
+        let state = g.stack.store().load(&key).await.unwrap();
+        let running = g.stack.running_task_definition("api").await;
+        if let Some(rolled_back) = state.deployment.as_ref().and_then(|d| d.rollback.as_ref()) {
+            assert_eq!(
+                running, rolled_back.to,
+                "the table claims a rollback ECS did not get"
+            );
+        }
+        let history = g.stack.store().history(&key, 50).await.unwrap();
+        assert!(count(&history, Action::RolledBack) <= 1, "{history:#?}");
+        assert_eq!(g.revision("cart").await, "2", "cart is not guarded by it");
+    };
+
+    let alarm = g.event("alarm-1", &arn, "ALARM", "OK", ALARMED, Some("api"));
+    let (summary, deliveries) =
+        deliver_until_done(async || rollback.handle(&alarm).await, check).await;
+    eprintln!("{deliveries} deliveries, faults {:?}", proxy.fault_counts());
+    assert!(
+        matches!(summary.outcome, Outcome::RolledBack | Outcome::Duplicate),
+        "{summary:?}"
+    );
+    assert_eq!(g.revision("api").await, "1", "on its known-good revision");
+    let state = g.stack.store().load(&key).await.unwrap();
+    assert_eq!(
+        state.deployment.as_ref().map(|d| d.status),
+        Some(DeploymentStatus::RolledBack)
+    );
+    assert!(state.is_quarantined(&g.digest.parse().unwrap()).is_some());
+
+    // The same alarm again, and the alarm flapping, under faults: no second rollback.
+    let (again, _) = deliver_until_done(async || rollback.handle(&alarm).await, check).await;
+    assert_eq!(again.outcome, Outcome::Duplicate, "{again:?}");
+    let flap = g.event("alarm-2", &arn, "ALARM", "OK", ALARMED, Some("api"));
+    let (flapped, _) = deliver_until_done(async || rollback.handle(&flap).await, check).await;
+    assert_eq!(flapped.outcome, Outcome::Skipped, "{flapped:?}");
+    let history = g.stack.store().history(&key, 50).await.unwrap();
+    assert_eq!(count(&history, Action::RolledBack), 1);
+    assert_eq!(g.revision("api").await, "1");
+    let started = g
+        .stack
+        .notification_kinds()
+        .into_iter()
+        .filter(|k| k == "rollback.started")
+        .count();
+    assert!(started >= 1, "rollback.started was published");
+}
