@@ -5,10 +5,11 @@ SHELL := bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test template smoke demo package venv fmt clean
+.PHONY: test template smoke demo package fuzz venv fmt clean
 
-## test: formatting, lints, the template checks, unit and integration tests (moto server started
-## by the tests), and the local loop smoke test through cargo lambda watch and invoke
+## test: formatting, lints, the template checks, unit and property tests, integration tests
+## (moto server started by the tests, faults injected by a proxy), and the local loop smoke
+## test through cargo lambda watch and invoke
 test: venv
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -25,6 +26,12 @@ template: venv
 ## smoke: every file in events/ through cargo lambda invoke against cargo lambda watch and moto
 smoke: venv
 	$(VENV)/bin/python scripts/smoke.py
+
+## fuzz: the property tests of every parser of outside input, with many more cases than
+## `make test` runs (FUZZ_CASES per property, 100,000 by default: about three minutes)
+FUZZ_CASES ?= 100000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --locked -p deckhand-shared properties
 
 ## demo: the whole story against a local emulator, through cargo lambda watch and invoke
 demo: venv

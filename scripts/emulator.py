@@ -2,9 +2,9 @@
 
 moto's backends take no locks, so under its threaded server two conditional writes to one
 DynamoDB item can both pass their condition. DynamoDB itself applies each request atomically,
-and deckhand's per-service lock relies on that; serialising requests restores it. Transactions
-honour their ClientRequestToken, as DynamoDB's do, and CloudWatch speaks the protocol the
-SDK for Rust sends.
+and deckhand's per-service lock relies on that; serialising requests restores it. Retries are
+safe where they are on AWS: transactions honour their ClientRequestToken, and a page of
+GetResources can be asked for again. CloudWatch speaks the protocol the SDK for Rust sends.
 
 As a program: `python scripts/emulator.py PORT` prints `ready` once listening and serves until
 its standard input closes, so it never outlives the process that started it.
@@ -26,6 +26,7 @@ from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
+from moto.resourcegroupstaggingapi.responses import ResourceGroupsTaggingAPIResponse
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
@@ -120,6 +121,29 @@ def _transact_write_items_once_per_token(self):
 
 
 DynamoHandler.transact_write_items = _transact_write_items_once_per_token
+
+
+# AWS pagination tokens can be sent again (for 15 minutes, in GetResources): a retried page
+# gets the same page. moto keeps a generator per token and advances it, so a page whose answer
+# was lost is skipped on retry, or the token is gone. Each page is answered once and kept.
+PAGE_WINDOW_SECONDS = 900
+_pages_by_token = {}
+_handle_get_resources = ResourceGroupsTaggingAPIResponse.get_resources
+
+
+def _get_resources_repeatable(self):
+    token = self._get_param("PaginationToken")
+    if not token:
+        return _handle_get_resources(self)
+    now = time.monotonic()
+    for old in [t for t, (at, _) in _pages_by_token.items() if now - at > PAGE_WINDOW_SECONDS]:
+        del _pages_by_token[old]
+    if token not in _pages_by_token:
+        _pages_by_token[token] = (now, _handle_get_resources(self))
+    return _pages_by_token[token][1]
+
+
+ResourceGroupsTaggingAPIResponse.get_resources = _get_resources_repeatable
 
 
 class CloudWatchCbor:

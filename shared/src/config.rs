@@ -120,10 +120,10 @@ impl Config {
                     )
                 })?,
         };
-        let dry_run = match get("DECKHAND_DRY_RUN").map(|v| v.to_ascii_lowercase()) {
+        let dry_run = match get("DECKHAND_DRY_RUN") {
             None => false,
-            Some(v) if v == "true" || v == "1" => true,
-            Some(v) if v == "false" || v == "0" => false,
+            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
+            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
             Some(v) => {
                 return Err(invalid(
                     "DECKHAND_DRY_RUN",

@@ -11,3 +11,6 @@ pub mod lambda;
 pub mod notification;
 pub mod ports;
 pub mod report;
+
+#[cfg(test)]
+mod properties;

@@ -158,8 +158,9 @@ pub trait StateStore: Send + Sync {
         state: &ServiceState,
     ) -> PortResult<()>;
 
-    /// Releases the lock without changing the state.
-    async fn release(&self, service: &ServiceKey, locked: &Locked) -> PortResult<()>;
+    /// Releases `owner`'s lock without changing the state; a lock held by another owner is
+    /// left alone (`Conflict`).
+    async fn release(&self, service: &ServiceKey, owner: &str) -> PortResult<()>;
 
     /// Records decisions that needed no lock.
     async fn record(

@@ -11,17 +11,23 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use aws_sdk_ecs::error::ProvideErrorMetadata;
-use chrono::Utc;
+use aws_sdk_ecs::types::Tag as EcsTag;
+use chrono::{SecondsFormat, Utc};
 use deckhand::adapters::memory::FixedClock;
 use deckhand::app::deploy::DeployFunction;
 use deckhand::app::rollback::RollbackFunction;
+use deckhand::app::scheduler::{SchedulerError, SchedulerFunction};
+use deckhand::config::Config;
 use deckhand::domain::fleet::{ImageChange, ServiceView, TaskDefinitionView};
 use deckhand::domain::service::ServiceKey;
 use deckhand::domain::state::DeploymentStatus;
 use deckhand::history::HistoryRecord;
 use deckhand::ports::{Clock, Ecs, PortResult, StateStore, SystemClock};
 use deckhand::report::{Action, Outcome, Summary};
+use futures::{StreamExt, stream};
+use serde_json::json;
 use testkit::proxy::{Fault, FaultPlan, FaultRates, Proxy};
 
 use crate::harness::{Stack, sdk_config};
@@ -138,17 +144,25 @@ fn twenty_percent() -> FaultPlan {
     FaultPlan::everywhere(FaultRates::failing(0.20).with_delays(0.05))
 }
 
-/// EventBridge and Lambda retry a failed invocation; the scenarios deliver until the function
+/// Lambda retries a failed asynchronous invocation; the scenarios deliver until the function
 /// reports success, and fail if it has not after this many.
 const MAX_DELIVERIES: usize = 8;
+/// Lambda's first retry comes a minute later: by then the lease of a lock the failed attempt
+/// could not give back has run out.
+const REDELIVERY_DELAY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
-/// Delivers an event until the function reports success, running `after_each` after every
-/// delivery. Returns the final summary and how many deliveries it took.
+/// Delivers an event until the function reports success, a minute apart on `clock`, running
+/// `after_each` after every delivery. Returns the final summary and how many deliveries it
+/// took.
 async fn deliver_until_done<E: std::fmt::Display>(
+    clock: &FixedClock,
     mut deliver: impl AsyncFnMut() -> Result<Summary, E>,
     mut after_each: impl AsyncFnMut(),
 ) -> (Summary, usize) {
     for delivery in 1..=MAX_DELIVERIES {
+        if delivery > 1 {
+            clock.advance(REDELIVERY_DELAY);
+        }
         let result = deliver().await;
         after_each().await;
         match result {
@@ -244,11 +258,13 @@ async fn a_push_under_faults_deploys_every_service_once() {
     let digest = stack.push_image("main-1").await;
     let proxy = Proxy::start(stack.emulator_url(), twenty_percent()).await;
     eprintln!("fault seed {}", proxy.seed());
-    let ports = stack.ports_through(&proxy, Arc::new(SystemClock)).await;
+    let clock = Arc::new(FixedClock::new(Utc::now()));
+    let ports = stack.ports_through(&proxy, clock.clone()).await;
     let function = DeployFunction::new(ports, stack.config());
-    let event = stack.push_event("push-faulted", Utc::now(), "main-1", &digest);
+    let event = stack.push_event("push-faulted", clock.now(), "main-1", &digest);
 
     let (summary, deliveries) = deliver_until_done(
+        &clock,
         async || function.handle(&event).await,
         async || assert_deploys_match_ecs(&stack, &services, "push-faulted").await,
     )
@@ -266,6 +282,7 @@ async fn a_push_under_faults_deploys_every_service_once() {
 
     // One more delivery, still under faults, changes nothing.
     let (again, _) = deliver_until_done(
+        &clock,
         async || function.handle(&event).await,
         async || assert_deploys_match_ecs(&stack, &services, "push-faulted").await,
     )
@@ -473,7 +490,7 @@ async fn an_alarm_under_faults_rolls_back_once() {
 
     let alarm = g.event("alarm-1", &arn, "ALARM", "OK", ALARMED, Some("api"));
     let (summary, deliveries) =
-        deliver_until_done(async || rollback.handle(&alarm).await, check).await;
+        deliver_until_done(&g.clock, async || rollback.handle(&alarm).await, check).await;
     eprintln!("{deliveries} deliveries, faults {:?}", proxy.fault_counts());
     assert!(
         matches!(summary.outcome, Outcome::RolledBack | Outcome::Duplicate),
@@ -488,10 +505,12 @@ async fn an_alarm_under_faults_rolls_back_once() {
     assert!(state.is_quarantined(&g.digest.parse().unwrap()).is_some());
 
     // The same alarm again, and the alarm flapping, under faults: no second rollback.
-    let (again, _) = deliver_until_done(async || rollback.handle(&alarm).await, check).await;
+    let (again, _) =
+        deliver_until_done(&g.clock, async || rollback.handle(&alarm).await, check).await;
     assert_eq!(again.outcome, Outcome::Duplicate, "{again:?}");
     let flap = g.event("alarm-2", &arn, "ALARM", "OK", ALARMED, Some("api"));
-    let (flapped, _) = deliver_until_done(async || rollback.handle(&flap).await, check).await;
+    let (flapped, _) =
+        deliver_until_done(&g.clock, async || rollback.handle(&flap).await, check).await;
     assert_eq!(flapped.outcome, Outcome::Skipped, "{flapped:?}");
     let history = g.stack.store().history(&key, 50).await.unwrap();
     assert_eq!(count(&history, Action::RolledBack), 1);
@@ -503,4 +522,289 @@ async fn an_alarm_under_faults_rolls_back_once() {
         .filter(|k| k == "rollback.started")
         .count();
     assert!(started >= 1, "rollback.started was published");
+}
+
+/// Office hours in London (GMT in November: local time is UTC), and a night shift.
+const OFFICE: &str = "Mon-Fri 07:00-19:00";
+const NIGHT_SHIFT: &str = "daily 20:00-23:30";
+const NIGHT: &str = "2026-11-23T22:00:00Z";
+const MORNING: &str = "2026-11-24T07:00:00Z";
+const RECONCILE_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+const DESIRED: i32 = 2;
+const CAPACITY: (i32, i32) = (1, 5);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shift {
+    Office,
+    Night,
+    /// No deckhand tags: never touched.
+    Untagged,
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    cluster: String,
+    name: String,
+    shift: Shift,
+    autoscaled: bool,
+}
+
+/// Services across clusters on three shifts, a third of the office ones autoscaled.
+struct Fleet {
+    stack: Stack,
+    clusters: Vec<String>,
+    members: Vec<Member>,
+}
+
+impl Fleet {
+    async fn create(stack: Stack, clusters: usize, per_cluster: usize) -> Self {
+        let clusters: Vec<String> = (0..clusters)
+            .map(|c| format!("shifts-{}-{c}", stack.id))
+            .collect();
+        for cluster in &clusters {
+            stack
+                .ecs
+                .create_cluster()
+                .cluster_name(cluster)
+                .send()
+                .await
+                .unwrap();
+        }
+        let td = stack
+            .simple_task_definition(&format!("shifts-{}", stack.id), "main-1")
+            .await;
+        let members: Vec<Member> = clusters
+            .iter()
+            .flat_map(|cluster| {
+                (0..per_cluster).map(move |i| {
+                    let shift = match i % 10 {
+                        9 => Shift::Untagged,
+                        8 => Shift::Night,
+                        _ => Shift::Office,
+                    };
+                    Member {
+                        cluster: cluster.clone(),
+                        name: format!("svc-{i:03}"),
+                        shift,
+                        autoscaled: shift == Shift::Office && i % 3 == 0,
+                    }
+                })
+            })
+            .collect();
+        let autoscaling = aws_sdk_applicationautoscaling::Client::new(&stack.sdk);
+        stream::iter(members.clone())
+            .for_each_concurrent(16, |m| {
+                let (ecs, autoscaling, td) = (stack.ecs.clone(), autoscaling.clone(), td.clone());
+                async move {
+                    let awake = match m.shift {
+                        Shift::Office => Some(OFFICE),
+                        Shift::Night => Some(NIGHT_SHIFT),
+                        Shift::Untagged => None,
+                    };
+                    let tags = awake.into_iter().flat_map(|awake| {
+                        [
+                            ("deckhand:awake", awake),
+                            ("deckhand:timezone", "Europe/London"),
+                        ]
+                        .map(|(k, v)| EcsTag::builder().key(k).value(v).build())
+                    });
+                    ecs.create_service()
+                        .cluster(&m.cluster)
+                        .service_name(&m.name)
+                        .task_definition(&td)
+                        .desired_count(DESIRED)
+                        .set_tags(Some(tags.collect()))
+                        .send()
+                        .await
+                        .unwrap();
+                    if m.autoscaled {
+                        autoscaling
+                            .register_scalable_target()
+                            .service_namespace(ServiceNamespace::Ecs)
+                            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                            .resource_id(format!("service/{}/{}", m.cluster, m.name))
+                            .min_capacity(CAPACITY.0)
+                            .max_capacity(CAPACITY.1)
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                }
+            })
+            .await;
+        Self {
+            stack,
+            clusters,
+            members,
+        }
+    }
+
+    fn config(&self) -> Config {
+        Config {
+            clusters: Some(self.clusters.clone()),
+            ..self.stack.config()
+        }
+    }
+
+    /// Checks every member against the table and ECS: a sleep on record (not pending) is what
+    /// ECS runs; no record means ECS runs what it ran before; untagged services and those the
+    /// schedule wants awake are never asleep. With `settled`, the whole fleet is as its
+    /// schedule wants at `at`. Returns how many are asleep.
+    async fn check(&self, at: &str, settled: bool) -> usize {
+        let at_night = utc(at).time() >= utc(NIGHT).time();
+        let asleep: Vec<bool> = stream::iter(self.members.iter())
+            .map(|m| async move {
+                let key = ServiceKey::new(&m.cluster, &m.name);
+                let state = self.stack.store().load(&key).await.unwrap();
+                let desired = self
+                    .stack
+                    .describe_service(&m.cluster, &m.name)
+                    .await
+                    .desired_count();
+                let capacity = self.stack.capacity_in(&m.cluster, &m.name).await;
+                let original = m.autoscaled.then_some(CAPACITY);
+                let wants_asleep = match m.shift {
+                    Shift::Office => at_night,
+                    Shift::Night => !at_night,
+                    Shift::Untagged => false,
+                };
+                let history = self.stack.store().history(&key, 50).await.unwrap();
+                assert!(
+                    count(&history, Action::Asleep) <= 1 && count(&history, Action::Awake) <= 1,
+                    "{m:?}: {history:#?}"
+                );
+                match state.sleep.as_ref() {
+                    Some(sleep) if sleep.pending => {
+                        assert!(!settled, "{m:?}: still half-way");
+                        assert!(wants_asleep || !at_night, "{m:?}: half asleep wrongly");
+                        return false;
+                    }
+                    Some(sleep) => {
+                        // Asleep against the schedule only while a wake is still to come.
+                        let phase_began = utc(if at_night { NIGHT } else { MORNING });
+                        let slept_before = sleep.since < phase_began;
+                        assert!(
+                            m.shift != Shift::Untagged
+                                && (wants_asleep || (!settled && slept_before)),
+                            "{m:?} was put to sleep wrongly: {sleep:?}"
+                        );
+                        assert_eq!(
+                            (desired, capacity),
+                            (0, original.map(|_| (0, 0))),
+                            "{m:?}: the table claims a sleep ECS did not get"
+                        );
+                        assert_eq!(
+                            (sleep.desired_count, sleep.scalable.map(|c| (c.min, c.max))),
+                            (DESIRED, original),
+                            "{m:?}: saved what it ran"
+                        );
+                        return true;
+                    }
+                    None => {
+                        assert_eq!(
+                            (desired, capacity),
+                            (DESIRED, original),
+                            "{m:?}: runs as before with no sleep on record"
+                        );
+                        assert!(!(settled && wants_asleep), "{m:?} should be asleep");
+                    }
+                }
+                false
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        asleep.into_iter().filter(|a| *a).count()
+    }
+
+    fn expected_asleep(&self, at: &str) -> usize {
+        let shift = if utc(at).time() >= utc(NIGHT).time() {
+            Shift::Office
+        } else {
+            Shift::Night
+        };
+        self.members.iter().filter(|m| m.shift == shift).count()
+    }
+}
+
+#[tokio::test]
+async fn reconciles_under_faults_sleep_and_wake_exactly_and_nothing_else() {
+    let fleet = Fleet::create(Stack::new().await, 1, 12).await;
+    let proxy = Proxy::start(fleet.stack.emulator_url(), twenty_percent()).await;
+    eprintln!("fault seed {}", proxy.seed());
+    let clock = Arc::new(FixedClock::new(utc(NIGHT)));
+    let ports = fleet.stack.ports_through(&proxy, clock.clone()).await;
+    let scheduler = SchedulerFunction::new(ports, fleet.config());
+
+    for at in [NIGHT, MORNING] {
+        clock.set(utc(at));
+        let event = json!({"action": "reconcile", "at": at});
+        let (_, deliveries) = deliver_until_done(
+            &clock,
+            async || scheduler.handle(&event).await,
+            async || {
+                fleet.check(at, false).await;
+            },
+        )
+        .await;
+        eprintln!(
+            "{at}: {deliveries} deliveries, faults {:?}",
+            proxy.fault_counts()
+        );
+        assert_eq!(fleet.check(at, true).await, fleet.expected_asleep(at));
+        // The same reconcile again changes nothing.
+        let (again, _) =
+            deliver_until_done(&clock, async || scheduler.handle(&event).await, async || {}).await;
+        assert!(
+            again.services.iter().all(|s| s.action == Action::Unchanged),
+            "{again:?}"
+        );
+        assert_eq!(fleet.check(at, true).await, fleet.expected_asleep(at));
+    }
+}
+
+#[tokio::test]
+async fn a_fleet_of_two_hundred_under_faults_is_right_after_at_most_two_reconciles() {
+    // A server of its own: the Tagging API pages through every service on it.
+    let fleet = Fleet::create(Stack::isolated().await, 2, 100).await;
+    assert_eq!(fleet.members.len(), 200);
+    let proxy = Proxy::start(fleet.stack.emulator_url(), twenty_percent()).await;
+    eprintln!("fault seed {}", proxy.seed());
+    let clock = Arc::new(FixedClock::new(utc(NIGHT)));
+    let ports = fleet.stack.ports_through(&proxy, clock.clone()).await;
+    let scheduler = SchedulerFunction::new(ports, fleet.config());
+
+    for first in [NIGHT, MORNING] {
+        for reconciles in 1..=2 {
+            // Reconciles run every 15 minutes.
+            let at = (utc(first) + RECONCILE_EVERY * (reconciles - 1))
+                .to_rfc3339_opts(SecondsFormat::Secs, true);
+            let at = at.as_str();
+            clock.set(utc(at));
+            let event = json!({"action": "reconcile", "at": at});
+            proxy.clear();
+            let result = scheduler.handle(&event).await;
+            let failed = match &result {
+                Ok(_) => 0,
+                Err(SchedulerError::ServicesFailed(s)) => s.failed_services().count(),
+                // Nothing was done; the next reconcile does it all.
+                Err(e) => {
+                    eprintln!("{at}: {e}");
+                    fleet.members.len()
+                }
+            };
+            let calls = proxy.calls();
+            eprintln!(
+                "{at}: reconcile {reconciles}: {} calls, {} faulted, {failed} services failed",
+                calls.len(),
+                calls.iter().filter(|c| c.fault.is_some()).count()
+            );
+            fleet.check(at, false).await;
+            if result.is_ok() {
+                assert_eq!(fleet.check(at, true).await, fleet.expected_asleep(at));
+                break;
+            }
+            assert!(reconciles < 2, "{at}: not right after two reconciles");
+        }
+    }
 }

@@ -431,6 +431,8 @@ impl Ecr for MemoryEcr {
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Table>,
+    /// The next lock is taken but its caller hears a failure, as when the answer is lost.
+    lose_next_lock_answer: Mutex<bool>,
 }
 
 /// A lock: its owner and when its lease ends.
@@ -453,6 +455,11 @@ impl MemoryStore {
             .states
             .get(service)
             .is_some_and(|(_, lock)| lock.is_some())
+    }
+
+    /// Takes the next lock asked for, then answers with a transient failure.
+    pub fn lose_next_lock_answer(&self) {
+        *guard(&self.lose_next_lock_answer) = true;
     }
 
     pub fn put_state(&self, service: &ServiceKey, state: ServiceState) {
@@ -490,6 +497,13 @@ impl StateStore for MemoryStore {
         }
         let previous = lock.replace((owner.to_owned(), now + lease));
         state.version += 1;
+        if std::mem::take(&mut *guard(&self.lose_next_lock_answer)) {
+            return Err(PortError::new(
+                "UpdateItem",
+                PortErrorKind::Transient,
+                "connection reset",
+            ));
+        }
         Ok(LockAttempt::Acquired(Box::new(Locked {
             owner: owner.to_owned(),
             until: now + lease,
@@ -558,10 +572,10 @@ impl StateStore for MemoryStore {
         }
     }
 
-    async fn release(&self, service: &ServiceKey, locked: &Locked) -> PortResult<()> {
+    async fn release(&self, service: &ServiceKey, owner: &str) -> PortResult<()> {
         let mut table = guard(&self.inner);
         match table.states.get_mut(service) {
-            Some((_, lock)) if lock.as_ref().is_some_and(|(o, _)| *o == locked.owner) => {
+            Some((_, lock)) if lock.as_ref().is_some_and(|(o, _)| o == owner) => {
                 *lock = None;
                 Ok(())
             }

@@ -743,7 +743,7 @@ impl DeployFunction {
         if let Err(e) = written {
             warn!(error = %e, "could not record a repeated delivery");
             if let Some(locked) = locked
-                && let Err(e) = self.ports.store.release(key, locked).await
+                && let Err(e) = self.ports.store.release(key, &locked.owner).await
             {
                 warn!(error = %e, "could not release the lock; it expires with its lease");
             }

@@ -40,7 +40,21 @@ pub async fn acquire(
     let started = tokio::time::Instant::now();
     let mut delay = FIRST_DELAY;
     loop {
-        match store.lock(service, owner, clock.now(), LEASE).await? {
+        let attempt = match store.lock(service, owner, clock.now(), LEASE).await {
+            Ok(attempt) => attempt,
+            Err(e) => {
+                // The lock may have been taken all the same (the answer lost): give it back
+                // rather than leave it to its lease. Only this owner's lock is released.
+                if e.kind == PortErrorKind::Transient
+                    && let Err(release) = store.release(service, owner).await
+                    && release.kind != PortErrorKind::Conflict
+                {
+                    tracing::warn!(error = %release, "could not give back a lock that may have been taken; it expires with its lease");
+                }
+                return Err(e);
+            }
+        };
+        match attempt {
             LockAttempt::Acquired(locked) => {
                 if let Some(holder) = &locked.interrupted {
                     tracing::warn!(%holder, "took over a lock whose holder stopped half-way");
@@ -64,5 +78,44 @@ pub async fn acquire(
                 delay = (delay * 2).min(MAX_DELAY);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::adapters::memory::{FixedClock, MemoryStore};
+
+    #[tokio::test]
+    async fn a_lock_whose_answer_was_lost_is_given_back() {
+        let store = MemoryStore::default();
+        let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 22, 0, 0).unwrap());
+        let service = ServiceKey::new("demo", "web");
+        store.lose_next_lock_answer();
+        let error = acquire(&store, &clock, &service, "e1#1").await.unwrap_err();
+        assert_eq!(error.kind, PortErrorKind::Transient);
+        assert!(!store.is_locked(&service), "not left to its lease");
+        // The next invocation takes it at once.
+        let locked = acquire(&store, &clock, &service, "e2#1").await.unwrap();
+        assert_eq!(locked.interrupted, None);
+    }
+
+    #[tokio::test]
+    async fn a_lock_is_taken_again_by_its_owner_and_over_from_a_holder_that_stopped() {
+        let store = MemoryStore::default();
+        let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 11, 23, 22, 0, 0).unwrap());
+        let service = ServiceKey::new("demo", "web");
+        let first = acquire(&store, &clock, &service, "e1#1").await.unwrap();
+        // A retry of the same request whose answer was lost.
+        let again = acquire(&store, &clock, &service, "e1#1").await.unwrap();
+        assert_eq!(again.state.version, first.state.version + 1);
+        assert_eq!(again.interrupted, None);
+        // The holder stops; after its lease another invocation takes over and is told.
+        clock.advance(LEASE + TimeDelta::seconds(1));
+        let taken = acquire(&store, &clock, &service, "e1#2").await.unwrap();
+        assert_eq!(taken.interrupted.as_deref(), Some("e1#1"));
+        assert_eq!(owner_cause("e1#2"), "e1");
     }
 }

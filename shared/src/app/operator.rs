@@ -139,7 +139,7 @@ impl Operator {
     }
 
     async fn release_lock(&self, service: &ServiceKey, locked: &Locked) {
-        if let Err(e) = self.ports.store.release(service, locked).await {
+        if let Err(e) = self.ports.store.release(service, &locked.owner).await {
             tracing::warn!(error = %e, "could not release the lock; it expires with its lease");
         }
     }

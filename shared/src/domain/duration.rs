@@ -10,7 +10,8 @@ pub struct DurationError(pub String);
 
 pub fn parse_duration(text: &str) -> Result<TimeDelta, DurationError> {
     let err = || DurationError(text.to_owned());
-    let unit_at = text.len().checked_sub(1).ok_or_else(err)?;
+    // The unit is the last character, which need not be one byte.
+    let (unit_at, _) = text.char_indices().next_back().ok_or_else(err)?;
     let (number, unit) = text.split_at(unit_at);
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
         return Err(err());
@@ -71,6 +72,9 @@ mod tests {
             "+3m",
             "99999999999999999999d",
             "4000d",
+            "؆",
+            "3ص",
+            "30 分",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

@@ -358,7 +358,7 @@ impl StateStore for DynamoStore {
         self.transact(items).await
     }
 
-    async fn release(&self, service: &ServiceKey, locked: &Locked) -> PortResult<()> {
+    async fn release(&self, service: &ServiceKey, owner: &str) -> PortResult<()> {
         let result = self
             .client
             .update_item()
@@ -368,7 +368,7 @@ impl StateStore for DynamoStore {
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", LOCK_OWNER)
             .expression_attribute_names("#until", LOCK_UNTIL)
-            .expression_attribute_values(":owner", s(&locked.owner))
+            .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
         match result {
