@@ -5,7 +5,7 @@ SHELL := bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test template smoke demo package fuzz venv fmt clean
+.PHONY: test template smoke demo package fuzz bench venv fmt clean
 
 ## test: formatting, lints, the template checks, unit and property tests, integration tests
 ## (moto server started by the tests, faults injected by a proxy), and the local loop smoke
@@ -32,6 +32,15 @@ smoke: venv
 FUZZ_CASES ?= 100000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --locked -p deckhand-shared properties
+
+## bench: criterion micro-benchmarks; then the release binaries, run as Lambda runs them under a
+## Runtime API against moto server through a call-counting proxy, for fleets of 10, 100 and
+## 1,000 services. Prints one markdown table (also in target/bench/report.md).
+BENCH_ARGS ?=
+bench: venv
+	cargo bench --locked -p deckhand-bench --bench domain -- --warm-up-time 1 --measurement-time 2
+	cargo build --release --locked -p deploy -p rollback -p scheduler
+	cargo run --locked -p deckhand-bench --bin e2e -- $(BENCH_ARGS)
 
 ## demo: the whole story against a local emulator, through cargo lambda watch and invoke
 demo: venv

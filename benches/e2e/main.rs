@@ -1,0 +1,380 @@
+//! The end-to-end benchmark: the release binaries of the three functions, each run as Lambda
+//! runs a custom runtime (under a Runtime API written for the benchmark), against moto server
+//! through a call-counting proxy. It measures cold start (process start to the first
+//! `/invocation/next`), the latency of a first and of warm invocations, peak memory, the AWS
+//! calls of a deploy, a rollback and a reconcile for fleets of 10, 100 and 1,000 services, and
+//! the artifacts' sizes; and prints them with the micro-benchmarks (criterion) as one table.
+
+// A benchmark driver: a failed unwrap is a failed run, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fleet;
+mod runtime_api;
+mod table;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::Value;
+use testkit::proxy::{FaultPlan, Proxy};
+
+use crate::fleet::Fleet;
+use crate::runtime_api::{Outcome, RuntimeApi};
+use crate::table::{Row, Table};
+
+const FUNCTIONS: [&str; 3] = ["deploy", "rollback", "scheduler"];
+/// How long a function may take to start before the run fails.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+#[command(about = "deckhand's end-to-end benchmark; `make bench` builds what it needs and runs it")]
+struct Args {
+    /// Where the release binaries of the functions are.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Fleet sizes to measure; a fleet of 1 is where the deploy's calls meet their floor.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+    fleets: Vec<usize>,
+    /// Process starts per function for the cold start.
+    #[arg(long, default_value_t = 20)]
+    cold_starts: usize,
+    /// Warm invocations measured after the first one (reconciles of 1,000 services: fewer).
+    #[arg(long, default_value_t = 5)]
+    warm: usize,
+    /// Criterion's results, to include in the table.
+    #[arg(long, default_value = "target/criterion")]
+    criterion_dir: PathBuf,
+    /// Where to write the table as well.
+    #[arg(long, default_value = "target/bench/report.md")]
+    out: PathBuf,
+    /// A label for the build measured (`release`, or a variant of the profile).
+    #[arg(long, default_value = "release")]
+    build: String,
+}
+
+/// One function process under its own Runtime API.
+struct Function {
+    name: &'static str,
+    child: Child,
+    api: RuntimeApi,
+    started: Instant,
+}
+
+impl Function {
+    async fn spawn(
+        bin_dir: &Path,
+        name: &'static str,
+        env: &[(String, String)],
+        logs: &Path,
+    ) -> Self {
+        let api = RuntimeApi::start().await;
+        let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("a log file");
+        let binary = bin_dir.join(name);
+        let started = Instant::now();
+        let child = Command::new(&binary)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AWS_LAMBDA_RUNTIME_API", api.address())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        Self {
+            name,
+            child,
+            api,
+            started,
+        }
+    }
+
+    /// Process start to the first `/invocation/next`.
+    async fn cold_start(&self) -> Duration {
+        let polled = self
+            .api
+            .first_poll(START_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        polled - self.started
+    }
+
+    async fn invoke(&self, event: &Value) -> (Value, Duration) {
+        match self.api.invoke(event).await {
+            (Outcome::Response(summary), latency) => (summary, latency),
+            (Outcome::Error(error), _) => panic!("{} failed: {error}", self.name),
+        }
+    }
+
+    /// Peak resident memory so far (VmHWM), in bytes.
+    fn peak_memory(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the process's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .expect("VmHWM in /proc/PID/status")
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+fn outcome(summary: &Value) -> &str {
+    summary["outcome"].as_str().unwrap_or_default()
+}
+
+/// Runs one invocation with the proxy's count cleared first; returns the summary, the latency
+/// and the AWS calls it made.
+async fn measured(proxy: &Proxy, function: &Function, event: &Value) -> (Value, Duration, usize) {
+    proxy.clear();
+    let (summary, latency) = function.invoke(event).await;
+    (summary, latency, proxy.calls().len())
+}
+
+/// The invocations of one kind: the first, then `warm` more; checks each outcome.
+struct Series {
+    first: Duration,
+    warm: Vec<Duration>,
+    calls: Vec<usize>,
+}
+
+impl Series {
+    fn rows(
+        &self,
+        table: &mut Table,
+        function: &str,
+        fleet: usize,
+        what: &str,
+        floor: Option<usize>,
+    ) {
+        table.push(Row::latency(
+            "first invocation",
+            function,
+            Some(fleet),
+            what,
+            self.first,
+        ));
+        table.push(Row::latency(
+            &format!("warm invocation (median of {})", self.warm.len()),
+            function,
+            Some(fleet),
+            what,
+            median(self.warm.clone()),
+        ));
+        let (least, most) = (
+            self.calls.iter().min().copied().unwrap_or_default(),
+            self.calls.iter().max().copied().unwrap_or_default(),
+        );
+        table.push(Row::calls(function, fleet, what, least, most, floor));
+    }
+}
+
+async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
+    eprintln!("fleet of {size}: creating it");
+    let setup = Instant::now();
+    let fleet = Fleet::create(size).await;
+    eprintln!("fleet of {size}: created in {:.0?}", setup.elapsed());
+    let proxy = Proxy::start(fleet.stack.emulator_url(), FaultPlan::none()).await;
+    let logs = args.out.with_file_name(format!("logs-{size}"));
+    std::fs::create_dir_all(&logs).expect("a log directory");
+    let env = |name| fleet.environment(name, &proxy.url());
+    let deploy = Function::spawn(&args.bin_dir, "deploy", &env("deploy"), &logs).await;
+    let rollback = Function::spawn(&args.bin_dir, "rollback", &env("rollback"), &logs).await;
+    let scheduler = Function::spawn(&args.bin_dir, "scheduler", &env("scheduler"), &logs).await;
+    for function in [&deploy, &rollback, &scheduler] {
+        function.cold_start().await;
+    }
+
+    // Deploy: a push of a new digest for service 0, each time.
+    let mut deploys = Series {
+        first: Duration::ZERO,
+        warm: Vec::new(),
+        calls: Vec::new(),
+    };
+    for n in 0..=args.warm {
+        let (summary, latency, calls) = measured(&proxy, &deploy, &fleet.push()).await;
+        assert_eq!(outcome(&summary), "deployed", "{summary}");
+        if n == 0 {
+            deploys.first = latency
+        } else {
+            deploys.warm.push(latency)
+        }
+        deploys.calls.push(calls);
+    }
+    let floor = (size == 1).then_some(FLOOR_DEPLOY);
+    deploys.rows(table, "deploy", size, "a push deploys 1 service", floor);
+    eprintln!("fleet of {size}: deploys measured");
+
+    // Rollback: each alarm follows a fresh deployment of service 0.
+    let mut rollbacks = Series {
+        first: Duration::ZERO,
+        warm: Vec::new(),
+        calls: Vec::new(),
+    };
+    for n in 0..=args.warm {
+        let (summary, _) = deploy.invoke(&fleet.push()).await;
+        assert_eq!(outcome(&summary), "deployed", "{summary}");
+        let (summary, latency, calls) = measured(&proxy, &rollback, &fleet.alarm(n)).await;
+        assert_eq!(outcome(&summary), "rolled-back", "{summary}");
+        if n == 0 {
+            rollbacks.first = latency
+        } else {
+            rollbacks.warm.push(latency)
+        }
+        rollbacks.calls.push(calls);
+    }
+    rollbacks.rows(
+        table,
+        "rollback",
+        size,
+        "an alarm rolls 1 service back",
+        None,
+    );
+    eprintln!("fleet of {size}: rollbacks measured");
+
+    // Reconcile: the whole fleet to sleep, then awake, and so on.
+    let mut reconciles = Series {
+        first: Duration::ZERO,
+        warm: Vec::new(),
+        calls: Vec::new(),
+    };
+    let warm = if size >= 1000 {
+        args.warm.min(2)
+    } else {
+        args.warm
+    };
+    for n in 0..=warm {
+        let at = if n % 2 == 0 {
+            fleet.night
+        } else {
+            fleet.morning
+        };
+        let (summary, latency, calls) = measured(&proxy, &scheduler, &fleet.reconcile(at)).await;
+        let expected = if n % 2 == 0 { "asleep" } else { "awake" };
+        let acted = summary["services"]
+            .as_array()
+            .map_or(0, |s| s.iter().filter(|s| s["action"] == expected).count());
+        assert_eq!(acted, size, "every service {expected}: {summary}");
+        if n == 0 {
+            reconciles.first = latency
+        } else {
+            reconciles.warm.push(latency)
+        }
+        reconciles.calls.push(calls);
+        eprintln!("fleet of {size}: reconcile {n} took {latency:.1?}");
+    }
+    reconciles.rows(
+        table,
+        "scheduler",
+        size,
+        &format!("a reconcile sleeps or wakes all {size}"),
+        None,
+    );
+
+    for function in [&deploy, &rollback, &scheduler] {
+        table.push(Row::memory(function.name, size, function.peak_memory()));
+    }
+}
+
+/// AWS calls of a deploy of one service, derived in docs/performance.md.
+const FLOOR_DEPLOY: usize = 9;
+
+async fn cold_starts(args: &Args, table: &mut Table) {
+    // No fleet needed: the function starts, then asks for its first invocation.
+    let env: Vec<(String, String)> = [
+        ("AWS_LAMBDA_FUNCTION_NAME", "deckhand"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("DECKHAND_TABLE", "deckhand"),
+        (
+            "DECKHAND_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:123456789012:deckhand",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let logs = args.out.with_file_name("logs-cold");
+    std::fs::create_dir_all(&logs).expect("a log directory");
+    for name in FUNCTIONS {
+        let mut samples = Vec::new();
+        for _ in 0..args.cold_starts {
+            let function = Function::spawn(&args.bin_dir, name, &env, &logs).await;
+            samples.push(function.cold_start().await);
+        }
+        let max = samples.iter().max().copied().unwrap_or_default();
+        table.push(Row::cold_start(
+            name,
+            median(samples),
+            max,
+            args.cold_starts,
+        ));
+    }
+}
+
+/// Each binary as built, and stripped of symbols (what `strip = true` in the profile gives).
+fn sizes(args: &Args, table: &mut Table) {
+    let size = |path: &Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}; build it with make bench", path.display()))
+            .len()
+    };
+    for name in FUNCTIONS {
+        let path = args.bin_dir.join(name);
+        let stripped = args.out.with_file_name(format!("{name}.stripped"));
+        let status = Command::new("strip")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(&path)
+            .status()
+            .expect("strip, from binutils");
+        assert!(status.success(), "strip {}", path.display());
+        table.push(Row::size(name, size(&path), size(&stripped)));
+        let _ = std::fs::remove_file(&stripped);
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    for name in FUNCTIONS {
+        let path = args.bin_dir.join(name);
+        assert!(
+            path.exists(),
+            "{} is missing: run make bench",
+            path.display()
+        );
+    }
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir).expect("the report's directory");
+    }
+    let mut table = Table::new(&args.build);
+    sizes(&args, &mut table);
+    cold_starts(&args, &mut table).await;
+    for &size in &args.fleets {
+        bench_fleet(&args, size, &mut table).await;
+    }
+    table.micro_benchmarks(&args.criterion_dir);
+    let markdown = table.markdown();
+    std::fs::write(&args.out, &markdown).expect("write the report");
+    println!("{markdown}");
+    eprintln!("written to {}", args.out.display());
+}
