@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::domain::fleet::{ImageChange, ServiceView, TaskDefinitionView};
+use crate::domain::fleet::{Container, ImageChange, ServiceView, TaskDefinitionView};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::service::ServiceKey;
 use crate::domain::state::{Capacity, ServiceState};
@@ -182,6 +182,26 @@ pub trait StateStore: Send + Sync {
 
     /// History of a service, newest first.
     async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>>;
+}
+
+/// What deckhand last read of each service's task definition: which revision, and the images
+/// of its containers. A revision never changes, so an entry holds as long as the service runs
+/// that revision; it spares a fleet's pushes a `DescribeTaskDefinition` per service.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KnownContainers {
+    pub task_definition: String,
+    pub containers: Vec<Container>,
+}
+
+#[async_trait]
+pub trait ImageIndex: Send + Sync {
+    /// The entries of these services; services never indexed are left out.
+    async fn containers(
+        &self,
+        services: &[ServiceKey],
+    ) -> PortResult<BTreeMap<ServiceKey, KnownContainers>>;
+    async fn remember(&self, entries: &[(ServiceKey, KnownContainers)]) -> PortResult<()>;
 }
 
 #[async_trait]

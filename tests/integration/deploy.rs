@@ -11,10 +11,11 @@ use aws_sdk_ecs::types::{
 use chrono::{TimeDelta, Utc};
 use deckhand::app::deploy::{DeployError, DeployFunction};
 use deckhand::domain::state::DeploymentStatus;
-use deckhand::ports::StateStore;
+use deckhand::ports::{StateStore, SystemClock};
 use deckhand::report::{Action, Outcome};
 use futures::future::join_all;
 use serde_json::json;
+use testkit::proxy::{FaultPlan, Proxy};
 
 use crate::harness::{ACCOUNT, REGION, Stack, sample_event};
 
@@ -677,4 +678,62 @@ async fn one_deploy_makes_nine_aws_calls() {
             "DynamoDB.TransactWriteItems"
         ]
     );
+}
+
+/// A push in a fleet reads every task definition once; another process then finds them in
+/// the table's image index, and describes only the service it deploys.
+#[tokio::test]
+async fn a_fleets_task_definitions_are_read_once_then_from_the_image_index() {
+    // A server of its own: the Tagging API pages through every opted-in service on it.
+    let stack = Stack::isolated().await;
+    let family = format!("indexed-{}", stack.id);
+    let td = stack.simple_task_definition(&family, "main-0").await;
+    stack
+        .create_service("indexed", &td, &[("deckhand:deploy", "any")])
+        .await;
+    for i in 0..14 {
+        let other = stack
+            .register(
+                stack
+                    .ecs
+                    .register_task_definition()
+                    .family(format!("{family}-other-{i}"))
+                    .container_definitions(
+                        ContainerDefinition::builder()
+                            .name("app")
+                            .image(format!(
+                                "{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/other-{i}:1"
+                            ))
+                            .memory(128)
+                            .build(),
+                    ),
+            )
+            .await;
+        stack
+            .create_service(&format!("other-{i}"), &other, &[("deckhand:deploy", "any")])
+            .await;
+    }
+    let proxy = Proxy::start(stack.emulator_url(), FaultPlan::none()).await;
+    let described = |calls: &[String]| {
+        calls
+            .iter()
+            .filter(|c| *c == "ecs.DescribeTaskDefinition")
+            .count()
+    };
+    for (event, tag, expected) in [("index-1", "main-1", 15), ("index-2", "main-2", 1)] {
+        // A new process each time: nothing remembered but what the table holds.
+        let ports = stack.ports_through(&proxy, Arc::new(SystemClock)).await;
+        let function = DeployFunction::new(ports, stack.config());
+        let digest = stack.push_image(tag).await;
+        proxy.clear();
+        let summary = function
+            .handle(&stack.push_event(event, Utc::now(), tag, &digest))
+            .await
+            .unwrap();
+        assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");
+        let calls = proxy.call_names();
+        assert_eq!(described(&calls), expected, "{calls:?}");
+        assert!(calls.contains(&"dynamodb.BatchGetItem".to_owned()));
+    }
+    assert_eq!(stack.revisions(&family).await, 3);
 }

@@ -17,8 +17,8 @@ use crate::domain::state::{Capacity, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::Notification;
 use crate::ports::{
-    Alarms, Autoscaling, Clock, Ecr, Ecs, LockAttempt, Locked, Notifier, PortError, PortErrorKind,
-    PortResult, StateStore,
+    Alarms, Autoscaling, Clock, Ecr, Ecs, ImageIndex, KnownContainers, LockAttempt, Locked,
+    Notifier, PortError, PortErrorKind, PortResult, StateStore,
 };
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -443,6 +443,7 @@ struct Table {
     states: BTreeMap<ServiceKey, (ServiceState, Lease)>,
     history: Vec<HistoryRecord>,
     processed: BTreeSet<(String, ServiceKey)>,
+    containers: BTreeMap<ServiceKey, KnownContainers>,
 }
 
 impl MemoryStore {
@@ -646,6 +647,27 @@ impl StateStore for MemoryStore {
         records.sort_by_key(|r| std::cmp::Reverse(r.at));
         records.truncate(limit);
         Ok(records)
+    }
+}
+
+#[async_trait]
+impl ImageIndex for MemoryStore {
+    async fn containers(
+        &self,
+        services: &[ServiceKey],
+    ) -> PortResult<BTreeMap<ServiceKey, KnownContainers>> {
+        let table = guard(&self.inner);
+        Ok(services
+            .iter()
+            .filter_map(|k| Some((k.clone(), table.containers.get(k)?.clone())))
+            .collect())
+    }
+
+    async fn remember(&self, entries: &[(ServiceKey, KnownContainers)]) -> PortResult<()> {
+        guard(&self.inner)
+            .containers
+            .extend(entries.iter().cloned());
+        Ok(())
     }
 }
 

@@ -1,7 +1,8 @@
 //! The `deploy` function: ECR pushes move opted-in services onto the pushed image; ECS
 //! deployment state changes close the loop.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{StreamExt, stream};
@@ -16,7 +17,7 @@ use crate::domain::deploy::{
     choose_containers, decide_deployment_event, decide_push, highest_version, record_push,
     reusable_revision, running_digest, running_tag, start_deployment,
 };
-use crate::domain::fleet::{ImageChange, ServiceView, TaskDefinitionView};
+use crate::domain::fleet::{Container, ImageChange, ServiceView, TaskDefinitionView};
 use crate::domain::image::{Digest, ImageRef};
 use crate::domain::policy::Verdict;
 use crate::domain::service::{ServiceKey, revision_name};
@@ -25,11 +26,14 @@ use crate::domain::state::{Registered, ServiceState};
 use crate::events::{DeployEvent, EventError, parse_deploy_event};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::{Kind, Notification, Severity};
-use crate::ports::{Locked, PortError};
+use crate::ports::{KnownContainers, Locked, PortError};
 use crate::report::{Action, ServiceReport, Summary};
 
 /// How many services one invocation works on at once.
 const CONCURRENCY: usize = 8;
+/// Up to this many unread task definitions are described at once; beyond, the image index
+/// is asked first, which costs one call per 100 services.
+const DESCRIBE_DIRECTLY: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -58,6 +62,15 @@ impl DeployError {
 pub struct DeployFunction {
     ports: Ports,
     config: Config,
+    /// The containers of every revision this process has read: revisions never change, so
+    /// warm invocations need not read them again.
+    containers: Mutex<HashMap<String, Vec<Container>>>,
+}
+
+type ContainersMemo = Mutex<HashMap<String, Vec<Container>>>;
+
+fn lock_memo(memo: &ContainersMemo) -> MutexGuard<'_, HashMap<String, Vec<Container>>> {
+    memo.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The service moved from one revision to another.
@@ -81,7 +94,11 @@ struct Discovered {
 
 impl DeployFunction {
     pub fn new(ports: Ports, config: Config) -> Self {
-        Self { ports, config }
+        Self {
+            ports,
+            config,
+            containers: Mutex::default(),
+        }
     }
 
     pub async fn handle(&self, event: &Value) -> Result<Summary, DeployError> {
@@ -163,42 +180,137 @@ impl DeployFunction {
         if keys.is_empty() {
             return Ok(Discovered::default());
         }
-        let services = self.ports.ecs.describe_services(&keys).await?;
-        let arns: BTreeSet<&str> = services
-            .iter()
-            .map(|s| s.task_definition.as_str())
-            .collect();
-        let task_definitions: BTreeMap<String, Result<TaskDefinitionView, PortError>> =
-            stream::iter(arns)
-                .map(|arn| async move {
-                    let td = self.ports.ecs.describe_task_definition(arn).await;
-                    (arn.to_owned(), td)
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-        let mut found = Discovered::default();
-        for service in services
+        let services: Vec<ServiceView> = self
+            .ports
+            .ecs
+            .describe_services(&keys)
+            .await?
             .into_iter()
             .filter(|s| s.tags.contains_key(TAG_DEPLOY))
-        {
-            match task_definitions.get(&service.task_definition) {
-                Some(Ok(task_definition)) => {
-                    let uses_repository = task_definition.containers.iter().any(|c| {
-                        ImageRef::parse(&c.image).is_some_and(|i| i.is_in(&push.repository))
-                    });
-                    if uses_repository {
-                        found.targets.push(Target {
-                            task_definition: task_definition.clone(),
-                            service,
-                        });
-                    }
+            .collect();
+        let mut described = self.read_containers(&services).await;
+        let uses_repository = |containers: &[Container]| {
+            containers
+                .iter()
+                .any(|c| ImageRef::parse(&c.image).is_some_and(|i| i.is_in(&push.repository)))
+        };
+        let mut found = Discovered::default();
+        for service in services {
+            let arn = service.task_definition.clone();
+            let concerned = match described.get(&arn) {
+                Some(Ok(td)) => uses_repository(&td.containers),
+                Some(Err(e)) => {
+                    found.unreadable.push((service.key, e.clone()));
+                    continue;
                 }
+                None => self
+                    .known_containers(&arn)
+                    .is_some_and(|c| uses_repository(&c)),
+            };
+            if !concerned {
+                continue;
+            }
+            // Known from the memo or the index: the clone needs the whole definition.
+            if !described.contains_key(&arn) {
+                let td = self.ports.ecs.describe_task_definition(&arn).await;
+                described.insert(arn.clone(), td);
+            }
+            match described.get(&arn) {
+                Some(Ok(td)) => found.targets.push(Target {
+                    task_definition: td.clone(),
+                    service,
+                }),
                 Some(Err(e)) => found.unreadable.push((service.key, e.clone())),
                 None => {}
             }
         }
         Ok(found)
+    }
+
+    /// What the services' task definitions run. Revisions this process has read are known
+    /// from its memo; when more than a few are not, the image index is asked first; the rest
+    /// are described (and, when the index was asked, added to it). Returns the full
+    /// descriptions of the revisions it described.
+    async fn read_containers(
+        &self,
+        services: &[ServiceView],
+    ) -> BTreeMap<String, Result<TaskDefinitionView, PortError>> {
+        let unknown: Vec<&ServiceView> = {
+            let memo = lock_memo(&self.containers);
+            services
+                .iter()
+                .filter(|s| !memo.contains_key(&s.task_definition))
+                .collect()
+        };
+        let distinct = |list: &[&ServiceView]| {
+            list.iter()
+                .map(|s| s.task_definition.as_str())
+                .collect::<BTreeSet<_>>()
+                .len()
+        };
+        let use_index = distinct(&unknown) > DESCRIBE_DIRECTLY;
+        let mut to_describe = unknown;
+        if use_index {
+            let keys: Vec<ServiceKey> = to_describe.iter().map(|s| s.key.clone()).collect();
+            match self.ports.images.containers(&keys).await {
+                Ok(indexed) => {
+                    let mut memo = lock_memo(&self.containers);
+                    to_describe.retain(|s| match indexed.get(&s.key) {
+                        Some(known) if known.task_definition == s.task_definition => {
+                            memo.insert(known.task_definition.clone(), known.containers.clone());
+                            false
+                        }
+                        _ => true,
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not read the image index; describing every task definition")
+                }
+            }
+        }
+        let arns: BTreeSet<&str> = to_describe
+            .iter()
+            .map(|s| s.task_definition.as_str())
+            .collect();
+        let described: BTreeMap<String, Result<TaskDefinitionView, PortError>> = stream::iter(arns)
+            .map(|arn| async move {
+                let td = self.ports.ecs.describe_task_definition(arn).await;
+                (arn.to_owned(), td)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        {
+            let mut memo = lock_memo(&self.containers);
+            for (arn, td) in &described {
+                if let Ok(td) = td {
+                    memo.insert(arn.clone(), td.containers.clone());
+                }
+            }
+        }
+        if use_index {
+            let entries: Vec<(ServiceKey, KnownContainers)> = to_describe
+                .iter()
+                .filter_map(|s| {
+                    let td = described.get(&s.task_definition)?.as_ref().ok()?;
+                    Some((
+                        s.key.clone(),
+                        KnownContainers {
+                            task_definition: td.arn.clone(),
+                            containers: td.containers.clone(),
+                        },
+                    ))
+                })
+                .collect();
+            if let Err(e) = self.ports.images.remember(&entries).await {
+                warn!(error = %e, "could not add to the image index; the next push describes them again");
+            }
+        }
+        described
+    }
+
+    fn known_containers(&self, arn: &str) -> Option<Vec<Container>> {
+        lock_memo(&self.containers).get(arn).cloned()
     }
 
     async fn push_to_service(

@@ -43,6 +43,7 @@ fn world_with(config: Config) -> World {
         autoscaling: Arc::new(crate::adapters::memory::MemoryAutoscaling::default()),
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         store: store.clone(),
+        images: store.clone(),
         notifier: notifier.clone(),
         clock: clock.clone(),
     };
@@ -750,4 +751,82 @@ async fn an_unreadable_task_definition_fails_only_its_service() {
         ]
     );
     assert_eq!(w.ecs.revisions(), 2);
+}
+
+#[tokio::test]
+async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    // Thirty other opted-in services, each on its own family and repository.
+    for i in 0..30 {
+        let td = w.ecs.add_task_definition(
+            &format!("app-{i}"),
+            &[("app", &format!("{HOST}/app-{i}:1"))],
+        );
+        w.ecs.add_service(
+            &ServiceKey::new("demo", format!("app-{i}")),
+            &td,
+            &[("deckhand:deploy", "any")],
+        );
+    }
+    let described = || w.ecs.calls("DescribeTaskDefinition");
+    let summary = w
+        .function
+        .handle(&push_event("e1", 1, Some("main-1"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed);
+    assert_eq!(described(), 31, "a first push reads every revision");
+
+    // Another process (a cold start) finds them in the index: only the target is described.
+    let cold = DeployFunction::new(w.function.ports.clone(), config(false));
+    let summary = cold
+        .handle(&push_event("e2", 2, Some("main-2"), 'c'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed);
+    assert_eq!(described(), 32);
+    // The same process again (warm) knows them already.
+    cold.handle(&push_event("e3", 3, Some("main-3"), 'd'))
+        .await
+        .unwrap();
+    assert_eq!(described(), 33);
+
+    // A service moved behind deckhand's back onto a revision that runs `web`: its indexed
+    // revision is not the one it runs, so it is read again and deployed too.
+    let moved = w
+        .ecs
+        .add_task_definition("app-7", &[("app", &format!("{HOST}/web:main-1"))]);
+    w.ecs
+        .update_service(&ServiceKey::new("demo", "app-7"), &moved)
+        .await
+        .unwrap();
+    let summary = cold
+        .handle(&push_event("e4", 4, Some("main-4"), 'e'))
+        .await
+        .unwrap();
+    let deployed: Vec<&str> = summary
+        .services
+        .iter()
+        .filter(|s| s.action == Action::Deployed)
+        .map(|s| s.service.as_str())
+        .collect();
+    assert_eq!(deployed, ["demo/app-7", "demo/web"]);
+    assert_eq!(
+        described(),
+        35,
+        "app-7's new revision, and web's for its clone"
+    );
+    assert_eq!(
+        w.ecs
+            .task_definition(
+                &w.ecs
+                    .service(&ServiceKey::new("demo", "app-7"))
+                    .unwrap()
+                    .task_definition
+            )
+            .unwrap()
+            .containers[0]
+            .image,
+        format!("{HOST}/web@{}", digest('e'))
+    );
 }

@@ -9,7 +9,7 @@ pub mod scheduler;
 use std::sync::Arc;
 
 use crate::notification::Notification;
-use crate::ports::{Alarms, Autoscaling, Clock, Ecr, Ecs, Notifier, StateStore};
+use crate::ports::{Alarms, Autoscaling, Clock, Ecr, Ecs, ImageIndex, Notifier, StateStore};
 
 /// The ports a function works through, built once per process.
 #[derive(Clone)]
@@ -19,6 +19,7 @@ pub struct Ports {
     pub autoscaling: Arc<dyn Autoscaling>,
     pub alarms: Arc<dyn Alarms>,
     pub store: Arc<dyn StateStore>,
+    pub images: Arc<dyn ImageIndex>,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
 }

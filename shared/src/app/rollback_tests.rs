@@ -47,6 +47,7 @@ fn world_with(dry_run: bool) -> World {
         autoscaling: Arc::new(MemoryAutoscaling::default()),
         alarms: alarms.clone(),
         store: store.clone(),
+        images: store.clone(),
         notifier: notifier.clone(),
         clock: clock.clone(),
     };

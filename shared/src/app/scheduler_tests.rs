@@ -52,6 +52,7 @@ fn world() -> World {
         autoscaling: autoscaling.clone(),
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         store: store.clone(),
+        images: store.clone(),
         notifier: notifier.clone(),
         clock: clock.clone(),
     };

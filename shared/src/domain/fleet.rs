@@ -63,7 +63,7 @@ impl TaskDefinitionView {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Container {
     pub name: String,
     pub image: String,

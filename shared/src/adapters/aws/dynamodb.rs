@@ -6,6 +6,7 @@
 //! | history record | `service#CLUSTER/SERVICE` | `history#AT#CAUSE#NONCE` |
 //! | processed event | `event#ID` | `service#CLUSTER/SERVICE` (with `ttl`) |
 //! | a service deckhand keeps asleep | `sleeping` | `service#CLUSTER/SERVICE` |
+//! | the images of the service's task definition | `service#CLUSTER/SERVICE` | `containers` |
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -16,8 +17,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, Delete, KeysAndAttributes, Put, PutRequest, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
@@ -26,7 +27,10 @@ use super::port_error;
 use crate::domain::service::ServiceKey;
 use crate::domain::state::ServiceState;
 use crate::history::{HistoryRecord, ProcessedMark};
-use crate::ports::{LockAttempt, Locked, PortError, PortErrorKind, PortResult, StateStore};
+use crate::ports::{
+    ImageIndex, KnownContainers, LockAttempt, Locked, PortError, PortErrorKind, PortResult,
+    StateStore,
+};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -34,6 +38,10 @@ const STATE_SK: &str = "state";
 const SLEEPING_PK: &str = "sleeping";
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET: usize = 100;
+/// BatchWriteItem takes at most 25 requests.
+const BATCH_WRITE: usize = 25;
+const UNPROCESSED_ATTEMPTS: u32 = 8;
+const CONTAINERS_SK: &str = "containers";
 const LOCK_OWNER: &str = "lockOwner";
 const LOCK_UNTIL: &str = "lockUntil";
 
@@ -186,11 +194,79 @@ fn locked_put(
     )
 }
 
+fn unprocessed_backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(50 << attempt.min(5))
+}
+
 fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
+fn item_service(item: &Item) -> Option<ServiceKey> {
+    item.get("service")
+        .and_then(|v| v.as_s().ok())
+        .and_then(|k| k.parse::<ServiceKey>().ok())
+}
+
 impl DynamoStore {
+    /// The item under sort key `sk` of each of these services that has one, decoded; read
+    /// consistently, 100 keys a call; keys DynamoDB leaves unprocessed under load are asked for
+    /// again, with backoff.
+    async fn batch_get<T: serde::de::DeserializeOwned>(
+        &self,
+        services: &[ServiceKey],
+        sk: &str,
+    ) -> PortResult<BTreeMap<ServiceKey, T>> {
+        let mut items = Vec::new();
+        for chunk in services.chunks(BATCH_GET) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|service| key(service_pk(service), sk))
+                .collect();
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| PortError::new("BatchGetItem", PortErrorKind::Other, e.to_string()))?;
+            for attempt in 0u32.. {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| port_error("BatchGetItem", e))?;
+                items.extend(
+                    out.responses
+                        .and_then(|mut r| r.remove(&self.table))
+                        .unwrap_or_default(),
+                );
+                match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        if attempt >= UNPROCESSED_ATTEMPTS {
+                            return Err(PortError::new(
+                                "BatchGetItem",
+                                PortErrorKind::Transient,
+                                "keys stayed unprocessed after 8 attempts",
+                            ));
+                        }
+                        tokio::time::sleep(unprocessed_backoff(attempt)).await;
+                        request = rest;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let mut decoded = BTreeMap::new();
+        for item in items {
+            if let Some(service) = item_service(&item) {
+                let value = from_item(item).map_err(|e| codec_error("BatchGetItem", e))?;
+                decoded.insert(service, value);
+            }
+        }
+        Ok(decoded)
+    }
+
     /// The services named by the sort keys (`service#CLUSTER/SERVICE`) under one partition
     /// key, all pages, read consistently.
     async fn services_under(&self, pk: String) -> PortResult<Vec<ServiceKey>> {
@@ -419,58 +495,7 @@ impl StateStore for DynamoStore {
         &self,
         services: &[ServiceKey],
     ) -> PortResult<BTreeMap<ServiceKey, ServiceState>> {
-        let mut states = BTreeMap::new();
-        for chunk in services.chunks(BATCH_GET) {
-            let keys: Vec<Item> = chunk
-                .iter()
-                .map(|service| key(service_pk(service), STATE_SK))
-                .collect();
-            let mut request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| PortError::new("BatchGetItem", PortErrorKind::Other, e.to_string()))?;
-            // DynamoDB may leave keys unprocessed under load: ask again for those, with backoff.
-            for attempt in 0u32.. {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| port_error("BatchGetItem", e))?;
-                for item in out
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    let service = item
-                        .get("service")
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|k| k.parse::<ServiceKey>().ok());
-                    if let Some(service) = service {
-                        let state = from_item(item).map_err(|e| codec_error("BatchGetItem", e))?;
-                        states.insert(service, state);
-                    }
-                }
-                match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
-                    Some(rest) if !rest.keys().is_empty() => {
-                        if attempt >= 8 {
-                            return Err(PortError::new(
-                                "BatchGetItem",
-                                PortErrorKind::Transient,
-                                "keys stayed unprocessed after 8 attempts",
-                            ));
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(5)))
-                            .await;
-                        request = rest;
-                    }
-                    _ => break,
-                }
-            }
-        }
-        Ok(states)
+        self.batch_get(services, STATE_SK).await
     }
 
     async fn sleeping(&self) -> PortResult<Vec<ServiceKey>> {
@@ -498,5 +523,63 @@ impl StateStore for DynamoStore {
             records.push(from_item(item).map_err(|e| codec_error("Query", e))?);
         }
         Ok(records)
+    }
+}
+
+#[async_trait]
+impl ImageIndex for DynamoStore {
+    async fn containers(
+        &self,
+        services: &[ServiceKey],
+    ) -> PortResult<BTreeMap<ServiceKey, KnownContainers>> {
+        self.batch_get(services, CONTAINERS_SK).await
+    }
+
+    /// Plain puts: an entry states a fact about a revision, so racing writers cannot make it
+    /// wrong, only older (and an older revision is simply not the one the service runs).
+    async fn remember(&self, entries: &[(ServiceKey, KnownContainers)]) -> PortResult<()> {
+        for chunk in entries.chunks(BATCH_WRITE) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            for (service, entry) in chunk {
+                let mut item: Item =
+                    to_item(entry).map_err(|e| codec_error("BatchWriteItem", e))?;
+                item.extend(key(service_pk(service), CONTAINERS_SK));
+                item.insert("service".into(), s(service.to_string()));
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| {
+                        PortError::new("BatchWriteItem", PortErrorKind::Other, e.to_string())
+                    })?;
+                requests.push(WriteRequest::builder().put_request(put).build());
+            }
+            for attempt in 0u32.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| port_error("BatchWriteItem", e))?;
+                match out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                {
+                    Some(rest) if !rest.is_empty() => {
+                        if attempt >= UNPROCESSED_ATTEMPTS {
+                            return Err(PortError::new(
+                                "BatchWriteItem",
+                                PortErrorKind::Transient,
+                                "items stayed unprocessed after 8 attempts",
+                            ));
+                        }
+                        tokio::time::sleep(unprocessed_backoff(attempt)).await;
+                        requests = rest;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
     }
 }

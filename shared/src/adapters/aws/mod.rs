@@ -53,12 +53,15 @@ impl Clients {
 
     /// Every port on AWS, with the machine's clock.
     pub fn ports(&self, config: &Config) -> Ports {
+        // One table holds the state and the image index.
+        let store = Arc::new(DynamoStore::new(self.dynamodb.clone(), &config.table));
         Ports {
             ecs: Arc::new(EcsCluster::new(self.ecs.clone(), self.tagging.clone())),
             ecr: Arc::new(EcrRegistry::new(self.ecr.clone())),
             autoscaling: Arc::new(ApplicationAutoscaling::new(self.autoscaling.clone())),
             alarms: Arc::new(CloudWatchAlarms::new(self.cloudwatch.clone())),
-            store: Arc::new(DynamoStore::new(self.dynamodb.clone(), &config.table)),
+            store: store.clone(),
+            images: store,
             notifier: Arc::new(SnsNotifier::new(self.sns.clone(), &config.topic_arn)),
             clock: Arc::new(SystemClock),
         }
