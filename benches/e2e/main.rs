@@ -145,13 +145,25 @@ async fn measured(proxy: &Proxy, function: &Function, event: &Value) -> (Value, 
 }
 
 /// The invocations of one kind: the first, then `warm` more; checks each outcome.
+#[derive(Default)]
 struct Series {
     first: Duration,
+    first_calls: usize,
     warm: Vec<Duration>,
-    calls: Vec<usize>,
+    warm_calls: Vec<usize>,
 }
 
 impl Series {
+    fn record(&mut self, n: usize, latency: Duration, calls: usize) {
+        if n == 0 {
+            self.first = latency;
+            self.first_calls = calls;
+        } else {
+            self.warm.push(latency);
+            self.warm_calls.push(calls);
+        }
+    }
+
     fn rows(
         &self,
         table: &mut Table,
@@ -160,6 +172,7 @@ impl Series {
         what: &str,
         floor: Option<usize>,
     ) {
+        let warm = format!("warm invocation (median of {})", self.warm.len());
         table.push(Row::latency(
             "first invocation",
             function,
@@ -168,17 +181,35 @@ impl Series {
             self.first,
         ));
         table.push(Row::latency(
-            &format!("warm invocation (median of {})", self.warm.len()),
+            &warm,
             function,
             Some(fleet),
             what,
             median(self.warm.clone()),
         ));
         let (least, most) = (
-            self.calls.iter().min().copied().unwrap_or_default(),
-            self.calls.iter().max().copied().unwrap_or_default(),
+            self.warm_calls.iter().min().copied().unwrap_or_default(),
+            self.warm_calls.iter().max().copied().unwrap_or_default(),
         );
-        table.push(Row::calls(function, fleet, what, least, most, floor));
+        let first = self.first_calls;
+        table.push(Row::calls(
+            "AWS calls, first invocation",
+            function,
+            fleet,
+            what,
+            first,
+            first,
+            floor,
+        ));
+        table.push(Row::calls(
+            "AWS calls, warm invocation",
+            function,
+            fleet,
+            what,
+            least,
+            most,
+            floor,
+        ));
     }
 }
 
@@ -198,43 +229,49 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
         function.cold_start().await;
     }
 
-    // Deploy: a push of a new digest for service 0, each time.
-    let mut deploys = Series {
-        first: Duration::ZERO,
-        warm: Vec::new(),
-        calls: Vec::new(),
-    };
+    // Deploy: a push of a new digest for service 0, each time. The first push is the first
+    // the fleet has seen: it reads every revision and fills the image index.
+    let mut deploys = Series::default();
     for n in 0..=args.warm {
         let (summary, latency, calls) = measured(&proxy, &deploy, &fleet.push()).await;
         assert_eq!(outcome(&summary), "deployed", "{summary}");
-        if n == 0 {
-            deploys.first = latency
-        } else {
-            deploys.warm.push(latency)
-        }
-        deploys.calls.push(calls);
+        deploys.record(n, latency, calls);
     }
     let floor = (size == 1).then_some(FLOOR_DEPLOY);
     deploys.rows(table, "deploy", size, "a push deploys 1 service", floor);
+    // What Lambda does most: a new execution environment, for a fleet it has seen before.
+    let fresh = Function::spawn(&args.bin_dir, "deploy", &env("deploy"), &logs).await;
+    fresh.cold_start().await;
+    let (summary, latency, calls) = measured(&proxy, &fresh, &fleet.push()).await;
+    assert_eq!(outcome(&summary), "deployed", "{summary}");
+    let what = "a push deploys 1 service; a new process, the index filled";
+    table.push(Row::latency(
+        "first invocation",
+        "deploy",
+        Some(size),
+        what,
+        latency,
+    ));
+    table.push(Row::calls(
+        "AWS calls, first invocation",
+        "deploy",
+        size,
+        what,
+        calls,
+        calls,
+        floor,
+    ));
+    drop(fresh);
     eprintln!("fleet of {size}: deploys measured");
 
     // Rollback: each alarm follows a fresh deployment of service 0.
-    let mut rollbacks = Series {
-        first: Duration::ZERO,
-        warm: Vec::new(),
-        calls: Vec::new(),
-    };
+    let mut rollbacks = Series::default();
     for n in 0..=args.warm {
         let (summary, _) = deploy.invoke(&fleet.push()).await;
         assert_eq!(outcome(&summary), "deployed", "{summary}");
         let (summary, latency, calls) = measured(&proxy, &rollback, &fleet.alarm(n)).await;
         assert_eq!(outcome(&summary), "rolled-back", "{summary}");
-        if n == 0 {
-            rollbacks.first = latency
-        } else {
-            rollbacks.warm.push(latency)
-        }
-        rollbacks.calls.push(calls);
+        rollbacks.record(n, latency, calls);
     }
     rollbacks.rows(
         table,
@@ -246,11 +283,7 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
     eprintln!("fleet of {size}: rollbacks measured");
 
     // Reconcile: the whole fleet to sleep, then awake, and so on.
-    let mut reconciles = Series {
-        first: Duration::ZERO,
-        warm: Vec::new(),
-        calls: Vec::new(),
-    };
+    let mut reconciles = Series::default();
     let warm = if size >= 1000 {
         args.warm.min(2)
     } else {
@@ -268,19 +301,14 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
             .as_array()
             .map_or(0, |s| s.iter().filter(|s| s["action"] == expected).count());
         assert_eq!(acted, size, "every service {expected}: {summary}");
-        if n == 0 {
-            reconciles.first = latency
-        } else {
-            reconciles.warm.push(latency)
-        }
-        reconciles.calls.push(calls);
+        reconciles.record(n, latency, calls);
         eprintln!("fleet of {size}: reconcile {n} took {latency:.1?}");
     }
     reconciles.rows(
         table,
         "scheduler",
         size,
-        &format!("a reconcile sleeps or wakes all {size}"),
+        &format!("a reconcile sleeps or wakes all {}", table::count(size)),
         None,
     );
 
@@ -330,7 +358,8 @@ async fn cold_starts(args: &Args, table: &mut Table) {
     }
 }
 
-/// Each binary as built, and stripped of symbols (what `strip = true` in the profile gives).
+/// Each binary as built, stripped of symbols, and zipped as `bootstrap` the way `cargo lambda build
+/// --output-format zip` packages it for Lambda.
 fn sizes(args: &Args, table: &mut Table) {
     let size = |path: &Path| {
         std::fs::metadata(path)
@@ -347,9 +376,26 @@ fn sizes(args: &Args, table: &mut Table) {
             .status()
             .expect("strip, from binutils");
         assert!(status.success(), "strip {}", path.display());
+        let zipped = zipped_size(&stripped);
         table.push(Row::size(name, size(&path), size(&stripped)));
+        table.push(Row::zipped(name, zipped));
         let _ = std::fs::remove_file(&stripped);
     }
+}
+
+/// The size of a zip holding `binary` as an executable named `bootstrap`, deflated.
+fn zipped_size(binary: &Path) -> u64 {
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+
+    let bytes = std::fs::read(binary).unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o755);
+    zip.start_file("bootstrap", options).expect("a zip entry");
+    zip.write_all(&bytes).expect("zip in memory");
+    zip.finish().expect("zip in memory").into_inner().len() as u64
 }
 
 #[tokio::main]

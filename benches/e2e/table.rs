@@ -36,18 +36,29 @@ pub fn duration(d: Duration) -> String {
 }
 
 fn megabytes(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 impl Row {
     pub fn size(function: &str, built: u64, stripped: u64) -> Self {
         Self {
-            measure: "artifact, stripped".into(),
+            measure: "binary, stripped".into(),
             function: function.into(),
             fleet: None,
-            what: format!("the bootstrap binary; {} as built", megabytes(built)),
+            what: format!("the bootstrap executable; {} as built", megabytes(built)),
             result: megabytes(stripped),
-            target: met(stripped < SIZE_TARGET, "< 10 MB"),
+            target: met(stripped < SIZE_TARGET, "< 10 MiB"),
+        }
+    }
+
+    pub fn zipped(function: &str, zipped: u64) -> Self {
+        Self {
+            measure: "artifact, zipped".into(),
+            function: function.into(),
+            fleet: None,
+            what: "bootstrap.zip, what Lambda receives".into(),
+            result: megabytes(zipped),
+            target: met(zipped < SIZE_TARGET, "< 10 MiB"),
         }
     }
 
@@ -83,6 +94,7 @@ impl Row {
     }
 
     pub fn calls(
+        measure: &str,
         function: &str,
         fleet: usize,
         what: &str,
@@ -96,7 +108,7 @@ impl Row {
             format!("{least}-{most}")
         };
         Self {
-            measure: "AWS calls".into(),
+            measure: measure.into(),
             function: function.into(),
             fleet: Some(fleet),
             what: what.into(),
@@ -112,7 +124,7 @@ impl Row {
             fleet: Some(fleet),
             what: "after all of the above".into(),
             result: megabytes(bytes),
-            target: met(bytes < MEMORY_TARGET, "< 40 MB"),
+            target: met(bytes < MEMORY_TARGET, "< 40 MiB"),
         }
     }
 
@@ -166,19 +178,22 @@ impl Table {
             std::env::consts::ARCH,
         );
         for r in &self.rows {
-            let fleet = r.fleet.map_or(String::new(), |f| {
-                if f >= 1000 {
-                    format!("{},{:03}", f / 1000, f % 1000)
-                } else {
-                    f.to_string()
-                }
-            });
+            let fleet = r.fleet.map_or(String::new(), count);
             out.push_str(&format!(
                 "| {} | {} | {fleet} | {} | {} | {} |\n",
                 r.measure, r.function, r.what, r.result, r.target
             ));
         }
         out
+    }
+}
+
+/// A count with a thousands separator, as the table prints fleets.
+pub fn count(n: usize) -> String {
+    if n >= 1000 {
+        format!("{},{:03}", n / 1000, n % 1000)
+    } else {
+        n.to_string()
     }
 }
 
