@@ -68,6 +68,9 @@ def run(smoke):
 
     smoke.send("deploy", "ecr-push.json", "deployed", reason="matches prefix=main-")
     smoke.send("deploy", "ecr-push-untracked-tag.json", "ignored")
+    # The smoke stack runs without DECKHAND_REQUIRE_SCAN; the gate itself is in the tests.
+    smoke.send("deploy", "ecr-scan-clean.json", "ignored", reason="no scan gate")
+    smoke.send("deploy", "ecr-scan-critical.json", "ignored", reason="no scan gate")
     failed = sample("ecs-deployment-failed.json")
     failed["time"] = stamp(now())
     failed["detail"]["updatedAt"] = stamp_ms(now())

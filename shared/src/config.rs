@@ -4,6 +4,7 @@ use chrono::TimeDelta;
 use chrono_tz::Tz;
 
 use crate::domain::duration::parse_duration;
+use crate::domain::scan::{DEFAULT_SCAN_WAIT, FindingSeverity};
 use crate::domain::schedule::parse_timezone;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -17,16 +18,11 @@ pub struct Config {
     pub guard: TimeDelta,
     /// How many services one invocation works on at once.
     pub concurrency: usize,
-    pub require_scan: Option<Severity>,
+    /// The scan gate: pushes wait for their scan; findings at or above this hold them back.
+    pub require_scan: Option<FindingSeverity>,
+    /// How long a push waits for its scan event before deckhand asks ECR.
+    pub scan_wait: TimeDelta,
     pub dry_run: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,9 +39,6 @@ pub enum ConfigError {
 
 pub const DEFAULT_GUARD: TimeDelta = TimeDelta::minutes(30);
 pub const DEFAULT_CONCURRENCY: usize = 16;
-
-/// Whether pushes can wait for their ECR scan (`DECKHAND_REQUIRE_SCAN`).
-const SCAN_GATE_AVAILABLE: bool = false;
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -74,30 +67,18 @@ impl Config {
         };
         let require_scan = match get("DECKHAND_REQUIRE_SCAN") {
             None => None,
+            Some(v) => Some(FindingSeverity::parse(&v).ok_or_else(|| {
+                invalid(
+                    "DECKHAND_REQUIRE_SCAN",
+                    &v,
+                    "expected CRITICAL, HIGH, MEDIUM or LOW".into(),
+                )
+            })?),
+        };
+        let scan_wait = match get("DECKHAND_SCAN_WAIT") {
+            None => DEFAULT_SCAN_WAIT,
             Some(v) => {
-                let severity = match v.to_ascii_uppercase().as_str() {
-                    "CRITICAL" => Severity::Critical,
-                    "HIGH" => Severity::High,
-                    "MEDIUM" => Severity::Medium,
-                    "LOW" => Severity::Low,
-                    _ => {
-                        return Err(invalid(
-                            "DECKHAND_REQUIRE_SCAN",
-                            &v,
-                            "expected CRITICAL, HIGH, MEDIUM or LOW".into(),
-                        ));
-                    }
-                };
-                // Starting without the gate would deploy unscanned images that the operator
-                // meant to hold back.
-                if !SCAN_GATE_AVAILABLE {
-                    return Err(invalid(
-                        "DECKHAND_REQUIRE_SCAN",
-                        &v,
-                        "the scan gate is not available in this version; unset it to deploy without one".into(),
-                    ));
-                }
-                Some(severity)
+                parse_duration(&v).map_err(|e| invalid("DECKHAND_SCAN_WAIT", &v, e.to_string()))?
             }
         };
         let timezone = match get("DECKHAND_TIMEZONE") {
@@ -141,6 +122,7 @@ impl Config {
             guard,
             concurrency,
             require_scan,
+            scan_wait,
             dry_run,
         })
     }
@@ -156,6 +138,7 @@ impl Config {
             guard: DEFAULT_GUARD,
             concurrency: DEFAULT_CONCURRENCY,
             require_scan: None,
+            scan_wait: DEFAULT_SCAN_WAIT,
             dry_run,
         }
     }
@@ -205,9 +188,13 @@ mod tests {
             ("DECKHAND_CLUSTERS", "staging  prod"),
             ("DECKHAND_TIMEZONE", "Europe/London"),
             ("DECKHAND_GUARD", "1h"),
+            ("DECKHAND_REQUIRE_SCAN", "high"),
+            ("DECKHAND_SCAN_WAIT", "45m"),
             ("DECKHAND_DRY_RUN", "TRUE"),
         ])
         .unwrap();
+        assert_eq!(c.require_scan, Some(FindingSeverity::High));
+        assert_eq!(c.scan_wait, TimeDelta::minutes(45));
         assert_eq!(c.clusters, Some(vec!["staging".into(), "prod".into()]));
         assert_eq!(c.guard, TimeDelta::hours(1));
         assert_eq!(c.timezone, Tz::Europe__London);
@@ -234,7 +221,8 @@ mod tests {
         for (name, value) in [
             ("DECKHAND_GUARD", "soon"),
             ("DECKHAND_REQUIRE_SCAN", "SEVERE"),
-            ("DECKHAND_REQUIRE_SCAN", "HIGH"),
+            ("DECKHAND_REQUIRE_SCAN", "INFORMATIONAL"),
+            ("DECKHAND_SCAN_WAIT", "half an hour"),
             ("DECKHAND_DRY_RUN", "maybe"),
             ("DECKHAND_TIMEZONE", "Mars/Olympus"),
             ("DECKHAND_CONCURRENCY", "0"),

@@ -1,6 +1,7 @@
 //! Parsing the payloads that reach the functions into domain types. Every failure names the
 //! field at fault.
 
+use aws_lambda_events::event::ecr_scan::EcrScanEventFindingSeverityCounts;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -9,6 +10,7 @@ use serde_json::Value;
 
 use crate::domain::deploy::{DeploymentEvent, DeploymentEventKind, Push};
 use crate::domain::image::{Digest, Repository};
+use crate::domain::scan::{ScanEvent, ScanResult};
 use crate::domain::service::ServiceKey;
 
 pub mod alarm;
@@ -40,10 +42,8 @@ impl EventError {
 pub enum DeployEvent {
     Push(Push),
     Deployment(DeploymentEvent),
-    /// `ECR Image Scan`: handled by the scan gate.
-    Scan {
-        event_id: String,
-    },
+    /// `ECR Image Scan`: decides the pushes the scan gate holds.
+    Scan(ScanEvent),
     /// Well-formed, but not something deckhand acts on.
     NotForDeckhand(String),
 }
@@ -161,12 +161,7 @@ pub fn parse_deploy_event(value: &Value) -> Result<DeployEvent, EventError> {
     match detail_type(value)? {
         ECR_IMAGE_ACTION => parse_push(value),
         ECS_DEPLOYMENT_STATE_CHANGE => parse_deployment(value),
-        ECR_IMAGE_SCAN => {
-            let envelope = envelope(value, ECR_IMAGE_SCAN, "aws.ecr")?;
-            Ok(DeployEvent::Scan {
-                event_id: envelope.id,
-            })
-        }
+        ECR_IMAGE_SCAN => parse_scan(value),
         other => Err(EventError::new(
             "detail-type",
             format!(
@@ -182,6 +177,30 @@ fn required_text(value: Option<String>, field: &str) -> Result<String, EventErro
         .ok_or_else(|| EventError::new(field, "missing"))
 }
 
+/// The repository (from the envelope's account and region and the detail's name) and the
+/// digest of an ECR event, checked.
+fn ecr_image(
+    account: Option<String>,
+    region: Option<String>,
+    repository_name: String,
+    image_digest: &str,
+) -> Result<(Repository, Digest), EventError> {
+    if repository_name.trim().is_empty() {
+        return Err(EventError::new("detail.repository-name", "empty"));
+    }
+    let digest = image_digest
+        .parse()
+        .map_err(|e: crate::domain::image::DigestError| {
+            EventError::new("detail.image-digest", e.to_string())
+        })?;
+    let repository = Repository {
+        account: required_text(account, "account")?,
+        region: required_text(region, "region")?,
+        name: repository_name,
+    };
+    Ok((repository, digest))
+}
+
 fn parse_push(value: &Value) -> Result<DeployEvent, EventError> {
     let envelope = envelope(value, ECR_IMAGE_ACTION, "aws.ecr")?;
     let detail: EcrImageAction = parse_at(&envelope.detail, "detail")?;
@@ -191,26 +210,69 @@ fn parse_push(value: &Value) -> Result<DeployEvent, EventError> {
             detail.action_type, detail.result
         )));
     }
-    if detail.repository_name.trim().is_empty() {
-        return Err(EventError::new("detail.repository-name", "empty"));
-    }
-    let digest: Digest =
-        detail
-            .image_digest
-            .parse()
-            .map_err(|e: crate::domain::image::DigestError| {
-                EventError::new("detail.image-digest", e.to_string())
-            })?;
+    let (repository, digest) = ecr_image(
+        envelope.account,
+        envelope.region,
+        detail.repository_name,
+        &detail.image_digest,
+    )?;
     Ok(DeployEvent::Push(Push {
         event_id: envelope.id,
         at: envelope.time,
-        repository: Repository {
-            account: required_text(envelope.account, "account")?,
-            region: required_text(envelope.region, "region")?,
-            name: detail.repository_name,
-        },
+        repository,
         digest,
         tag: detail.image_tag.filter(|t| !t.is_empty()),
+    }))
+}
+
+/// `detail` of `ECR Image Scan`. Counts and tags may be absent from a failed scan's event.
+#[derive(Deserialize)]
+struct EcrImageScan {
+    #[serde(rename = "scan-status")]
+    scan_status: String,
+    #[serde(rename = "repository-name")]
+    repository_name: String,
+    #[serde(rename = "image-digest")]
+    image_digest: String,
+    #[serde(rename = "finding-severity-counts", default)]
+    counts: EcrScanEventFindingSeverityCounts,
+}
+
+fn parse_scan(value: &Value) -> Result<DeployEvent, EventError> {
+    let envelope = envelope(value, ECR_IMAGE_SCAN, "aws.ecr")?;
+    let detail: EcrImageScan = parse_at(&envelope.detail, "detail")?;
+    let (repository, digest) = ecr_image(
+        envelope.account,
+        envelope.region,
+        detail.repository_name,
+        &detail.image_digest,
+    )?;
+    let c = detail.counts;
+    let counts = [
+        ("CRITICAL", c.critical),
+        ("HIGH", c.high),
+        ("MEDIUM", c.medium),
+        ("LOW", c.low),
+        ("INFORMATIONAL", c.informational),
+        ("UNDEFINED", c.undefined),
+    ]
+    .into_iter()
+    .filter_map(|(name, n)| Some((name.to_owned(), n?)))
+    .collect();
+    let result = match detail.scan_status.as_str() {
+        "COMPLETE" => ScanResult::Complete { counts },
+        "IN_PROGRESS" | "PENDING" => ScanResult::InProgress,
+        status => ScanResult::Unusable {
+            status: status.to_owned(),
+            description: String::new(),
+        },
+    };
+    Ok(DeployEvent::Scan(ScanEvent {
+        event_id: envelope.id,
+        at: envelope.time,
+        repository,
+        digest,
+        result,
     }))
 }
 
@@ -265,6 +327,8 @@ pub(crate) mod tests {
                 include_str!("../../events/ecs-deployment-completed.json")
             }
             "ecs-deployment-failed" => include_str!("../../events/ecs-deployment-failed.json"),
+            "ecr-scan-clean" => include_str!("../../events/ecr-scan-clean.json"),
+            "ecr-scan-critical" => include_str!("../../events/ecr-scan-critical.json"),
             _ => unreachable!(),
         };
         serde_json::from_str(text).unwrap()
@@ -299,6 +363,58 @@ pub(crate) mod tests {
         };
         assert_eq!(failed.kind, DeploymentEventKind::Failed);
         assert!(failed.reason.unwrap().contains("circuit breaker"));
+    }
+
+    #[test]
+    fn parses_the_sample_scans_with_their_counts() {
+        let DeployEvent::Scan(scan) = parse_deploy_event(&sample("ecr-scan-critical")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(scan.repository.name, "web");
+        assert_eq!(
+            scan.digest.as_str(),
+            "sha256:97981bd7144a472103576073091e95ce92d542e16987942124c4ef9904aa33f3"
+        );
+        let ScanResult::Complete { counts } = scan.result else {
+            panic!("{:?}", scan.result)
+        };
+        assert_eq!(counts.get("CRITICAL"), Some(&2));
+        assert_eq!(counts.get("HIGH"), Some(&1));
+        assert_eq!(counts.get("UNDEFINED"), None);
+        let DeployEvent::Scan(clean) = parse_deploy_event(&sample("ecr-scan-clean")).unwrap()
+        else {
+            panic!()
+        };
+        assert!(matches!(clean.result, ScanResult::Complete { .. }));
+    }
+
+    #[test]
+    fn a_failed_scan_parses_without_counts_and_a_bad_digest_is_named() {
+        let mut event = sample("ecr-scan-clean");
+        event["detail"]["scan-status"] = json!("FAILED");
+        event["detail"]
+            .as_object_mut()
+            .unwrap()
+            .remove("finding-severity-counts");
+        let DeployEvent::Scan(scan) = parse_deploy_event(&event).unwrap() else {
+            panic!()
+        };
+        assert!(
+            matches!(scan.result, ScanResult::Unusable { ref status, .. } if status == "FAILED")
+        );
+        event["detail"]["image-digest"] = json!("latest");
+        assert_eq!(
+            parse_deploy_event(&event).map(|_| ()).unwrap_err().field,
+            "detail.image-digest"
+        );
+        event["detail"]["finding-severity-counts"] = json!({"HIGH": "many"});
+        assert!(
+            parse_deploy_event(&event)
+                .unwrap_err()
+                .field
+                .starts_with("detail.finding-severity-counts")
+        );
     }
 
     #[test]

@@ -102,6 +102,12 @@ pub trait Ecr: Send + Sync {
     /// The tags that point at a digest now.
     async fn image_tags(&self, repository: &Repository, digest: &Digest)
     -> PortResult<Vec<String>>;
+    /// The latest scan of a digest and its finding counts; `NotRun` when ECR has none.
+    async fn scan_findings(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> PortResult<crate::domain::scan::ScanResult>;
 }
 
 /// The service's lock as the store handed it out.
@@ -179,6 +185,9 @@ pub trait StateStore: Send + Sync {
 
     /// The services deckhand keeps asleep, whatever their tags say now.
     async fn sleeping(&self) -> PortResult<Vec<ServiceKey>>;
+
+    /// The services with pushes the scan gate holds.
+    async fn waiting(&self) -> PortResult<Vec<ServiceKey>>;
 
     /// History of a service, newest first.
     async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>>;

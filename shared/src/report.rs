@@ -18,8 +18,12 @@ pub enum Action {
     Completed,
     /// ECS reported deckhand's deployment failed; its digest is quarantined.
     Failed,
+    /// The scan gate held a digest back: its scan found findings at or above the gate.
+    Quarantined,
     /// An intermediate state was recorded (ECS deployment in progress).
     Recorded,
+    /// The scan gate holds the push until its digest's scan decides.
+    Waiting,
     /// Put to sleep: its count and autoscaling capacity saved, then set to the asleep count.
     Asleep,
     /// Woken: what was saved restored exactly.
@@ -59,8 +63,10 @@ pub enum Outcome {
     Deployed,
     WouldDeploy,
     Failed,
+    Quarantined,
     Completed,
     Recorded,
+    Waiting,
     Asleep,
     Awake,
     WouldSleep,
@@ -144,6 +150,19 @@ impl Summary {
         }
     }
 
+    /// This summary with more service reports, its outcome recomputed.
+    pub fn with(self, more: Vec<ServiceReport>) -> Self {
+        if more.is_empty() {
+            return self;
+        }
+        let reason = self.reason.clone();
+        let mut services = self.services;
+        services.extend(more);
+        let mut merged = Self::of(services, || reason.unwrap_or_default());
+        merged.dry_run = self.dry_run;
+        merged
+    }
+
     pub fn failed_services(&self) -> impl Iterator<Item = &ServiceReport> {
         self.services.iter().filter(|s| s.action == Action::Error)
     }
@@ -166,6 +185,8 @@ fn outcome_of(action: Action) -> Outcome {
         Action::WouldRollBack => Outcome::WouldRollBack,
         Action::Completed => Outcome::Completed,
         Action::Failed => Outcome::Failed,
+        Action::Quarantined => Outcome::Quarantined,
+        Action::Waiting => Outcome::Waiting,
         Action::Recorded => Outcome::Recorded,
         Action::Asleep => Outcome::Asleep,
         Action::Awake => Outcome::Awake,

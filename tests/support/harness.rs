@@ -194,6 +194,7 @@ impl Stack {
             guard: DEFAULT_GUARD,
             concurrency: deckhand::config::DEFAULT_CONCURRENCY,
             require_scan: None,
+            scan_wait: deckhand::domain::scan::DEFAULT_SCAN_WAIT,
             dry_run: false,
         }
     }

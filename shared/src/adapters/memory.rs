@@ -11,6 +11,7 @@ use crate::domain::fleet::{
     Container, ImageChange, RegisteredFor, ServiceView, Source, TaskDefinitionView,
 };
 use crate::domain::image::{Digest, Repository};
+use crate::domain::scan::ScanResult;
 use crate::domain::service::ServiceKey;
 use crate::domain::settings::Tags;
 use crate::domain::state::{Capacity, ServiceState};
@@ -402,9 +403,15 @@ impl Autoscaling for MemoryAutoscaling {
 #[derive(Default)]
 pub struct MemoryEcr {
     tags: Mutex<HashMap<(String, String), Vec<String>>>,
+    scans: Mutex<HashMap<(String, String), ScanResult>>,
 }
 
 impl MemoryEcr {
+    /// What a scan of the digest found, as `DescribeImageScanFindings` will say.
+    pub fn scanned(&self, repository: &str, digest: &Digest, result: ScanResult) {
+        guard(&self.scans).insert((repository.to_owned(), digest.to_string()), result);
+    }
+
     pub fn tag(&self, repository: &str, digest: &Digest, tags: &[&str]) {
         guard(&self.tags).insert(
             (repository.to_owned(), digest.to_string()),
@@ -424,6 +431,17 @@ impl Ecr for MemoryEcr {
             .get(&(repository.name.clone(), digest.to_string()))
             .cloned()
             .unwrap_or_default())
+    }
+
+    async fn scan_findings(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> PortResult<ScanResult> {
+        Ok(guard(&self.scans)
+            .get(&(repository.name.clone(), digest.to_string()))
+            .cloned()
+            .unwrap_or(ScanResult::NotRun))
     }
 }
 
@@ -632,6 +650,15 @@ impl StateStore for MemoryStore {
             .states
             .iter()
             .filter(|(_, (state, _))| state.sleep.is_some())
+            .map(|(key, _)| key.clone())
+            .collect())
+    }
+
+    async fn waiting(&self) -> PortResult<Vec<ServiceKey>> {
+        Ok(guard(&self.inner)
+            .states
+            .iter()
+            .filter(|(_, (state, _))| !state.waiting.is_empty())
             .map(|(key, _)| key.clone())
             .collect())
     }

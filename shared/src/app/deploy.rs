@@ -20,6 +20,7 @@ use crate::domain::deploy::{
 use crate::domain::fleet::{Container, ImageChange, ServiceView, TaskDefinitionView};
 use crate::domain::image::{Digest, ImageRef};
 use crate::domain::policy::Verdict;
+use crate::domain::scan::{FindingSeverity, end_wait, waiting_for};
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{DeploySettings, TAG_DEPLOY, TagProblem};
 use crate::domain::state::{Registered, ServiceState};
@@ -80,6 +81,17 @@ struct Moved {
     ecs_deployment_id: Option<String>,
 }
 
+/// Whether the scan gate stands between a push and its deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// No gate configured.
+    Off,
+    /// A push that would deploy waits for its scan.
+    Hold(FindingSeverity),
+    /// The digest's scan found nothing at or above the gate: deploy as the push would.
+    Passed,
+}
+
 /// A service that uses the pushed repository, with what deckhand read of it.
 struct Target {
     service: ServiceView,
@@ -104,8 +116,10 @@ impl DeployFunction {
     pub async fn handle(&self, event: &Value) -> Result<Summary, DeployError> {
         let mut summary = match parse_deploy_event(event)? {
             DeployEvent::NotForDeckhand(reason) => Summary::ignored(reason),
-            DeployEvent::Scan { .. } => {
-                Summary::ignored("no scan gate is configured (DECKHAND_REQUIRE_SCAN is not set)")
+            DeployEvent::Scan(scan) => {
+                let span = info_span!("scan", event_id = %scan.event_id, repository = %scan.repository.name,
+                    digest = %scan.digest);
+                self.on_scan(&scan).instrument(span).await?
             }
             DeployEvent::Push(push) => {
                 let span = info_span!("push", event_id = %push.event_id, repository = %push.repository.name,
@@ -118,6 +132,11 @@ impl DeployFunction {
                 self.on_deployment_event(&event).instrument(span).await?
             }
         };
+        if self.config.require_scan.is_some() {
+            // Scan events are best effort: every event also settles the waits that ran out.
+            let overdue = self.settle_overdue().await;
+            summary = summary.with(overdue);
+        }
         summary.dry_run = self.config.dry_run;
         if summary.failed_services().next().is_some() {
             return Err(DeployError::ServicesFailed(summary));
@@ -126,7 +145,17 @@ impl DeployFunction {
         Ok(summary)
     }
 
+    /// Decides the pushes whose wait for their scan ran out, from ECR's findings: what the
+    /// scheduler's reconcile does too, so a wait ends even when no event comes.
+    pub async fn settle_scan_waits(&self) -> Vec<ServiceReport> {
+        self.settle_overdue().await
+    }
+
     async fn on_push(&self, push: &Push) -> Result<Summary, DeployError> {
+        let gate = match self.config.require_scan {
+            Some(severity) => Gate::Hold(severity),
+            None => Gate::Off,
+        };
         let done = self
             .ports
             .store
@@ -150,7 +179,8 @@ impl DeployFunction {
         let deployed: Vec<ServiceReport> = stream::iter(targets)
             .map(|target| {
                 let span = info_span!("service", service = %target.service.key);
-                self.push_to_service(push, target, &done).instrument(span)
+                self.push_to_service(push, target, &done, gate)
+                    .instrument(span)
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
@@ -318,6 +348,7 @@ impl DeployFunction {
         push: &Push,
         target: Target,
         done: &BTreeSet<ServiceKey>,
+        gate: Gate,
     ) -> ServiceReport {
         let key = target.service.key.clone();
         if done.contains(&key) {
@@ -354,7 +385,10 @@ impl DeployFunction {
         };
         match settings.policy.check(push.tag.as_deref(), running.as_ref()) {
             Verdict::Skip(reason) => self.ignore(&key, push, reason).await,
-            Verdict::Deploy(reason) => self.deploy_locked(push, &target, &changes, reason).await,
+            Verdict::Deploy(reason) => {
+                self.deploy_locked(push, &target, &changes, reason, gate)
+                    .await
+            }
         }
     }
 
@@ -384,6 +418,7 @@ impl DeployFunction {
         target: &Target,
         changes: &[ImageChange],
         matched: String,
+        gate: Gate,
     ) -> ServiceReport {
         let key = &target.service.key;
         let owner = owner_token(&push.event_id);
@@ -394,6 +429,10 @@ impl DeployFunction {
         let running = target.task_definition.arn.as_str();
         let mut state = locked.state.clone();
         state.adopt_baseline(running);
+        if gate == Gate::Passed && waiting_for(&state, &push.repository, &push.digest).is_some() {
+            // Whatever the push decides now, its wait is over.
+            end_wait(&mut state, &push.repository);
+        }
         let now = self.ports.clock.now();
         let mut record = push_record(key, push, now, Action::Skipped, String::new());
         record.from = Some(running.to_owned());
@@ -412,7 +451,10 @@ impl DeployFunction {
                     ecs_deployment_id: None,
                 };
                 // The running revision is the new one: the baseline is the one it came from.
-                let state = locked.state.clone();
+                let mut state = locked.state.clone();
+                if gate == Gate::Passed {
+                    end_wait(&mut state, &push.repository);
+                }
                 self.record_deployment(push, target, changes, matched, locked, state, moved)
                     .await
             }
@@ -447,6 +489,9 @@ impl DeployFunction {
                     .await;
                 }
                 skipped(key, push, reason)
+            }
+            PushDecision::Deploy if matches!(gate, Gate::Hold(_)) => {
+                self.hold(push, key, &locked, state, record, gate).await
             }
             PushDecision::Deploy if self.config.dry_run => {
                 let reason = format!("dry run: {matched}");
@@ -1000,6 +1045,9 @@ fn push_details(
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
+
+#[path = "deploy_gate.rs"]
+mod gate;
 
 #[cfg(test)]
 #[path = "deploy_tests.rs"]

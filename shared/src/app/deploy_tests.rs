@@ -830,3 +830,241 @@ async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
         format!("{HOST}/web@{}", digest('e'))
     );
 }
+
+// The scan gate.
+
+async fn send(w: &World, event: &Value) -> Summary {
+    w.function
+        .handle(event)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn gated_world(tags: &[(&str, &str)]) -> World {
+    let mut config = config(false);
+    config.require_scan = Some(FindingSeverity::High);
+    let w = world_with(config);
+    let td = w.ecs.add_task_definition(
+        "web",
+        &[
+            ("web", &format!("{HOST}/web:main-1")),
+            ("envoy", &format!("{HOST}/envoy:1")),
+        ],
+    );
+    w.ecs.add_service(&web(), &td, tags);
+    w
+}
+
+fn scan_event(id: &str, minute: u32, d: char, status: &str, counts: Value) -> Value {
+    json!({"version": "0", "id": id, "detail-type": "ECR Image Scan", "source": "aws.ecr", "account": "123456789012",
+           "time": at(minute).to_rfc3339(), "region": "eu-west-1", "resources": [],
+           "detail": {"scan-status": status, "repository-name": "web", "image-digest": digest(d),
+                      "finding-severity-counts": counts, "image-tags": []}})
+}
+
+#[tokio::test]
+async fn a_gated_push_waits_and_its_clean_scan_deploys_it() {
+    let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
+    let waiting = send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    assert_eq!(waiting.outcome, Outcome::Waiting, "{waiting:?}");
+    assert!(
+        waiting.services[0]
+            .reason
+            .contains("waiting for the ECR scan")
+    );
+    assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
+    assert!(kinds(&w).is_empty(), "no deploy.skipped while waiting");
+    assert_eq!(w.store.waiting().await.unwrap(), vec![web()]);
+
+    let clean = send(
+        &w,
+        &scan_event("s1", 2, 'b', "COMPLETE", json!({"MEDIUM": 3})),
+    )
+    .await;
+    assert_eq!(clean.outcome, Outcome::Deployed, "{clean:?}");
+    assert!(
+        clean.services[0]
+            .reason
+            .starts_with("scan clean (3 MEDIUM)")
+    );
+    assert_eq!(
+        running_image(&w, "web"),
+        format!("{HOST}/web@{}", digest('b'))
+    );
+    assert!(w.store.waiting().await.unwrap().is_empty());
+    assert_eq!(kinds(&w), vec!["deploy.started"]);
+    assert_eq!(
+        actions(&w),
+        vec![Action::Waiting, Action::Deployed],
+        "history, oldest first"
+    );
+
+    // The scan delivered again: nobody waits any more.
+    let again = send(
+        &w,
+        &scan_event("s1", 2, 'b', "COMPLETE", json!({"MEDIUM": 3})),
+    )
+    .await;
+    assert_eq!(again.outcome, Outcome::Ignored);
+    assert_eq!(w.ecs.revisions(), 2);
+}
+
+#[tokio::test]
+async fn findings_at_the_gate_quarantine_the_digest_and_a_later_clean_digest_deploys() {
+    let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
+    send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    let critical = send(
+        &w,
+        &scan_event(
+            "s1",
+            2,
+            'b',
+            "COMPLETE",
+            json!({"CRITICAL": 2, "HIGH": 1, "LOW": 9}),
+        ),
+    )
+    .await;
+    assert_eq!(critical.outcome, Outcome::Quarantined, "{critical:?}");
+    assert!(critical.services[0].reason.contains("2 CRITICAL, 1 HIGH"));
+    assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
+    let state = w.store.load(&web()).await.unwrap();
+    assert!(
+        state
+            .is_quarantined(&digest('b').parse().unwrap())
+            .is_some()
+    );
+    assert!(state.waiting.is_empty());
+    let published = w.notifier.published();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].kind.as_str(), "deploy.quarantined");
+    assert_eq!(published[0].details["findingSeverityCounts"]["CRITICAL"], 2);
+
+    // The same digest pushed again is refused before it waits; a new digest waits and deploys.
+    let again = send(&w, &push_event("p2", 3, Some("main-43"), 'b')).await;
+    assert_eq!(again.outcome, Outcome::Skipped);
+    send(&w, &push_event("p3", 4, Some("main-44"), 'c')).await;
+    let clean = send(&w, &scan_event("s2", 5, 'c', "COMPLETE", json!({"LOW": 1}))).await;
+    assert_eq!(clean.outcome, Outcome::Deployed, "{clean:?}");
+    assert_eq!(
+        running_image(&w, "web"),
+        format!("{HOST}/web@{}", digest('c'))
+    );
+}
+
+#[tokio::test]
+async fn a_scan_nobody_waits_for_is_ignored_and_changes_nothing() {
+    let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
+    let summary = send(
+        &w,
+        &scan_event("s1", 2, 'b', "COMPLETE", json!({"CRITICAL": 5})),
+    )
+    .await;
+    assert_eq!(summary.outcome, Outcome::Ignored);
+    assert!(summary.reason.unwrap().contains("no push waits"));
+    assert!(w.store.all_history().is_empty());
+    assert!(kinds(&w).is_empty());
+    assert!(w.store.load(&web()).await.unwrap().quarantine.is_empty());
+}
+
+#[tokio::test]
+async fn a_newer_push_replaces_the_waiting_one_and_an_older_one_does_not() {
+    let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
+    send(&w, &push_event("p1", 1, Some("main-1"), 'b')).await;
+    send(&w, &push_event("p2", 3, Some("main-2"), 'c')).await;
+    let late = send(&w, &push_event("p0", 0, Some("main-0"), 'd')).await;
+    assert_eq!(late.outcome, Outcome::Skipped, "{late:?}");
+    // The superseded push's scan finds nobody; the newer one's deploys.
+    let old_scan = send(&w, &scan_event("s1", 4, 'b', "COMPLETE", json!({}))).await;
+    assert_eq!(old_scan.outcome, Outcome::Ignored);
+    let scan = send(&w, &scan_event("s2", 4, 'c', "COMPLETE", json!({}))).await;
+    assert_eq!(scan.outcome, Outcome::Deployed);
+    assert_eq!(
+        running_image(&w, "web"),
+        format!("{HOST}/web@{}", digest('c'))
+    );
+}
+
+#[tokio::test]
+async fn a_wait_that_runs_out_is_decided_from_ecr_on_the_next_event() {
+    let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
+    send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    let d: Digest = digest('b').parse().unwrap();
+    w.ecr.scanned(
+        "web",
+        &d,
+        crate::domain::scan::ScanResult::Complete {
+            counts: [("LOW".to_owned(), 2)].into_iter().collect(),
+        },
+    );
+    // Before the wait runs out, another event leaves it alone.
+    let early = send(
+        &w,
+        &deployment_event("d1", "SERVICE_DEPLOYMENT_IN_PROGRESS", 5),
+    )
+    .await;
+    assert!(early.services.iter().all(|s| s.action != Action::Deployed));
+    assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
+    // 30 minutes after it started waiting.
+    w.clock.set(at(30) + chrono::TimeDelta::minutes(30));
+    let late = send(
+        &w,
+        &deployment_event("d2", "SERVICE_DEPLOYMENT_IN_PROGRESS", 6),
+    )
+    .await;
+    assert!(
+        late.services.iter().any(|s| s.action == Action::Deployed),
+        "{late:?}"
+    );
+    assert_eq!(
+        running_image(&w, "web"),
+        format!("{HOST}/web@{}", digest('b'))
+    );
+}
+
+#[tokio::test]
+async fn a_scan_that_never_ran_leaves_the_digest_undeployed_and_says_so() {
+    let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
+    send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    w.clock.set(at(30) + chrono::TimeDelta::minutes(45));
+    let summary = send(
+        &w,
+        &deployment_event("d1", "SERVICE_DEPLOYMENT_IN_PROGRESS", 6),
+    )
+    .await;
+    let ended = summary
+        .services
+        .iter()
+        .find(|s| s.action == Action::Skipped)
+        .unwrap_or_else(|| panic!("{summary:?}"));
+    assert!(ended.reason.contains("ECR has no scan"), "{}", ended.reason);
+    assert!(w.store.waiting().await.unwrap().is_empty());
+    assert_eq!(kinds(&w), vec!["deploy.skipped"]);
+    assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
+}
+
+#[tokio::test]
+async fn the_reconcile_decides_a_wait_that_ran_out_from_ecr() {
+    let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
+    send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    let d: Digest = digest('b').parse().unwrap();
+    w.ecr.scanned(
+        "web",
+        &d,
+        crate::domain::scan::ScanResult::Complete {
+            counts: [("CRITICAL".to_owned(), 1)].into_iter().collect(),
+        },
+    );
+    let scheduler = crate::app::scheduler::SchedulerFunction::new(
+        w.function.ports.clone(),
+        w.function.config.clone(),
+    );
+    let reconcile = json!({"action": "reconcile"});
+    let early = scheduler.handle(&reconcile).await.unwrap();
+    assert!(early.services.is_empty(), "{early:?}");
+    w.clock.advance(chrono::TimeDelta::minutes(31));
+    let late = scheduler.handle(&reconcile).await.unwrap();
+    assert_eq!(late.outcome, Outcome::Quarantined, "{late:?}");
+    assert!(w.store.waiting().await.unwrap().is_empty());
+    assert_eq!(kinds(&w), vec!["deploy.quarantined"]);
+    assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
+}

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::Ports;
+use super::deploy::DeployFunction;
 use super::locking::{acquire, owner_token};
 use crate::config::Config;
 use crate::domain::fleet::ServiceView;
@@ -95,9 +96,17 @@ impl SchedulerFunction {
                 let cause = event_id.unwrap_or_else(|| format!("reconcile@{}", rfc3339(at)));
                 let span =
                     info_span!("reconcile", at = %rfc3339(at), cause = %cause, plan = dry_run);
-                self.reconcile(at, self.mode(dry_run), &cause)
+                let summary = self
+                    .reconcile(at, self.mode(dry_run), &cause)
                     .instrument(span)
-                    .await?
+                    .await?;
+                if self.config.require_scan.is_some() && !dry_run {
+                    // Pushes still waiting for a scan event that never came.
+                    let deploy = DeployFunction::new(self.ports.clone(), self.config.clone());
+                    summary.with(deploy.settle_scan_waits().await)
+                } else {
+                    summary
+                }
             }
             SchedulerEvent::Override {
                 service,

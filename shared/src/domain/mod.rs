@@ -6,6 +6,7 @@ pub mod fleet;
 pub mod image;
 pub mod policy;
 pub mod rollback;
+pub mod scan;
 pub mod schedule;
 pub mod service;
 pub mod settings;

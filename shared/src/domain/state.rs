@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::image::Digest;
+use super::scan::WaitingPush;
 
 /// The per-service record. Every change to it happens under the service's lock and is
 /// committed conditionally on `version`, so concurrent invocations apply one at a time.
@@ -44,6 +45,9 @@ pub struct ServiceState {
     /// the retry of that push uses it instead of registering another.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registered: Option<Registered>,
+    /// Pushes held by the scan gate until their digest's scan decides, per repository.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub waiting: BTreeMap<String, WaitingPush>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

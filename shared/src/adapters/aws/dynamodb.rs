@@ -6,6 +6,7 @@
 //! | history record | `service#CLUSTER/SERVICE` | `history#AT#CAUSE#NONCE` |
 //! | processed event | `event#ID` | `service#CLUSTER/SERVICE` (with `ttl`) |
 //! | a service deckhand keeps asleep | `sleeping` | `service#CLUSTER/SERVICE` |
+//! | a service with a push waiting for its scan | `waiting` | `service#CLUSTER/SERVICE` |
 //! | the images of the service's task definition | `service#CLUSTER/SERVICE` | `containers` |
 
 use std::collections::hash_map::RandomState;
@@ -36,6 +37,7 @@ type Item = HashMap<String, AttributeValue>;
 
 const STATE_SK: &str = "state";
 const SLEEPING_PK: &str = "sleeping";
+const WAITING_PK: &str = "waiting";
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET: usize = 100;
 /// BatchWriteItem takes at most 25 requests.
@@ -134,20 +136,22 @@ fn put(table: &str, item: Item, condition: Option<(&str, Item)>) -> PortResult<T
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
-/// Keeps the index of sleeping services in step with the state: written while the service
-/// sleeps, deleted when it wakes.
-fn sleeping_index(
+/// Keeps an index of services (`pk` = `index`) in step with the state: an item while
+/// `listed` holds for the service, none otherwise.
+fn index_item(
     table: &str,
+    index: &str,
     service: &ServiceKey,
+    listed: impl Fn(&ServiceState) -> bool,
     before: &ServiceState,
     after: &ServiceState,
 ) -> PortResult<Option<TransactWriteItem>> {
-    let key = key(SLEEPING_PK.to_owned(), service_pk(service));
-    if after.sleep.is_some() {
+    let key = key(index.to_owned(), service_pk(service));
+    if listed(after) {
         let mut item = key;
         item.insert("service".into(), s(service.to_string()));
         put(table, item, None).map(Some)
-    } else if before.sleep.is_some() {
+    } else if listed(before) {
         let delete = Delete::builder()
             .table_name(table)
             .set_key(Some(key))
@@ -159,6 +163,25 @@ fn sleeping_index(
     } else {
         Ok(None)
     }
+}
+
+/// The indexes of services the state puts on a list: sleeping ones (woken by the schedule)
+/// and those with pushes waiting for their scan (looked at when a scan or the wait ends).
+fn index_items(
+    table: &str,
+    service: &ServiceKey,
+    before: &ServiceState,
+    after: &ServiceState,
+) -> PortResult<Vec<TransactWriteItem>> {
+    let sleeping = |s: &ServiceState| s.sleep.is_some();
+    let waiting = |s: &ServiceState| !s.waiting.is_empty();
+    Ok([
+        index_item(table, SLEEPING_PK, service, sleeping, before, after)?,
+        index_item(table, WAITING_PK, service, waiting, before, after)?,
+    ]
+    .into_iter()
+    .flatten()
+    .collect())
 }
 
 /// The state under the lock's condition: the holder and the version it was given.
@@ -413,7 +436,7 @@ impl StateStore for DynamoStore {
         processed: Option<&ProcessedMark>,
     ) -> PortResult<()> {
         let mut items = vec![locked_put(&self.table, service, locked, state, false)?];
-        items.extend(sleeping_index(&self.table, service, &locked.state, state)?);
+        items.extend(index_items(&self.table, service, &locked.state, state)?);
         for item in history_items(records)? {
             items.push(put(&self.table, item, None)?);
         }
@@ -430,7 +453,7 @@ impl StateStore for DynamoStore {
         state: &ServiceState,
     ) -> PortResult<()> {
         let mut items = vec![locked_put(&self.table, service, locked, state, true)?];
-        items.extend(sleeping_index(&self.table, service, &locked.state, state)?);
+        items.extend(index_items(&self.table, service, &locked.state, state)?);
         self.transact(items).await
     }
 
@@ -500,6 +523,10 @@ impl StateStore for DynamoStore {
 
     async fn sleeping(&self) -> PortResult<Vec<ServiceKey>> {
         self.services_under(SLEEPING_PK.to_owned()).await
+    }
+
+    async fn waiting(&self) -> PortResult<Vec<ServiceKey>> {
+        self.services_under(WAITING_PK.to_owned()).await
     }
 
     async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>> {

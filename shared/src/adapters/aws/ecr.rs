@@ -1,10 +1,11 @@
-//! ECR: what tags point at a digest.
+//! ECR: what tags point at a digest, and what its scan found.
 
 use async_trait::async_trait;
 use aws_sdk_ecr::types::ImageIdentifier;
 
 use super::port_error;
 use crate::domain::image::{Digest, Repository};
+use crate::domain::scan::ScanResult;
 use crate::ports::{Ecr, PortErrorKind, PortResult};
 
 pub struct EcrRegistry {
@@ -52,5 +53,66 @@ impl Ecr for EcrRegistry {
                 }
             }
         }
+    }
+    async fn scan_findings(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> PortResult<ScanResult> {
+        let result = self
+            .client
+            .describe_image_scan_findings()
+            .registry_id(&repository.account)
+            .repository_name(&repository.name)
+            .image_id(
+                ImageIdentifier::builder()
+                    .image_digest(digest.as_str())
+                    .build(),
+            )
+            .max_results(1)
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                let e = port_error("DescribeImageScanFindings", e);
+                // ScanNotFoundException: the digest was never scanned.
+                return if e.kind == PortErrorKind::NotFound {
+                    Ok(ScanResult::NotRun)
+                } else {
+                    Err(e)
+                };
+            }
+        };
+        let status = out.image_scan_status();
+        let code = status
+            .and_then(|s| s.status())
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
+        let description = status
+            .and_then(|s| s.description())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(match code.as_str() {
+            // ACTIVE: enhanced scanning keeps the image under continuous scan, findings current.
+            "COMPLETE" | "ACTIVE" => ScanResult::Complete {
+                counts: out
+                    .image_scan_findings()
+                    .and_then(|f| f.finding_severity_counts())
+                    .map(|counts| {
+                        counts
+                            .iter()
+                            .map(|(severity, n)| (severity.as_str().to_owned(), i64::from(*n)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            "IN_PROGRESS" | "PENDING" => ScanResult::InProgress,
+            "" => ScanResult::NotRun,
+            other => ScanResult::Unusable {
+                status: other.to_owned(),
+                description,
+            },
+        })
     }
 }
