@@ -3,9 +3,8 @@
 //! deploys (any tag), rollback (by its metric) and the office-hours schedule (UTC, daily
 //! 07:00-19:00); every tenth autoscaled. Service 0 is the one pushes and alarms are for.
 
-use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
-use aws_sdk_ecs::types::{ContainerDefinition, Tag};
+use aws_sdk_ecs::types::ContainerDefinition;
 use chrono::{DateTime, Days, SecondsFormat, TimeZone, Utc};
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
@@ -30,74 +29,42 @@ fn service_name(i: usize) -> String {
 impl Fleet {
     pub async fn create(size: usize) -> Self {
         let stack = Stack::isolated().await;
-        let clusters: Vec<String> = (0..size.div_ceil(PER_CLUSTER))
-            .map(|c| format!("bench-{}-{c}", stack.id))
-            .collect();
-        for cluster in &clusters {
-            stack
-                .ecs
-                .create_cluster()
-                .cluster_name(cluster)
-                .send()
-                .await
-                .expect("create cluster");
-        }
-        let autoscaling = aws_sdk_applicationautoscaling::Client::new(&stack.sdk);
+        let clusters = stack
+            .create_clusters("bench", size.div_ceil(PER_CLUSTER))
+            .await;
         let stack_ref = &stack;
         let clusters_ref = &clusters;
         stream::iter(0..size)
-            .for_each_concurrent(SETUP_CONCURRENCY, |i| {
-                let autoscaling = autoscaling.clone();
-                async move {
-                    let cluster = &clusters_ref[i / PER_CLUSTER];
-                    let image = format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/app-{i}:v1");
-                    let td = stack_ref
-                        .register(
-                            stack_ref
-                                .ecs
-                                .register_task_definition()
-                                .family(format!("app-{i}"))
-                                .container_definitions(
-                                    ContainerDefinition::builder()
-                                        .name("app")
-                                        .image(image)
-                                        .memory(256)
-                                        .build(),
-                                ),
-                        )
-                        .await;
-                    let tags = [
-                        ("deckhand:deploy", "any"),
-                        ("deckhand:awake", "daily 07:00-19:00"),
-                        ("deckhand:timezone", "UTC"),
-                    ];
+            .for_each_concurrent(SETUP_CONCURRENCY, |i| async move {
+                let cluster = &clusters_ref[i / PER_CLUSTER];
+                let image = format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/app-{i}:v1");
+                let td = stack_ref
+                    .register(
+                        stack_ref
+                            .ecs
+                            .register_task_definition()
+                            .family(format!("app-{i}"))
+                            .container_definitions(
+                                ContainerDefinition::builder()
+                                    .name("app")
+                                    .image(image)
+                                    .memory(256)
+                                    .build(),
+                            ),
+                    )
+                    .await;
+                let tags = [
+                    ("deckhand:deploy", "any"),
+                    ("deckhand:awake", "daily 07:00-19:00"),
+                    ("deckhand:timezone", "UTC"),
+                ];
+                stack_ref
+                    .create_service_in(cluster, &service_name(i), &td, 2, &tags)
+                    .await;
+                if i % 10 == 0 {
                     stack_ref
-                        .ecs
-                        .create_service()
-                        .cluster(cluster)
-                        .service_name(service_name(i))
-                        .task_definition(td)
-                        .desired_count(2)
-                        .set_tags(Some(
-                            tags.iter()
-                                .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-                                .collect(),
-                        ))
-                        .send()
-                        .await
-                        .expect("create service");
-                    if i % 10 == 0 {
-                        autoscaling
-                            .register_scalable_target()
-                            .service_namespace(ServiceNamespace::Ecs)
-                            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
-                            .resource_id(format!("service/{cluster}/{}", service_name(i)))
-                            .min_capacity(1)
-                            .max_capacity(4)
-                            .send()
-                            .await
-                            .expect("register scalable target");
-                    }
+                        .autoscale_in(cluster, &service_name(i), 1, 4)
+                        .await;
                 }
             })
             .await;

@@ -11,9 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use aws_sdk_ecs::error::ProvideErrorMetadata;
-use aws_sdk_ecs::types::Tag as EcsTag;
 use chrono::{SecondsFormat, Utc};
 use deckhand::adapters::memory::FixedClock;
 use deckhand::app::deploy::DeployFunction;
@@ -558,18 +556,7 @@ struct Fleet {
 
 impl Fleet {
     async fn create(stack: Stack, clusters: usize, per_cluster: usize) -> Self {
-        let clusters: Vec<String> = (0..clusters)
-            .map(|c| format!("shifts-{}-{c}", stack.id))
-            .collect();
-        for cluster in &clusters {
-            stack
-                .ecs
-                .create_cluster()
-                .cluster_name(cluster)
-                .send()
-                .await
-                .unwrap();
-        }
+        let clusters = stack.create_clusters("shifts", clusters).await;
         let td = stack
             .simple_task_definition(&format!("shifts-{}", stack.id), "main-1")
             .await;
@@ -591,44 +578,30 @@ impl Fleet {
                 })
             })
             .collect();
-        let autoscaling = aws_sdk_applicationautoscaling::Client::new(&stack.sdk);
+        let (stack_ref, td_ref) = (&stack, &td);
         stream::iter(members.clone())
-            .for_each_concurrent(16, |m| {
-                let (ecs, autoscaling, td) = (stack.ecs.clone(), autoscaling.clone(), td.clone());
-                async move {
-                    let awake = match m.shift {
-                        Shift::Office => Some(OFFICE),
-                        Shift::Night => Some(NIGHT_SHIFT),
-                        Shift::Untagged => None,
-                    };
-                    let tags = awake.into_iter().flat_map(|awake| {
+            .for_each_concurrent(16, |m| async move {
+                let awake = match m.shift {
+                    Shift::Office => Some(OFFICE),
+                    Shift::Night => Some(NIGHT_SHIFT),
+                    Shift::Untagged => None,
+                };
+                let tags: Vec<(&str, &str)> = awake
+                    .into_iter()
+                    .flat_map(|awake| {
                         [
                             ("deckhand:awake", awake),
                             ("deckhand:timezone", "Europe/London"),
                         ]
-                        .map(|(k, v)| EcsTag::builder().key(k).value(v).build())
-                    });
-                    ecs.create_service()
-                        .cluster(&m.cluster)
-                        .service_name(&m.name)
-                        .task_definition(&td)
-                        .desired_count(DESIRED)
-                        .set_tags(Some(tags.collect()))
-                        .send()
-                        .await
-                        .unwrap();
-                    if m.autoscaled {
-                        autoscaling
-                            .register_scalable_target()
-                            .service_namespace(ServiceNamespace::Ecs)
-                            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
-                            .resource_id(format!("service/{}/{}", m.cluster, m.name))
-                            .min_capacity(CAPACITY.0)
-                            .max_capacity(CAPACITY.1)
-                            .send()
-                            .await
-                            .unwrap();
-                    }
+                    })
+                    .collect();
+                stack_ref
+                    .create_service_in(&m.cluster, &m.name, td_ref, DESIRED, &tags)
+                    .await;
+                if m.autoscaled {
+                    stack_ref
+                        .autoscale_in(&m.cluster, &m.name, CAPACITY.0, CAPACITY.1)
+                        .await;
                 }
             })
             .await;

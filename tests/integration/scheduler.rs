@@ -278,22 +278,10 @@ async fn a_fleet_of_a_thousand_services_in_ten_clusters_reconciles() {
     const CLUSTERS: usize = 10;
     const PER_CLUSTER: usize = 100;
     let stack = Stack::isolated().await;
-    let clusters: Vec<String> = (0..CLUSTERS)
-        .map(|c| format!("fleet-{}-{c}", stack.id))
-        .collect();
-    for cluster in &clusters {
-        stack
-            .ecs
-            .create_cluster()
-            .cluster_name(cluster)
-            .send()
-            .await
-            .unwrap();
-    }
+    let clusters = stack.create_clusters("fleet", CLUSTERS).await;
     let td = stack
         .simple_task_definition(&format!("fleet-{}", stack.id), "main-1")
         .await;
-    let autoscaling = aws_sdk_applicationautoscaling::Client::new(&stack.sdk);
     let services: Vec<(String, String)> = clusters
         .iter()
         .flat_map(|c| (0..PER_CLUSTER).map(move |i| (c.clone(), format!("svc-{i:03}"))))
@@ -301,45 +289,24 @@ async fn a_fleet_of_a_thousand_services_in_ten_clusters_reconciles() {
     // Which services carry a broken schedule, and which are autoscaled.
     let invalid = |i: usize| i % 50 == 7;
     let scaled = |i: usize| i.is_multiple_of(10);
+    let (stack_ref, td_ref) = (&stack, &td);
     stream::iter(services.iter().cloned())
-        .for_each_concurrent(16, |(cluster, name)| {
-            let (ecs, autoscaling, td) = (stack.ecs.clone(), autoscaling.clone(), td.clone());
-            async move {
-                let i: usize = name[4..].parse().unwrap();
-                let awake = if invalid(i) {
-                    "weekdays 9-5"
-                } else {
-                    "Mon-Fri 07:00-19:00"
-                };
-                ecs.create_service()
-                    .cluster(&cluster)
-                    .service_name(&name)
-                    .task_definition(&td)
-                    .desired_count(2)
-                    .tags(aws_sdk_ecs::types::Tag::builder().key("deckhand:awake").value(awake).build())
-                    .tags(
-                        aws_sdk_ecs::types::Tag::builder()
-                            .key("deckhand:timezone")
-                            .value("Europe/London")
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .unwrap();
-                if scaled(i) {
-                    autoscaling
-                        .register_scalable_target()
-                        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
-                        .scalable_dimension(
-                            aws_sdk_applicationautoscaling::types::ScalableDimension::EcsServiceDesiredCount,
-                        )
-                        .resource_id(format!("service/{cluster}/{name}"))
-                        .min_capacity(1)
-                        .max_capacity(5)
-                        .send()
-                        .await
-                        .unwrap();
-                }
+        .for_each_concurrent(16, |(cluster, name)| async move {
+            let i: usize = name[4..].parse().unwrap();
+            let awake = if invalid(i) {
+                "weekdays 9-5"
+            } else {
+                "Mon-Fri 07:00-19:00"
+            };
+            let tags = [
+                ("deckhand:awake", awake),
+                ("deckhand:timezone", "Europe/London"),
+            ];
+            stack_ref
+                .create_service_in(&cluster, &name, td_ref, 2, &tags)
+                .await;
+            if scaled(i) {
+                stack_ref.autoscale_in(&cluster, &name, 1, 5).await;
             }
         })
         .await;

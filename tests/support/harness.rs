@@ -342,12 +342,25 @@ impl Stack {
     }
 
     pub async fn create_service(&self, name: &str, task_definition: &str, tags: &[(&str, &str)]) {
+        self.create_service_in(&self.cluster, name, task_definition, 2, tags)
+            .await
+    }
+
+    /// A service in any cluster, with `desired` tasks and these tags.
+    pub async fn create_service_in(
+        &self,
+        cluster: &str,
+        name: &str,
+        task_definition: &str,
+        desired: i32,
+        tags: &[(&str, &str)],
+    ) {
         self.ecs
             .create_service()
-            .cluster(&self.cluster)
+            .cluster(cluster)
             .service_name(name)
             .task_definition(task_definition)
-            .desired_count(2)
+            .desired_count(desired)
             .set_tags(Some(
                 tags.iter()
                     .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
@@ -358,17 +371,38 @@ impl Stack {
             .expect("create service");
     }
 
+    /// `count` clusters named `PREFIX-STACKID-N`, created.
+    pub async fn create_clusters(&self, prefix: &str, count: usize) -> Vec<String> {
+        let clusters: Vec<String> = (0..count)
+            .map(|c| format!("{prefix}-{}-{c}", self.id))
+            .collect();
+        for cluster in &clusters {
+            self.ecs
+                .create_cluster()
+                .cluster_name(cluster)
+                .send()
+                .await
+                .expect("create cluster");
+        }
+        clusters
+    }
+
     pub fn service_key(&self, name: &str) -> deckhand::domain::service::ServiceKey {
         deckhand::domain::service::ServiceKey::new(&self.cluster, name)
     }
 
     /// Registers a scalable target for one of this stack's services.
     pub async fn autoscale(&self, service: &str, min: i32, max: i32) {
+        self.autoscale_in(&self.cluster, service, min, max).await
+    }
+
+    /// Registers a scalable target for a service of any cluster.
+    pub async fn autoscale_in(&self, cluster: &str, service: &str, min: i32, max: i32) {
         aws_sdk_applicationautoscaling::Client::new(&self.sdk)
             .register_scalable_target()
             .service_namespace(ServiceNamespace::Ecs)
             .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
-            .resource_id(format!("service/{}/{service}", self.cluster))
+            .resource_id(format!("service/{cluster}/{service}"))
             .min_capacity(min)
             .max_capacity(max)
             .send()

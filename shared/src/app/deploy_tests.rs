@@ -833,6 +833,13 @@ async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
 
 // The scan gate.
 
+/// What `DescribeImageScanFindings` says of the digest: one severity, `n` findings.
+fn ecr_found(w: &World, d: char, severity: &str, n: i64) {
+    let counts = [(severity.to_owned(), n)].into_iter().collect();
+    let result = crate::domain::scan::ScanResult::Complete { counts };
+    w.ecr.scanned("web", &digest(d).parse().unwrap(), result);
+}
+
 async fn send(w: &World, event: &Value) -> Summary {
     w.function
         .handle(event)
@@ -988,14 +995,7 @@ async fn a_newer_push_replaces_the_waiting_one_and_an_older_one_does_not() {
 async fn a_wait_that_runs_out_is_decided_from_ecr_on_the_next_event() {
     let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
     send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
-    let d: Digest = digest('b').parse().unwrap();
-    w.ecr.scanned(
-        "web",
-        &d,
-        crate::domain::scan::ScanResult::Complete {
-            counts: [("LOW".to_owned(), 2)].into_iter().collect(),
-        },
-    );
+    ecr_found(&w, 'b', "LOW", 2);
     // Before the wait runs out, another event leaves it alone.
     let early = send(
         &w,
@@ -1046,14 +1046,7 @@ async fn a_scan_that_never_ran_leaves_the_digest_undeployed_and_says_so() {
 async fn the_reconcile_decides_a_wait_that_ran_out_from_ecr() {
     let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
     send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
-    let d: Digest = digest('b').parse().unwrap();
-    w.ecr.scanned(
-        "web",
-        &d,
-        crate::domain::scan::ScanResult::Complete {
-            counts: [("CRITICAL".to_owned(), 1)].into_iter().collect(),
-        },
-    );
+    ecr_found(&w, 'b', "CRITICAL", 1);
     let scheduler = crate::app::scheduler::SchedulerFunction::new(
         w.function.ports.clone(),
         w.function.config.clone(),
