@@ -7,6 +7,7 @@
 mod cli;
 mod deploy;
 mod faults;
+mod gate;
 mod rollback;
 mod scheduler;
 

@@ -102,6 +102,26 @@ fn emulator_get(url: &str, path: &str) -> Value {
     serde_json::from_str(body).expect("moto API answers JSON")
 }
 
+/// A plain HTTP POST of a JSON body to an emulator's own API.
+fn emulator_post(url: &str, path: &str, body: &Value) {
+    let address = url.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&address).expect("connect to moto");
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response.split_whitespace().nth(1).unwrap_or_default();
+    assert!(
+        status.starts_with('2'),
+        "moto API refused {path}: {response}"
+    );
+}
+
 /// The functions' own SDK configuration, pointed at `url`.
 pub async fn sdk_config(url: &str) -> aws_config::SdkConfig {
     deckhand::lambda::sdk_loader()
@@ -505,6 +525,52 @@ impl Stack {
             "detail": {"result": "SUCCESS", "repository-name": self.repository, "image-digest": digest,
                        "action-type": "PUSH", "image-tag": tag}
         })
+    }
+
+    /// The `ECR Image Scan` event of one of this stack's images.
+    pub fn scan_event(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        digest: &str,
+        status: &str,
+        counts: Value,
+    ) -> Value {
+        json!({
+            "version": "0", "id": id, "detail-type": "ECR Image Scan", "source": "aws.ecr",
+            "account": ACCOUNT, "time": at.to_rfc3339_opts(SecondsFormat::Secs, true), "region": REGION,
+            "resources": [format!("arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{}", self.repository)],
+            "detail": {"scan-status": status, "repository-name": self.repository, "image-digest": digest,
+                       "finding-severity-counts": counts, "image-tags": []}
+        })
+    }
+
+    /// Scans one of this stack's images: from then on ECR's `DescribeImageScanFindings`
+    /// reports a completed scan with these finding counts.
+    pub async fn scan(&self, digest: &str, counts: Value) {
+        let result = json!({
+            "registryId": ACCOUNT,
+            "repositoryName": self.repository,
+            "imageId": {"imageDigest": digest},
+            "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed successfully."},
+            "imageScanFindings": {"findingSeverityCounts": counts, "findings": []},
+        });
+        emulator_post(
+            &self.url,
+            "/moto-api/static/ecr/scan-finding-results",
+            &json!({"results": [result], "region": REGION}),
+        );
+        self.ecr
+            .start_image_scan()
+            .repository_name(&self.repository)
+            .image_id(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_digest(digest)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("start image scan");
     }
 
     /// An ECS deployment event for one of this stack's services, built from a sample file.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::{StreamExt, stream};
+use futures::{FutureExt, StreamExt, stream};
 use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -176,16 +176,22 @@ impl DeployFunction {
                 push.repository.name
             )));
         }
-        let deployed: Vec<ServiceReport> = stream::iter(targets)
+        let handled: Vec<(ServiceKey, ServiceReport)> = stream::iter(targets)
             .map(|target| {
-                let span = info_span!("service", service = %target.service.key);
+                let key = target.service.key.clone();
+                let span = info_span!("service", service = %key);
                 self.push_to_service(push, target, &done, gate)
                     .instrument(span)
+                    .map(move |r| (key, r))
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        reports.extend(deployed);
+        let handled = match gate {
+            Gate::Hold(severity) => self.decide_if_scanned(push, severity, handled).await,
+            Gate::Off | Gate::Passed => handled,
+        };
+        reports.extend(handled.into_iter().map(|(_, r)| r));
         Ok(Summary::of(reports, || match &push.tag {
             Some(tag) => format!("tag {tag} matches no service's deploy policy"),
             None => "the push has no tag".into(),

@@ -15,8 +15,8 @@ use crate::app::locking::{acquire, owner_token};
 use crate::domain::deploy::Push;
 use crate::domain::image::{Digest, Repository};
 use crate::domain::scan::{
-    Hold, ScanEvent, ScanVerdict, WaitingPush, describe_counts, end_wait, hold_for_scan,
-    judge_scan, waiting_for,
+    FindingSeverity, Hold, ScanEvent, ScanResult, ScanVerdict, WaitingPush, describe_counts,
+    end_wait, hold_for_scan, judge_scan, waiting_for,
 };
 use crate::domain::service::ServiceKey;
 use crate::domain::state::{Quarantine, ServiceState};
@@ -54,6 +54,60 @@ impl DeployFunction {
         let verdict = judge_scan(&scan.result, gate, &scan.digest);
         let reports = self.settle(holders, &verdict, &scan.event_id).await;
         Ok(Summary::of(reports, String::new))
+    }
+
+    /// A push whose digest ECR has already scanned is decided at once rather than after the
+    /// wait: its scan event came first, or the tag names an image scanned before (a retag
+    /// starts no new scan). Replaces the `waiting` reports of the services it decided.
+    pub(super) async fn decide_if_scanned(
+        &self,
+        push: &Push,
+        gate: FindingSeverity,
+        handled: Vec<(ServiceKey, ServiceReport)>,
+    ) -> Vec<(ServiceKey, ServiceReport)> {
+        let now = self.ports.clock.now();
+        let holders: Holders = handled
+            .iter()
+            .filter(|(_, r)| r.action == Action::Waiting)
+            .map(|(key, _)| (key.clone(), WaitingPush::new(push, now)))
+            .collect();
+        if holders.is_empty() {
+            return handled;
+        }
+        let result = match self
+            .ports
+            .ecr
+            .scan_findings(&push.repository, &push.digest)
+            .await
+        {
+            Ok(result) => result,
+            Err(e) => {
+                warn!(error = %e, "could not read the scan findings; the push waits for its scan event");
+                return handled;
+            }
+        };
+        // Not started yet or still running: the scan event decides.
+        if matches!(result, ScanResult::InProgress | ScanResult::NotRun) {
+            return handled;
+        }
+        let verdict = judge_scan(&result, gate, &push.digest);
+        let cause = format!("scan-check:{}", push.event_id);
+        let mut decided: BTreeMap<String, ServiceReport> = self
+            .settle(holders, &verdict, &cause)
+            .await
+            .into_iter()
+            .map(|r| (r.service.clone(), r))
+            .collect();
+        handled
+            .into_iter()
+            .map(|(key, r)| {
+                let r = match decided.remove(&key.to_string()) {
+                    Some(settled) if r.action == Action::Waiting => settled,
+                    _ => r,
+                };
+                (key, r)
+            })
+            .collect()
     }
 
     /// Waits that ran out: ECR is asked for each digest's findings, which decide as the scan

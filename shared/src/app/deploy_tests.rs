@@ -1061,3 +1061,42 @@ async fn the_reconcile_decides_a_wait_that_ran_out_from_ecr() {
     assert_eq!(kinds(&w), vec!["deploy.quarantined"]);
     assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
 }
+
+#[tokio::test]
+async fn a_push_whose_scan_came_first_is_decided_at_once_from_ecr() {
+    let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
+    // The scan event overtakes its push: nobody waits yet.
+    ecr_found(&w, 'b', "MEDIUM", 1);
+    let early = send(
+        &w,
+        &scan_event("s1", 1, 'b', "COMPLETE", json!({"MEDIUM": 1})),
+    )
+    .await;
+    assert_eq!(early.outcome, Outcome::Ignored);
+    let push = send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    assert_eq!(push.outcome, Outcome::Deployed, "{push:?}");
+    assert_eq!(push.services.len(), 1, "one report per service: {push:?}");
+    assert!(push.services[0].reason.starts_with("scan clean (1 MEDIUM)"));
+    assert_eq!(
+        running_image(&w, "web"),
+        format!("{HOST}/web@{}", digest('b'))
+    );
+    assert!(w.store.waiting().await.unwrap().is_empty());
+    assert_eq!(actions(&w), vec![Action::Waiting, Action::Deployed]);
+
+    // A retag of an image ECR found vulnerable is quarantined without waiting.
+    ecr_found(&w, 'c', "HIGH", 2);
+    let bad = send(&w, &push_event("p2", 2, Some("main-43"), 'c')).await;
+    assert_eq!(bad.outcome, Outcome::Quarantined, "{bad:?}");
+    assert!(w.store.waiting().await.unwrap().is_empty());
+    assert_eq!(kinds(&w), vec!["deploy.started", "deploy.quarantined"]);
+
+    // Still scanning: the push waits for its scan event.
+    w.ecr.scanned(
+        "web",
+        &digest('d').parse().unwrap(),
+        crate::domain::scan::ScanResult::InProgress,
+    );
+    let pending = send(&w, &push_event("p3", 3, Some("main-44"), 'd')).await;
+    assert_eq!(pending.outcome, Outcome::Waiting, "{pending:?}");
+}
