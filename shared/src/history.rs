@@ -40,6 +40,9 @@ pub struct HistoryRecord {
     /// For sleeps and wakes: what was saved, set or restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<ScaleRecord>,
+    /// Task definition ARNs deregistered by revision retention.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deregistered: Vec<String>,
 }
 
 /// The numbers of a sleep or a wake.
@@ -84,6 +87,7 @@ impl HistoryRecord {
             dry_run: false,
             alarm_at: None,
             scale: None,
+            deregistered: Vec::new(),
         }
     }
 }

@@ -67,6 +67,11 @@ pub trait Ecs: Send + Sync {
         base: &TaskDefinitionView,
         event_id: &str,
     ) -> PortResult<Option<String>>;
+    /// The ACTIVE revisions of exactly this family (ARNs), all pages.
+    async fn active_revisions(&self, family: &str) -> PortResult<Vec<String>>;
+    /// Deregisters a revision: it becomes INACTIVE, its tasks keep running, but no service can
+    /// be moved onto it again.
+    async fn deregister_revision(&self, arn: &str) -> PortResult<()>;
     /// Points the service at a task definition. Returns the id of the ECS deployment this
     /// started, when ECS reports one.
     async fn update_service(

@@ -47,6 +47,8 @@ pub enum Action {
     Resumed,
     /// An operator lifted a quarantine.
     Released,
+    /// Older revisions of the family were deregistered (`deckhand:keep-revisions`).
+    Deregistered,
     /// The event does not concern the service (tag outside the policy, not deckhand's deployment).
     Ignored,
     /// Acting failed; the invocation reports an error so the event is retried.
@@ -77,6 +79,7 @@ pub enum Outcome {
     Paused,
     Resumed,
     Released,
+    Deregistered,
     Unchanged,
     Ignored,
 }
@@ -196,6 +199,7 @@ fn outcome_of(action: Action) -> Outcome {
         Action::Paused => Outcome::Paused,
         Action::Resumed => Outcome::Resumed,
         Action::Released => Outcome::Released,
+        Action::Deregistered => Outcome::Deregistered,
         Action::Invalid => Outcome::Invalid,
         Action::Skipped => Outcome::Skipped,
         Action::Duplicate => Outcome::Duplicate,

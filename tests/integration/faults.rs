@@ -400,6 +400,12 @@ impl Ecs for CrashBeforeUpdate {
     ) -> PortResult<Option<String>> {
         self.ecs.registered_for(base, event_id).await
     }
+    async fn active_revisions(&self, family: &str) -> PortResult<Vec<String>> {
+        self.ecs.active_revisions(family).await
+    }
+    async fn deregister_revision(&self, arn: &str) -> PortResult<()> {
+        self.ecs.deregister_revision(arn).await
+    }
     async fn update_service(
         &self,
         service: &ServiceKey,

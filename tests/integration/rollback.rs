@@ -77,48 +77,15 @@ impl Guarded {
         }
     }
 
-    /// Creates the alarm in CloudWatch, watching the given service's metric when one is named,
-    /// and returns its ARN.
     pub(crate) async fn alarm(
         &self,
         name: &str,
         metric_of: Option<&str>,
         tags: &[(&str, &str)],
     ) -> String {
-        let client = aws_sdk_cloudwatch::Client::new(&self.stack.sdk);
-        let mut request = client
-            .put_metric_alarm()
-            .alarm_name(name)
-            .namespace("Storefront")
-            .metric_name("HTTPCode_5XX")
-            .statistic(Statistic::Sum)
-            .period(60)
-            .evaluation_periods(1)
-            .threshold(5.0)
-            .comparison_operator(ComparisonOperator::GreaterThanThreshold);
-        if let Some(service) = metric_of {
-            request = request
-                .dimensions(
-                    Dimension::builder()
-                        .name("ClusterName")
-                        .value(&self.stack.cluster)
-                        .build(),
-                )
-                .dimensions(
-                    Dimension::builder()
-                        .name("ServiceName")
-                        .value(service)
-                        .build(),
-                );
-        }
-        for (k, v) in tags {
-            request = request.tags(Tag::builder().key(*k).value(*v).build());
-        }
-        request.send().await.unwrap();
-        format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}")
+        metric_alarm(&self.stack, name, metric_of, tags).await
     }
 
-    /// The EventBridge event of the alarm changing state, from events/alarm-eventbridge.json.
     pub(crate) fn event(
         &self,
         id: &str,
@@ -128,22 +95,7 @@ impl Guarded {
         at: &str,
         metric_of: Option<&str>,
     ) -> Value {
-        let name = arn.rsplit(':').next().unwrap();
-        let mut event = sample_event("alarm-eventbridge");
-        event["id"] = json!(id);
-        event["time"] = json!(at);
-        event["resources"] = json!([arn]);
-        event["detail"]["alarmName"] = json!(name);
-        event["detail"]["state"]["value"] = json!(value);
-        event["detail"]["state"]["timestamp"] =
-            json!(utc(at).format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string());
-        event["detail"]["previousState"]["value"] = json!(previous);
-        event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] =
-            match metric_of {
-                Some(service) => json!({"ClusterName": self.stack.cluster, "ServiceName": service}),
-                None => json!({"LoadBalancer": "app/storefront/1"}),
-            };
-        event
+        alarm_event(&self.stack, id, arn, value, previous, at, metric_of)
     }
 
     async fn handle(&self, event: &Value) -> Summary {
@@ -174,6 +126,75 @@ impl Guarded {
             .filter(|k| k.starts_with("rollback"))
             .collect()
     }
+}
+
+/// Creates the alarm in CloudWatch, watching the given service's metric when one is named,
+/// and returns its ARN.
+pub(crate) async fn metric_alarm(
+    stack: &Stack,
+    name: &str,
+    metric_of: Option<&str>,
+    tags: &[(&str, &str)],
+) -> String {
+    let client = aws_sdk_cloudwatch::Client::new(&stack.sdk);
+    let mut request = client
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("Storefront")
+        .metric_name("HTTPCode_5XX")
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold);
+    if let Some(service) = metric_of {
+        request = request
+            .dimensions(
+                Dimension::builder()
+                    .name("ClusterName")
+                    .value(&stack.cluster)
+                    .build(),
+            )
+            .dimensions(
+                Dimension::builder()
+                    .name("ServiceName")
+                    .value(service)
+                    .build(),
+            );
+    }
+    for (k, v) in tags {
+        request = request.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    request.send().await.unwrap();
+    format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}")
+}
+
+/// The EventBridge event of the alarm changing state, from events/alarm-eventbridge.json.
+pub(crate) fn alarm_event(
+    stack: &Stack,
+    id: &str,
+    arn: &str,
+    value: &str,
+    previous: &str,
+    at: &str,
+    metric_of: Option<&str>,
+) -> Value {
+    let name = arn.rsplit(':').next().unwrap();
+    let mut event = sample_event("alarm-eventbridge");
+    event["id"] = json!(id);
+    event["time"] = json!(at);
+    event["resources"] = json!([arn]);
+    event["detail"]["alarmName"] = json!(name);
+    event["detail"]["state"]["value"] = json!(value);
+    event["detail"]["state"]["timestamp"] =
+        json!(utc(at).format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string());
+    event["detail"]["previousState"]["value"] = json!(previous);
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] =
+        match metric_of {
+            Some(service) => json!({"ClusterName": stack.cluster, "ServiceName": service}),
+            None => json!({"LoadBalancer": "app/storefront/1"}),
+        };
+    event
 }
 
 #[tokio::test]

@@ -517,6 +517,29 @@ impl Stack {
             .len()
     }
 
+    /// The revision numbers of a family with this status, in order.
+    pub async fn revision_numbers(
+        &self,
+        family: &str,
+        status: aws_sdk_ecs::types::TaskDefinitionStatus,
+    ) -> Vec<i32> {
+        let out = self
+            .ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(status)
+            .send()
+            .await
+            .expect("list task definitions");
+        let mut numbers: Vec<i32> = out
+            .task_definition_arns()
+            .iter()
+            .filter_map(|arn| arn.rsplit_once(':')?.1.parse().ok())
+            .collect();
+        numbers.sort_unstable();
+        numbers
+    }
+
     pub fn push_event(&self, id: &str, at: DateTime<Utc>, tag: &str, digest: &str) -> Value {
         json!({
             "version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr",

@@ -61,6 +61,8 @@ pub struct MemoryEcs {
 struct EcsWorld {
     services: BTreeMap<ServiceKey, ServiceView>,
     task_definitions: BTreeMap<String, TaskDefinitionView>,
+    /// Deregistered revisions: still described, never moved onto again.
+    inactive: BTreeSet<String>,
     calls: BTreeMap<&'static str, usize>,
     fail: BTreeSet<&'static str>,
     stall: BTreeSet<&'static str>,
@@ -118,6 +120,19 @@ impl MemoryEcs {
     /// The ARN the in-memory world gives revision `revision` of `family`.
     pub fn revision_arn(&self, family: &str, revision: i32) -> String {
         format!("{TASK_DEFINITION_ARN_PREFIX}{family}:{revision}")
+    }
+
+    /// The revision numbers of a family that are still ACTIVE, in order.
+    pub fn active(&self, family: &str) -> Vec<i32> {
+        let world = guard(&self.inner);
+        let mut numbers: Vec<i32> = world
+            .task_definitions
+            .values()
+            .filter(|td| td.family == family && !world.inactive.contains(&td.arn))
+            .map(|td| td.revision)
+            .collect();
+        numbers.sort_unstable();
+        numbers
     }
 
     pub fn revisions(&self) -> usize {
@@ -276,6 +291,29 @@ impl Ecs for MemoryEcs {
             .map(|td| td.arn.clone()))
     }
 
+    async fn active_revisions(&self, family: &str) -> PortResult<Vec<String>> {
+        let world = self.enter("ListTaskDefinitions")?;
+        Ok(world
+            .task_definitions
+            .values()
+            .filter(|td| td.family == family && !world.inactive.contains(&td.arn))
+            .map(|td| td.arn.clone())
+            .collect())
+    }
+
+    async fn deregister_revision(&self, arn: &str) -> PortResult<()> {
+        let mut world = self.enter("DeregisterTaskDefinition")?;
+        if !world.task_definitions.contains_key(arn) {
+            return Err(PortError::new(
+                "DeregisterTaskDefinition",
+                PortErrorKind::NotFound,
+                arn,
+            ));
+        }
+        world.inactive.insert(arn.to_owned());
+        Ok(())
+    }
+
     async fn update_service(
         &self,
         service: &ServiceKey,
@@ -288,6 +326,14 @@ impl Ecs for MemoryEcs {
                 "UpdateService",
                 PortErrorKind::Other,
                 "unknown task definition",
+            ));
+        }
+        // As ECS: a service cannot be moved onto a deregistered revision.
+        if world.inactive.contains(task_definition) {
+            return Err(PortError::new(
+                "UpdateService",
+                PortErrorKind::Other,
+                "the task definition is inactive",
             ));
         }
         let view = world.services.get_mut(service).ok_or_else(|| {

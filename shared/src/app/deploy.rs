@@ -202,17 +202,7 @@ impl DeployFunction {
     /// the pushed repository; and the services whose task definition could not be read, which
     /// may or may not be concerned.
     async fn discover(&self, push: &Push) -> Result<Discovered, PortError> {
-        let keys: Vec<ServiceKey> = self
-            .ports
-            .ecs
-            .find_services(TAG_DEPLOY)
-            .await?
-            .iter()
-            .filter_map(|arn| ServiceKey::from_arn(arn))
-            .filter(|key| self.config.manages_cluster(key.cluster()))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let keys = self.opted_in().await?;
         if keys.is_empty() {
             return Ok(Discovered::default());
         }
@@ -261,6 +251,21 @@ impl DeployFunction {
             }
         }
         Ok(found)
+    }
+
+    /// The services tagged `deckhand:deploy` in the managed clusters, each once.
+    async fn opted_in(&self) -> Result<Vec<ServiceKey>, PortError> {
+        Ok(self
+            .ports
+            .ecs
+            .find_services(TAG_DEPLOY)
+            .await?
+            .iter()
+            .filter_map(|arn| ServiceKey::from_arn(arn))
+            .filter(|key| self.config.manages_cluster(key.cluster()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect())
     }
 
     /// What the services' task definitions run. Revisions this process has read are known
@@ -742,12 +747,15 @@ impl DeployFunction {
             )));
         }
         // A tag problem is reported by pushes; the deployment is still recorded, with the
-        // default guard.
-        let guard = DeploySettings::from_tags(&service.tags, self.config.guard)
+        // default guard, and no revision is deregistered.
+        let settings = DeploySettings::from_tags(&service.tags, self.config.guard)
             .ok()
-            .flatten()
-            .map_or(self.config.guard, |s| s.guard);
-        let report = self.deployment_event_locked(event, &service, guard).await;
+            .flatten();
+        let guard = settings.as_ref().map_or(self.config.guard, |s| s.guard);
+        let keep = settings.and_then(|s| s.keep_revisions);
+        let report = self
+            .deployment_event_locked(event, &service, guard, keep)
+            .await;
         Ok(Summary::of(vec![report], || {
             "not deckhand's deployment".into()
         }))
@@ -758,6 +766,7 @@ impl DeployFunction {
         event: &DeploymentEvent,
         service: &ServiceView,
         guard: chrono::TimeDelta,
+        keep_revisions: Option<usize>,
     ) -> ServiceReport {
         let key = &service.key;
         let owner = owner_token(&event.event_id);
@@ -844,6 +853,17 @@ impl DeployFunction {
             ))
             .await;
         }
+        let retired = match (&decision, keep_revisions) {
+            (DeploymentEventDecision::Completed { .. }, Some(keep)) if !self.config.dry_run => {
+                self.retire_revisions(service, &state, keep, &event.event_id)
+                    .await
+            }
+            _ => None,
+        };
+        let reason = match retired {
+            Some(retired) => format!("{reason}; {retired}"),
+            None => reason,
+        };
         let mut r = report(key, action, reason);
         if action != Action::Ignored {
             r.from = deployment.map(|d| revision_name(&d.from).to_owned());
@@ -1054,6 +1074,9 @@ fn rfc3339(at: DateTime<Utc>) -> String {
 
 #[path = "deploy_gate.rs"]
 mod gate;
+
+#[path = "deploy_retention.rs"]
+mod retention;
 
 #[cfg(test)]
 #[path = "deploy_tests.rs"]

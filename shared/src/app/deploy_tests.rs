@@ -1100,3 +1100,114 @@ async fn a_push_whose_scan_came_first_is_decided_at_once_from_ecr() {
     let pending = send(&w, &push_event("p3", 3, Some("main-44"), 'd')).await;
     assert_eq!(pending.outcome, Outcome::Waiting, "{pending:?}");
 }
+
+// Revision retention.
+
+/// An event of the deploy tests at `when` rather than at a minute of the test hour.
+fn timed(mut event: Value, when: DateTime<Utc>) -> Value {
+    event["time"] = json!(when.to_rfc3339());
+    if event["detail"]["updatedAt"].is_string() {
+        event["detail"]["updatedAt"] = json!(when.to_rfc3339());
+    }
+    event
+}
+
+/// Pushes `main-N` with digest `d` at `start` and has ECS complete it a minute later.
+async fn deploy_and_complete(w: &World, n: usize, d: char, start: DateTime<Utc>) -> Summary {
+    w.clock.set(start);
+    let push = push_event(&format!("push-{n}"), 0, Some(&format!("main-{n}")), d);
+    let pushed = send(w, &timed(push, start)).await;
+    assert_eq!(pushed.outcome, Outcome::Deployed, "{pushed:?}");
+    let done = start + chrono::TimeDelta::minutes(1);
+    w.clock.set(done);
+    let completed = deployment_event(&format!("done-{n}"), "SERVICE_DEPLOYMENT_COMPLETED", 0);
+    let summary = send(w, &timed(completed, done)).await;
+    assert_eq!(summary.outcome, Outcome::Completed, "{summary:?}");
+    summary
+}
+
+#[tokio::test]
+async fn retention_keeps_the_newest_revisions_and_the_known_good_one() {
+    let w = world(&[
+        ("deckhand:deploy", "prefix=main-"),
+        ("deckhand:keep-revisions", "3"),
+    ]);
+    let t0 = at(0);
+    // web:2 outlives its guard window and becomes known-good; the nine deploys after it follow
+    // each other too closely for any of them to.
+    deploy_and_complete(&w, 2, 'b', t0).await;
+    let mut last = None;
+    for (i, d) in "cdef01234".chars().enumerate() {
+        let start = t0 + chrono::TimeDelta::minutes(60 + 2 * i as i64);
+        last = Some(deploy_and_complete(&w, i + 3, d, start).await);
+    }
+    assert_eq!(w.ecs.active("web"), [2, 9, 10, 11]);
+    let state = w.store.load(&web()).await.unwrap();
+    assert_eq!(
+        state.known_good.as_deref(),
+        Some(w.ecs.revision_arn("web", 2).as_str())
+    );
+    let last = last.unwrap();
+    assert!(
+        last.services[0].reason.contains("deregistered web:8"),
+        "{}",
+        last.services[0].reason
+    );
+    let deregistered: Vec<String> = w
+        .store
+        .all_history()
+        .iter()
+        .filter(|r| r.action == Action::Deregistered)
+        .flat_map(|r| {
+            r.deregistered
+                .iter()
+                .map(|arn| revision_name(arn).to_owned())
+        })
+        .collect();
+    assert_eq!(
+        deregistered,
+        [
+            "web:1", "web:3", "web:4", "web:5", "web:6", "web:7", "web:8"
+        ]
+    );
+    // Housekeeping tells nobody.
+    assert!(!kinds(&w).contains(&"deploy.deregistered"));
+}
+
+#[tokio::test]
+async fn retention_spares_what_another_service_of_the_family_runs_and_retries_after_a_failure() {
+    let w = world(&[
+        ("deckhand:deploy", "prefix=main-"),
+        ("deckhand:keep-revisions", "2"),
+    ]);
+    // demo/api runs web:1 too; its policy takes none of these pushes.
+    let api = ServiceKey::new("demo", "api");
+    w.ecs.add_service(
+        &api,
+        &w.ecs.revision_arn("web", 1),
+        &[("deckhand:deploy", "prefix=release-")],
+    );
+    let t0 = at(0);
+    let hour = chrono::TimeDelta::hours(1);
+    deploy_and_complete(&w, 2, 'b', t0).await;
+    deploy_and_complete(&w, 3, 'c', t0 + hour).await;
+    assert_eq!(w.ecs.active("web"), [1, 2, 3], "web:1 runs demo/api");
+
+    w.ecs.fail("DeregisterTaskDefinition");
+    let failed = deploy_and_complete(&w, 4, 'd', t0 + hour * 2).await;
+    assert!(
+        failed.services[0]
+            .reason
+            .contains("could not deregister web:2"),
+        "{}",
+        failed.services[0].reason
+    );
+    assert_eq!(w.ecs.active("web"), [1, 2, 3, 4]);
+    w.ecs.heal("DeregisterTaskDefinition");
+    deploy_and_complete(&w, 5, 'e', t0 + hour * 3).await;
+    assert_eq!(w.ecs.active("web"), [1, 4, 5]);
+    assert_eq!(
+        w.ecs.service(&api).unwrap().task_definition,
+        w.ecs.revision_arn("web", 1)
+    );
+}

@@ -5,6 +5,7 @@ pub mod duration;
 pub mod fleet;
 pub mod image;
 pub mod policy;
+pub mod retention;
 pub mod rollback;
 pub mod scan;
 pub mod schedule;

@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 
 use super::duration::parse_duration;
 use super::policy::DeployPolicy;
+use super::retention::parse_keep_revisions;
 use super::schedule::{AwakeWindows, Schedule, parse_days_off, parse_timezone};
 
 pub const TAG_DEPLOY: &str = "deckhand:deploy";
@@ -20,6 +21,7 @@ pub const TAG_ASLEEP_ON: &str = "deckhand:asleep-on";
 pub const TAG_ASLEEP_COUNT: &str = "deckhand:asleep-count";
 pub const TAG_ROLLBACK: &str = "deckhand:rollback";
 pub const TAG_ALARMS: &str = "deckhand:alarms";
+pub const TAG_KEEP_REVISIONS: &str = "deckhand:keep-revisions";
 
 pub type Tags = BTreeMap<String, String>;
 
@@ -44,6 +46,8 @@ pub struct DeploySettings {
     /// `None`: every container whose image is in the pushed repository.
     pub containers: Option<Vec<String>>,
     pub guard: TimeDelta,
+    /// Revisions of the family to keep once a deployment completes; `None`: keep all.
+    pub keep_revisions: Option<usize>,
 }
 
 impl DeploySettings {
@@ -84,11 +88,17 @@ impl DeploySettings {
                 .map_err(|e| problems.push(problem(TAG_GUARD, value, e.to_string())))
                 .ok(),
         };
+        let keep_revisions = tags.get(TAG_KEEP_REVISIONS).and_then(|value| {
+            parse_keep_revisions(value)
+                .map_err(|message| problems.push(problem(TAG_KEEP_REVISIONS, value, message)))
+                .ok()
+        });
         match (policy, guard) {
             (Some(policy), Some(guard)) if problems.is_empty() => Ok(Some(Self {
                 policy,
                 containers,
                 guard,
+                keep_revisions,
             })),
             _ => Err(problems),
         }
@@ -205,11 +215,13 @@ mod tests {
             ("deckhand:deploy", "prefix=main-"),
             ("deckhand:containers", "web  sidecar"),
             ("deckhand:guard", "2h"),
+            ("deckhand:keep-revisions", "5"),
         ]);
         let s = DeploySettings::from_tags(&t, TimeDelta::minutes(30))
             .unwrap()
             .unwrap();
         assert_eq!(s.policy.to_string(), "prefix=main-");
+        assert_eq!(s.keep_revisions, Some(5));
         assert_eq!(s.containers, Some(vec!["web".into(), "sidecar".into()]));
         assert_eq!(s.guard, TimeDelta::hours(2));
 
@@ -217,7 +229,10 @@ mod tests {
         let s = DeploySettings::from_tags(&t, TimeDelta::minutes(30))
             .unwrap()
             .unwrap();
-        assert_eq!((s.containers, s.guard), (None, TimeDelta::minutes(30)));
+        assert_eq!(
+            (s.containers, s.guard, s.keep_revisions),
+            (None, TimeDelta::minutes(30), None)
+        );
     }
 
     #[test]
@@ -270,12 +285,18 @@ mod tests {
             ("deckhand:deploy", "main-*"),
             ("deckhand:containers", " "),
             ("deckhand:guard", "soon"),
+            ("deckhand:keep-revisions", "1"),
         ]);
         let problems = DeploySettings::from_tags(&t, TimeDelta::minutes(30)).unwrap_err();
         let names: Vec<&str> = problems.iter().map(|p| p.tag.as_str()).collect();
         assert_eq!(
             names,
-            ["deckhand:deploy", "deckhand:containers", "deckhand:guard"]
+            [
+                "deckhand:deploy",
+                "deckhand:containers",
+                "deckhand:guard",
+                "deckhand:keep-revisions"
+            ]
         );
         assert!(
             problems[0]

@@ -369,6 +369,36 @@ impl Ecs for EcsCluster {
         Ok(None)
     }
 
+    async fn active_revisions(&self, family: &str) -> PortResult<Vec<String>> {
+        let mut pages = self
+            .ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+            .into_paginator()
+            .items()
+            .send();
+        let mut arns = Vec::new();
+        while let Some(arn) = pages.next().await {
+            let arn = arn.map_err(|e| port_error("ListTaskDefinitions", e))?;
+            // `familyPrefix` also matches longer family names.
+            if family_revision(&arn).is_some_and(|(f, _)| f == family) {
+                arns.push(arn);
+            }
+        }
+        Ok(arns)
+    }
+
+    async fn deregister_revision(&self, arn: &str) -> PortResult<()> {
+        self.ecs
+            .deregister_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+            .map_err(|e| port_error("DeregisterTaskDefinition", e))?;
+        Ok(())
+    }
+
     async fn update_service(
         &self,
         service: &ServiceKey,

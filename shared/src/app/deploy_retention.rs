@@ -1,0 +1,138 @@
+//! Revision retention of the `deploy` function: once a deployment completes, the family's
+//! older ACTIVE revisions beyond `deckhand:keep-revisions` are deregistered, never one that
+//! this or another opted-in service of the family runs, is moving between, or may roll back to.
+//! It runs after the completion is committed, outside the service's lock: a concurrent push
+//! only adds newer revisions, and moves from the running one, which is kept.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use super::DeployFunction;
+use crate::domain::fleet::ServiceView;
+use crate::domain::retention::{
+    family_and_number, name_revisions, needed_by, revisions_to_deregister,
+};
+use crate::domain::service::{ServiceKey, revision_name};
+use crate::domain::state::ServiceState;
+use crate::history::HistoryRecord;
+use crate::ports::PortError;
+use crate::report::Action;
+
+/// At most this many revisions are deregistered per completed deployment, oldest first, so a
+/// family with a long history is trimmed over a few deployments rather than in one long call.
+const MAX_DEREGISTERED: usize = 100;
+
+impl DeployFunction {
+    /// Deregisters the revisions retention lets go and records them in the history. Returns
+    /// what it did, for the summary. Housekeeping: a failure is logged and said, never retried
+    /// by failing the event; the next completed deployment tries again.
+    pub(super) async fn retire_revisions(
+        &self,
+        service: &ServiceView,
+        state: &ServiceState,
+        keep: usize,
+        cause: &str,
+    ) -> Option<String> {
+        let key = &service.key;
+        let current = state
+            .deployment
+            .as_ref()
+            .map_or(service.task_definition.as_str(), |d| d.to.as_str());
+        let family = family_and_number(current)?.0.to_owned();
+        let now = self.ports.clock.now();
+        let active = match self.ports.ecs.active_revisions(&family).await {
+            Ok(active) => active,
+            Err(e) => {
+                warn!(error = %e, %family, "could not list the family's revisions");
+                return Some(format!("could not list the revisions of {family}: {e}"));
+            }
+        };
+        let mut needed = needed_by(state, Some(service), now);
+        if revisions_to_deregister(&active, keep, &needed).is_empty() {
+            return None;
+        }
+        match self.needed_by_others(key, &family, now).await {
+            Ok(others) => needed.extend(others),
+            Err(e) => {
+                warn!(error = %e, %family, "could not read the other services of the family");
+                return Some(format!(
+                    "no revision deregistered: the other services of {family} could not be read ({e})"
+                ));
+            }
+        }
+        let mut chosen = revisions_to_deregister(&active, keep, &needed);
+        chosen.truncate(MAX_DEREGISTERED);
+        let mut deregistered = Vec::new();
+        let mut failed = Vec::new();
+        for arn in chosen {
+            match self.ports.ecs.deregister_revision(&arn).await {
+                Ok(()) => deregistered.push(arn),
+                Err(e) => {
+                    warn!(error = %e, revision = revision_name(&arn), "could not deregister");
+                    failed.push(format!("{} ({e})", revision_name(&arn)));
+                }
+            }
+        }
+        let mut said = Vec::new();
+        if !deregistered.is_empty() {
+            let reason = format!(
+                "deregistered {} (keeping the newest {keep} of {family} and every revision a service needs)",
+                name_revisions(&deregistered)
+            );
+            info!(revisions = %name_revisions(&deregistered), "deregistered");
+            let mut record = HistoryRecord::new(key, now, Action::Deregistered, &reason, cause);
+            record.deregistered = deregistered;
+            if let Err(e) = self.ports.store.record(&[record], None).await {
+                warn!(error = %e, "could not record the deregistered revisions");
+            }
+            said.push(reason);
+        }
+        if !failed.is_empty() {
+            said.push(format!(
+                "could not deregister {}; the next completed deployment tries again",
+                failed.join(", ")
+            ));
+        }
+        (!said.is_empty()).then(|| said.join("; "))
+    }
+
+    /// The revisions needed by the other opted-in services of the managed clusters whose
+    /// deployments use the family: what they run and move between, and, from the table, what
+    /// they may roll back to.
+    async fn needed_by_others(
+        &self,
+        key: &ServiceKey,
+        family: &str,
+        now: DateTime<Utc>,
+    ) -> Result<BTreeSet<String>, PortError> {
+        let mut others = self.opted_in().await?;
+        others.retain(|other| other != key);
+        if others.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let in_family = |arn: &str| family_and_number(arn).is_some_and(|(f, _)| f == family);
+        let sharing: Vec<ServiceView> = self
+            .ports
+            .ecs
+            .describe_services(&others)
+            .await?
+            .into_iter()
+            .filter(|s| {
+                in_family(&s.task_definition)
+                    || s.deployments.iter().any(|d| in_family(&d.task_definition))
+            })
+            .collect();
+        if sharing.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let keys: Vec<ServiceKey> = sharing.iter().map(|s| s.key.clone()).collect();
+        let states: BTreeMap<ServiceKey, ServiceState> = self.ports.store.load_many(&keys).await?;
+        let none = ServiceState::default();
+        Ok(sharing
+            .iter()
+            .flat_map(|s| needed_by(states.get(&s.key).unwrap_or(&none), Some(s), now))
+            .collect())
+    }
+}
