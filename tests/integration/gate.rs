@@ -57,6 +57,17 @@ async fn actions(stack: &Stack, service: &str) -> Vec<Action> {
     history.iter().map(|r| r.action).collect()
 }
 
+/// The digests of the pushes the service holds for their scan, from its state.
+async fn waiting_digests(stack: &Stack, service: &str) -> Vec<String> {
+    let key = stack.service_key(service);
+    let state = stack.store().load(&key).await.unwrap();
+    state
+        .waiting
+        .values()
+        .map(|w| w.digest.to_string())
+        .collect()
+}
+
 fn minutes(t0: DateTime<Utc>, n: i64) -> DateTime<Utc> {
     t0 + TimeDelta::minutes(n)
 }
@@ -87,15 +98,7 @@ async fn a_gated_push_waits_for_its_scan_and_a_clean_scan_deploys_it() {
         "no deploy.skipped while waiting"
     );
     let key = stack.service_key("web");
-    let state = stack.store().load(&key).await.unwrap();
-    assert_eq!(
-        state
-            .waiting
-            .values()
-            .map(|w| w.digest.as_str())
-            .collect::<Vec<_>>(),
-        [digest.as_str()]
-    );
+    assert_eq!(waiting_digests(&stack, "web").await, [digest.as_str()]);
     assert_eq!(stack.store().waiting().await.unwrap(), vec![key.clone()]);
 
     let counts = json!({"MEDIUM": 2, "LOW": 4});
@@ -283,15 +286,7 @@ async fn scan_events_out_of_order_with_their_pushes_deploy_the_newest_clean_dige
     )
     .await;
     assert_eq!(replaced.outcome, Outcome::Waiting);
-    let state = stack.store().load(&stack.service_key("web")).await.unwrap();
-    assert_eq!(
-        state
-            .waiting
-            .values()
-            .map(|w| w.digest.as_str())
-            .collect::<Vec<_>>(),
-        [newer.as_str()]
-    );
+    assert_eq!(waiting_digests(&stack, "web").await, [newer.as_str()]);
     stack.scan(&newer, json!({})).await;
     let newest = send(
         &function,
