@@ -6,6 +6,10 @@ and deckhand's per-service lock relies on that; serialising requests restores it
 safe where they are on AWS: transactions honour their ClientRequestToken, and a page of
 GetResources can be asked for again. CloudWatch speaks the protocol the SDK for Rust sends.
 
+Where moto accepts what AWS refuses, and deckhand's behaviour depends on the refusal, the
+emulator refuses too (docs/architecture.md lists each): UpdateService with a task definition
+on a service ECS does not deploy, and scans of an image index, which ECR never scans.
+
 As a program: `python scripts/emulator.py PORT` prints `ready` once listening and serves until
 its standard input closes, so it never outlives the process that started it.
 """
@@ -20,8 +24,15 @@ import sys
 import threading
 import time
 
+import hashlib
+
 import moto.dynamodb.models as dynamodb_models
 import cbor2
+from moto.core.exceptions import ServiceException
+from moto.ecr.exceptions import ScanNotFoundException
+from moto.ecr.models import ECRBackend, Image
+from moto.ecs.exceptions import InvalidParameterException
+from moto.ecs.models import EC2ContainerServiceBackend
 from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
@@ -144,6 +155,101 @@ def _get_resources_repeatable(self):
 
 
 ResourceGroupsTaggingAPIResponse.get_resources = _get_resources_repeatable
+
+
+# ECS accepts a new task definition through UpdateService only on a service it deploys itself.
+# AWS answers a CODE_DEPLOY service with "Unable to update task definition on services with a
+# CODE_DEPLOY deployment controller. Use AWS CodeDeploy to trigger a new deployment."; an
+# EXTERNAL one takes task definitions through task sets only. moto applies the change.
+_update_service = EC2ContainerServiceBackend.update_service
+
+
+def _update_service_as_aws(self, service_properties):
+    if service_properties.get("task_definition"):
+        cluster = service_properties.get("cluster", "default")
+        name = service_properties.get("service", "").split("/")[-1]
+        service = self._get_service(cluster, name)
+        controller = (service.deployment_controller or {}).get("type", "ECS")
+        if controller == "CODE_DEPLOY":
+            raise InvalidParameterException(
+                "Unable to update task definition on services with a CODE_DEPLOY deployment "
+                "controller. Use AWS CodeDeploy to trigger a new deployment."
+            )
+        if controller == "EXTERNAL":
+            raise InvalidParameterException(
+                "Unable to update task definition on services with a EXTERNAL deployment "
+                "controller. Use task sets to deploy a new task definition."
+            )
+    return _update_service(self, service_properties)
+
+
+EC2ContainerServiceBackend.update_service = _update_service_as_aws
+
+
+# A registry's digest is the sha256 of the manifest as pushed. moto derives an image's from its
+# layers (stable, which tests rely on) and gives a manifest without layers, such as an image
+# index, a digest drawn from 101 random values: two indexes could share one. An index gets its
+# real digest here.
+_create_digest = Image._create_digest
+
+
+def _create_digest_of_index(self):
+    manifest = json.loads(self.image_manifest)
+    if "layers" in manifest:
+        return _create_digest(self)
+    self._image_digest = "sha256:" + hashlib.sha256(self.image_manifest.encode("utf-8")).hexdigest()
+
+
+Image._create_digest = _create_digest_of_index
+
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+def _is_index(image):
+    media_type = image.image_manifest_media_type
+    if not media_type:
+        try:
+            media_type = json.loads(image.image_manifest).get("mediaType")
+        except ValueError:
+            return False
+    return media_type in INDEX_TYPES
+
+
+class UnsupportedImageTypeException(ServiceException):
+    code = "UnsupportedImageTypeException"
+
+
+# ECR scans the images an index lists, never the index: StartImageScan refuses it (AWS's words,
+# as reported by users of buildx) and no scan of it exists to describe. moto scans anything.
+_start_image_scan = ECRBackend.start_image_scan
+_describe_image_scan_findings = ECRBackend.describe_image_scan_findings
+
+
+def _start_image_scan_as_aws(self, registry_id, repository_name, image_id):
+    repository = self._get_repository(repository_name, registry_id)
+    image = repository._get_image(image_id.get("imageTag"), image_id.get("imageDigest"))
+    if _is_index(image):
+        raise UnsupportedImageTypeException(
+            f"An artifact with media type '{image.image_manifest_media_type or INDEX_TYPES[0]}' "
+            "cannot be scanned. For more information, see the Amazon ECR documentation."
+        )
+    return _start_image_scan(self, registry_id, repository_name, image_id)
+
+
+def _describe_image_scan_findings_as_aws(self, registry_id, repository_name, image_id):
+    repository = self._get_repository(repository_name, registry_id)
+    image = repository._get_image(image_id.get("imageTag"), image_id.get("imageDigest"))
+    if _is_index(image):
+        described = f"{{imageDigest:'{image_id.get('imageDigest') or 'null'}', imageTag:'{image_id.get('imageTag') or 'null'}'}}"
+        raise ScanNotFoundException(described, repository_name, repository.registry_id)
+    return _describe_image_scan_findings(self, registry_id, repository_name, image_id)
+
+
+ECRBackend.start_image_scan = _start_image_scan_as_aws
+ECRBackend.describe_image_scan_findings = _describe_image_scan_findings_as_aws
 
 
 class CloudWatchCbor:

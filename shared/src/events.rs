@@ -1,23 +1,25 @@
 //! Parsing the payloads that reach the functions into domain types. Every failure names the
 //! field at fault.
 
-use aws_lambda_events::event::ecr_scan::EcrScanEventFindingSeverityCounts;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::domain::artifact::classify_push;
 use crate::domain::deploy::{DeploymentEvent, DeploymentEventKind, Push};
 use crate::domain::image::{Digest, Repository};
-use crate::domain::scan::{ScanEvent, ScanResult};
+use crate::domain::scan::ScanEvent;
 use crate::domain::service::ServiceKey;
 
 pub mod alarm;
+pub mod scan;
 pub mod scheduler;
 
 pub const ECR_IMAGE_ACTION: &str = "ECR Image Action";
 pub const ECR_IMAGE_SCAN: &str = "ECR Image Scan";
+pub const INSPECTOR2_SCAN: &str = "Inspector2 Scan";
 pub const ECS_DEPLOYMENT_STATE_CHANGE: &str = "ECS Deployment State Change";
 
 /// An event that cannot be parsed, naming the field at fault (a dotted path).
@@ -79,16 +81,20 @@ pub fn parse_at<T: DeserializeOwned>(value: &Value, prefix: &str) -> Result<T, E
 }
 
 /// The EventBridge envelope with the fields deckhand requires.
-struct Envelope {
-    id: String,
-    time: DateTime<Utc>,
-    account: Option<String>,
-    region: Option<String>,
-    resources: Vec<String>,
-    detail: Value,
+pub(crate) struct Envelope {
+    pub(crate) id: String,
+    pub(crate) time: DateTime<Utc>,
+    pub(crate) account: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) resources: Vec<String>,
+    pub(crate) detail: Value,
 }
 
-fn envelope(value: &Value, detail_type: &str, source: &str) -> Result<Envelope, EventError> {
+pub(crate) fn envelope(
+    value: &Value,
+    detail_type: &str,
+    source: &str,
+) -> Result<Envelope, EventError> {
     let event: EventBridgeEvent<Value> = parse_at(value, "")?;
     if event.source != source {
         return Err(EventError::new(
@@ -143,6 +149,10 @@ struct EcrImageAction {
     image_digest: String,
     #[serde(default)]
     image_tag: Option<String>,
+    #[serde(default)]
+    artifact_media_type: Option<String>,
+    #[serde(default)]
+    manifest_media_type: Option<String>,
 }
 
 /// `detail` of `ECS Deployment State Change`.
@@ -161,17 +171,18 @@ pub fn parse_deploy_event(value: &Value) -> Result<DeployEvent, EventError> {
     match detail_type(value)? {
         ECR_IMAGE_ACTION => parse_push(value),
         ECS_DEPLOYMENT_STATE_CHANGE => parse_deployment(value),
-        ECR_IMAGE_SCAN => parse_scan(value),
+        ECR_IMAGE_SCAN => scan::parse_ecr_scan(value),
+        INSPECTOR2_SCAN => scan::parse_inspector_scan(value),
         other => Err(EventError::new(
             "detail-type",
             format!(
-                "`{other}` is not handled by deploy (expected `{ECR_IMAGE_ACTION}`, `{ECS_DEPLOYMENT_STATE_CHANGE}` or `{ECR_IMAGE_SCAN}`)"
+                "`{other}` is not handled by deploy (expected `{ECR_IMAGE_ACTION}`, `{ECS_DEPLOYMENT_STATE_CHANGE}`, `{ECR_IMAGE_SCAN}` or `{INSPECTOR2_SCAN}`)"
             ),
         )),
     }
 }
 
-fn required_text(value: Option<String>, field: &str) -> Result<String, EventError> {
+pub(crate) fn required_text(value: Option<String>, field: &str) -> Result<String, EventError> {
     value
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| EventError::new(field, "missing"))
@@ -179,7 +190,7 @@ fn required_text(value: Option<String>, field: &str) -> Result<String, EventErro
 
 /// The repository (from the envelope's account and region and the detail's name) and the
 /// digest of an ECR event, checked.
-fn ecr_image(
+pub(crate) fn ecr_image(
     account: Option<String>,
     region: Option<String>,
     repository_name: String,
@@ -216,63 +227,28 @@ fn parse_push(value: &Value) -> Result<DeployEvent, EventError> {
         detail.repository_name,
         &detail.image_digest,
     )?;
+    let tag = detail.image_tag.filter(|t| !t.is_empty());
+    // Signatures, attestations and other artifacts share the image's repository; none is
+    // something ECS can run, whatever a service's policy says.
+    let manifest = match classify_push(
+        tag.as_deref(),
+        detail.artifact_media_type.as_deref(),
+        detail.manifest_media_type.as_deref(),
+    ) {
+        Ok(manifest) => manifest,
+        Err(why) => {
+            return Ok(DeployEvent::NotForDeckhand(format!(
+                "{why}: nothing deploys it"
+            )));
+        }
+    };
     Ok(DeployEvent::Push(Push {
         event_id: envelope.id,
         at: envelope.time,
         repository,
         digest,
-        tag: detail.image_tag.filter(|t| !t.is_empty()),
-    }))
-}
-
-/// `detail` of `ECR Image Scan`. Counts and tags may be absent from a failed scan's event.
-#[derive(Deserialize)]
-struct EcrImageScan {
-    #[serde(rename = "scan-status")]
-    scan_status: String,
-    #[serde(rename = "repository-name")]
-    repository_name: String,
-    #[serde(rename = "image-digest")]
-    image_digest: String,
-    #[serde(rename = "finding-severity-counts", default)]
-    counts: EcrScanEventFindingSeverityCounts,
-}
-
-fn parse_scan(value: &Value) -> Result<DeployEvent, EventError> {
-    let envelope = envelope(value, ECR_IMAGE_SCAN, "aws.ecr")?;
-    let detail: EcrImageScan = parse_at(&envelope.detail, "detail")?;
-    let (repository, digest) = ecr_image(
-        envelope.account,
-        envelope.region,
-        detail.repository_name,
-        &detail.image_digest,
-    )?;
-    let c = detail.counts;
-    let counts = [
-        ("CRITICAL", c.critical),
-        ("HIGH", c.high),
-        ("MEDIUM", c.medium),
-        ("LOW", c.low),
-        ("INFORMATIONAL", c.informational),
-        ("UNDEFINED", c.undefined),
-    ]
-    .into_iter()
-    .filter_map(|(name, n)| Some((name.to_owned(), n?)))
-    .collect();
-    let result = match detail.scan_status.as_str() {
-        "COMPLETE" => ScanResult::Complete { counts },
-        "IN_PROGRESS" | "PENDING" => ScanResult::InProgress,
-        status => ScanResult::Unusable {
-            status: status.to_owned(),
-            description: String::new(),
-        },
-    };
-    Ok(DeployEvent::Scan(ScanEvent {
-        event_id: envelope.id,
-        at: envelope.time,
-        repository,
-        digest,
-        result,
+        tag,
+        manifest,
     }))
 }
 
@@ -318,6 +294,9 @@ pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::domain::artifact::ManifestKind;
+    use crate::domain::scan::ScanResult;
+    use crate::fixtures;
 
     fn sample(name: &str) -> Value {
         let text = match name {
@@ -431,6 +410,67 @@ pub(crate) mod tests {
             parse_deploy_event(&event),
             Ok(DeployEvent::NotForDeckhand(_))
         ));
+    }
+
+    #[test]
+    fn pushes_of_the_corpus_are_images_indexes_or_not_for_deckhand() {
+        let push = |name: &str| match parse_deploy_event(&fixtures::aws(name)) {
+            Ok(DeployEvent::Push(push)) => push,
+            other => panic!("{name}: {other:?}"),
+        };
+        let image = push("ecr-push-image");
+        assert_eq!(
+            (image.tag.as_deref(), image.manifest),
+            (Some("main-43"), ManifestKind::Image)
+        );
+        let index = push("ecr-push-index");
+        assert_eq!(
+            (index.tag.as_deref(), index.manifest),
+            (Some("main-44"), ManifestKind::Index)
+        );
+        let untagged = push("ecr-push-untagged");
+        assert_eq!(untagged.tag, None, "an empty image-tag is no tag");
+        for (name, why) in [
+            ("ecr-push-cosign-signature", "cosign signature"),
+            (
+                "ecr-push-helm-chart",
+                "application/vnd.cncf.helm.config.v1.tar+json",
+            ),
+        ] {
+            match parse_deploy_event(&fixtures::aws(name)) {
+                Ok(DeployEvent::NotForDeckhand(reason)) => {
+                    assert!(reason.contains(why), "{name}: {reason}")
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn deployment_events_of_the_corpus_parse() {
+        let event = |name: &str| match parse_deploy_event(&fixtures::aws(name)) {
+            Ok(DeployEvent::Deployment(event)) => event,
+            other => panic!("{name}: {other:?}"),
+        };
+        let started = event("ecs-deployment-in-progress");
+        let completed = event("ecs-deployment-completed");
+        let failed = event("ecs-deployment-failed-circuit-breaker");
+        let rollback = event("ecs-deployment-rollback-in-progress");
+        assert_eq!(started.kind, DeploymentEventKind::InProgress);
+        assert_eq!(completed.kind, DeploymentEventKind::Completed);
+        assert_eq!(failed.kind, DeploymentEventKind::Failed);
+        assert!(
+            failed
+                .reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("circuit breaker")
+        );
+        assert_eq!(rollback.kind, DeploymentEventKind::InProgress);
+        assert_ne!(rollback.ecs_deployment_id, failed.ecs_deployment_id);
+        for e in [&started, &completed, &failed, &rollback] {
+            assert_eq!(e.service, ServiceKey::new("demo", "web"));
+        }
     }
 
     #[test]

@@ -13,4 +13,6 @@ pub mod ports;
 pub mod report;
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod properties;

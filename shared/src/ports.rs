@@ -107,6 +107,12 @@ pub trait Ecr: Send + Sync {
     /// The tags that point at a digest now.
     async fn image_tags(&self, repository: &Repository, digest: &Digest)
     -> PortResult<Vec<String>>;
+    /// Reads a pushed manifest: one image, or an index and the images it lists.
+    async fn manifest(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> PortResult<crate::domain::artifact::Manifest>;
     /// The latest scan of a digest and its finding counts; `NotRun` when ECR has none.
     async fn scan_findings(
         &self,

@@ -121,6 +121,10 @@ pub struct Summary {
     pub services: Vec<ServiceReport>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// What could not be looked at although the rest was handled, such as a source of the
+    /// alarm-to-service mapping that failed: each names the source and the error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 impl Summary {
@@ -130,6 +134,7 @@ impl Summary {
             reason: Some(reason.into()),
             services: Vec::new(),
             dry_run: false,
+            problems: Vec::new(),
         }
     }
 
@@ -150,6 +155,7 @@ impl Summary {
             reason,
             services,
             dry_run: false,
+            problems: Vec::new(),
         }
     }
 
@@ -163,6 +169,7 @@ impl Summary {
         services.extend(more);
         let mut merged = Self::of(services, || reason.unwrap_or_default());
         merged.dry_run = self.dry_run;
+        merged.problems = self.problems;
         merged
     }
 

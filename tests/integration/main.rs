@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod faults;
 mod gate;
+mod payloads;
 mod retention;
 mod rollback;
 mod scheduler;

@@ -98,6 +98,16 @@ impl Guarded {
         alarm_event(&self.stack, id, arn, value, previous, at, metric_of)
     }
 
+    /// Hands the rollback function an alarm in any of its shapes, the clock set to `at`.
+    pub(crate) async fn handle_at(
+        &self,
+        event: &Value,
+        at: &str,
+    ) -> Result<Summary, deckhand::app::rollback::RollbackError> {
+        self.clock.set(utc(at));
+        self.rollback.handle(event).await
+    }
+
     async fn handle(&self, event: &Value) -> Summary {
         self.clock.set(utc(event["time"].as_str().unwrap()));
         self.rollback.handle(event).await.unwrap()

@@ -314,12 +314,19 @@ impl Stack {
             "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 100, "digest": layer},
             "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 100, "digest": layer}],
         });
+        self.put_manifest(&manifest, Some(tag)).await
+    }
+
+    /// Pushes any manifest (an index, a signature) under an optional tag and returns the
+    /// digest ECR gives it.
+    pub async fn put_manifest(&self, manifest: &Value, tag: Option<&str>) -> String {
         let out = self
             .ecr
             .put_image()
             .repository_name(&self.repository)
             .image_manifest(manifest.to_string())
-            .image_tag(tag)
+            .set_image_manifest_media_type(manifest["mediaType"].as_str().map(str::to_owned))
+            .set_image_tag(tag.map(str::to_owned))
             .send()
             .await
             .expect("put image");
@@ -683,6 +690,15 @@ impl Intercept for CallLog {
         }
         Ok(())
     }
+}
+
+/// A payload as AWS sends it, from `tests/fixtures/aws/` (sources in its README).
+pub fn aws_fixture(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/aws")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixtures are JSON")
 }
 
 /// A sample event from `events/`.

@@ -7,8 +7,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::domain::artifact::{Manifest, read_manifest};
 use crate::domain::fleet::{
-    Container, ImageChange, RegisteredFor, ServiceView, Source, TaskDefinitionView,
+    Container, DeploymentController, ImageChange, RegisteredFor, ServiceView, Source,
+    TaskDefinitionView,
 };
 use crate::domain::image::{Digest, Repository};
 use crate::domain::scan::ScanResult;
@@ -98,8 +100,16 @@ impl MemoryEcs {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             deployments: Vec::new(),
+            controller: Default::default(),
         };
         guard(&self.inner).services.insert(key.clone(), view);
+    }
+
+    /// Hands the service's deployments to another controller (`deploymentController.type`).
+    pub fn set_controller(&self, key: &ServiceKey, controller: DeploymentController) {
+        if let Some(view) = guard(&self.inner).services.get_mut(key) {
+            view.controller = controller;
+        }
     }
 
     /// Changes a service's desired count behind deckhand's back, as a person would.
@@ -343,6 +353,17 @@ impl Ecs for MemoryEcs {
                 service.to_string(),
             )
         })?;
+        // As ECS: only a service ECS deploys takes a new task definition this way.
+        if view.controller != DeploymentController::Ecs {
+            return Err(PortError::new(
+                "UpdateService",
+                PortErrorKind::Other,
+                format!(
+                    "InvalidParameterException: Unable to update task definition on services with a {} deployment controller.",
+                    view.controller.as_str()
+                ),
+            ));
+        }
         view.task_definition = task_definition.to_owned();
         Ok(None)
     }
@@ -365,9 +386,16 @@ impl Ecs for MemoryEcs {
 #[derive(Default)]
 pub struct MemoryAlarms {
     tags: Mutex<HashMap<String, Tags>>,
+    refuse: Mutex<Option<PortErrorKind>>,
 }
 
 impl MemoryAlarms {
+    /// Makes every later read of tags fail: `Other` as a denied call or an alarm of another
+    /// account does, `Transient` as throttling does.
+    pub fn refuse(&self, kind: Option<PortErrorKind>) {
+        *guard(&self.refuse) = kind;
+    }
+
     pub fn tag(&self, arn: &str, tags: &[(&str, &str)]) {
         guard(&self.tags).insert(
             arn.to_owned(),
@@ -381,6 +409,13 @@ impl MemoryAlarms {
 #[async_trait]
 impl Alarms for MemoryAlarms {
     async fn alarm_tags(&self, arn: &str) -> PortResult<Tags> {
+        if let Some(kind) = *guard(&self.refuse) {
+            return Err(PortError::new(
+                "ListTagsForResource",
+                kind,
+                "AccessDeniedException: not authorized to perform cloudwatch:ListTagsForResource",
+            ));
+        }
         guard(&self.tags)
             .get(arn)
             .cloned()
@@ -445,14 +480,52 @@ impl Autoscaling for MemoryAutoscaling {
     }
 }
 
-/// ECR in memory: tags per digest.
+/// ECR in memory: tags, scans and manifests per digest.
 #[derive(Default)]
 pub struct MemoryEcr {
     tags: Mutex<HashMap<(String, String), Vec<String>>>,
     scans: Mutex<HashMap<(String, String), ScanResult>>,
+    /// Manifests by digest; a digest without one is an image.
+    manifests: Mutex<HashMap<(String, String), String>>,
+    /// Calls of each operation, and the operations that fail.
+    calls: Mutex<BTreeMap<&'static str, usize>>,
+    fail: Mutex<BTreeSet<&'static str>>,
 }
 
 impl MemoryEcr {
+    /// The manifest `BatchGetImage` returns for the digest.
+    pub fn put_manifest(&self, repository: &str, digest: &Digest, manifest: &str) {
+        guard(&self.manifests).insert(
+            (repository.to_owned(), digest.to_string()),
+            manifest.to_owned(),
+        );
+    }
+
+    /// Makes every later call of `operation` fail as throttling past the SDK's retries does.
+    pub fn fail(&self, operation: &'static str) {
+        guard(&self.fail).insert(operation);
+    }
+
+    pub fn heal(&self, operation: &'static str) {
+        guard(&self.fail).remove(operation);
+    }
+
+    pub fn calls(&self, operation: &str) -> usize {
+        guard(&self.calls).get(operation).copied().unwrap_or(0)
+    }
+
+    fn enter(&self, operation: &'static str) -> PortResult<()> {
+        *guard(&self.calls).entry(operation).or_default() += 1;
+        if guard(&self.fail).contains(operation) {
+            return Err(PortError::new(
+                operation,
+                PortErrorKind::Transient,
+                "ThrottlingException: Rate exceeded",
+            ));
+        }
+        Ok(())
+    }
+
     /// What a scan of the digest found, as `DescribeImageScanFindings` will say.
     pub fn scanned(&self, repository: &str, digest: &Digest, result: ScanResult) {
         guard(&self.scans).insert((repository.to_owned(), digest.to_string()), result);
@@ -479,11 +552,21 @@ impl Ecr for MemoryEcr {
             .unwrap_or_default())
     }
 
+    async fn manifest(&self, repository: &Repository, digest: &Digest) -> PortResult<Manifest> {
+        self.enter("BatchGetImage")?;
+        match guard(&self.manifests).get(&(repository.name.clone(), digest.to_string())) {
+            None => Ok(Manifest::Image),
+            Some(text) => read_manifest(text, None)
+                .map_err(|e| PortError::new("BatchGetImage", PortErrorKind::Other, e)),
+        }
+    }
+
     async fn scan_findings(
         &self,
         repository: &Repository,
         digest: &Digest,
     ) -> PortResult<ScanResult> {
+        self.enter("DescribeImageScanFindings")?;
         Ok(guard(&self.scans)
             .get(&(repository.name.clone(), digest.to_string()))
             .cloned()

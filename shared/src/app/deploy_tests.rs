@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::adapters::memory::{FixedClock, MemoryEcr, MemoryEcs, MemoryNotifier, MemoryStore};
 use crate::domain::fleet::ImageChange;
+use crate::domain::scan::FindingSeverity;
 use crate::domain::state::DeploymentStatus;
 use crate::ports::{Ecs as _, StateStore as _};
 use crate::report::Outcome;
@@ -1211,3 +1212,6 @@ async fn retention_spares_what_another_service_of_the_family_runs_and_retries_af
         w.ecs.revision_arn("web", 1)
     );
 }
+
+#[path = "deploy_aws_tests.rs"]
+mod aws;

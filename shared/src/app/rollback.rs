@@ -42,6 +42,10 @@ pub enum RollbackError {
     /// An operator's request that cannot be carried out; nothing was changed.
     #[error("{0}")]
     Refused(String),
+    /// A source of the alarm-to-service mapping failed in a way a retry may fix (throttled,
+    /// unavailable); the services the others found were handled.
+    #[error("{}", .0.problems.join("; "))]
+    MappingFailed(Summary),
 }
 
 impl RollbackError {
@@ -52,6 +56,7 @@ impl RollbackError {
             Self::Discovery(_) => "deckhand.DiscoveryFailed",
             Self::ServicesFailed(_) => "deckhand.ServicesFailed",
             Self::Refused(_) => "deckhand.Refused",
+            Self::MappingFailed(_) => "deckhand.MappingFailed",
         }
     }
 }
@@ -63,6 +68,65 @@ struct Case<'a> {
     locked: &'a Locked,
     /// Why the alarm guards the service, in words.
     guard: &'static str,
+}
+
+/// The services an alarm guards, the ones whose tags do not parse, and the sources of the
+/// mapping that could not be read.
+struct Mapping {
+    guarded: Vec<Guarded>,
+    invalid: Vec<(ServiceKey, TagProblem)>,
+    problems: Vec<MappingProblem>,
+}
+
+/// Where deckhand looks to find the services an alarm guards, for the ones that can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MappingSource {
+    /// The alarm's own `deckhand:service` tag (CloudWatch `ListTagsForResource`).
+    AlarmTags,
+    /// The services that carry `deckhand:alarms` (Resource Groups Tagging `GetResources`).
+    ServiceAlarmTags,
+}
+
+impl MappingSource {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::AlarmTags => "the alarm's deckhand:service tag (ListTagsForResource)",
+            Self::ServiceAlarmTags => "the services' deckhand:alarms tags (GetResources)",
+        }
+    }
+}
+
+struct MappingProblem {
+    source: MappingSource,
+    error: PortError,
+}
+
+impl MappingProblem {
+    fn describe(&self) -> String {
+        format!(
+            "could not read {}: {}",
+            self.source.describe(),
+            self.error.message
+        )
+    }
+}
+
+fn guards_nothing(alarm: &Alarm, failed_sources: usize) -> String {
+    let composite = if alarm.rule.is_some() {
+        " (a composite alarm names no metric: tag it deckhand:service or list it in a service's deckhand:alarms)"
+    } else {
+        ""
+    };
+    match failed_sources {
+        0 => format!(
+            "alarm {} guards no service that deckhand manages{composite}",
+            alarm.name
+        ),
+        n => format!(
+            "alarm {} guards no service that deckhand could find; {n} source(s) of the mapping could not be read{composite}",
+            alarm.name
+        ),
+    }
 }
 
 /// A service the alarm guards, as described.
@@ -140,6 +204,7 @@ impl RollbackFunction {
             reason: "requested by an operator".into(),
             at: now,
             dimensions: Vec::new(),
+            rule: None,
         };
         let owner = owner_token(&alarm.event_id);
         let locked = acquire(&*self.ports.store, &*self.ports.clock, key, &owner)
@@ -197,21 +262,21 @@ impl RollbackFunction {
                 alarm.state.as_str()
             )));
         }
-        let (done, (guarded, invalid)) = futures::try_join!(
+        let (done, mapping) = futures::try_join!(
             self.ports.store.processed(&alarm.event_id),
             self.guarded(alarm)
         )
         .map_err(RollbackError::Discovery)?;
+        let Mapping {
+            guarded,
+            invalid,
+            problems,
+        } = mapping;
         let mut reports = Vec::new();
         for (key, problem) in invalid {
             reports.push(self.invalid(&key, alarm, &problem).await);
         }
-        if guarded.is_empty() && reports.is_empty() {
-            return Ok(Summary::ignored(format!(
-                "alarm {} guards no service that deckhand manages",
-                alarm.name
-            )));
-        }
+        let reached: Vec<ServiceKey> = guarded.iter().map(|g| g.service.key.clone()).collect();
         let handled: Vec<ServiceReport> = stream::iter(guarded)
             .map(|g| {
                 let span = info_span!("service", service = %g.service.key, guard = ?g.guard);
@@ -221,17 +286,33 @@ impl RollbackFunction {
             .collect()
             .await;
         reports.extend(handled);
-        Ok(Summary::of(reports, || {
-            format!("alarm {} guards no service", alarm.name)
-        }))
+        let mut summary = if reports.is_empty() {
+            Summary::ignored(guards_nothing(alarm, problems.len()))
+        } else {
+            Summary::of(reports, || {
+                format!("alarm {} guards no service", alarm.name)
+            })
+        };
+        for problem in &problems {
+            self.mapping_failed(alarm, problem, &reached).await;
+        }
+        summary.problems = problems.iter().map(MappingProblem::describe).collect();
+        // A source that may answer later is worth a retry: the services already handled are
+        // recognised as such, the others get their turn.
+        if problems
+            .iter()
+            .any(|p| p.error.kind == PortErrorKind::Transient)
+        {
+            return Err(RollbackError::MappingFailed(summary));
+        }
+        Ok(summary)
     }
 
     /// The services the alarm guards, in the ways the spec allows, and those whose
-    /// `deckhand:rollback` tag does not parse.
-    async fn guarded(
-        &self,
-        alarm: &Alarm,
-    ) -> Result<(Vec<Guarded>, Vec<(ServiceKey, TagProblem)>), PortError> {
+    /// `deckhand:rollback` tag does not parse. Each source of the mapping fails on its own: the
+    /// others still count, and the failure is returned with them.
+    async fn guarded(&self, alarm: &Alarm) -> Result<Mapping, PortError> {
+        let mut problems = Vec::new();
         let alarm_tag = match &alarm.arn {
             None => None,
             Some(arn) => match self.ports.alarms.alarm_tags(arn).await {
@@ -243,10 +324,27 @@ impl RollbackFunction {
                 }),
                 // A deleted alarm has no tags; the other mappings still hold.
                 Err(e) if e.kind == PortErrorKind::NotFound => None,
-                Err(e) => return Err(e),
+                Err(error) => {
+                    warn!(%error, "could not read the alarm's tags; the other mappings still count");
+                    problems.push(MappingProblem {
+                        source: MappingSource::AlarmTags,
+                        error,
+                    });
+                    None
+                }
             },
         };
-        let listed = self.ports.ecs.find_services(TAG_ALARMS).await?;
+        let listed = match self.ports.ecs.find_services(TAG_ALARMS).await {
+            Ok(listed) => listed,
+            Err(error) => {
+                warn!(%error, "could not find the services that list alarms; the other mappings still count");
+                problems.push(MappingProblem {
+                    source: MappingSource::ServiceAlarmTags,
+                    error,
+                });
+                Vec::new()
+            }
+        };
         let keys: Vec<ServiceKey> = listed
             .iter()
             .filter_map(|arn| ServiceKey::from_arn(arn))
@@ -256,28 +354,80 @@ impl RollbackFunction {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        let mut mapping = Mapping {
+            guarded: Vec::new(),
+            invalid: Vec::new(),
+            problems,
+        };
         if keys.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(mapping);
         }
-        let mut guarded = Vec::new();
-        let mut invalid = Vec::new();
         for service in self.ports.ecs.describe_services(&keys).await? {
             match RollbackSettings::from_tags(&service.tags) {
                 Ok(settings) => {
                     if let Some(guard) =
                         guard_of(alarm, &service.key, &settings, alarm_tag.as_ref())
                     {
-                        guarded.push(Guarded {
+                        mapping.guarded.push(Guarded {
                             service,
                             settings,
                             guard,
                         });
                     }
                 }
-                Err(problem) => invalid.push((service.key, problem)),
+                Err(problem) => mapping.invalid.push((service.key, problem)),
             }
         }
-        Ok((guarded, invalid))
+        Ok(mapping)
+    }
+
+    /// A source of the mapping failed: recorded in the history of every service the alarm
+    /// still reached, and notified once, so nobody takes silence for "nothing was guarded".
+    async fn mapping_failed(
+        &self,
+        alarm: &Alarm,
+        problem: &MappingProblem,
+        reached: &[ServiceKey],
+    ) {
+        let now = self.ports.clock.now();
+        let reason = format!(
+            "alarm {}: {}; services only it names were not checked",
+            alarm.name,
+            problem.describe()
+        );
+        let records: Vec<HistoryRecord> = reached
+            .iter()
+            .map(|key| {
+                let mut record =
+                    HistoryRecord::new(key, now, Action::Error, reason.clone(), &alarm.event_id);
+                record.alarm_at = Some(alarm.at);
+                record
+            })
+            .collect();
+        if !records.is_empty()
+            && let Err(e) = self.ports.store.record(&records, None).await
+        {
+            warn!(error = %e, "could not record the failed mapping");
+        }
+        self.notify(Notification::new(
+            Kind::Error,
+            Severity::Error,
+            "*".to_owned(),
+            format!(
+                "Alarm {} fired; {}, so a service that only it names may not have been rolled back",
+                alarm.name,
+                problem.describe()
+            ),
+            now,
+            json!({
+                "alarm": alarm.name,
+                "alarmArn": alarm.arn,
+                "source": problem.source.describe(),
+                "error": problem.error.to_string(),
+                "servicesReached": reached.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+        ))
+        .await;
     }
 
     async fn roll_back(

@@ -73,7 +73,12 @@ fn digest(c: char) -> String {
 impl World {
     /// `prod/NAME` running `NAME:41` (revision 1), deployed by pushes of `NAME`.
     fn service(&self, name: &str, tags: &[(&str, &str)]) -> ServiceKey {
-        let key = ServiceKey::new("prod", name);
+        self.service_in("prod", name, tags)
+    }
+
+    /// `CLUSTER/NAME` running `NAME:41` (revision 1), deployed by pushes of `NAME`.
+    fn service_in(&self, cluster: &str, name: &str, tags: &[(&str, &str)]) -> ServiceKey {
+        let key = ServiceKey::new(cluster, name);
         let td = self
             .ecs
             .add_task_definition(name, &[(name, &format!("{HOST}/{name}:41"))]);
@@ -586,3 +591,6 @@ async fn a_manual_rollback_takes_the_alarm_path_and_an_unknown_revision_changes_
         "{again:?}"
     );
 }
+
+#[path = "rollback_aws_tests.rs"]
+mod aws;

@@ -3,11 +3,12 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use semver::Version;
 
-use super::fleet::{ImageChange, ServiceView, TaskDefinitionView};
+use super::artifact::ManifestKind;
+use super::fleet::{DeploymentController, ImageChange, ServiceView, TaskDefinitionView};
 use super::image::{Digest, ImageRef, Repository};
 use super::policy::parse_version;
 use super::service::{ServiceKey, revision_name};
-use super::settings::{TAG_CONTAINERS, TagProblem};
+use super::settings::{TAG_CONTAINERS, TAG_DEPLOY, TagProblem};
 use super::state::{AppliedPush, Deployment, DeploymentStatus, ServiceState};
 
 /// A successful image push to ECR.
@@ -19,6 +20,8 @@ pub struct Push {
     pub repository: Repository,
     pub digest: Digest,
     pub tag: Option<String>,
+    /// An image or an index of images, as the event's media type says.
+    pub manifest: ManifestKind,
 }
 
 impl Push {
@@ -62,6 +65,31 @@ pub fn choose_containers(
             })
         })
         .collect())
+}
+
+/// Why deckhand cannot deploy this service, if it cannot: ECS accepts a new task definition
+/// through `UpdateService` only when ECS itself deploys the service. With `EXTERNAL` a
+/// third-party controller does, with task sets; with `CODE_DEPLOY`, CodeDeploy does ("Unable to
+/// update task definition on services with a CODE_DEPLOY deployment controller"), which
+/// deckhand does not drive. Reported as a problem of `deckhand:deploy`, before anything is
+/// registered.
+pub fn controller_problem(service: &ServiceView) -> Option<TagProblem> {
+    let why = match service.controller {
+        DeploymentController::Ecs => return None,
+        DeploymentController::External => {
+            "the service uses the EXTERNAL deployment controller, whose task sets another tool manages"
+        }
+        DeploymentController::CodeDeploy => {
+            "the service is deployed by CodeDeploy (deployment controller CODE_DEPLOY), which deckhand does not drive"
+        }
+    };
+    Some(TagProblem {
+        tag: TAG_DEPLOY.into(),
+        value: service.tags.get(TAG_DEPLOY).cloned().unwrap_or_default(),
+        message: format!(
+            "{why}; ECS refuses a new task definition through UpdateService there, so deckhand cannot deploy it"
+        ),
+    })
 }
 
 /// The tag a running image names, if it is pinned by tag rather than by digest alone.
@@ -385,6 +413,7 @@ mod tests {
             },
             digest: digest(d),
             tag: Some(format!("main-{minute}")),
+            manifest: ManifestKind::Image,
         }
     }
 
@@ -646,6 +675,7 @@ mod tests {
                     status: "PRIMARY".into(),
                 })
                 .collect(),
+            controller: Default::default(),
         }
     }
 

@@ -16,6 +16,36 @@ pub struct ServiceView {
     pub running_count: i32,
     pub tags: Tags,
     pub deployments: Vec<EcsDeployment>,
+    pub controller: DeploymentController,
+}
+
+/// Who deploys the service (`deploymentController.type`). Only with `ECS` does ECS accept a
+/// new task definition through `UpdateService`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeploymentController {
+    #[default]
+    Ecs,
+    CodeDeploy,
+    External,
+}
+
+impl DeploymentController {
+    /// ECS's word for it; an absent or unknown one is ECS's default.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "CODE_DEPLOY" => Self::CodeDeploy,
+            "EXTERNAL" => Self::External,
+            _ => Self::Ecs,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ecs => "ECS",
+            Self::CodeDeploy => "CODE_DEPLOY",
+            Self::External => "EXTERNAL",
+        }
+    }
 }
 
 /// One entry of a service's `deployments` as ECS reports it.

@@ -1,5 +1,6 @@
 //! Pure decisions: no AWS types, no I/O, time passed in.
 
+pub mod artifact;
 pub mod deploy;
 pub mod duration;
 pub mod fleet;
@@ -8,6 +9,7 @@ pub mod policy;
 pub mod retention;
 pub mod rollback;
 pub mod scan;
+pub mod scan_wait;
 pub mod schedule;
 pub mod service;
 pub mod settings;

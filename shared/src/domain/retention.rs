@@ -202,6 +202,7 @@ mod tests {
                 task_definition: arn(4),
                 status: "ACTIVE".into(),
             }],
+            controller: Default::default(),
         };
         assert_eq!(
             needed_by(&state, Some(&view), now),

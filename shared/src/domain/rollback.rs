@@ -51,6 +51,8 @@ pub struct Alarm {
     pub at: DateTime<Utc>,
     /// The dimensions of each metric the alarm watches.
     pub dimensions: Vec<BTreeMap<String, String>>,
+    /// A composite alarm's rule: it watches other alarms, no metric of its own.
+    pub rule: Option<String>,
 }
 
 impl Alarm {
@@ -301,6 +303,7 @@ mod tests {
                 ("ClusterName".into(), "prod".into()),
                 ("ServiceName".into(), "api".into()),
             ])],
+            rule: None,
         }
     }
 

@@ -5,12 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, TimeDelta, Utc};
 
-use super::deploy::Push;
 use super::image::{Digest, Repository};
-use super::state::ServiceState;
 
 /// How long a push waits for its scan event before deckhand asks ECR for the findings.
 pub const DEFAULT_SCAN_WAIT: TimeDelta = TimeDelta::minutes(30);
@@ -60,6 +57,13 @@ pub enum ScanResult {
     Complete {
         counts: BTreeMap<String, i64>,
     },
+    /// Complete, with counts of some severities only: Amazon Inspector's `Inspector2 Scan`
+    /// event counts CRITICAL, HIGH and MEDIUM (leaving out a severity with no finding) and
+    /// never LOW. A gate at an uncounted severity needs ECR's full findings.
+    Counted {
+        counts: BTreeMap<String, i64>,
+        uncounted: Vec<FindingSeverity>,
+    },
     /// Still running: keep waiting.
     InProgress,
     /// Failed, unsupported image, findings unavailable, eligibility expired.
@@ -100,6 +104,20 @@ pub enum ScanVerdict {
 /// Judges a scan against the gate's severity.
 pub fn judge_scan(result: &ScanResult, gate: FindingSeverity, digest: &Digest) -> ScanVerdict {
     match result {
+        ScanResult::Counted { counts, uncounted } => {
+            match judge_scan(
+                &ScanResult::Complete {
+                    counts: counts.clone(),
+                },
+                gate,
+                digest,
+            ) {
+                ScanVerdict::Clean { .. } if uncounted.iter().any(|s| *s >= gate) => {
+                    ScanVerdict::Pending
+                }
+                verdict => verdict,
+            }
+        }
         ScanResult::Complete { counts } => {
             let blocking: Vec<String> = FindingSeverity::ALL
                 .iter()
@@ -185,103 +203,6 @@ pub fn describe_counts(counts: &BTreeMap<String, i64>) -> String {
     parts.join(", ")
 }
 
-/// A push that would deploy, held until its digest's scan decides.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WaitingPush {
-    pub event_id: String,
-    /// When ECR accepted the push.
-    pub pushed_at: DateTime<Utc>,
-    pub repository: Repository,
-    pub digest: Digest,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// When deckhand started waiting.
-    pub since: DateTime<Utc>,
-}
-
-impl WaitingPush {
-    pub fn new(push: &Push, since: DateTime<Utc>) -> Self {
-        Self {
-            event_id: push.event_id.clone(),
-            pushed_at: push.at,
-            repository: push.repository.clone(),
-            digest: push.digest.clone(),
-            tag: push.tag.clone(),
-            since,
-        }
-    }
-
-    /// The push it holds, to deploy exactly as the push would have.
-    pub fn push(&self) -> Push {
-        Push {
-            event_id: self.event_id.clone(),
-            at: self.pushed_at,
-            repository: self.repository.clone(),
-            digest: self.digest.clone(),
-            tag: self.tag.clone(),
-        }
-    }
-
-    /// Waited longer than `wait`: time to ask ECR instead of waiting for the event.
-    pub fn is_overdue(&self, now: DateTime<Utc>, wait: TimeDelta) -> bool {
-        now - self.since >= wait
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "{}{} ({}), waiting since {}",
-            self.repository.name,
-            self.tag
-                .as_deref()
-                .map(|t| format!(":{t}"))
-                .unwrap_or_default(),
-            self.digest.short(),
-            self.since.to_rfc3339_opts(SecondsFormat::Secs, true)
-        )
-    }
-}
-
-/// What holding a push did.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Hold {
-    /// The push waits, in place of the older one of its repository that waited, if any.
-    Held { replaced: Option<WaitingPush> },
-    /// A newer push of the repository waits already: this one is not held.
-    NewerWaiting(WaitingPush),
-}
-
-/// Holds `push` in the state until its scan decides. A newer push of the same repository
-/// replaces an older waiting one, as a newer applied push wins over an older one.
-pub fn hold_for_scan(state: &mut ServiceState, push: &Push, now: DateTime<Utc>) -> Hold {
-    let key = push.repository.to_string();
-    if let Some(waiting) = state.waiting.get(&key)
-        && waiting.pushed_at > push.at
-    {
-        return Hold::NewerWaiting(waiting.clone());
-    }
-    Hold::Held {
-        replaced: state.waiting.insert(key, WaitingPush::new(push, now)),
-    }
-}
-
-/// The push waiting in this state for `digest` of `repository`, if any.
-pub fn waiting_for<'a>(
-    state: &'a ServiceState,
-    repository: &Repository,
-    digest: &Digest,
-) -> Option<&'a WaitingPush> {
-    state
-        .waiting
-        .get(&repository.to_string())
-        .filter(|w| &w.digest == digest)
-}
-
-/// Ends the wait of `repository`'s push.
-pub fn end_wait(state: &mut ServiceState, repository: &Repository) -> Option<WaitingPush> {
-    state.waiting.remove(&repository.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,26 +215,6 @@ mod tests {
 
     fn counts(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
         pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
-    }
-
-    fn web() -> Repository {
-        Repository {
-            account: "123456789012".into(),
-            region: "us-east-1".into(),
-            name: "web".into(),
-        }
-    }
-
-    fn push(id: &str, minute: u32, digest: Digest) -> Push {
-        Push {
-            event_id: id.into(),
-            at: format!("2026-11-23T10:{minute:02}:00Z")
-                .parse()
-                .unwrap_or_else(|e| panic!("{e}")),
-            repository: web(),
-            digest,
-            tag: Some("main-1".into()),
-        }
     }
 
     #[test]
@@ -375,52 +276,36 @@ mod tests {
     }
 
     #[test]
+    fn partial_counts_decide_only_what_they_count() {
+        let inspector = ScanResult::Counted {
+            counts: counts(&[("MEDIUM", 2)]),
+            uncounted: vec![FindingSeverity::Low],
+        };
+        assert!(matches!(
+            judge_scan(&inspector, FindingSeverity::High, &digest()),
+            ScanVerdict::Clean { .. }
+        ));
+        assert!(matches!(
+            judge_scan(&inspector, FindingSeverity::Medium, &digest()),
+            ScanVerdict::Vulnerable { .. }
+        ));
+        let clean = ScanResult::Counted {
+            counts: BTreeMap::new(),
+            uncounted: vec![FindingSeverity::Low],
+        };
+        assert_eq!(
+            judge_scan(&clean, FindingSeverity::Low, &digest()),
+            ScanVerdict::Pending,
+            "LOW findings are not counted: ECR's findings decide"
+        );
+    }
+
+    #[test]
     fn counts_are_described_most_severe_first() {
         assert_eq!(
             describe_counts(&counts(&[("LOW", 2), ("CRITICAL", 1), ("HIGH", 0)])),
             "1 CRITICAL, 2 LOW"
         );
         assert_eq!(describe_counts(&BTreeMap::new()), "no findings");
-    }
-
-    #[test]
-    fn a_newer_push_replaces_the_waiting_one_and_an_older_one_is_not_held() {
-        let now = "2026-11-23T11:00:00Z"
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let other: Digest = format!("sha256:{}", "cd".repeat(32))
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut state = ServiceState::default();
-        assert_eq!(
-            hold_for_scan(&mut state, &push("a", 5, digest()), now),
-            Hold::Held { replaced: None }
-        );
-        match hold_for_scan(&mut state, &push("b", 6, other.clone()), now) {
-            Hold::Held {
-                replaced: Some(older),
-            } => assert_eq!(older.event_id, "a"),
-            other => panic!("{other:?}"),
-        }
-        match hold_for_scan(&mut state, &push("c", 4, digest()), now) {
-            Hold::NewerWaiting(newer) => assert_eq!(newer.event_id, "b"),
-            other => panic!("{other:?}"),
-        }
-        let repository = web();
-        assert!(waiting_for(&state, &repository, &digest()).is_none());
-        assert_eq!(
-            waiting_for(&state, &repository, &other).map(|w| w.push().event_id),
-            Some("b".into())
-        );
-    }
-
-    #[test]
-    fn a_wait_is_overdue_once_the_wait_time_has_passed() {
-        let since: DateTime<Utc> = "2026-11-23T10:00:00Z"
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let waiting = WaitingPush::new(&push("a", 0, digest()), since);
-        assert!(!waiting.is_overdue(since + TimeDelta::minutes(29), DEFAULT_SCAN_WAIT));
-        assert!(waiting.is_overdue(since + TimeDelta::minutes(30), DEFAULT_SCAN_WAIT));
     }
 }

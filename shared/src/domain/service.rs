@@ -36,21 +36,53 @@ impl ServiceKey {
     /// (`arn:PARTITION:ecs:REGION:ACCOUNT:service/CLUSTER/SERVICE`). The short format that
     /// predates 2018 carries no cluster name and cannot be placed, so it gives `None`.
     pub fn from_arn(arn: &str) -> Option<Self> {
-        let mut parts = arn.splitn(6, ':');
-        let (Some("arn"), Some(_), Some("ecs"), Some(_), Some(_), Some(resource)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return None;
-        };
-        let rest = resource.strip_prefix("service/")?;
+        let arn = Arn::parse(arn).filter(|a| a.service == "ecs")?;
+        let rest = arn.resource.strip_prefix("service/")?;
         let (cluster, service) = rest.split_once('/')?;
         (!cluster.is_empty() && !service.is_empty() && !service.contains('/'))
             .then(|| Self::new(cluster, service))
+    }
+}
+
+/// The parts of an ARN, `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE` (the resource may
+/// hold colons and slashes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arn<'a> {
+    pub partition: &'a str,
+    pub service: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub resource: &'a str,
+}
+
+impl<'a> Arn<'a> {
+    pub fn parse(text: &'a str) -> Option<Self> {
+        let mut parts = text.splitn(6, ':');
+        let (
+            Some("arn"),
+            Some(partition),
+            Some(service),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        )
+        else {
+            return None;
+        };
+        Some(Self {
+            partition,
+            service,
+            region,
+            account,
+            resource,
+        })
     }
 }
 

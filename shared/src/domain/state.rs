@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::image::Digest;
-use super::scan::WaitingPush;
+use super::scan_wait::WaitingPush;
 
 /// The per-service record. Every change to it happens under the service's lock and is
 /// committed conditionally on `version`, so concurrent invocations apply one at a time.

@@ -4,9 +4,20 @@ use async_trait::async_trait;
 use aws_sdk_ecr::types::ImageIdentifier;
 
 use super::port_error;
+use crate::domain::artifact::{Manifest, read_manifest};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::scan::ScanResult;
-use crate::ports::{Ecr, PortErrorKind, PortResult};
+use crate::ports::{Ecr, PortError, PortErrorKind, PortResult};
+
+/// What `BatchGetImage` may answer with: indexes and images as pushed.
+const ACCEPTED_MANIFESTS: [&str; 6] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
 
 pub struct EcrRegistry {
     client: aws_sdk_ecr::Client,
@@ -54,6 +65,41 @@ impl Ecr for EcrRegistry {
             }
         }
     }
+    async fn manifest(&self, repository: &Repository, digest: &Digest) -> PortResult<Manifest> {
+        let out = self
+            .client
+            .batch_get_image()
+            .registry_id(&repository.account)
+            .repository_name(&repository.name)
+            .image_ids(
+                ImageIdentifier::builder()
+                    .image_digest(digest.as_str())
+                    .build(),
+            )
+            // Without them ECR may answer with a converted manifest instead of the index.
+            .set_accepted_media_types(Some(
+                ACCEPTED_MANIFESTS.iter().map(|m| (*m).to_owned()).collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| port_error("BatchGetImage", e))?;
+        let Some(image) = out.images().first() else {
+            let why = out
+                .failures()
+                .first()
+                .and_then(|f| f.failure_reason())
+                .unwrap_or("no image with this digest");
+            return Err(PortError::new(
+                "BatchGetImage",
+                PortErrorKind::NotFound,
+                format!("{}: {why}", digest.short()),
+            ));
+        };
+        let text = image.image_manifest().unwrap_or_default();
+        read_manifest(text, image.image_manifest_media_type())
+            .map_err(|e| PortError::new("BatchGetImage", PortErrorKind::Other, e))
+    }
+
     async fn scan_findings(
         &self,
         repository: &Repository,

@@ -12,8 +12,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 
 use super::{backoff, may_have_been_applied, port_error};
 use crate::domain::fleet::{
-    Container, EcsDeployment, ImageChange, RegisteredFor, ServiceView, Source, TAG_CLONED_FROM,
-    TAG_REGISTERED_FOR, TaskDefinitionView,
+    Container, DeploymentController, EcsDeployment, ImageChange, RegisteredFor, ServiceView,
+    Source, TAG_CLONED_FROM, TAG_REGISTERED_FOR, TaskDefinitionView,
 };
 use crate::domain::service::ServiceKey;
 use crate::ports::{Ecs, PortError, PortErrorKind, PortResult};
@@ -172,6 +172,11 @@ fn service_view(service: &Service) -> Option<ServiceView> {
                 })
             })
             .collect(),
+        controller: service
+            .deployment_controller()
+            .map_or(DeploymentController::Ecs, |c| {
+                DeploymentController::parse(c.r#type().as_str())
+            }),
     })
 }
 

@@ -1,0 +1,182 @@
+//! ECS `Deployment State Change` events: they close the loop of deckhand's deployments
+//! (completed starts the guard window, failed quarantines the digest).
+
+use chrono::SecondsFormat;
+use serde_json::{Value, json};
+
+use super::{DeployError, DeployFunction, report, rfc3339};
+use crate::app::locking::{acquire, owner_token};
+use crate::domain::deploy::{
+    DeploymentEvent, DeploymentEventDecision, apply_deployment_event, decide_deployment_event,
+};
+use crate::domain::fleet::ServiceView;
+use crate::domain::service::revision_name;
+use crate::domain::settings::{DeploySettings, TAG_DEPLOY};
+use crate::history::HistoryRecord;
+use crate::notification::{Kind, Notification, Severity};
+use crate::report::{Action, ServiceReport, Summary};
+
+impl DeployFunction {
+    pub(super) async fn on_deployment_event(
+        &self,
+        event: &DeploymentEvent,
+    ) -> Result<Summary, DeployError> {
+        let key = &event.service;
+        if !self.config.manages_cluster(key.cluster()) {
+            return Ok(Summary::ignored(format!(
+                "cluster {} is not managed by deckhand",
+                key.cluster()
+            )));
+        }
+        let done = self
+            .ports
+            .store
+            .processed(&event.event_id)
+            .await
+            .map_err(DeployError::Discovery)?;
+        if done.contains(key) {
+            let reason = "this event was already handled";
+            let report = self.duplicate(key, &event.event_id, reason, None).await;
+            return Ok(Summary::of(vec![report], String::new));
+        }
+        let services = self
+            .ports
+            .ecs
+            .describe_services(std::slice::from_ref(key))
+            .await
+            .map_err(DeployError::Discovery)?;
+        let Some(service) = services.into_iter().next() else {
+            return Ok(Summary::ignored(format!("service {key} does not exist")));
+        };
+        if !service.tags.contains_key(TAG_DEPLOY) {
+            return Ok(Summary::ignored(format!(
+                "{key} has not opted in to deckhand deploys"
+            )));
+        }
+        // A tag problem is reported by pushes; the deployment is still recorded, with the
+        // default guard, and no revision is deregistered.
+        let settings = DeploySettings::from_tags(&service.tags, self.config.guard)
+            .ok()
+            .flatten();
+        let guard = settings.as_ref().map_or(self.config.guard, |s| s.guard);
+        let keep = settings.and_then(|s| s.keep_revisions);
+        let report = self
+            .deployment_event_locked(event, &service, guard, keep)
+            .await;
+        Ok(Summary::of(vec![report], || {
+            "not deckhand's deployment".into()
+        }))
+    }
+
+    pub(super) async fn deployment_event_locked(
+        &self,
+        event: &DeploymentEvent,
+        service: &ServiceView,
+        guard: chrono::TimeDelta,
+        keep_revisions: Option<usize>,
+    ) -> ServiceReport {
+        let key = &service.key;
+        let owner = owner_token(&event.event_id);
+        let locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+            Ok(locked) => locked,
+            Err(e) => return report(key, Action::Error, e.to_string()),
+        };
+        let decision = decide_deployment_event(event, &locked.state, service, guard);
+        let mut state = locked.state.clone();
+        apply_deployment_event(&mut state, event, &decision);
+        let now = self.ports.clock.now();
+        let deployment = locked.state.deployment.as_ref();
+        let (action, reason, notification) = match &decision {
+            DeploymentEventDecision::Duplicate(reason) => {
+                return self
+                    .duplicate(key, &event.event_id, reason, Some(&locked))
+                    .await;
+            }
+            DeploymentEventDecision::NotOurs(reason) => (Action::Ignored, reason.clone(), None),
+            DeploymentEventDecision::InProgress => (
+                Action::Recorded,
+                format!("ECS deployment {} is in progress", event.ecs_deployment_id),
+                None,
+            ),
+            DeploymentEventDecision::Completed { guard_until } => {
+                let to = deployment.map_or("", |d| revision_name(&d.to));
+                let reason = format!(
+                    "ECS completed the deployment of {to}; it becomes known-good at {} unless an alarm rolls it back",
+                    guard_until.to_rfc3339_opts(SecondsFormat::Secs, true)
+                );
+                (
+                    Action::Completed,
+                    reason.clone(),
+                    Some((Kind::DeployCompleted, Severity::Info, reason)),
+                )
+            }
+            DeploymentEventDecision::Failed { reason } => {
+                let (to, digest) =
+                    deployment.map_or(("", ""), |d| (revision_name(&d.to), d.digest.short()));
+                let text = format!(
+                    "ECS deployment of {to} failed ({reason}); digest {digest} is quarantined for this service"
+                );
+                (
+                    Action::Failed,
+                    text.clone(),
+                    Some((Kind::DeployFailed, Severity::Error, text)),
+                )
+            }
+        };
+        let mut record = HistoryRecord::new(key, now, action, reason.clone(), &event.event_id);
+        record.ecs_deployment_id = Some(event.ecs_deployment_id.clone());
+        if let Some(d) = deployment.filter(|_| action != Action::Ignored) {
+            record.repository = Some(d.repository.clone());
+            record.digest = Some(d.digest.to_string());
+            record.tag = d.tag.clone();
+            record.from = Some(d.from.clone());
+            record.to = Some(d.to.clone());
+        }
+        if let Err(e) = self
+            .commit(key, &locked, &state, record, &event.event_id)
+            .await
+        {
+            return report(key, Action::Error, e.to_string());
+        }
+        if let Some((kind, severity, summary)) = notification {
+            let details = deployment.map_or(Value::Null, |d| {
+                json!({
+                    "ecsDeploymentId": event.ecs_deployment_id,
+                    "repository": d.repository,
+                    "tag": d.tag,
+                    "digest": d.digest,
+                    "from": revision_name(&d.from),
+                    "to": revision_name(&d.to),
+                    "guardUntil": state.deployment.as_ref().and_then(|d| d.guard_until).map(rfc3339),
+                })
+            });
+            self.notify(Notification::new(
+                kind,
+                severity,
+                key.to_string(),
+                summary,
+                now,
+                details,
+            ))
+            .await;
+        }
+        let retired = match (&decision, keep_revisions) {
+            (DeploymentEventDecision::Completed { .. }, Some(keep)) if !self.config.dry_run => {
+                self.retire_revisions(service, &state, keep, &event.event_id)
+                    .await
+            }
+            _ => None,
+        };
+        let reason = match retired {
+            Some(retired) => format!("{reason}; {retired}"),
+            None => reason,
+        };
+        let mut r = report(key, action, reason);
+        if action != Action::Ignored {
+            r.from = deployment.map(|d| revision_name(&d.from).to_owned());
+            r.to = deployment.map(|d| revision_name(&d.to).to_owned());
+            r.digest = deployment.map(|d| d.digest.to_string());
+        }
+        r
+    }
+}
