@@ -71,6 +71,8 @@ def run(smoke):
     # The smoke stack runs without DECKHAND_REQUIRE_SCAN; the gate itself is in the tests.
     smoke.send("deploy", "ecr-scan-clean.json", "ignored", reason="no scan gate")
     smoke.send("deploy", "ecr-scan-critical.json", "ignored", reason="no scan gate")
+    smoke.send("deploy", "inspector2-scan.json", "ignored", reason="no scan gate")
+    smoke.send("deploy", "ecr-push-signature.json", "ignored", reason="cosign signature")
     failed = sample("ecs-deployment-failed.json")
     failed["time"] = stamp(now())
     failed["detail"]["updatedAt"] = stamp_ms(now())

@@ -145,7 +145,7 @@ fn json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// The sample events, read once.
+/// The sample events and the payloads of the corpus as AWS sends them, read once.
 fn samples() -> &'static [Value] {
     static SAMPLES: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
     SAMPLES.get_or_init(|| {
@@ -154,12 +154,19 @@ fn samples() -> &'static [Value] {
             .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
         paths.sort();
-        let samples: Vec<Value> = paths
+        let mut samples: Vec<Value> = paths
             .iter()
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .filter_map(|p| std::fs::read_to_string(p).ok())
             .filter_map(|text| serde_json::from_str(&text).ok())
             .collect();
+        // Every event of the corpus (its one manifest is not an event).
+        samples.extend(
+            crate::fixtures::ALL
+                .iter()
+                .filter(|(name, _)| *name != "ecr-image-index-manifest")
+                .map(|(name, _)| crate::fixtures::aws(name)),
+        );
         assert!(
             samples.len() >= 12,
             "the sample events in {}",

@@ -28,6 +28,39 @@ class TemplateChecks(unittest.TestCase):
             ["DeployFunction", "RollbackFunction", "SchedulerFunction"],
         )
 
+    def actions(self, function):
+        """Every action the function's inline policies allow, whatever their condition."""
+        found = set()
+
+        def walk(node):
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if key == "Action":
+                        found.update(value if isinstance(value, list) else [value])
+                    else:
+                        walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(self.template["Resources"][function]["Properties"]["Policies"])
+        return found
+
+    def test_the_scan_gate_can_read_what_it_decides_from(self):
+        # A pushed index is read to find its images; with enhanced scanning ECR reads Amazon
+        # Inspector's findings with the caller's rights. The scheduler settles waits too.
+        needed = {"ecr:BatchGetImage", "ecr:DescribeImageScanFindings", "inspector2:ListFindings",
+                  "inspector2:ListCoverage"}
+        for function in ("DeployFunction", "SchedulerFunction"):
+            self.assertEqual(needed - self.actions(function), set(), function)
+
+    def test_the_deploy_function_hears_enhanced_scanning(self):
+        events = self.template["Resources"]["DeployFunction"]["Properties"]["Events"]
+        patterns = [e["Properties"]["Pattern"] for e in events.values() if e["Type"] == "EventBridgeRule"]
+        inspector = [p for p in patterns if p.get("source") == ["aws.inspector2"]]
+        self.assertEqual(len(inspector), 1, patterns)
+        self.assertEqual(inspector[0]["detail-type"], ["Inspector2 Scan"])
+
     def test_a_wildcard_action_is_caught(self):
         for action in ["*", "ecs:*", ["ecs:DescribeServices", "s3:*"]]:
             t = self.mutated()

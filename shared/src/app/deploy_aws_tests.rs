@@ -59,11 +59,13 @@ fn scan_of(digest: &str, id: &str, counts: Value) -> Value {
 
 #[tokio::test]
 async fn signatures_charts_and_untagged_pushes_never_deploy_whatever_the_policy() {
-    let w = corpus_world(None);
+    let w = corpus_world(Some(FindingSeverity::High));
     for name in [
         "ecr-push-cosign-signature",
         "ecr-push-helm-chart",
         "ecr-push-untagged",
+        // Not a push, not an image: Inspector's scan of an instance decides nothing.
+        "inspector2-scan-ec2-instance",
     ] {
         let s = send(&w, &fixtures::aws(name)).await;
         assert_eq!(s.outcome, Outcome::Ignored, "{name}: {s:?}");
@@ -71,6 +73,7 @@ async fn signatures_charts_and_untagged_pushes_never_deploy_whatever_the_policy(
     assert_eq!(w.ecs.revisions(), 1, "nothing registered");
     assert_eq!(running(&w), format!("{REGISTRY}/web:main-1"));
     assert!(kinds(&w).is_empty());
+    assert!(w.store.waiting().await.unwrap().is_empty(), "nothing waits");
 }
 
 #[tokio::test]
