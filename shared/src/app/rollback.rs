@@ -12,7 +12,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::Ports;
 use super::locking::{acquire, owner_token};
 use crate::config::Config;
-use crate::domain::fleet::ServiceView;
+use crate::domain::fleet::{DeploymentController, ServiceView};
 use crate::domain::image::ImageRef;
 use crate::domain::rollback::{
     ALARM_TAG_SERVICE, Alarm, Guard, RollbackDecision, RollbackSettings, decide_manual_rollback,
@@ -176,6 +176,12 @@ impl RollbackFunction {
         let Some(service) = services.into_iter().next() else {
             return Err(RollbackError::Refused(format!("{key} does not exist")));
         };
+        if service.controller != DeploymentController::Ecs {
+            return Err(RollbackError::Refused(format!(
+                "{key} uses the {} deployment controller: ECS takes no task definition through UpdateService there",
+                service.controller.as_str()
+            )));
+        }
         // An unknown revision is refused before anything is locked or written.
         let requested = match to {
             None => None,
