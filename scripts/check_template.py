@@ -1,5 +1,6 @@
 """Checks on template.yaml that cfn-lint does not make: no wildcard action, a failure destination
-for every function and every asynchronous trigger, no trigger pointing at a missing function.
+for every function and every asynchronous trigger, no trigger pointing at a missing function, no
+ARN tied to one partition, and every KMS key usable by the roles that need it, as KMS evaluates it.
 
     python scripts/check_template.py [TEMPLATE]   prints each problem, exits 1 if there is any
 """
@@ -18,12 +19,32 @@ def load(path):
     return cfn_yaml.load(str(path))
 
 
+def is_account_root(principal):
+    """Whether a key policy principal is the account itself (`arn:...:iam::ACCOUNT:root`)."""
+    aws = principal.get("AWS") if isinstance(principal, dict) else None
+    text = aws.get("Fn::Sub") if isinstance(aws, dict) else aws
+    return isinstance(text, str) and text.startswith("arn:") and text.endswith(":root")
+
+
+def enables_iam_policies(statement):
+    """AWS's documented key policy statement that lets IAM policies grant the key's use: the
+    account root allowed `kms:*`. The one `*` action the checks accept."""
+    return (
+        statement.get("Effect") == "Allow"
+        and statement.get("Action") in ("kms:*", ["kms:*"])
+        and is_account_root(statement.get("Principal"))
+    )
+
+
 def wildcard_actions(template):
-    """Every `Action` or `NotAction` that is `*` or a whole service (`ecs:*`), with where it is."""
+    """Every `Action` or `NotAction` that is `*` or a whole service (`ecs:*`), with where it is,
+    except the key policy statement that hands a key's permissions to IAM."""
     found = []
 
     def walk(node, where):
         if isinstance(node, dict):
+            if enables_iam_policies(node):
+                return
             for key, value in node.items():
                 if key in ("Action", "NotAction"):
                     for action in value if isinstance(value, list) else [value]:
@@ -93,8 +114,105 @@ def triggers_to_missing_functions(template):
     return problems
 
 
+def fixed_partitions(template):
+    """Every string in the resources that names the `aws` partition outright: in GovCloud and
+    China the ARN never matches and the permission is lost. `${AWS::Partition}` or `*` instead."""
+    found = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+        elif isinstance(node, str) and "arn:aws:" in node:
+            found.append(f"{where}: ARN in the aws partition only: {node!r}")
+
+    walk(template.get("Resources", {}), "Resources")
+    return found
+
+
+def statements(policies):
+    """The statements of a function's inline `Policies`, whatever condition wraps them."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "Effect" in node and ("Action" in node or "NotAction" in node):
+                found.append(node)
+                return
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(policies)
+    return found
+
+
+def actions_of(statement):
+    action = statement.get("Action", [])
+    return action if isinstance(action, list) else [action]
+
+
+def allows(statements_, action, resource_name):
+    """Whether one of the statements allows `action` (wildcards of the `kms:GenerateDataKey*`
+    kind included) on the resource named by a `Ref` or `GetAtt`, or on `*`."""
+    for statement in statements_:
+        if statement.get("Effect") != "Allow":
+            continue
+        resources = statement.get("Resource", [])
+        resources = resources if isinstance(resources, list) else [resources]
+        on_it = any(r == "*" or referenced_name(r) == resource_name for r in resources)
+        granted = any(
+            a == action or (a.endswith("*") and action.startswith(a[:-1]))
+            for a in actions_of(statement) if isinstance(a, str)
+        )
+        if on_it and granted:
+            return True
+    return False
+
+
+def kms_problems(template):
+    """Evaluates each encrypted topic as KMS and SNS do: a function that may publish to it must
+    be allowed kms:GenerateDataKey* and kms:Decrypt on the key by its role, and the key policy
+    must let IAM policies grant them (the account root with kms:*), since no role is named."""
+    resources = template.get("Resources", {})
+    found = []
+    for topic_name, topic in resources.items():
+        if topic.get("Type") != "AWS::SNS::Topic":
+            continue
+        key_name = referenced_name(topic.get("Properties", {}).get("KmsMasterKeyId"))
+        if key_name is None:
+            continue
+        key = resources.get(key_name, {})
+        key_statements = key.get("Properties", {}).get("KeyPolicy", {}).get("Statement", [])
+        iam_enabled = any(enables_iam_policies(s) for s in key_statements)
+        for name, function in functions(template).items():
+            granted = statements(function.get("Properties", {}).get("Policies", []))
+            if not allows(granted, "sns:Publish", topic_name):
+                continue
+            for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+                if not allows(granted, action, key_name):
+                    found.append(f"{name}: publishes to {topic_name} but its role is not allowed {action} on {key_name}")
+            if not iam_enabled:
+                found.append(
+                    f"{name}: publishes to {topic_name}, but the policy of {key_name} does not let IAM policies "
+                    "grant its use (no statement allowing the account root kms:*), so every Publish is denied"
+                )
+    return found
+
+
 def problems(template):
-    return wildcard_actions(template) + missing_failure_destinations(template) + triggers_to_missing_functions(template)
+    return (
+        wildcard_actions(template)
+        + missing_failure_destinations(template)
+        + triggers_to_missing_functions(template)
+        + fixed_partitions(template)
+        + kms_problems(template)
+    )
 
 
 def main(argv):
@@ -104,7 +222,8 @@ def main(argv):
         print(f"{path}: {problem}")
     if not found:
         print(f"{path}: no wildcard action, every function and trigger has a failure destination, "
-              "every trigger points at a function")
+              "every trigger points at a function, no ARN tied to one partition, every encrypted topic "
+              "usable by the roles that publish to it")
     return 1 if found else 0
 
 

@@ -211,7 +211,7 @@ async fn push_deploys_then_completed_is_recorded() {
     let published = stack.notifications();
     assert_eq!(published.len(), 1);
     let (subject, body, attributes) = &published[0];
-    assert!(subject.len() <= 100 && subject.is_ascii(), "{subject}");
+    assert!(subject.len() < 100 && subject.is_ascii(), "{subject}");
     assert_eq!(body["schema"], "deckhand.notification/1");
     assert_eq!(body["kind"], "deploy.started");
     assert_eq!(body["severity"], "info");

@@ -231,7 +231,7 @@ async fn a_bad_deploy_is_rolled_back_its_digest_quarantined_and_a_fixed_image_de
         .into_iter()
         .find(|(_, b, _)| b["kind"] == "rollback.started")
         .unwrap();
-    assert!(subject.len() <= 100 && subject.is_ascii(), "{subject}");
+    assert!(subject.len() < 100 && subject.is_ascii(), "{subject}");
     assert_eq!(body["severity"], "warning");
     assert_eq!(body["details"]["alarm"], "api-5xx");
     assert_eq!(body["details"]["alarmArn"], arn);

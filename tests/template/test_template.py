@@ -68,9 +68,41 @@ class TemplateChecks(unittest.TestCase):
             found = check_template.wildcard_actions(t)
             self.assertEqual(len(found), 1, (action, found))
             self.assertIn("DeployFunction", found[0])
+        # The key policy's own statement for IAM is kms:* by design; another kms:* is not.
         t = self.mutated()
-        t["Resources"]["TopicKey"]["Properties"]["KeyPolicy"]["Statement"][0]["Action"] = "kms:*"
+        t["Resources"]["TopicKey"]["Properties"]["KeyPolicy"]["Statement"][1]["Action"] = "kms:*"
         self.assertEqual(len(check_template.wildcard_actions(t)), 1)
+
+    def test_an_arn_in_one_partition_is_caught(self):
+        t = self.mutated()
+        statement = t["Resources"]["DeployFunction"]["Properties"]["Policies"][0]["Statement"][0]
+        statement["Resource"] = "arn:aws:ecs:us-east-1:123456789012:service/prod/*"
+        found = check_template.fixed_partitions(t)
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("DeployFunction", found[0])
+
+    def test_a_key_that_ignores_iam_policies_is_caught(self):
+        # Before: the account root was given only administrative actions, so the roles'
+        # kms grants had no effect and no notification was ever delivered.
+        t = self.mutated()
+        statements = t["Resources"]["TopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+        statements[0]["Action"] = ["kms:Create*", "kms:Describe*", "kms:Put*", "kms:ScheduleKeyDeletion"]
+        found = check_template.kms_problems(t)
+        self.assertEqual(
+            sorted(f.split(":")[0] for f in found),
+            ["DeployFunction", "RollbackFunction", "SchedulerFunction"],
+            found,
+        )
+
+    def test_a_publisher_without_the_key_grant_is_caught(self):
+        t = self.mutated()
+        for statement in check_template.statements(t["Resources"]["RollbackFunction"]["Properties"]["Policies"]):
+            if statement.get("Sid") == "EncryptNotifications":
+                statement["Action"] = ["kms:Decrypt"]
+        self.assertEqual(
+            check_template.kms_problems(t),
+            ["RollbackFunction: publishes to Topic but its role is not allowed kms:GenerateDataKey on TopicKey"],
+        )
 
     def test_a_missing_failure_destination_is_caught(self):
         t = self.mutated()
