@@ -46,10 +46,11 @@ bench: venv
 demo: venv
 	$(VENV)/bin/python scripts/demo.py
 
-## package: release Lambda artifacts, one workspace build (ARCH=arm64 for Graviton)
+## package: release Lambda artifacts, one build of the three functions (ARCH=arm64 for Graviton);
+## the command line is left out, so its SSO and credential_process support stays out of them
 ARCH ?= x86_64
 package: venv
-	cargo lambda build --release --locked $(if $(filter arm64,$(ARCH)),--arm64,) --output-format zip
+	cargo lambda build --release --locked -p deploy -p rollback -p scheduler $(if $(filter arm64,$(ARCH)),--arm64,) --output-format zip
 	@$(VENV)/bin/python scripts/artifact_sizes.py
 
 ## venv: moto server, cfn-lint and cargo-lambda from PyPI, in .venv

@@ -72,8 +72,30 @@ struct Cli {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// The AWS profile to sign in with: SSO (after `aws sso login`), `credential_process`,
+    /// role or keys (default: AWS_PROFILE, else the standard chain).
+    #[arg(long, global = true)]
+    profile: Option<String>,
+    /// The AWS region (default: AWS_REGION, else the profile's).
+    #[arg(long, global = true)]
+    region: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The AWS configuration the command line runs with: the standard chain, with the profile and
+/// region the arguments name. Arguments that do not parse leave it standard: `run` reports them.
+pub async fn load_sdk(args: &[OsString]) -> SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Ok(cli) = Cli::try_parse_from(args) {
+        if let Some(profile) = cli.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = cli.region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+    }
+    loader.load().await
 }
 
 #[derive(Subcommand, Debug)]

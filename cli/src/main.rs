@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let sdk = deckhand_cli::load_sdk(&args).await;
     let mut out = std::io::stdout().lock();
-    match deckhand_cli::run(std::env::args_os(), &sdk, &mut out).await {
+    match deckhand_cli::run(args, &sdk, &mut out).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(deckhand_cli::CliError::Usage(e)) => {
             // clap formats help, version and usage errors itself.
