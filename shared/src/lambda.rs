@@ -17,11 +17,23 @@ pub fn init_tracing() {
 /// server faults) with room for a reconcile of a whole fleet.
 const MAX_ATTEMPTS: u32 = 5;
 
-/// The standard AWS configuration with deckhand's retry policy; the tests load it too, with
-/// an endpoint of theirs.
+/// How long one attempt of an AWS call may take, and one call with all its retries. The
+/// bound on a call is what lets a service's lock lease cover what it guards
+/// (`app::locking::LEASE`).
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The standard AWS configuration with deckhand's retry and timeout policy; the tests load it
+/// too, with an endpoint of theirs.
 pub fn sdk_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
 }
 
 /// Reads the configuration and builds the AWS ports once, at cold start.

@@ -175,6 +175,17 @@ pub trait StateStore: Send + Sync {
         state: &ServiceState,
     ) -> PortResult<()>;
 
+    /// Extends the lease of a lock still held (same owner, same version) to `now + lease`;
+    /// `Conflict` when another invocation took it meanwhile. Called right before acting on ECS,
+    /// so that what follows runs under a fresh lease, and never under a lost one.
+    async fn renew(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> PortResult<()>;
+
     /// Releases `owner`'s lock without changing the state; a lock held by another owner is
     /// left alone (`Conflict`).
     async fn release(&self, service: &ServiceKey, owner: &str) -> PortResult<()>;

@@ -59,6 +59,7 @@ async fn the_proxy_sees_every_call_of_a_deploy_by_service_and_operation() {
             "ecs.DescribeTaskDefinition",
             "dynamodb.UpdateItem",
             "ecs.RegisterTaskDefinition",
+            "dynamodb.UpdateItem",
             "ecs.UpdateService",
             "dynamodb.TransactWriteItems",
             "sns.Publish",
@@ -451,7 +452,7 @@ async fn a_crash_between_register_and_update_then_the_retry_makes_one_revision_a
 
     // Lambda runs the event again after the lock's lease has run out.
     crashing.crash.store(false, Ordering::SeqCst);
-    clock.advance(chrono::TimeDelta::seconds(61));
+    clock.advance(deckhand::app::locking::LEASE + chrono::TimeDelta::seconds(1));
     proxy.clear();
     let summary = function.handle(&event).await.unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");

@@ -588,6 +588,7 @@ type Lease = Option<(String, DateTime<Utc>)>;
 #[derive(Default)]
 struct Table {
     states: BTreeMap<ServiceKey, (ServiceState, Lease)>,
+    renewals: BTreeMap<ServiceKey, usize>,
     history: Vec<HistoryRecord>,
     processed: BTreeSet<(String, ServiceKey)>,
     containers: BTreeMap<ServiceKey, KnownContainers>,
@@ -596,6 +597,15 @@ struct Table {
 impl MemoryStore {
     pub fn all_history(&self) -> Vec<HistoryRecord> {
         guard(&self.inner).history.clone()
+    }
+
+    /// How often a lease of this service's lock was renewed.
+    pub fn renewals(&self, service: &ServiceKey) -> usize {
+        guard(&self.inner)
+            .renewals
+            .get(service)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn is_locked(&self, service: &ServiceKey) -> bool {
@@ -716,6 +726,30 @@ impl StateStore for MemoryStore {
                 "TransactWriteItems",
                 PortErrorKind::Conflict,
                 "lock lost",
+            )),
+        }
+    }
+
+    async fn renew(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> PortResult<()> {
+        let mut table = guard(&self.inner);
+        match table.states.get_mut(service) {
+            Some((current, Some((owner, until))))
+                if current.version == locked.state.version && *owner == locked.owner =>
+            {
+                *until = now + lease;
+                *table.renewals.entry(service.clone()).or_default() += 1;
+                Ok(())
+            }
+            _ => Err(PortError::new(
+                "UpdateItem",
+                PortErrorKind::Conflict,
+                "the lock was taken over",
             )),
         }
     }

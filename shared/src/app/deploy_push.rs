@@ -8,7 +8,7 @@ use tracing::{error, info, warn};
 use super::{
     DeployFunction, Gate, Moved, Target, push_details, push_name, push_record, report, skipped,
 };
-use crate::app::locking::{acquire, owner_cause, owner_token};
+use crate::app::locking::{acquire, owner_cause, owner_token, renew_before_acting};
 use crate::domain::deploy::{
     Push, PushDecision, choose_containers, controller_problem, decide_push, highest_version,
     record_push, reusable_revision, running_digest, running_tag, start_deployment,
@@ -217,7 +217,7 @@ impl DeployFunction {
         target: &Target,
         changes: &[ImageChange],
         matched: String,
-        locked: Locked,
+        mut locked: Locked,
         state: ServiceState,
     ) -> ServiceReport {
         let key = &target.service.key;
@@ -226,7 +226,14 @@ impl DeployFunction {
             Ok(to) => to,
             Err(e) => return self.not_moved(push, key, from, &locked, None, e).await,
         };
-        let ecs_deployment_id = match self.ports.ecs.update_service(key, &to).await {
+        // The lease renewed first: a lock taken over while the revision was registered stops
+        // the move here, and the other invocation decides.
+        let store = &*self.ports.store;
+        let moved = match renew_before_acting(store, &*self.ports.clock, key, &mut locked).await {
+            Ok(()) => self.ports.ecs.update_service(key, &to).await,
+            Err(e) => Err(e),
+        };
+        let ecs_deployment_id = match moved {
             Ok(id) => id,
             Err(e) => {
                 // Keep the revision for the retry of this push, so it registers no other.

@@ -576,7 +576,8 @@ async fn a_crash_between_register_and_update_leaves_one_revision_after_the_retry
 
     // Lambda retries the event once the lease has run out.
     w.ecs.heal("UpdateService");
-    w.clock.advance(chrono::TimeDelta::seconds(61));
+    w.clock
+        .advance(crate::app::locking::LEASE + chrono::TimeDelta::seconds(1));
     let summary = w.function.handle(&event).await.unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed);
     assert_eq!(
@@ -1215,3 +1216,6 @@ async fn retention_spares_what_another_service_of_the_family_runs_and_retries_af
 
 #[path = "deploy_aws_tests.rs"]
 mod aws;
+
+#[path = "deploy_lock_tests.rs"]
+mod lock;

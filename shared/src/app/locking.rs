@@ -9,9 +9,16 @@ use chrono::TimeDelta;
 use crate::domain::service::ServiceKey;
 use crate::ports::{Clock, LockAttempt, Locked, PortError, PortErrorKind, StateStore};
 
-/// How long a lock holder may take before others may take over: far more than one
-/// register-and-update, less than the function's timeout.
-pub const LEASE: TimeDelta = TimeDelta::seconds(60);
+/// How long a lock holder may take before others may take over. The lease is renewed right
+/// before deckhand acts on ECS (`renew_before_acting`), so it must cover what follows: one ECS
+/// call and the commit, each bounded by the SDK's operation timeout, with room to spare. A
+/// holder that stops is replaced after this long, well before Lambda's first retry.
+pub const LEASE: TimeDelta = TimeDelta::seconds(90);
+
+const _: () = assert!(
+    LEASE.num_seconds() as u64 > 2 * crate::lambda::OPERATION_TIMEOUT.as_secs() + 10,
+    "the lease must outlast one ECS call and the commit"
+);
 
 /// How long to wait for a busy lock before giving the event back for a retry.
 const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -29,6 +36,21 @@ pub fn owner_token(cause: &str) -> String {
 /// The cause an owner token was made for.
 pub fn owner_cause(owner: &str) -> &str {
     owner.rsplit_once('#').map_or(owner, |(cause, _)| cause)
+}
+
+/// Renews the lease right before acting on ECS: what follows (the call and the commit) runs
+/// under a fresh lease, and a lock another invocation took meanwhile (a registration slowed by
+/// throttling past the lease) stops this one before it changes anything.
+pub async fn renew_before_acting(
+    store: &dyn StateStore,
+    clock: &dyn Clock,
+    service: &ServiceKey,
+    locked: &mut Locked,
+) -> Result<(), PortError> {
+    let now = clock.now();
+    store.renew(service, locked, now, LEASE).await?;
+    locked.until = now + LEASE;
+    Ok(())
 }
 
 pub async fn acquire(

@@ -1,7 +1,7 @@
 //! The use cases: parse an event, ask the domain, apply the plan through the ports.
 
 pub mod deploy;
-mod locking;
+pub mod locking;
 pub mod operator;
 pub mod rollback;
 pub mod scheduler;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::Ports;
-use super::locking::{acquire, owner_token};
+use super::locking::{acquire, owner_token, renew_before_acting};
 use crate::config::Config;
 use crate::domain::fleet::{DeploymentController, ServiceView};
 use crate::domain::image::ImageRef;
@@ -244,8 +244,8 @@ impl RollbackFunction {
         let report = match decision {
             RollbackDecision::Skip(reason) => self.skip(&case, reason).await,
             RollbackDecision::RollBack { from, to, reason } => {
-                match self.ports.ecs.update_service(key, &to).await {
-                    Ok(_) => self.record_rollback(&case, &from, &to, reason).await,
+                match self.move_service(key, &to, &locked).await {
+                    Ok(()) => self.record_rollback(&case, &from, &to, reason).await,
                     Err(e) => self.failed_under_lock(key, &alarm, &locked, e).await,
                 }
             }
@@ -485,12 +485,26 @@ impl RollbackFunction {
                     .await
             }
             RollbackDecision::RollBack { from, to, reason } => {
-                if let Err(e) = self.ports.ecs.update_service(key, &to).await {
+                if let Err(e) = self.move_service(key, &to, &locked).await {
                     return self.failed_under_lock(key, alarm, &locked, e).await;
                 }
                 self.record_rollback(&case, &from, &to, reason).await
             }
         }
+    }
+
+    /// Moves the service to `to` under a freshly renewed lease; a lock taken over meanwhile
+    /// stops it before ECS is touched. The renewed lease is the store's: the commit checks only
+    /// owner and version.
+    async fn move_service(
+        &self,
+        key: &ServiceKey,
+        to: &str,
+        locked: &Locked,
+    ) -> Result<(), PortError> {
+        let mut held = locked.clone();
+        renew_before_acting(&*self.ports.store, &*self.ports.clock, key, &mut held).await?;
+        self.ports.ecs.update_service(key, to).await.map(|_| ())
     }
 
     /// A quarantined digest that the target task definition pins, if any.

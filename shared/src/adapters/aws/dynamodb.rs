@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -215,6 +216,20 @@ fn locked_put(
             condition,
         )),
     )
+}
+
+/// A conditional write on the lock: a failed condition means another holder (`Conflict`).
+fn lock_update(
+    result: Result<(), SdkError<UpdateItemError, HttpResponse>>,
+    lost: &str,
+) -> PortResult<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+            Err(PortError::new("UpdateItem", PortErrorKind::Conflict, lost))
+        }
+        Err(e) => Err(port_error("UpdateItem", e)),
+    }
 }
 
 fn unprocessed_backoff(attempt: u32) -> std::time::Duration {
@@ -457,6 +472,32 @@ impl StateStore for DynamoStore {
         self.transact(items).await
     }
 
+    async fn renew(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> PortResult<()> {
+        // Owner and version: the lock is still the one handed out (taking it over changes both).
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(service_pk(service), STATE_SK)))
+            .update_expression("SET #until = :until")
+            .condition_expression("#owner = :owner AND #version = :version")
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_names("#until", LOCK_UNTIL)
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":owner", s(&locked.owner))
+            .expression_attribute_values(":version", n(locked.state.version))
+            .expression_attribute_values(":until", n(millis(now + lease)))
+            .send()
+            .await;
+        lock_update(result.map(|_| ()), "the lock was taken over")
+    }
+
     async fn release(&self, service: &ServiceKey, owner: &str) -> PortResult<()> {
         let result = self
             .client
@@ -470,17 +511,7 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Err(PortError::new(
-                    "UpdateItem",
-                    PortErrorKind::Conflict,
-                    "the lock was no longer ours",
-                ))
-            }
-            Err(e) => Err(port_error("UpdateItem", e)),
-        }
+        lock_update(result.map(|_| ()), "the lock was no longer ours")
     }
 
     async fn record(

@@ -1,0 +1,114 @@
+//! The lock a deployment holds outlasts what it guards: a registration slowed past the lease
+//! (throttling, retries) loses the lock to another invocation, and then changes nothing in ECS.
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::app::locking::LEASE;
+use crate::domain::fleet::{ServiceView, TaskDefinitionView};
+use crate::ports::{Clock as _, Ecs, LockAttempt, PortResult};
+
+/// ECS whose registration takes longer than the lease, while another invocation takes the
+/// service's lock.
+struct SlowRegistration {
+    ecs: Arc<MemoryEcs>,
+    store: Arc<MemoryStore>,
+    clock: Arc<FixedClock>,
+}
+
+#[async_trait]
+impl Ecs for SlowRegistration {
+    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<String>> {
+        self.ecs.find_services(tag_key).await
+    }
+    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
+        self.ecs.describe_services(services).await
+    }
+    async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
+        self.ecs.describe_task_definition(arn).await
+    }
+    async fn register_revision(
+        &self,
+        base: &TaskDefinitionView,
+        changes: &[ImageChange],
+        event_id: &str,
+    ) -> PortResult<String> {
+        let arn = self.ecs.register_revision(base, changes, event_id).await?;
+        self.clock.advance(LEASE + chrono::TimeDelta::seconds(1));
+        let taken = self
+            .store
+            .lock(&web(), "another-invocation#1", self.clock.now(), LEASE)
+            .await?;
+        assert!(matches!(taken, LockAttempt::Acquired(_)), "{taken:?}");
+        Ok(arn)
+    }
+    async fn registered_for(
+        &self,
+        base: &TaskDefinitionView,
+        event_id: &str,
+    ) -> PortResult<Option<String>> {
+        self.ecs.registered_for(base, event_id).await
+    }
+    async fn active_revisions(&self, family: &str) -> PortResult<Vec<String>> {
+        self.ecs.active_revisions(family).await
+    }
+    async fn deregister_revision(&self, arn: &str) -> PortResult<()> {
+        self.ecs.deregister_revision(arn).await
+    }
+    async fn update_service(
+        &self,
+        service: &ServiceKey,
+        task_definition: &str,
+    ) -> PortResult<Option<String>> {
+        self.ecs.update_service(service, task_definition).await
+    }
+    async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()> {
+        self.ecs.set_desired_count(service, count).await
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_that_lost_its_lock_while_registering_changes_nothing() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    let ports = Ports {
+        ecs: Arc::new(SlowRegistration {
+            ecs: w.ecs.clone(),
+            store: w.store.clone(),
+            clock: w.clock.clone(),
+        }),
+        ecr: w.ecr.clone(),
+        autoscaling: Arc::new(crate::adapters::memory::MemoryAutoscaling::default()),
+        alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
+        store: w.store.clone(),
+        images: w.store.clone(),
+        notifier: w.notifier.clone(),
+        clock: w.clock.clone(),
+    };
+    let function = DeployFunction::new(ports, config(false));
+    let failed = function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await;
+    assert!(
+        matches!(&failed, Err(DeployError::ServicesFailed(s)) if s.services[0].reason.contains("taken over")),
+        "{failed:?}"
+    );
+    assert_eq!(w.ecs.calls("UpdateService"), 0, "the service was not moved");
+    assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
+    assert!(
+        w.store.is_locked(&web()),
+        "the other invocation still holds it"
+    );
+    assert!(actions(&w).iter().all(|a| *a != Action::Deployed));
+}
+
+#[tokio::test]
+async fn a_deployment_renews_its_lease_before_moving_the_service() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    let summary = w
+        .function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");
+    assert_eq!(w.store.renewals(&web()), 1);
+}
