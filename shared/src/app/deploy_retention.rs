@@ -1,6 +1,9 @@
 //! Revision retention of the `deploy` function: once a deployment completes, the family's
-//! older ACTIVE revisions beyond `deckhand:keep-revisions` are deregistered, never one that
-//! this or another opted-in service of the family runs, is moving between, or may roll back to.
+//! older ACTIVE revisions beyond `deckhand:keep-revisions` that deckhand itself registered are
+//! deregistered, never one that this or another opted-in service of the family runs, is moving
+//! between, or may roll back to. A revision deckhand did not register (Terraform's, a CI
+//! pipeline's, one a scheduled task or another account's job names) is never touched: deckhand
+//! cannot see who else needs it.
 //! It runs after the completion is committed, outside the service's lock: a concurrent push
 //! only adds newer revisions, and moves from the running one, which is kept.
 
@@ -64,6 +67,15 @@ impl DeployFunction {
         }
         let mut chosen = revisions_to_deregister(&active, keep, &needed);
         chosen.truncate(MAX_DEREGISTERED);
+        let chosen = match self.registered_by_deckhand(chosen).await {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                warn!(error = %e, %family, "could not read which revisions deckhand registered");
+                return Some(format!(
+                    "no revision deregistered: which of {family} deckhand registered could not be read ({e})"
+                ));
+            }
+        };
         let mut deregistered = Vec::new();
         let mut failed = Vec::new();
         for arn in chosen {
@@ -96,6 +108,19 @@ impl DeployFunction {
             ));
         }
         (!said.is_empty()).then(|| said.join("; "))
+    }
+
+    /// Of these revisions, those deckhand registered itself: they carry its `deckhand:event`
+    /// tag (read with the revision's description).
+    async fn registered_by_deckhand(&self, arns: Vec<String>) -> Result<Vec<String>, PortError> {
+        let mut ours = Vec::new();
+        for arn in arns {
+            let revision = self.ports.ecs.describe_task_definition(&arn).await?;
+            if revision.registered_for.is_some() {
+                ours.push(arn);
+            }
+        }
+        Ok(ours)
     }
 
     /// The revisions needed by the other opted-in services of the managed clusters whose

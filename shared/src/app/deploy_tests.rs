@@ -1129,7 +1129,8 @@ async fn deploy_and_complete(w: &World, n: usize, d: char, start: DateTime<Utc>)
 }
 
 #[tokio::test]
-async fn retention_keeps_the_newest_revisions_and_the_known_good_one() {
+async fn retention_keeps_the_newest_revisions_the_known_good_one_and_those_deckhand_did_not_register()
+ {
     let w = world(&[
         ("deckhand:deploy", "prefix=main-"),
         ("deckhand:keep-revisions", "3"),
@@ -1143,7 +1144,8 @@ async fn retention_keeps_the_newest_revisions_and_the_known_good_one() {
         let start = t0 + chrono::TimeDelta::minutes(60 + 2 * i as i64);
         last = Some(deploy_and_complete(&w, i + 3, d, start).await);
     }
-    assert_eq!(w.ecs.active("web"), [2, 9, 10, 11]);
+    // web:1 was registered by hand, not by deckhand: whoever registered it may still need it.
+    assert_eq!(w.ecs.active("web"), [1, 2, 9, 10, 11]);
     let state = w.store.load(&web()).await.unwrap();
     assert_eq!(
         state.known_good.as_deref(),
@@ -1168,9 +1170,7 @@ async fn retention_keeps_the_newest_revisions_and_the_known_good_one() {
         .collect();
     assert_eq!(
         deregistered,
-        [
-            "web:1", "web:3", "web:4", "web:5", "web:6", "web:7", "web:8"
-        ]
+        ["web:3", "web:4", "web:5", "web:6", "web:7", "web:8"]
     );
     // Housekeeping tells nobody.
     assert!(!kinds(&w).contains(&"deploy.deregistered"));
@@ -1182,35 +1182,41 @@ async fn retention_spares_what_another_service_of_the_family_runs_and_retries_af
         ("deckhand:deploy", "prefix=main-"),
         ("deckhand:keep-revisions", "2"),
     ]);
-    // demo/api runs web:1 too; its policy takes none of these pushes.
-    let api = ServiceKey::new("demo", "api");
-    w.ecs.add_service(
-        &api,
-        &w.ecs.revision_arn("web", 1),
-        &[("deckhand:deploy", "prefix=release-")],
-    );
     let t0 = at(0);
     let hour = chrono::TimeDelta::hours(1);
     deploy_and_complete(&w, 2, 'b', t0).await;
+    // demo/api is moved onto web:2, one of deckhand's revisions; its policy takes none of
+    // these pushes.
+    let api = ServiceKey::new("demo", "api");
+    w.ecs.add_service(
+        &api,
+        &w.ecs.revision_arn("web", 2),
+        &[("deckhand:deploy", "prefix=release-")],
+    );
     deploy_and_complete(&w, 3, 'c', t0 + hour).await;
-    assert_eq!(w.ecs.active("web"), [1, 2, 3], "web:1 runs demo/api");
+    deploy_and_complete(&w, 4, 'd', t0 + hour * 2).await;
+    assert_eq!(
+        w.ecs.active("web"),
+        [1, 2, 3, 4],
+        "web:1 is not deckhand's, web:2 runs demo/api"
+    );
 
     w.ecs.fail("DeregisterTaskDefinition");
-    let failed = deploy_and_complete(&w, 4, 'd', t0 + hour * 2).await;
+    let failed = deploy_and_complete(&w, 5, 'e', t0 + hour * 3).await;
     assert!(
         failed.services[0]
             .reason
-            .contains("could not deregister web:2"),
+            .contains("could not deregister web:3"),
         "{}",
         failed.services[0].reason
     );
-    assert_eq!(w.ecs.active("web"), [1, 2, 3, 4]);
+    assert_eq!(w.ecs.active("web"), [1, 2, 3, 4, 5]);
     w.ecs.heal("DeregisterTaskDefinition");
-    deploy_and_complete(&w, 5, 'e', t0 + hour * 3).await;
-    assert_eq!(w.ecs.active("web"), [1, 4, 5]);
+    deploy_and_complete(&w, 6, 'f', t0 + hour * 4).await;
+    assert_eq!(w.ecs.active("web"), [1, 2, 5, 6]);
     assert_eq!(
         w.ecs.service(&api).unwrap().task_definition,
-        w.ecs.revision_arn("web", 1)
+        w.ecs.revision_arn("web", 2)
     );
 }
 
