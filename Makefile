@@ -17,11 +17,12 @@ test: venv
 	cargo test --workspace --locked
 	$(MAKE) --no-print-directory smoke
 
-## template: cfn-lint, then deckhand's own checks on template.yaml (and their self-test)
+## template: cfn-lint, then deckhand's own checks on template.yaml (and their self-test), and the
+## README's Terraform snippets parsed
 template: venv
 	cfn-lint template.yaml
 	$(VENV)/bin/python scripts/check_template.py template.yaml
-	$(VENV)/bin/python -m unittest tests/template/test_template.py
+	$(VENV)/bin/python -m unittest tests/template/test_template.py tests/template/test_readme.py
 
 ## smoke: every file in events/ through cargo lambda invoke against cargo lambda watch and moto
 smoke: venv
