@@ -13,7 +13,7 @@ use deckhand::adapters::aws::Clients;
 use deckhand::app::Ports;
 use deckhand::app::operator::{Operator, OperatorError};
 use deckhand::app::rollback::{RollbackError, RollbackFunction};
-use deckhand::app::scheduler::{SchedulerError, SchedulerFunction};
+use deckhand::app::scheduler::{SchedulerError, SchedulerFunction, scheduled_scaling_words};
 use deckhand::config::{Config, ConfigError};
 use deckhand::domain::image::Digest;
 use deckhand::domain::service::{ServiceKey, revision_name};
@@ -557,6 +557,16 @@ async fn check(
 ) -> Result<(), CliError> {
     let services = opted_in(ports, config).await?;
     let now = ports.clock.now();
+    let scheduled_keys: Vec<ServiceKey> = services
+        .iter()
+        .filter(|s| s.tags.contains_key(TAG_AWAKE))
+        .map(|s| s.key.clone())
+        .collect();
+    let scheduled = if scheduled_keys.is_empty() {
+        Default::default()
+    } else {
+        ports.autoscaling.scheduled_actions(&scheduled_keys).await?
+    };
     let mut rows = Vec::new();
     let mut invalid = 0;
     for s in &services {
@@ -587,6 +597,9 @@ async fn check(
                 "awake {} {}; {next}",
                 schedule.awake, schedule.timezone
             ));
+            if let Some(actions) = scheduled.get(&s.key) {
+                words.push(scheduled_scaling_words(actions));
+            }
         }
         if !problems.is_empty() {
             invalid += 1;

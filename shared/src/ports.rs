@@ -98,8 +98,14 @@ pub trait Autoscaling: Send + Sync {
         &self,
         services: &[ServiceKey],
     ) -> PortResult<BTreeMap<ServiceKey, Capacity>>;
-    /// Sets an existing target's min and max capacity.
+    /// Sets an existing target's min and max capacity and which scaling is suspended.
     async fn set_capacity(&self, service: &ServiceKey, capacity: Capacity) -> PortResult<()>;
+    /// The scheduled actions on these services' scalable targets, as `NAME (SCHEDULE)`;
+    /// services without any are left out.
+    async fn scheduled_actions(
+        &self,
+        services: &[ServiceKey],
+    ) -> PortResult<BTreeMap<ServiceKey, Vec<String>>>;
 }
 
 #[async_trait]

@@ -369,4 +369,20 @@ async fn check_says_what_valid_tags_mean() {
     );
     let json = deckhand_json(&stack, &["check", "--cluster", &stack.cluster]).await;
     assert_eq!(json[0]["valid"], true, "{json}");
+
+    // A scheduled action on the scalable target is named, with what the sleep does to it.
+    stack.autoscale("web", 2, 6).await;
+    stack
+        .schedule_scaling("web", "business-hours", "cron(0 7 ? * MON-FRI *)", 2)
+        .await;
+    let text = deckhand(&stack, &["check", "--cluster", &stack.cluster])
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "{web}  scheduled scaling business-hours (cron(0 7 ? * MON-FRI *)) is suspended \
+             while deckhand keeps it asleep"
+        )),
+        "{text}"
+    );
 }

@@ -129,6 +129,95 @@ async fn sleep_then_wake_restores_desired_count_and_autoscaling_exactly() {
     assert_eq!(attributes["kind"]["Value"], "scale.awake");
 }
 
+/// A business-hours scheduled action on the scalable target: a plan names it, the sleep
+/// suspends scheduled scaling (keeping the dynamic scaling that was suspended before), and the
+/// wake restores the target's `SuspendedState` exactly.
+#[tokio::test]
+async fn sleep_suspends_scheduled_scaling_and_wake_restores_it_and_a_plan_says_so() {
+    use aws_sdk_applicationautoscaling::types::{
+        ScalableDimension, ServiceNamespace, SuspendedState,
+    };
+    let s = Scheduled::new().await;
+    s.service("api", OFFICE).await;
+    let autoscaling = aws_sdk_applicationautoscaling::Client::new(&s.stack.sdk);
+    let resource = format!("service/{}/api", s.stack.cluster);
+    autoscaling
+        .register_scalable_target()
+        .service_namespace(ServiceNamespace::Ecs)
+        .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+        .resource_id(&resource)
+        .min_capacity(2)
+        .max_capacity(6)
+        .suspended_state(
+            SuspendedState::builder()
+                .dynamic_scaling_in_suspended(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    s.stack
+        .schedule_scaling("api", "business-hours", "cron(0 5 ? * MON-FRI *)", 2)
+        .await;
+    let suspended = || async {
+        let out = autoscaling
+            .describe_scalable_targets()
+            .service_namespace(ServiceNamespace::Ecs)
+            .resource_ids(&resource)
+            .send()
+            .await
+            .unwrap();
+        let target = &out.scalable_targets()[0];
+        let state = target.suspended_state().unwrap();
+        (
+            (target.min_capacity(), target.max_capacity()),
+            state.dynamic_scaling_in_suspended(),
+            state.dynamic_scaling_out_suspended(),
+            state.scheduled_scaling_suspended(),
+        )
+    };
+
+    s.clock.set(utc(NIGHT));
+    let plan = s
+        .scheduler
+        .handle(&json!({"action": "reconcile", "at": NIGHT, "dryRun": true}))
+        .await
+        .unwrap();
+    assert!(plan.dry_run, "{plan:?}");
+    assert!(
+        plan.services[0].reason.contains(
+            "scheduled scaling business-hours (cron(0 5 ? * MON-FRI *)) is suspended while \
+             deckhand keeps it asleep"
+        ),
+        "{plan:?}"
+    );
+    assert_eq!(
+        suspended().await,
+        ((2, 6), Some(true), None, None),
+        "a plan changes nothing"
+    );
+
+    let night = s.reconcile(NIGHT).await;
+    assert_eq!(night.outcome, Outcome::Asleep, "{night:?}");
+    assert_eq!(
+        suspended().await,
+        ((0, 0), Some(true), Some(false), Some(true))
+    );
+    let saved = s.state("api").await.sleep.unwrap().scalable.unwrap();
+    assert!(
+        saved.suspended.dynamic_in && !saved.suspended.scheduled,
+        "{saved:?}"
+    );
+
+    let morning = s.reconcile(MORNING).await;
+    assert_eq!(morning.outcome, Outcome::Awake, "{morning:?}");
+    assert_eq!(
+        suspended().await,
+        ((2, 6), Some(true), Some(false), Some(false))
+    );
+    assert_eq!(s.stack.desired_count("api").await, 2);
+}
+
 #[tokio::test]
 async fn a_second_reconcile_is_a_no_op() {
     let s = Scheduled::asleep_api(1, 3).await;

@@ -437,6 +437,25 @@ impl Stack {
             .expect("register scalable target");
     }
 
+    /// Puts a scheduled action on one of this stack's services' scalable target.
+    pub async fn schedule_scaling(&self, service: &str, name: &str, schedule: &str, min: i32) {
+        aws_sdk_applicationautoscaling::Client::new(&self.sdk)
+            .put_scheduled_action()
+            .service_namespace(ServiceNamespace::Ecs)
+            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+            .resource_id(format!("service/{}/{service}", self.cluster))
+            .scheduled_action_name(name)
+            .schedule(schedule)
+            .scalable_target_action(
+                aws_sdk_applicationautoscaling::types::ScalableTargetAction::builder()
+                    .min_capacity(min)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("put scheduled action");
+    }
+
     /// The scalable target's (min, max), if the service has one.
     pub async fn capacity(&self, service: &str) -> Option<(i32, i32)> {
         self.capacity_in(&self.cluster, service).await

@@ -423,14 +423,45 @@ impl Alarms for MemoryAlarms {
     }
 }
 
-/// Application Auto Scaling in memory: one scalable target per service at most.
+/// A scheduled action in memory: its name, its schedule expression and the capacity it sets.
+type ScheduledAction = (String, String, Capacity);
+
+/// Application Auto Scaling in memory: one scalable target per service at most, and its
+/// scheduled actions.
 #[derive(Default)]
 pub struct MemoryAutoscaling {
     targets: Mutex<BTreeMap<ServiceKey, Capacity>>,
+    scheduled: Mutex<BTreeMap<ServiceKey, Vec<ScheduledAction>>>,
     fail: Mutex<BTreeSet<ServiceKey>>,
 }
 
 impl MemoryAutoscaling {
+    /// A scheduled action on the service's target: at `schedule`, min and max become those
+    /// of `capacity` (see `run_scheduled`).
+    pub fn schedule(&self, service: &ServiceKey, name: &str, schedule: &str, capacity: Capacity) {
+        guard(&self.scheduled)
+            .entry(service.clone())
+            .or_default()
+            .push((name.to_owned(), schedule.to_owned(), capacity));
+    }
+
+    /// Runs the scheduled actions now, as Application Auto Scaling does at their time: each
+    /// sets min and max, unless scheduled scaling is suspended on the target.
+    pub fn run_scheduled(&self) {
+        let scheduled = guard(&self.scheduled).clone();
+        let mut targets = guard(&self.targets);
+        for (service, actions) in scheduled {
+            if let Some(target) = targets.get_mut(&service)
+                && !target.suspended.scheduled
+            {
+                for (_, _, capacity) in actions {
+                    target.min = capacity.min;
+                    target.max = capacity.max;
+                }
+            }
+        }
+    }
+
     pub fn register(&self, service: &ServiceKey, capacity: Capacity) {
         guard(&self.targets).insert(service.clone(), capacity);
     }
@@ -477,6 +508,26 @@ impl Autoscaling for MemoryAutoscaling {
         }
         guard(&self.targets).insert(service.clone(), capacity);
         Ok(())
+    }
+
+    async fn scheduled_actions(
+        &self,
+        services: &[ServiceKey],
+    ) -> PortResult<BTreeMap<ServiceKey, Vec<String>>> {
+        let scheduled = guard(&self.scheduled);
+        Ok(services
+            .iter()
+            .filter_map(|s| {
+                let actions = scheduled.get(s)?;
+                Some((
+                    s.clone(),
+                    actions
+                        .iter()
+                        .map(|(name, schedule, _)| format!("{name} ({schedule})"))
+                        .collect(),
+                ))
+            })
+            .collect())
     }
 }
 

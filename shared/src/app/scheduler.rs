@@ -1,7 +1,7 @@
 //! The `scheduler` function: reconcile puts opted-in services to sleep off-hours and wakes
 //! them exactly as they were; operators keep one awake or asleep for a while.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{StreamExt, stream};
@@ -201,9 +201,42 @@ impl SchedulerFunction {
             .collect()
             .await;
         reports.extend(handled);
+        if mode.plan {
+            self.tell_scheduled_scaling(&mut reports, &capacities).await;
+        }
         let mut summary = Summary::of(reports, || "no service to reconcile".into());
         summary.dry_run = mode.plan;
         Ok(summary)
+    }
+
+    /// A plan says which services have scheduled scaling on their scalable target: deckhand
+    /// suspends it while they sleep, and restores it when they wake.
+    async fn tell_scheduled_scaling(
+        &self,
+        reports: &mut [ServiceReport],
+        capacities: &BTreeMap<ServiceKey, Capacity>,
+    ) {
+        let targets: Vec<ServiceKey> = capacities.keys().cloned().collect();
+        if targets.is_empty() {
+            return;
+        }
+        let scheduled = match self.ports.autoscaling.scheduled_actions(&targets).await {
+            Ok(scheduled) => scheduled,
+            Err(e) => {
+                warn!(error = %e, "could not list the scheduled actions");
+                return;
+            }
+        };
+        for report in reports.iter_mut() {
+            let actions = report
+                .service
+                .parse::<ServiceKey>()
+                .ok()
+                .and_then(|key| scheduled.get(&key));
+            if let Some(actions) = actions {
+                report.reason = format!("{}; {}", report.reason, scheduled_scaling_words(actions));
+            }
+        }
     }
 
     async fn reconcile_service(
@@ -532,18 +565,18 @@ impl SchedulerFunction {
         });
         self.ports.store.save(key, locked, state).await?;
         let n = saved.asleep_count;
-        if observed.scalable.is_some() {
+        if let Some(capacity) = observed.scalable {
             self.ports
                 .autoscaling
-                .set_capacity(key, Capacity { min: n, max: n })
+                .set_capacity(key, capacity.asleep(n))
                 .await?;
         }
         self.ports.ecs.set_desired_count(key, n).await
     }
 
-    /// Restores what was saved: the scalable target first, so that the restored count is
-    /// inside its bounds. With a target that is two calls, so the state is saved as pending
-    /// first.
+    /// Restores what was saved: the scalable target first (its capacity and the scaling that
+    /// was suspended before the sleep), so that the restored count is inside its bounds. With
+    /// a target that is two calls, so the state is saved as pending first.
     async fn wake(
         &self,
         key: &ServiceKey,
@@ -667,6 +700,14 @@ impl SchedulerFunction {
         .await;
         ServiceReport::new(key, Action::Error, e.to_string())
     }
+}
+
+/// The scheduled actions of a target, and what deckhand does with them.
+pub fn scheduled_scaling_words(actions: &[String]) -> String {
+    format!(
+        "scheduled scaling {} is suspended while deckhand keeps it asleep",
+        actions.join(", ")
+    )
 }
 
 /// What a decision would do, for a plan.

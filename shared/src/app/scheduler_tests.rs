@@ -80,7 +80,7 @@ impl World {
         self.ecs.add_service(&key, &td, tags);
         self.ecs.scale_by_hand(&key, 3);
         if scalable {
-            self.autoscaling.register(&key, Capacity { min: 2, max: 6 });
+            self.autoscaling.register(&key, Capacity::new(2, 6));
         }
         key
     }
@@ -89,6 +89,15 @@ impl World {
         self.clock.set(utc(at));
         self.scheduler(false)
             .handle(&json!({"action": "reconcile", "at": at}))
+            .await
+            .unwrap()
+    }
+
+    /// A reconcile's plan at `at`: what it would do.
+    async fn plan(&self, at: &str) -> Summary {
+        self.clock.set(utc(at));
+        self.scheduler(false)
+            .handle(&json!({"action": "reconcile", "at": at, "dryRun": true}))
             .await
             .unwrap()
     }
@@ -134,10 +143,12 @@ async fn night_saves_and_morning_restores_count_and_capacity_exactly() {
     assert_eq!(night.outcome, Outcome::Asleep);
     assert_eq!(action_of(&night, &api), Action::Asleep);
     assert_eq!((w.desired(&api), w.desired(&worker)), (0, 0));
+    // Scheduled scaling is suspended while asleep.
     assert_eq!(
         w.autoscaling.capacity(&api),
-        Some(Capacity { min: 0, max: 0 })
+        Some(Capacity::new(2, 6).asleep(0))
     );
+    assert!(w.autoscaling.capacity(&api).unwrap().suspended.scheduled);
     assert_eq!(
         w.autoscaling.capacity(&worker),
         None,
@@ -146,16 +157,13 @@ async fn night_saves_and_morning_restores_count_and_capacity_exactly() {
     let saved = w.store.load(&api).await.unwrap().sleep.unwrap();
     assert_eq!(
         (saved.desired_count, saved.scalable, saved.pending),
-        (3, Some(Capacity { min: 2, max: 6 }), false)
+        (3, Some(Capacity::new(2, 6)), false)
     );
 
     let morning = w.reconcile(MORNING).await;
     assert_eq!(action_of(&morning, &api), Action::Awake);
     assert_eq!((w.desired(&api), w.desired(&worker)), (3, 3));
-    assert_eq!(
-        w.autoscaling.capacity(&api),
-        Some(Capacity { min: 2, max: 6 })
-    );
+    assert_eq!(w.autoscaling.capacity(&api), Some(Capacity::new(2, 6)));
     assert_eq!(w.store.load(&api).await.unwrap().sleep, None);
     assert_eq!(w.actions(&api), [Action::Asleep, Action::Awake]);
     let woke = w
@@ -257,10 +265,7 @@ async fn a_wake_override_survives_reconciles_until_it_expires() {
         "{woke:?}"
     );
     assert_eq!(w.desired(&api), 3);
-    assert_eq!(
-        w.autoscaling.capacity(&api),
-        Some(Capacity { min: 2, max: 6 })
-    );
+    assert_eq!(w.autoscaling.capacity(&api), Some(Capacity::new(2, 6)));
 
     for at in ["2026-11-23T23:00:00Z", "2026-11-24T00:25:00Z"] {
         assert_eq!(w.reconcile(at).await.outcome, Outcome::Unchanged, "{at}");
@@ -419,10 +424,7 @@ async fn a_push_to_a_sleeping_service_deploys_without_waking_it() {
         (service.desired_count, service.task_definition),
         (3, new_revision)
     );
-    assert_eq!(
-        w.autoscaling.capacity(&web),
-        Some(Capacity { min: 2, max: 6 })
-    );
+    assert_eq!(w.autoscaling.capacity(&web), Some(Capacity::new(2, 6)));
     let state = w.store.load(&web).await.unwrap();
     assert!(
         state
@@ -461,12 +463,12 @@ async fn one_failing_service_does_not_stop_the_others_and_the_next_reconcile_fin
     let saved = w.store.load(&api).await.unwrap().sleep.unwrap();
     assert_eq!(
         (saved.desired_count, saved.scalable, saved.pending),
-        (3, Some(Capacity { min: 2, max: 6 }), false)
+        (3, Some(Capacity::new(2, 6)), false)
     );
     w.reconcile(MORNING).await;
     assert_eq!(
         (w.desired(&api), w.autoscaling.capacity(&api)),
-        (3, Some(Capacity { min: 2, max: 6 }))
+        (3, Some(Capacity::new(2, 6)))
     );
 }
 
@@ -494,12 +496,7 @@ async fn invalid_tags_are_reported_every_time_and_notified_once() {
 async fn a_plan_writes_nothing() {
     let w = world();
     let api = w.service("api", OFFICE, true);
-    w.clock.set(utc(NIGHT));
-    let plan = w
-        .scheduler(false)
-        .handle(&json!({"action": "reconcile", "at": NIGHT, "dryRun": true}))
-        .await
-        .unwrap();
+    let plan = w.plan(NIGHT).await;
     assert_eq!(plan.outcome, Outcome::WouldSleep);
     assert!(plan.dry_run);
     assert!(
@@ -525,10 +522,7 @@ async fn dry_run_records_and_notifies_each_change_once_and_touches_nothing() {
             .await
             .unwrap();
         assert_eq!(w.desired(&api), 3);
-        assert_eq!(
-            w.autoscaling.capacity(&api),
-            Some(Capacity { min: 2, max: 6 })
-        );
+        assert_eq!(w.autoscaling.capacity(&api), Some(Capacity::new(2, 6)));
     }
     assert_eq!(w.actions(&api), [Action::WouldSleep, Action::WouldWake]);
     assert_eq!(w.kinds(), ["scale.skipped", "scale.skipped"]);
@@ -580,3 +574,6 @@ async fn bad_requests_change_nothing() {
     assert_eq!(w.desired(&api), 3);
     assert!(w.store.all_history().is_empty());
 }
+
+#[path = "scheduler_scaling_tests.rs"]
+mod scaling;

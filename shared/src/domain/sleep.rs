@@ -91,11 +91,11 @@ fn scaled_by_hand(saved: &Sleep, observed: &Observed) -> bool {
     if saved.dry_run || saved.pending {
         return false;
     }
-    let set = saved.scalable.map(|_| Capacity {
-        min: saved.asleep_count,
-        max: saved.asleep_count,
-    });
-    observed.desired_count != saved.asleep_count || observed.scalable != set
+    // Min and max only: what deckhand suspended while asleep is its own doing.
+    let set = saved
+        .scalable
+        .map(|_| (saved.asleep_count, saved.asleep_count));
+    observed.desired_count != saved.asleep_count || observed.scalable.map(|c| (c.min, c.max)) != set
 }
 
 fn describe(observed: &Observed) -> String {
@@ -254,7 +254,7 @@ mod tests {
     fn running(desired_count: i32, scalable: Option<(i32, i32)>) -> Observed {
         Observed {
             desired_count,
-            scalable: scalable.map(|(min, max)| Capacity { min, max }),
+            scalable: scalable.map(|(min, max)| Capacity::new(min, max)),
         }
     }
 
@@ -298,7 +298,7 @@ mod tests {
         match decide_scale(Some(&s), &running(0, Some((0, 0))), &state, morning, false) {
             ScaleDecision::Wake { saved, .. } => {
                 assert_eq!(saved.desired_count, 3);
-                assert_eq!(saved.scalable, Some(Capacity { min: 2, max: 6 }));
+                assert_eq!(saved.scalable, Some(Capacity::new(2, 6)));
             }
             other => panic!("{other:?}"),
         }

@@ -67,12 +67,57 @@ pub struct Paused {
     pub by: String,
 }
 
-/// A scalable target's capacity (Application Auto Scaling).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A scalable target's capacity (Application Auto Scaling), and the scaling it is told not
+/// to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Capacity {
     pub min: i32,
     pub max: i32,
+    #[serde(default, skip_serializing_if = "Suspended::is_none")]
+    pub suspended: Suspended,
+}
+
+impl Capacity {
+    pub fn new(min: i32, max: i32) -> Self {
+        Self {
+            min,
+            max,
+            suspended: Suspended::default(),
+        }
+    }
+
+    /// What a sleep sets: min and max at the asleep count, and scheduled scaling suspended,
+    /// so that a scheduled action (a business-hours minimum at 07:00) can neither wake the
+    /// service nor be taken for a hand change. Dynamic scaling stays as it was.
+    pub fn asleep(self, count: i32) -> Self {
+        Self {
+            min: count,
+            max: count,
+            suspended: Suspended {
+                scheduled: true,
+                ..self.suspended
+            },
+        }
+    }
+}
+
+/// The `SuspendedState` of a scalable target: which scaling activities are suspended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Suspended {
+    #[serde(default)]
+    pub dynamic_in: bool,
+    #[serde(default)]
+    pub dynamic_out: bool,
+    #[serde(default)]
+    pub scheduled: bool,
+}
+
+impl Suspended {
+    pub fn is_none(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// What a service ran with before deckhand put it to sleep, and what it set.
