@@ -8,21 +8,24 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 .PHONY: test template smoke demo package fuzz bench venv fmt clean
 
 ## test: formatting, lints, the template checks, unit and property tests, integration tests
-## (moto server started by the tests, faults injected by a proxy), and the local loop smoke
-## test through cargo lambda watch and invoke
+## (moto server started by the tests, faults injected by a proxy, every call of a role evaluated
+## against its policy in template.yaml), what each role was found to need, and the local loop
+## smoke test through cargo lambda watch and invoke
 test: venv
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	$(MAKE) --no-print-directory template
+	rm -f target/iam/calls.jsonl
 	cargo test --workspace --locked
+	$(VENV)/bin/python scripts/iam_report.py target/iam/calls.jsonl
 	$(MAKE) --no-print-directory smoke
 
-## template: cfn-lint, then deckhand's own checks on template.yaml (and their self-test), and the
-## README's Terraform snippets parsed
+## template: cfn-lint, then deckhand's own checks on template.yaml (and their self-test), the IAM
+## evaluation the tests' emulator applies (its self-test), and the README's Terraform snippets
 template: venv
 	cfn-lint template.yaml
 	$(VENV)/bin/python scripts/check_template.py template.yaml
-	$(VENV)/bin/python -m unittest tests/template/test_template.py tests/template/test_readme.py
+	$(VENV)/bin/python -m unittest tests/template/test_template.py tests/template/test_iam.py tests/template/test_readme.py
 
 ## smoke: every file in events/ through cargo lambda invoke against cargo lambda watch and moto
 smoke: venv

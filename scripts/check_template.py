@@ -175,9 +175,18 @@ def allows(statements_, action, resource_name):
     return False
 
 
+def role_policies(template):
+    """The statements each function's role and each managed policy (the operator's) grant."""
+    found = {name: statements(f.get("Properties", {}).get("Policies", [])) for name, f in functions(template).items()}
+    for name, resource in template.get("Resources", {}).items():
+        if resource.get("Type") == "AWS::IAM::ManagedPolicy":
+            found[name] = statements(resource.get("Properties", {}).get("PolicyDocument", {}))
+    return found
+
+
 def kms_problems(template):
-    """Evaluates each encrypted topic as KMS and SNS do: a function that may publish to it must
-    be allowed kms:GenerateDataKey* and kms:Decrypt on the key by its role, and the key policy
+    """Evaluates each encrypted topic as KMS and SNS do: a role or policy that may publish to it
+    must allow kms:GenerateDataKey* and kms:Decrypt on the key, and the key policy
     must let IAM policies grant them (the account root with kms:*), since no role is named."""
     resources = template.get("Resources", {})
     found = []
@@ -190,8 +199,7 @@ def kms_problems(template):
         key = resources.get(key_name, {})
         key_statements = key.get("Properties", {}).get("KeyPolicy", {}).get("Statement", [])
         iam_enabled = any(enables_iam_policies(s) for s in key_statements)
-        for name, function in functions(template).items():
-            granted = statements(function.get("Properties", {}).get("Policies", []))
+        for name, granted in role_policies(template).items():
             if not allows(granted, "sns:Publish", topic_name):
                 continue
             for action in ("kms:GenerateDataKey", "kms:Decrypt"):

@@ -8,7 +8,8 @@ GetResources can be asked for again. CloudWatch speaks the protocol the SDK for 
 
 Where moto accepts what AWS refuses, and deckhand's behaviour depends on the refusal, the
 emulator refuses too (docs/architecture.md lists each): UpdateService with a task definition
-on a service ECS does not deploy, and scans of an image index, which ECR never scans.
+on a service ECS does not deploy, scans of an image index, which ECR never scans, and every call
+a role of template.yaml makes without its policy allowing it (emulator_iam.py).
 
 As a program: `python scripts/emulator.py PORT` prints `ready` once listening and serves until
 its standard input closes, so it never outlives the process that started it.
@@ -40,6 +41,8 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.resourcegroupstaggingapi.responses import ResourceGroupsTaggingAPIResponse
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
+
+from emulator_iam import IamPolicies
 
 
 class _NoTableCopies:
@@ -322,7 +325,7 @@ class Serialized:
 class Emulator:
     def __init__(self, port, host="127.0.0.1"):
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        app = Serialized(CloudWatchCbor(DomainDispatcherApplication(create_backend_app)))
+        app = Serialized(CloudWatchCbor(IamPolicies(DomainDispatcherApplication(create_backend_app))))
         self.server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -9,7 +9,7 @@ use deckhand::report::Outcome;
 use deckhand_cli::CliError;
 use serde_json::Value;
 
-use crate::harness::Stack;
+use crate::harness::{Role, Stack};
 
 fn utc(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().to_utc()
@@ -25,7 +25,9 @@ async fn deckhand(stack: &Stack, args: &[&str]) -> Result<String, CliError> {
     argv.extend(["--topic-arn".into(), stack.topic_arn.clone().into()]);
     argv.extend(args.iter().map(OsString::from));
     let mut out = Vec::new();
-    deckhand_cli::run(argv, &stack.sdk, &mut out).await?;
+    // Signed as an operator with the template's OperatorPolicy.
+    let sdk = stack.sdk_as(Role::Operator, &stack.config());
+    deckhand_cli::run(argv, &sdk, &mut out).await?;
     Ok(String::from_utf8(out).unwrap())
 }
 
@@ -47,7 +49,7 @@ async fn web(stack: &Stack, tags: &[(&str, &str)]) -> (String, DeployFunction) {
     all.extend_from_slice(tags);
     stack.create_service("web", &td, &all).await;
     // The command line records with the machine's clock; so does the function here.
-    let deploy = DeployFunction::new(stack.system_ports(), stack.config());
+    let deploy = DeployFunction::new(stack.system_ports(Role::Deploy), stack.config());
     (stack.service_key("web").to_string(), deploy)
 }
 
@@ -238,6 +240,7 @@ async fn wake_sleep_plan_status_and_check() {
 #[tokio::test]
 async fn init_creates_the_table_and_topic_once() {
     let stack = Stack::new().await;
+    // `init` creates a table and a topic: it runs with the set-up's rights, not an operator's.
     let table = format!("init-{}", stack.id);
     let mut out = Vec::new();
     let args = |json: bool| {

@@ -17,7 +17,7 @@ use futures::future::join_all;
 use serde_json::json;
 use testkit::proxy::{FaultPlan, Proxy};
 
-use crate::harness::{ACCOUNT, REGION, Stack, sample_event};
+use crate::harness::{ACCOUNT, REGION, Role, Stack, sample_event};
 
 const SECRET_VALUE: &str = "postgres://app:hunter2@db.internal/app";
 
@@ -143,7 +143,7 @@ async fn push_deploys_then_completed_is_recorded() {
         .create_service("web", &before_arn, &[("deckhand:deploy", "prefix=main-")])
         .await;
     let digest = stack.push_image("main-42").await;
-    let function = DeployFunction::new(stack.system_ports(), stack.config());
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), stack.config());
 
     let summary = function
         .handle(&stack.push_event("push-1", Utc::now(), "main-42", &digest))
@@ -241,6 +241,54 @@ async fn push_deploys_then_completed_is_recorded() {
     }
 }
 
+/// Under `semver`, a service deckhand already moved runs a digest: the version it runs is read
+/// from the tags ECR holds for that digest (DescribeImages), so an older push does not deploy.
+#[tokio::test]
+async fn semver_compares_with_the_tags_of_the_running_digest() {
+    let stack = Stack::new().await;
+    let td = stack
+        .simple_task_definition(&format!("web-{}", stack.id), "v1.2.0")
+        .await;
+    stack
+        .create_service("web", &td, &[("deckhand:deploy", "semver")])
+        .await;
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), stack.config());
+    let push = |id: &str, tag: &str, digest: &str| stack.push_event(id, Utc::now(), tag, digest);
+
+    let newer = stack.push_image("v1.3.0").await;
+    let summary = function
+        .handle(&push("p1", "v1.3.0", &newer))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");
+    assert_eq!(
+        stack.running_task_definition("web").await,
+        format!(
+            "arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web-{}:2",
+            stack.id
+        )
+    );
+
+    // The service now runs v1.3.0 by digest: only ECR knows its version.
+    let older = stack.push_image("v1.2.5").await;
+    let summary = function
+        .handle(&push("p2", "v1.2.5", &older))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Ignored, "{summary:?}");
+    assert_eq!(
+        summary.services[0].reason,
+        "tag v1.2.5 is not newer than the running 1.3.0 (semver)"
+    );
+
+    let newest = stack.push_image("v1.4.0").await;
+    let summary = function
+        .handle(&push("p3", "v1.4.0", &newest))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");
+}
+
 #[tokio::test]
 async fn a_failed_deployment_quarantines_its_digest_and_only_a_new_digest_deploys() {
     let stack = Stack::new().await;
@@ -249,7 +297,7 @@ async fn a_failed_deployment_quarantines_its_digest_and_only_a_new_digest_deploy
     stack
         .create_service("api", &td, &[("deckhand:deploy", "prefix=main-")])
         .await;
-    let function = DeployFunction::new(stack.system_ports(), stack.config());
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), stack.config());
     let bad = stack.push_image("main-2").await;
 
     let t0 = Utc::now();
@@ -339,7 +387,7 @@ async fn ten_concurrent_pushes_end_on_the_newest_and_record_every_decision() {
     }
     // Separate function instances, as separate Lambda invocations would be
     let functions: Vec<DeployFunction> = (0..10)
-        .map(|_| DeployFunction::new(stack.system_ports(), stack.config()))
+        .map(|_| DeployFunction::new(stack.system_ports(Role::Deploy), stack.config()))
         .collect();
     let results = join_all(
         events
@@ -398,7 +446,7 @@ async fn the_same_event_delivered_five_times_deploys_once() {
     let digest = stack.push_image("main-1").await;
     let event = stack.push_event("push-once", Utc::now(), "main-1", &digest);
     let functions: Vec<DeployFunction> = (0..5)
-        .map(|_| DeployFunction::new(stack.system_ports(), stack.config()))
+        .map(|_| DeployFunction::new(stack.system_ports(Role::Deploy), stack.config()))
         .collect();
     let results = join_all(functions.iter().map(|f| f.handle(&event))).await;
     let outcomes: Vec<Outcome> = results.into_iter().map(|r| r.unwrap().outcome).collect();
@@ -449,7 +497,7 @@ async fn malformed_events_are_refused_by_field_and_the_next_good_one_deploys() {
         .await;
     let digest = stack.push_image("main-1").await;
     let good = stack.push_event("push-good", Utc::now(), "main-1", &digest);
-    let function = DeployFunction::new(stack.system_ports(), stack.config());
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), stack.config());
 
     let with = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut e = good.clone();
@@ -539,7 +587,7 @@ async fn the_sample_events_drive_the_function() {
     let mut event = sample_event("ecr-push-untracked-tag");
     event["detail"]["repository-name"] = json!(stack.repository);
     let function = DeployFunction::new(
-        stack.ports(Arc::new(deckhand::ports::SystemClock)),
+        stack.ports(Role::Deploy, Arc::new(deckhand::ports::SystemClock)),
         stack.config(),
     );
     let summary = function.handle(&event).await.unwrap();
@@ -601,7 +649,7 @@ async fn no_log_line_carries_a_task_definition_value() {
         .create_service("web", &before_arn, &[("deckhand:deploy", "any")])
         .await;
     let digest = stack.push_image("main-42").await;
-    let function = DeployFunction::new(stack.system_ports(), stack.config());
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), stack.config());
 
     // Everything deckhand and the SDK log, at the most verbose level an operator might set.
     // The test runs on one thread (tokio's current-thread runtime), the SDK's tasks included.
@@ -639,7 +687,7 @@ async fn one_deploy_makes_ten_aws_calls() {
         .create_service("calls", &td, &[("deckhand:deploy", "any")])
         .await;
     let digest = stack.push_image("main-1").await;
-    let (ports, log) = stack.counted_ports();
+    let (ports, log) = stack.counted_ports(Role::Deploy);
     let function = DeployFunction::new(ports, stack.config());
 
     let event = stack.push_event("push-calls", Utc::now(), "main-1", &digest);
@@ -723,7 +771,9 @@ async fn a_fleets_task_definitions_are_read_once_then_from_the_image_index() {
     };
     for (event, tag, expected) in [("index-1", "main-1", 15), ("index-2", "main-2", 1)] {
         // A new process each time: nothing remembered but what the table holds.
-        let ports = stack.ports_through(&proxy, Arc::new(SystemClock)).await;
+        let ports = stack
+            .ports_through(Role::Deploy, &proxy, Arc::new(SystemClock))
+            .await;
         let function = DeployFunction::new(ports, stack.config());
         let digest = stack.push_image(tag).await;
         proxy.clear();

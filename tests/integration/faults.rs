@@ -28,7 +28,7 @@ use futures::{StreamExt, stream};
 use serde_json::json;
 use testkit::proxy::{Fault, FaultPlan, FaultRates, Proxy};
 
-use crate::harness::{Stack, sdk_config};
+use crate::harness::{Role, Stack, sdk_config};
 use crate::rollback::{ALARMED, Guarded, utc};
 
 #[tokio::test]
@@ -42,7 +42,9 @@ async fn the_proxy_sees_every_call_of_a_deploy_by_service_and_operation() {
         .await;
     let digest = stack.push_image("main-1").await;
     let proxy = Proxy::start(stack.emulator_url(), FaultPlan::none()).await;
-    let ports = stack.ports_through(&proxy, Arc::new(SystemClock)).await;
+    let ports = stack
+        .ports_through(Role::Deploy, &proxy, Arc::new(SystemClock))
+        .await;
     let function = DeployFunction::new(ports, stack.config());
 
     let event = stack.push_event("push-proxied", Utc::now(), "main-1", &digest);
@@ -258,7 +260,9 @@ async fn a_push_under_faults_deploys_every_service_once() {
     let proxy = Proxy::start(stack.emulator_url(), twenty_percent()).await;
     eprintln!("fault seed {}", proxy.seed());
     let clock = Arc::new(FixedClock::new(Utc::now()));
-    let ports = stack.ports_through(&proxy, clock.clone()).await;
+    let ports = stack
+        .ports_through(Role::Deploy, &proxy, clock.clone())
+        .await;
     let function = DeployFunction::new(ports, stack.config());
     let event = stack.push_event("push-faulted", clock.now(), "main-1", &digest);
 
@@ -302,7 +306,9 @@ async fn lost_answers_to_register_task_definition_leave_one_revision() {
         FaultRates::always(Fault::LostResponse),
     );
     let proxy = Proxy::start(stack.emulator_url(), plan).await;
-    let ports = stack.ports_through(&proxy, Arc::new(SystemClock)).await;
+    let ports = stack
+        .ports_through(Role::Deploy, &proxy, Arc::new(SystemClock))
+        .await;
     let function = DeployFunction::new(ports, stack.config());
     let event = stack.push_event("push-lost", Utc::now(), "main-1", &digest);
 
@@ -330,7 +336,9 @@ async fn a_failed_update_is_finished_by_the_redelivery_on_the_same_revision() {
     let digest = stack.push_image("main-1").await;
     let plan = FaultPlan::none().on("UpdateService", FaultRates::always(Fault::ServerError));
     let proxy = Proxy::start(stack.emulator_url(), plan).await;
-    let ports = stack.ports_through(&proxy, Arc::new(SystemClock)).await;
+    let ports = stack
+        .ports_through(Role::Deploy, &proxy, Arc::new(SystemClock))
+        .await;
     let function = DeployFunction::new(ports, stack.config());
     let event = stack.push_event("push-failing", Utc::now(), "main-1", &digest);
 
@@ -430,7 +438,9 @@ async fn a_crash_between_register_and_update_then_the_retry_makes_one_revision_a
     let digest = stack.push_image("main-1").await;
     let proxy = Proxy::start(stack.emulator_url(), FaultPlan::none()).await;
     let clock = Arc::new(FixedClock::new(Utc::now()));
-    let mut ports = stack.ports_through(&proxy, clock.clone()).await;
+    let mut ports = stack
+        .ports_through(Role::Deploy, &proxy, clock.clone())
+        .await;
     let crashing = Arc::new(CrashBeforeUpdate {
         ecs: ports.ecs.clone(),
         crash: AtomicBool::new(true),
@@ -475,7 +485,10 @@ async fn an_alarm_under_faults_rolls_back_once() {
     let arn = g.alarm("api-5xx", Some("api"), &[]).await;
     let proxy = Proxy::start(g.stack.emulator_url(), twenty_percent()).await;
     eprintln!("fault seed {}", proxy.seed());
-    let ports = g.stack.ports_through(&proxy, g.clock.clone()).await;
+    let ports = g
+        .stack
+        .ports_through(Role::Rollback, &proxy, g.clock.clone())
+        .await;
     let rollback = RollbackFunction::new(ports, g.stack.config());
     g.clock.set(utc(ALARMED));
     let key = g.stack.service_key("api");
@@ -713,7 +726,10 @@ async fn reconciles_under_faults_sleep_and_wake_exactly_and_nothing_else() {
     let proxy = Proxy::start(fleet.stack.emulator_url(), twenty_percent()).await;
     eprintln!("fault seed {}", proxy.seed());
     let clock = Arc::new(FixedClock::new(utc(NIGHT)));
-    let ports = fleet.stack.ports_through(&proxy, clock.clone()).await;
+    let ports = fleet
+        .stack
+        .ports_through(Role::Scheduler, &proxy, clock.clone())
+        .await;
     let scheduler = SchedulerFunction::new(ports, fleet.config());
 
     for at in [NIGHT, MORNING] {
@@ -751,7 +767,10 @@ async fn a_fleet_of_two_hundred_under_faults_is_right_after_at_most_two_reconcil
     let proxy = Proxy::start(fleet.stack.emulator_url(), twenty_percent()).await;
     eprintln!("fault seed {}", proxy.seed());
     let clock = Arc::new(FixedClock::new(utc(NIGHT)));
-    let ports = fleet.stack.ports_through(&proxy, clock.clone()).await;
+    let ports = fleet
+        .stack
+        .ports_through(Role::Scheduler, &proxy, clock.clone())
+        .await;
     let scheduler = SchedulerFunction::new(ports, fleet.config());
 
     for first in [NIGHT, MORNING] {

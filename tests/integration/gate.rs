@@ -12,7 +12,7 @@ use deckhand::ports::StateStore;
 use deckhand::report::{Action, Outcome, Summary};
 use serde_json::{Value, json};
 
-use crate::harness::Stack;
+use crate::harness::{Role, Stack};
 
 /// The stack's configuration with the gate holding back HIGH and CRITICAL findings.
 fn gated(stack: &Stack) -> Config {
@@ -76,7 +76,7 @@ fn minutes(t0: DateTime<Utc>, n: i64) -> DateTime<Utc> {
 async fn a_gated_push_waits_for_its_scan_and_a_clean_scan_deploys_it() {
     let stack = Stack::new().await;
     let (family, td) = service(&stack, "web").await;
-    let function = DeployFunction::new(stack.system_ports(), gated(&stack));
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), gated(&stack));
     let digest = stack.push_image("main-2").await;
     let t0 = Utc::now();
 
@@ -136,7 +136,7 @@ async fn a_critical_scan_quarantines_every_waiting_service_and_a_later_clean_dig
     let stack = Stack::new().await;
     let (api_family, api_td) = service(&stack, "api").await;
     let (worker_family, worker_td) = service(&stack, "worker").await;
-    let function = DeployFunction::new(stack.system_ports(), gated(&stack));
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), gated(&stack));
     let bad = stack.push_image("main-2").await;
     let t0 = Utc::now();
 
@@ -219,7 +219,7 @@ async fn a_critical_scan_quarantines_every_waiting_service_and_a_later_clean_dig
 async fn a_scan_for_a_digest_nobody_waits_for_is_ignored() {
     let stack = Stack::new().await;
     let (family, td) = service(&stack, "web").await;
-    let function = DeployFunction::new(stack.system_ports(), gated(&stack));
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), gated(&stack));
     let digest = stack.push_image("main-2").await;
     let counts = json!({"CRITICAL": 4});
     stack.scan(&digest, counts.clone()).await;
@@ -250,7 +250,7 @@ async fn a_scan_for_a_digest_nobody_waits_for_is_ignored() {
 async fn scan_events_out_of_order_with_their_pushes_deploy_the_newest_clean_digest() {
     let stack = Stack::new().await;
     let (family, _) = service(&stack, "web").await;
-    let function = DeployFunction::new(stack.system_ports(), gated(&stack));
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), gated(&stack));
     let t0 = Utc::now();
 
     // A scan that overtakes its push: nobody waits yet, so it is ignored; the push then finds
@@ -329,7 +329,7 @@ async fn a_wait_that_runs_out_is_decided_from_ecr_findings_on_the_next_event() {
     let (family, td) = service(&stack, "web").await;
     let t0 = Utc::now();
     let clock = Arc::new(FixedClock::new(t0));
-    let function = DeployFunction::new(stack.ports(clock.clone()), gated(&stack));
+    let function = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), gated(&stack));
     let bad = stack.push_image("main-2").await;
     let waiting = send(&function, &stack.push_event("push-1", t0, "main-2", &bad)).await;
     assert_eq!(waiting.outcome, Outcome::Waiting);
@@ -367,8 +367,11 @@ async fn the_reconcile_settles_waits_that_ran_out_from_ecr() {
     let (family, td) = service(&stack, "web").await;
     let t0 = Utc::now();
     let clock = Arc::new(FixedClock::new(t0));
-    let function = DeployFunction::new(stack.ports(clock.clone()), gated(&stack));
-    let scheduler = SchedulerFunction::new(stack.ports(clock.clone()), gated(&stack));
+    let function = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), gated(&stack));
+    let scheduler = SchedulerFunction::new(
+        stack.ports_with(Role::Scheduler, &gated(&stack), clock.clone()),
+        gated(&stack),
+    );
     let reconcile = json!({"action": "reconcile"});
 
     // A scan that never ran: after the wait, the digest stays undeployed and this is said.

@@ -18,7 +18,7 @@ use deckhand::report::{Action, Outcome, Summary};
 use serde_json::{Value, json};
 use testkit::proxy::{Fault, FaultPlan, FaultRates, Proxy};
 
-use crate::harness::{ACCOUNT, REGION, Stack, aws_fixture};
+use crate::harness::{ACCOUNT, REGION, Role, Stack, aws_fixture};
 use crate::rollback::{Guarded, metric_alarm, utc};
 
 /// When the corpus' alarms change state: inside the guard window of a deployment completed at
@@ -99,7 +99,10 @@ async fn a_throttled_alarm_tag_lookup_does_not_stop_the_metric_mapping() {
     let g = Guarded::deployed(&[("web", &[])]).await;
     let plan = FaultPlan::none().on("ListTagsForResource", FaultRates::always(Fault::Throttle));
     let proxy = Proxy::start(g.stack.emulator_url(), plan).await;
-    let ports = g.stack.ports_through(&proxy, g.clock.clone()).await;
+    let ports = g
+        .stack
+        .ports_through(Role::Rollback, &proxy, g.clock.clone())
+        .await;
     let rollback = deckhand::app::rollback::RollbackFunction::new(ports, g.stack.config());
     let (event, _) = stack_alarm(&g.stack, "alarm-metric-sns");
     g.clock.set(utc(ALARMED));
@@ -260,7 +263,7 @@ async fn a_gated_index_deploys_once_ecr_scanned_every_image_it_lists() {
         "ECR cannot scan an index"
     );
     let clock = Arc::new(FixedClock::new(minutes(1)));
-    let (ports, calls) = stack.counted_ports_with(&gated(&stack));
+    let (ports, calls) = stack.counted_ports_with(Role::Deploy, &gated(&stack));
     let ports = deckhand::app::Ports {
         clock: clock.clone(),
         ..ports
@@ -314,7 +317,7 @@ async fn an_index_never_scanned_ends_undeployed_when_its_wait_runs_out() {
     service(&stack).await;
     let (index, _, _, _) = push_index(&stack, "main-2").await;
     let clock = Arc::new(FixedClock::new(minutes(1)));
-    let function = DeployFunction::new(stack.ports(clock.clone()), gated(&stack));
+    let function = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), gated(&stack));
     send(
         &function,
         &push_of(&stack, "ecr-push-index", "p-index", &index, Some("main-2")),
@@ -347,7 +350,7 @@ async fn a_cosign_signature_pushed_beside_the_image_never_deploys() {
             )),
         )
         .await;
-    let function = DeployFunction::new(stack.system_ports(), stack.config());
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), stack.config());
     let tag = format!("sha256-{}.sig", image.trim_start_matches("sha256:"));
     let s = send(
         &function,
@@ -371,7 +374,7 @@ async fn an_inspector_scan_quarantines_like_an_ecr_scan() {
     let stack = Stack::new().await;
     service(&stack).await;
     let digest = stack.push_image("main-2").await;
-    let function = DeployFunction::new(stack.system_ports(), gated(&stack));
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), gated(&stack));
     let held = send(
         &function,
         &push_of(&stack, "ecr-push-image", "p-image", &digest, Some("main-2")),
@@ -437,7 +440,7 @@ async fn services_ecs_does_not_deploy_are_reported_before_anything_is_registered
         );
     }
     let digest = stack.push_image("main-2").await;
-    let function = DeployFunction::new(stack.system_ports(), stack.config());
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), stack.config());
     let s = send(
         &function,
         &stack.push_event("p1", minutes(0), "main-2", &digest),

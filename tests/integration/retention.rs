@@ -12,7 +12,7 @@ use deckhand::domain::service::revision_name;
 use deckhand::ports::StateStore as _;
 use deckhand::report::{Action, Outcome};
 
-use crate::harness::Stack;
+use crate::harness::{Role, Stack};
 use crate::rollback::{alarm_event, metric_alarm};
 
 fn rfc3339(at: DateTime<Utc>) -> String {
@@ -36,7 +36,7 @@ async fn keeping_three_over_ten_deploys_keeps_the_newest_three_and_an_older_know
         .await;
     let t0 = Utc::now();
     let clock = Arc::new(FixedClock::new(t0));
-    let deploy = DeployFunction::new(stack.ports(clock.clone()), stack.config());
+    let deploy = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), stack.config());
 
     // main-2 (revision 2) outlives its 30-minute guard window and becomes known-good; the
     // nine deploys after it come two minutes apart, too close for any of them to.
@@ -116,7 +116,8 @@ async fn keeping_three_over_ten_deploys_keeps_the_newest_three_and_an_older_know
     let arn = metric_alarm(&stack, &format!("shop-5xx-{}", stack.id), Some("shop"), &[]).await;
     let alarmed = done_at + TimeDelta::minutes(5);
     clock.set(alarmed);
-    let rollback = RollbackFunction::new(stack.ports(clock.clone()), stack.config());
+    let rollback =
+        RollbackFunction::new(stack.ports(Role::Rollback, clock.clone()), stack.config());
     let event = alarm_event(
         &stack,
         "alarm-1",

@@ -14,7 +14,7 @@ use deckhand::ports::StateStore as _;
 use deckhand::report::{Action, Outcome, Summary};
 use serde_json::{Value, json};
 
-use crate::harness::{ACCOUNT, REGION, Stack, sample_event};
+use crate::harness::{ACCOUNT, REGION, Role, Stack, sample_event};
 
 const PUSHED: &str = "2026-11-23T10:00:00Z";
 const COMPLETED: &str = "2026-11-23T10:05:00Z";
@@ -48,8 +48,9 @@ impl Guarded {
             stack.create_service(name, &td, &all).await;
         }
         let digest = stack.push_image("main-42").await;
-        let deploy = DeployFunction::new(stack.ports(clock.clone()), stack.config());
-        let rollback = RollbackFunction::new(stack.ports(clock.clone()), stack.config());
+        let deploy = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), stack.config());
+        let rollback =
+            RollbackFunction::new(stack.ports(Role::Rollback, clock.clone()), stack.config());
         let s = deploy
             .handle(&stack.push_event("push-42", utc(PUSHED), "main-42", &digest))
             .await
@@ -477,7 +478,7 @@ async fn one_rollback_makes_ten_aws_calls() {
     let arn = g.alarm("api-5xx", Some("api"), &[]).await;
     // A quarantined digest from earlier makes deckhand look at what the target runs.
     let key = g.stack.service_key("api");
-    let (ports, log) = g.stack.counted_ports();
+    let (ports, log) = g.stack.counted_ports(Role::Rollback);
     let mut ports = ports;
     ports.clock = g.clock.clone();
     let rollback = RollbackFunction::new(ports, g.stack.config());

@@ -14,7 +14,7 @@ use deckhand::report::{Action, Outcome, Summary};
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
-use crate::harness::{Stack, sample_event};
+use crate::harness::{Role, Stack, sample_event};
 
 /// Office hours in London, which is on GMT in November: local time is UTC.
 const OFFICE: &[(&str, &str)] = &[
@@ -42,7 +42,8 @@ impl Scheduled {
     async fn new() -> Self {
         let stack = Stack::new().await;
         let clock = Arc::new(FixedClock::new(utc(NIGHT)));
-        let scheduler = SchedulerFunction::new(stack.ports(clock.clone()), stack.config());
+        let scheduler =
+            SchedulerFunction::new(stack.ports(Role::Scheduler, clock.clone()), stack.config());
         Self {
             stack,
             clock,
@@ -302,7 +303,10 @@ async fn a_sleeping_service_gets_a_push_and_wakes_on_the_new_revision() {
 
     let digest = s.stack.push_image("main-2").await;
     s.clock.set(utc("2026-11-23T23:00:00Z"));
-    let deploy = DeployFunction::new(s.stack.ports(s.clock.clone()), s.stack.config());
+    let deploy = DeployFunction::new(
+        s.stack.ports(Role::Deploy, s.clock.clone()),
+        s.stack.config(),
+    );
     let push = s
         .stack
         .push_event("p1", utc("2026-11-23T23:00:00Z"), "main-2", &digest);
@@ -403,7 +407,7 @@ async fn a_fleet_of_a_thousand_services_in_ten_clusters_reconciles() {
         clusters: Some(clusters.clone()),
         ..stack.config()
     };
-    let (mut ports, log) = stack.counted_ports_with(&config);
+    let (mut ports, log) = stack.counted_ports_with(Role::Scheduler, &config);
     let clock = Arc::new(FixedClock::new(utc(NIGHT)));
     ports.clock = clock.clone();
     let scheduler = SchedulerFunction::new(ports, config);

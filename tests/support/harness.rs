@@ -62,6 +62,7 @@ impl Emulator {
         let mut child = Command::new(python())
             .arg(script)
             .arg(port.to_string())
+            .env("DECKHAND_IAM_LOG", iam_log())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -80,6 +81,37 @@ impl Emulator {
         Emulator {
             url: format!("http://127.0.0.1:{port}"),
             _process: Mutex::new((child, stdin)),
+        }
+    }
+}
+
+/// Where the emulators write every action a role of the template was allowed
+/// (`scripts/iam_report.py` reads it after the tests).
+fn iam_log() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/iam");
+    std::fs::create_dir_all(&dir).expect("target/iam");
+    dir.join("calls.jsonl")
+}
+
+/// The roles of template.yaml. Calls signed as one are evaluated by the emulator against that
+/// role's policy, and refused as AWS refuses them when it does not allow them
+/// (`scripts/emulator_iam.py`); a stack fails its test if any of its calls was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Deploy,
+    Rollback,
+    Scheduler,
+    /// The command line, with the template's `OperatorPolicy`.
+    Operator,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Deploy => "deploy",
+            Role::Rollback => "rollback",
+            Role::Scheduler => "scheduler",
+            Role::Operator => "operator",
         }
     }
 }
@@ -166,43 +198,73 @@ impl Stack {
         static NEXT: AtomicUsize = AtomicUsize::new(1);
         let id = NEXT.fetch_add(1, Ordering::SeqCst);
         let sdk = sdk_config(&url).await;
-        let stack = Self {
-            id,
-            ecs: aws_sdk_ecs::Client::new(&sdk),
-            ecr: aws_sdk_ecr::Client::new(&sdk),
-            table: format!("deckhand-{id}"),
-            topic_arn: String::new(),
-            cluster: format!("cluster-{id}"),
-            repository: format!("web-{id}"),
-            sdk,
-            url,
-            _own_emulator: own,
-        };
-        create_table(&aws_sdk_dynamodb::Client::new(&stack.sdk), &stack.table).await;
-        let topic = aws_sdk_sns::Client::new(&stack.sdk)
+        let (table, cluster, repository) = (
+            format!("deckhand-{id}"),
+            format!("cluster-{id}"),
+            format!("web-{id}"),
+        );
+        create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
+        let topic = aws_sdk_sns::Client::new(&sdk)
             .create_topic()
             .name(format!("deckhand-{id}"))
             .send()
             .await
             .expect("create topic");
-        stack
-            .ecs
-            .create_cluster()
-            .cluster_name(&stack.cluster)
+        let topic_arn = topic.topic_arn().expect("topic arn").to_owned();
+        let ecs = aws_sdk_ecs::Client::new(&sdk);
+        ecs.create_cluster()
+            .cluster_name(&cluster)
             .send()
             .await
             .expect("create cluster");
-        stack
-            .ecr
-            .create_repository()
-            .repository_name(&stack.repository)
+        let ecr = aws_sdk_ecr::Client::new(&sdk);
+        ecr.create_repository()
+            .repository_name(&repository)
             .send()
             .await
             .expect("create repository");
+        // What the template's Ref and GetAtt name, for the emulator's evaluation of its policies
+        // (the emulator has no KMS: the key exists only as the ARN the policies name).
+        let key_arn =
+            format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/00000000-0000-0000-0000-{id:012}");
+        emulator_post(
+            &url,
+            &format!("/_deckhand/iam/stacks/{id}"),
+            &json!({
+                "Table": {"Ref": table, "Arn": format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}")},
+                "Topic": {"Ref": topic_arn, "TopicName": format!("deckhand-{id}")},
+                "TopicKey": {"Ref": key_arn.rsplit('/').next(), "Arn": key_arn},
+            }),
+        );
         Self {
-            topic_arn: topic.topic_arn().expect("topic arn").to_owned(),
-            ..stack
+            id,
+            ecs,
+            ecr,
+            table,
+            topic_arn,
+            cluster,
+            repository,
+            sdk,
+            url,
+            _own_emulator: own,
         }
+    }
+
+    /// The SDK configuration of one of the template's roles: calls signed with it are evaluated
+    /// against the role's policy, with the scan gate's statements when `config` has the gate.
+    pub fn sdk_as(&self, role: Role, config: &Config) -> aws_config::SdkConfig {
+        let gate = if config.require_scan.is_some() {
+            ".gate"
+        } else {
+            ""
+        };
+        let key = format!("deckhand.{}.{}{gate}", role.name(), self.id);
+        self.sdk
+            .to_builder()
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+                aws_sdk_dynamodb::config::Credentials::new(key, "testing", None, None, "role"),
+            ))
+            .build()
     }
 
     pub fn config(&self) -> Config {
@@ -219,20 +281,26 @@ impl Stack {
         }
     }
 
-    pub fn ports(&self, clock: Arc<dyn Clock>) -> Ports {
-        let mut ports = Clients::new(&self.sdk).ports(&self.config());
+    /// The ports of a function signed as its role, with the stack's configuration.
+    pub fn ports(&self, role: Role, clock: Arc<dyn Clock>) -> Ports {
+        self.ports_with(role, &self.config(), clock)
+    }
+
+    /// The ports of a function signed as its role, for `config`.
+    pub fn ports_with(&self, role: Role, config: &Config, clock: Arc<dyn Clock>) -> Ports {
+        let mut ports = Clients::new(&self.sdk_as(role, config)).ports(config);
         ports.clock = clock;
         ports
     }
 
     /// Ports whose every AWS call is logged, by service and operation.
-    pub fn counted_ports(&self) -> (Ports, CallLog) {
-        self.counted_ports_with(&self.config())
+    pub fn counted_ports(&self, role: Role) -> (Ports, CallLog) {
+        self.counted_ports_with(role, &self.config())
     }
 
-    pub fn counted_ports_with(&self, config: &Config) -> (Ports, CallLog) {
+    pub fn counted_ports_with(&self, role: Role, config: &Config) -> (Ports, CallLog) {
         let log = CallLog::default();
-        let sdk = &self.sdk;
+        let sdk = &self.sdk_as(role, config);
         let clients = Clients {
             ecs: aws_sdk_ecs::Client::from_conf(
                 aws_sdk_ecs::config::Builder::from(sdk)
@@ -275,8 +343,16 @@ impl Stack {
 
     /// Ports whose clients reach the emulator through `proxy`, with the functions' own SDK
     /// settings (retries included).
-    pub async fn ports_through(&self, proxy: &Proxy, clock: Arc<dyn Clock>) -> Ports {
-        let sdk = sdk_config(&proxy.url()).await;
+    pub async fn ports_through(&self, role: Role, proxy: &Proxy, clock: Arc<dyn Clock>) -> Ports {
+        let sdk = sdk_config(&proxy.url())
+            .await
+            .to_builder()
+            .credentials_provider(
+                self.sdk_as(role, &self.config())
+                    .credentials_provider()
+                    .expect("a role's credentials"),
+            )
+            .build();
         let mut ports = Clients::new(&sdk).ports(&self.config());
         ports.clock = clock;
         ports
@@ -287,8 +363,15 @@ impl Stack {
         &self.url
     }
 
-    pub fn system_ports(&self) -> Ports {
-        self.ports(Arc::new(SystemClock))
+    pub fn system_ports(&self, role: Role) -> Ports {
+        self.ports(role, Arc::new(SystemClock))
+    }
+
+    /// The calls of this stack's roles that the emulator refused because template.yaml does not
+    /// allow them.
+    pub fn refused_calls(&self) -> Vec<String> {
+        let refused = emulator_get(&self.url, &format!("/_deckhand/iam/refused/{}", self.id));
+        serde_json::from_value(refused).expect("a list of refusals")
     }
 
     pub fn store(&self) -> DynamoStore {
@@ -671,6 +754,29 @@ impl Stack {
             .iter()
             .map(|(_, body, _)| body["kind"].as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+}
+
+/// A test whose deckhand made a call its role's policy does not allow fails, even when deckhand
+/// took the refusal in its stride (a notification is best effort): on AWS that call would fail
+/// every time.
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let refused = self.refused_calls();
+        if refused.is_empty() {
+            return;
+        }
+        let message = format!(
+            "template.yaml does not allow {} call(s) this test made:\n{}",
+            refused.len(),
+            refused.join("\n")
+        );
+        // A refusal is often why the test failed already: say it beside that failure.
+        if std::thread::panicking() {
+            eprintln!("{message}");
+        } else {
+            panic!("{message}");
+        }
     }
 }
 

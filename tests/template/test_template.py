@@ -90,7 +90,7 @@ class TemplateChecks(unittest.TestCase):
         found = check_template.kms_problems(t)
         self.assertEqual(
             sorted(f.split(":")[0] for f in found),
-            ["DeployFunction", "RollbackFunction", "SchedulerFunction"],
+            ["DeployFunction", "OperatorPolicy", "RollbackFunction", "SchedulerFunction"],
             found,
         )
 

@@ -1,0 +1,195 @@
+"""The IAM evaluation the tests' emulator applies: on template.yaml as it is, on mutations of
+it that AWS would refuse, and through the emulator itself."""
+
+import copy
+import json
+import socket
+import sys
+import unittest
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import check_template  # noqa: E402
+import iam  # noqa: E402
+import iam_actions  # noqa: E402
+
+TABLE = "deckhand-1"
+TOPIC = f"arn:aws:sns:{iam.REGION}:{iam.ACCOUNT}:deckhand-1"
+KEY = f"arn:aws:kms:{iam.REGION}:{iam.ACCOUNT}:key/00000000-0000-0000-0000-000000000001"
+PHYSICAL = {
+    "Table": {"Ref": TABLE, "Arn": f"arn:aws:dynamodb:{iam.REGION}:{iam.ACCOUNT}:table/{TABLE}"},
+    "Topic": {"Ref": TOPIC, "TopicName": "deckhand-1"},
+    "TopicKey": {"Ref": KEY.rsplit("/", 1)[-1], "Arn": KEY},
+}
+SERVICE = {"cluster": "prod", "service": "web"}
+
+
+class Evaluation(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.template = check_template.load(ROOT / "template.yaml")
+
+    def stack(self, template=None, gate=False):
+        parameters = {"ScanGateSeverity": "HIGH"} if gate else {}
+        return iam.Stack(template or self.template, parameters, PHYSICAL)
+
+    def refused(self, role, signing_name, operation, params, **kwargs):
+        return iam_actions.refusals(self.stack(**kwargs), role, signing_name, operation, params)[1]
+
+    def test_every_role_may_make_its_own_calls(self):
+        for role in iam.ROLES:
+            with self.subTest(role=role):
+                self.assertEqual(self.refused(role, "ecs", "DescribeServices", {"cluster": "prod", "services": ["web"]}), [])
+                self.assertEqual(self.refused(role, "sns", "Publish", {"TopicArn": TOPIC}), [])
+                self.assertEqual(self.refused(role, "dynamodb", "Query", {"TableName": TABLE}), [])
+
+    def test_the_key_policy_of_before_denies_every_publish(self):
+        # The policy as it was: the account root had only administrative actions on the key.
+        t = copy.deepcopy(self.template)
+        statements = t["Resources"]["TopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+        statements[0]["Action"] = ["kms:Create*", "kms:Describe*", "kms:Enable*", "kms:Put*", "kms:Update*"]
+        for role in iam.ROLES:
+            refused = self.refused(role, "sns", "Publish", {"TopicArn": TOPIC}, template=t)
+            self.assertEqual(len(refused), 2, refused)
+            self.assertIn("kms:GenerateDataKey", refused[0])
+            self.assertIn("neither names the role nor lets IAM policies grant", refused[0])
+
+    def test_a_key_policy_naming_the_role_is_enough_without_an_iam_grant(self):
+        t = copy.deepcopy(self.template)
+        t["Resources"]["TopicKey"]["Properties"]["KeyPolicy"]["Statement"] = [{
+            "Effect": "Allow", "Principal": {"AWS": iam.role_arn("deploy")},
+            "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*",
+        }]
+        self.assertEqual(self.refused("deploy", "sns", "Publish", {"TopicArn": TOPIC}, template=t), [])
+        self.assertEqual(len(self.refused("rollback", "sns", "Publish", {"TopicArn": TOPIC}, template=t)), 2)
+
+    def test_transactions_are_authorized_item_by_item(self):
+        put = {"TransactItems": [{"Put": {"TableName": TABLE}}, {"Update": {"TableName": TABLE}}]}
+        self.assertEqual(self.refused("deploy", "dynamodb", "TransactWriteItems", put), [])
+        check = {"TransactItems": [{"ConditionCheck": {"TableName": TABLE}}]}
+        refused = self.refused("deploy", "dynamodb", "TransactWriteItems", check)
+        self.assertEqual(len(refused), 1)
+        self.assertIn("dynamodb:ConditionCheckItem", refused[0])
+
+    def test_the_table_grant_does_not_reach_its_indexes_or_other_tables(self):
+        self.assertEqual(len(self.refused("deploy", "dynamodb", "Query", {"TableName": TABLE, "IndexName": "by"})), 1)
+        self.assertEqual(len(self.refused("deploy", "dynamodb", "GetItem", {"TableName": "another"})), 1)
+
+    def test_registration_needs_its_conditions(self):
+        untagged = {"family": "web", "containerDefinitions": []}
+        self.assertEqual(self.refused("deploy", "ecs", "RegisterTaskDefinition", untagged), [])
+        tagged = {**untagged, "tags": [{"key": "deckhand:event", "value": "e"}],
+                  "taskRoleArn": f"arn:aws:iam::{iam.ACCOUNT}:role/web"}
+        self.assertEqual(self.refused("deploy", "ecs", "RegisterTaskDefinition", tagged), [])
+        # The rollback role never registers.
+        refused = self.refused("rollback", "ecs", "RegisterTaskDefinition", tagged)
+        self.assertEqual(
+            [r.split(" which needs ")[1].split(" on ")[0] for r in refused],
+            ["ecs:RegisterTaskDefinition", "ecs:TagResource", "iam:PassRole"],
+        )
+
+    def test_autoscaling_checks_the_callers_rights_on_the_service(self):
+        ecs = {"ServiceNamespace": "ecs", "ResourceId": "service/prod/web",
+               "ScalableDimension": "ecs:service:DesiredCount"}
+        self.assertEqual(self.refused("scheduler", "application-autoscaling", "RegisterScalableTarget", ecs), [])
+        t = copy.deepcopy(self.template)
+        statements = t["Resources"]["SchedulerFunction"]["Properties"]["Policies"][0]["Statement"]
+        statements[:] = [s for s in statements if s.get("Sid") != "AutoscalingChecksAlarms"]
+        refused = self.refused("scheduler", "application-autoscaling", "RegisterScalableTarget", ecs, template=t)
+        self.assertEqual(len(refused), 1)
+        self.assertIn("cloudwatch:DescribeAlarms", refused[0])
+        self.assertIn("Application Auto Scaling checks", refused[0])
+        dynamodb = {**ecs, "ServiceNamespace": "dynamodb", "ResourceId": "table/t"}
+        self.assertEqual(len(self.refused("scheduler", "application-autoscaling", "RegisterScalableTarget", dynamodb)), 1)
+
+    def test_the_scan_gate_statements_exist_only_with_the_gate(self):
+        findings = {"repositoryName": "web", "imageId": {"imageDigest": "sha256:0"}}
+        self.assertEqual(len(self.refused("scheduler", "ecr", "DescribeImageScanFindings", findings)), 3)
+        self.assertEqual(self.refused("scheduler", "ecr", "DescribeImageScanFindings", findings, gate=True), [])
+
+    def test_an_operation_without_a_mapping_needs_its_action_on_everything(self):
+        refused = self.refused("deploy", "ecs", "DeleteService", SERVICE)
+        self.assertEqual(len(refused), 1)
+        self.assertIn("deploy (DeployFunction) called ecs DeleteService, which needs ecs:DeleteService on *", refused[0])
+
+    def test_iam_semantics(self):
+        allow = {"Effect": "Allow", "Action": "ecs:Describe*", "Resource": "*"}
+        deny = {"Effect": "Deny", "Action": "ecs:describeservices", "Resource": "arn:aws:ecs:*:*:service/prod/*"}
+        self.assertEqual(iam.decide([allow], "ecs:DescribeServices", "x"), "allow")
+        self.assertEqual(iam.decide([allow, deny], "ecs:DescribeServices", "arn:aws:ecs:r:a:service/prod/web"), "deny")
+        self.assertEqual(iam.decide([allow], "ecs:UpdateService", "x"), None)
+        not_action = {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}
+        self.assertEqual(iam.decide([not_action], "iam:PassRole", "x"), None)
+        self.assertEqual(iam.decide([not_action], "ecs:UpdateService", "x"), "allow")
+        conditioned = {**allow, "Condition": {"StringEquals": {"k": "v"}}}
+        self.assertEqual(iam.decide([conditioned], "ecs:DescribeServices", "x", {"k": "v"}), "allow")
+        self.assertEqual(iam.decide([conditioned], "ecs:DescribeServices", "x", {}), None)
+        unknown = {**allow, "Condition": {"NumericLessThan": {"k": "3"}}}
+        self.assertEqual(iam.decide([unknown], "ecs:DescribeServices", "x", {"k": "1"}), None)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ThroughTheEmulator(unittest.TestCase):
+    """A call signed as a role reaches moto only if the template allows it, and is refused as
+    AWS refuses it otherwise; the refusal is listed for the stack."""
+
+    @classmethod
+    def setUpClass(cls):
+        import emulator
+
+        cls.port = free_port()
+        cls.emulator = emulator.Emulator(cls.port).start()
+        cls.url = f"http://127.0.0.1:{cls.port}"
+        cls.post("/_deckhand/iam/stacks/7", PHYSICAL, {})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.emulator.stop()
+
+    @classmethod
+    def post(cls, path, body, headers):
+        request = urllib.request.Request(cls.url + path, data=json.dumps(body).encode(), headers=headers)
+        try:
+            with urllib.request.urlopen(request) as answer:
+                return answer.status, json.loads(answer.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def ecs(self, key, operation, body):
+        return self.post("/", body, {
+            "X-Amz-Target": f"AmazonEC2ContainerServiceV20141113.{operation}",
+            "Content-Type": "application/x-amz-json-1.1",
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={key}/20261129/us-east-1/ecs/aws4_request, "
+                             "SignedHeaders=host, Signature=0",
+        })
+
+    def test_allowed_calls_reach_moto_and_refused_ones_never_do(self):
+        status, _ = self.ecs("deckhand.rollback.7", "ListClusters", {})
+        self.assertEqual(status, 400)
+        status, answer = self.ecs("deckhand.deploy.7", "CreateCluster", {"clusterName": "c7"})
+        self.assertEqual(status, 400)
+        self.assertEqual(answer["__type"], "AccessDeniedException")
+        self.assertIn("deploy (DeployFunction) called ecs CreateCluster, which needs ecs:CreateCluster on *",
+                      answer["message"])
+        status, answer = self.ecs("testing", "ListClusters", {})
+        self.assertEqual((status, answer["clusterArns"]), (200, []), "the cluster was never created")
+        # Allowed: moto answers it (there is no such cluster).
+        status, answer = self.ecs("deckhand.deploy.7", "DescribeServices", {"cluster": "c", "services": ["w"]})
+        self.assertEqual(answer["__type"], "ClusterNotFoundException", answer)
+        with urllib.request.urlopen(self.url + "/_deckhand/iam/refused/7") as answer:
+            refused = json.loads(answer.read())
+        self.assertEqual(len(refused), 2, refused)
+        self.assertIn("rollback (RollbackFunction) called ecs ListClusters", refused[0])
+
+
+if __name__ == "__main__":
+    sys.exit(unittest.main())
