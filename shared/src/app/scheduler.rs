@@ -10,7 +10,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::Ports;
 use super::deploy::DeployFunction;
-use super::locking::{acquire, owner_token};
+use super::locking::{acquire, owner_token, renew_before_acting};
 use crate::config::Config;
 use crate::domain::fleet::ServiceView;
 use crate::domain::service::ServiceKey;
@@ -374,7 +374,7 @@ impl SchedulerFunction {
     async fn act(&self, job: Job<'_>, mode: Mode) -> ServiceReport {
         let key = job.key;
         let owner = owner_token(job.cause);
-        let locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+        let mut locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
             Ok(locked) => locked,
             Err(e) => return self.failed(key, job.cause, e).await,
         };
@@ -413,7 +413,7 @@ impl SchedulerFunction {
                 };
                 if !mode.dry_run
                     && let Err(e) = self
-                        .put_to_sleep(key, &locked, &mut state, &saved, &job.observed)
+                        .put_to_sleep(key, &mut locked, &mut state, &saved, &job.observed)
                         .await
                 {
                     return self
@@ -447,7 +447,7 @@ impl SchedulerFunction {
             }
             ScaleDecision::Wake { reason, saved } => {
                 if !mode.dry_run
-                    && let Err(e) = self.wake(key, &locked, &mut state, &saved).await
+                    && let Err(e) = self.wake(key, &mut locked, &mut state, &saved).await
                 {
                     return self
                         .failed_under_lock(key, &locked, &state, job.cause, e)
@@ -554,7 +554,7 @@ impl SchedulerFunction {
     async fn put_to_sleep(
         &self,
         key: &ServiceKey,
-        locked: &Locked,
+        locked: &mut Locked,
         state: &mut ServiceState,
         saved: &Sleep,
         observed: &Observed,
@@ -570,8 +570,20 @@ impl SchedulerFunction {
                 .autoscaling
                 .set_capacity(key, capacity.asleep(n))
                 .await?;
+            self.renew_after_the_target(key, locked).await?;
         }
         self.ports.ecs.set_desired_count(key, n).await
+    }
+
+    /// A scalable target's change may have been slowed (throttling, retries) while another
+    /// invocation took the lock: the lease is renewed, which proves it is still this one's,
+    /// before ECS is changed, as a deployment does.
+    async fn renew_after_the_target(
+        &self,
+        key: &ServiceKey,
+        locked: &mut Locked,
+    ) -> Result<(), PortError> {
+        renew_before_acting(&*self.ports.store, &*self.ports.clock, key, locked).await
     }
 
     /// Restores what was saved: the scalable target first (its capacity and the scaling that
@@ -580,7 +592,7 @@ impl SchedulerFunction {
     async fn wake(
         &self,
         key: &ServiceKey,
-        locked: &Locked,
+        locked: &mut Locked,
         state: &mut ServiceState,
         saved: &Sleep,
     ) -> Result<(), PortError> {
@@ -591,6 +603,7 @@ impl SchedulerFunction {
             });
             self.ports.store.save(key, locked, state).await?;
             self.ports.autoscaling.set_capacity(key, capacity).await?;
+            self.renew_after_the_target(key, locked).await?;
         }
         self.ports
             .ecs

@@ -577,3 +577,6 @@ async fn bad_requests_change_nothing() {
 
 #[path = "scheduler_scaling_tests.rs"]
 mod scaling;
+
+#[path = "scheduler_lock_tests.rs"]
+mod lock;
