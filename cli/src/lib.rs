@@ -387,8 +387,8 @@ async fn opted_in(
 ) -> Result<Vec<deckhand::domain::fleet::ServiceView>, CliError> {
     let mut keys = BTreeSet::new();
     for tag in [TAG_DEPLOY, TAG_AWAKE] {
-        for arn in ports.ecs.find_services(tag).await? {
-            if let Some(key) = ServiceKey::from_arn(&arn)
+        for found in ports.ecs.find_services(tag).await? {
+            if let Some(key) = ServiceKey::from_arn(&found.arn)
                 && config.manages_cluster(key.cluster())
             {
                 keys.insert(key);

@@ -36,6 +36,14 @@ pub fn sdk_loader() -> aws_config::ConfigLoader {
         )
 }
 
+/// When the invocation times out, as Lambda says (milliseconds since the epoch).
+pub fn deadline(context: &lambda_runtime::Context) -> Option<chrono::DateTime<chrono::Utc>> {
+    i64::try_from(context.deadline)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .and_then(chrono::DateTime::from_timestamp_millis)
+}
+
 /// Reads the configuration and builds the AWS ports once, at cold start.
 pub async fn start() -> Result<(Config, Ports), lambda_runtime::Error> {
     let config = Config::from_env()?;

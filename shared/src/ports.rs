@@ -45,10 +45,17 @@ impl PortError {
 
 pub type PortResult<T> = Result<T, PortError>;
 
+/// A service found by a tag: its ARN and the tag's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaggedService {
+    pub arn: String,
+    pub value: String,
+}
+
 #[async_trait]
 pub trait Ecs: Send + Sync {
-    /// ARNs of the services that carry the tag key, across clusters, all pages.
-    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<String>>;
+    /// The services that carry the tag key, across clusters, all pages, with the tag's value.
+    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<TaggedService>>;
     /// Services with their tags and deployments. Unknown and deleted services are left out.
     async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>>;
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView>;

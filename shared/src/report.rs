@@ -177,13 +177,37 @@ impl Summary {
         self.services.iter().filter(|s| s.action == Action::Error)
     }
 
-    /// One line naming every service that failed and why.
+    /// One line naming the services that failed and why: the first few, each reason cut
+    /// short, so that a fleet's failure stays a readable error message (the summary and the
+    /// history keep every one).
     pub fn failure_message(&self) -> String {
-        let failed: Vec<String> = self
-            .failed_services()
-            .map(|s| format!("{}: {}", s.service, s.reason))
+        let failed: Vec<&ServiceReport> = self.failed_services().collect();
+        let mut named: Vec<String> = failed
+            .iter()
+            .take(FAILURES_NAMED)
+            .map(|s| {
+                format!(
+                    "{}: {}",
+                    s.service,
+                    shortened(&s.reason, FAILURE_REASON_CHARS)
+                )
+            })
             .collect();
-        format!("{} service(s) failed: {}", failed.len(), failed.join("; "))
+        if failed.len() > FAILURES_NAMED {
+            named.push(format!("and {} more", failed.len() - FAILURES_NAMED));
+        }
+        format!("{} service(s) failed: {}", failed.len(), named.join("; "))
+    }
+}
+
+/// How many failed services an error message names, and how much of each reason it keeps.
+const FAILURES_NAMED: usize = 10;
+const FAILURE_REASON_CHARS: usize = 200;
+
+fn shortened(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
     }
 }
 
@@ -269,5 +293,29 @@ mod tests {
             serde_json::to_value(&empty).unwrap(),
             serde_json::json!({"outcome": "ignored", "reason": "nothing"})
         );
+    }
+
+    #[test]
+    fn a_fleet_failing_gives_a_bounded_message() {
+        let long = "é".repeat(5_000);
+        let failed: Vec<ServiceReport> = (0..1_000)
+            .map(|i| ServiceReport {
+                reason: long.clone(),
+                ..report(&format!("c/s{i:04}"), Action::Error)
+            })
+            .collect();
+        let message = Summary::of(failed, String::new).failure_message();
+        assert!(
+            message.starts_with("1000 service(s) failed: c/s0000: éé"),
+            "{message}"
+        );
+        assert!(message.ends_with("; and 990 more"), "{message}");
+        assert!(
+            message.chars().count() < 3_000,
+            "{} chars",
+            message.chars().count()
+        );
+        let one = Summary::of(vec![report("a/x", Action::Error)], String::new);
+        assert_eq!(one.failure_message(), "1 service(s) failed: a/x: r");
     }
 }

@@ -678,7 +678,7 @@ async fn no_log_line_carries_a_task_definition_value() {
 }
 
 #[tokio::test]
-async fn one_deploy_makes_ten_aws_calls() {
+async fn one_deploy_makes_eleven_aws_calls() {
     let stack = Stack::new().await;
     let td = stack
         .simple_task_definition(&format!("calls-{}", stack.id), "main-0")
@@ -703,6 +703,7 @@ async fn one_deploy_makes_ten_aws_calls() {
             "ECS.DescribeServices",                     // their task definitions and tags
             "ECS.DescribeTaskDefinition",               // the containers' images
             "DynamoDB.UpdateItem",                      // take the service's lock, read its state
+            "ECS.DescribeServices",                     // still on the revision read before?
             "ECS.RegisterTaskDefinition",               // the new revision
             "DynamoDB.UpdateItem",                      // renew the lease: still ours?
             "ECS.UpdateService",                        // move the service

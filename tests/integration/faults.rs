@@ -22,7 +22,7 @@ use deckhand::domain::fleet::{ImageChange, ServiceView, TaskDefinitionView};
 use deckhand::domain::service::ServiceKey;
 use deckhand::domain::state::DeploymentStatus;
 use deckhand::history::HistoryRecord;
-use deckhand::ports::{Clock, Ecs, PortResult, StateStore, SystemClock};
+use deckhand::ports::{Clock, Ecs, PortResult, StateStore, SystemClock, TaggedService};
 use deckhand::report::{Action, Outcome, Summary};
 use futures::{StreamExt, stream};
 use serde_json::json;
@@ -60,6 +60,7 @@ async fn the_proxy_sees_every_call_of_a_deploy_by_service_and_operation() {
             "ecs.DescribeServices",
             "ecs.DescribeTaskDefinition",
             "dynamodb.UpdateItem",
+            "ecs.DescribeServices",
             "ecs.RegisterTaskDefinition",
             "dynamodb.UpdateItem",
             "ecs.UpdateService",
@@ -385,7 +386,7 @@ struct CrashBeforeUpdate {
 
 #[async_trait]
 impl Ecs for CrashBeforeUpdate {
-    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<String>> {
+    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<TaggedService>> {
         self.ecs.find_services(tag_key).await
     }
     async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {

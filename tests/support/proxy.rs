@@ -7,7 +7,14 @@
 //! - `LostResponse`: forwards the request, so the emulator applies it, then resets the
 //!   connection instead of answering: the case that makes retries of non-idempotent calls
 //!   dangerous;
-//! - `Delay`: holds the request for a while, then forwards it.
+//! - `Delay`: holds the request for a while, then forwards it;
+//! - `Conflict`: answers DynamoDB's `TransactionConflictException` (HTTP 400), what a write
+//!   meets while a transaction on the same item is under way (the emulator never does);
+//! - `ConcurrentRevisions`: answers ECS's `ClientException` for two registrations in one family
+//!   at once (the emulator never does).
+//!
+//! A plan may also add a fixed latency to every request, as the way to AWS does: without it the
+//! emulator answers so fast that concurrent invocations hardly ever interleave.
 //!
 //! Draws come from a seeded generator, so a failing run can be replayed with its seed (the
 //! order of concurrent requests still varies).
@@ -36,6 +43,8 @@ pub enum Fault {
     Reset,
     LostResponse,
     Delay,
+    Conflict,
+    ConcurrentRevisions,
 }
 
 /// The chance of each fault for one request; what is left forwards it untouched.
@@ -46,6 +55,8 @@ pub struct FaultRates {
     pub reset: f64,
     pub lost_response: f64,
     pub delay: f64,
+    pub conflict: f64,
+    pub concurrent_revisions: f64,
 }
 
 impl FaultRates {
@@ -59,6 +70,8 @@ impl FaultRates {
             reset: each,
             lost_response: each,
             delay: 0.0,
+            conflict: 0.0,
+            concurrent_revisions: 0.0,
         }
     }
 
@@ -83,6 +96,8 @@ impl FaultRates {
             Fault::Reset => &mut self.reset,
             Fault::LostResponse => &mut self.lost_response,
             Fault::Delay => &mut self.delay,
+            Fault::Conflict => &mut self.conflict,
+            Fault::ConcurrentRevisions => &mut self.concurrent_revisions,
         }
     }
 
@@ -94,6 +109,8 @@ impl FaultRates {
             (Fault::Reset, self.reset),
             (Fault::LostResponse, self.lost_response),
             (Fault::Delay, self.delay),
+            (Fault::Conflict, self.conflict),
+            (Fault::ConcurrentRevisions, self.concurrent_revisions),
         ] {
             edge += rate;
             if roll < edge {
@@ -111,6 +128,8 @@ pub struct FaultPlan {
     pub operations: HashMap<String, FaultRates>,
     /// How long a delayed request is held (up to).
     pub delay: Duration,
+    /// Added to every request before it is forwarded.
+    pub latency: Duration,
 }
 
 impl FaultPlan {
@@ -124,7 +143,12 @@ impl FaultPlan {
             default: rates,
             operations: HashMap::new(),
             delay: Duration::from_millis(150),
+            latency: Duration::ZERO,
         }
+    }
+
+    pub fn with_latency(self, latency: Duration) -> Self {
+        Self { latency, ..self }
     }
 
     pub fn on(mut self, operation: &str, rates: FaultRates) -> Self {
@@ -299,13 +323,16 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Answer {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(upstream)?.to_bytes();
     let target = Target::of(&parts, &body);
-    let (fault, delay) = {
+    let (fault, delay, latency) = {
         let plan = lock(&shared.plan);
         let roll = lock(&shared.rng).f64();
         let fault = plan.rates(&target.operation).draw(roll);
         let delay = plan.delay.mul_f64(lock(&shared.rng).f64());
-        (fault, delay)
+        (fault, delay, plan.latency)
     };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     lock(&shared.calls).push(Call {
         service: target.service.clone(),
         operation: target.operation.clone(),
@@ -327,6 +354,16 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Answer {
             forward(shared, parts, body).await?;
             Err(Dropped::Fault(Fault::LostResponse))
         }
+        Some(Fault::Conflict) => Ok(target.error(
+            StatusCode::BAD_REQUEST,
+            "TransactionConflictException",
+            "Transaction is ongoing for the item",
+        )),
+        Some(Fault::ConcurrentRevisions) => Ok(target.error(
+            StatusCode::BAD_REQUEST,
+            "ClientException",
+            "Too many concurrent attempts to create a new revision of the specified family.",
+        )),
         Some(Fault::Delay) => {
             tokio::time::sleep(delay).await;
             forward(shared, parts, body).await

@@ -61,6 +61,12 @@ class TemplateChecks(unittest.TestCase):
         self.assertEqual(len(inspector), 1, patterns)
         self.assertEqual(inspector[0]["detail-type"], ["Inspector2 Scan"])
 
+    def test_reconciles_never_overlap(self):
+        # A reconcile of a large fleet may run long; the next one waits for it to end.
+        scheduler = self.template["Resources"]["SchedulerFunction"]["Properties"]
+        self.assertEqual(scheduler.get("ReservedConcurrentExecutions"), 1)
+        self.assertGreaterEqual(scheduler["Timeout"], 120, "room for the minute a reconcile keeps at its end")
+
     def test_a_wildcard_action_is_caught(self):
         for action in ["*", "ecs:*", ["ecs:DescribeServices", "s3:*"]]:
             t = self.mutated()

@@ -10,8 +10,9 @@ async fn main() -> Result<(), Error> {
     let (config, ports) = deckhand::lambda::start().await?;
     let function = &SchedulerFunction::new(ports, config);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = deckhand::lambda::deadline(&event.context);
         function
-            .handle(&event.payload)
+            .handle_within(&event.payload, deadline)
             .await
             .map_err(Diagnostic::from)
     }))

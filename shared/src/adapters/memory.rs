@@ -21,7 +21,7 @@ use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::Notification;
 use crate::ports::{
     Alarms, Autoscaling, Clock, Ecr, Ecs, ImageIndex, KnownContainers, LockAttempt, Locked,
-    Notifier, PortError, PortErrorKind, PortResult, StateStore,
+    Notifier, PortError, PortErrorKind, PortResult, StateStore, TaggedService,
 };
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,6 +66,8 @@ struct EcsWorld {
     /// Deregistered revisions: still described, never moved onto again.
     inactive: BTreeSet<String>,
     calls: BTreeMap<&'static str, usize>,
+    /// Every service `DescribeServices` was asked about, as often as it was.
+    described: Vec<ServiceKey>,
     fail: BTreeSet<&'static str>,
     stall: BTreeSet<&'static str>,
 }
@@ -157,6 +159,11 @@ impl MemoryEcs {
             .unwrap_or(0)
     }
 
+    /// The services `DescribeServices` was asked about so far.
+    pub fn described(&self) -> Vec<ServiceKey> {
+        guard(&self.inner).described.clone()
+    }
+
     /// Makes every later call of `operation` fail as a server fault would.
     pub fn fail(&self, operation: &'static str) {
         guard(&self.inner).fail.insert(operation);
@@ -230,18 +237,23 @@ impl EcsWorld {
 
 #[async_trait]
 impl Ecs for MemoryEcs {
-    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<String>> {
+    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<TaggedService>> {
         let world = self.enter("GetResources")?;
         Ok(world
             .services
             .values()
-            .filter(|s| s.tags.contains_key(tag_key))
-            .map(|s| s.arn.clone())
+            .filter_map(|s| {
+                Some(TaggedService {
+                    arn: s.arn.clone(),
+                    value: s.tags.get(tag_key)?.clone(),
+                })
+            })
             .collect())
     }
 
     async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
-        let world = self.enter("DescribeServices")?;
+        let mut world = self.enter("DescribeServices")?;
+        world.described.extend(services.iter().cloned());
         Ok(services
             .iter()
             .filter_map(|k| world.services.get(k).cloned())

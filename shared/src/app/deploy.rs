@@ -59,11 +59,12 @@ pub struct DeployFunction {
     /// The containers of every revision this process has read: revisions never change, so
     /// warm invocations need not read them again.
     containers: Mutex<HashMap<String, Vec<Container>>>,
+    /// Whether deckhand registered a revision (retention asks); a revision's tags that say so
+    /// are set at registration.
+    registered_by_us: Mutex<HashMap<String, bool>>,
 }
 
-type ContainersMemo = Mutex<HashMap<String, Vec<Container>>>;
-
-fn lock_memo(memo: &ContainersMemo) -> MutexGuard<'_, HashMap<String, Vec<Container>>> {
+fn lock_memo<T>(memo: &Mutex<T>) -> MutexGuard<'_, T> {
     memo.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -103,6 +104,7 @@ impl DeployFunction {
             ports,
             config,
             containers: Mutex::default(),
+            registered_by_us: Mutex::default(),
         }
     }
 
@@ -125,13 +127,20 @@ impl DeployFunction {
                 self.on_deployment_event(&event).instrument(span).await?
             }
         };
+        // Only this event's own services decide whether it failed (and is retried).
+        let failed = summary.failed_services().next().is_some();
         if self.config.require_scan.is_some() {
             // Scan events are best effort: every event also settles the waits that ran out.
+            // Housekeeping: what fails here is reported and tried again by the next event or
+            // reconcile, never by failing this one.
             let overdue = self.settle_overdue().await;
+            if overdue.iter().any(|r| r.action == Action::Error) {
+                warn!("some overdue scan waits could not be settled; the next event tries again");
+            }
             summary = summary.with(overdue);
         }
         summary.dry_run = self.config.dry_run;
-        if summary.failed_services().next().is_some() {
+        if failed {
             return Err(DeployError::ServicesFailed(summary));
         }
         info!(outcome = ?summary.outcome, services = summary.services.len(), "handled");
@@ -399,6 +408,9 @@ mod events;
 
 #[path = "deploy_gate.rs"]
 mod gate;
+
+#[path = "deploy_move.rs"]
+mod moving;
 
 #[path = "deploy_push.rs"]
 mod push;

@@ -204,13 +204,20 @@ async fn a_low_gate_reads_the_counts_inspector_leaves_out() {
 }
 
 /// A wait that cannot be decided when it runs out ends undeployed, notified with why: the
-/// findings cannot be read, or the scan has not finished.
+/// findings cannot be read (tried again for as long as the wait, then given up), or the scan
+/// has not finished.
 #[tokio::test]
 async fn a_wait_that_cannot_be_decided_ends_with_a_notification() {
     let w = corpus_world(Some(FindingSeverity::High));
     send(&w, &fixtures::aws("ecr-push-image")).await;
     w.ecr.fail("DescribeImageScanFindings");
     w.clock.advance(chrono::TimeDelta::minutes(31));
+    let s = w.function.settle_scan_waits().await;
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].action, Action::Waiting, "tried again later: {s:?}");
+    assert_eq!(w.store.waiting().await.unwrap().len(), 1);
+    assert!(w.notifier.published().is_empty());
+    w.clock.advance(chrono::TimeDelta::minutes(30));
     let s = w.function.settle_scan_waits().await;
     assert_eq!(s.len(), 1, "{s:?}");
     assert_eq!(s[0].action, Action::Skipped, "{s:?}");

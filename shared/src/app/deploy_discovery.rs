@@ -79,7 +79,7 @@ impl DeployFunction {
             .find_services(TAG_DEPLOY)
             .await?
             .iter()
-            .filter_map(|arn| ServiceKey::from_arn(arn))
+            .filter_map(|found| ServiceKey::from_arn(&found.arn))
             .filter(|key| self.config.manages_cluster(key.cluster()))
             .collect::<BTreeSet<_>>()
             .into_iter()

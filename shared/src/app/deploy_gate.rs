@@ -17,7 +17,7 @@ use crate::domain::scan::{FindingSeverity, ScanEvent, ScanResult, ScanVerdict, j
 use crate::domain::scan_wait::{WaitingPush, waiting_for};
 use crate::domain::service::ServiceKey;
 use crate::domain::state::ServiceState;
-use crate::ports::PortError;
+use crate::ports::{PortError, PortErrorKind};
 use crate::report::{Action, ServiceReport, Summary};
 
 impl DeployFunction {
@@ -257,6 +257,15 @@ impl DeployFunction {
                     ),
                 },
                 Ok(verdict) => verdict,
+                // Best effort: a throttled or failed read is tried again by the next event or
+                // reconcile, for as long again as the wait itself, before the push is given up.
+                Err(e)
+                    if e.kind == PortErrorKind::Transient
+                        && !first.is_overdue(now, self.config.scan_wait * 2) =>
+                {
+                    warn!(error = %e, digest = %first.digest, "could not check an overdue scan; the next event tries again");
+                    ScanVerdict::Pending
+                }
                 Err(e) => ScanVerdict::Unscanned {
                     reason: format!(
                         "the scan of {} could not be checked when its wait ran out ({e}); the digest is not deployed (push it again to retry)",

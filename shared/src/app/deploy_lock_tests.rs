@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use super::*;
 use crate::app::locking::LEASE;
 use crate::domain::fleet::{ServiceView, TaskDefinitionView};
-use crate::ports::{Clock as _, Ecs, LockAttempt, PortResult};
+use crate::ports::{Clock as _, Ecs, LockAttempt, PortResult, TaggedService};
 
 /// ECS whose registration takes longer than the lease, while another invocation takes the
 /// service's lock.
@@ -18,7 +18,7 @@ struct SlowRegistration {
 
 #[async_trait]
 impl Ecs for SlowRegistration {
-    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<String>> {
+    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<TaggedService>> {
         self.ecs.find_services(tag_key).await
     }
     async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {

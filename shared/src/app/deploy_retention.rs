@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::DeployFunction;
+use super::{DeployFunction, lock_memo};
 use crate::domain::fleet::ServiceView;
 use crate::domain::retention::{
     family_and_number, name_revisions, needed_by, revisions_to_deregister,
@@ -24,8 +24,13 @@ use crate::ports::PortError;
 use crate::report::Action;
 
 /// At most this many revisions are deregistered per completed deployment, oldest first, so a
-/// family with a long history is trimmed over a few deployments rather than in one long call.
-const MAX_DEREGISTERED: usize = 100;
+/// family with a long history is trimmed over a few deployments, each a few calls, rather than
+/// in one long invocation (ECS allows one task definition write a second, after a burst of 20).
+const MAX_DEREGISTERED: usize = 5;
+/// At most this many revisions are described per completed deployment to learn who registered
+/// them; the process remembers the answers, so revisions others registered are passed over
+/// quickly by the next events.
+const MAX_DESCRIBED: usize = 20;
 
 impl DeployFunction {
     /// Deregisters the revisions retention lets go and records them in the history. Returns
@@ -65,22 +70,47 @@ impl DeployFunction {
                 ));
             }
         }
-        let mut chosen = revisions_to_deregister(&active, keep, &needed);
-        chosen.truncate(MAX_DEREGISTERED);
-        let chosen = match self.registered_by_deckhand(chosen).await {
-            Ok(chosen) => chosen,
-            Err(e) => {
-                warn!(error = %e, %family, "could not read which revisions deckhand registered");
-                return Some(format!(
-                    "no revision deregistered: which of {family} deckhand registered could not be read ({e})"
-                ));
-            }
-        };
+        let candidates = revisions_to_deregister(&active, keep, &needed);
         let mut deregistered = Vec::new();
         let mut failed = Vec::new();
-        for arn in chosen {
+        let mut described = 0;
+        // Oldest first; each deregistration is recorded as it is done, so that an invocation
+        // stopped half-way leaves a true history.
+        for arn in candidates {
+            if deregistered.len() + failed.len() >= MAX_DEREGISTERED {
+                break;
+            }
+            match self.registered_by_deckhand(&arn, &mut described).await {
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => continue,
+                // The description budget of this event is spent: the next one goes on.
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(error = %e, revision = revision_name(&arn), "could not read who registered it");
+                    failed.push(format!("{} ({e})", revision_name(&arn)));
+                    continue;
+                }
+            }
             match self.ports.ecs.deregister_revision(&arn).await {
-                Ok(()) => deregistered.push(arn),
+                Ok(()) => {
+                    info!(revision = revision_name(&arn), "deregistered");
+                    let reason = format!(
+                        "deregistered {} (keeping the newest {keep} of {family} and every revision a service needs)",
+                        revision_name(&arn)
+                    );
+                    let mut record = HistoryRecord::new(
+                        key,
+                        self.ports.clock.now(),
+                        Action::Deregistered,
+                        &reason,
+                        cause,
+                    );
+                    record.deregistered = vec![arn.clone()];
+                    if let Err(e) = self.ports.store.record(&[record], None).await {
+                        warn!(error = %e, "could not record the deregistered revision");
+                    }
+                    deregistered.push(arn);
+                }
                 Err(e) => {
                     warn!(error = %e, revision = revision_name(&arn), "could not deregister");
                     failed.push(format!("{} ({e})", revision_name(&arn)));
@@ -89,17 +119,10 @@ impl DeployFunction {
         }
         let mut said = Vec::new();
         if !deregistered.is_empty() {
-            let reason = format!(
+            said.push(format!(
                 "deregistered {} (keeping the newest {keep} of {family} and every revision a service needs)",
                 name_revisions(&deregistered)
-            );
-            info!(revisions = %name_revisions(&deregistered), "deregistered");
-            let mut record = HistoryRecord::new(key, now, Action::Deregistered, &reason, cause);
-            record.deregistered = deregistered;
-            if let Err(e) = self.ports.store.record(&[record], None).await {
-                warn!(error = %e, "could not record the deregistered revisions");
-            }
-            said.push(reason);
+            ));
         }
         if !failed.is_empty() {
             said.push(format!(
@@ -110,17 +133,25 @@ impl DeployFunction {
         (!said.is_empty()).then(|| said.join("; "))
     }
 
-    /// Of these revisions, those deckhand registered itself: they carry its `deckhand:event`
-    /// tag (read with the revision's description).
-    async fn registered_by_deckhand(&self, arns: Vec<String>) -> Result<Vec<String>, PortError> {
-        let mut ours = Vec::new();
-        for arn in arns {
-            let revision = self.ports.ecs.describe_task_definition(&arn).await?;
-            if revision.registered_for.is_some() {
-                ours.push(arn);
-            }
+    /// Whether deckhand registered this revision itself (it carries deckhand's `deckhand:event`
+    /// tag, read with the revision's description; what the process read once it remembers).
+    /// `None` once this event has described as many revisions as it may.
+    async fn registered_by_deckhand(
+        &self,
+        arn: &str,
+        described: &mut usize,
+    ) -> Result<Option<bool>, PortError> {
+        if let Some(ours) = lock_memo(&self.registered_by_us).get(arn) {
+            return Ok(Some(*ours));
         }
-        Ok(ours)
+        if *described >= MAX_DESCRIBED {
+            return Ok(None);
+        }
+        *described += 1;
+        let revision = self.ports.ecs.describe_task_definition(arn).await?;
+        let ours = revision.registered_for.is_some();
+        lock_memo(&self.registered_by_us).insert(arn.to_owned(), ours);
+        Ok(Some(ours))
     }
 
     /// The revisions needed by the other opted-in services of the managed clusters whose

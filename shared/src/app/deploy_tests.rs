@@ -1024,6 +1024,40 @@ async fn a_wait_that_runs_out_is_decided_from_ecr_on_the_next_event() {
 }
 
 #[tokio::test]
+async fn an_overdue_wait_that_cannot_be_settled_never_fails_an_unrelated_event() {
+    let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
+    send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    w.clock.set(at(30) + chrono::TimeDelta::minutes(30));
+    w.ecr.fail("DescribeImageScanFindings");
+    // An event about something else: it is handled, the wait's failure only reported.
+    let unrelated = w
+        .function
+        .handle(&deployment_event("d1", "SERVICE_DEPLOYMENT_IN_PROGRESS", 6))
+        .await;
+    let unrelated = unrelated.expect("housekeeping never fails the event");
+    assert!(
+        unrelated
+            .services
+            .iter()
+            .any(|s| s.action == Action::Waiting),
+        "still waiting, to be checked again: {unrelated:?}"
+    );
+    assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
+    // The next event settles it.
+    w.ecr.heal("DescribeImageScanFindings");
+    ecr_found(&w, 'b', "LOW", 2);
+    let next = send(
+        &w,
+        &deployment_event("d2", "SERVICE_DEPLOYMENT_IN_PROGRESS", 7),
+    )
+    .await;
+    assert!(
+        next.services.iter().any(|s| s.action == Action::Deployed),
+        "{next:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_scan_that_never_ran_leaves_the_digest_undeployed_and_says_so() {
     let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
     send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
@@ -1225,3 +1259,9 @@ mod aws;
 
 #[path = "deploy_lock_tests.rs"]
 mod lock;
+
+#[path = "deploy_race_tests.rs"]
+mod race;
+
+#[path = "deploy_retention_tests.rs"]
+mod retention_steps;

@@ -16,7 +16,7 @@ use crate::domain::fleet::{DeploymentController, ServiceView};
 use crate::domain::image::ImageRef;
 use crate::domain::rollback::{
     ALARM_TAG_SERVICE, Alarm, Guard, RollbackDecision, RollbackSettings, decide_manual_rollback,
-    decide_rollback, guard_of,
+    decide_rollback, guard_of, lists_alarm,
 };
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{TAG_ALARMS, TagProblem};
@@ -351,9 +351,11 @@ impl RollbackFunction {
                 Vec::new()
             }
         };
+        // Only the services whose list names this alarm: the tag values came with the search.
         let keys: Vec<ServiceKey> = listed
             .iter()
-            .filter_map(|arn| ServiceKey::from_arn(arn))
+            .filter(|found| lists_alarm(&found.value, &alarm.name))
+            .filter_map(|found| ServiceKey::from_arn(&found.arn))
             .chain(alarm_tag.clone())
             .chain(alarm.metric_services())
             .filter(|key| self.config.manages_cluster(key.cluster()))

@@ -424,6 +424,39 @@ async fn one_alarm_guards_two_services_by_tag() {
     );
 }
 
+/// An alarm storm in a fleet where many services list alarms: each alarm describes only the
+/// services whose list names it (the tag values come with the search), not every service
+/// that lists some alarm.
+#[tokio::test]
+async fn an_alarm_describes_only_the_services_that_list_it() {
+    let w = world();
+    let api = w
+        .deployed_api(&[("deckhand:alarms", "api-5xx api-latency")])
+        .await;
+    for i in 0..30 {
+        w.service(
+            &format!("other-{i}"),
+            &[("deckhand:alarms", &format!("other-{i}-5xx api-5xx-old"))],
+        );
+    }
+    let before = w.ecs.described().len();
+    let s = w
+        .alarm_event(alarm_event(
+            "a1",
+            "api-5xx",
+            "ALARM",
+            "OK",
+            "2026-11-23T10:06:00Z",
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    let described: Vec<ServiceKey> = w.ecs.described()[before..].to_vec();
+    assert!(described.iter().all(|k| *k == api), "{described:?}");
+    assert!(!described.is_empty());
+}
+
 #[tokio::test]
 async fn the_alarm_tag_names_the_service() {
     let w = world();

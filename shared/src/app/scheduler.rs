@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
@@ -47,6 +47,18 @@ impl SchedulerError {
     }
 }
 
+/// How long a change started just before the deadline may still take: a lock, a scalable
+/// target, a desired count and a commit under throttling, well inside one minute.
+const CHANGE_IN_FLIGHT: TimeDelta = TimeDelta::seconds(60);
+/// The reason given for a service the reconcile left for the next one.
+const DEFERRED: &str = "not started: this reconcile reached the end of its invocation; the next reconcile goes on with it";
+
+/// Services asleep first: when a fleet takes longer than one invocation, waking late costs
+/// people their morning, sleeping late only money. Otherwise in the order found.
+fn most_urgent_first(subjects: &mut [Subject]) {
+    subjects.sort_by_key(|s| s.state.sleep.is_none());
+}
+
 /// How an invocation may act.
 #[derive(Clone, Copy, Debug)]
 struct Mode {
@@ -54,6 +66,9 @@ struct Mode {
     dry_run: bool,
     /// `dryRun` in the request: decide and report, write nothing at all.
     plan: bool,
+    /// After this instant no new change starts: the invocation's deadline less the time a
+    /// change in flight may still need.
+    stop_starting_at: Option<DateTime<Utc>>,
 }
 
 /// One service as the reconcile found it.
@@ -85,7 +100,20 @@ impl SchedulerFunction {
     }
 
     pub async fn handle(&self, event: &Value) -> Result<Summary, SchedulerError> {
+        self.handle_within(event, None).await
+    }
+
+    /// Handles an event in an invocation that ends at `deadline` (Lambda's timeout): a
+    /// reconcile starts no change in its last minute, and says which services it left for the
+    /// next one.
+    pub async fn handle_within(
+        &self,
+        event: &Value,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Summary, SchedulerError> {
         let now = self.ports.clock.now();
+        let stop_starting_at = deadline.map(|d| d - CHANGE_IN_FLIGHT);
+        let failed;
         let mut summary = match parse_scheduler_event(event)? {
             SchedulerEvent::Reconcile {
                 at,
@@ -96,12 +124,15 @@ impl SchedulerFunction {
                 let cause = event_id.unwrap_or_else(|| format!("reconcile@{}", rfc3339(at)));
                 let span =
                     info_span!("reconcile", at = %rfc3339(at), cause = %cause, plan = dry_run);
-                let summary = self
-                    .reconcile(at, self.mode(dry_run), &cause)
-                    .instrument(span)
-                    .await?;
+                let mode = Mode {
+                    stop_starting_at,
+                    ..self.mode(dry_run)
+                };
+                let summary = self.reconcile(at, mode, &cause).instrument(span).await?;
+                failed = summary.failed_services().next().is_some();
                 if self.config.require_scan.is_some() && !dry_run {
-                    // Pushes still waiting for a scan event that never came.
+                    // Pushes still waiting for a scan event that never came: housekeeping,
+                    // whose failures the next reconcile or event tries again.
                     let deploy = DeployFunction::new(self.ports.clone(), self.config.clone());
                     summary.with(deploy.settle_scan_waits().await)
                 } else {
@@ -117,13 +148,16 @@ impl SchedulerFunction {
                 let action = if awake { "wake" } else { "sleep" };
                 let cause = format!("{action}#{service}@{}", rfc3339(now));
                 let span = info_span!("override", %service, action, cause = %cause);
-                self.operator(&service, awake, until, self.mode(dry_run), &cause)
+                let summary = self
+                    .operator(&service, awake, until, self.mode(dry_run), &cause)
                     .instrument(span)
-                    .await?
+                    .await?;
+                failed = summary.failed_services().next().is_some();
+                summary
             }
         };
         summary.dry_run = self.config.dry_run || summary.dry_run;
-        if summary.failed_services().next().is_some() {
+        if failed {
             return Err(SchedulerError::ServicesFailed(summary));
         }
         info!(outcome = ?summary.outcome, services = summary.services.len(), "handled");
@@ -134,6 +168,7 @@ impl SchedulerFunction {
         Mode {
             dry_run: self.config.dry_run,
             plan,
+            stop_starting_at: None,
         }
     }
 
@@ -146,7 +181,7 @@ impl SchedulerFunction {
         )?;
         let keys: BTreeSet<ServiceKey> = tagged
             .iter()
-            .filter_map(|arn| ServiceKey::from_arn(arn))
+            .filter_map(|found| ServiceKey::from_arn(&found.arn))
             .filter(|key| self.config.manages_cluster(key.cluster()))
             .chain(sleeping)
             .collect();
@@ -183,7 +218,7 @@ impl SchedulerFunction {
                 )
             })
             .collect();
-        let subjects: Vec<Subject> = services
+        let mut subjects: Vec<Subject> = services
             .into_iter()
             .map(|service| Subject {
                 capacity: capacities.get(&service.key).copied(),
@@ -191,6 +226,7 @@ impl SchedulerFunction {
                 service,
             })
             .collect();
+        most_urgent_first(&mut subjects);
         let handled: Vec<ServiceReport> = stream::iter(subjects)
             .map(|subject| {
                 let span = info_span!("service", service = %subject.service.key);
@@ -200,6 +236,13 @@ impl SchedulerFunction {
             .buffer_unordered(self.config.concurrency)
             .collect()
             .await;
+        let deferred = handled.iter().filter(|r| r.reason == DEFERRED).count();
+        if deferred > 0 {
+            warn!(
+                deferred,
+                "the reconcile reached the end of its invocation; the next one goes on"
+            );
+        }
         reports.extend(handled);
         if mode.plan {
             self.tell_scheduled_scaling(&mut reports, &capacities).await;
@@ -272,6 +315,13 @@ impl SchedulerFunction {
                 ServiceReport::new(key, Action::Unchanged, reason)
             }
             decision if mode.plan => planned(key, &decision, &observed),
+            _ if mode
+                .stop_starting_at
+                .is_some_and(|stop| self.ports.clock.now() >= stop) =>
+            {
+                info!("not started: the invocation is near its deadline");
+                ServiceReport::new(key, Action::Skipped, DEFERRED)
+            }
             _ => {
                 let job = Job {
                     key,

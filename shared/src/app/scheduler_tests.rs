@@ -580,3 +580,6 @@ mod scaling;
 
 #[path = "scheduler_lock_tests.rs"]
 mod lock;
+
+#[path = "scheduler_deadline_tests.rs"]
+mod deadline;

@@ -98,10 +98,20 @@ impl RollbackSettings {
         };
         let alarms = tags
             .get(TAG_ALARMS)
-            .map(|v| v.split_whitespace().map(str::to_owned).collect())
+            .map(|v| alarm_names(v).map(str::to_owned).collect())
             .unwrap_or_default();
         Ok(Self { enabled, alarms })
     }
+}
+
+/// The alarm names a `deckhand:alarms` value lists.
+fn alarm_names(value: &str) -> impl Iterator<Item = &str> {
+    value.split_whitespace()
+}
+
+/// Whether a `deckhand:alarms` value lists the alarm.
+pub fn lists_alarm(value: &str, alarm: &str) -> bool {
+    alarm_names(value).any(|name| name == alarm)
 }
 
 /// Why an alarm concerns a service.

@@ -346,15 +346,24 @@ impl DynamoStore {
         {
             Ok(_) => Ok(()),
             Err(e) => {
-                let lost_race = matches!(
-                    e.as_service_error(),
-                    Some(TransactWriteItemsError::TransactionCanceledException(tc))
-                        if tc.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+                let reasons = |code: &str| {
+                    matches!(
+                        e.as_service_error(),
+                        Some(TransactWriteItemsError::TransactionCanceledException(tc))
+                            if tc.cancellation_reasons().iter().any(|r| r.code() == Some(code))
+                    )
+                };
+                let (lost_race, met_another) = (
+                    reasons("ConditionalCheckFailed"),
+                    reasons("TransactionConflict"),
                 );
                 let mut error = port_error("TransactWriteItems", e);
                 if lost_race {
                     error.kind = PortErrorKind::Conflict;
                     error.message = "the service's lock or version changed underneath".into();
+                } else if met_another {
+                    // Another write on the same item at that moment: nothing was written.
+                    error.kind = PortErrorKind::Transient;
                 }
                 Err(error)
             }
@@ -437,6 +446,13 @@ impl StateStore for DynamoStore {
                     .and_then(DateTime::from_timestamp_millis)
                     .unwrap_or(now + lease);
                 Ok(LockAttempt::Busy { until })
+            }
+            // The holder's commit (a transaction on this item) is under way: the lock is
+            // busy for a moment more, and nothing was written.
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), UpdateItemError::TransactionConflictException(_)) =>
+            {
+                Ok(LockAttempt::Busy { until: now })
             }
             Err(e) => Err(port_error("UpdateItem", e)),
         }

@@ -16,13 +16,16 @@ use crate::domain::fleet::{
     Source, TAG_CLONED_FROM, TAG_REGISTERED_FOR, TaskDefinitionView,
 };
 use crate::domain::service::ServiceKey;
-use crate::ports::{Ecs, PortError, PortErrorKind, PortResult};
+use crate::ports::{Ecs, PortError, PortErrorKind, PortResult, TaggedService};
 
 /// DescribeServices takes at most ten services per call.
 const DESCRIBE_BATCH: usize = 10;
 const DESCRIBE_CONCURRENCY: usize = 4;
 /// Attempts at registering one revision, as many as the SDK makes of other calls.
 const REGISTER_ATTEMPTS: u32 = 5;
+/// What ECS answers (a `ClientException`) when two revisions of one family are registered at
+/// once, for instance two services of the family deployed by one push.
+const CONCURRENT_REVISIONS: &str = "Too many concurrent attempts to create a new revision";
 /// The most tags ECS accepts on a task definition.
 const MAX_TAGS: usize = 50;
 /// How many of the family's newest revisions to look through for one registered for a push.
@@ -182,7 +185,7 @@ fn service_view(service: &Service) -> Option<ServiceView> {
 
 #[async_trait]
 impl Ecs for EcsCluster {
-    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<String>> {
+    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<TaggedService>> {
         let mut pages = self
             .tagging
             .get_resources()
@@ -196,7 +199,18 @@ impl Ecs for EcsCluster {
         let mut arns = Vec::new();
         while let Some(mapping) = pages.next().await {
             let mapping = mapping.map_err(|e| port_error("GetResources", e))?;
-            arns.extend(mapping.resource_arn().map(str::to_owned));
+            let value = mapping
+                .tags()
+                .iter()
+                .find(|t| t.key() == tag_key)
+                .map_or("", |t| t.value())
+                .to_owned();
+            if let Some(arn) = mapping.resource_arn() {
+                arns.push(TaggedService {
+                    arn: arn.to_owned(),
+                    value,
+                });
+            }
         }
         Ok(arns)
     }
@@ -324,7 +338,12 @@ impl Ecs for EcsCluster {
                 Err(err) => err,
             };
             let unclear = may_have_been_applied(&err);
-            let error = port_error("RegisterTaskDefinition", err);
+            let mut error = port_error("RegisterTaskDefinition", err);
+            if error.message.contains(CONCURRENT_REVISIONS) {
+                // Another registration in the family at the same moment: nothing was
+                // registered, and the next attempt usually goes through.
+                error.kind = PortErrorKind::Transient;
+            }
             if unclear && let Some(arn) = self.registered_for(base, event_id).await? {
                 tracing::info!(%arn, "the revision was registered although the answer was lost");
                 return Ok(arn);

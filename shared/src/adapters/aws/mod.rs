@@ -103,7 +103,13 @@ where
             PortErrorKind::Transient
         }
         SdkError::ServiceError(e) => match e.err().code() {
-            Some(code) if code.contains("Throttl") || code == "ServiceUnavailable" => {
+            // A write that met another transaction on the same item (a lock taken while its
+            // holder commits): the item is free a moment later.
+            Some(code)
+                if code.contains("Throttl")
+                    || code == "ServiceUnavailable"
+                    || code == "TransactionConflictException" =>
+            {
                 PortErrorKind::Transient
             }
             Some(code) if code.contains("NotFound") => PortErrorKind::NotFound,

@@ -1,0 +1,201 @@
+//! The move of one service onto a new revision, under its lock: the revision registered (or
+//! the one an earlier attempt registered), the lease renewed, the service updated, and the
+//! deployment recorded with its history in one commit.
+
+use tracing::{error, info, warn};
+
+use super::{DeployFunction, Moved, Target, push_details, push_name, push_record};
+use crate::app::locking::{owner_cause, renew_before_acting};
+use crate::domain::deploy::{Push, reusable_revision, start_deployment};
+use crate::domain::fleet::ImageChange;
+use crate::domain::service::{ServiceKey, revision_name};
+use crate::domain::state::{Registered, ServiceState};
+use crate::notification::{Kind, Notification, Severity};
+use crate::ports::{Locked, PortError};
+use crate::report::{Action, ServiceReport};
+
+impl DeployFunction {
+    pub(super) async fn deploy(
+        &self,
+        push: &Push,
+        target: &Target,
+        changes: &[ImageChange],
+        matched: String,
+        mut locked: Locked,
+        state: ServiceState,
+    ) -> ServiceReport {
+        let key = &target.service.key;
+        let from = target.task_definition.arn.as_str();
+        let to = match self.revision_for(push, target, changes, &locked).await {
+            Ok(to) => to,
+            Err(e) => return self.not_moved(push, key, from, &locked, None, e).await,
+        };
+        // The lease renewed first: a lock taken over while the revision was registered stops
+        // the move here, and the other invocation decides.
+        let store = &*self.ports.store;
+        let moved = match renew_before_acting(store, &*self.ports.clock, key, &mut locked).await {
+            Ok(()) => self.ports.ecs.update_service(key, &to).await,
+            Err(e) => Err(e),
+        };
+        let ecs_deployment_id = match moved {
+            Ok(id) => id,
+            Err(e) => {
+                // Keep the revision for the retry of this push, so it registers no other.
+                let registered = Registered {
+                    event_id: push.event_id.clone(),
+                    from: from.to_owned(),
+                    task_definition: to,
+                };
+                return self
+                    .not_moved(push, key, from, &locked, Some(registered), e)
+                    .await;
+            }
+        };
+        let moved = Moved {
+            from: from.to_owned(),
+            to,
+            ecs_deployment_id,
+        };
+        self.record_deployment(push, target, changes, matched, locked, state, moved)
+            .await
+    }
+
+    /// The revision to move the service to: the one an earlier attempt at this push
+    /// registered, if it got that far, else a new one.
+    pub(super) async fn revision_for(
+        &self,
+        push: &Push,
+        target: &Target,
+        changes: &[ImageChange],
+        locked: &Locked,
+    ) -> Result<String, PortError> {
+        let base = &target.task_definition;
+        if let Some(arn) = reusable_revision(&locked.state, push, &base.arn) {
+            info!(%arn, "using the revision an earlier attempt registered");
+            return Ok(arn.to_owned());
+        }
+        let interrupted_here = locked
+            .interrupted
+            .as_deref()
+            .is_some_and(|holder| owner_cause(holder) == push.event_id);
+        if interrupted_here
+            && let Some(arn) = self.ports.ecs.registered_for(base, &push.event_id).await?
+        {
+            info!(%arn, "using the revision an interrupted attempt registered");
+            return Ok(arn);
+        }
+        self.ports
+            .ecs
+            .register_revision(base, changes, &push.event_id)
+            .await
+    }
+
+    /// The service was not moved: give the lock back with the failure on record (and the
+    /// revision registered for the retry, if there is one); a retry redoes the rest.
+    pub(super) async fn not_moved(
+        &self,
+        push: &Push,
+        key: &ServiceKey,
+        from: &str,
+        locked: &Locked,
+        registered: Option<Registered>,
+        e: PortError,
+    ) -> ServiceReport {
+        let now = self.ports.clock.now();
+        let mut record = push_record(key, push, now, Action::Error, e.to_string());
+        record.from = Some(from.to_owned());
+        record.to = registered.as_ref().map(|r| r.task_definition.clone());
+        let state = ServiceState {
+            registered: registered.or_else(|| locked.state.registered.clone()),
+            ..locked.state.clone()
+        };
+        if let Err(commit_error) = self
+            .ports
+            .store
+            .commit(key, locked, &state, &[record], None)
+            .await
+        {
+            warn!(error = %commit_error, "could not record the failure");
+        }
+        self.failed(key, push, Some(from), e).await
+    }
+
+    /// Records a deployment that moved the service: state, history and processed mark in one
+    /// commit, then `deploy.started`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn record_deployment(
+        &self,
+        push: &Push,
+        target: &Target,
+        changes: &[ImageChange],
+        matched: String,
+        locked: Locked,
+        mut state: ServiceState,
+        moved: Moved,
+    ) -> ServiceReport {
+        let key = &target.service.key;
+        let Moved {
+            from,
+            to,
+            ecs_deployment_id,
+        } = moved;
+        let from = from.as_str();
+        let now = self.ports.clock.now();
+        start_deployment(
+            &mut state,
+            push,
+            changes,
+            from,
+            &to,
+            ecs_deployment_id.clone(),
+            now,
+        );
+        let asleep = target.service.desired_count == 0;
+        if let Some(deployment) = state.deployment.as_mut() {
+            deployment.at_zero_tasks = asleep;
+        }
+        // A sleeping service gets the revision without being woken: its count stays as the
+        // scheduler left it, and the wake-up runs the new revision.
+        let matched = match &state.sleep {
+            Some(_) if asleep => format!("{matched}; the service sleeps and runs it when woken"),
+            _ if asleep => format!("{matched}; the service runs no tasks"),
+            _ => matched,
+        };
+        let mut record = push_record(key, push, now, Action::Deployed, matched.clone());
+        record.from = Some(from.to_owned());
+        record.to = Some(to.clone());
+        record.ecs_deployment_id = ecs_deployment_id.clone();
+        if let Err(e) = self
+            .commit(key, &locked, &state, record, &push.event_id)
+            .await
+        {
+            // ECS has the new revision; the record of it is not written. A redelivery finds
+            // the service on the revision registered for this push and records it then.
+            error!(error = %e, to = %to, "deployed but could not record the deployment");
+            return self.failed(key, push, Some(from), e).await;
+        }
+        info!(from = %revision_name(from), to = %revision_name(&to), "deployed");
+        self.notify(Notification::new(
+            Kind::DeployStarted,
+            Severity::Info,
+            key.to_string(),
+            format!(
+                "Deploying {} to {key}: {} -> {}",
+                push_name(push),
+                revision_name(from),
+                revision_name(&to)
+            ),
+            now,
+            push_details(push, changes, Some(from), Some(&to)),
+        ))
+        .await;
+        ServiceReport {
+            service: key.to_string(),
+            action: Action::Deployed,
+            from: Some(revision_name(from).to_owned()),
+            to: Some(revision_name(&to).to_owned()),
+            digest: Some(push.digest.to_string()),
+            reason: matched,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Two pushes to one service at once (an app and its proxy, pushed by one CI run): the one
+//! that gets the lock second was read before the first moved the service, and must not clone
+//! the revision the service no longer runs.
+
+use async_trait::async_trait;
+use tokio::sync::{Mutex as AsyncMutex, oneshot};
+
+use super::*;
+use crate::domain::fleet::{ServiceView, TaskDefinitionView};
+use crate::ports::{Ecs, PortResult, TaggedService};
+
+/// ECS where this invocation, having read which revision the service runs, waits while
+/// another invocation's whole push runs.
+struct AnotherPushMeanwhile {
+    ecs: Arc<MemoryEcs>,
+    /// Says "read", then waits for "the other push is done".
+    meanwhile: AsyncMutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+}
+
+#[async_trait]
+impl Ecs for AnotherPushMeanwhile {
+    async fn find_services(&self, tag_key: &str) -> PortResult<Vec<TaggedService>> {
+        self.ecs.find_services(tag_key).await
+    }
+    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
+        self.ecs.describe_services(services).await
+    }
+    async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
+        let read = self.ecs.describe_task_definition(arn).await;
+        if let Some((read, done)) = self.meanwhile.lock().await.take() {
+            read.send(()).expect("the other push waits for this read");
+            done.await.expect("the other push finishes");
+        }
+        read
+    }
+    async fn register_revision(
+        &self,
+        base: &TaskDefinitionView,
+        changes: &[ImageChange],
+        event_id: &str,
+    ) -> PortResult<String> {
+        self.ecs.register_revision(base, changes, event_id).await
+    }
+    async fn registered_for(
+        &self,
+        base: &TaskDefinitionView,
+        event_id: &str,
+    ) -> PortResult<Option<String>> {
+        self.ecs.registered_for(base, event_id).await
+    }
+    async fn active_revisions(&self, family: &str) -> PortResult<Vec<String>> {
+        self.ecs.active_revisions(family).await
+    }
+    async fn deregister_revision(&self, arn: &str) -> PortResult<()> {
+        self.ecs.deregister_revision(arn).await
+    }
+    async fn update_service(
+        &self,
+        service: &ServiceKey,
+        task_definition: &str,
+    ) -> PortResult<Option<String>> {
+        self.ecs.update_service(service, task_definition).await
+    }
+    async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()> {
+        self.ecs.set_desired_count(service, count).await
+    }
+}
+
+fn envoy_push(id: &str, minute: u32, d: char) -> Value {
+    let mut event = push_event(id, minute, Some("2"), d);
+    event["detail"]["repository-name"] = json!("envoy");
+    event
+}
+
+fn revision(arn: &str) -> &str {
+    revision_name(arn)
+}
+
+#[tokio::test]
+async fn a_push_read_before_another_moved_the_service_deploys_on_top_of_it() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    let plain = |ecs: Arc<dyn Ecs>| Ports {
+        ecs,
+        ecr: w.ecr.clone(),
+        autoscaling: Arc::new(crate::adapters::memory::MemoryAutoscaling::default()),
+        alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
+        store: w.store.clone(),
+        images: w.store.clone(),
+        notifier: w.notifier.clone(),
+        clock: w.clock.clone(),
+    };
+    let (read_tx, read_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    let proxy_push = DeployFunction::new(plain(w.ecs.clone()), config(false));
+    let app_push = DeployFunction::new(
+        plain(Arc::new(AnotherPushMeanwhile {
+            ecs: w.ecs.clone(),
+            meanwhile: AsyncMutex::new(Some((read_tx, done_rx))),
+        })),
+        config(false),
+    );
+    let other = async {
+        read_rx.await.expect("the app's push reads the service");
+        let other = proxy_push.handle(&envoy_push("e-envoy", 1, 'c')).await;
+        done_tx.send(()).expect("the app's push waits");
+        other
+    };
+
+    let app_event = push_event("e-web", 1, Some("main-42"), 'b');
+    let (summary, other) = tokio::join!(app_push.handle(&app_event), other);
+
+    let other = other.unwrap();
+    assert_eq!(other.services[0].to.as_deref(), Some("web:2"), "{other:?}");
+    let summary = summary.unwrap();
+
+    assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");
+    let report = &summary.services[0];
+    assert_eq!(report.from.as_deref(), Some("web:2"), "{report:?}");
+    assert_eq!(report.to.as_deref(), Some("web:3"), "{report:?}");
+    assert_eq!(
+        running_image(&w, "web"),
+        format!("{HOST}/web@{}", digest('b'))
+    );
+    assert_eq!(
+        running_image(&w, "envoy"),
+        format!("{HOST}/envoy@{}", digest('c')),
+        "the proxy's push is not undone"
+    );
+    let moves: Vec<(String, String)> = w
+        .store
+        .all_history()
+        .iter()
+        .filter(|r| r.action == Action::Deployed)
+        .map(|r| {
+            let from = r.from.as_deref().map_or("", revision).to_owned();
+            let to = r.to.as_deref().map_or("", revision).to_owned();
+            (from, to)
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("web:1".to_owned(), "web:2".to_owned()),
+            ("web:2".to_owned(), "web:3".to_owned())
+        ]
+    );
+    assert_eq!(
+        w.ecs.calls("RegisterTaskDefinition"),
+        2,
+        "no revision from a stale base"
+    );
+}

@@ -1,0 +1,98 @@
+//! A reconcile near the end of its invocation starts no new change, says which services it
+//! left, and the next reconcile goes on with them; wakes come before sleeps.
+
+use super::*;
+
+#[tokio::test]
+async fn a_reconcile_at_its_deadline_starts_nothing_and_the_next_one_goes_on() {
+    let w = world();
+    let api = w.service("api", OFFICE, true);
+    let worker = w.service("worker", OFFICE, false);
+    w.reconcile(NIGHT).await;
+    assert_eq!((w.desired(&api), w.desired(&worker)), (0, 0));
+
+    // Less than a minute left in the invocation.
+    w.clock.set(utc(MORNING));
+    let deadline = utc(MORNING) + chrono::TimeDelta::seconds(45);
+    let late = w
+        .scheduler(false)
+        .handle_within(
+            &json!({"action": "reconcile", "at": MORNING}),
+            Some(deadline),
+        )
+        .await
+        .expect("leaving work for the next reconcile is no failure");
+    for key in [&api, &worker] {
+        let report = late
+            .services
+            .iter()
+            .find(|s| s.service == key.to_string())
+            .unwrap();
+        assert_eq!(report.action, Action::Skipped, "{late:?}");
+        assert!(
+            report.reason.contains("the next reconcile goes on"),
+            "{report:?}"
+        );
+    }
+    assert_eq!(
+        (w.desired(&api), w.desired(&worker)),
+        (0, 0),
+        "nothing started"
+    );
+    assert_eq!(w.actions(&api), [Action::Asleep]);
+
+    // With time left, the same reconcile wakes them.
+    let deadline = utc(MORNING) + chrono::TimeDelta::minutes(5);
+    let next = w
+        .scheduler(false)
+        .handle_within(
+            &json!({"action": "reconcile", "at": MORNING}),
+            Some(deadline),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.outcome, Outcome::Awake, "{next:?}");
+    assert_eq!((w.desired(&api), w.desired(&worker)), (3, 3));
+}
+
+#[test]
+fn services_asleep_come_first_and_the_rest_keep_their_order() {
+    let subject = |name: &str, asleep: bool| {
+        let key = ServiceKey::new("staging", name);
+        let mut state = ServiceState::default();
+        if asleep {
+            state.sleep = Some(crate::domain::state::Sleep {
+                since: utc(NIGHT),
+                desired_count: 2,
+                scalable: None,
+                asleep_count: 0,
+                dry_run: false,
+                pending: false,
+                cause: "night".into(),
+            });
+        }
+        Subject {
+            service: ServiceView {
+                arn: format!("arn:aws:ecs:eu-west-1:1:service/{key}"),
+                key,
+                task_definition: "arn:aws:ecs:eu-west-1:1:task-definition/x:1".into(),
+                desired_count: 2,
+                running_count: 2,
+                tags: Default::default(),
+                deployments: Vec::new(),
+                controller: Default::default(),
+            },
+            capacity: None,
+            state,
+        }
+    };
+    let mut subjects = vec![
+        subject("a", false),
+        subject("b", true),
+        subject("c", false),
+        subject("d", true),
+    ];
+    most_urgent_first(&mut subjects);
+    let order: Vec<&str> = subjects.iter().map(|s| s.service.key.service()).collect();
+    assert_eq!(order, ["b", "d", "a", "c"]);
+}
