@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::domain::fleet::{Container, ImageChange, ServiceView, TaskDefinitionView};
 use crate::domain::image::{Digest, Repository};
+use crate::domain::pace::{Rate, Reserved};
 use crate::domain::service::ServiceKey;
 use crate::domain::state::{Capacity, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
@@ -45,6 +46,13 @@ impl PortError {
 
 pub type PortResult<T> = Result<T, PortError>;
 
+/// What a partial read of services found: the services, and those of the batches that failed.
+#[derive(Clone, Debug, Default)]
+pub struct Described {
+    pub services: Vec<ServiceView>,
+    pub failed: Vec<(ServiceKey, PortError)>,
+}
+
 /// A service found by a tag: its ARN and the tag's value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaggedService {
@@ -56,8 +64,18 @@ pub struct TaggedService {
 pub trait Ecs: Send + Sync {
     /// The services that carry the tag key, across clusters, all pages, with the tag's value.
     async fn find_services(&self, tag_key: &str) -> PortResult<Vec<TaggedService>>;
-    /// Services with their tags and deployments. Unknown and deleted services are left out.
-    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>>;
+    /// Services with their tags and deployments, read in batches: a batch that fails leaves
+    /// out only its own services, which come back with the error. Unknown and deleted services
+    /// are left out.
+    async fn describe_services_partly(&self, services: &[ServiceKey]) -> PortResult<Described>;
+    /// The same, all or nothing: the first failed batch fails the whole.
+    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
+        let described = self.describe_services_partly(services).await?;
+        match described.failed.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(described.services),
+        }
+    }
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView>;
     /// Registers a new revision of `base` with only the given images changed, marked as
     /// registered for `event_id`, and returns its ARN. Registered once however the call is
@@ -246,6 +264,19 @@ pub trait ImageIndex: Send + Sync {
         services: &[ServiceKey],
     ) -> PortResult<BTreeMap<ServiceKey, KnownContainers>>;
     async fn remember(&self, entries: &[(ServiceKey, KnownContainers)]) -> PortResult<()>;
+}
+
+/// The shared pace of AWS writes, one record per token bucket (`domain::pace`).
+#[async_trait]
+pub trait Pace: Send + Sync {
+    /// Reserves `calls` slots of the bucket at `now`, for every invocation of the account.
+    async fn reserve(
+        &self,
+        bucket: &str,
+        rate: Rate,
+        calls: u32,
+        now: DateTime<Utc>,
+    ) -> PortResult<Reserved>;
 }
 
 #[async_trait]

@@ -302,3 +302,60 @@ async fn a_registration_refused_for_a_concurrent_one_is_tried_again() {
     assert_eq!(proxy.fault_counts()[&Fault::ConcurrentRevisions], 1);
     assert_eq!(stack.revisions(&family).await, 2, "one new revision");
 }
+
+/// A push to 50 services under ECS's documented throttling of `RegisterTaskDefinition` (a
+/// burst of 20, then one a second, for the account): deckhand registers at that pace, shared
+/// through the table, so every service deploys, once, in the deliveries Lambda makes (the
+/// first and two retries).
+#[tokio::test]
+async fn a_push_to_fifty_services_under_ecs_throttling_deploys_every_one() {
+    let stack = Stack::new().await;
+    let services = crate::faults::deployable(&stack, "paced", 50).await;
+    let digest = stack.push_image("main-1").await;
+    let throttled = FaultPlan::none()
+        .with_bucket(&["RegisterTaskDefinition"], 20, 1.0)
+        .with_latency(LATENCY);
+    let proxy = Proxy::start(stack.emulator_url(), throttled).await;
+    let ports = stack
+        .ports_through(Role::Deploy, &proxy, Arc::new(SystemClock))
+        .await;
+    let function = DeployFunction::new(ports, stack.config());
+    let event = stack.push_event("push-paced", Utc::now(), "main-1", &digest);
+
+    let started = std::time::Instant::now();
+    let mut deliveries = 0;
+    let summary = loop {
+        deliveries += 1;
+        match function.handle(&event).await {
+            Ok(summary) => break summary,
+            Err(e) if deliveries < 3 => eprintln!("delivery {deliveries}: {e}"),
+            Err(e) => panic!("still failing after Lambda's last retry: {e}"),
+        }
+    };
+    let took = started.elapsed();
+
+    assert!(
+        summary
+            .services
+            .iter()
+            .all(|s| matches!(s.action, Action::Deployed | Action::Duplicate)),
+        "{summary:?}"
+    );
+    crate::faults::assert_deployed_once(&stack, &services, &digest).await;
+    let calls = proxy.calls();
+    let registrations = calls
+        .iter()
+        .filter(|c| c.operation == "RegisterTaskDefinition")
+        .count();
+    let throttled = calls
+        .iter()
+        .filter(|c| c.operation == "RegisterTaskDefinition" && c.fault == Some(Fault::Throttle))
+        .count();
+    eprintln!(
+        "50 services: {deliveries} delivery(ies), {} calls ({registrations} RegisterTaskDefinition, \
+         {throttled} of them throttled), {:.1} s",
+        calls.len(),
+        took.as_secs_f64()
+    );
+    assert_eq!(deliveries, 1, "paced, the first delivery deploys them all");
+}

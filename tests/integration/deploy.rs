@@ -678,7 +678,7 @@ async fn no_log_line_carries_a_task_definition_value() {
 }
 
 #[tokio::test]
-async fn one_deploy_makes_eleven_aws_calls() {
+async fn one_deploy_makes_twelve_aws_calls() {
     let stack = Stack::new().await;
     let td = stack
         .simple_task_definition(&format!("calls-{}", stack.id), "main-0")
@@ -704,6 +704,7 @@ async fn one_deploy_makes_eleven_aws_calls() {
             "ECS.DescribeTaskDefinition",               // the containers' images
             "DynamoDB.UpdateItem",                      // take the service's lock, read its state
             "ECS.DescribeServices",                     // still on the revision read before?
+            "DynamoDB.UpdateItem",                      // a slot of ECS's task definition writes
             "ECS.RegisterTaskDefinition",               // the new revision
             "DynamoDB.UpdateItem",                      // renew the lease: still ours?
             "ECS.UpdateService",                        // move the service

@@ -18,11 +18,11 @@ use deckhand::app::deploy::DeployFunction;
 use deckhand::app::rollback::RollbackFunction;
 use deckhand::app::scheduler::{SchedulerError, SchedulerFunction};
 use deckhand::config::Config;
-use deckhand::domain::fleet::{ImageChange, ServiceView, TaskDefinitionView};
+use deckhand::domain::fleet::{ImageChange, TaskDefinitionView};
 use deckhand::domain::service::ServiceKey;
 use deckhand::domain::state::DeploymentStatus;
 use deckhand::history::HistoryRecord;
-use deckhand::ports::{Clock, Ecs, PortResult, StateStore, SystemClock, TaggedService};
+use deckhand::ports::{Clock, Described, Ecs, PortResult, StateStore, SystemClock, TaggedService};
 use deckhand::report::{Action, Outcome, Summary};
 use futures::{StreamExt, stream};
 use serde_json::json;
@@ -61,6 +61,7 @@ async fn the_proxy_sees_every_call_of_a_deploy_by_service_and_operation() {
             "ecs.DescribeTaskDefinition",
             "dynamodb.UpdateItem",
             "ecs.DescribeServices",
+            "dynamodb.UpdateItem",
             "ecs.RegisterTaskDefinition",
             "dynamodb.UpdateItem",
             "ecs.UpdateService",
@@ -203,7 +204,7 @@ async fn assert_deploys_match_ecs(stack: &Stack, services: &[String], event_id: 
 
 /// Services `{prefix}-0..n`, each with a family of its own running `web:main-0`, deploying any
 /// push.
-async fn deployable(stack: &Stack, prefix: &str, n: usize) -> Vec<String> {
+pub(crate) async fn deployable(stack: &Stack, prefix: &str, n: usize) -> Vec<String> {
     let services: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
     for name in &services {
         let td = stack
@@ -218,7 +219,7 @@ async fn deployable(stack: &Stack, prefix: &str, n: usize) -> Vec<String> {
 
 /// Each service runs the digest, on one new revision, known to the table with one
 /// `deployed` record and a `deploy.started` notification.
-async fn assert_deployed_once(stack: &Stack, services: &[String], digest: &str) {
+pub(crate) async fn assert_deployed_once(stack: &Stack, services: &[String], digest: &str) {
     for name in services {
         let key = stack.service_key(name);
         let running = stack.running_task_definition(name).await;
@@ -389,8 +390,8 @@ impl Ecs for CrashBeforeUpdate {
     async fn find_services(&self, tag_key: &str) -> PortResult<Vec<TaggedService>> {
         self.ecs.find_services(tag_key).await
     }
-    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
-        self.ecs.describe_services(services).await
+    async fn describe_services_partly(&self, services: &[ServiceKey]) -> PortResult<Described> {
+        self.ecs.describe_services_partly(services).await
     }
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
         self.ecs.describe_task_definition(arn).await

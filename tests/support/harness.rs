@@ -288,7 +288,9 @@ impl Stack {
 
     /// The ports of a function signed as its role, for `config`.
     pub fn ports_with(&self, role: Role, config: &Config, clock: Arc<dyn Clock>) -> Ports {
-        let mut ports = Clients::new(&self.sdk_as(role, config)).ports(config);
+        let partition = format!("stack-{}", self.id);
+        let mut ports =
+            Clients::in_partition(&self.sdk_as(role, config), Some(&partition)).ports(config);
         ports.clock = clock;
         ports
     }
@@ -300,40 +302,55 @@ impl Stack {
 
     pub fn counted_ports_with(&self, role: Role, config: &Config) -> (Ports, CallLog) {
         let log = CallLog::default();
-        let sdk = &self.sdk_as(role, config);
+        let partition = format!("stack-{}", self.id);
+        let base = Clients::in_partition(&self.sdk_as(role, config), Some(&partition));
         let clients = Clients {
             ecs: aws_sdk_ecs::Client::from_conf(
-                aws_sdk_ecs::config::Builder::from(sdk)
+                base.ecs
+                    .config()
+                    .to_builder()
                     .interceptor(log.clone())
                     .build(),
             ),
             tagging: aws_sdk_resourcegroupstagging::Client::from_conf(
-                aws_sdk_resourcegroupstagging::config::Builder::from(sdk)
+                base.tagging
+                    .config()
+                    .to_builder()
                     .interceptor(log.clone())
                     .build(),
             ),
             ecr: aws_sdk_ecr::Client::from_conf(
-                aws_sdk_ecr::config::Builder::from(sdk)
+                base.ecr
+                    .config()
+                    .to_builder()
                     .interceptor(log.clone())
                     .build(),
             ),
             autoscaling: aws_sdk_applicationautoscaling::Client::from_conf(
-                aws_sdk_applicationautoscaling::config::Builder::from(sdk)
+                base.autoscaling
+                    .config()
+                    .to_builder()
                     .interceptor(log.clone())
                     .build(),
             ),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
-                aws_sdk_cloudwatch::config::Builder::from(sdk)
+                base.cloudwatch
+                    .config()
+                    .to_builder()
                     .interceptor(log.clone())
                     .build(),
             ),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(
-                aws_sdk_dynamodb::config::Builder::from(sdk)
+                base.dynamodb
+                    .config()
+                    .to_builder()
                     .interceptor(log.clone())
                     .build(),
             ),
             sns: aws_sdk_sns::Client::from_conf(
-                aws_sdk_sns::config::Builder::from(sdk)
+                base.sns
+                    .config()
+                    .to_builder()
                     .interceptor(log.clone())
                     .build(),
             ),
@@ -353,7 +370,8 @@ impl Stack {
                     .expect("a role's credentials"),
             )
             .build();
-        let mut ports = Clients::new(&sdk).ports(&self.config());
+        let partition = format!("stack-{}", self.id);
+        let mut ports = Clients::in_partition(&sdk, Some(&partition)).ports(&self.config());
         ports.clock = clock;
         ports
     }

@@ -14,7 +14,9 @@
 //!   at once (the emulator never does).
 //!
 //! A plan may also add a fixed latency to every request, as the way to AWS does: without it the
-//! emulator answers so fast that concurrent invocations hardly ever interleave.
+//! emulator answers so fast that concurrent invocations hardly ever interleave. And it may
+//! throttle operations with token buckets as AWS documents them (a burst, then a sustained
+//! rate, per account): a request that finds its bucket empty gets `ThrottlingException`.
 //!
 //! Draws come from a seeded generator, so a failing run can be replayed with its seed (the
 //! order of concurrent requests still varies).
@@ -130,6 +132,17 @@ pub struct FaultPlan {
     pub delay: Duration,
     /// Added to every request before it is forwarded.
     pub latency: Duration,
+    /// Token buckets shared by the operations they name.
+    pub buckets: Vec<Bucket>,
+}
+
+/// A token bucket: `burst` tokens, refilled at `per_second`; each request of one of its
+/// operations takes one.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    pub operations: Vec<String>,
+    pub burst: f64,
+    pub per_second: f64,
 }
 
 impl FaultPlan {
@@ -144,11 +157,22 @@ impl FaultPlan {
             operations: HashMap::new(),
             delay: Duration::from_millis(150),
             latency: Duration::ZERO,
+            buckets: Vec::new(),
         }
     }
 
     pub fn with_latency(self, latency: Duration) -> Self {
         Self { latency, ..self }
+    }
+
+    /// Throttles these operations together with a token bucket.
+    pub fn with_bucket(mut self, operations: &[&str], burst: u32, per_second: f64) -> Self {
+        self.buckets.push(Bucket {
+            operations: operations.iter().map(|o| (*o).to_owned()).collect(),
+            burst: f64::from(burst),
+            per_second,
+        });
+        self
     }
 
     pub fn on(mut self, operation: &str, rates: FaultRates) -> Self {
@@ -181,6 +205,8 @@ struct Shared {
     upstream: String,
     client: Client<HttpConnector, Full<Bytes>>,
     plan: Mutex<FaultPlan>,
+    /// Tokens left in each of the plan's buckets, and when they were counted.
+    tokens: Mutex<Vec<(f64, std::time::Instant)>>,
     rng: Mutex<fastrand::Rng>,
     calls: Mutex<Vec<Call>>,
 }
@@ -222,6 +248,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: Client::builder(TokioExecutor::new()).build_http(),
+            tokens: Mutex::new(Vec::new()),
             plan: Mutex::new(plan),
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             calls: Mutex::new(Vec::new()),
@@ -246,6 +273,7 @@ impl Proxy {
 
     pub fn set_plan(&self, plan: FaultPlan) {
         *lock(&self.shared.plan) = plan;
+        lock(&self.shared.tokens).clear();
     }
 
     /// Every request so far, in arrival order.
@@ -326,7 +354,10 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Answer {
     let (fault, delay, latency) = {
         let plan = lock(&shared.plan);
         let roll = lock(&shared.rng).f64();
-        let fault = plan.rates(&target.operation).draw(roll);
+        let fault = match plan.rates(&target.operation).draw(roll) {
+            None if !take_token(shared, &plan, &target.operation) => Some(Fault::Throttle),
+            drawn => drawn,
+        };
         let delay = plan.delay.mul_f64(lock(&shared.rng).f64());
         (fault, delay, plan.latency)
     };
@@ -369,6 +400,36 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Answer {
             forward(shared, parts, body).await
         }
         None => forward(shared, parts, body).await,
+    }
+}
+
+/// Takes a token from the bucket of the operation, if it has one: false when it is empty.
+fn take_token(shared: &Shared, plan: &FaultPlan, operation: &str) -> bool {
+    let Some(index) = plan
+        .buckets
+        .iter()
+        .position(|b| b.operations.iter().any(|o| o == operation))
+    else {
+        return true;
+    };
+    let bucket = &plan.buckets[index];
+    let now = std::time::Instant::now();
+    let mut tokens = lock(&shared.tokens);
+    if tokens.len() < plan.buckets.len() {
+        tokens.resize(plan.buckets.len(), (f64::NAN, now));
+    }
+    let (left, counted) = &mut tokens[index];
+    if left.is_nan() {
+        *left = bucket.burst;
+    }
+    *left =
+        (*left + now.duration_since(*counted).as_secs_f64() * bucket.per_second).min(bucket.burst);
+    *counted = now;
+    if *left >= 1.0 {
+        *left -= 1.0;
+        true
+    } else {
+        false
     }
 }
 

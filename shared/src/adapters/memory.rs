@@ -13,6 +13,7 @@ use crate::domain::fleet::{
     TaskDefinitionView,
 };
 use crate::domain::image::{Digest, Repository};
+use crate::domain::pace::{Rate, Reserved, reserve};
 use crate::domain::scan::ScanResult;
 use crate::domain::service::ServiceKey;
 use crate::domain::settings::Tags;
@@ -20,8 +21,8 @@ use crate::domain::state::{Capacity, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::Notification;
 use crate::ports::{
-    Alarms, Autoscaling, Clock, Ecr, Ecs, ImageIndex, KnownContainers, LockAttempt, Locked,
-    Notifier, PortError, PortErrorKind, PortResult, StateStore, TaggedService,
+    Alarms, Autoscaling, Clock, Described, Ecr, Ecs, ImageIndex, KnownContainers, LockAttempt,
+    Locked, Notifier, Pace, PortError, PortErrorKind, PortResult, StateStore, TaggedService,
 };
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,6 +69,8 @@ struct EcsWorld {
     calls: BTreeMap<&'static str, usize>,
     /// Every service `DescribeServices` was asked about, as often as it was.
     described: Vec<ServiceKey>,
+    /// Services whose batch of `DescribeServices` fails.
+    unreadable: BTreeSet<ServiceKey>,
     fail: BTreeSet<&'static str>,
     stall: BTreeSet<&'static str>,
 }
@@ -157,6 +160,16 @@ impl MemoryEcs {
             .get(operation)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Makes the batch of `DescribeServices` that holds this service fail, as a throttled
+    /// batch does past the SDK's retries (the memory adapter's batches are of one service).
+    pub fn fail_describing(&self, service: &ServiceKey) {
+        guard(&self.inner).unreadable.insert(service.clone());
+    }
+
+    pub fn heal_describing(&self, service: &ServiceKey) {
+        guard(&self.inner).unreadable.remove(service);
     }
 
     /// The services `DescribeServices` was asked about so far.
@@ -251,13 +264,23 @@ impl Ecs for MemoryEcs {
             .collect())
     }
 
-    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
+    async fn describe_services_partly(&self, services: &[ServiceKey]) -> PortResult<Described> {
         let mut world = self.enter("DescribeServices")?;
         world.described.extend(services.iter().cloned());
-        Ok(services
-            .iter()
-            .filter_map(|k| world.services.get(k).cloned())
-            .collect())
+        let mut described = Described::default();
+        for key in services {
+            if world.unreadable.contains(key) {
+                let e = PortError::new(
+                    "DescribeServices",
+                    PortErrorKind::Transient,
+                    "injected fault",
+                );
+                described.failed.push((key.clone(), e));
+            } else if let Some(service) = world.services.get(key) {
+                described.services.push(service.clone());
+            }
+        }
+        Ok(described)
     }
 
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
@@ -655,6 +678,8 @@ struct Table {
     history: Vec<HistoryRecord>,
     processed: BTreeSet<(String, ServiceKey)>,
     containers: BTreeMap<ServiceKey, KnownContainers>,
+    /// The arrival time of each pace bucket.
+    pace: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl MemoryStore {
@@ -900,6 +925,22 @@ impl StateStore for MemoryStore {
         records.sort_by_key(|r| std::cmp::Reverse(r.at));
         records.truncate(limit);
         Ok(records)
+    }
+}
+
+#[async_trait]
+impl Pace for MemoryStore {
+    async fn reserve(
+        &self,
+        bucket: &str,
+        rate: Rate,
+        calls: u32,
+        now: DateTime<Utc>,
+    ) -> PortResult<Reserved> {
+        let mut table = guard(&self.inner);
+        let reserved = reserve(table.pace.get(bucket).copied(), now, rate, calls);
+        table.pace.insert(bucket.to_owned(), reserved.arrival);
+        Ok(reserved)
     }
 }
 

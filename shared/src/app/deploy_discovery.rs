@@ -24,11 +24,11 @@ impl DeployFunction {
         if keys.is_empty() {
             return Ok(Discovered::default());
         }
-        let services: Vec<ServiceView> = self
-            .ports
-            .ecs
-            .describe_services(&keys)
-            .await?
+        // A batch that cannot be read leaves its services unreadable (failed, so the push is
+        // retried for them); the others go on.
+        let read = self.ports.ecs.describe_services_partly(&keys).await?;
+        let services: Vec<ServiceView> = read
+            .services
             .into_iter()
             .filter(|s| s.tags.contains_key(TAG_DEPLOY))
             .collect();
@@ -38,7 +38,10 @@ impl DeployFunction {
                 .iter()
                 .any(|c| ImageRef::parse(&c.image).is_some_and(|i| i.is_in(&push.repository)))
         };
-        let mut found = Discovered::default();
+        let mut found = Discovered {
+            unreadable: read.failed,
+            ..Discovered::default()
+        };
         for service in services {
             let arn = service.task_definition.clone();
             let concerned = match described.get(&arn) {

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::app::locking::LEASE;
-use crate::domain::fleet::{ServiceView, TaskDefinitionView};
-use crate::ports::{Clock as _, Ecs, LockAttempt, PortResult, TaggedService};
+use crate::domain::fleet::TaskDefinitionView;
+use crate::ports::{Clock as _, Described, Ecs, LockAttempt, PortResult, TaggedService};
 
 /// ECS whose registration takes longer than the lease, while another invocation takes the
 /// service's lock.
@@ -21,8 +21,8 @@ impl Ecs for SlowRegistration {
     async fn find_services(&self, tag_key: &str) -> PortResult<Vec<TaggedService>> {
         self.ecs.find_services(tag_key).await
     }
-    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
-        self.ecs.describe_services(services).await
+    async fn describe_services_partly(&self, services: &[ServiceKey]) -> PortResult<Described> {
+        self.ecs.describe_services_partly(services).await
     }
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
         self.ecs.describe_task_definition(arn).await
@@ -81,6 +81,7 @@ async fn a_deployment_that_lost_its_lock_while_registering_changes_nothing() {
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         store: w.store.clone(),
         images: w.store.clone(),
+        pace: w.store.clone(),
         notifier: w.notifier.clone(),
         clock: w.clock.clone(),
     };

@@ -6,13 +6,16 @@ use tracing::{error, info, warn};
 
 use super::{DeployFunction, Moved, Target, push_details, push_name, push_record};
 use crate::app::locking::{owner_cause, renew_before_acting};
+use crate::app::paced;
 use crate::domain::deploy::{Push, reusable_revision, start_deployment};
 use crate::domain::fleet::ImageChange;
+use crate::domain::pace::TASK_DEFINITION_WRITES;
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::state::{Registered, ServiceState};
 use crate::notification::{Kind, Notification, Severity};
 use crate::ports::{Locked, PortError};
 use crate::report::{Action, ServiceReport};
+use chrono::TimeDelta;
 
 impl DeployFunction {
     pub(super) async fn deploy(
@@ -26,7 +29,7 @@ impl DeployFunction {
     ) -> ServiceReport {
         let key = &target.service.key;
         let from = target.task_definition.arn.as_str();
-        let to = match self.revision_for(push, target, changes, &locked).await {
+        let to = match self.revision_for(push, target, changes, &mut locked).await {
             Ok(to) => to,
             Err(e) => return self.not_moved(push, key, from, &locked, None, e).await,
         };
@@ -67,7 +70,7 @@ impl DeployFunction {
         push: &Push,
         target: &Target,
         changes: &[ImageChange],
-        locked: &Locked,
+        locked: &mut Locked,
     ) -> Result<String, PortError> {
         let base = &target.task_definition;
         if let Some(arn) = reusable_revision(&locked.state, push, &base.arn) {
@@ -83,6 +86,18 @@ impl DeployFunction {
         {
             info!(%arn, "using the revision an interrupted attempt registered");
             return Ok(arn);
+        }
+        // At the pace ECS allows the account, shared with every other invocation; a wait
+        // spent holding the lock is given back to the lease.
+        let waited = paced(&self.ports, TASK_DEFINITION_WRITES).await?;
+        if waited > TimeDelta::zero() {
+            renew_before_acting(
+                &*self.ports.store,
+                &*self.ports.clock,
+                &target.service.key,
+                locked,
+            )
+            .await?;
         }
         self.ports
             .ecs

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use tokio::sync::{Mutex as AsyncMutex, oneshot};
 
 use super::*;
-use crate::domain::fleet::{ServiceView, TaskDefinitionView};
-use crate::ports::{Ecs, PortResult, TaggedService};
+use crate::domain::fleet::TaskDefinitionView;
+use crate::ports::{Described, Ecs, PortResult, TaggedService};
 
 /// ECS where this invocation, having read which revision the service runs, waits while
 /// another invocation's whole push runs.
@@ -22,8 +22,8 @@ impl Ecs for AnotherPushMeanwhile {
     async fn find_services(&self, tag_key: &str) -> PortResult<Vec<TaggedService>> {
         self.ecs.find_services(tag_key).await
     }
-    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
-        self.ecs.describe_services(services).await
+    async fn describe_services_partly(&self, services: &[ServiceKey]) -> PortResult<Described> {
+        self.ecs.describe_services_partly(services).await
     }
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
         let read = self.ecs.describe_task_definition(arn).await;
@@ -86,6 +86,7 @@ async fn a_push_read_before_another_moved_the_service_deploys_on_top_of_it() {
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         store: w.store.clone(),
         images: w.store.clone(),
+        pace: w.store.clone(),
         notifier: w.notifier.clone(),
         clock: w.clock.clone(),
     };

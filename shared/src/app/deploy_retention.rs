@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use super::{DeployFunction, lock_memo};
+use crate::app::paced;
 use crate::domain::fleet::ServiceView;
+use crate::domain::pace::TASK_DEFINITION_WRITES;
 use crate::domain::retention::{
     family_and_number, name_revisions, needed_by, revisions_to_deregister,
 };
@@ -90,6 +92,11 @@ impl DeployFunction {
                     failed.push(format!("{} ({e})", revision_name(&arn)));
                     continue;
                 }
+            }
+            // The same bucket as registrations: housekeeping never takes their slots for long.
+            if let Err(e) = paced(&self.ports, TASK_DEFINITION_WRITES).await {
+                info!(error = %e, "retention stops here for this event");
+                break;
             }
             match self.ports.ecs.deregister_revision(&arn).await {
                 Ok(()) => {

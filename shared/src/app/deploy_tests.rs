@@ -45,6 +45,7 @@ fn world_with(config: Config) -> World {
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         store: store.clone(),
         images: store.clone(),
+        pace: store.clone(),
         notifier: notifier.clone(),
         clock: clock.clone(),
     };
@@ -114,6 +115,15 @@ fn kinds(w: &World) -> Vec<&'static str> {
         .published()
         .iter()
         .map(|n| n.kind.as_str())
+        .collect()
+}
+
+/// Each service of a summary with what was done to it.
+fn by_service(summary: &Summary) -> Vec<(&str, Action)> {
+    summary
+        .services
+        .iter()
+        .map(|s| (s.service.as_str(), s.action))
         .collect()
 }
 
@@ -215,13 +225,8 @@ async fn invalid_tags_skip_that_service_and_the_others_proceed() {
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed);
-    let by_service: Vec<(&str, Action)> = summary
-        .services
-        .iter()
-        .map(|s| (s.service.as_str(), s.action))
-        .collect();
     assert_eq!(
-        by_service,
+        by_service(&summary),
         [
             ("demo/api", Action::Deployed),
             ("demo/web", Action::Invalid)
@@ -1265,3 +1270,6 @@ mod race;
 
 #[path = "deploy_retention_tests.rs"]
 mod retention_steps;
+
+#[path = "deploy_discovery_tests.rs"]
+mod discovery_faults;

@@ -9,7 +9,9 @@ pub mod scheduler;
 use std::sync::Arc;
 
 use crate::notification::Notification;
-use crate::ports::{Alarms, Autoscaling, Clock, Ecr, Ecs, ImageIndex, Notifier, StateStore};
+use crate::ports::{
+    Alarms, Autoscaling, Clock, Ecr, Ecs, ImageIndex, Notifier, Pace, PortError, StateStore,
+};
 
 /// The ports a function works through, built once per process.
 #[derive(Clone)]
@@ -20,8 +22,53 @@ pub struct Ports {
     pub alarms: Arc<dyn Alarms>,
     pub store: Arc<dyn StateStore>,
     pub images: Arc<dyn ImageIndex>,
+    pub pace: Arc<dyn Pace>,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
+}
+
+/// The longest deckhand waits for a slot of a bucket: beyond, the write is left for a retry of
+/// the event (the lock's lease must cover the wait, the call and the commit).
+pub const MAX_PACE_WAIT: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// Waits for a slot of the bucket before an AWS write, at the pace the account is allowed
+/// (`domain::pace`). Returns how long it waited. A slot too far ahead is an error the event is
+/// retried for; a pace record that cannot be read or written paces nothing (pacing only spares
+/// throttling, which the SDK's retry handles too).
+pub(crate) async fn paced(
+    ports: &Ports,
+    (bucket, rate): (&str, crate::domain::pace::Rate),
+) -> Result<chrono::TimeDelta, PortError> {
+    let now = ports.clock.now();
+    let reserved = match ports.pace.reserve(bucket, rate, 1, now).await {
+        Ok(reserved) => reserved,
+        Err(e) => {
+            tracing::warn!(error = %e, bucket, "could not reserve a slot; going unpaced");
+            return Ok(chrono::TimeDelta::zero());
+        }
+    };
+    let wait = reserved.first - now;
+    if wait > MAX_PACE_WAIT {
+        return Err(PortError::new(
+            "pace",
+            crate::ports::PortErrorKind::Transient,
+            format!(
+                "{bucket} is booked {} s ahead, longer than deckhand waits; the event is retried",
+                wait.num_seconds()
+            ),
+        ));
+    }
+    if let Ok(duration) = wait.to_std()
+        && !duration.is_zero()
+    {
+        tracing::info!(
+            bucket,
+            wait_ms = wait.num_milliseconds(),
+            "waiting for a slot"
+        );
+        tokio::time::sleep(duration).await;
+    }
+    Ok(wait.max(chrono::TimeDelta::zero()))
 }
 
 /// Publishing is best effort: the action and its record stand even if the topic is down.

@@ -186,6 +186,7 @@ mod tests {
             alarms: Arc::new(MemoryAlarms::default()),
             store: store.clone(),
             images: store.clone(),
+            pace: store.clone(),
             notifier: Arc::new(MemoryNotifier::default()),
             clock: Arc::new(FixedClock::new(utc("2026-11-23T10:00:00Z"))),
         };

@@ -48,6 +48,7 @@ fn world_with(dry_run: bool) -> World {
         alarms: alarms.clone(),
         store: store.clone(),
         images: store.clone(),
+        pace: store.clone(),
         notifier: notifier.clone(),
         clock: clock.clone(),
     };

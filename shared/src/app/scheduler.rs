@@ -200,24 +200,32 @@ impl SchedulerFunction {
             summary.dry_run = mode.plan;
             return Ok(summary);
         }
-        let (services, capacities, mut states) = futures::try_join!(
-            self.ports.ecs.describe_services(&keys),
+        let (read, capacities, mut states) = futures::try_join!(
+            self.ports.ecs.describe_services_partly(&keys),
             self.ports.autoscaling.scalable_targets(&keys),
             self.ports.store.load_many(&keys),
         )
         .map_err(SchedulerError::Discovery)?;
+        let services = read.services;
+        // A batch that could not be read fails its services only; the next reconcile reads
+        // them again, and the rest are reconciled now.
+        let unread: BTreeSet<&ServiceKey> = read.failed.iter().map(|(k, _)| k).collect();
         let found: BTreeSet<&ServiceKey> = services.iter().map(|s| &s.key).collect();
-        let mut reports: Vec<ServiceReport> = keys
-            .iter()
-            .filter(|k| !found.contains(k))
-            .map(|k| {
-                ServiceReport::new(
-                    k,
-                    Action::Ignored,
-                    "deckhand put it to sleep, but the service no longer exists",
-                )
-            })
-            .collect();
+        let mut reports: Vec<ServiceReport> = Vec::new();
+        for (key, e) in &read.failed {
+            reports.push(self.failed(key, cause, e.clone()).await);
+        }
+        reports.extend(
+            keys.iter()
+                .filter(|k| !found.contains(k) && !unread.contains(k))
+                .map(|k| {
+                    ServiceReport::new(
+                        k,
+                        Action::Ignored,
+                        "deckhand put it to sleep, but the service no longer exists",
+                    )
+                }),
+        );
         let mut subjects: Vec<Subject> = services
             .into_iter()
             .map(|service| Subject {

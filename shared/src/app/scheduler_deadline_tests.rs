@@ -1,5 +1,6 @@
-//! A reconcile near the end of its invocation starts no new change, says which services it
-//! left, and the next reconcile goes on with them; wakes come before sleeps.
+//! A reconcile of a fleet bigger than one invocation or one read: near the end of its
+//! invocation it starts no new change and says which services it left, the next reconcile goes
+//! on with them; wakes come before sleeps; a batch that cannot be read fails only its services.
 
 use super::*;
 
@@ -95,4 +96,31 @@ fn services_asleep_come_first_and_the_rest_keep_their_order() {
     most_urgent_first(&mut subjects);
     let order: Vec<&str> = subjects.iter().map(|s| s.service.key.service()).collect();
     assert_eq!(order, ["b", "d", "a", "c"]);
+}
+
+/// A batch of services that cannot be read fails those services only: the others are
+/// reconciled now, and the next reconcile finishes.
+#[tokio::test]
+async fn a_batch_that_cannot_be_read_leaves_its_services_to_the_next_reconcile() {
+    let w = world();
+    let api = w.service("api", OFFICE, true);
+    let worker = w.service("worker", OFFICE, false);
+    w.ecs.fail_describing(&worker);
+    w.clock.set(utc(NIGHT));
+    let night = w
+        .scheduler(false)
+        .handle(&json!({"action": "reconcile", "at": NIGHT}))
+        .await;
+    let Err(SchedulerError::ServicesFailed(summary)) = night else {
+        panic!("{night:?}");
+    };
+    assert_eq!(action_of(&summary, &api), Action::Asleep);
+    assert_eq!(action_of(&summary, &worker), Action::Error);
+    assert_eq!((w.desired(&api), w.desired(&worker)), (0, 3));
+
+    w.ecs.heal_describing(&worker);
+    let next = w.reconcile(NIGHT).await;
+    assert_eq!(action_of(&next, &worker), Action::Asleep);
+    assert_eq!(action_of(&next, &api), Action::Unchanged);
+    assert_eq!(w.desired(&worker), 0);
 }

@@ -53,6 +53,7 @@ fn world() -> World {
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         store: store.clone(),
         images: store.clone(),
+        pace: store.clone(),
         notifier: notifier.clone(),
         clock: clock.clone(),
     };

@@ -51,6 +51,9 @@ const LOCK_UNTIL: &str = "lockUntil";
 pub struct DynamoStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// The arrival time of each pace bucket this process last saw, to guess which of the two
+    /// updates applies (`pace`).
+    pace_seen: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl DynamoStore {
@@ -58,6 +61,7 @@ impl DynamoStore {
         Self {
             client,
             table: table.to_owned(),
+            pace_seen: std::sync::Mutex::default(),
         }
     }
 }
@@ -657,3 +661,6 @@ impl ImageIndex for DynamoStore {
         Ok(())
     }
 }
+
+#[path = "dynamodb_pace.rs"]
+mod pace;

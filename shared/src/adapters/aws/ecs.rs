@@ -8,7 +8,7 @@ use aws_sdk_ecs::types::{
     ContainerDefinition, Service, ServiceField, Tag, TaskDefinition, TaskDefinitionField,
 };
 use aws_sdk_resourcegroupstagging::types::TagFilter;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, stream};
 
 use super::{backoff, may_have_been_applied, port_error};
 use crate::domain::fleet::{
@@ -16,7 +16,7 @@ use crate::domain::fleet::{
     Source, TAG_CLONED_FROM, TAG_REGISTERED_FOR, TaskDefinitionView,
 };
 use crate::domain::service::ServiceKey;
-use crate::ports::{Ecs, PortError, PortErrorKind, PortResult, TaggedService};
+use crate::ports::{Described, Ecs, PortError, PortErrorKind, PortResult, TaggedService};
 
 /// DescribeServices takes at most ten services per call.
 const DESCRIBE_BATCH: usize = 10;
@@ -215,7 +215,7 @@ impl Ecs for EcsCluster {
         Ok(arns)
     }
 
-    async fn describe_services(&self, services: &[ServiceKey]) -> PortResult<Vec<ServiceView>> {
+    async fn describe_services_partly(&self, services: &[ServiceKey]) -> PortResult<Described> {
         let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for key in services {
             by_cluster
@@ -232,30 +232,45 @@ impl Ecs for EcsCluster {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let views: Vec<Vec<ServiceView>> = stream::iter(batches)
-            .map(|(cluster, names)| async move {
-                let out = self
-                    .ecs
-                    .describe_services()
-                    .cluster(cluster)
-                    .set_services(Some(names))
-                    .include(ServiceField::Tags)
-                    .send()
-                    .await
-                    .map_err(|e| port_error("DescribeServices", e))?;
-                // Services that are gone come back as failures; deleted ones as INACTIVE.
-                Ok::<_, PortError>(
-                    out.services()
+        let batches: Vec<(Vec<ServiceKey>, Result<Vec<ServiceView>, PortError>)> =
+            stream::iter(batches)
+                .map(|(cluster, names)| async move {
+                    let keys: Vec<ServiceKey> = names
                         .iter()
-                        .filter(|s| s.status() != Some("INACTIVE"))
-                        .filter_map(service_view)
-                        .collect(),
-                )
-            })
-            .buffer_unordered(DESCRIBE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(views.into_iter().flatten().collect())
+                        .map(|name| ServiceKey::new(&cluster, name))
+                        .collect();
+                    let out = self
+                        .ecs
+                        .describe_services()
+                        .cluster(cluster)
+                        .set_services(Some(names))
+                        .include(ServiceField::Tags)
+                        .send()
+                        .await
+                        .map_err(|e| port_error("DescribeServices", e));
+                    // Services that are gone come back as failures; deleted ones as INACTIVE.
+                    let views = out.map(|out| {
+                        out.services()
+                            .iter()
+                            .filter(|s| s.status() != Some("INACTIVE"))
+                            .filter_map(service_view)
+                            .collect()
+                    });
+                    (keys, views)
+                })
+                .buffer_unordered(DESCRIBE_CONCURRENCY)
+                .collect()
+                .await;
+        let mut described = Described::default();
+        for (keys, views) in batches {
+            match views {
+                Ok(views) => described.services.extend(views),
+                Err(e) => described
+                    .failed
+                    .extend(keys.into_iter().map(|key| (key, e.clone()))),
+            }
+        }
+        Ok(described)
     }
 
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ecs::config::retry::{RetryConfig, RetryMode, RetryPartition};
 
 pub use autoscaling::ApplicationAutoscaling;
 pub use cloudwatch::CloudWatchAlarms;
@@ -40,11 +41,33 @@ impl Clients {
     /// From one `SdkConfig`, which honours `AWS_ENDPOINT_URL` and the rest of the standard
     /// configuration.
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self::in_partition(sdk, None)
+    }
+
+    /// The same, with the adaptive retry's rate limiter of ECS and Application Auto Scaling
+    /// kept apart from the rest of the process under `partition` (the tests give each stack
+    /// its own, so that one test's throttling never slows another's calls).
+    pub fn in_partition(sdk: &aws_config::SdkConfig, partition: Option<&str>) -> Self {
+        // Both throttle per account: their clients retry in the SDK's adaptive mode, which
+        // after a throttle also slows this process's next calls of that service down.
+        let retry = sdk
+            .retry_config()
+            .cloned()
+            .unwrap_or_else(RetryConfig::standard)
+            .with_retry_mode(RetryMode::Adaptive);
+        let mut ecs = aws_sdk_ecs::config::Builder::from(sdk).retry_config(retry.clone());
+        let mut autoscaling =
+            aws_sdk_applicationautoscaling::config::Builder::from(sdk).retry_config(retry);
+        if let Some(partition) = partition {
+            ecs = ecs.retry_partition(RetryPartition::new(format!("ecs-{partition}")));
+            autoscaling = autoscaling
+                .retry_partition(RetryPartition::new(format!("autoscaling-{partition}")));
+        }
         Self {
-            ecs: aws_sdk_ecs::Client::new(sdk),
+            ecs: aws_sdk_ecs::Client::from_conf(ecs.build()),
             tagging: aws_sdk_resourcegroupstagging::Client::new(sdk),
             ecr: aws_sdk_ecr::Client::new(sdk),
-            autoscaling: aws_sdk_applicationautoscaling::Client::new(sdk),
+            autoscaling: aws_sdk_applicationautoscaling::Client::from_conf(autoscaling.build()),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sns: aws_sdk_sns::Client::new(sdk),
@@ -61,7 +84,8 @@ impl Clients {
             autoscaling: Arc::new(ApplicationAutoscaling::new(self.autoscaling.clone())),
             alarms: Arc::new(CloudWatchAlarms::new(self.cloudwatch.clone())),
             store: store.clone(),
-            images: store,
+            images: store.clone(),
+            pace: store,
             notifier: Arc::new(SnsNotifier::new(self.sns.clone(), &config.topic_arn)),
             clock: Arc::new(SystemClock),
         }
