@@ -36,12 +36,14 @@ pub fn sdk_loader() -> aws_config::ConfigLoader {
         )
 }
 
-/// When the invocation times out, as Lambda says (milliseconds since the epoch).
+/// When the invocation times out, as Lambda says (milliseconds since the epoch). A deadline
+/// already passed when the invocation starts is no deadline Lambda gives: `cargo lambda watch`
+/// sends the timeout itself (600000) in that header; then none is assumed.
 pub fn deadline(context: &lambda_runtime::Context) -> Option<chrono::DateTime<chrono::Utc>> {
     i64::try_from(context.deadline)
         .ok()
-        .filter(|ms| *ms > 0)
         .and_then(chrono::DateTime::from_timestamp_millis)
+        .filter(|deadline| *deadline > chrono::Utc::now())
 }
 
 /// Reads the configuration and builds the AWS ports once, at cold start.
@@ -76,5 +78,29 @@ impl From<RollbackError> for Diagnostic {
             error_type: error.error_type().to_owned(),
             error_message: error.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(deadline: u64) -> lambda_runtime::Context {
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = deadline;
+        context
+    }
+
+    #[test]
+    fn a_deadline_is_read_from_lambda_and_a_local_runtimes_timeout_is_not_taken_for_one() {
+        let in_five_minutes = chrono::Utc::now() + chrono::TimeDelta::minutes(5);
+        let ms = u64::try_from(in_five_minutes.timestamp_millis()).unwrap_or_default();
+        assert_eq!(
+            deadline(&context(ms)).map(|d| d.timestamp_millis()),
+            Some(in_five_minutes.timestamp_millis())
+        );
+        // What `cargo lambda watch` sends: the timeout, not an instant.
+        assert_eq!(deadline(&context(600_000)), None);
+        assert_eq!(deadline(&context(0)), None);
     }
 }

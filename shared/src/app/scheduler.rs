@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
@@ -48,8 +48,18 @@ impl SchedulerError {
 }
 
 /// How long a change started just before the deadline may still take: a lock, a scalable
-/// target, a desired count and a commit under throttling, well inside one minute.
-const CHANGE_IN_FLIGHT: TimeDelta = TimeDelta::seconds(60);
+/// target, a desired count and a commit under throttling, well inside one minute; and never
+/// more than a fifth of the invocation (a short timeout, as `cargo lambda watch` gives).
+const CHANGE_IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The instant after which no change starts, for an invocation that times out at `deadline`
+/// (Lambda's, in wall-clock time). Measured on the monotonic clock from now: the clock port
+/// may be set to any instant (a test, a replayed event), Lambda's deadline is real time.
+fn stop_starting_at(deadline: DateTime<Utc>) -> tokio::time::Instant {
+    let remaining = (deadline - Utc::now()).to_std().unwrap_or_default();
+    let margin = CHANGE_IN_FLIGHT.min(remaining / 5);
+    tokio::time::Instant::now() + remaining.saturating_sub(margin)
+}
 /// The reason given for a service the reconcile left for the next one.
 const DEFERRED: &str = "not started: this reconcile reached the end of its invocation; the next reconcile goes on with it";
 
@@ -68,7 +78,7 @@ struct Mode {
     plan: bool,
     /// After this instant no new change starts: the invocation's deadline less the time a
     /// change in flight may still need.
-    stop_starting_at: Option<DateTime<Utc>>,
+    stop_starting_at: Option<tokio::time::Instant>,
 }
 
 /// One service as the reconcile found it.
@@ -112,7 +122,7 @@ impl SchedulerFunction {
         deadline: Option<DateTime<Utc>>,
     ) -> Result<Summary, SchedulerError> {
         let now = self.ports.clock.now();
-        let stop_starting_at = deadline.map(|d| d - CHANGE_IN_FLIGHT);
+        let stop_starting_at = deadline.map(stop_starting_at);
         let failed;
         let mut summary = match parse_scheduler_event(event)? {
             SchedulerEvent::Reconcile {
@@ -325,7 +335,7 @@ impl SchedulerFunction {
             decision if mode.plan => planned(key, &decision, &observed),
             _ if mode
                 .stop_starting_at
-                .is_some_and(|stop| self.ports.clock.now() >= stop) =>
+                .is_some_and(|stop| tokio::time::Instant::now() >= stop) =>
             {
                 info!("not started: the invocation is near its deadline");
                 ServiceReport::new(key, Action::Skipped, DEFERRED)
