@@ -9,7 +9,8 @@ GetResources can be asked for again. CloudWatch speaks the protocol the SDK for 
 Where moto accepts what AWS refuses, and deckhand's behaviour depends on the refusal, the
 emulator refuses too (docs/architecture.md lists each): UpdateService with a task definition
 on a service ECS does not deploy, scans of an image index, which ECR never scans, and every call
-a role of template.yaml makes without its policy allowing it (emulator_iam.py).
+a role of template.yaml makes without its policy allowing it (emulator_iam.py). Lambda's Invoke
+reaches the function wherever the test runs it (emulator_lambda.py): moto would need Docker.
 
 As a program: `python scripts/emulator.py PORT` prints `ready` once listening and serves until
 its standard input closes, so it never outlives the process that started it.
@@ -43,6 +44,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 from emulator_iam import IamPolicies
+from emulator_lambda import LambdaInvocations
 
 
 class _NoTableCopies:
@@ -325,7 +327,10 @@ class Serialized:
 class Emulator:
     def __init__(self, port, host="127.0.0.1"):
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        app = Serialized(CloudWatchCbor(IamPolicies(DomainDispatcherApplication(create_backend_app))))
+        # IAM (on CloudWatch's requests as JSON) before an invocation runs; invocations outside
+        # the lock, since the function calls the emulator back while its invocation is open.
+        moto = Serialized(DomainDispatcherApplication(create_backend_app))
+        app = CloudWatchCbor(IamPolicies(LambdaInvocations(moto)))
         self.server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

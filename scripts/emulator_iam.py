@@ -10,7 +10,9 @@ physical names of its stack's resources:
     GET  /_deckhand/iam/refused/STACK  every refusal so far, as sentences naming the role, the
                                        operation, the action and the resource
 
-Calls signed with any other key (the tests' own set-up) are not evaluated. With DECKHAND_IAM_LOG
+Calls signed with any other key (the tests' own set-up) are not evaluated. This layer runs
+outside the emulator's one-request-at-a-time lock, so that a Lambda invocation it allows can
+call back into the emulator (emulator_lambda.py); its own state is under its own lock. With DECKHAND_IAM_LOG
 set, every action a role was allowed is appended to that file once, as a JSON line
 {"role", "operation", "action"}: scripts/iam_report.py reads them.
 """
@@ -31,6 +33,7 @@ import iam_actions
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/[^/]+/([^/]+)/")
 API = "/_deckhand/iam/"
+LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 
 
 class IamPolicies:
@@ -57,9 +60,16 @@ class IamPolicies:
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
         target = environ.get("HTTP_X_AMZ_TARGET")
+        invocation = LAMBDA_INVOKE.match(environ.get("PATH_INFO", ""))
         if target:
             operation = target.rsplit(".", 1)[-1]
             params = json.loads(body) if body.strip() else {}
+        elif signing_name == "lambda" and invocation:
+            # Lambda speaks REST: the operation and its parameters are in the path and query.
+            operation = "Invoke"
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+            params = {"FunctionName": urllib.parse.unquote(invocation.group(1)),
+                      "Qualifier": query.get("Qualifier", [None])[0]}
         else:
             form = urllib.parse.parse_qs(body.decode())
             operation = form.get("Action", [""])[0]
@@ -89,16 +99,18 @@ class IamPolicies:
         return iam.Stack(self.template, parameters, physical)
 
     def log(self, role, operation, allowed):
+        # Requests are evaluated concurrently (outside the emulator's one-at-a-time lock).
         with self.lock:
             fresh = [n for n in allowed if (role, operation, n.action) not in self.logged]
             self.logged.update((role, operation, n.action) for n in fresh)
-        if fresh and self.log_path:
-            lines = "".join(
-                json.dumps({"role": role, "operation": operation, "action": n.action, "because": n.because}) + "\n"
-                for n in fresh
-            )
-            with open(self.log_path, "a") as f:
-                f.write(lines)
+            if fresh and self.log_path:
+                lines = "".join(
+                    json.dumps({"role": role, "operation": operation, "action": n.action, "because": n.because})
+                    + "\n"
+                    for n in fresh
+                )
+                with open(self.log_path, "a") as f:
+                    f.write(lines)
 
     @staticmethod
     def refuse(json_protocol, refused, start_response):

@@ -14,6 +14,8 @@ operations need more, as AWS documents:
   (inspector2:ListFindings, inspector2:ListCoverage for DescribeImageScanFindings).
 - SNS encrypts a message to a topic with a customer managed key with the publisher's rights:
   kms:GenerateDataKey and kms:Decrypt, which the key's policy must allow too.
+- Lambda's Invoke is the action lambda:InvokeFunction, on the function's ARN with the qualifier
+  the call names (`function:NAME:$LATEST`), which a grant on the unqualified ARN does not cover.
 
 An operation absent from the tables below needs `prefix:Operation` on `*`: right for the actions
 without resource-level permissions, and refused by any statement scoped to resources, so a new
@@ -158,6 +160,39 @@ def cloudwatch_needs(operation, params):
     return [Need(action, "*", {})]
 
 
+def queue_arn(url):
+    """The ARN of the queue at `url` (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`, or the
+    emulator's `http://HOST/ACCOUNT/NAME`)."""
+    account, name = (url.rstrip("/").split("/")[-2:] + ["", ""])[:2]
+    return f"arn:{iam.PARTITION}:sqs:{iam.REGION}:{account}:{name}"
+
+
+def sqs_needs(operation, params):
+    url = params.get("QueueUrl")
+    return [Need(f"sqs:{operation}", queue_arn(url) if url else "*", {})]
+
+
+def function_arn(name, qualifier=None):
+    """The ARN Lambda authorizes an invocation of `name` (a name, a partial or a full ARN, with or
+    without a version or alias) on: qualified when the call names a qualifier."""
+    if name.startswith("arn:"):
+        resource = name
+    elif ":" in name:  # ACCOUNT:function:NAME[:QUALIFIER]
+        resource = f"arn:{iam.PARTITION}:lambda:{iam.REGION}:{name}"
+    else:
+        resource = arn("lambda", f"function:{name}")
+    if qualifier and resource.count(":") == 6:
+        resource += f":{qualifier}"
+    return resource
+
+
+def lambda_needs(operation, params):
+    if operation == "Invoke":
+        return [Need("lambda:InvokeFunction", function_arn(params.get("FunctionName", ""), params.get("Qualifier")),
+                     {})]
+    return [Need(f"lambda:{operation}", "*", {})]
+
+
 def needs(signing_name, operation, params, stack):
     prefix = PREFIXES.get(signing_name, signing_name)
     if prefix == "ecs":
@@ -172,6 +207,10 @@ def needs(signing_name, operation, params, stack):
         return sns_needs(operation, params, stack)
     if prefix == "cloudwatch":
         return cloudwatch_needs(operation, params)
+    if prefix == "sqs":
+        return sqs_needs(operation, params)
+    if prefix == "lambda":
+        return lambda_needs(operation, params)
     return [Need(f"{prefix}:{operation}", "*", {})]
 
 

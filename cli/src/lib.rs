@@ -25,6 +25,9 @@ use deckhand::ports::PortError;
 use deckhand::report::{Action, ServiceReport, Summary};
 use serde_json::{Value, json};
 
+pub mod redrive;
+pub mod redrive_aws;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// Help, version, or a command line that does not parse: clap prints it.
@@ -44,6 +47,9 @@ pub enum CliError {
     Aws(#[from] PortError),
     #[error("{0}")]
     Setup(String),
+    /// `redrive` sent back what it could; these messages failed again or could not be read.
+    #[error("{0} message(s) left in the failure queue")]
+    LeftInQueue(usize),
     #[error("could not write the output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -155,6 +161,20 @@ enum Command {
         #[arg(long, default_value = "30d")]
         since: String,
     },
+    /// Send every event of the failure queue back to its function (Lambda's on-failure records
+    /// unwrapped), and delete what it handled; what fails again stays. A reconcile is not
+    /// replayed: it is deleted, the next scheduled one does its work.
+    Redrive {
+        /// The failure queue (the stack's output FailureQueueUrl).
+        #[arg(long, env = "DECKHAND_FAILURE_QUEUE_URL")]
+        queue_url: String,
+        /// Say what would be sent; send and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many messages.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Create the table and the topic (for a local emulator or a first try without the template).
     Init {
         #[arg(long, default_value = "deckhand")]
@@ -191,6 +211,28 @@ pub async fn run(
     };
     match &cli.command {
         Command::Init { topic } => init(&clients, &cli.table, topic, cli.json, out).await,
+        Command::Redrive {
+            queue_url,
+            dry_run,
+            limit,
+        } => {
+            let queue = redrive_aws::SqsQueue::new(aws_sdk_sqs::Client::new(sdk), queue_url);
+            let functions = redrive_aws::LambdaFunctions::new(aws_sdk_lambda::Client::new(sdk));
+            let options = redrive::Options {
+                dry_run: *dry_run,
+                limit: *limit,
+            };
+            let done = redrive::redrive(&queue, &functions, options).await?;
+            print_redriven(&done, cli.json, out)?;
+            let left = done
+                .iter()
+                .filter(|r| r.disposition.left_in_queue())
+                .count();
+            if left > 0 && !dry_run {
+                return Err(CliError::LeftInQueue(left));
+            }
+            Ok(())
+        }
         Command::History { service, limit } => {
             let ports = clients.ports(&config(false)?);
             let records = ports.store.history(&key(service)?, *limit).await?;
@@ -378,6 +420,44 @@ fn print_summary(
         writeln!(out, "{reason}")?;
     }
     print_reports(&summary.services, false, out)
+}
+
+fn print_redriven(
+    done: &[redrive::Redriven],
+    json_output: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    if json_output {
+        return print_json(out, done);
+    }
+    if done.is_empty() {
+        writeln!(out, "the failure queue is empty")?;
+        return Ok(());
+    }
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in done {
+        *counts.entry(r.disposition.word()).or_default() += 1;
+        match (&r.function, &r.event) {
+            (Some(function), Some(event)) => writeln!(
+                out,
+                "{:<13} {event} -> {}: {} [{}]",
+                r.disposition.word(),
+                redrive::function_name(function),
+                r.detail,
+                r.origin.as_deref().unwrap_or("-"),
+            )?,
+            _ => writeln!(
+                out,
+                "{:<13} message {}: {}",
+                r.disposition.word(),
+                r.message_id,
+                r.detail
+            )?,
+        }
+    }
+    let counts: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
+    writeln!(out, "{}", counts.join(", "))?;
+    Ok(())
 }
 
 /// Services in the managed clusters that carry a deckhand tag.

@@ -14,6 +14,7 @@ use crate::domain::scan::ScanEvent;
 use crate::domain::service::ServiceKey;
 
 pub mod alarm;
+pub mod dead_letter;
 pub mod scan;
 pub mod scheduler;
 

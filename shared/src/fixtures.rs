@@ -38,6 +38,9 @@ corpus!(
     "ecs-deployment-completed",
     "ecs-deployment-failed-circuit-breaker",
     "ecs-deployment-rollback-in-progress",
+    "lambda-on-failure-record",
+    "eventbridge-rule-dead-letter",
+    "scheduler-dead-letter",
 );
 
 /// One file of the corpus, parsed.

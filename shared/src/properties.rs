@@ -24,6 +24,7 @@ use crate::domain::schedule::{AwakeWindows, Schedule, parse_days_off, parse_time
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{DeploySettings, ScheduleSettings};
 use crate::events::alarm::parse_alarm_event;
+use crate::events::dead_letter::{DeadLetter, describe_event, read_dead_letter, superseded};
 use crate::events::scheduler::parse_scheduler_event;
 use crate::events::{EventError, parse_deploy_event};
 
@@ -285,7 +286,34 @@ fn parse_everywhere(event: &Value) -> Result<(), TestCaseError> {
     if let Err(e) = parse_scheduler_event(event) {
         named(e)?;
     }
+    // As a message of the failure queue: the whole of it as a body, and its own body and
+    // attributes if it has them.
+    if let Err(e) = read_dead_letter(&event.to_string(), &BTreeMap::new()) {
+        named(e)?;
+    }
+    match as_queue_message(event) {
+        Some(Ok(letter)) => {
+            let _ = superseded(&letter);
+            let _ = describe_event(&letter.event);
+        }
+        Some(Err(e)) => named(e)?,
+        None => {}
+    }
     Ok(())
+}
+
+/// A message of the failure queue as ReceiveMessage returns it (`Body`, `MessageAttributes`),
+/// read; `None` for what is not one.
+fn as_queue_message(message: &Value) -> Option<Result<DeadLetter, EventError>> {
+    let body = message.get("Body")?.as_str()?;
+    let attributes = message
+        .get("MessageAttributes")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.get("StringValue")?.as_str()?.to_owned())))
+        .collect();
+    Some(read_dead_letter(body, &attributes))
 }
 
 fn tz() -> impl Strategy<Value = Tz> {
@@ -516,7 +544,8 @@ fn the_sample_events_parse() {
     for sample in samples() {
         let parsed = parse_deploy_event(sample).is_ok()
             || parse_alarm_event(sample).is_ok()
-            || parse_scheduler_event(sample).is_ok();
+            || parse_scheduler_event(sample).is_ok()
+            || as_queue_message(sample).is_some_and(|m| m.is_ok());
         assert!(parsed, "{sample}");
     }
     // The SNS sample holds the alarm as a JSON string: the mutations reach inside it.

@@ -10,6 +10,7 @@ mod deploy;
 mod faults;
 mod gate;
 mod payloads;
+mod redrive;
 mod retention;
 mod rollback;
 mod scheduler;

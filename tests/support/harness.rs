@@ -106,7 +106,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Role::Deploy => "deploy",
             Role::Rollback => "rollback",
@@ -154,6 +154,17 @@ fn emulator_post(url: &str, path: &str, body: &Value) {
     );
 }
 
+fn function_name(stack: usize, role: Role) -> String {
+    format!("deckhand-{stack}-{}", role.name())
+}
+
+fn function_arn(stack: usize, role: Role) -> String {
+    format!(
+        "arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}",
+        function_name(stack, role)
+    )
+}
+
 /// The functions' own SDK configuration, pointed at `url`.
 pub async fn sdk_config(url: &str) -> aws_config::SdkConfig {
     deckhand::lambda::sdk_loader()
@@ -176,6 +187,8 @@ pub struct Stack {
     pub topic_arn: String,
     pub cluster: String,
     pub repository: String,
+    /// The stack's failure queue (the template's FailureQueue).
+    pub failure_queue_url: String,
     url: String,
     /// A server of this stack's own, stopped when the stack is dropped.
     _own_emulator: Option<Emulator>,
@@ -223,6 +236,17 @@ impl Stack {
             .send()
             .await
             .expect("create repository");
+        let queue_name = format!("deckhand-failures-{id}");
+        let failure_queue_url = aws_sdk_sqs::Client::new(&sdk)
+            .create_queue()
+            .queue_name(&queue_name)
+            .send()
+            .await
+            .expect("create the failure queue")
+            .queue_url
+            .expect("a queue url");
+        let function =
+            |role: Role| json!({"Ref": function_name(id, role), "Arn": function_arn(id, role)});
         // What the template's Ref and GetAtt name, for the emulator's evaluation of its policies
         // (the emulator has no KMS: the key exists only as the ARN the policies name).
         let key_arn =
@@ -234,6 +258,14 @@ impl Stack {
                 "Table": {"Ref": table, "Arn": format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}")},
                 "Topic": {"Ref": topic_arn, "TopicName": format!("deckhand-{id}")},
                 "TopicKey": {"Ref": key_arn.rsplit('/').next(), "Arn": key_arn},
+                "FailureQueue": {
+                    "Ref": failure_queue_url,
+                    "Arn": format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_name}"),
+                    "QueueName": queue_name,
+                },
+                "DeployFunction": function(Role::Deploy),
+                "RollbackFunction": function(Role::Rollback),
+                "SchedulerFunction": function(Role::Scheduler),
             }),
         );
         Self {
@@ -244,10 +276,33 @@ impl Stack {
             topic_arn,
             cluster,
             repository,
+            failure_queue_url,
             sdk,
             url,
             _own_emulator: own,
         }
+    }
+
+    /// The ARN of this stack's function run as `role` (deploy, rollback or scheduler).
+    pub fn function_arn(&self, role: Role) -> String {
+        function_arn(self.id, role)
+    }
+
+    /// Tells the emulator that this stack's function of `role` runs at `url`.
+    pub fn run_function_at(&self, role: Role, url: &str) {
+        emulator_post(
+            &self.url,
+            &format!(
+                "/_deckhand/lambda/functions/{}",
+                function_name(self.id, role)
+            ),
+            &json!({"url": url}),
+        );
+    }
+
+    /// Serves this stack's three functions behind the emulator's Lambda Invoke, until dropped.
+    pub fn serve_functions(&self, clock: Arc<dyn Clock>) -> crate::functions::FunctionHost {
+        crate::functions::FunctionHost::start(self, clock)
     }
 
     /// The SDK configuration of one of the template's roles: calls signed with it are evaluated

@@ -24,6 +24,12 @@ PHYSICAL = {
     "Table": {"Ref": TABLE, "Arn": f"arn:aws:dynamodb:{iam.REGION}:{iam.ACCOUNT}:table/{TABLE}"},
     "Topic": {"Ref": TOPIC, "TopicName": "deckhand-1"},
     "TopicKey": {"Ref": KEY.rsplit("/", 1)[-1], "Arn": KEY},
+    "FailureQueue": {"Ref": f"https://sqs.{iam.REGION}.amazonaws.com/{iam.ACCOUNT}/deckhand-failures-1",
+                     "Arn": f"arn:aws:sqs:{iam.REGION}:{iam.ACCOUNT}:deckhand-failures-1",
+                     "QueueName": "deckhand-failures-1"},
+    **{f"{kind}Function": {"Ref": f"deckhand-1-{kind.lower()}",
+                           "Arn": f"arn:aws:lambda:{iam.REGION}:{iam.ACCOUNT}:function:deckhand-1-{kind.lower()}"}
+       for kind in ("Deploy", "Rollback", "Scheduler")},
 }
 SERVICE = {"cluster": "prod", "service": "web"}
 
@@ -110,6 +116,31 @@ class Evaluation(unittest.TestCase):
         findings = {"repositoryName": "web", "imageId": {"imageDigest": "sha256:0"}}
         self.assertEqual(len(self.refused("scheduler", "ecr", "DescribeImageScanFindings", findings)), 3)
         self.assertEqual(self.refused("scheduler", "ecr", "DescribeImageScanFindings", findings, gate=True), [])
+
+    def test_the_operator_redrives_the_failure_queue_to_the_functions_only(self):
+        queue = {"QueueUrl": PHYSICAL["FailureQueue"]["Ref"]}
+        for operation in ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility"):
+            self.assertEqual(self.refused("operator", "sqs", operation, queue), [])
+            self.assertEqual(len(self.refused("deploy", "sqs", operation, queue)), 1)
+        other = {"QueueUrl": f"https://sqs.{iam.REGION}.amazonaws.com/{iam.ACCOUNT}/another"}
+        self.assertEqual(len(self.refused("operator", "sqs", "ReceiveMessage", other)), 1)
+        deploy = PHYSICAL["DeployFunction"]["Arn"]
+        for name in (deploy, f"{deploy}:$LATEST", "deckhand-1-scheduler"):
+            self.assertEqual(self.refused("operator", "lambda", "Invoke", {"FunctionName": name}), [], name)
+        self.assertEqual(
+            self.refused("operator", "lambda", "Invoke", {"FunctionName": "deckhand-1-rollback", "Qualifier": "$LATEST"}),
+            [])
+        refused = self.refused("operator", "lambda", "Invoke", {"FunctionName": "someone-elses"})
+        self.assertEqual(len(refused), 1)
+        self.assertIn(f"lambda:InvokeFunction on arn:aws:lambda:{iam.REGION}:{iam.ACCOUNT}:function:someone-elses",
+                      refused[0])
+        # Without the qualified grant, Lambda's records (function:NAME:$LATEST) cannot be redriven.
+        t = copy.deepcopy(self.template)
+        for statement in t["Resources"]["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]:
+            if statement.get("Sid") == "RedriveToFunctions":
+                statement["Resource"] = [r for r in statement["Resource"] if "Fn::Sub" not in r]
+        self.assertEqual(len(self.refused("operator", "lambda", "Invoke", {"FunctionName": f"{deploy}:$LATEST"},
+                                          template=t)), 1)
 
     def test_an_operation_without_a_mapping_needs_its_action_on_everything(self):
         refused = self.refused("deploy", "ecs", "DeleteService", SERVICE)

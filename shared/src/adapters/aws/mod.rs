@@ -118,7 +118,7 @@ pub(crate) fn backoff(attempt: u32) -> std::time::Duration {
 }
 
 /// Maps an SDK error to a port error, keeping the service's code and message.
-pub(crate) fn port_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> PortError
+pub fn port_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
