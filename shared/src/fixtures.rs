@@ -41,6 +41,8 @@ corpus!(
     "lambda-on-failure-record",
     "eventbridge-rule-dead-letter",
     "scheduler-dead-letter",
+    "scaling-target-tracking-eventbridge",
+    "scaling-step-sns",
 );
 
 /// One file of the corpus, parsed.

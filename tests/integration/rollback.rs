@@ -119,6 +119,17 @@ impl Guarded {
         arn.rsplit(':').next().unwrap().to_owned()
     }
 
+    /// The digests quarantined for the service.
+    async fn quarantined(&self, service: &str) -> Vec<String> {
+        let state = self
+            .stack
+            .store()
+            .load(&self.stack.service_key(service))
+            .await
+            .unwrap();
+        state.quarantine.keys().map(ToString::to_string).collect()
+    }
+
     async fn alarm_actions(&self, service: &str) -> Vec<Action> {
         let key = self.stack.service_key(service);
         let mut history = self.stack.store().history(&key, 50).await.unwrap();
@@ -383,6 +394,40 @@ async fn an_alarm_that_guards_nothing_is_ignored() {
     assert!(g.rollback_kinds().is_empty());
 }
 
+/// A CPU target tracking policy's alarm goes into ALARM on every scale-out: eight minutes into
+/// the guard window of a good deployment, it rolls nothing back and quarantines nothing.
+#[tokio::test]
+async fn a_target_tracking_alarm_inside_the_guard_window_rolls_nothing_back() {
+    let g = Guarded::deployed(&[("api", &[])]).await;
+    let resource = format!("service/{}/api", g.stack.cluster);
+    let name = format!("TargetTracking-{resource}-AlarmHigh-5c0f7f7a-2b7e-4b5e-9c1d-8e2f6a3b4c5d");
+    let arn = g.alarm(&name, Some("api"), &[]).await;
+    let mut event = g.event("scale-out-1", &arn, "ALARM", "OK", ALARMED, Some("api"));
+    event["detail"]["configuration"]["description"] = json!(format!(
+        "DO NOT EDIT OR DELETE. For TargetTrackingScaling policy arn:aws:autoscaling:{REGION}:{ACCOUNT}:\
+         scalingPolicy:7d9c2f4e-1a3b-4c5d-8e9f-0a1b2c3d4e5f:resource/ecs/{resource}:policyName/cpu-75."
+    ));
+    let s = g.handle(&event).await;
+    assert_eq!(s.outcome, Outcome::Ignored, "{s:?}");
+    assert!(
+        s.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("a target tracking alarm of Application Auto Scaling"),
+        "{s:?}"
+    );
+    assert_eq!(g.revision("api").await, "2");
+    assert!(g.quarantined("api").await.is_empty());
+    assert!(g.rollback_kinds().is_empty());
+    // The same metric under an alarm of the team's own still rolls back.
+    let own = g.alarm("api-cpu-saturated", Some("api"), &[]).await;
+    let s = g
+        .handle(&g.event("alarm-2", &own, "ALARM", "OK", ALARMED, Some("api")))
+        .await;
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    assert_eq!(g.revision("api").await, "1");
+}
+
 #[tokio::test]
 async fn rollback_off_changes_nothing() {
     let g = Guarded::deployed(&[(
@@ -397,13 +442,7 @@ async fn rollback_off_changes_nothing() {
     assert_eq!(s.outcome, Outcome::Skipped);
     assert!(s.services[0].reason.contains("rollback is off"), "{s:?}");
     assert_eq!(g.revision("api").await, "2");
-    let state = g
-        .stack
-        .store()
-        .load(&g.stack.service_key("api"))
-        .await
-        .unwrap();
-    assert!(state.quarantine.is_empty());
+    assert!(g.quarantined("api").await.is_empty());
 }
 
 #[tokio::test]

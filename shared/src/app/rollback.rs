@@ -16,7 +16,7 @@ use crate::domain::fleet::{DeploymentController, ServiceView};
 use crate::domain::image::ImageRef;
 use crate::domain::rollback::{
     ALARM_TAG_SERVICE, Alarm, Guard, RollbackDecision, RollbackSettings, decide_manual_rollback,
-    decide_rollback, guard_of, lists_alarm,
+    decide_rollback, guard_of, lists_alarm, scaling_alarm,
 };
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{TAG_ALARMS, TagProblem};
@@ -117,13 +117,20 @@ fn guards_nothing(alarm: &Alarm, failed_sources: usize) -> String {
     } else {
         ""
     };
+    let scaling = match scaling_alarm(alarm) {
+        Some(why) if !alarm.metric_services().is_empty() => format!(
+            " ({why}: it goes into ALARM whenever the service scales, so its metric alone never \
+             rolls back; list it in the service's deckhand:alarms to make it count)"
+        ),
+        _ => String::new(),
+    };
     match failed_sources {
         0 => format!(
-            "alarm {} guards no service that deckhand manages{composite}",
+            "alarm {} guards no service that deckhand manages{composite}{scaling}",
             alarm.name
         ),
         n => format!(
-            "alarm {} guards no service that deckhand could find; {n} source(s) of the mapping could not be read{composite}",
+            "alarm {} guards no service that deckhand could find; {n} source(s) of the mapping could not be read{composite}{scaling}",
             alarm.name
         ),
     }
@@ -211,6 +218,8 @@ impl RollbackFunction {
             at: now,
             dimensions: Vec::new(),
             rule: None,
+            description: None,
+            actions: None,
         };
         let owner = owner_token(&alarm.event_id);
         let locked = acquire(&*self.ports.store, &*self.ports.clock, key, &owner)

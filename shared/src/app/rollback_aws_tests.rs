@@ -163,3 +163,33 @@ async fn a_manual_rollback_of_a_service_ecs_does_not_deploy_is_refused() {
     assert_eq!(w.running(&web), "web:2");
     assert_eq!(w.ecs.calls("UpdateService"), 1, "only the deployment's");
 }
+
+/// Application Auto Scaling's alarms go into ALARM on every scale-out: inside the guard window
+/// of a good deployment, their metric alone must not roll it back.
+#[tokio::test]
+async fn a_scaling_alarm_on_the_services_metric_never_rolls_back() {
+    for (fixture, why) in [
+        ("scaling-target-tracking-eventbridge", "target tracking"),
+        ("scaling-step-sns", "step scaling"),
+    ] {
+        let w = world();
+        let web = deployed_web(&w, &[]).await;
+        let s = handle(&w, fixture).await;
+        assert_eq!(s.outcome, Outcome::Ignored, "{fixture}: {s:?}");
+        assert!(reason(&s).contains(why), "{fixture}: {s:?}");
+        assert!(reason(&s).contains("deckhand:alarms"), "{fixture}: {s:?}");
+        assert_eq!(w.running(&web), "web:2", "{fixture}");
+        let state = w.store.load(&web).await.unwrap();
+        assert!(state.quarantine.is_empty(), "{fixture}: {state:?}");
+    }
+}
+
+/// An explicit mapping wins: a team that wants its scaling alarm to guard the service lists it.
+#[tokio::test]
+async fn a_scaling_alarm_listed_in_deckhand_alarms_rolls_back() {
+    let w = world();
+    let web = deployed_web(&w, &[("deckhand:alarms", "web-cpu-step-out")]).await;
+    let s = handle(&w, "scaling-step-sns").await;
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    assert_eq!(w.running(&web), "web:1");
+}

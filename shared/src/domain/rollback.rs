@@ -53,6 +53,9 @@ pub struct Alarm {
     pub dimensions: Vec<BTreeMap<String, String>>,
     /// A composite alarm's rule: it watches other alarms, no metric of its own.
     pub rule: Option<String>,
+    pub description: Option<String>,
+    /// The ARNs the alarm acts on in ALARM, when the event says (only SNS messages do).
+    pub actions: Option<Vec<String>>,
 }
 
 impl Alarm {
@@ -73,6 +76,30 @@ impl Alarm {
             })
             .collect()
     }
+}
+
+/// Why an alarm is Application Auto Scaling's: such alarms go into ALARM whenever the service
+/// needs more (or fewer) tasks, which says nothing about the image it runs.
+pub fn scaling_alarm(alarm: &Alarm) -> Option<&'static str> {
+    // Target tracking: Application Auto Scaling creates the alarms, names them
+    // `TargetTracking-...` and describes them as belonging to the policy.
+    if alarm.name.starts_with("TargetTracking-") {
+        return Some("a target tracking alarm of Application Auto Scaling (by its name)");
+    }
+    if alarm
+        .description
+        .as_deref()
+        .is_some_and(|d| d.contains("For TargetTrackingScaling policy"))
+    {
+        return Some("a target tracking alarm of Application Auto Scaling (by its description)");
+    }
+    // Step scaling: an alarm of one's own whose action is a scaling policy.
+    let scaling_policy =
+        |arn: &String| arn.contains(":autoscaling:") && arn.contains(":scalingPolicy:");
+    if alarm.actions.iter().flatten().any(scaling_policy) {
+        return Some("a step scaling alarm (its action is a scaling policy)");
+    }
+    None
 }
 
 /// What a service's tags say about rollback.
@@ -136,8 +163,8 @@ impl Guard {
 }
 
 /// Whether the alarm guards a service, from the ways the spec allows. A metric alone guards
-/// only services with rollback on; an explicit mapping is honoured (and a rollback that is
-/// off is reported).
+/// only services with rollback on, and never through an alarm of Application Auto Scaling; an
+/// explicit mapping is honoured (and a rollback that is off is reported).
 pub fn guard_of(
     alarm: &Alarm,
     service: &ServiceKey,
@@ -148,7 +175,10 @@ pub fn guard_of(
         Some(Guard::ServiceTag)
     } else if alarm_tag == Some(service) {
         Some(Guard::AlarmTag)
-    } else if settings.enabled && alarm.metric_services().contains(service) {
+    } else if settings.enabled
+        && scaling_alarm(alarm).is_none()
+        && alarm.metric_services().contains(service)
+    {
         Some(Guard::Metric)
     } else {
         None
@@ -314,6 +344,8 @@ mod tests {
                 ("ServiceName".into(), "api".into()),
             ])],
             rule: None,
+            description: None,
+            actions: None,
         }
     }
 
@@ -473,6 +505,54 @@ mod tests {
         assert!(a.fired());
         a.state = AlarmState::Ok;
         assert!(!a.fired());
+    }
+
+    #[test]
+    fn scaling_alarms_are_known_by_name_description_or_action() {
+        let plain = alarm("2026-11-23T10:08:00Z");
+        assert_eq!(scaling_alarm(&plain), None);
+        let mut by_name = plain.clone();
+        by_name.name = "TargetTracking-service/prod/api-AlarmHigh-5c0f7f7a".into();
+        assert!(scaling_alarm(&by_name).unwrap().contains("by its name"));
+        let mut by_description = plain.clone();
+        by_description.description = Some(
+            "DO NOT EDIT OR DELETE. For TargetTrackingScaling policy arn:aws:autoscaling:x.".into(),
+        );
+        assert!(
+            scaling_alarm(&by_description)
+                .unwrap()
+                .contains("by its description")
+        );
+        let mut by_action = plain.clone();
+        by_action.actions = Some(vec![
+            "arn:aws:sns:eu-west-1:1:ops".into(),
+            "arn:aws:autoscaling:eu-west-1:1:scalingPolicy:u:resource/ecs/service/prod/api:policyName/out".into(),
+        ]);
+        assert!(scaling_alarm(&by_action).unwrap().contains("step scaling"));
+        let mut only_notifies = plain.clone();
+        only_notifies.actions = Some(vec!["arn:aws:sns:eu-west-1:1:ops".into()]);
+        assert_eq!(scaling_alarm(&only_notifies), None);
+
+        // Its metric guards nothing; an explicit mapping still does.
+        let api = ServiceKey::new("prod", "api");
+        let on = RollbackSettings {
+            enabled: true,
+            alarms: vec![],
+        };
+        assert_eq!(guard_of(&plain, &api, &on, None), Some(Guard::Metric));
+        assert_eq!(guard_of(&by_name, &api, &on, None), None);
+        assert_eq!(
+            guard_of(&by_action, &api, &on, Some(&api)),
+            Some(Guard::AlarmTag)
+        );
+        let listed = RollbackSettings {
+            enabled: true,
+            alarms: vec![by_name.name.clone()],
+        };
+        assert_eq!(
+            guard_of(&by_name, &api, &listed, None),
+            Some(Guard::ServiceTag)
+        );
     }
 
     #[test]

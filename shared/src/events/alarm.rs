@@ -131,6 +131,10 @@ fn from_alarm_data(
         .and_then(|c| c.get("alarmRule"))
         .and_then(Value::as_str)
         .map(str::to_owned);
+    let description = configuration
+        .and_then(|c| c.get("description"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     Ok(Alarm {
         event_id,
         name,
@@ -143,6 +147,9 @@ fn from_alarm_data(
         at,
         dimensions,
         rule,
+        description,
+        // Neither EventBridge nor the alarm action says what the alarm's actions are.
+        actions: None,
     })
 }
 
@@ -219,6 +226,20 @@ fn from_sns(event: &Map<String, Value>) -> Result<Alarm, EventError> {
             .get("AlarmRule")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        description: message
+            .get("AlarmDescription")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        actions: match message.get("AlarmActions") {
+            Some(Value::Array(actions)) => Some(
+                actions
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            _ => None,
+        },
     })
 }
 

@@ -194,3 +194,36 @@ fn bad_payloads_name_the_field() {
         }
     }
 }
+
+/// What says an alarm is Application Auto Scaling's: the description wherever the shape keeps
+/// it, the actions only in the SNS message.
+#[test]
+fn scaling_alarms_keep_their_description_and_actions() {
+    let tracking =
+        parse_alarm_event(&fixtures::aws("scaling-target-tracking-eventbridge")).unwrap();
+    assert!(
+        tracking
+            .name
+            .starts_with("TargetTracking-service/demo/web-AlarmHigh-")
+    );
+    assert!(tracking.description.as_deref().unwrap().starts_with(
+        "DO NOT EDIT OR DELETE. For TargetTrackingScaling policy arn:aws:autoscaling:"
+    ));
+    assert_eq!(tracking.actions, None);
+    assert_eq!(
+        tracking.metric_services(),
+        vec![ServiceKey::new("demo", "web")]
+    );
+    let step = parse_alarm_event(&fixtures::aws("scaling-step-sns")).unwrap();
+    assert_eq!(step.actions.as_deref().map(<[String]>::len), Some(1));
+    assert!(step.actions.unwrap()[0].contains(":scalingPolicy:"));
+    // A null description is none, as in the corpus' plain alarms.
+    let plain = parse_alarm_event(&fixtures::aws("alarm-metric-sns")).unwrap();
+    assert_eq!(plain.description, None);
+    assert_eq!(
+        plain.actions,
+        Some(vec![
+            "arn:aws:sns:us-east-1:123456789012:deckhand-alarms".to_owned()
+        ])
+    );
+}
