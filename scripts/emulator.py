@@ -261,8 +261,8 @@ class CloudWatchCbor:
     """Serves CloudWatch's Smithy RPC v2 CBOR protocol, which the AWS SDK for Rust uses and moto
     does not speak, by translating each request to CloudWatch's JSON protocol, which it does.
 
-    Responses are translated back as plain CBOR values: enough for the operations deckhand
-    and its tests call (tags, alarms, alarm state), not for timestamps in responses.
+    Responses are translated back as plain CBOR values, with the `...Timestamp` fields as CBOR
+    timestamps: enough for the operations deckhand and its tests call (tags, alarms, alarm state).
     """
 
     PREFIX = "/service/GraniteServiceVersion20100801/operation/"
@@ -295,13 +295,24 @@ class CloudWatchCbor:
 
         answer = b"".join(self.app(environ, capture))
         value = json.loads(answer) if answer.strip() else {}
-        encoded = cbor2.dumps(value)
+        encoded = cbor2.dumps(_tag_timestamps(value))
         start_response(captured["status"], [
             ("Content-Type", "application/cbor"),
             ("smithy-protocol", "rpc-v2-cbor"),
             ("Content-Length", str(len(encoded))),
         ])
         return [encoded]
+
+
+def _tag_timestamps(value):
+    """CloudWatch's timestamps (every field named `...Timestamp`) as CBOR timestamps (tag 1):
+    the SDK refuses a bare number where its model says timestamp."""
+    if isinstance(value, dict):
+        return {k: cbor2.CBORTag(1, v) if k.endswith("Timestamp") and isinstance(v, (int, float))
+                else _tag_timestamps(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tag_timestamps(v) for v in value]
+    return value
 
 
 def _json_value(value):

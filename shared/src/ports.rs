@@ -113,6 +113,9 @@ pub trait Ecs: Send + Sync {
 pub trait Alarms: Send + Sync {
     /// The tags of an alarm.
     async fn alarm_tags(&self, arn: &str) -> PortResult<crate::domain::settings::Tags>;
+    /// What a metric alarm does in ALARM (its `AlarmActions`); none for an alarm that no longer
+    /// exists.
+    async fn alarm_actions(&self, name: &str) -> PortResult<Option<Vec<String>>>;
 }
 
 /// Application Auto Scaling for ECS services (dimension `ecs:service:DesiredCount`).

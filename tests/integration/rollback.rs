@@ -428,6 +428,56 @@ async fn a_target_tracking_alarm_inside_the_guard_window_rolls_nothing_back() {
     assert_eq!(g.revision("api").await, "1");
 }
 
+/// A step scaling alarm of the team's own: EventBridge does not say what it does, so deckhand
+/// reads its actions, finds the scaling policy, and rolls nothing back.
+#[tokio::test]
+async fn a_step_scaling_alarm_inside_the_guard_window_rolls_nothing_back() {
+    let g = Guarded::deployed(&[("api", &[])]).await;
+    let arn = g.alarm("api-cpu-step-out", Some("api"), &[]).await;
+    let policy = format!(
+        "arn:aws:autoscaling:{REGION}:{ACCOUNT}:scalingPolicy:2a4c6e8f-0b1d-4f3a-9c5e-7b9d1f3a5c7e:\
+         resource/ecs/service/{}/api:policyName/api-step-out",
+        g.stack.cluster
+    );
+    aws_sdk_cloudwatch::Client::new(&g.stack.sdk)
+        .put_metric_alarm()
+        .alarm_name("api-cpu-step-out")
+        .namespace("AWS/ECS")
+        .metric_name("CPUUtilization")
+        .dimensions(
+            Dimension::builder()
+                .name("ClusterName")
+                .value(&g.stack.cluster)
+                .build(),
+        )
+        .dimensions(
+            Dimension::builder()
+                .name("ServiceName")
+                .value("api")
+                .build(),
+        )
+        .statistic(Statistic::Average)
+        .period(60)
+        .evaluation_periods(2)
+        .threshold(80.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .alarm_actions(&policy)
+        .send()
+        .await
+        .unwrap();
+    let s = g
+        .handle(&g.event("step-out-1", &arn, "ALARM", "OK", ALARMED, Some("api")))
+        .await;
+    assert_eq!(s.outcome, Outcome::Ignored, "{s:?}");
+    assert!(
+        s.reason.as_deref().unwrap_or("").contains("step scaling"),
+        "{s:?}"
+    );
+    assert_eq!(g.revision("api").await, "2");
+    assert!(g.quarantined("api").await.is_empty());
+    assert!(g.rollback_kinds().is_empty());
+}
+
 #[tokio::test]
 async fn rollback_off_changes_nothing() {
     let g = Guarded::deployed(&[(
@@ -512,7 +562,7 @@ async fn the_direct_and_sns_shapes_roll_back_and_ok_is_ignored() {
 }
 
 #[tokio::test]
-async fn one_rollback_makes_ten_aws_calls() {
+async fn one_rollback_makes_eleven_aws_calls() {
     let g = Guarded::deployed(&[("api", &[])]).await;
     let arn = g.alarm("api-5xx", Some("api"), &[]).await;
     // A quarantined digest from earlier makes deckhand look at what the target runs.
@@ -553,6 +603,7 @@ async fn one_rollback_makes_ten_aws_calls() {
     assert_eq!(
         calls,
         [
+            "CloudWatch.DescribeAlarms",
             "CloudWatch.ListTagsForResource",
             "DynamoDB.Query",
             "DynamoDB.TransactWriteItems",

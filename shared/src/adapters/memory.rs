@@ -417,11 +417,14 @@ impl Ecs for MemoryEcs {
     }
 }
 
-/// CloudWatch alarms in memory: tags per alarm ARN.
+/// CloudWatch alarms in memory: tags per alarm ARN, actions per alarm name (none unless set).
 #[derive(Default)]
 pub struct MemoryAlarms {
     tags: Mutex<HashMap<String, Tags>>,
     refuse: Mutex<Option<PortErrorKind>>,
+    actions: Mutex<HashMap<String, Vec<String>>>,
+    refuse_describing: Mutex<Option<PortErrorKind>>,
+    described: Mutex<Vec<String>>,
 }
 
 impl MemoryAlarms {
@@ -429,6 +432,24 @@ impl MemoryAlarms {
     /// account does, `Transient` as throttling does.
     pub fn refuse(&self, kind: Option<PortErrorKind>) {
         *guard(&self.refuse) = kind;
+    }
+
+    /// Makes every later `DescribeAlarms` fail.
+    pub fn refuse_describing(&self, kind: Option<PortErrorKind>) {
+        *guard(&self.refuse_describing) = kind;
+    }
+
+    /// What the alarm named `name` does in ALARM.
+    pub fn act(&self, name: &str, actions: &[&str]) {
+        guard(&self.actions).insert(
+            name.to_owned(),
+            actions.iter().map(|a| (*a).to_owned()).collect(),
+        );
+    }
+
+    /// The alarms whose actions were read, in order.
+    pub fn described(&self) -> Vec<String> {
+        guard(&self.described).clone()
     }
 
     pub fn tag(&self, arn: &str, tags: &[(&str, &str)]) {
@@ -455,6 +476,20 @@ impl Alarms for MemoryAlarms {
             .get(arn)
             .cloned()
             .ok_or_else(|| PortError::new("ListTagsForResource", PortErrorKind::NotFound, arn))
+    }
+
+    async fn alarm_actions(&self, name: &str) -> PortResult<Option<Vec<String>>> {
+        if let Some(kind) = *guard(&self.refuse_describing) {
+            return Err(PortError::new(
+                "DescribeAlarms",
+                kind,
+                "AccessDeniedException: not authorized to perform cloudwatch:DescribeAlarms",
+            ));
+        }
+        guard(&self.described).push(name.to_owned());
+        Ok(Some(
+            guard(&self.actions).get(name).cloned().unwrap_or_default(),
+        ))
     }
 }
 

@@ -85,6 +85,8 @@ enum MappingSource {
     AlarmTags,
     /// The services that carry `deckhand:alarms` (Resource Groups Tagging `GetResources`).
     ServiceAlarmTags,
+    /// The alarm's actions, which tell a step scaling alarm (CloudWatch `DescribeAlarms`).
+    AlarmActions,
 }
 
 impl MappingSource {
@@ -92,6 +94,9 @@ impl MappingSource {
         match self {
             Self::AlarmTags => "the alarm's deckhand:service tag (ListTagsForResource)",
             Self::ServiceAlarmTags => "the services' deckhand:alarms tags (GetResources)",
+            Self::AlarmActions => {
+                "the alarm's actions (DescribeAlarms), which tell a step scaling alarm, so its metric alone rolled nothing back"
+            }
         }
     }
 }
@@ -277,16 +282,21 @@ impl RollbackFunction {
                 alarm.state.as_str()
             )));
         }
-        let (done, mapping) = futures::try_join!(
+        let (done, (alarm, actions_problem)) = futures::join!(
             self.ports.store.processed(&alarm.event_id),
-            self.guarded(alarm)
-        )
-        .map_err(RollbackError::Discovery)?;
+            self.with_actions(alarm)
+        );
+        let alarm = &alarm;
+        let done = done.map_err(RollbackError::Discovery)?;
         let Mapping {
             guarded,
             invalid,
-            problems,
-        } = mapping;
+            mut problems,
+        } = self
+            .guarded(alarm)
+            .await
+            .map_err(RollbackError::Discovery)?;
+        problems.extend(actions_problem);
         let mut reports = Vec::new();
         for (key, problem) in invalid {
             reports.push(self.invalid(&key, alarm, &problem).await);
@@ -321,6 +331,35 @@ impl RollbackFunction {
             return Err(RollbackError::MappingFailed(summary));
         }
         Ok(summary)
+    }
+
+    /// The alarm with its actions, when its metric alone would map a service and the event did
+    /// not say whether it is a step scaling alarm (only SNS messages carry the actions). If they
+    /// cannot be read, its metric maps nothing: a rollback on a scaling alarm is worse than none.
+    async fn with_actions(&self, alarm: &Alarm) -> (Alarm, Option<MappingProblem>) {
+        let mut alarm = alarm.clone();
+        let maps_by_metric = alarm
+            .metric_services()
+            .iter()
+            .any(|k| self.config.manages_cluster(k.cluster()));
+        if alarm.actions.is_some() || scaling_alarm(&alarm).is_some() || !maps_by_metric {
+            return (alarm, None);
+        }
+        match self.ports.alarms.alarm_actions(&alarm.name).await {
+            Ok(actions) => {
+                alarm.actions = actions;
+                (alarm, None)
+            }
+            Err(error) => {
+                warn!(%error, "could not read the alarm's actions; its metric maps nothing");
+                alarm.dimensions.clear();
+                let problem = MappingProblem {
+                    source: MappingSource::AlarmActions,
+                    error,
+                };
+                (alarm, Some(problem))
+            }
+        }
     }
 
     /// The services the alarm guards, in the ways the spec allows, and those whose

@@ -193,3 +193,58 @@ async fn a_scaling_alarm_listed_in_deckhand_alarms_rolls_back() {
     assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
     assert_eq!(w.running(&web), "web:1");
 }
+
+const STEP_OUT: &str = "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:2a4c6e8f-0b1d-4f3a-9c5e-7b9d1f3a5c7e:resource/ecs/service/demo/web:policyName/web-step-out";
+
+/// EventBridge and the alarm action do not say what an alarm does: before its metric alone
+/// rolls a service back, deckhand reads the alarm's actions, and a scaling policy among them
+/// makes it a step scaling alarm.
+#[tokio::test]
+async fn a_metric_alarm_whose_action_is_a_scaling_policy_never_rolls_back() {
+    let w = world();
+    let web = deployed_web(&w, &[]).await;
+    w.alarms.act("web-memory-high", &[STEP_OUT]);
+    let s = handle(&w, "alarm-metric-eventbridge").await;
+    assert_eq!(s.outcome, Outcome::Ignored, "{s:?}");
+    assert!(reason(&s).contains("step scaling"), "{s:?}");
+    assert_eq!(w.running(&web), "web:2");
+    assert_eq!(w.alarms.described(), ["web-memory-high"]);
+
+    // An SNS message carries the actions: nothing more to read.
+    let w = world();
+    deployed_web(&w, &[]).await;
+    assert_eq!(
+        handle(&w, "alarm-metric-sns").await.outcome,
+        Outcome::RolledBack
+    );
+    assert!(w.alarms.described().is_empty());
+}
+
+/// When the actions cannot be read, nobody can tell a scaling alarm: its metric rolls nothing
+/// back, the summary says why, and a passing failure is retried.
+#[tokio::test]
+async fn unreadable_actions_roll_nothing_back_by_metric_and_say_so() {
+    let w = world();
+    let web = deployed_web(&w, &[]).await;
+    w.alarms.refuse_describing(Some(PortErrorKind::Other));
+    let s = handle(&w, "alarm-metric-eventbridge").await;
+    assert_eq!(s.outcome, Outcome::Ignored, "{s:?}");
+    assert_eq!(s.problems.len(), 1, "{s:?}");
+    assert!(s.problems[0].contains("DescribeAlarms"), "{s:?}");
+    assert_eq!(w.running(&web), "web:2");
+
+    let w = world();
+    let web = deployed_web(&w, &[]).await;
+    w.alarms.refuse_describing(Some(PortErrorKind::Transient));
+    let err = w
+        .rollback
+        .handle(&fixtures::aws("alarm-metric-eventbridge"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "deckhand.MappingFailed");
+    assert_eq!(w.running(&web), "web:2");
+    // Once it can be read, the retry rolls back.
+    w.alarms.refuse_describing(None);
+    let s = handle(&w, "alarm-metric-eventbridge").await;
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+}

@@ -1,4 +1,5 @@
-//! CloudWatch: the tags of alarms, which may name the service they guard.
+//! CloudWatch: the tags of alarms, which may name the service they guard, and their actions,
+//! which tell a step scaling alarm.
 
 use async_trait::async_trait;
 
@@ -36,5 +37,21 @@ impl Alarms for CloudWatchAlarms {
                 ))
             })
             .collect())
+    }
+
+    async fn alarm_actions(&self, name: &str) -> PortResult<Option<Vec<String>>> {
+        let out = self
+            .client
+            .describe_alarms()
+            .alarm_names(name)
+            .alarm_types(aws_sdk_cloudwatch::types::AlarmType::MetricAlarm)
+            .send()
+            .await
+            .map_err(|e| port_error("DescribeAlarms", e))?;
+        Ok(out
+            .metric_alarms()
+            .iter()
+            .find(|a| a.alarm_name() == Some(name))
+            .map(|a| a.alarm_actions().to_vec()))
     }
 }
