@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use deckhand::adapters::memory::FixedClock;
 use deckhand::app::deploy::DeployFunction;
 use deckhand::app::rollback::RollbackFunction;
+use deckhand::app::scheduler::SchedulerFunction;
 use deckhand::domain::state::DeploymentStatus;
 use deckhand::ports::StateStore as _;
 use deckhand::report::{Action, Outcome, Summary};
@@ -476,6 +477,84 @@ async fn a_step_scaling_alarm_inside_the_guard_window_rolls_nothing_back() {
     assert_eq!(g.revision("api").await, "2");
     assert!(g.quarantined("api").await.is_empty());
     assert!(g.rollback_kinds().is_empty());
+}
+
+/// Health alarms of a service deckhand put to sleep (an operator's sleep inside the guard
+/// window), and of its tasks starting again after the wake, roll nothing back; once the tasks
+/// had their time, the guard window counts again.
+#[tokio::test]
+async fn health_alarms_while_asleep_or_waking_roll_nothing_back() {
+    let g = Guarded::deployed(&[("api", &[("deckhand:awake", "Mon-Sun 07:00-19:00")])]).await;
+    let scheduler = SchedulerFunction::new(
+        g.stack.ports(Role::Scheduler, g.clock.clone()),
+        g.stack.config(),
+    );
+    let service = g.stack.service_key("api").to_string();
+    let arn = g.alarm("api-unhealthy", Some("api"), &[]).await;
+
+    g.clock.set(utc("2026-11-23T10:10:00Z"));
+    let slept = scheduler
+        .handle(&json!({"action": "sleep", "service": service, "for": "1h"}))
+        .await
+        .unwrap();
+    assert_eq!(slept.outcome, Outcome::Asleep, "{slept:?}");
+    let s = g
+        .handle(&g.event(
+            "unhealthy-1",
+            &arn,
+            "ALARM",
+            "OK",
+            "2026-11-23T10:12:00Z",
+            Some("api"),
+        ))
+        .await;
+    assert_eq!(s.outcome, Outcome::Skipped, "{s:?}");
+    assert!(
+        s.services[0]
+            .reason
+            .starts_with("deckhand put the service to sleep at 2026-11-23T10:10:00Z"),
+        "{s:?}"
+    );
+
+    g.clock.set(utc("2026-11-23T10:14:00Z"));
+    let woke = scheduler
+        .handle(&json!({"action": "wake", "service": service, "for": "2h"}))
+        .await
+        .unwrap();
+    assert_eq!(woke.outcome, Outcome::Awake, "{woke:?}");
+    let s = g
+        .handle(&g.event(
+            "unhealthy-2",
+            &arn,
+            "ALARM",
+            "OK",
+            "2026-11-23T10:20:00Z",
+            Some("api"),
+        ))
+        .await;
+    assert_eq!(s.outcome, Outcome::Skipped, "{s:?}");
+    assert!(
+        s.services[0]
+            .reason
+            .starts_with("deckhand woke the service at 2026-11-23T10:14:00Z"),
+        "{s:?}"
+    );
+    assert_eq!(g.revision("api").await, "2");
+    assert!(g.quarantined("api").await.is_empty());
+
+    // Fifteen minutes after the wake, still inside the guard window (10:35): a real alarm.
+    let s = g
+        .handle(&g.event(
+            "unhealthy-3",
+            &arn,
+            "ALARM",
+            "OK",
+            "2026-11-23T10:30:00Z",
+            Some("api"),
+        ))
+        .await;
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    assert_eq!(g.revision("api").await, "1");
 }
 
 #[tokio::test]

@@ -523,6 +523,9 @@ impl SchedulerFunction {
                 }
                 state.sleep = None;
                 state.left_alone_until = None;
+                if !mode.dry_run {
+                    state.woken_at = Some(now);
+                }
                 let hours = task_hours_saved(&saved, job.at);
                 record.action = if mode.dry_run {
                     Action::WouldWake

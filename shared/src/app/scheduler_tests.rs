@@ -338,7 +338,7 @@ async fn operator_requests_for_unknown_or_unscheduled_services_change_nothing() 
 }
 
 #[tokio::test]
-async fn a_recent_deployment_keeps_the_service_up_for_that_reconcile() {
+async fn a_deployment_in_progress_keeps_the_service_up_for_an_hour_at_most() {
     let w = world();
     let web = w.service(
         "web",
@@ -362,13 +362,16 @@ async fn a_recent_deployment_keeps_the_service_up_for_that_reconcile() {
     let s = w.reconcile(NIGHT).await;
     assert_eq!(action_of(&s, &web), Action::Skipped);
     assert!(
-        s.services[0].reason.contains("less than 10 minutes ago"),
+        s.services[0]
+            .reason
+            .contains("is in progress since 2026-11-23T21:55:00Z"),
         "{s:?}"
     );
     assert_eq!(w.desired(&web), 3);
     assert_eq!(w.kinds().last(), Some(&"scale.skipped"));
+    // ECS never said the deployment ended: an hour after it started, the schedule applies.
     assert_eq!(
-        w.reconcile("2026-11-23T22:05:00Z").await.outcome,
+        w.reconcile("2026-11-23T22:56:00Z").await.outcome,
         Outcome::Asleep
     );
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
 use super::service::{ServiceKey, revision_name};
 use super::settings::{TAG_ALARMS, TAG_DEPLOY, TAG_ROLLBACK, TagProblem, Tags};
@@ -10,6 +10,11 @@ use super::state::{DeploymentStatus, ServiceState};
 
 /// Alarm tag naming the service it guards.
 pub const ALARM_TAG_SERVICE: &str = "deckhand:service";
+
+/// After deckhand wakes a service, how long its alarms are not taken as evidence against the
+/// image: tasks must be placed, pull, start and pass the load balancer's health checks, and
+/// the alarms must see enough datapoints to return to OK.
+pub const WAKE_MARGIN: TimeDelta = TimeDelta::minutes(15);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AlarmState {
@@ -214,6 +219,27 @@ pub fn decide_rollback(
     if !enabled {
         return Skip("rollback is off for this service (deckhand:rollback = off)".into());
     }
+    // deckhand itself took the tasks away (or is bringing them back): health and error
+    // alarms then fire whatever the image.
+    if let Some(sleep) = state.sleep.as_ref().filter(|s| !s.dry_run) {
+        let doing = if sleep.pending {
+            "deckhand is putting the service to sleep"
+        } else {
+            "deckhand put the service to sleep"
+        };
+        return Skip(format!(
+            "{doing} at {}; its alarms while it sleeps say nothing about its image",
+            rfc3339(sleep.since)
+        ));
+    }
+    if let Some(woken) = state.woken_at.filter(|w| alarm.at < *w + WAKE_MARGIN) {
+        return Skip(format!(
+            "deckhand woke the service at {} and its tasks get {} minutes to start; the alarm changed state at {}",
+            rfc3339(woken),
+            WAKE_MARGIN.num_minutes(),
+            rfc3339(alarm.at)
+        ));
+    }
     let Some(d) = &state.deployment else {
         return Skip(
             "deckhand has not deployed this service, so there is nothing to roll back".into(),
@@ -382,6 +408,66 @@ mod tests {
             RollbackDecision::Skip(reason) => reason,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// deckhand's own sleep takes the tasks away: the alarms that follow, and those while the
+    /// woken tasks start, say nothing about the image.
+    #[test]
+    fn a_service_deckhand_put_to_sleep_or_just_woke_is_not_rolled_back() {
+        let alarm_at = alarm("2026-11-23T10:20:00Z");
+        let mut asleep = deployed(DeploymentStatus::Completed);
+        asleep.sleep = Some(crate::domain::state::Sleep {
+            since: utc("2026-11-23T10:10:00Z"),
+            desired_count: 2,
+            scalable: None,
+            asleep_count: 0,
+            dry_run: false,
+            pending: false,
+            cause: "sleep".into(),
+        });
+        let skipped = |d: RollbackDecision| match d {
+            RollbackDecision::Skip(reason) => reason,
+            other => panic!("{other:?}"),
+        };
+        let reason = skipped(decide_rollback(&alarm_at, true, &asleep, NEW, None));
+        assert!(
+            reason.starts_with("deckhand put the service to sleep at 2026-11-23T10:10:00Z"),
+            "{reason}"
+        );
+        let mut going = asleep.clone();
+        if let Some(s) = going.sleep.as_mut() {
+            s.pending = true;
+        }
+        let reason = skipped(decide_rollback(&alarm_at, true, &going, NEW, None));
+        assert!(
+            reason.starts_with("deckhand is putting the service to sleep"),
+            "{reason}"
+        );
+        // A sleep of a dry run changed nothing in ECS: the alarm is real.
+        let mut pretend = asleep.clone();
+        if let Some(s) = pretend.sleep.as_mut() {
+            s.dry_run = true;
+        }
+        assert!(matches!(
+            decide_rollback(&alarm_at, true, &pretend, NEW, None),
+            RollbackDecision::RollBack { .. }
+        ));
+
+        let mut woken = deployed(DeploymentStatus::Completed);
+        woken.woken_at = Some(utc("2026-11-23T10:10:00Z"));
+        let reason = skipped(decide_rollback(&alarm_at, true, &woken, NEW, None));
+        assert!(
+            reason.starts_with(
+                "deckhand woke the service at 2026-11-23T10:10:00Z and its tasks get 15 minutes"
+            ),
+            "{reason}"
+        );
+        // Once the tasks had their time, the guard window counts again.
+        let later = alarm("2026-11-23T10:26:00Z");
+        assert!(matches!(
+            decide_rollback(&later, true, &woken, NEW, None),
+            RollbackDecision::RollBack { .. }
+        ));
     }
 
     #[test]

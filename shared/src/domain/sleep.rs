@@ -3,12 +3,14 @@
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
+use super::service::revision_name;
 use super::settings::ScheduleSettings;
-use super::state::{Capacity, OperatorOverride, ServiceState, Sleep};
+use super::state::{Capacity, Deployment, DeploymentStatus, OperatorOverride, ServiceState, Sleep};
 
-/// A deployment younger than this keeps its service awake for the reconcile, so that a
-/// rollout and its guard are not cut short by a sleep.
-pub const RECENT_DEPLOYMENT: TimeDelta = TimeDelta::minutes(10);
+/// How long a deployment still in progress keeps its service awake: a sleep would cut the
+/// rollout short, and the alarms of a service deckhand put to sleep roll nothing back. Past
+/// this, an ECS deployment that never reported its end no longer holds the schedule back.
+pub const ROLLOUT_HOLD: TimeDelta = TimeDelta::hours(1);
 
 /// What the service runs with now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,18 +167,13 @@ pub fn decide_scale(
             }
             // An operator who asks for a sleep gets it, deployment or not.
             let by_operator = active_override(state, at).is_some();
-            if let Some(d) = state
+            if let Some(reason) = state
                 .deployment
                 .as_ref()
-                .filter(|d| !by_operator && d.started_at > at - RECENT_DEPLOYMENT)
+                .filter(|_| !by_operator)
+                .and_then(|d| guarding(d, at))
             {
-                return ScaleDecision::Postpone {
-                    reason: format!(
-                        "a deployment started at {}, less than {} minutes ago; not put to sleep in this reconcile",
-                        rfc3339(d.started_at),
-                        RECENT_DEPLOYMENT.num_minutes()
-                    ),
-                };
+                return ScaleDecision::Postpone { reason };
             }
             let at_asleep_level = observed.desired_count == asleep_count
                 && observed
@@ -192,6 +189,25 @@ pub fn decide_scale(
                 asleep_count,
             }
         }
+    }
+}
+
+/// Why the deployment still needs the service awake at `at`: a rollout in progress, or a guard
+/// window still open. Its alarms must be able to roll it back, and a sleep would silence them.
+fn guarding(d: &Deployment, at: DateTime<Utc>) -> Option<String> {
+    let to = revision_name(&d.to);
+    match d.status {
+        DeploymentStatus::InProgress if d.started_at + ROLLOUT_HOLD > at => Some(format!(
+            "the deployment of {to} is in progress since {}; not put to sleep before it ends",
+            rfc3339(d.started_at)
+        )),
+        DeploymentStatus::Completed => d.guard_until.filter(|u| *u > at).map(|until| {
+            format!(
+                "the guard window of the deployment of {to} is open until {}; not put to sleep before it closes",
+                rfc3339(until)
+            )
+        }),
+        _ => None,
     }
 }
 
@@ -227,7 +243,6 @@ mod tests {
 
     use super::*;
     use crate::domain::settings::Tags;
-    use crate::domain::state::{Deployment, DeploymentStatus};
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
@@ -405,7 +420,7 @@ mod tests {
     }
 
     #[test]
-    fn a_recent_deployment_postpones_the_sleep() {
+    fn a_deployment_in_progress_or_in_its_guard_window_postpones_the_sleep() {
         let state = ServiceState {
             deployment: Some(Deployment {
                 id: "e".into(),
@@ -440,8 +455,53 @@ mod tests {
             matches!(d, ScaleDecision::Sleep { .. }),
             "an operator's sleep: {d:?}"
         );
-        let later = utc("2026-11-23T20:05:00Z");
-        let d = decide_scale(Some(&s), &running(2, None), &state, later, false);
+        // A rollout that never reported its end holds the schedule back an hour at most.
+        let d = decide_scale(
+            Some(&s),
+            &running(2, None),
+            &state,
+            utc("2026-11-23T20:50:00Z"),
+            false,
+        );
+        assert!(
+            matches!(&d, ScaleDecision::Postpone { reason } if reason.contains("in progress since")),
+            "{d:?}"
+        );
+        let d = decide_scale(
+            Some(&s),
+            &running(2, None),
+            &state,
+            utc("2026-11-23T20:56:00Z"),
+            false,
+        );
+        assert!(matches!(d, ScaleDecision::Sleep { .. }), "{d:?}");
+
+        // Completed: the guard window keeps it awake until it closes, so that its alarms can
+        // still roll it back; a deployment already rolled back or failed holds nothing back.
+        let mut completed = state.clone();
+        if let Some(d) = completed.deployment.as_mut() {
+            d.status = DeploymentStatus::Completed;
+            d.finished_at = Some(utc("2026-11-23T19:58:00Z"));
+            d.guard_until = Some(utc("2026-11-23T20:28:00Z"));
+        }
+        let d = decide_scale(Some(&s), &running(2, None), &completed, utc(NIGHT), false);
+        assert!(
+            matches!(&d, ScaleDecision::Postpone { reason } if reason.contains("open until 2026-11-23T20:28:00Z")),
+            "{d:?}"
+        );
+        let d = decide_scale(
+            Some(&s),
+            &running(2, None),
+            &completed,
+            utc("2026-11-23T20:28:00Z"),
+            false,
+        );
+        assert!(matches!(d, ScaleDecision::Sleep { .. }), "{d:?}");
+        let mut rolled_back = completed.clone();
+        if let Some(d) = rolled_back.deployment.as_mut() {
+            d.status = DeploymentStatus::RolledBack;
+        }
+        let d = decide_scale(Some(&s), &running(2, None), &rolled_back, utc(NIGHT), false);
         assert!(matches!(d, ScaleDecision::Sleep { .. }), "{d:?}");
     }
 

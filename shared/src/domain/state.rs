@@ -29,6 +29,10 @@ pub struct ServiceState {
     /// What deckhand saved when it put the service to sleep; present while it sleeps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sleep: Option<Sleep>,
+    /// When deckhand last woke the service: its alarms say nothing about the image until the
+    /// tasks had time to start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub woken_at: Option<DateTime<Utc>>,
     /// An operator's `wake` or `sleep`, honoured by reconciles until it expires.
     #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
     pub operator_override: Option<OperatorOverride>,
