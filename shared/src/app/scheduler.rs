@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
@@ -13,8 +13,8 @@ use super::deploy::DeployFunction;
 use super::locking::{acquire, owner_token, renew_before_acting};
 use crate::config::Config;
 use crate::domain::fleet::ServiceView;
-use crate::domain::service::ServiceKey;
-use crate::domain::settings::{ScheduleSettings, TAG_AWAKE, TagProblem};
+use crate::domain::service::{ServiceKey, revision_name};
+use crate::domain::settings::{DeploySettings, ScheduleSettings, TAG_AWAKE, TagProblem, Tags};
 use crate::domain::sleep::{Observed, ScaleDecision, decide_scale, sleep_record, task_hours_saved};
 use crate::domain::state::{Capacity, OperatorOverride, ServiceState, Sleep};
 use crate::events::EventError;
@@ -97,6 +97,16 @@ struct Job<'a> {
     cause: &'a str,
     /// An operator's wake or sleep, to store with the decision.
     set_override: Option<OperatorOverride>,
+    /// The service's guard window, for a deployment done while it slept that a wake runs.
+    guard: TimeDelta,
+}
+
+/// The guard window the service's deploy tags give (the default when they give none).
+fn guard_of(tags: &Tags, config: &Config) -> TimeDelta {
+    DeploySettings::from_tags(tags, config.guard)
+        .ok()
+        .flatten()
+        .map_or(config.guard, |d| d.guard)
 }
 
 pub struct SchedulerFunction {
@@ -348,6 +358,7 @@ impl SchedulerFunction {
                     at,
                     cause,
                     set_override: None,
+                    guard: guard_of(&subject.service.tags, &self.config),
                 };
                 self.act(job, mode).await
             }
@@ -428,6 +439,7 @@ impl SchedulerFunction {
                 at: now,
                 cause,
                 set_override: Some(set_override),
+                guard: guard_of(&service.tags, &self.config),
             };
             self.act(job, mode).await
         };
@@ -523,9 +535,11 @@ impl SchedulerFunction {
                 }
                 state.sleep = None;
                 state.left_alone_until = None;
-                if !mode.dry_run {
-                    state.woken_at = Some(now);
-                }
+                let guarded = if mode.dry_run {
+                    None
+                } else {
+                    state.mark_woken(now, job.guard)
+                };
                 let hours = task_hours_saved(&saved, job.at);
                 record.action = if mode.dry_run {
                     Action::WouldWake
@@ -533,6 +547,14 @@ impl SchedulerFunction {
                     Action::Awake
                 };
                 record.reason = format!("{reason}; {}", wake_words(&saved, hours));
+                if let (Some(until), Some(d)) = (guarded, &state.deployment) {
+                    record.reason = format!(
+                        "{}; the deployment of {}, done while it slept, is guarded until {}",
+                        record.reason,
+                        revision_name(&d.to),
+                        rfc3339(until)
+                    );
+                }
                 record.scale = Some(scale_record(&saved, Some(hours), None));
                 let (kind, summary) = if mode.dry_run {
                     (

@@ -409,7 +409,7 @@ async fn a_push_to_a_sleeping_service_deploys_without_waking_it() {
     let new_revision = w.ecs.service(&web).unwrap().task_definition;
     assert!(new_revision.ends_with("web:2"), "{new_revision}");
 
-    // ECS completes the 0-task deployment; it never becomes known-good.
+    // ECS completes the 0-task deployment, which proves nothing about the image.
     let completed = json!({"version": "0", "id": "c1", "detail-type": "ECS Deployment State Change", "source": "aws.ecs",
         "account": "123456789012", "time": "2026-11-23T23:01:00Z", "region": "eu-west-1",
         "resources": ["arn:aws:ecs:eu-west-1:123456789012:service/staging/web"],
@@ -429,12 +429,27 @@ async fn a_push_to_a_sleeping_service_deploys_without_waking_it() {
         (3, new_revision)
     );
     assert_eq!(w.autoscaling.capacity(&web), Some(Capacity::new(2, 6)));
+    // The wake runs it: its guard window starts now, after the tasks' margin (15 minutes), and
+    // it becomes known-good only once that window passed.
+    assert!(
+        morning.services[0].reason.ends_with(
+            "the deployment of web:2, done while it slept, is guarded until 2026-11-24T07:45:00Z"
+        ),
+        "{morning:?}"
+    );
     let state = w.store.load(&web).await.unwrap();
     assert!(
         state
-            .known_good_at(utc(MORNING) + TimeDelta::days(1))
+            .known_good_at(utc("2026-11-24T07:44:59Z"))
             .unwrap()
             .ends_with("web:1"),
+        "{state:?}"
+    );
+    assert!(
+        state
+            .known_good_at(utc("2026-11-24T07:45:00Z"))
+            .unwrap()
+            .ends_with("web:2"),
         "{state:?}"
     );
 }

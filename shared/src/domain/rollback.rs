@@ -2,19 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::service::{ServiceKey, revision_name};
 use super::settings::{TAG_ALARMS, TAG_DEPLOY, TAG_ROLLBACK, TagProblem, Tags};
-use super::state::{DeploymentStatus, ServiceState};
+use super::state::{DeploymentStatus, ServiceState, WAKE_MARGIN};
 
 /// Alarm tag naming the service it guards.
 pub const ALARM_TAG_SERVICE: &str = "deckhand:service";
-
-/// After deckhand wakes a service, how long its alarms are not taken as evidence against the
-/// image: tasks must be placed, pull, start and pass the load balancer's health checks, and
-/// the alarms must see enough datapoints to return to OK.
-pub const WAKE_MARGIN: TimeDelta = TimeDelta::minutes(15);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AlarmState {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::image::Digest;
@@ -220,7 +220,27 @@ pub enum DeploymentStatus {
     RolledBack,
 }
 
+/// After deckhand wakes a service, how long its alarms are not taken as evidence against the
+/// image: tasks must be placed, pull, start and pass the load balancer's health checks, and
+/// the alarms must see enough datapoints to return to OK.
+pub const WAKE_MARGIN: TimeDelta = TimeDelta::minutes(15);
+
 impl ServiceState {
+    /// deckhand woke the service at `at`. A deployment done while it slept ran on no task, so
+    /// ECS completing it proved nothing: its guard window starts now, after the tasks' margin,
+    /// and lasts the service's `guard`. Returns that window's end when there is one.
+    pub fn mark_woken(&mut self, at: DateTime<Utc>, guard: TimeDelta) -> Option<DateTime<Utc>> {
+        self.woken_at = Some(at);
+        let d = self
+            .deployment
+            .as_mut()
+            .filter(|d| d.at_zero_tasks && d.status == DeploymentStatus::Completed)?;
+        let until = at + WAKE_MARGIN + guard;
+        d.at_zero_tasks = false;
+        d.guard_until = Some(until);
+        Some(until)
+    }
+
     /// The known-good revision at `now`: a completed deployment whose guard window has passed
     /// without a rollback has proven itself.
     pub fn known_good_at(&self, now: DateTime<Utc>) -> Option<&str> {
@@ -356,6 +376,50 @@ mod tests {
         );
         state.settle(until + TimeDelta::days(1));
         assert_eq!(state.known_good.as_deref(), Some("web:1"));
+    }
+
+    /// Woken by deckhand, a deployment done asleep is guarded from the wake on, and proves
+    /// itself once that window passes; any other deployment keeps its window.
+    #[test]
+    fn a_deployment_done_asleep_is_guarded_from_the_wake() {
+        let finished = Utc::now();
+        let mut state = ServiceState {
+            known_good: Some("web:1".into()),
+            ..Default::default()
+        };
+        state.deployment = Some(Deployment {
+            at_zero_tasks: true,
+            ..completed(finished)
+        });
+        let woken = finished + TimeDelta::hours(9);
+        let until = state.mark_woken(woken, TimeDelta::minutes(30));
+        assert_eq!(until, Some(woken + TimeDelta::minutes(45)));
+        assert_eq!(state.woken_at, Some(woken));
+        assert_eq!(
+            state.known_good_at(woken + TimeDelta::minutes(44)),
+            Some("web:1")
+        );
+        assert_eq!(
+            state.known_good_at(woken + TimeDelta::minutes(45)),
+            Some("web:2")
+        );
+        // Woken again later: nothing left to re-guard.
+        assert_eq!(
+            state.mark_woken(woken + TimeDelta::days(1), TimeDelta::minutes(30)),
+            None
+        );
+        let mut awake_deployment = ServiceState {
+            deployment: Some(completed(finished)),
+            ..Default::default()
+        };
+        assert_eq!(
+            awake_deployment.mark_woken(woken, TimeDelta::minutes(30)),
+            None
+        );
+        assert_eq!(
+            awake_deployment.deployment.and_then(|d| d.guard_until),
+            completed(finished).guard_until
+        );
     }
 
     #[test]
