@@ -143,6 +143,56 @@ mod tests {
 
     use super::*;
 
+    /// The README's Notifications section names every kind the functions publish, and no other.
+    #[test]
+    fn the_readme_names_every_notification_kind() {
+        use Kind::*;
+        let all = [
+            DeployStarted,
+            DeployCompleted,
+            DeployFailed,
+            DeploySkipped,
+            DeployQuarantined,
+            RollbackStarted,
+            RollbackSkipped,
+            ScaleAsleep,
+            ScaleAwake,
+            ScaleSkipped,
+            ConfigInvalid,
+            Error,
+        ];
+        for kind in &all {
+            // Fails to compile when a kind is added without being listed above.
+            match kind {
+                DeployStarted | DeployCompleted | DeployFailed | DeploySkipped
+                | DeployQuarantined | RollbackStarted | RollbackSkipped | ScaleAsleep
+                | ScaleAwake | ScaleSkipped | ConfigInvalid | Error => {}
+            }
+        }
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .unwrap();
+        let section = readme
+            .split("\n## Notifications")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap();
+        let named: std::collections::BTreeSet<&str> = section
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| {
+                *w == "error"
+                    || ["deploy.", "rollback.", "scale.", "config."]
+                        .iter()
+                        .any(|p| w.starts_with(p))
+            })
+            .collect();
+        let kinds: std::collections::BTreeSet<&str> = all.iter().map(|k| k.as_str()).collect();
+        assert_eq!(named, kinds);
+    }
+
     fn sample(summary: &str) -> Notification {
         Notification::new(
             Kind::DeployStarted,

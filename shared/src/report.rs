@@ -243,6 +243,85 @@ fn outcome_of(action: Action) -> Outcome {
 mod tests {
     use super::*;
 
+    /// Every outcome, most significant first. The match fails to compile when an outcome is
+    /// added, so that it is added here, and so to the README's table.
+    fn all_outcomes() -> Vec<Outcome> {
+        use Outcome::*;
+        let all = vec![
+            Error,
+            RolledBack,
+            WouldRollBack,
+            Deployed,
+            WouldDeploy,
+            Failed,
+            Quarantined,
+            Completed,
+            Recorded,
+            Waiting,
+            Asleep,
+            Awake,
+            WouldSleep,
+            WouldWake,
+            Invalid,
+            Skipped,
+            Duplicate,
+            Paused,
+            Resumed,
+            Released,
+            Deregistered,
+            Unchanged,
+            Ignored,
+        ];
+        for o in &all {
+            match o {
+                Error | RolledBack | WouldRollBack | Deployed | WouldDeploy | Failed
+                | Quarantined | Completed | Recorded | Waiting | Asleep | Awake | WouldSleep
+                | WouldWake | Invalid | Skipped | Duplicate | Paused | Resumed | Released
+                | Deregistered | Unchanged | Ignored => {}
+            }
+        }
+        all
+    }
+
+    /// The README's table of actions lists every outcome word, in the order of significance.
+    #[test]
+    fn the_readme_lists_every_outcome_in_its_order() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .unwrap();
+        let section = readme
+            .split("## The summary")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap();
+        let listed: Vec<String> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split('`').next())
+            .map(str::to_owned)
+            .collect();
+        // The rank `Summary::of` uses is the declaration order.
+        let mut ordered = all_outcomes();
+        ordered.sort_by_key(|o| *o as u8);
+        assert_eq!(
+            ordered,
+            all_outcomes(),
+            "the list above is in the ranking's order"
+        );
+        let words: Vec<String> = all_outcomes()
+            .iter()
+            .map(|o| {
+                serde_json::to_value(o)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(listed, words);
+    }
+
     fn report(service: &str, action: Action) -> ServiceReport {
         ServiceReport {
             service: service.into(),

@@ -11,6 +11,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import check_template  # noqa: E402
 
 
+def granted_statements(policy):
+    """The statements of one entry of a function's Policies, the scan gate's included."""
+    if "Fn::If" in policy:
+        policy = policy["Fn::If"][1]
+    return list(policy.get("Statement", [])) if isinstance(policy, dict) else []
+
+
 class TemplateChecks(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -66,6 +73,43 @@ class TemplateChecks(unittest.TestCase):
         scheduler = self.template["Resources"]["SchedulerFunction"]["Properties"]
         self.assertEqual(scheduler.get("ReservedConcurrentExecutions"), 1)
         self.assertGreaterEqual(scheduler["Timeout"], 120, "room for the minute a reconcile keeps at its end")
+
+    def test_the_security_page_names_every_grant_of_every_role(self):
+        """docs/security.md's table lists each action a role is granted, on that role's rows."""
+        page = (ROOT / "docs" / "security.md").read_text()
+        rows = [line.split("|") for line in page.splitlines() if line.startswith("| ") and line.count("|") >= 4]
+
+        def named(*labels):
+            cells = [r[2] for r in rows if any(r[1].strip().startswith(label) for label in labels)]
+            return {w for cell in cells for w in cell.split("`")[1::2]}
+
+        def granted(statements):
+            actions = set()
+            for statement in statements:
+                if "Fn::If" in statement:
+                    statement = statement["Fn::If"][1]
+                if "Action" in statement:
+                    value = statement["Action"]
+                    actions.update(value if isinstance(value, list) else [value])
+            return actions
+
+        resources = self.template["Resources"]
+        for logical, label in (("DeployFunction", "deploy"), ("RollbackFunction", "rollback"),
+                               ("SchedulerFunction", "scheduler")):
+            statements = [s for policy in resources[logical]["Properties"]["Policies"]
+                          for s in granted_statements(policy)]
+            with self.subTest(role=label):
+                self.assertEqual(granted(statements) - named(label, "all three"), set())
+        operator = resources["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual(granted(operator) - named("operator"), set())
+        # And nothing is named that no role has.
+        everything = set()
+        for logical in ("DeployFunction", "RollbackFunction", "SchedulerFunction"):
+            everything |= granted([s for policy in resources[logical]["Properties"]["Policies"]
+                                   for s in granted_statements(policy)])
+        everything |= granted(operator)
+        documented = {w for w in named("all three", "deploy", "rollback", "scheduler", "operator") if ":" in w}
+        self.assertEqual(documented - everything, set())
 
     def test_a_wildcard_action_is_caught(self):
         for action in ["*", "ecs:*", ["ecs:DescribeServices", "s3:*"]]:
