@@ -689,12 +689,15 @@ impl SchedulerFunction {
         state: &mut ServiceState,
         saved: &Sleep,
     ) -> Result<(), PortError> {
+        // On record as half-way before ECS is touched, with or without a scalable target: a
+        // wake whose answer is lost must be finished by the next reconcile, not taken for a
+        // hand change of a sleeping service.
+        state.sleep = Some(Sleep {
+            pending: true,
+            ..saved.clone()
+        });
+        self.ports.store.save(key, locked, state).await?;
         if let Some(capacity) = saved.scalable {
-            state.sleep = Some(Sleep {
-                pending: true,
-                ..saved.clone()
-            });
-            self.ports.store.save(key, locked, state).await?;
             self.ports.autoscaling.set_capacity(key, capacity).await?;
             self.renew_after_the_target(key, locked).await?;
         }
