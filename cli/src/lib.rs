@@ -13,7 +13,7 @@ use deckhand::adapters::aws::Clients;
 use deckhand::app::Ports;
 use deckhand::app::operator::{Operator, OperatorError};
 use deckhand::app::rollback::{RollbackError, RollbackFunction};
-use deckhand::app::scheduler::{SchedulerError, SchedulerFunction, scheduled_scaling_words};
+use deckhand::app::scheduler::{SchedulerError, SchedulerFunction};
 use deckhand::config::{Config, ConfigError};
 use deckhand::domain::image::Digest;
 use deckhand::domain::service::{ServiceKey, revision_name};
@@ -25,8 +25,10 @@ use deckhand::ports::PortError;
 use deckhand::report::{Action, ServiceReport, Summary};
 use serde_json::{Value, json};
 
+mod check;
 pub mod redrive;
 pub mod redrive_aws;
+pub mod wait;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -50,8 +52,26 @@ pub enum CliError {
     /// `redrive` sent back what it could; these messages failed again or could not be read.
     #[error("{0} message(s) left in the failure queue")]
     LeftInQueue(usize),
+    /// `wait`: the push ended without a completed deployment (exit status 1).
+    #[error("{0}")]
+    DeployFailed(String),
+    /// `wait`: the time ran out first (exit status 2).
+    #[error("timed out: {0}")]
+    TimedOut(String),
     #[error("could not write the output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+/// The process's exit status for what `run` returned: 0 for success (and help), 2 for a
+/// command line that does not parse and for `wait` running out of time, 1 for anything else
+/// (`wait`: the push failed, was rolled back or will not deploy).
+pub fn exit_status(result: &Result<(), CliError>) -> u8 {
+    match result {
+        Ok(()) => 0,
+        Err(CliError::Usage(e)) if !e.use_stderr() => 0,
+        Err(CliError::Usage(_) | CliError::TimedOut(_)) => 2,
+        Err(_) => 1,
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -126,6 +146,23 @@ enum Command {
     Pause { service: String },
     /// Unfreeze automatic deploys.
     Resume { service: String },
+    /// Name the revision rollbacks go to (family:revision or an ARN), until a deployment
+    /// completed later proves itself.
+    KnownGood { service: String, revision: String },
+    /// Wait for deckhand's result of a push: exit 0 once ECS completed the digest's deployment
+    /// (or the service already ran it), 1 when it failed, was rolled back or will not deploy
+    /// (quarantined, paused), 2 when the time runs out.
+    Wait {
+        service: String,
+        /// The pushed digest (`docker push` and `aws ecr` print it).
+        #[arg(long)]
+        digest: String,
+        #[arg(long, default_value = "20m")]
+        timeout: String,
+        /// How often to read the table.
+        #[arg(long, default_value = "10s")]
+        interval: String,
+    },
     /// Lift the quarantine of a digest so that its next push deploys.
     Release { service: String, digest: String },
     /// Keep a service awake until the expiry, whatever its schedule says.
@@ -257,11 +294,48 @@ pub async fn run(
             let report = operator.resume(&key(service)?).await?;
             print_reports(&[report], cli.json, out)
         }
+        Command::KnownGood { service, revision } => {
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let report = operator.known_good(&key(service)?, revision).await?;
+            print_reports(&[report], cli.json, out)
+        }
+        Command::Wait {
+            service,
+            digest,
+            timeout,
+            interval,
+        } => {
+            let key = key(service)?;
+            let digest = parse_digest(digest)?;
+            let duration = |text: &str| {
+                deckhand::domain::duration::parse_duration(text)
+                    .ok()
+                    .and_then(|d| d.to_std().ok())
+                    .ok_or_else(|| CliError::Argument {
+                        value: text.to_owned(),
+                        what: "a duration such as 90s, 20m or 1h",
+                    })
+            };
+            let (timeout, interval) = (duration(timeout)?, duration(interval)?);
+            let ports = clients.ports(&config(false)?);
+            let waited = wait::wait(&ports, &key, &digest, timeout, interval).await?;
+            if cli.json {
+                print_json(out, &waited)?;
+            } else {
+                writeln!(
+                    out,
+                    "{}  {}: {}",
+                    waited.service, waited.result, waited.reason
+                )?;
+            }
+            match waited.result.as_str() {
+                "completed" => Ok(()),
+                "failed" => Err(CliError::DeployFailed(waited.reason)),
+                _ => Err(CliError::TimedOut(waited.reason)),
+            }
+        }
         Command::Release { service, digest } => {
-            let digest: Digest = digest.parse().map_err(|_| CliError::Argument {
-                value: digest.clone(),
-                what: "a digest (sha256: and 64 hex digits)",
-            })?;
+            let digest = parse_digest(digest)?;
             let operator = Operator::new(clients.ports(&config(false)?), operator_name());
             let report = operator.release(&key(service)?, &digest).await?;
             print_reports(&[report], cli.json, out)
@@ -323,7 +397,7 @@ pub async fn run(
         Command::Check => {
             let config = config(false)?;
             let ports = clients.ports(&config);
-            check(&ports, &config, cli.json, out).await
+            check::check(&ports, &config, cli.json, out).await
         }
     }
 }
@@ -335,13 +409,20 @@ fn key(service: &str) -> Result<ServiceKey, CliError> {
     })
 }
 
+fn parse_digest(digest: &str) -> Result<Digest, CliError> {
+    digest.parse().map_err(|_| CliError::Argument {
+        value: digest.to_owned(),
+        what: "a digest (sha256: and 64 hex digits)",
+    })
+}
+
 fn operator_name() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "operator".into())
 }
 
-fn print_json<T: serde::Serialize + ?Sized>(
+pub(crate) fn print_json<T: serde::Serialize + ?Sized>(
     out: &mut dyn Write,
     value: &T,
 ) -> Result<(), CliError> {
@@ -461,7 +542,7 @@ fn print_redriven(
 }
 
 /// Services in the managed clusters that carry a deckhand tag.
-async fn opted_in(
+pub(crate) async fn opted_in(
     ports: &Ports,
     config: &Config,
 ) -> Result<Vec<deckhand::domain::fleet::ServiceView>, CliError> {
@@ -617,7 +698,10 @@ fn short_image(image: &str) -> String {
     }
 }
 
-fn tag_problems(tags: &deckhand::domain::settings::Tags, config: &Config) -> Vec<TagProblem> {
+pub(crate) fn tag_problems(
+    tags: &deckhand::domain::settings::Tags,
+    config: &Config,
+) -> Vec<TagProblem> {
     let mut problems = Vec::new();
     if let Err(p) = DeploySettings::from_tags(tags, config.guard) {
         problems.extend(p);
@@ -626,94 +710,6 @@ fn tag_problems(tags: &deckhand::domain::settings::Tags, config: &Config) -> Vec
         problems.extend(p);
     }
     problems
-}
-
-/// Every opted-in service's tags, checked and said in words.
-async fn check(
-    ports: &Ports,
-    config: &Config,
-    json_output: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    let services = opted_in(ports, config).await?;
-    let now = ports.clock.now();
-    let scheduled_keys: Vec<ServiceKey> = services
-        .iter()
-        .filter(|s| s.tags.contains_key(TAG_AWAKE))
-        .map(|s| s.key.clone())
-        .collect();
-    let scheduled = if scheduled_keys.is_empty() {
-        Default::default()
-    } else {
-        ports.autoscaling.scheduled_actions(&scheduled_keys).await?
-    };
-    let mut rows = Vec::new();
-    let mut invalid = 0;
-    for s in &services {
-        let mut words = Vec::new();
-        let problems = tag_problems(&s.tags, config);
-        if let Ok(Some(d)) = DeploySettings::from_tags(&s.tags, config.guard) {
-            words.push(format!(
-                "deploys pushes matching {} (guard {})",
-                d.policy,
-                deckhand::domain::duration::format_duration(d.guard)
-            ));
-        }
-        if let Ok(Some(sched)) = ScheduleSettings::from_tags(&s.tags, config.timezone) {
-            let schedule = &sched.schedule;
-            let next = schedule.next_change(now).map_or_else(
-                || "no change within a year".to_owned(),
-                |t| {
-                    let minutes = (t - now).num_minutes();
-                    let what = if schedule.is_awake(now) {
-                        "sleep"
-                    } else {
-                        "wake-up"
-                    };
-                    format!("next {what} in {} h {} min", minutes / 60, minutes % 60)
-                },
-            );
-            words.push(format!(
-                "awake {} {}; {next}",
-                schedule.awake, schedule.timezone
-            ));
-            if let Some(actions) = scheduled.get(&s.key) {
-                words.push(scheduled_scaling_words(actions));
-            }
-        }
-        if !problems.is_empty() {
-            invalid += 1;
-        }
-        rows.push(json!({
-            "service": s.key.to_string(),
-            "valid": problems.is_empty(),
-            "means": words,
-            "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        }));
-    }
-    if json_output {
-        print_json(out, &rows)?;
-    } else {
-        for row in &rows {
-            let service = row["service"].as_str().unwrap_or("?");
-            for problem in row["problems"].as_array().into_iter().flatten() {
-                writeln!(
-                    out,
-                    "{service}  INVALID {}",
-                    problem.as_str().unwrap_or("?")
-                )?;
-            }
-            for means in row["means"].as_array().into_iter().flatten() {
-                writeln!(out, "{service}  {}", means.as_str().unwrap_or("?"))?;
-            }
-        }
-    }
-    if invalid > 0 {
-        return Err(CliError::Setup(format!(
-            "{invalid} service(s) have deckhand tags that do not parse"
-        )));
-    }
-    Ok(())
 }
 
 async fn init(

@@ -116,6 +116,9 @@ pub trait Alarms: Send + Sync {
     /// What a metric alarm does in ALARM (its `AlarmActions`); none for an alarm that no longer
     /// exists.
     async fn alarm_actions(&self, name: &str) -> PortResult<Option<Vec<String>>>;
+    /// Every metric and composite alarm of the account and region, all pages, as alarms in
+    /// their current state (for `deckhand check`).
+    async fn all_alarms(&self) -> PortResult<Vec<crate::domain::rollback::Alarm>>;
 }
 
 /// Application Auto Scaling for ECS services (dimension `ecs:service:DesiredCount`).

@@ -47,6 +47,9 @@ pub enum Action {
     Resumed,
     /// An operator lifted a quarantine.
     Released,
+    /// The known-good revision changed: an operator named one, or a reconcile settled a
+    /// deployment that ran its guard window without an alarm.
+    KnownGood,
     /// Older revisions of the family were deregistered (`deckhand:keep-revisions`).
     Deregistered,
     /// The event does not concern the service (tag outside the policy, not deckhand's deployment).
@@ -79,6 +82,7 @@ pub enum Outcome {
     Paused,
     Resumed,
     Released,
+    KnownGood,
     Deregistered,
     Unchanged,
     Ignored,
@@ -230,6 +234,7 @@ fn outcome_of(action: Action) -> Outcome {
         Action::Paused => Outcome::Paused,
         Action::Resumed => Outcome::Resumed,
         Action::Released => Outcome::Released,
+        Action::KnownGood => Outcome::KnownGood,
         Action::Deregistered => Outcome::Deregistered,
         Action::Invalid => Outcome::Invalid,
         Action::Skipped => Outcome::Skipped,
@@ -268,6 +273,7 @@ mod tests {
             Paused,
             Resumed,
             Released,
+            KnownGood,
             Deregistered,
             Unchanged,
             Ignored,
@@ -277,7 +283,7 @@ mod tests {
                 Error | RolledBack | WouldRollBack | Deployed | WouldDeploy | Failed
                 | Quarantined | Completed | Recorded | Waiting | Asleep | Awake | WouldSleep
                 | WouldWake | Invalid | Skipped | Duplicate | Paused | Resumed | Released
-                | Deregistered | Unchanged | Ignored => {}
+                | KnownGood | Deregistered | Unchanged | Ignored => {}
             }
         }
         all

@@ -10,13 +10,15 @@ use deckhand_cli::CliError;
 use serde_json::Value;
 
 use crate::harness::{Role, Stack};
+use crate::rollback::metric_alarm;
 
 fn utc(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().to_utc()
 }
 
-/// Runs `deckhand ARGS` against the stack's table and topic; returns what it printed.
-async fn deckhand(stack: &Stack, args: &[&str]) -> Result<String, CliError> {
+/// Runs `deckhand ARGS` against the stack's table and topic; returns what it printed, and
+/// how it ended.
+pub(crate) async fn deckhand_run(stack: &Stack, args: &[&str]) -> (String, Result<(), CliError>) {
     let mut argv: Vec<OsString> = vec![
         "deckhand".into(),
         "--table".into(),
@@ -27,11 +29,17 @@ async fn deckhand(stack: &Stack, args: &[&str]) -> Result<String, CliError> {
     let mut out = Vec::new();
     // Signed as an operator with the template's OperatorPolicy.
     let sdk = stack.sdk_as(Role::Operator, &stack.config());
-    deckhand_cli::run(argv, &sdk, &mut out).await?;
-    Ok(String::from_utf8(out).unwrap())
+    let ended = deckhand_cli::run(argv, &sdk, &mut out).await;
+    (String::from_utf8(out).unwrap(), ended)
 }
 
-async fn deckhand_json(stack: &Stack, args: &[&str]) -> Value {
+/// Runs `deckhand ARGS`; returns what it printed.
+pub(crate) async fn deckhand(stack: &Stack, args: &[&str]) -> Result<String, CliError> {
+    let (out, ended) = deckhand_run(stack, args).await;
+    ended.map(|()| out)
+}
+
+pub(crate) async fn deckhand_json(stack: &Stack, args: &[&str]) -> Value {
     let mut args = args.to_vec();
     args.push("--json");
     let text = deckhand(stack, &args)
@@ -216,9 +224,11 @@ async fn wake_sleep_plan_status_and_check() {
             )
         })
         .collect();
-    assert_eq!(planned.len(), 2, "{plan}");
+    assert_eq!(planned.len(), 3, "{plan}");
     assert!(planned.contains(&(web.as_str(), "unchanged")), "{plan}");
     assert!(planned.iter().any(|(_, a)| *a == "invalid"), "{plan}");
+    // The reconcile would also start following the revision web runs, of which no event told.
+    assert!(planned.contains(&(web.as_str(), "recorded")), "{plan}");
 
     let e = deckhand(&stack, &["check", "--cluster", &cluster])
         .await
@@ -388,4 +398,57 @@ async fn check_says_what_valid_tags_mean() {
         )),
         "{text}"
     );
+}
+
+/// `check` says which alarms guard each service and why, which scaling alarms it ignores, and
+/// when nothing guards a service at all: read from CloudWatch as the operator's policy allows.
+#[tokio::test]
+async fn check_names_the_alarms_that_guard_each_service_and_the_scaling_ones_it_ignores() {
+    let stack = Stack::new().await;
+    let (web, _) = web(&stack, &[]).await;
+    let td = stack
+        .simple_task_definition(&format!("cli-api-{}", stack.id), "main-41")
+        .await;
+    stack
+        .create_service("api", &td, &[("deckhand:deploy", "prefix=main-")])
+        .await;
+    let id = stack.id;
+    let alb = format!("web-alb-5xx-{id}");
+    let cpu = format!("web-errors-{id}");
+    let scaling = format!(
+        "TargetTracking-service/{}/web-AlarmHigh-{id}",
+        stack.cluster
+    );
+    metric_alarm(&stack, &alb, None, &[("deckhand:service", web.as_str())]).await;
+    metric_alarm(&stack, &cpu, Some("web"), &[]).await;
+    metric_alarm(&stack, &scaling, Some("web"), &[]).await;
+
+    let text = deckhand(&stack, &["check", "--cluster", &stack.cluster])
+        .await
+        .unwrap();
+    for line in [
+        format!("{web}  guarded by alarm {alb}: the alarm's deckhand:service tag names it"),
+        format!("{web}  guarded by alarm {cpu}: the alarm's metric names its cluster and service"),
+        format!(
+            "{web}  ignores alarm {scaling}: a target tracking alarm of Application Auto Scaling (by its name)"
+        ),
+        format!("{}  no alarm guards it", stack.service_key("api")),
+    ] {
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+    let json = deckhand_json(&stack, &["check", "--cluster", &stack.cluster]).await;
+    let row = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["service"] == web.as_str())
+        .unwrap();
+    let alarms: Vec<(&str, bool)> = row["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["alarm"].as_str().unwrap(), a["guards"] == true))
+        .collect();
+    assert!(alarms.contains(&(alb.as_str(), true)), "{row}");
+    assert!(alarms.contains(&(scaling.as_str(), false)), "{row}");
 }

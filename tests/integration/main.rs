@@ -9,10 +9,12 @@ mod concurrency;
 mod deploy;
 mod faults;
 mod gate;
+mod known_good;
 mod payloads;
 mod redrive;
 mod retention;
 mod rollback;
 mod scheduler;
+mod wait;
 
 use testkit::harness;

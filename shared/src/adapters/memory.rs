@@ -425,6 +425,7 @@ pub struct MemoryAlarms {
     actions: Mutex<HashMap<String, Vec<String>>>,
     refuse_describing: Mutex<Option<PortErrorKind>>,
     described: Mutex<Vec<String>>,
+    defined: Mutex<Vec<crate::domain::rollback::Alarm>>,
 }
 
 impl MemoryAlarms {
@@ -445,6 +446,11 @@ impl MemoryAlarms {
             name.to_owned(),
             actions.iter().map(|a| (*a).to_owned()).collect(),
         );
+    }
+
+    /// An alarm of the account, as `all_alarms` lists it.
+    pub fn define(&self, alarm: crate::domain::rollback::Alarm) {
+        guard(&self.defined).push(alarm);
     }
 
     /// The alarms whose actions were read, in order.
@@ -490,6 +496,17 @@ impl Alarms for MemoryAlarms {
         Ok(Some(
             guard(&self.actions).get(name).cloned().unwrap_or_default(),
         ))
+    }
+
+    async fn all_alarms(&self) -> PortResult<Vec<crate::domain::rollback::Alarm>> {
+        if let Some(kind) = *guard(&self.refuse_describing) {
+            return Err(PortError::new(
+                "DescribeAlarms",
+                kind,
+                "AccessDeniedException: not authorized to perform cloudwatch:DescribeAlarms",
+            ));
+        }
+        Ok(guard(&self.defined).clone())
     }
 }
 

@@ -10,6 +10,7 @@ use crate::domain::deploy::{
     DeploymentEvent, DeploymentEventDecision, apply_deployment_event, decide_deployment_event,
 };
 use crate::domain::fleet::ServiceView;
+use crate::domain::known_good::{SeenDecision, apply_seen, follow_deployment};
 use crate::domain::service::revision_name;
 use crate::domain::settings::{DeploySettings, TAG_DEPLOY};
 use crate::history::HistoryRecord;
@@ -86,16 +87,52 @@ impl DeployFunction {
         apply_deployment_event(&mut state, event, &decision);
         let now = self.ports.clock.now();
         let deployment = locked.state.deployment.as_ref();
+        let dry_run = deployment.is_some_and(|d| d.dry_run);
+        // Someone else's deployment is followed, so that its revision can become known-good; in
+        // dry run every deployment is, since the would-be one only stands for it.
+        let seen = (dry_run || matches!(decision, DeploymentEventDecision::NotOurs(_)))
+            .then(|| follow_deployment(event, &locked.state, service, guard));
+        let seen_reason = match seen {
+            Some(SeenDecision::Follow { seen, reason }) => {
+                apply_seen(&mut state, seen, event.at);
+                Some((true, reason))
+            }
+            Some(SeenDecision::Unchanged(reason)) => Some((false, reason)),
+            None => None,
+        };
         let (action, reason, notification) = match &decision {
             DeploymentEventDecision::Duplicate(reason) => {
                 return self
                     .duplicate(key, &event.event_id, reason, Some(&locked))
                     .await;
             }
-            DeploymentEventDecision::NotOurs(reason) => (Action::Ignored, reason.clone(), None),
+            DeploymentEventDecision::NotOurs(reason) => match &seen_reason {
+                Some((true, followed)) => (Action::Recorded, followed.clone(), None),
+                Some((false, why)) => (Action::Ignored, format!("{reason}; {why}"), None),
+                None => (Action::Ignored, reason.clone(), None),
+            },
             DeploymentEventDecision::InProgress => (
                 Action::Recorded,
                 format!("ECS deployment {} is in progress", event.ecs_deployment_id),
+                None,
+            ),
+            DeploymentEventDecision::Completed { guard_until } if dry_run => (
+                Action::Completed,
+                format!(
+                    "dry run: ECS deployment {} completed after the push; the would-be deployment of {} is guarded until {}",
+                    event.ecs_deployment_id,
+                    deployment.map_or("", |d| d.digest.short()),
+                    rfc3339(*guard_until)
+                ),
+                None,
+            ),
+            DeploymentEventDecision::Failed { reason } if dry_run => (
+                Action::Failed,
+                format!(
+                    "dry run: ECS deployment {} failed after the push ({reason}); the would-be deployment of {} counts as failed",
+                    event.ecs_deployment_id,
+                    deployment.map_or("", |d| d.digest.short()),
+                ),
                 None,
             ),
             DeploymentEventDecision::Completed { guard_until } => {
@@ -123,15 +160,25 @@ impl DeployFunction {
                 )
             }
         };
+        // In dry run, what the pipeline's deployment means for known-good is said too.
+        let reason = match (&decision, seen_reason) {
+            (DeploymentEventDecision::NotOurs(_), _) | (_, None) => reason,
+            (_, Some((_, seen))) => format!("{reason}; {seen}"),
+        };
+        let followed_only = matches!(decision, DeploymentEventDecision::NotOurs(_));
         let mut record = HistoryRecord::new(key, now, action, reason.clone(), &event.event_id);
         record.ecs_deployment_id = Some(event.ecs_deployment_id.clone());
-        if let Some(d) = deployment.filter(|_| action != Action::Ignored) {
+        record.dry_run = dry_run && !followed_only;
+        if followed_only {
+            record.to = state.seen.as_ref().map(|s| s.task_definition.clone());
+        } else if let Some(d) = deployment {
             record.repository = Some(d.repository.clone());
             record.digest = Some(d.digest.to_string());
             record.tag = d.tag.clone();
             record.from = Some(d.from.clone());
             record.to = Some(d.to.clone());
         }
+        let record_to = record.to.clone();
         if let Err(e) = self
             .commit(key, &locked, &state, record, &event.event_id)
             .await
@@ -172,7 +219,9 @@ impl DeployFunction {
             None => reason,
         };
         let mut r = report(key, action, reason);
-        if action != Action::Ignored {
+        if followed_only {
+            r.to = record_to.map(|to| revision_name(&to).to_owned());
+        } else {
             r.from = deployment.map(|d| revision_name(&d.from).to_owned());
             r.to = deployment.map(|d| revision_name(&d.to).to_owned());
             r.digest = deployment.map(|d| d.digest.to_string());

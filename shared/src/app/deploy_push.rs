@@ -12,8 +12,8 @@ use super::{
 };
 use crate::app::locking::{acquire, owner_token};
 use crate::domain::deploy::{
-    Push, PushDecision, choose_containers, controller_problem, decide_push, highest_version,
-    record_push, running_digest, running_tag,
+    Push, PushDecision, choose_containers, controller_problem, decide_dry_run_push, decide_push,
+    highest_version, record_push, running_digest, running_tag, start_dry_run_deployment,
 };
 use crate::domain::fleet::{ImageChange, ServiceView};
 use crate::domain::image::Digest;
@@ -169,7 +169,10 @@ impl DeployFunction {
             Ok(locked) => locked,
             Err(e) => return Round::Done(self.failed(key, push, None, e).await),
         };
-        let decision = decide_push(push, changes, &locked.state, &target.task_definition);
+        let mut decision = decide_push(push, changes, &locked.state, &target.task_definition);
+        if self.config.dry_run {
+            decision = decide_dry_run_push(decision, &locked.state, push);
+        }
         let moves = matches!(decision, PushDecision::Deploy)
             && !matches!(gate, Gate::Hold(_))
             && !self.config.dry_run;
@@ -299,6 +302,8 @@ impl DeployFunction {
             }
             PushDecision::Deploy if self.config.dry_run => {
                 let reason = format!("dry run: {matched}");
+                let guard = DeploySettings::guard_in(&target.service.tags, self.config.guard);
+                start_dry_run_deployment(&mut state, push, changes, running, now, guard);
                 record.action = Action::WouldDeploy;
                 record.reason = reason.clone();
                 record.dry_run = true;

@@ -414,8 +414,10 @@ async fn completion_is_recorded_once_and_sets_the_guard_window() {
     assert_eq!(kinds(&w), ["deploy.started", "deploy.completed"]);
 }
 
+/// A service deckhand never deployed is still followed: what its pipeline deployed becomes
+/// known-good once it ran its guard window.
 #[tokio::test]
-async fn deployment_events_for_services_deckhand_never_deployed_are_ignored() {
+async fn deployment_events_for_services_deckhand_never_deployed_are_followed() {
     let w = world(&[("deckhand:deploy", "any")]);
     let summary = w
         .function
@@ -426,11 +428,24 @@ async fn deployment_events_for_services_deckhand_never_deployed_are_ignored() {
         ))
         .await
         .unwrap();
-    assert_eq!(summary.outcome, Outcome::Ignored);
-    assert_eq!(
-        summary.services[0].reason,
-        "deckhand has not deployed this service"
+    assert_eq!(summary.outcome, Outcome::Recorded, "{summary:?}");
+    assert!(
+        summary.services[0]
+            .reason
+            .contains("which deckhand did not start; it becomes known-good at"),
+        "{summary:?}"
     );
+    let state = w.store.load(&web()).await.unwrap();
+    let seen = state.seen.clone().unwrap();
+    assert_eq!(seen.ecs_deployment_id, "ecs-svc/1");
+    assert_eq!(seen.status, DeploymentStatus::Completed);
+    let running = w.ecs.service(&web()).unwrap().task_definition;
+    assert_eq!(seen.task_definition, running);
+    assert_eq!(
+        state.known_good_at(seen.guard_until.unwrap()),
+        Some(running.as_str())
+    );
+    assert!(kinds(&w).is_empty(), "followed, not announced");
 
     let untagged = world(&[]);
     let summary = untagged
@@ -472,7 +487,27 @@ async fn dry_run_decides_records_and_notifies_but_changes_nothing() {
         (Action::WouldDeploy, true)
     );
     assert_eq!(kinds(&w), ["deploy.skipped"]);
-    assert!(w.store.load(&web()).await.unwrap().deployment.is_none());
+    // The would-be deployment is on record, so that an alarm can be decided as for real.
+    let deployment = w.store.load(&web()).await.unwrap().deployment.unwrap();
+    assert!(deployment.dry_run);
+    assert_eq!(deployment.status, DeploymentStatus::InProgress);
+    assert_eq!(
+        (deployment.from.as_str(), deployment.to.as_str()),
+        (td.as_str(), td.as_str())
+    );
+    assert_eq!(deployment.digest.to_string(), digest('b'));
+    // The same digest pushed again would already run.
+    let again = w
+        .function
+        .handle(&push_event("e2", 2, Some("release-1"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, Outcome::Skipped, "{again:?}");
+    assert!(
+        again.services[0]
+            .reason
+            .contains("would-be deployment already runs")
+    );
 }
 
 #[tokio::test]

@@ -1,15 +1,16 @@
 //! What an operator does to one service by hand: pause and resume automatic deploys, lift a
-//! quarantine. Each change goes under the service's lock and into its history.
+//! quarantine, name the known-good revision. Each change goes under the service's lock and
+//! into its history.
 
 use chrono::SecondsFormat;
 
 use super::Ports;
 use super::locking::{acquire, owner_token};
-use crate::domain::image::Digest;
-use crate::domain::service::ServiceKey;
+use crate::domain::image::{Digest, ImageRef};
+use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::state::{Paused, ServiceState};
 use crate::history::HistoryRecord;
-use crate::ports::{Locked, PortError};
+use crate::ports::{Locked, PortError, PortErrorKind};
 use crate::report::{Action, ServiceReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,16 @@ pub enum OperatorError {
     UnknownService(ServiceKey),
     #[error("digest {digest} is not quarantined for {service}")]
     NotQuarantined { service: ServiceKey, digest: String },
+    #[error("{0} is not a task definition revision ECS knows")]
+    UnknownRevision(String),
+    #[error(
+        "{revision} runs digest {digest}, which is quarantined for {service}; release it first"
+    )]
+    QuarantinedRevision {
+        service: ServiceKey,
+        revision: String,
+        digest: String,
+    },
     #[error(transparent)]
     Port(#[from] PortError),
 }
@@ -91,6 +102,57 @@ impl Operator {
                     digest: digest.to_string(),
                 }),
             }
+        })
+        .await
+    }
+
+    /// Names the revision (`family:revision` or an ARN) that rollbacks go to, until a
+    /// deployment completed later proves itself. Never one that runs a quarantined digest.
+    pub async fn known_good(
+        &self,
+        service: &ServiceKey,
+        revision: &str,
+    ) -> Result<ServiceReport, OperatorError> {
+        let td = match self.ports.ecs.describe_task_definition(revision).await {
+            Ok(td) => td,
+            Err(e)
+                if e.kind == PortErrorKind::NotFound || e.message.contains("ClientException") =>
+            {
+                return Err(OperatorError::UnknownRevision(revision.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let digests: Vec<String> = td
+            .containers
+            .iter()
+            .filter_map(|c| Some(ImageRef::parse(&c.image)?.digest?.to_owned()))
+            .collect();
+        self.change(service, "known-good", |state, by, now| {
+            if let Some(digest) = digests.iter().find(|d| state.quarantine.contains_key(*d)) {
+                return Err(OperatorError::QuarantinedRevision {
+                    service: service.clone(),
+                    revision: revision_name(&td.arn).to_owned(),
+                    digest: digest.clone(),
+                });
+            }
+            let before = state
+                .known_good_at(now)
+                .map(|k| revision_name(k).to_owned());
+            let name = revision_name(&td.arn).to_owned();
+            if before.as_deref() == Some(name.as_str())
+                && state.known_good.as_deref() == Some(td.arn.as_str())
+            {
+                return Ok((
+                    Action::Unchanged,
+                    format!("{name} is already the known-good revision"),
+                ));
+            }
+            state.set_known_good(&td.arn, now);
+            let was = before.map_or(String::new(), |b| format!(" (was {b})"));
+            Ok((
+                Action::KnownGood,
+                format!("known-good revision set to {name} by {by}{was}"),
+            ))
         })
         .await
     }
@@ -277,5 +339,56 @@ mod tests {
             w.deploy.handle(&push("p2", 'b', 2)).await.unwrap().outcome,
             Outcome::Deployed
         );
+    }
+
+    /// An operator names the known-good revision; one pinning a quarantined digest, or one ECS
+    /// does not know, is refused and changes nothing.
+    #[tokio::test]
+    async fn an_operator_names_the_known_good_revision_never_a_quarantined_one() {
+        let w = world();
+        let good = w
+            .ecs
+            .add_task_definition("web", &[("web", &format!("{HOST}/web:0"))]);
+        let set = w.operator.known_good(&w.web, &good).await.unwrap();
+        assert_eq!(set.action, Action::KnownGood, "{set:?}");
+        assert!(
+            set.reason
+                .starts_with("known-good revision set to web:2 by alice"),
+            "{set:?}"
+        );
+        let state = w.store.load(&w.web).await.unwrap();
+        assert_eq!(state.known_good.as_deref(), Some(good.as_str()));
+        assert_eq!(
+            w.operator.known_good(&w.web, &good).await.unwrap().action,
+            Action::Unchanged
+        );
+
+        let digest = format!("sha256:{}", "e".repeat(64));
+        let pinned = w
+            .ecs
+            .add_task_definition("web", &[("web", &format!("{HOST}/web@{digest}"))]);
+        let mut state = w.store.load(&w.web).await.unwrap();
+        state.quarantine(
+            &digest.parse().unwrap(),
+            "rolled back".into(),
+            utc("2026-11-23T09:00:00Z"),
+            None,
+        );
+        w.store.put_state(&w.web, state);
+        let e = w.operator.known_good(&w.web, &pinned).await.unwrap_err();
+        assert!(
+            matches!(e, OperatorError::QuarantinedRevision { .. }),
+            "{e}"
+        );
+        let e = w.operator.known_good(&w.web, "web:99").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "web:99 is not a task definition revision ECS knows"
+        );
+        assert!(!w.store.is_locked(&w.web));
+        let state = w.store.load(&w.web).await.unwrap();
+        assert_eq!(state.known_good.as_deref(), Some(good.as_str()));
+        let records: Vec<Action> = w.store.all_history().iter().map(|r| r.action).collect();
+        assert_eq!(records, [Action::KnownGood, Action::Unchanged]);
     }
 }

@@ -15,12 +15,12 @@ use crate::config::Config;
 use crate::domain::fleet::{DeploymentController, ServiceView};
 use crate::domain::image::ImageRef;
 use crate::domain::rollback::{
-    ALARM_TAG_SERVICE, Alarm, Guard, RollbackDecision, RollbackSettings, decide_manual_rollback,
-    decide_rollback, guard_of, lists_alarm, scaling_alarm,
+    ALARM_TAG_SERVICE, Alarm, Guard, RollbackDecision, RollbackSettings, apply_rollback,
+    decide_manual_rollback, decide_rollback, excused, guard_of, lists_alarm, scaling_alarm,
 };
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{TAG_ALARMS, TagProblem};
-use crate::domain::state::{DeploymentStatus, RolledBack, ServiceState};
+use crate::domain::state::ServiceState;
 use crate::events::EventError;
 use crate::events::alarm::parse_alarm_event;
 use crate::history::{HistoryRecord, ProcessedMark};
@@ -232,13 +232,18 @@ impl RollbackFunction {
             .map_err(RollbackError::Discovery)?;
         let running = service.task_definition.as_str();
         let requested = requested.as_deref();
-        let mut decision = decide_manual_rollback(&locked.state, running, requested, None);
+        let mut decision = decide_manual_rollback(&locked.state, now, running, requested, None);
         if let RollbackDecision::RollBack { to, .. } = &decision {
             match self.quarantined_in(to.as_str(), &locked.state).await {
                 Ok(None) => {}
                 Ok(Some(digest)) => {
-                    decision =
-                        decide_manual_rollback(&locked.state, running, requested, Some(&digest));
+                    decision = decide_manual_rollback(
+                        &locked.state,
+                        now,
+                        running,
+                        requested,
+                        Some(&digest),
+                    );
                 }
                 Err(e) => {
                     let report = self.failed_under_lock(key, &alarm, &locked, e).await;
@@ -256,10 +261,13 @@ impl RollbackFunction {
             guard: "requested by an operator",
         };
         let report = match decision {
-            RollbackDecision::Skip(reason) => self.skip(&case, reason).await,
+            RollbackDecision::Skip(reason) => self.skip(&case, &locked.state, reason).await,
             RollbackDecision::RollBack { from, to, reason } => {
                 match self.move_service(key, &to, &locked).await {
-                    Ok(()) => self.record_rollback(&case, &from, &to, reason).await,
+                    Ok(()) => {
+                        self.record_rollback(&case, locked.state.clone(), (&from, &to), reason)
+                            .await
+                    }
                     Err(e) => self.failed_under_lock(key, &alarm, &locked, e).await,
                 }
             }
@@ -509,18 +517,38 @@ impl RollbackFunction {
         };
         let running = guarded.service.task_definition.as_str();
         let enabled = guarded.settings.enabled;
-        let mut decision = decide_rollback(alarm, enabled, &locked.state, running, None);
+        let dry_run = self.config.dry_run;
+        let mut decision = decide_rollback(alarm, enabled, &locked.state, running, None, dry_run);
         // Never onto a quarantined digest: look at what the target runs.
         if let RollbackDecision::RollBack { to, .. } = &decision {
             match self.quarantined_in(to, &locked.state).await {
                 Ok(None) => {}
                 Ok(Some(digest)) => {
-                    decision =
-                        decide_rollback(alarm, enabled, &locked.state, running, Some(&digest));
+                    decision = decide_rollback(
+                        alarm,
+                        enabled,
+                        &locked.state,
+                        running,
+                        Some(&digest),
+                        dry_run,
+                    );
                 }
                 Err(e) => return self.failed_under_lock(key, alarm, &locked, e).await,
             }
         }
+        // The alarm is evidence against what runs, unless deckhand itself caused it: the
+        // deployment proving that revision, whoever made it, never becomes known-good.
+        let mut state = locked.state.clone();
+        let marked = excused(alarm, &state)
+            .is_none()
+            .then(|| state.mark_alarmed(&alarm.name, alarm.at, running))
+            .flatten();
+        let with_mark = |reason: String| match &marked {
+            Some(revision) => format!(
+                "{reason}; {revision} will not become known-good: the alarm fired inside its guard window"
+            ),
+            None => reason,
+        };
         let case = Case {
             key,
             alarm,
@@ -528,17 +556,20 @@ impl RollbackFunction {
             guard: guarded.guard.describe(),
         };
         match decision {
-            RollbackDecision::Skip(reason) => self.skip(&case, reason).await,
-            RollbackDecision::RollBack { from, to, reason } if self.config.dry_run => {
-                let reason = format!("dry run: {reason}");
-                self.skip_with(&case, reason, Action::WouldRollBack, (&from, &to))
+            RollbackDecision::Skip(reason) => self.skip(&case, &state, with_mark(reason)).await,
+            RollbackDecision::RollBack { from, to, reason } if dry_run => {
+                let now = self.ports.clock.now();
+                apply_rollback(&mut state, (&from, &to), &alarm.name, now, true);
+                let reason = with_mark(format!("dry run: {reason}"));
+                self.skip_with(&case, &state, reason, Action::WouldRollBack, (&from, &to))
                     .await
             }
             RollbackDecision::RollBack { from, to, reason } => {
                 if let Err(e) = self.move_service(key, &to, &locked).await {
                     return self.failed_under_lock(key, alarm, &locked, e).await;
                 }
-                self.record_rollback(&case, &from, &to, reason).await
+                self.record_rollback(&case, state, (&from, &to), reason)
+                    .await
             }
         }
     }
@@ -576,8 +607,8 @@ impl RollbackFunction {
     async fn record_rollback(
         &self,
         case: &Case<'_>,
-        from: &str,
-        to: &str,
+        mut state: ServiceState,
+        (from, to): (&str, &str),
         reason: String,
     ) -> ServiceReport {
         let Case {
@@ -587,29 +618,7 @@ impl RollbackFunction {
             guard,
         } = *case;
         let now = self.ports.clock.now();
-        let mut state = locked.state.clone();
-        let mut digest = None;
-        // The deployment is undone only if the service ran it; a rollback from elsewhere (by
-        // hand) leaves deckhand's record of it as it was.
-        if let Some(d) = state.deployment.as_mut().filter(|d| d.to == from) {
-            d.status = DeploymentStatus::RolledBack;
-            d.finished_at.get_or_insert(now);
-            d.rollback = Some(RolledBack {
-                alarm: alarm.name.clone(),
-                at: now,
-                to: to.to_owned(),
-            });
-            digest = Some(d.digest.clone());
-        }
-        if let Some(digest) = &digest {
-            let id = state.deployment.as_ref().map(|d| d.id.clone());
-            state.quarantine(
-                digest,
-                format!("rolled back after alarm {}", alarm.name),
-                now,
-                id,
-            );
-        }
+        let digest = apply_rollback(&mut state, (from, to), &alarm.name, now, false);
         let mut record = self.record(key, alarm, now, Action::RolledBack, &reason, (from, to));
         record.digest = digest.as_ref().map(ToString::to_string);
         if let Err(e) = self.commit(key, alarm, locked, &state, record).await {
@@ -640,7 +649,7 @@ impl RollbackFunction {
         report
     }
 
-    async fn skip(&self, case: &Case<'_>, reason: String) -> ServiceReport {
+    async fn skip(&self, case: &Case<'_>, state: &ServiceState, reason: String) -> ServiceReport {
         let revisions = case
             .locked
             .state
@@ -648,14 +657,22 @@ impl RollbackFunction {
             .as_ref()
             .map(|d| (d.from.clone(), d.to.clone()))
             .unwrap_or_default();
-        self.skip_with(case, reason, Action::Skipped, (&revisions.0, &revisions.1))
-            .await
+        self.skip_with(
+            case,
+            state,
+            reason,
+            Action::Skipped,
+            (&revisions.0, &revisions.1),
+        )
+        .await
     }
 
-    /// The alarm fired and nothing was rolled back: recorded, and notified with the reason.
+    /// The alarm fired and nothing was rolled back: recorded with `state` (what the alarm
+    /// says about the deployments), and notified with the reason.
     async fn skip_with(
         &self,
         case: &Case<'_>,
+        state: &ServiceState,
         reason: String,
         action: Action,
         revisions: (&str, &str),
@@ -669,7 +686,7 @@ impl RollbackFunction {
         let now = self.ports.clock.now();
         let mut record = self.record(key, alarm, now, action, &reason, revisions);
         record.dry_run = self.config.dry_run;
-        if let Err(e) = self.commit(key, alarm, locked, &locked.state, record).await {
+        if let Err(e) = self.commit(key, alarm, locked, state, record).await {
             return self.failed(key, alarm, e).await;
         }
         let summary = match action {

@@ -11,6 +11,7 @@ use crate::adapters::memory::{
     FixedClock, MemoryAlarms, MemoryAutoscaling, MemoryEcr, MemoryEcs, MemoryNotifier, MemoryStore,
 };
 use crate::app::deploy::DeployFunction;
+use crate::domain::state::DeploymentStatus;
 use crate::ports::StateStore as _;
 use crate::report::Outcome;
 
@@ -36,6 +37,15 @@ fn config(dry_run: bool) -> Config {
 }
 
 fn world_with(dry_run: bool) -> World {
+    world_of(false, dry_run)
+}
+
+/// A trial: every function in dry run.
+fn trial() -> World {
+    world_of(true, true)
+}
+
+fn world_of(deploy_dry_run: bool, dry_run: bool) -> World {
     let ecs = Arc::new(MemoryEcs::new());
     let alarms = Arc::new(MemoryAlarms::default());
     let store = Arc::new(MemoryStore::default());
@@ -53,7 +63,7 @@ fn world_with(dry_run: bool) -> World {
         clock: clock.clone(),
     };
     World {
-        deploy: DeployFunction::new(ports.clone(), config(false)),
+        deploy: DeployFunction::new(ports.clone(), config(deploy_dry_run)),
         rollback: RollbackFunction::new(ports, config(dry_run)),
         ecs,
         alarms,
@@ -495,6 +505,104 @@ async fn dry_run_records_and_notifies_but_changes_nothing() {
     assert_eq!(w.kinds(), ["rollback.skipped"]);
     let state = w.store.load(&api).await.unwrap();
     assert!(state.quarantine.is_empty());
+}
+
+/// A trial in dry run: the push records a would-be deployment, and the alarm inside its window
+/// is decided as the real path would: `would-roll-back`, once, and nothing in ECS changes.
+#[tokio::test]
+async fn a_trial_rehearses_the_rollback_a_push_would_lead_to() {
+    let w = trial();
+    let api = w.service("api", &[]);
+    assert_eq!(
+        w.push("p1", "api", 'b', START).await.outcome,
+        Outcome::WouldDeploy
+    );
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::WouldRollBack, "{s:?}");
+    let r = &s.services[0];
+    assert_eq!(r.to.as_deref(), Some("api:1"));
+    assert!(
+        r.reason.starts_with(
+            "dry run: alarm api-5xx went into ALARM while the deployment was in progress"
+        ),
+        "{r:?}"
+    );
+    assert!(r.reason.contains("would go back to api:1"), "{r:?}");
+    let again = w
+        .alarm("a2", "ALARM", "OK", "2026-11-23T10:16:00Z")
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, Outcome::Skipped, "{again:?}");
+    assert!(
+        again.services[0]
+            .reason
+            .contains("already rolled back (dry run) after alarm api-5xx"),
+        "{again:?}"
+    );
+    assert_eq!(w.running(&api), "api:1");
+    assert_eq!(w.ecs.calls("UpdateService"), 0);
+    assert!(w.store.load(&api).await.unwrap().quarantine.is_empty());
+
+    // With no ECS deployment after it, a would-be deployment is guarded for `guard` from its push.
+    let w = trial();
+    w.service("api", &[]);
+    w.push("p1", "api", 'b', START).await;
+    let late = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:31:00Z")
+        .await
+        .unwrap();
+    assert_eq!(late.outcome, Outcome::Skipped, "{late:?}");
+    assert!(
+        late.services[0]
+            .reason
+            .contains("which no ECS deployment followed"),
+        "{late:?}"
+    );
+
+    // Once the trial ends, a would-be deployment is not deckhand's: nothing to roll back.
+    let w = world_of(true, false);
+    w.service("api", &[]);
+    w.push("p1", "api", 'b', START).await;
+    let live = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+        .await
+        .unwrap();
+    assert!(
+        live.services[0]
+            .reason
+            .contains("its latest deployment was a dry run's"),
+        "{live:?}"
+    );
+}
+
+/// An alarm that rolls nothing back (rollback off) still says the deployment is bad: it never
+/// becomes known-good, and the next rollback goes further back.
+#[tokio::test]
+async fn an_alarm_that_rolls_nothing_back_keeps_the_revision_from_becoming_known_good() {
+    let w = world();
+    let api = w
+        .deployed_api(&[("deckhand:rollback", "off"), ("deckhand:alarms", "api-5xx")])
+        .await;
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+        .await
+        .unwrap();
+    assert!(
+        s.services[0]
+            .reason
+            .contains("api:2 will not become known-good"),
+        "{s:?}"
+    );
+    let state = w.store.load(&api).await.unwrap();
+    assert_eq!(
+        state
+            .known_good_at(utc("2026-11-24T10:00:00Z"))
+            .map(revision_name),
+        Some("api:1")
+    );
 }
 
 #[tokio::test]

@@ -13,15 +13,17 @@ use super::deploy::DeployFunction;
 use super::locking::{acquire, owner_token, renew_before_acting};
 use crate::config::Config;
 use crate::domain::fleet::ServiceView;
-use crate::domain::service::{ServiceKey, revision_name};
-use crate::domain::settings::{DeploySettings, ScheduleSettings, TAG_AWAKE, TagProblem, Tags};
+use crate::domain::service::ServiceKey;
+use crate::domain::settings::{
+    DeploySettings, ScheduleSettings, TAG_AWAKE, TAG_DEPLOY, TagProblem,
+};
 use crate::domain::sleep::{Observed, ScaleDecision, decide_scale, sleep_record, task_hours_saved};
 use crate::domain::state::{Capacity, OperatorOverride, ServiceState, Sleep};
 use crate::events::EventError;
 use crate::events::scheduler::{Expiry, SchedulerEvent, parse_scheduler_event};
 use crate::history::{HistoryRecord, ScaleRecord};
 use crate::notification::{Kind, Notification, Severity};
-use crate::ports::{Locked, PortError};
+use crate::ports::{Locked, PortError, TaggedService};
 use crate::report::{Action, ServiceReport, Summary};
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,14 @@ struct Mode {
     stop_starting_at: Option<tokio::time::Instant>,
 }
 
+/// The services a reconcile looks at.
+struct Discovered {
+    /// Scheduled (`deckhand:awake`) or kept asleep: their schedule is applied.
+    scheduled: BTreeSet<ServiceKey>,
+    /// Deployed by deckhand (`deckhand:deploy`): their known-good revision is checked.
+    deployed: BTreeSet<ServiceKey>,
+}
+
 /// One service as the reconcile found it.
 struct Subject {
     service: ServiceView,
@@ -99,14 +109,6 @@ struct Job<'a> {
     set_override: Option<OperatorOverride>,
     /// The service's guard window, for a deployment done while it slept that a wake runs.
     guard: TimeDelta,
-}
-
-/// The guard window the service's deploy tags give (the default when they give none).
-fn guard_of(tags: &Tags, config: &Config) -> TimeDelta {
-    DeploySettings::from_tags(tags, config.guard)
-        .ok()
-        .flatten()
-        .map_or(config.guard, |d| d.guard)
 }
 
 pub struct SchedulerFunction {
@@ -193,19 +195,27 @@ impl SchedulerFunction {
     }
 
     /// Services with a schedule in the managed clusters, and every service deckhand keeps
-    /// asleep: a changed tag or cluster list never strands a sleeping service.
-    async fn discover(&self) -> Result<Vec<ServiceKey>, PortError> {
-        let (tagged, sleeping) = futures::try_join!(
+    /// asleep: a changed tag or cluster list never strands a sleeping service. Beside them, the
+    /// services deckhand deploys, whose known-good revisions the reconcile checks.
+    async fn discover(&self) -> Result<Discovered, PortError> {
+        let (tagged, deployed, sleeping) = futures::try_join!(
             self.ports.ecs.find_services(TAG_AWAKE),
+            self.ports.ecs.find_services(TAG_DEPLOY),
             self.ports.store.sleeping()
         )?;
-        let keys: BTreeSet<ServiceKey> = tagged
-            .iter()
-            .filter_map(|found| ServiceKey::from_arn(&found.arn))
-            .filter(|key| self.config.manages_cluster(key.cluster()))
-            .chain(sleeping)
-            .collect();
-        Ok(keys.into_iter().collect())
+        let managed = |found: &Vec<TaggedService>| -> BTreeSet<ServiceKey> {
+            found
+                .iter()
+                .filter_map(|found| ServiceKey::from_arn(&found.arn))
+                .filter(|key| self.config.manages_cluster(key.cluster()))
+                .collect()
+        };
+        let mut scheduled = managed(&tagged);
+        scheduled.extend(sleeping);
+        Ok(Discovered {
+            deployed: managed(&deployed),
+            scheduled,
+        })
     }
 
     async fn reconcile(
@@ -214,19 +224,40 @@ impl SchedulerFunction {
         mode: Mode,
         cause: &str,
     ) -> Result<Summary, SchedulerError> {
-        let keys = self.discover().await.map_err(SchedulerError::Discovery)?;
-        if keys.is_empty() {
+        let discovered = self.discover().await.map_err(SchedulerError::Discovery)?;
+        if discovered.scheduled.is_empty() && discovered.deployed.is_empty() {
             let mut summary = Summary::ignored("no service has a deckhand:awake tag");
             summary.dry_run = mode.plan;
             return Ok(summary);
         }
+        let keys: Vec<ServiceKey> = discovered
+            .scheduled
+            .union(&discovered.deployed)
+            .cloned()
+            .collect();
+        let scheduled_keys: Vec<ServiceKey> = discovered.scheduled.iter().cloned().collect();
         let (read, capacities, mut states) = futures::try_join!(
             self.ports.ecs.describe_services_partly(&keys),
-            self.ports.autoscaling.scalable_targets(&keys),
+            self.ports.autoscaling.scalable_targets(&scheduled_keys),
             self.ports.store.load_many(&keys),
         )
         .map_err(SchedulerError::Discovery)?;
-        let services = read.services;
+        let (services, deployed): (Vec<ServiceView>, Vec<ServiceView>) = read
+            .services
+            .into_iter()
+            .partition(|s| discovered.scheduled.contains(&s.key));
+        // Known-good is checked on what was read before this reconcile changed anything, and
+        // decided again under each service's lock.
+        let deployed: Vec<ServiceView> = services
+            .iter()
+            .filter(|s| s.tags.contains_key(TAG_DEPLOY))
+            .cloned()
+            .chain(deployed)
+            .collect();
+        let deployed_states: BTreeMap<ServiceKey, ServiceState> = deployed
+            .iter()
+            .filter_map(|s| Some((s.key.clone(), states.get(&s.key)?.clone())))
+            .collect();
         // A batch that could not be read fails its services only; the next reconcile reads
         // them again, and the rest are reconciled now.
         let unread: BTreeSet<&ServiceKey> = read.failed.iter().map(|(k, _)| k).collect();
@@ -236,7 +267,8 @@ impl SchedulerFunction {
             reports.push(self.failed(key, cause, e.clone()).await);
         }
         reports.extend(
-            keys.iter()
+            scheduled_keys
+                .iter()
                 .filter(|k| !found.contains(k) && !unread.contains(k))
                 .map(|k| {
                     ServiceReport::new(
@@ -274,6 +306,15 @@ impl SchedulerFunction {
         reports.extend(handled);
         if mode.plan {
             self.tell_scheduled_scaling(&mut reports, &capacities).await;
+        }
+        let near_deadline = mode
+            .stop_starting_at
+            .is_some_and(|stop| tokio::time::Instant::now() >= stop);
+        if !near_deadline {
+            reports.extend(
+                self.check_known_good(&deployed, &deployed_states, at, mode.plan, cause)
+                    .await,
+            );
         }
         let mut summary = Summary::of(reports, || "no service to reconcile".into());
         summary.dry_run = mode.plan;
@@ -358,7 +399,7 @@ impl SchedulerFunction {
                     at,
                     cause,
                     set_override: None,
-                    guard: guard_of(&subject.service.tags, &self.config),
+                    guard: DeploySettings::guard_in(&subject.service.tags, self.config.guard),
                 };
                 self.act(job, mode).await
             }
@@ -439,7 +480,7 @@ impl SchedulerFunction {
                 at: now,
                 cause,
                 set_override: Some(set_override),
-                guard: guard_of(&service.tags, &self.config),
+                guard: DeploySettings::guard_in(&service.tags, self.config.guard),
             };
             self.act(job, mode).await
         };
@@ -500,6 +541,9 @@ impl SchedulerFunction {
                         .failed_under_lock(key, &locked, &state, job.cause, e)
                         .await;
                 }
+                if !mode.dry_run {
+                    state.interrupt_by_sleep(job.at);
+                }
                 state.sleep = Some(Sleep {
                     pending: false,
                     ..saved.clone()
@@ -547,11 +591,10 @@ impl SchedulerFunction {
                     Action::Awake
                 };
                 record.reason = format!("{reason}; {}", wake_words(&saved, hours));
-                if let (Some(until), Some(d)) = (guarded, &state.deployment) {
+                if let Some((revision, until)) = guarded {
                     record.reason = format!(
-                        "{}; the deployment of {}, done while it slept, is guarded until {}",
+                        "{}; the deployment of {revision}, done while it slept, is guarded until {}",
                         record.reason,
-                        revision_name(&d.to),
                         rfc3339(until)
                     );
                 }
@@ -892,6 +935,9 @@ fn scale_record(
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
+
+#[path = "scheduler_known_good.rs"]
+mod known_good;
 
 #[cfg(test)]
 #[path = "scheduler_tests.rs"]

@@ -103,6 +103,10 @@ impl World {
             .unwrap()
     }
 
+    fn arn_of(&self, key: &ServiceKey) -> String {
+        self.ecs.service(key).unwrap().task_definition
+    }
+
     fn desired(&self, key: &ServiceKey) -> i32 {
         self.ecs.service(key).unwrap().desired_count
     }
@@ -592,6 +596,55 @@ async fn bad_requests_change_nothing() {
     }
     assert_eq!(w.desired(&api), 3);
     assert!(w.store.all_history().is_empty());
+}
+
+/// The reconcile keeps known-good honest for services it does not schedule: a revision no
+/// event told of is followed from the reconcile that finds it, and becomes known-good, with a
+/// history record, once a reconcile finds its whole guard window passed.
+#[tokio::test]
+async fn the_reconcile_follows_and_settles_known_good_revisions() {
+    let w = world();
+    let api = w.service("api", &[("deckhand:deploy", "prefix=main-")], false);
+    let first = w.arn_of(&api);
+    let plan = w.plan(DAY).await;
+    assert_eq!(plan.services[0].action, Action::Recorded, "{plan:?}");
+    assert!(w.store.all_history().is_empty(), "a plan writes nothing");
+
+    let found = w.reconcile(DAY).await;
+    assert_eq!(found.services.len(), 1, "{found:?}");
+    assert!(
+        found.services[0]
+            .reason
+            .contains("of which deckhand saw no ECS deployment event"),
+        "{found:?}"
+    );
+    let state = w.store.load(&api).await.unwrap();
+    assert_eq!(state.known_good_at(utc(DAY)), None);
+    // Nothing to say while its window runs.
+    assert!(
+        w.reconcile("2026-11-23T12:15:00Z")
+            .await
+            .services
+            .is_empty()
+    );
+    let settled = w.reconcile("2026-11-23T12:30:00Z").await;
+    assert_eq!(settled.outcome, Outcome::KnownGood, "{settled:?}");
+    assert!(
+        settled.services[0]
+            .reason
+            .starts_with("api:1 ran its whole guard window without an alarm"),
+        "{settled:?}"
+    );
+    let state = w.store.load(&api).await.unwrap();
+    assert_eq!(state.known_good.as_deref(), Some(first.as_str()));
+    assert!(
+        w.reconcile("2026-11-23T12:45:00Z")
+            .await
+            .services
+            .is_empty()
+    );
+    assert_eq!(w.actions(&api), [Action::Recorded, Action::KnownGood]);
+    assert!(w.kinds().is_empty(), "bookkeeping is not announced");
 }
 
 #[path = "scheduler_scaling_tests.rs"]

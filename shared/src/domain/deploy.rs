@@ -250,7 +250,55 @@ pub fn start_deployment(
         guard_until: None,
         at_zero_tasks: false,
         rollback: None,
+        dry_run: false,
+        alarmed: None,
     });
+}
+
+/// In dry run, a push that would deploy the digest the would-be deployment already runs counts
+/// as running it, as it would on a service deckhand had really moved.
+pub fn decide_dry_run_push(
+    decision: PushDecision,
+    state: &ServiceState,
+    push: &Push,
+) -> PushDecision {
+    let would_run = state.deployment.as_ref().is_some_and(|d| {
+        d.dry_run
+            && d.digest == push.digest
+            && matches!(
+                d.status,
+                DeploymentStatus::InProgress | DeploymentStatus::Completed
+            )
+    });
+    match decision {
+        PushDecision::Deploy if would_run => PushDecision::AlreadyRunning {
+            reason: format!(
+                "dry run: the would-be deployment already runs digest {}",
+                push.digest.short()
+            ),
+        },
+        other => other,
+    }
+}
+
+/// The state after a push that would deploy, in dry run: nothing is registered and the service
+/// is not moved, but the would-be deployment is on record, so that an alarm is decided as it
+/// would be for real (`would-roll-back`). It completes with the next ECS deployment of the
+/// service; without one (nobody deploys during the trial), its guard window counts from the
+/// push.
+pub fn start_dry_run_deployment(
+    state: &mut ServiceState,
+    push: &Push,
+    changes: &[ImageChange],
+    running: &str,
+    now: DateTime<Utc>,
+    guard: TimeDelta,
+) {
+    start_deployment(state, push, changes, running, running, None, now);
+    if let Some(d) = state.deployment.as_mut() {
+        d.dry_run = true;
+        d.guard_until = Some(now + guard);
+    }
 }
 
 /// `ECS Deployment State Change`, the part deckhand reads.
@@ -305,6 +353,15 @@ pub fn decide_deployment_event(
         .iter()
         .find(|d| d.id == event.ecs_deployment_id);
     let matches = match (&ours.ecs_deployment_id, listed) {
+        // A would-be deployment stands in for the first ECS deployment after its push: in a
+        // trial beside a pipeline, the pipeline's deployment of the same image.
+        _ if ours.dry_run => {
+            event.at >= ours.started_at
+                && ours
+                    .ecs_deployment_id
+                    .as_ref()
+                    .is_none_or(|id| *id == event.ecs_deployment_id)
+        }
         (Some(id), _) => *id == event.ecs_deployment_id,
         (None, Some(listed)) => listed.task_definition == ours.to,
         (None, None) => {
@@ -366,6 +423,10 @@ pub fn apply_deployment_event(
             ours.status = DeploymentStatus::Completed;
             ours.finished_at = Some(event.at);
             ours.guard_until = Some(*guard_until);
+        }
+        DeploymentEventDecision::Failed { .. } if ours.dry_run => {
+            ours.status = DeploymentStatus::Failed;
+            ours.finished_at = Some(event.at);
         }
         DeploymentEventDecision::Failed { reason } => {
             ours.status = DeploymentStatus::Failed;

@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod duration;
 pub mod fleet;
 pub mod image;
+pub mod known_good;
 pub mod pace;
 pub mod policy;
 pub mod retention;

@@ -31,8 +31,9 @@ pub fn family_and_number(task_definition: &str) -> Option<(&str, u32)> {
 }
 
 /// The revisions (`family:revision`) a service may still need: what it runs and what its ECS
-/// deployments move between; its known-good revision, settled or about to be; both ends of
-/// deckhand's latest deployment and of its rollback; a revision registered and not yet used.
+/// deployments move between; its known-good revision, settled or about to be; the revision of
+/// the deployment someone else made, proving itself; both ends of deckhand's latest deployment
+/// and of its rollback; a revision registered and not yet used.
 pub fn needed_by(
     state: &ServiceState,
     service: Option<&ServiceView>,
@@ -53,6 +54,7 @@ pub fn needed_by(
     }
     needed.extend(state.known_good.as_deref());
     needed.extend(state.known_good_at(now));
+    needed.extend(state.seen.as_ref().map(|s| s.task_definition.as_str()));
     if let Some(d) = &state.deployment {
         needed.push(&d.from);
         needed.push(&d.to);
@@ -184,6 +186,8 @@ mod tests {
                 at: now,
                 to: arn(3),
             }),
+            dry_run: false,
+            alarmed: None,
         });
         state.registered = Some(Registered {
             event_id: "e2".into(),

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::image::Digest;
 use super::service::{ServiceKey, revision_name};
 use super::settings::{TAG_ALARMS, TAG_DEPLOY, TAG_ROLLBACK, TagProblem, Tags};
-use super::state::{DeploymentStatus, ServiceState, WAKE_MARGIN};
+use super::state::{DeploymentStatus, RolledBack, ServiceState, WAKE_MARGIN};
 
 /// Alarm tag naming the service it guards.
 pub const ALARM_TAG_SERVICE: &str = "deckhand:service";
@@ -185,6 +186,29 @@ pub fn guard_of(
     }
 }
 
+/// What an alarm of the account means for one service (`deckhand check`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlarmMeaning {
+    /// It guards the service: going into ALARM inside a guard window rolls it back.
+    Guards(Guard),
+    /// Its metric names the service, but Application Auto Scaling owns it: never a rollback.
+    IgnoredScaling(&'static str),
+}
+
+pub fn alarm_meaning(
+    alarm: &Alarm,
+    service: &ServiceKey,
+    settings: &RollbackSettings,
+    alarm_tag: Option<&ServiceKey>,
+) -> Option<AlarmMeaning> {
+    if let Some(guard) = guard_of(alarm, service, settings, alarm_tag) {
+        return Some(AlarmMeaning::Guards(guard));
+    }
+    scaling_alarm(alarm)
+        .filter(|_| alarm.metric_services().contains(service))
+        .map(AlarmMeaning::IgnoredScaling)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RollbackDecision {
     RollBack {
@@ -200,47 +224,71 @@ fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The decision for one service guarded by an alarm that fired. `running` is the task
-/// definition the service runs; `target_quarantined` names a quarantined digest that the
-/// known-good revision runs, if any.
-pub fn decide_rollback(
-    alarm: &Alarm,
-    enabled: bool,
-    state: &ServiceState,
-    running: &str,
-    target_quarantined: Option<&str>,
-) -> RollbackDecision {
-    use RollbackDecision::Skip;
-    if !enabled {
-        return Skip("rollback is off for this service (deckhand:rollback = off)".into());
-    }
-    // deckhand itself took the tasks away (or is bringing them back): health and error
-    // alarms then fire whatever the image.
+/// Why an alarm says nothing about the image, if it does not: deckhand itself took the tasks
+/// away (or is bringing them back), and health and error alarms then fire whatever the image.
+pub fn excused(alarm: &Alarm, state: &ServiceState) -> Option<String> {
     if let Some(sleep) = state.sleep.as_ref().filter(|s| !s.dry_run) {
         let doing = if sleep.pending {
             "deckhand is putting the service to sleep"
         } else {
             "deckhand put the service to sleep"
         };
-        return Skip(format!(
+        return Some(format!(
             "{doing} at {}; its alarms while it sleeps say nothing about its image",
             rfc3339(sleep.since)
         ));
     }
-    if let Some(woken) = state.woken_at.filter(|w| alarm.at < *w + WAKE_MARGIN) {
-        return Skip(format!(
-            "deckhand woke the service at {} and its tasks get {} minutes to start; the alarm changed state at {}",
-            rfc3339(woken),
-            WAKE_MARGIN.num_minutes(),
-            rfc3339(alarm.at)
-        ));
+    state
+        .woken_at
+        .filter(|w| alarm.at < *w + WAKE_MARGIN)
+        .map(|woken| {
+            format!(
+                "deckhand woke the service at {} and its tasks get {} minutes to start; the alarm changed state at {}",
+                rfc3339(woken),
+                WAKE_MARGIN.num_minutes(),
+                rfc3339(alarm.at)
+            )
+        })
+}
+
+/// The decision for one service guarded by an alarm that fired. `running` is the task
+/// definition the service runs; `target_quarantined` names a quarantined digest that the
+/// known-good revision runs, if any. In dry run (`dry_run`) a would-be deployment is decided
+/// as the deployment it stands for: the service never ran it, but deckhand would have.
+pub fn decide_rollback(
+    alarm: &Alarm,
+    enabled: bool,
+    state: &ServiceState,
+    running: &str,
+    target_quarantined: Option<&str>,
+    dry_run: bool,
+) -> RollbackDecision {
+    use RollbackDecision::Skip;
+    if !enabled {
+        return Skip("rollback is off for this service (deckhand:rollback = off)".into());
     }
-    let Some(d) = &state.deployment else {
-        return Skip(
-            "deckhand has not deployed this service, so there is nothing to roll back".into(),
-        );
+    if let Some(reason) = excused(alarm, state) {
+        return Skip(reason);
+    }
+    let Some(d) = state.deployment.as_ref().filter(|d| dry_run || !d.dry_run) else {
+        let trial = if state.deployment.is_some() {
+            " (its latest deployment was a dry run's)"
+        } else {
+            ""
+        };
+        return Skip(format!(
+            "deckhand has not deployed this service{trial}, so there is nothing to roll back"
+        ));
     };
-    let to = revision_name(&d.to);
+    let to = if d.dry_run {
+        format!(
+            "{} (would be cloned from {})",
+            d.digest.short(),
+            revision_name(&d.to)
+        )
+    } else {
+        revision_name(&d.to).to_owned()
+    };
     match d.status {
         DeploymentStatus::RolledBack => {
             let by = d
@@ -248,8 +296,9 @@ pub fn decide_rollback(
                 .as_ref()
                 .map(|r| format!(" after alarm {} at {}", r.alarm, rfc3339(r.at)))
                 .unwrap_or_default();
+            let would = if d.dry_run { " (dry run)" } else { "" };
             return Skip(format!(
-                "the deployment of {to} was already rolled back{by}; one rollback per deployment"
+                "the deployment of {to} was already rolled back{would}{by}; one rollback per deployment"
             ));
         }
         DeploymentStatus::Failed => {
@@ -269,7 +318,16 @@ pub fn decide_rollback(
                 ));
             }
         },
-        DeploymentStatus::InProgress => {}
+        DeploymentStatus::InProgress => {
+            // No ECS deployment followed the would-be one: its window counts from the push.
+            if let Some(until) = d.guard_until.filter(|u| d.dry_run && alarm.at >= *u) {
+                return Skip(format!(
+                    "outside the guard window: the would-be deployment of {to}, which no ECS deployment followed, was guarded until {}, before the alarm at {}",
+                    rfc3339(until),
+                    rfc3339(alarm.at)
+                ));
+            }
+        }
     }
     if alarm.at < d.started_at {
         return Skip(format!(
@@ -277,13 +335,18 @@ pub fn decide_rollback(
             rfc3339(alarm.at)
         ));
     }
-    if running != d.to {
+    if !d.dry_run && running != d.to {
         return Skip(format!(
             "the service runs {}, not deckhand's deployment {to}; nothing of deckhand's to roll back",
             revision_name(running)
         ));
     }
-    let Some(target) = state.known_good.as_deref().filter(|k| *k != d.to) else {
+    // A would-be deployment runs a revision that was never registered: any known-good one,
+    // the one it would have been cloned from included, is a target.
+    let Some(target) = state
+        .known_good_at(alarm.at)
+        .filter(|k| d.dry_run || *k != d.to)
+    else {
         return Skip("there is no known-good revision to roll back to".into());
     };
     if let Some(digest) = target_quarantined {
@@ -299,26 +362,62 @@ pub fn decide_rollback(
             d.guard_until.map_or_else(String::new, rfc3339)
         ),
     };
+    let what = if d.dry_run {
+        format!(
+            "; the would-be deployment of {to} would go back to {}",
+            revision_name(target)
+        )
+    } else {
+        String::new()
+    };
     RollbackDecision::RollBack {
         from: d.to.clone(),
         to: target.to_owned(),
         reason: format!(
-            "alarm {} went into ALARM {when}: {}",
+            "alarm {} went into ALARM {when}: {}{what}",
             alarm.name, alarm.reason
         ),
     }
+}
+
+/// The state after a rollback from `from` to `to` (in dry run, one that would have been):
+/// deckhand's deployment of `from` is marked rolled back, and for real its digest quarantined.
+/// A rollback from elsewhere (by hand, off deckhand's revision) leaves deckhand's record of its
+/// deployment as it was. Returns the digest of the deployment undone.
+pub fn apply_rollback(
+    state: &mut ServiceState,
+    (from, to): (&str, &str),
+    alarm: &str,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Option<Digest> {
+    let d = state.deployment.as_mut().filter(|d| d.to == from)?;
+    d.status = DeploymentStatus::RolledBack;
+    d.finished_at.get_or_insert(now);
+    d.rollback = Some(RolledBack {
+        alarm: alarm.to_owned(),
+        at: now,
+        to: to.to_owned(),
+    });
+    let (digest, id) = (d.digest.clone(), d.id.clone());
+    if !dry_run {
+        let reason = format!("rolled back after alarm {alarm}");
+        state.quarantine(&digest, reason, now, Some(id));
+    }
+    Some(digest)
 }
 
 /// An operator's rollback: to `requested` (a task definition ARN) or else the known-good
 /// revision, whatever the guard window says. Never onto a quarantined digest.
 pub fn decide_manual_rollback(
     state: &ServiceState,
+    now: DateTime<Utc>,
     running: &str,
     requested: Option<&str>,
     target_quarantined: Option<&str>,
 ) -> RollbackDecision {
     use RollbackDecision::Skip;
-    let Some(target) = requested.or(state.known_good.as_deref()) else {
+    let Some(target) = requested.or(state.known_good_at(now)) else {
         return Skip("there is no known-good revision; name one with --to".into());
     };
     if target == running {
@@ -345,7 +444,7 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::domain::state::{Deployment, RolledBack};
+    use crate::domain::state::Deployment;
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
@@ -393,9 +492,32 @@ mod tests {
                 guard_until: completed.then(|| started + TimeDelta::minutes(35)),
                 at_zero_tasks: false,
                 rollback: None,
+                dry_run: false,
+                alarmed: None,
             }),
             ..Default::default()
         }
+    }
+
+    fn decide(
+        alarm: &Alarm,
+        enabled: bool,
+        state: &ServiceState,
+        running: &str,
+        target_quarantined: Option<&str>,
+    ) -> RollbackDecision {
+        decide_rollback(alarm, enabled, state, running, target_quarantined, false)
+    }
+
+    /// An operator's rollback at 10:13, inside the guard window of `deployed`.
+    fn manual(
+        state: &ServiceState,
+        running: &str,
+        requested: Option<&str>,
+        target_quarantined: Option<&str>,
+    ) -> RollbackDecision {
+        let now = utc("2026-11-23T10:13:00Z");
+        decide_manual_rollback(state, now, running, requested, target_quarantined)
     }
 
     fn skipped(d: RollbackDecision) -> String {
@@ -424,7 +546,7 @@ mod tests {
             RollbackDecision::Skip(reason) => reason,
             other => panic!("{other:?}"),
         };
-        let reason = skipped(decide_rollback(&alarm_at, true, &asleep, NEW, None));
+        let reason = skipped(decide(&alarm_at, true, &asleep, NEW, None));
         assert!(
             reason.starts_with("deckhand put the service to sleep at 2026-11-23T10:10:00Z"),
             "{reason}"
@@ -433,7 +555,7 @@ mod tests {
         if let Some(s) = going.sleep.as_mut() {
             s.pending = true;
         }
-        let reason = skipped(decide_rollback(&alarm_at, true, &going, NEW, None));
+        let reason = skipped(decide(&alarm_at, true, &going, NEW, None));
         assert!(
             reason.starts_with("deckhand is putting the service to sleep"),
             "{reason}"
@@ -444,13 +566,13 @@ mod tests {
             s.dry_run = true;
         }
         assert!(matches!(
-            decide_rollback(&alarm_at, true, &pretend, NEW, None),
+            decide(&alarm_at, true, &pretend, NEW, None),
             RollbackDecision::RollBack { .. }
         ));
 
         let mut woken = deployed(DeploymentStatus::Completed);
         woken.woken_at = Some(utc("2026-11-23T10:10:00Z"));
-        let reason = skipped(decide_rollback(&alarm_at, true, &woken, NEW, None));
+        let reason = skipped(decide(&alarm_at, true, &woken, NEW, None));
         assert!(
             reason.starts_with(
                 "deckhand woke the service at 2026-11-23T10:10:00Z and its tasks get 15 minutes"
@@ -460,7 +582,7 @@ mod tests {
         // Once the tasks had their time, the guard window counts again.
         let later = alarm("2026-11-23T10:26:00Z");
         assert!(matches!(
-            decide_rollback(&later, true, &woken, NEW, None),
+            decide(&later, true, &woken, NEW, None),
             RollbackDecision::RollBack { .. }
         ));
     }
@@ -468,7 +590,7 @@ mod tests {
     #[test]
     fn inside_the_window_rolls_back_to_the_known_good_revision() {
         for status in [DeploymentStatus::Completed, DeploymentStatus::InProgress] {
-            let d = decide_rollback(
+            let d = decide(
                 &alarm("2026-11-23T10:13:00Z"),
                 true,
                 &deployed(status),
@@ -492,27 +614,17 @@ mod tests {
     fn every_reason_not_to_roll_back() {
         let a = alarm("2026-11-23T10:13:00Z");
         let done = deployed(DeploymentStatus::Completed);
-        assert!(skipped(decide_rollback(&a, false, &done, NEW, None)).contains("rollback is off"));
+        assert!(skipped(decide(&a, false, &done, NEW, None)).contains("rollback is off"));
         assert!(
-            skipped(decide_rollback(
-                &a,
-                true,
-                &ServiceState::default(),
-                NEW,
-                None
-            ))
-            .contains("has not deployed")
+            skipped(decide(&a, true, &ServiceState::default(), NEW, None))
+                .contains("has not deployed")
         );
         let late = alarm("2026-11-23T10:35:00Z");
         assert!(
-            skipped(decide_rollback(&late, true, &done, NEW, None))
-                .starts_with("outside the guard window")
+            skipped(decide(&late, true, &done, NEW, None)).starts_with("outside the guard window")
         );
         let early = alarm("2026-11-23T09:59:00Z");
-        assert!(
-            skipped(decide_rollback(&early, true, &done, NEW, None))
-                .contains("before the deployment")
-        );
+        assert!(skipped(decide(&early, true, &done, NEW, None)).contains("before the deployment"));
         let mut rolled = deployed(DeploymentStatus::RolledBack);
         rolled.deployment.as_mut().unwrap().rollback = Some(RolledBack {
             alarm: "api-5xx".into(),
@@ -520,11 +632,11 @@ mod tests {
             to: OLD.into(),
         });
         assert!(
-            skipped(decide_rollback(&a, true, &rolled, OLD, None))
+            skipped(decide(&a, true, &rolled, OLD, None))
                 .contains("already rolled back after alarm api-5xx at 2026-11-23T10:12:00Z")
         );
         assert!(
-            skipped(decide_rollback(
+            skipped(decide(
                 &a,
                 true,
                 &deployed(DeploymentStatus::Failed),
@@ -533,17 +645,12 @@ mod tests {
             ))
             .contains("already failed")
         );
-        assert!(
-            skipped(decide_rollback(&a, true, &done, OLD, None))
-                .contains("not deckhand's deployment")
-        );
+        assert!(skipped(decide(&a, true, &done, OLD, None)).contains("not deckhand's deployment"));
         let mut no_target = done.clone();
         no_target.known_good = None;
+        assert!(skipped(decide(&a, true, &no_target, NEW, None)).contains("no known-good"));
         assert!(
-            skipped(decide_rollback(&a, true, &no_target, NEW, None)).contains("no known-good")
-        );
-        assert!(
-            skipped(decide_rollback(&a, true, &done, NEW, Some("sha256:cc")))
+            skipped(decide(&a, true, &done, NEW, Some("sha256:cc")))
                 .contains("quarantined digest sha256:cc")
         );
     }
@@ -552,27 +659,19 @@ mod tests {
     fn a_manual_rollback_goes_to_the_named_or_known_good_revision() {
         let done = deployed(DeploymentStatus::Completed);
         assert!(matches!(
-            decide_manual_rollback(&done, NEW, None, None),
+            manual(&done, NEW, None, None),
             RollbackDecision::RollBack { ref to, .. } if to == OLD
         ));
         let other = "arn:aws:ecs:eu-west-1:1:task-definition/api:30";
         assert!(matches!(
-            decide_manual_rollback(&done, NEW, Some(other), None),
+            manual(&done, NEW, Some(other), None),
             RollbackDecision::RollBack { ref to, .. } if to == other
         ));
-        assert!(skipped(decide_manual_rollback(&done, OLD, None, None)).contains("already runs"));
+        assert!(skipped(manual(&done, OLD, None, None)).contains("already runs"));
+        assert!(skipped(manual(&done, NEW, None, Some("sha256:dd"))).contains("release it first"));
         assert!(
-            skipped(decide_manual_rollback(&done, NEW, None, Some("sha256:dd")))
-                .contains("release it first")
-        );
-        assert!(
-            skipped(decide_manual_rollback(
-                &ServiceState::default(),
-                NEW,
-                None,
-                None
-            ))
-            .contains("name one with --to")
+            skipped(manual(&ServiceState::default(), NEW, None, None))
+                .contains("name one with --to")
         );
     }
 

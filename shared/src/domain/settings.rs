@@ -51,6 +51,15 @@ pub struct DeploySettings {
 }
 
 impl DeploySettings {
+    /// The guard window the service's tags give; the default when they give none or do not
+    /// parse (a tag problem is reported by pushes, and deployments are still followed).
+    pub fn guard_in(tags: &Tags, default_guard: TimeDelta) -> TimeDelta {
+        Self::from_tags(tags, default_guard)
+            .ok()
+            .flatten()
+            .map_or(default_guard, |s| s.guard)
+    }
+
     /// `Ok(None)` when the service has not opted in to deploys.
     pub fn from_tags(
         tags: &Tags,

@@ -170,7 +170,7 @@ pub fn decide_scale(
             if let Some(reason) = state
                 .deployment
                 .as_ref()
-                .filter(|_| !by_operator)
+                .filter(|d| !by_operator && (dry_run || !d.dry_run))
                 .and_then(|d| guarding(d, at))
             {
                 return ScaleDecision::Postpone { reason };
@@ -437,6 +437,8 @@ mod tests {
                 guard_until: None,
                 at_zero_tasks: false,
                 rollback: None,
+                dry_run: false,
+                alarmed: None,
             }),
             ..Default::default()
         };

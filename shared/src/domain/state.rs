@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::image::Digest;
+pub use super::known_good::{Alarmed, SeenDeployment};
 use super::scan_wait::WaitingPush;
 
 /// The per-service record. Every change to it happens under the service's lock and is
@@ -15,13 +16,23 @@ use super::scan_wait::WaitingPush;
 pub struct ServiceState {
     /// Incremented each time the lock is taken.
     pub version: u64,
-    /// The task definition ARN to roll back to: the revision running when deckhand first saw
-    /// the service, later the newest deployment that completed and outlived its guard window.
+    /// The task definition ARN to roll back to, as last settled: the revision running when
+    /// deckhand first saw the service, later the newest deployment that completed and outlived
+    /// its guard window without an alarm (`known_good_at` also counts one not settled yet), or
+    /// an operator's choice.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub known_good: Option<String>,
-    /// The latest deployment deckhand started.
+    /// When the settled known-good revision proved itself (its deployment completed) or an
+    /// operator named it; none for a baseline, which any proven deployment replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_good_since: Option<DateTime<Utc>>,
+    /// The latest deployment deckhand started (in dry run: would have started).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<Deployment>,
+    /// The latest ECS deployment of the service that deckhand did not start, followed so that
+    /// its revision can become known-good too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<SeenDeployment>,
     /// The newest push applied per repository, to recognise late and repeated deliveries.
     pub pushes: BTreeMap<String, AppliedPush>,
     /// Digests this service must not be moved to again, until an operator releases them.
@@ -193,12 +204,21 @@ pub struct Deployment {
     /// Until when an alarm still rolls a completed deployment back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard_until: Option<DateTime<Utc>>,
-    /// Done while the service slept: ECS completing it proves nothing about the image.
+    /// Done while the service slept, or its window was cut by a sleep: ECS completing it
+    /// proves nothing about the image; its window starts again at the wake.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub at_zero_tasks: bool,
-    /// The rollback that undid it, if one did.
+    /// The rollback that undid it, if one did (in dry run: would have).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RolledBack>,
+    /// Recorded in dry run: nothing was registered and the service was not moved; `from` and
+    /// `to` both name the revision it would have been cloned from.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// An alarm that fired inside its window and did not roll it back (rollback off, no
+    /// target): it never becomes known-good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarmed: Option<Alarmed>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -226,50 +246,6 @@ pub enum DeploymentStatus {
 pub const WAKE_MARGIN: TimeDelta = TimeDelta::minutes(15);
 
 impl ServiceState {
-    /// deckhand woke the service at `at`. A deployment done while it slept ran on no task, so
-    /// ECS completing it proved nothing: its guard window starts now, after the tasks' margin,
-    /// and lasts the service's `guard`. Returns that window's end when there is one.
-    pub fn mark_woken(&mut self, at: DateTime<Utc>, guard: TimeDelta) -> Option<DateTime<Utc>> {
-        self.woken_at = Some(at);
-        let d = self
-            .deployment
-            .as_mut()
-            .filter(|d| d.at_zero_tasks && d.status == DeploymentStatus::Completed)?;
-        let until = at + WAKE_MARGIN + guard;
-        d.at_zero_tasks = false;
-        d.guard_until = Some(until);
-        Some(until)
-    }
-
-    /// The known-good revision at `now`: a completed deployment whose guard window has passed
-    /// without a rollback has proven itself.
-    pub fn known_good_at(&self, now: DateTime<Utc>) -> Option<&str> {
-        match &self.deployment {
-            Some(d)
-                if d.status == DeploymentStatus::Completed
-                    && !d.at_zero_tasks
-                    && d.guard_until.is_some_and(|until| until <= now) =>
-            {
-                Some(&d.to)
-            }
-            _ => self.known_good.as_deref(),
-        }
-    }
-
-    /// Takes the revision running when deckhand first sees the service as the baseline.
-    pub fn adopt_baseline(&mut self, running_task_definition: &str) {
-        if self.known_good.is_none() && self.deployment.is_none() {
-            self.known_good = Some(running_task_definition.to_owned());
-        }
-    }
-
-    /// Folds a deployment that proved itself into `known_good` before it is replaced.
-    pub fn settle(&mut self, now: DateTime<Utc>) {
-        if let Some(good) = self.known_good_at(now).map(str::to_owned) {
-            self.known_good = Some(good);
-        }
-    }
-
     pub fn quarantine(
         &mut self,
         digest: &Digest,
@@ -317,6 +293,8 @@ mod tests {
             guard_until: Some(guard_until),
             at_zero_tasks: false,
             rollback: None,
+            dry_run: false,
+            alarmed: None,
         }
     }
 
@@ -393,7 +371,10 @@ mod tests {
         });
         let woken = finished + TimeDelta::hours(9);
         let until = state.mark_woken(woken, TimeDelta::minutes(30));
-        assert_eq!(until, Some(woken + TimeDelta::minutes(45)));
+        assert_eq!(
+            until,
+            Some(("web:2".into(), woken + TimeDelta::minutes(45)))
+        );
         assert_eq!(state.woken_at, Some(woken));
         assert_eq!(
             state.known_good_at(woken + TimeDelta::minutes(44)),

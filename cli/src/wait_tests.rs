@@ -1,0 +1,159 @@
+use chrono::{DateTime, TimeDelta, Utc};
+use deckhand::domain::state::{AppliedPush, Deployment, RolledBack};
+
+use super::*;
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+}
+
+fn digest(c: char) -> Digest {
+    format!("sha256:{}", c.to_string().repeat(64))
+        .parse()
+        .unwrap()
+}
+
+const OLD: &str = "arn:aws:ecs:eu-west-1:1:task-definition/web:1";
+const NEW: &str = "arn:aws:ecs:eu-west-1:1:task-definition/web:2";
+
+fn deployed(status: DeploymentStatus) -> ServiceState {
+    let started = utc("2026-11-23T10:00:00Z");
+    ServiceState {
+        known_good: Some(OLD.into()),
+        deployment: Some(Deployment {
+            id: "push".into(),
+            repository: "web".into(),
+            digest: digest('b'),
+            tag: Some("main-42".into()),
+            containers: vec!["web".into()],
+            from: OLD.into(),
+            to: NEW.into(),
+            started_at: started,
+            status,
+            ecs_deployment_id: None,
+            finished_at: None,
+            guard_until: Some(started + TimeDelta::minutes(35)),
+            at_zero_tasks: false,
+            rollback: None,
+            dry_run: false,
+            alarmed: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn record(action: Action, d: char, reason: &str) -> HistoryRecord {
+    let key: ServiceKey = "prod/web".parse().unwrap();
+    let mut r = HistoryRecord::new(&key, utc("2026-11-23T10:00:00Z"), action, reason, "push");
+    r.digest = Some(digest(d).to_string());
+    r
+}
+
+fn ended(p: Progress) -> (Ending, String) {
+    match p {
+        Progress::Ended(ending, reason) => (ending, reason),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn each_end_of_a_deployment() {
+    let b = digest('b');
+    assert!(matches!(
+        progress(&deployed(DeploymentStatus::InProgress), &[], &b),
+        Progress::Pending(reason) if reason.starts_with("the deployment of web:2 (from web:1) is in progress")
+    ));
+    let (ending, reason) = ended(progress(&deployed(DeploymentStatus::Completed), &[], &b));
+    assert_eq!(ending, Ending::Completed);
+    assert!(
+        reason.contains("an alarm before 2026-11-23T10:35:00Z rolls it back"),
+        "{reason}"
+    );
+
+    let mut failed = deployed(DeploymentStatus::Failed);
+    failed.quarantine(
+        &b,
+        "deployment failed: circuit breaker".into(),
+        utc("2026-11-23T10:09:00Z"),
+        None,
+    );
+    let (ending, reason) = ended(progress(&failed, &[], &b));
+    assert_eq!(ending, Ending::Failed);
+    assert!(
+        reason.contains("failed (deployment failed: circuit breaker); the digest is quarantined"),
+        "{reason}"
+    );
+
+    let mut rolled = deployed(DeploymentStatus::RolledBack);
+    rolled.deployment.as_mut().unwrap().rollback = Some(RolledBack {
+        alarm: "web-5xx".into(),
+        at: utc("2026-11-23T10:12:00Z"),
+        to: OLD.into(),
+    });
+    let (ending, reason) = ended(progress(&rolled, &[], &b));
+    assert_eq!(ending, Ending::Failed);
+    assert!(
+        reason.contains("rolled back to web:1 after alarm web-5xx"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_push_that_never_deploys_ends_and_an_unmatched_tag_does_not() {
+    let c = digest('c');
+    let state = deployed(DeploymentStatus::Completed);
+    // Quarantined before (an earlier rollback), so the push was skipped.
+    let mut quarantined = state.clone();
+    quarantined.quarantine(
+        &c,
+        "rolled back after alarm web-5xx".into(),
+        utc("2026-11-22T10:00:00Z"),
+        None,
+    );
+    assert_eq!(ended(progress(&quarantined, &[], &c)).0, Ending::Failed);
+    // Paused: skipped.
+    let paused = [record(
+        Action::Skipped,
+        'c',
+        "deploys of this service are paused",
+    )];
+    let (ending, reason) = ended(progress(&state, &paused, &c));
+    assert_eq!(
+        (ending, reason.as_str()),
+        (
+            Ending::Failed,
+            "not deployed: deploys of this service are paused"
+        )
+    );
+    // The same digest under a tag outside the policy: another tag of it may still deploy.
+    let ignored = [record(
+        Action::Ignored,
+        'c',
+        "tag latest does not match prefix=main-",
+    )];
+    assert!(
+        matches!(progress(&state, &ignored, &c), Progress::Pending(r) if r.contains("tag latest"))
+    );
+    // Nothing yet.
+    assert!(
+        matches!(progress(&state, &[], &c), Progress::Pending(r) if r.contains("has not handled"))
+    );
+    // Already running: the push was applied without a deployment.
+    let mut running = state.clone();
+    running.pushes.insert(
+        "web".into(),
+        AppliedPush {
+            at: utc("2026-11-23T11:00:00Z"),
+            digest: c.clone(),
+            event_id: "p2".into(),
+        },
+    );
+    assert_eq!(ended(progress(&running, &[], &c)).0, Ending::Completed);
+    // A transient failure is retried, not an end.
+    let error = [record(
+        Action::Error,
+        'c',
+        "UpdateService failed: throttled",
+    )];
+    assert!(matches!(progress(&state, &error, &c), Progress::Pending(_)));
+}

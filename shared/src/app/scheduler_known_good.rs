@@ -1,0 +1,147 @@
+//! The reconcile's look at known-good revisions, for every service with `deckhand:deploy`: a
+//! deployment (deckhand's or another's) that ran its whole guard window without an alarm is
+//! settled as known-good and recorded, and a revision that no deployment deckhand knows of
+//! accounts for (an ECS event that never arrived) is followed from now, so that it too must run
+//! a whole guard window before a rollback may go to it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, stream};
+use tracing::{Instrument, info_span, warn};
+
+use super::SchedulerFunction;
+use crate::app::locking::{acquire, owner_token};
+use crate::domain::fleet::ServiceView;
+use crate::domain::known_good::{KnownGoodCheck, check_known_good};
+use crate::domain::service::{ServiceKey, revision_name};
+use crate::domain::settings::DeploySettings;
+use crate::domain::state::ServiceState;
+use crate::history::HistoryRecord;
+use crate::report::{Action, ServiceReport};
+
+/// ECS lists more than the one deployment it keeps after a rollout: one is in progress.
+fn rolling_out(service: &ServiceView) -> bool {
+    service.deployments.len() > 1
+}
+
+/// What a service's check comes to, in words.
+fn words(check: &KnownGoodCheck, guard: chrono::TimeDelta) -> Option<(Action, String)> {
+    match check {
+        KnownGoodCheck::Holds => None,
+        KnownGoodCheck::Proven { before, after } => Some((
+            Action::KnownGood,
+            format!(
+                "{} ran its whole guard window without an alarm: it is the known-good revision{}",
+                revision_name(after),
+                before
+                    .as_deref()
+                    .map(|b| format!(" (was {})", revision_name(b)))
+                    .unwrap_or_default()
+            ),
+        )),
+        KnownGoodCheck::Unaccounted(seen) => Some((
+            Action::Recorded,
+            format!(
+                "the service runs {}, of which deckhand saw no ECS deployment event; followed from now: it becomes known-good once it runs {} without an alarm",
+                revision_name(&seen.task_definition),
+                crate::domain::duration::format_duration(guard)
+            ),
+        )),
+    }
+}
+
+impl SchedulerFunction {
+    /// Checks each service's known-good revision at `at`; in a plan, says what would change and
+    /// writes nothing. Only the services that change are reported.
+    pub(super) async fn check_known_good(
+        &self,
+        services: &[ServiceView],
+        states: &BTreeMap<ServiceKey, ServiceState>,
+        at: DateTime<Utc>,
+        plan: bool,
+        cause: &str,
+    ) -> Vec<ServiceReport> {
+        let due: Vec<(&ServiceView, chrono::TimeDelta, KnownGoodCheck)> = services
+            .iter()
+            .filter_map(|s| {
+                let guard = DeploySettings::guard_in(&s.tags, self.config.guard);
+                let state = states.get(&s.key).cloned().unwrap_or_default();
+                let check = check_known_good(&state, s, at, guard, rolling_out(s));
+                (check != KnownGoodCheck::Holds).then_some((s, guard, check))
+            })
+            .collect();
+        if plan {
+            return due
+                .into_iter()
+                .filter_map(|(s, guard, check)| {
+                    let (action, reason) = words(&check, guard)?;
+                    Some(ServiceReport::new(&s.key, action, reason))
+                })
+                .collect();
+        }
+        stream::iter(due)
+            .map(|(service, guard, _)| {
+                let span = info_span!("known-good", service = %service.key);
+                self.settle_known_good(service, guard, at, cause)
+                    .instrument(span)
+            })
+            .buffer_unordered(self.config.concurrency)
+            .filter_map(|r| async { r })
+            .collect()
+            .await
+    }
+
+    /// Under the service's lock, decides again on the state as it is now and records it.
+    async fn settle_known_good(
+        &self,
+        service: &ServiceView,
+        guard: chrono::TimeDelta,
+        at: DateTime<Utc>,
+        cause: &str,
+    ) -> Option<ServiceReport> {
+        let key = &service.key;
+        let owner = owner_token(&format!("{cause}#known-good"));
+        let locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+            Ok(locked) => locked,
+            Err(e) => return Some(self.failed(key, cause, e).await),
+        };
+        let check = check_known_good(&locked.state, service, at, guard, rolling_out(service));
+        let mut state = locked.state.clone();
+        let Some((action, reason)) = words(&check, guard) else {
+            if let Err(e) = self.ports.store.release(key, &locked.owner).await {
+                warn!(error = %e, "could not give back the lock; it expires with its lease");
+            }
+            return None;
+        };
+        let mut record =
+            HistoryRecord::new(key, self.ports.clock.now(), action, reason.clone(), cause);
+        match check {
+            KnownGoodCheck::Holds => {}
+            KnownGoodCheck::Proven { before, .. } => {
+                state.settle(at);
+                record.from = before;
+                record.to = state.known_good.clone();
+            }
+            KnownGoodCheck::Unaccounted(seen) => {
+                record.to = Some(seen.task_definition.clone());
+                crate::domain::known_good::apply_seen(&mut state, seen, at);
+            }
+        }
+        if let Err(e) = self
+            .ports
+            .store
+            .commit(key, &locked, &state, &[record], None)
+            .await
+        {
+            return Some(self.failed(key, cause, e).await);
+        }
+        let mut report = ServiceReport::new(key, action, reason);
+        report.to = state
+            .known_good
+            .as_deref()
+            .filter(|_| action == Action::KnownGood)
+            .map(|k| revision_name(k).to_owned());
+        Some(report)
+    }
+}
