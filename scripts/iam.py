@@ -33,6 +33,7 @@ ROLES = {
     "rollback": "RollbackFunction",
     "scheduler": "SchedulerFunction",
     "operator": "OperatorPolicy",
+    "pipeline": "PipelinePolicy",
 }
 
 

@@ -16,9 +16,18 @@ fn utc(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().to_utc()
 }
 
-/// Runs `deckhand ARGS` against the stack's table and topic; returns what it printed, and
-/// how it ended.
+/// Runs `deckhand ARGS` against the stack's table and topic, signed as an operator with the
+/// template's OperatorPolicy; returns what it printed, and how it ended.
 pub(crate) async fn deckhand_run(stack: &Stack, args: &[&str]) -> (String, Result<(), CliError>) {
+    deckhand_run_as(stack, Role::Operator, args).await
+}
+
+/// The same, signed as `role`.
+pub(crate) async fn deckhand_run_as(
+    stack: &Stack,
+    role: Role,
+    args: &[&str],
+) -> (String, Result<(), CliError>) {
     let mut argv: Vec<OsString> = vec![
         "deckhand".into(),
         "--table".into(),
@@ -27,8 +36,7 @@ pub(crate) async fn deckhand_run(stack: &Stack, args: &[&str]) -> (String, Resul
     argv.extend(["--topic-arn".into(), stack.topic_arn.clone().into()]);
     argv.extend(args.iter().map(OsString::from));
     let mut out = Vec::new();
-    // Signed as an operator with the template's OperatorPolicy.
-    let sdk = stack.sdk_as(Role::Operator, &stack.config());
+    let sdk = stack.sdk_as(role, &stack.config());
     let ended = deckhand_cli::run(argv, &sdk, &mut out).await;
     (String::from_utf8(out).unwrap(), ended)
 }

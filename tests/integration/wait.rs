@@ -9,7 +9,7 @@ use deckhand::report::Outcome;
 use deckhand_cli::{CliError, exit_status};
 use serde_json::Value;
 
-use crate::cli::deckhand_run;
+use crate::cli::deckhand_run_as;
 use crate::harness::{Role, Stack};
 use crate::rollback::{alarm_event, metric_alarm, utc};
 
@@ -45,7 +45,8 @@ async fn deployed() -> Waiting {
 }
 
 impl Waiting {
-    /// `deckhand wait --json` for the digest; its output and exit status.
+    /// `deckhand wait --json` for the digest, signed as the pipeline with the template's
+    /// PipelinePolicy; its output and exit status.
     async fn wait(&self, digest: &str, timeout: &str) -> (Value, Result<(), CliError>) {
         let args = [
             "wait",
@@ -58,7 +59,7 @@ impl Waiting {
             "1s",
             "--json",
         ];
-        let (out, ended) = deckhand_run(&self.stack, &args).await;
+        let (out, ended) = deckhand_run_as(&self.stack, Role::Pipeline, &args).await;
         (serde_json::from_str(&out).unwrap_or(Value::Null), ended)
     }
 

@@ -103,6 +103,8 @@ pub enum Role {
     Scheduler,
     /// The command line, with the template's `OperatorPolicy`.
     Operator,
+    /// `deckhand wait` in a pipeline, with the template's `PipelinePolicy`.
+    Pipeline,
 }
 
 impl Role {
@@ -112,6 +114,7 @@ impl Role {
             Role::Rollback => "rollback",
             Role::Scheduler => "scheduler",
             Role::Operator => "operator",
+            Role::Pipeline => "pipeline",
         }
     }
 }

@@ -102,13 +102,16 @@ class TemplateChecks(unittest.TestCase):
                 self.assertEqual(granted(statements) - named(label, "all three"), set())
         operator = resources["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
         self.assertEqual(granted(operator) - named("operator"), set())
+        pipeline = resources["PipelinePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual(granted(pipeline) - named("pipeline"), set())
         # And nothing is named that no role has.
         everything = set()
         for logical in ("DeployFunction", "RollbackFunction", "SchedulerFunction"):
             everything |= granted([s for policy in resources[logical]["Properties"]["Policies"]
                                    for s in granted_statements(policy)])
-        everything |= granted(operator)
-        documented = {w for w in named("all three", "deploy", "rollback", "scheduler", "operator") if ":" in w}
+        everything |= granted(operator) | granted(pipeline)
+        documented = {w for w in named("all three", "deploy", "rollback", "scheduler", "operator", "pipeline")
+                      if ":" in w}
         self.assertEqual(documented - everything, set())
 
     def test_a_wildcard_action_is_caught(self):
