@@ -612,6 +612,15 @@ async fn status(
                     "tag": d.tag,
                     "status": d.status,
                     "startedAt": rfc3339(d.started_at),
+                    "dryRun": d.dry_run,
+                })),
+                // The latest deployment someone else made, followed for known-good.
+                "seen": state.seen.as_ref().map(|s| json!({
+                    "ecsDeploymentId": s.ecs_deployment_id,
+                    "revision": revision_name(&s.task_definition),
+                    "status": s.status,
+                    "guardUntil": s.guard_until.map(rfc3339),
+                    "alarm": s.alarmed.as_ref().map(|a| &a.alarm),
                 })),
                 "asleep": state.sleep.as_ref().map(|z| json!({"since": rfc3339(z.since), "desiredCount": z.desired_count})),
                 "override": state.operator_override.as_ref().filter(|o| o.until > now)
@@ -633,10 +642,27 @@ async fn status(
         let deployment = match &row["deployment"] {
             Value::Null => "-".to_owned(),
             d => format!(
-                "{} -> {} {}",
+                "{} -> {} {}{}",
                 text(&d["from"]),
                 text(&d["to"]),
-                text(&d["status"])
+                text(&d["status"]),
+                if d["dryRun"] == true {
+                    " (dry run)"
+                } else {
+                    ""
+                }
+            ),
+        };
+        let seen = match &row["seen"] {
+            Value::Null => String::new(),
+            s => format!(
+                ", deployed outside deckhand {} {}{}",
+                text(&s["revision"]),
+                text(&s["status"]),
+                match &s["alarm"] {
+                    Value::Null => String::new(),
+                    a => format!(" (alarm {} in its window)", text(a)),
+                }
             ),
         };
         let sleep = match (&row["asleep"], &row["override"]) {
@@ -658,7 +684,7 @@ async fn status(
             .unwrap_or_default();
         writeln!(
             out,
-            "{}  runs {} [{running_images}] ({} tasks), known-good {}, deployment {}, {}{}{}{}",
+            "{}  runs {} [{running_images}] ({} tasks), known-good {}, deployment {}{seen}, {}{}{}{}",
             text(&row["service"]),
             text(&row["running"]),
             row["desiredCount"],

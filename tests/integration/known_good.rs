@@ -394,4 +394,6 @@ async fn the_reconcile_settles_known_good_for_services_it_does_not_schedule() {
         .find(|r| r["service"] == web.as_str())
         .unwrap();
     assert_eq!(row["knownGood"], p.name(2));
+    assert_eq!(row["seen"]["revision"], p.name(2), "{row}");
+    assert_eq!(row["seen"]["status"], "completed", "{row}");
 }

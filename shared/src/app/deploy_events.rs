@@ -160,6 +160,7 @@ impl DeployFunction {
                 )
             }
         };
+        let followed = matches!(seen_reason, Some((true, _)));
         // In dry run, what the pipeline's deployment means for known-good is said too.
         let reason = match (&decision, seen_reason) {
             (DeploymentEventDecision::NotOurs(_), _) | (_, None) => reason,
@@ -170,7 +171,11 @@ impl DeployFunction {
         record.ecs_deployment_id = Some(event.ecs_deployment_id.clone());
         record.dry_run = dry_run && !followed_only;
         if followed_only {
-            record.to = state.seen.as_ref().map(|s| s.task_definition.clone());
+            record.to = state
+                .seen
+                .as_ref()
+                .filter(|_| followed)
+                .map(|s| s.task_definition.clone());
         } else if let Some(d) = deployment {
             record.repository = Some(d.repository.clone());
             record.digest = Some(d.digest.to_string());
