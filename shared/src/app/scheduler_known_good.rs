@@ -13,17 +13,12 @@ use tracing::{Instrument, info_span, warn};
 use super::SchedulerFunction;
 use crate::app::locking::{acquire, owner_token};
 use crate::domain::fleet::ServiceView;
-use crate::domain::known_good::{KnownGoodCheck, check_known_good};
+use crate::domain::known_good::{KnownGoodCheck, check_known_good, end_rollout};
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::DeploySettings;
 use crate::domain::state::ServiceState;
 use crate::history::HistoryRecord;
 use crate::report::{Action, ServiceReport};
-
-/// ECS lists more than the one deployment it keeps after a rollout: one is in progress.
-fn rolling_out(service: &ServiceView) -> bool {
-    service.deployments.len() > 1
-}
 
 /// What a service's check comes to, in words.
 fn words(check: &KnownGoodCheck, guard: chrono::TimeDelta) -> Option<(Action, String)> {
@@ -38,6 +33,17 @@ fn words(check: &KnownGoodCheck, guard: chrono::TimeDelta) -> Option<(Action, St
                     .as_deref()
                     .map(|b| format!(" (was {})", revision_name(b)))
                     .unwrap_or_default()
+            ),
+        )),
+        KnownGoodCheck::RolloutEnded {
+            revision,
+            guard_until,
+        } => Some((
+            Action::Recorded,
+            format!(
+                "ECS reports the rollout of {} completed, but no COMPLETED event reached deckhand: it completes now and is guarded until {}",
+                revision_name(revision),
+                guard_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
         )),
         KnownGoodCheck::Unaccounted(seen) => Some((
@@ -67,7 +73,7 @@ impl SchedulerFunction {
             .filter_map(|s| {
                 let guard = DeploySettings::guard_in(&s.tags, self.config.guard);
                 let state = states.get(&s.key).cloned().unwrap_or_default();
-                let check = check_known_good(&state, s, at, guard, rolling_out(s));
+                let check = check_known_good(&state, s, at, guard);
                 (check != KnownGoodCheck::Holds).then_some((s, guard, check))
             })
             .collect();
@@ -106,7 +112,7 @@ impl SchedulerFunction {
             Ok(locked) => locked,
             Err(e) => return Some(self.failed(key, cause, e).await),
         };
-        let check = check_known_good(&locked.state, service, at, guard, rolling_out(service));
+        let check = check_known_good(&locked.state, service, at, guard);
         let mut state = locked.state.clone();
         let Some((action, reason)) = words(&check, guard) else {
             if let Err(e) = self.ports.store.release(key, &locked.owner).await {
@@ -122,6 +128,13 @@ impl SchedulerFunction {
                 state.settle(at);
                 record.from = before;
                 record.to = state.known_good.clone();
+            }
+            KnownGoodCheck::RolloutEnded {
+                revision,
+                guard_until,
+            } => {
+                record.to = Some(revision.clone());
+                end_rollout(&mut state, &revision, at, guard_until);
             }
             KnownGoodCheck::Unaccounted(seen) => {
                 record.to = Some(seen.task_definition.clone());

@@ -734,6 +734,7 @@ mod tests {
                     id: (*id).into(),
                     task_definition: (*td).into(),
                     status: "PRIMARY".into(),
+                    rollout_state: None,
                 })
                 .collect(),
             controller: Default::default(),

@@ -54,6 +54,28 @@ pub struct EcsDeployment {
     pub id: String,
     pub task_definition: String,
     pub status: String,
+    /// `rolloutState`: `IN_PROGRESS`, `COMPLETED` or `FAILED`, when ECS says.
+    pub rollout_state: Option<String>,
+}
+
+impl ServiceView {
+    /// ECS lists more than the PRIMARY deployment: a rollout is going on (or draining).
+    pub fn rolling_out(&self) -> bool {
+        self.deployments.len() > 1
+    }
+
+    /// ECS says the rollout of what the service runs has completed: one deployment left, the
+    /// PRIMARY, on the service's revision, its `rolloutState` COMPLETED.
+    pub fn rollout_completed(&self) -> bool {
+        match self.deployments.as_slice() {
+            [only] => {
+                only.status == "PRIMARY"
+                    && only.task_definition == self.task_definition
+                    && only.rollout_state.as_deref() == Some("COMPLETED")
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The tags deckhand puts on each revision it registers: the push it is for and the revision

@@ -395,25 +395,50 @@ pub enum KnownGoodCheck {
     /// The service runs a revision no deployment deckhand knows of moved it to (an event that
     /// never arrived): followed from now, so that it too needs a whole guard window.
     Unaccounted(SeenDeployment),
+    /// ECS says the rollout of the revision a deployment still recorded in progress completed,
+    /// but no COMPLETED event arrived: it completes now, and its guard window starts now. Until
+    /// then an alarm on it would have counted as one during its rollout, however late.
+    RolloutEnded {
+        revision: String,
+        guard_until: DateTime<Utc>,
+    },
 }
 
-/// The reconcile's check of one service: its proven deployment settled, or the revision it
-/// runs followed when nothing accounts for it. `rolling_out` says ECS lists more than one
-/// deployment (a rollout still in progress).
+/// The reconcile's check of one service: a rollout whose end no event told of, its proven
+/// deployment settled, or the revision it runs followed when nothing accounts for it.
 pub fn check_known_good(
     state: &ServiceState,
     service: &ServiceView,
     now: DateTime<Utc>,
     guard: TimeDelta,
-    rolling_out: bool,
 ) -> KnownGoodCheck {
     let running = &service.task_definition;
+    if service.rollout_completed() && state.sleep.is_none() {
+        let rolling = |revision: &str, status| {
+            status == DeploymentStatus::InProgress && revision == running.as_str()
+        };
+        let ours = state
+            .deployment
+            .as_ref()
+            .is_some_and(|d| !d.dry_run && rolling(&d.to, d.status));
+        let seen = state
+            .seen
+            .as_ref()
+            .is_some_and(|s| rolling(&s.task_definition, s.status));
+        if ours || seen {
+            return KnownGoodCheck::RolloutEnded {
+                revision: running.clone(),
+                guard_until: now + guard,
+            };
+        }
+    }
     let accounted = state.known_good.as_deref() == Some(running.as_str())
         || state.claims().any(|c| c.revision == running)
         || state.deployment.as_ref().is_some_and(|d| {
             d.from == *running || d.rollback.as_ref().is_some_and(|r| r.to == *running)
         });
     if !accounted && state.sleep.is_none() {
+        let rolling_out = service.rolling_out();
         let status = if rolling_out {
             DeploymentStatus::InProgress
         } else {
@@ -434,6 +459,34 @@ pub fn check_known_good(
     match settled.settle(now) {
         Some((before, after)) => KnownGoodCheck::Proven { before, after },
         None => KnownGoodCheck::Holds,
+    }
+}
+
+/// The state after a check found that ECS completed a rollout no event reported: the
+/// deployment recorded in progress on `revision`, deckhand's or another's, completes at `now`.
+pub fn end_rollout(
+    state: &mut ServiceState,
+    revision: &str,
+    now: DateTime<Utc>,
+    guard_until: DateTime<Utc>,
+) {
+    if let Some(d) = state
+        .deployment
+        .as_mut()
+        .filter(|d| !d.dry_run && d.to == revision && d.status == DeploymentStatus::InProgress)
+    {
+        d.status = DeploymentStatus::Completed;
+        d.finished_at = Some(now);
+        d.guard_until = Some(guard_until);
+    }
+    if let Some(s) = state
+        .seen
+        .as_mut()
+        .filter(|s| s.task_definition == revision && s.status == DeploymentStatus::InProgress)
+    {
+        s.status = DeploymentStatus::Completed;
+        s.finished_at = Some(now);
+        s.guard_until = Some(guard_until);
     }
 }
 

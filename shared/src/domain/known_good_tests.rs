@@ -32,10 +32,18 @@ fn service(running: u32, listed: &[(&str, u32)]) -> ServiceView {
                 id: (*id).into(),
                 task_definition: arn(*revision),
                 status: "PRIMARY".into(),
+                rollout_state: None,
             })
             .collect(),
         controller: DeploymentController::Ecs,
     }
+}
+
+/// A service whose old deployment still drains beside the new one.
+fn rolling(running: u32) -> ServiceView {
+    let mut svc = service(running, &[("ecs-svc/new", running), ("ecs-svc/old", 1)]);
+    svc.deployments[1].status = "ACTIVE".into();
+    svc
 }
 
 fn event(kind: DeploymentEventKind, id: &str, minute: i64) -> DeploymentEvent {
@@ -342,18 +350,18 @@ fn the_reconcile_settles_what_proved_itself_and_follows_what_nothing_accounts_fo
     state.deployment = Some(ours(1, 2, DeploymentStatus::Completed, 0));
     let svc = service(2, &[]);
     assert_eq!(
-        check_known_good(&state, &svc, at(20), GUARD, false),
+        check_known_good(&state, &svc, at(20), GUARD),
         KnownGoodCheck::Holds
     );
     assert_eq!(
-        check_known_good(&state, &svc, at(40), GUARD, false),
+        check_known_good(&state, &svc, at(40), GUARD),
         KnownGoodCheck::Proven {
             before: Some(arn(1)),
             after: arn(2)
         }
     );
     // web:7 runs and no event told of it: followed from now, a whole window ahead of it.
-    match check_known_good(&state, &service(7, &[]), at(40), GUARD, false) {
+    match check_known_good(&state, &service(7, &[]), at(40), GUARD) {
         KnownGoodCheck::Unaccounted(seen) => {
             assert_eq!(seen.task_definition, arn(7));
             assert_eq!(seen.status, DeploymentStatus::Completed);
@@ -361,16 +369,47 @@ fn the_reconcile_settles_what_proved_itself_and_follows_what_nothing_accounts_fo
         }
         other => panic!("{other:?}"),
     }
-    match check_known_good(&state, &service(7, &[]), at(40), GUARD, true) {
+    match check_known_good(&state, &rolling(7), at(40), GUARD) {
         KnownGoodCheck::Unaccounted(seen) => {
             assert_eq!(seen.status, DeploymentStatus::InProgress);
             assert_eq!(seen.guard_until, None);
         }
         other => panic!("{other:?}"),
     }
+    // A rollout ECS says completed, of which no event arrived, completes now.
+    let mut rolling_state = baseline(1);
+    rolling_state.deployment = Some(ours(1, 2, DeploymentStatus::InProgress, 0));
+    let mut done = service(2, &[("ecs-svc/ours", 2)]);
+    done.deployments[0].rollout_state = Some("COMPLETED".into());
+    assert_eq!(
+        check_known_good(
+            &rolling_state,
+            &service(2, &[("ecs-svc/ours", 2)]),
+            at(90),
+            GUARD
+        ),
+        KnownGoodCheck::Holds,
+        "no rollout state: nothing said"
+    );
+    match check_known_good(&rolling_state, &done, at(90), GUARD) {
+        KnownGoodCheck::RolloutEnded {
+            revision,
+            guard_until,
+        } => {
+            assert_eq!((revision.as_str(), guard_until), (arn(2).as_str(), at(120)));
+            end_rollout(&mut rolling_state, &revision, at(90), guard_until);
+        }
+        other => panic!("{other:?}"),
+    }
+    let d = rolling_state.deployment.as_ref().unwrap();
+    assert_eq!(
+        (d.status, d.guard_until),
+        (DeploymentStatus::Completed, Some(at(120)))
+    );
+    assert_eq!(rolling_state.known_good_at(at(120)), Some(arn(2).as_str()));
     // What deckhand deployed from, or rolled back to, is accounted for.
     assert_eq!(
-        check_known_good(&state, &service(1, &[]), at(20), GUARD, false),
+        check_known_good(&state, &service(1, &[]), at(20), GUARD),
         KnownGoodCheck::Holds
     );
 }

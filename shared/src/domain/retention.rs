@@ -205,6 +205,7 @@ mod tests {
                 id: "ecs-1".into(),
                 task_definition: arn(4),
                 status: "ACTIVE".into(),
+                rollout_state: None,
             }],
             controller: Default::default(),
         };

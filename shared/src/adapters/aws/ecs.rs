@@ -172,6 +172,7 @@ fn service_view(service: &Service) -> Option<ServiceView> {
                     id: d.id()?.to_owned(),
                     task_definition: d.task_definition()?.to_owned(),
                     status: d.status().unwrap_or_default().to_owned(),
+                    rollout_state: d.rollout_state().map(|r| r.as_str().to_owned()),
                 })
             })
             .collect(),
