@@ -382,6 +382,8 @@ async fn an_alarm_that_guards_nothing_is_ignored() {
     );
 }
 
+/// Rollback off changes nothing in ECS; the alarm still says the deployment is bad, so it never
+/// becomes known-good.
 #[tokio::test]
 async fn rollback_off_changes_nothing() {
     let w = world();
@@ -395,7 +397,20 @@ async fn rollback_off_changes_nothing() {
         .unwrap();
     assert_eq!(s.outcome, Outcome::Skipped);
     assert!(s.services[0].reason.contains("rollback is off"), "{s:?}");
+    assert!(
+        s.services[0]
+            .reason
+            .contains("api:2 will not become known-good"),
+        "{s:?}"
+    );
     assert_eq!(w.running(&api), "api:2");
+    let state = w.store.load(&api).await.unwrap();
+    assert_eq!(
+        state
+            .known_good_at(utc("2026-11-24T10:00:00Z"))
+            .map(revision_name),
+        Some("api:1")
+    );
 
     let w = world();
     let api = w.deployed_api(&[("deckhand:rollback", "off")]).await;
@@ -578,8 +593,6 @@ async fn a_trial_rehearses_the_rollback_a_push_would_lead_to() {
     );
 }
 
-/// An alarm that rolls nothing back (rollback off) still says the deployment is bad: it never
-/// becomes known-good, and the next rollback goes further back.
 #[tokio::test]
 async fn an_alarm_that_rolls_nothing_back_keeps_the_revision_from_becoming_known_good() {
     let w = world();
