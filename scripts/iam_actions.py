@@ -193,6 +193,17 @@ def lambda_needs(operation, params):
     return [Need(f"lambda:{operation}", "*", {})]
 
 
+def elb_needs(operation, params):
+    """Describe* has no resource-level permissions; a change is authorized on the listener or
+    rule it changes (`ModifyListener`, `ModifyRule`)."""
+    action = f"elasticloadbalancing:{operation}"
+    if operation == "ModifyListener":
+        return [Need(action, params.get("ListenerArn", "*"), {})]
+    if operation == "ModifyRule":
+        return [Need(action, params.get("RuleArn", "*"), {})]
+    return [Need(action, "*", {})]
+
+
 def needs(signing_name, operation, params, stack):
     prefix = PREFIXES.get(signing_name, signing_name)
     if prefix == "ecs":
@@ -211,6 +222,8 @@ def needs(signing_name, operation, params, stack):
         return sqs_needs(operation, params)
     if prefix == "lambda":
         return lambda_needs(operation, params)
+    if prefix == "elasticloadbalancing":
+        return elb_needs(operation, params)
     return [Need(f"{prefix}:{operation}", "*", {})]
 
 

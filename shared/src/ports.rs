@@ -121,6 +121,22 @@ pub trait Alarms: Send + Sync {
     async fn all_alarms(&self) -> PortResult<Vec<crate::domain::rollback::Alarm>>;
 }
 
+/// The ALB listener or listener rule that carries a pair's production traffic.
+#[async_trait]
+pub trait Traffic: Send + Sync {
+    /// The forward action of a listener's default actions (`listener/...` ARN) or of a listener
+    /// rule (`listener-rule/...`): its target groups and their weights.
+    async fn forward(&self, arn: &str) -> PortResult<crate::domain::pair::Forward>;
+    /// Sets the weights of the forward action's target groups (ARN, weight), keeping every
+    /// other part of the actions as `forward` read them: the other actions, their order,
+    /// stickiness, target groups not named. Setting the weights it already has is harmless.
+    async fn set_weights(
+        &self,
+        forward: &crate::domain::pair::Forward,
+        weights: &[(String, i32)],
+    ) -> PortResult<()>;
+}
+
 /// Application Auto Scaling for ECS services (dimension `ecs:service:DesiredCount`).
 #[async_trait]
 pub trait Autoscaling: Send + Sync {

@@ -15,6 +15,7 @@ mod redrive;
 mod retention;
 mod rollback;
 mod scheduler;
+mod traffic;
 mod wait;
 
 use testkit::harness;

@@ -137,6 +137,40 @@ fn emulator_get(url: &str, path: &str) -> Value {
     serde_json::from_str(body).expect("moto API answers JSON")
 }
 
+/// The default VPC and its subnets, from moto's EC2 (query protocol, answered in XML): what an
+/// ALB in the emulator needs. The tests need nothing else of EC2, so it is asked by hand.
+fn default_subnets(url: &str) -> (String, Vec<String>) {
+    let address = url.trim_start_matches("http://").to_owned();
+    let body = "Action=DescribeSubnets&Version=2016-11-15&Filter.1.Name=default-for-az&Filter.1.Value.1=true";
+    let mut stream = TcpStream::connect(&address).expect("connect to moto");
+    write!(
+        stream,
+        "POST / HTTP/1.0\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20261201/{REGION}/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let values = |tag: &str| -> Vec<String> {
+        response
+            .split(&format!("<{tag}>"))
+            .skip(1)
+            .filter_map(|rest| rest.split('<').next().map(str::to_owned))
+            .collect()
+    };
+    let vpc = values("vpcId").into_iter().next().expect("a default VPC");
+    (vpc, values("subnetId"))
+}
+
+/// An ALB of the emulator with two target groups and a listener forwarding to the first.
+pub struct Alb {
+    pub listener: String,
+    pub blue: String,
+    pub green: String,
+}
+
 /// A plain HTTP POST of a JSON body to an emulator's own API.
 fn emulator_post(url: &str, path: &str, body: &Value) {
     let address = url.trim_start_matches("http://").to_owned();
@@ -412,6 +446,13 @@ impl Stack {
                     .interceptor(log.clone())
                     .build(),
             ),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(
+                base.elb
+                    .config()
+                    .to_builder()
+                    .interceptor(log.clone())
+                    .build(),
+            ),
         };
         (clients.ports(config), log)
     }
@@ -555,6 +596,98 @@ impl Stack {
             .send()
             .await
             .expect("create service");
+    }
+
+    /// A service behind a load balancer target group (container `web`, port 8080).
+    pub async fn create_service_behind(
+        &self,
+        name: &str,
+        task_definition: &str,
+        target_group: &str,
+        tags: &[(&str, &str)],
+    ) {
+        self.ecs
+            .create_service()
+            .cluster(&self.cluster)
+            .service_name(name)
+            .task_definition(task_definition)
+            .desired_count(2)
+            .load_balancers(
+                aws_sdk_ecs::types::LoadBalancer::builder()
+                    .target_group_arn(target_group)
+                    .container_name("web")
+                    .container_port(8080)
+                    .build(),
+            )
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .expect("create service");
+    }
+
+    /// An ALB with target groups `NAME-blue` and `NAME-green` and an HTTP listener whose forward
+    /// action sends everything to blue.
+    pub async fn alb(&self, name: &str) -> Alb {
+        use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ProtocolEnum};
+        let elb = aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk);
+        let (vpc, subnets) = default_subnets(&self.url);
+        let name = format!("{name}-{}", self.id);
+        let lb = elb
+            .create_load_balancer()
+            .name(&name)
+            .set_subnets(Some(subnets))
+            .send()
+            .await
+            .expect("create load balancer");
+        let lb_arn = lb.load_balancers()[0]
+            .load_balancer_arn()
+            .expect("arn")
+            .to_owned();
+        let mut groups = Vec::new();
+        for color in ["blue", "green"] {
+            let tg = elb
+                .create_target_group()
+                .name(format!("{name}-{color}"))
+                .protocol(ProtocolEnum::Http)
+                .port(8080)
+                .vpc_id(&vpc)
+                .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+                .send()
+                .await
+                .expect("create target group");
+            groups.push(
+                tg.target_groups()[0]
+                    .target_group_arn()
+                    .expect("arn")
+                    .to_owned(),
+            );
+        }
+        let listener = elb
+            .create_listener()
+            .load_balancer_arn(lb_arn)
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .default_actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .target_group_arn(&groups[0])
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create listener");
+        Alb {
+            listener: listener.listeners()[0]
+                .listener_arn()
+                .expect("arn")
+                .to_owned(),
+            blue: groups[0].clone(),
+            green: groups[1].clone(),
+        }
     }
 
     /// `count` clusters named `PREFIX-STACKID-N`, created.

@@ -14,6 +14,7 @@ use crate::domain::fleet::{
 };
 use crate::domain::image::{Digest, Repository};
 use crate::domain::pace::{Rate, Reserved, reserve};
+use crate::domain::pair::Forward;
 use crate::domain::scan::ScanResult;
 use crate::domain::service::ServiceKey;
 use crate::domain::settings::Tags;
@@ -23,6 +24,7 @@ use crate::notification::Notification;
 use crate::ports::{
     Alarms, Autoscaling, Clock, Described, Ecr, Ecs, ImageIndex, KnownContainers, LockAttempt,
     Locked, Notifier, Pace, PortError, PortErrorKind, PortResult, StateStore, TaggedService,
+    Traffic,
 };
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,8 +108,16 @@ impl MemoryEcs {
                 .collect(),
             deployments: Vec::new(),
             controller: Default::default(),
+            target_groups: Vec::new(),
         };
         guard(&self.inner).services.insert(key.clone(), view);
+    }
+
+    /// Puts the service behind these load balancer target groups.
+    pub fn set_target_groups(&self, key: &ServiceKey, target_groups: &[&str]) {
+        if let Some(view) = guard(&self.inner).services.get_mut(key) {
+            view.target_groups = target_groups.iter().map(|t| (*t).to_owned()).collect();
+        }
     }
 
     /// Hands the service's deployments to another controller (`deploymentController.type`).
@@ -507,6 +517,77 @@ impl Alarms for MemoryAlarms {
             ));
         }
         Ok(guard(&self.defined).clone())
+    }
+}
+
+/// Target group ARNs and their weights.
+pub type Weights = Vec<(String, i32)>;
+
+/// Listeners and rules in memory: the forward action's weights per ARN, and every change made.
+#[derive(Default)]
+pub struct MemoryTraffic {
+    forwards: Mutex<HashMap<String, Weights>>,
+    changes: Mutex<Vec<(String, Weights)>>,
+    failing: Mutex<bool>,
+}
+
+impl MemoryTraffic {
+    /// A listener or rule forwarding to these target groups with these weights.
+    pub fn forward_to(&self, arn: &str, weights: &[(&str, i32)]) {
+        guard(&self.forwards).insert(
+            arn.to_owned(),
+            weights.iter().map(|(t, w)| ((*t).to_owned(), *w)).collect(),
+        );
+    }
+
+    /// The weights the forward action has now.
+    pub fn weights(&self, arn: &str) -> Weights {
+        guard(&self.forwards).get(arn).cloned().unwrap_or_default()
+    }
+
+    /// Every `set_weights`, in order.
+    pub fn changes(&self) -> Vec<(String, Weights)> {
+        guard(&self.changes).clone()
+    }
+
+    /// Makes every later change fail (throttled), or heals it.
+    pub fn fail(&self, failing: bool) {
+        *guard(&self.failing) = failing;
+    }
+}
+
+#[async_trait]
+impl Traffic for MemoryTraffic {
+    async fn forward(&self, arn: &str) -> PortResult<Forward> {
+        let weights = guard(&self.forwards)
+            .get(arn)
+            .cloned()
+            .ok_or_else(|| PortError::new("DescribeListeners", PortErrorKind::NotFound, arn))?;
+        Ok(Forward {
+            arn: arn.to_owned(),
+            weights,
+            source: Source::default(),
+        })
+    }
+
+    async fn set_weights(&self, forward: &Forward, weights: &[(String, i32)]) -> PortResult<()> {
+        if *guard(&self.failing) {
+            return Err(PortError::new(
+                "ModifyListener",
+                PortErrorKind::Transient,
+                "Throttling: Rate exceeded",
+            ));
+        }
+        let mut forwards = guard(&self.forwards);
+        let current = forwards.entry(forward.arn.clone()).or_default();
+        for (tg, weight) in weights {
+            match current.iter_mut().find(|(t, _)| t == tg) {
+                Some(entry) => entry.1 = *weight,
+                None => current.push((tg.clone(), *weight)),
+            }
+        }
+        guard(&self.changes).push((forward.arn.clone(), weights.to_vec()));
+        Ok(())
     }
 }
 

@@ -43,6 +43,7 @@ fn world_with(config: Config) -> World {
         ecr: ecr.clone(),
         autoscaling: Arc::new(crate::adapters::memory::MemoryAutoscaling::default()),
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
+        traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),

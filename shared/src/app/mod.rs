@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::notification::Notification;
 use crate::ports::{
     Alarms, Autoscaling, Clock, Ecr, Ecs, ImageIndex, Notifier, Pace, PortError, StateStore,
+    Traffic,
 };
 
 /// The ports a function works through, built once per process.
@@ -20,6 +21,7 @@ pub struct Ports {
     pub ecr: Arc<dyn Ecr>,
     pub autoscaling: Arc<dyn Autoscaling>,
     pub alarms: Arc<dyn Alarms>,
+    pub traffic: Arc<dyn Traffic>,
     pub store: Arc<dyn StateStore>,
     pub images: Arc<dyn ImageIndex>,
     pub pace: Arc<dyn Pace>,

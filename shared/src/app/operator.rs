@@ -246,6 +246,7 @@ mod tests {
             ecr: Arc::new(MemoryEcr::default()),
             autoscaling: Arc::new(MemoryAutoscaling::default()),
             alarms: Arc::new(MemoryAlarms::default()),
+            traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
             store: store.clone(),
             images: store.clone(),
             pace: store.clone(),

@@ -56,6 +56,7 @@ fn world_of(deploy_dry_run: bool, dry_run: bool) -> World {
         ecr: Arc::new(MemoryEcr::default()),
         autoscaling: Arc::new(MemoryAutoscaling::default()),
         alarms: alarms.clone(),
+        traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),

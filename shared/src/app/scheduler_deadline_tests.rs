@@ -83,6 +83,7 @@ fn services_asleep_come_first_and_the_rest_keep_their_order() {
                 tags: Default::default(),
                 deployments: Vec::new(),
                 controller: Default::default(),
+                target_groups: Vec::new(),
             },
             capacity: None,
             state,

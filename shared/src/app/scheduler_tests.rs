@@ -51,6 +51,7 @@ fn world() -> World {
         ecr: Arc::new(MemoryEcr::default()),
         autoscaling: autoscaling.clone(),
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
+        traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),

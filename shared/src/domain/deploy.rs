@@ -738,6 +738,7 @@ mod tests {
                 })
                 .collect(),
             controller: Default::default(),
+            target_groups: Vec::new(),
         }
     }
 

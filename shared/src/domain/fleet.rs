@@ -17,6 +17,8 @@ pub struct ServiceView {
     pub tags: Tags,
     pub deployments: Vec<EcsDeployment>,
     pub controller: DeploymentController,
+    /// The target groups of its load balancers (`loadBalancers[].targetGroupArn`).
+    pub target_groups: Vec<String>,
 }
 
 /// Who deploys the service (`deploymentController.type`). Only with `ECS` does ECS accept a

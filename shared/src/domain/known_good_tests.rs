@@ -36,6 +36,7 @@ fn service(running: u32, listed: &[(&str, u32)]) -> ServiceView {
             })
             .collect(),
         controller: DeploymentController::Ecs,
+        target_groups: Vec::new(),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod image;
 pub mod known_good;
 pub mod pace;
+pub mod pair;
 pub mod policy;
 pub mod retention;
 pub mod rollback;

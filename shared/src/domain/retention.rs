@@ -208,6 +208,7 @@ mod tests {
                 rollout_state: None,
             }],
             controller: Default::default(),
+            target_groups: Vec::new(),
         };
         assert_eq!(
             needed_by(&state, Some(&view), now),

@@ -181,6 +181,11 @@ fn service_view(service: &Service) -> Option<ServiceView> {
             .map_or(DeploymentController::Ecs, |c| {
                 DeploymentController::parse(c.r#type().as_str())
             }),
+        target_groups: service
+            .load_balancers()
+            .iter()
+            .filter_map(|lb| lb.target_group_arn().map(str::to_owned))
+            .collect(),
     })
 }
 

@@ -5,6 +5,7 @@ mod cloudwatch;
 mod dynamodb;
 mod ecr;
 mod ecs;
+mod elb;
 mod sns;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use cloudwatch::CloudWatchAlarms;
 pub use dynamodb::DynamoStore;
 pub use ecr::EcrRegistry;
 pub use ecs::{EcsCluster, clone_revision};
+pub use elb::ElbTraffic;
 pub use sns::SnsNotifier;
 
 use crate::app::Ports;
@@ -35,6 +37,7 @@ pub struct Clients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sns: aws_sdk_sns::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
 }
 
 impl Clients {
@@ -71,6 +74,7 @@ impl Clients {
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sns: aws_sdk_sns::Client::new(sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
         }
     }
 
@@ -83,6 +87,7 @@ impl Clients {
             ecr: Arc::new(EcrRegistry::new(self.ecr.clone())),
             autoscaling: Arc::new(ApplicationAutoscaling::new(self.autoscaling.clone())),
             alarms: Arc::new(CloudWatchAlarms::new(self.cloudwatch.clone())),
+            traffic: Arc::new(ElbTraffic::new(self.elb.clone())),
             store: store.clone(),
             images: store.clone(),
             pace: store,
