@@ -8,6 +8,7 @@ pub mod image;
 pub mod known_good;
 pub mod pace;
 pub mod pair;
+pub mod pair_move;
 pub mod policy;
 pub mod retention;
 pub mod rollback;

@@ -20,7 +20,8 @@ pub const TAG_STANDBY: &str = "deckhand:standby";
 pub const DEFAULT_STEP_WAIT: TimeDelta = TimeDelta::minutes(5);
 
 /// What becomes of the old side once the new one passed its guard window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Standby {
     /// Scaled to 0 tasks, its revision kept for the next push.
     ScaleDown,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::image::Digest;
 pub use super::known_good::{Alarmed, SeenDeployment};
+use super::pair_move::PairMove;
 use super::scan_wait::WaitingPush;
 
 /// The per-service record. Every change to it happens under the service's lock and is
@@ -60,6 +61,10 @@ pub struct ServiceState {
     /// the retry of that push uses it instead of registering another.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registered: Option<Registered>,
+    /// One side of a pair behind an ALB that the latest push deployed to: how its traffic
+    /// moves from the other side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair: Option<PairMove>,
     /// Pushes held by the scan gate until their digest's scan decides, per repository.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub waiting: BTreeMap<String, WaitingPush>,

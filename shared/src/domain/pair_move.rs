@@ -1,0 +1,262 @@
+//! A push's way through a pair of services: the idle side gets the new revision, then traffic
+//! moves to it step by step, the guard window starts at 100%, and the old side waits (scaled
+//! down or kept warm). Kept in the state of the side the push deployed to, under its lock.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::pair::{Pair, Standby};
+use super::service::ServiceKey;
+
+/// Where a pair's move stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairPhase {
+    /// ECS is deploying the new revision to the idle side; no traffic moved.
+    Deploying,
+    /// Traffic moves step by step; the step in `step` holds since `step_at`.
+    Shifting,
+    /// All traffic on the new side; its guard window runs.
+    Guarding,
+    /// The guard window passed: the old side was scaled down or kept, as the pair's tags say.
+    Done,
+    /// An alarm put all traffic back on the old side.
+    FlippedBack,
+    /// ECS failed the idle side's deployment: no traffic moved, the idle side scaled to 0.
+    Failed,
+}
+
+/// A pair's move from its old side to its new side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairMove {
+    /// The side that was live when the push came (the old side).
+    pub from: ServiceKey,
+    pub from_target_group: String,
+    /// The side the push deployed to (whose state holds this).
+    pub to: ServiceKey,
+    pub to_target_group: String,
+    /// The listener or rule ARN whose forward action carries the traffic.
+    pub traffic: String,
+    pub steps: Vec<u8>,
+    pub step_wait_seconds: i64,
+    pub standby: Standby,
+    pub phase: PairPhase,
+    /// Index in `steps` of the share the new side has now; none before the first step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_at: Option<DateTime<Utc>>,
+    /// The weights deckhand set last (target group ARN, weight).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<(String, i32)>,
+}
+
+/// A change of the forward action's weights, and the new side's share after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shift {
+    pub weights: Vec<(String, i32)>,
+    /// The share of traffic on the new side after the shift, in percent.
+    pub percent: u8,
+    /// Index in `steps`, or none for a flip back.
+    pub step: Option<usize>,
+}
+
+impl PairMove {
+    pub fn start(pair: &Pair) -> Self {
+        Self {
+            from: pair.live.service.clone(),
+            from_target_group: pair.live.target_group.clone(),
+            to: pair.idle.service.clone(),
+            to_target_group: pair.idle.target_group.clone(),
+            traffic: pair.settings.traffic.clone(),
+            steps: pair.settings.steps.clone(),
+            step_wait_seconds: pair.settings.step_wait.num_seconds(),
+            standby: pair.settings.standby,
+            phase: PairPhase::Deploying,
+            step: None,
+            step_at: None,
+            weights: Vec::new(),
+        }
+    }
+
+    pub fn step_wait(&self) -> TimeDelta {
+        TimeDelta::seconds(self.step_wait_seconds)
+    }
+
+    /// The share of traffic on the new side now.
+    pub fn percent(&self) -> u8 {
+        match self.phase {
+            PairPhase::Deploying | PairPhase::Failed | PairPhase::FlippedBack => 0,
+            _ => self
+                .step
+                .and_then(|i| self.steps.get(i))
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    fn weights_at(&self, percent: u8) -> Vec<(String, i32)> {
+        vec![
+            (self.from_target_group.clone(), i32::from(100 - percent)),
+            (self.to_target_group.clone(), i32::from(percent)),
+        ]
+    }
+
+    /// The first step, once ECS completed the idle side's deployment.
+    pub fn first_step(&self) -> Option<Shift> {
+        (self.phase == PairPhase::Deploying).then(|| self.shift_to(0))
+    }
+
+    fn shift_to(&self, step: usize) -> Shift {
+        let percent = self.steps.get(step).copied().unwrap_or(100);
+        Shift {
+            weights: self.weights_at(percent),
+            percent,
+            step: Some(step),
+        }
+    }
+
+    /// The next step at `now`, if the current one held for `step-wait`; never a step skipped
+    /// or repeated.
+    pub fn next_step(&self, now: DateTime<Utc>) -> Option<Shift> {
+        if self.phase != PairPhase::Shifting {
+            return None;
+        }
+        let step = self.step?;
+        let held = self.step_at.is_some_and(|at| now >= at + self.step_wait());
+        (held && step + 1 < self.steps.len()).then(|| self.shift_to(step + 1))
+    }
+
+    /// All traffic back on the old side.
+    pub fn flip_back(&self) -> Shift {
+        Shift {
+            weights: self.weights_at(0),
+            percent: 0,
+            step: None,
+        }
+    }
+
+    /// The state after a shift was set at `now`: at 100% the guard window starts.
+    pub fn shifted(&mut self, shift: &Shift, now: DateTime<Utc>) {
+        self.weights = shift.weights.clone();
+        match shift.step {
+            None => self.phase = PairPhase::FlippedBack,
+            Some(step) => {
+                self.step = Some(step);
+                self.step_at = Some(now);
+                self.phase = if shift.percent >= 100 {
+                    PairPhase::Guarding
+                } else {
+                    PairPhase::Shifting
+                };
+            }
+        }
+    }
+
+    /// Whether an alarm now flips the traffic back: before the guard window that starts at
+    /// 100% ends (`guard_until`, set when it started).
+    pub fn flips_on_alarm(&self, at: DateTime<Utc>, guard_until: Option<DateTime<Utc>>) -> bool {
+        match self.phase {
+            PairPhase::Shifting => true,
+            PairPhase::Guarding => guard_until.is_none_or(|until| at < until),
+            PairPhase::Deploying | PairPhase::Done | PairPhase::FlippedBack | PairPhase::Failed => {
+                false
+            }
+        }
+    }
+
+    /// The other side of the pair, seen from `service`.
+    pub fn other(&self, service: &ServiceKey) -> &ServiceKey {
+        if service == &self.to {
+            &self.from
+        } else {
+            &self.to
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::pair::{PairSettings, Side};
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .to_utc()
+            + TimeDelta::minutes(minute)
+    }
+
+    fn moving(steps: &[u8]) -> PairMove {
+        PairMove::start(&Pair {
+            live: Side {
+                service: ServiceKey::new("prod", "web-blue"),
+                target_group: "tg-blue".into(),
+            },
+            idle: Side {
+                service: ServiceKey::new("prod", "web-green"),
+                target_group: "tg-green".into(),
+            },
+            settings: PairSettings {
+                partner: "web-green".into(),
+                traffic: "listener".into(),
+                steps: steps.to_vec(),
+                step_wait: TimeDelta::minutes(5),
+                standby: Standby::ScaleDown,
+            },
+        })
+    }
+
+    #[test]
+    fn steps_move_in_order_each_after_its_wait_and_none_is_skipped_or_repeated() {
+        let mut m = moving(&[10, 50, 100]);
+        assert_eq!(m.percent(), 0);
+        assert_eq!(
+            m.next_step(at(60)),
+            None,
+            "not before ECS completed the deployment"
+        );
+        let first = m.first_step().unwrap();
+        assert_eq!(
+            first.weights,
+            [("tg-blue".into(), 90), ("tg-green".into(), 10)]
+        );
+        m.shifted(&first, at(0));
+        assert_eq!((m.phase, m.percent()), (PairPhase::Shifting, 10));
+        assert_eq!(m.first_step(), None, "the first step happens once");
+        assert_eq!(m.next_step(at(4)), None, "held less than step-wait");
+        let second = m.next_step(at(5)).unwrap();
+        assert_eq!(second.percent, 50);
+        m.shifted(&second, at(5));
+        // A reconcile that comes late takes one step, not two.
+        let third = m.next_step(at(60)).unwrap();
+        assert_eq!(third.percent, 100);
+        m.shifted(&third, at(60));
+        assert_eq!(m.phase, PairPhase::Guarding);
+        assert_eq!(m.next_step(at(600)), None);
+    }
+
+    #[test]
+    fn an_alarm_flips_back_while_shifting_and_inside_the_guard_window_only() {
+        let mut m = moving(&[100]);
+        assert!(!m.flips_on_alarm(at(0), None), "nothing moved yet");
+        let all = m.first_step().unwrap();
+        m.shifted(&all, at(0));
+        assert_eq!(m.phase, PairPhase::Guarding);
+        assert!(m.flips_on_alarm(at(10), Some(at(30))));
+        assert!(!m.flips_on_alarm(at(30), Some(at(30))));
+        let back = m.flip_back();
+        assert_eq!(
+            back.weights,
+            [("tg-blue".into(), 100), ("tg-green".into(), 0)]
+        );
+        m.shifted(&back, at(10));
+        assert_eq!((m.phase, m.percent()), (PairPhase::FlippedBack, 0));
+        assert!(
+            !m.flips_on_alarm(at(11), Some(at(30))),
+            "one flip per deployment"
+        );
+        assert_eq!(m.other(&m.to.clone()), &m.from);
+    }
+}
