@@ -20,6 +20,8 @@ pub enum Kind {
     DeploySkipped,
     #[serde(rename = "deploy.quarantined")]
     DeployQuarantined,
+    #[serde(rename = "traffic.shifted")]
+    TrafficShifted,
     #[serde(rename = "rollback.started")]
     RollbackStarted,
     #[serde(rename = "rollback.skipped")]
@@ -44,6 +46,7 @@ impl Kind {
             Self::DeployFailed => "deploy.failed",
             Self::DeploySkipped => "deploy.skipped",
             Self::DeployQuarantined => "deploy.quarantined",
+            Self::TrafficShifted => "traffic.shifted",
             Self::RollbackStarted => "rollback.started",
             Self::RollbackSkipped => "rollback.skipped",
             Self::ScaleAsleep => "scale.asleep",
@@ -153,6 +156,7 @@ mod tests {
             DeployFailed,
             DeploySkipped,
             DeployQuarantined,
+            TrafficShifted,
             RollbackStarted,
             RollbackSkipped,
             ScaleAsleep,
@@ -165,8 +169,8 @@ mod tests {
             // Fails to compile when a kind is added without being listed above.
             match kind {
                 DeployStarted | DeployCompleted | DeployFailed | DeploySkipped
-                | DeployQuarantined | RollbackStarted | RollbackSkipped | ScaleAsleep
-                | ScaleAwake | ScaleSkipped | ConfigInvalid | Error => {}
+                | DeployQuarantined | TrafficShifted | RollbackStarted | RollbackSkipped
+                | ScaleAsleep | ScaleAwake | ScaleSkipped | ConfigInvalid | Error => {}
             }
         }
         let readme = std::fs::read_to_string(
@@ -184,7 +188,7 @@ mod tests {
             .step_by(2)
             .filter(|w| {
                 *w == "error"
-                    || ["deploy.", "rollback.", "scale.", "config."]
+                    || ["deploy.", "traffic.", "rollback.", "scale.", "config."]
                         .iter()
                         .any(|p| w.starts_with(p))
             })

@@ -106,6 +106,18 @@ pub trait Ecs: Send + Sync {
     ) -> PortResult<Option<String>>;
     /// Sets the service's desired count, nothing else.
     async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()>;
+    /// Points the service at a task definition and sets its desired count: the idle side of a
+    /// pair gets the new revision with the live side's count.
+    async fn update_service_scaled(
+        &self,
+        service: &ServiceKey,
+        task_definition: &str,
+        count: i32,
+    ) -> PortResult<Option<String>> {
+        let id = self.update_service(service, task_definition).await?;
+        self.set_desired_count(service, count).await?;
+        Ok(id)
+    }
 }
 
 /// CloudWatch alarms.

@@ -10,6 +10,7 @@ mod deploy;
 mod faults;
 mod gate;
 mod known_good;
+mod pair;
 mod payloads;
 mod redrive;
 mod retention;

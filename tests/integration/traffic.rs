@@ -19,7 +19,10 @@ async fn a_listeners_forward_action_is_read_and_its_weights_set() {
     let alb = stack.alb("shop").await;
     let ports = stack.ports(Role::Deploy, Arc::new(SystemClock));
     let read = ports.traffic.forward(&alb.listener).await.unwrap();
-    assert_eq!(read.weights, [(alb.blue.clone(), 1)]);
+    assert_eq!(
+        read.weights,
+        [(alb.blue.clone(), 100), (alb.green.clone(), 0)]
+    );
 
     let weights = [(alb.blue.clone(), 90), (alb.green.clone(), 10)];
     ports.traffic.set_weights(&read, &weights).await.unwrap();

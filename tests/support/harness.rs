@@ -630,9 +630,11 @@ impl Stack {
     }
 
     /// An ALB with target groups `NAME-blue` and `NAME-green` and an HTTP listener whose forward
-    /// action sends everything to blue.
+    /// action knows both and gives blue all the weight (100 and 0), as a pair is set up.
     pub async fn alb(&self, name: &str) -> Alb {
-        use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ProtocolEnum};
+        use aws_sdk_elasticloadbalancingv2::types::{
+            Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetGroupTuple,
+        };
         let elb = aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk);
         let (vpc, subnets) = default_subnets(&self.url);
         let name = format!("{name}-{}", self.id);
@@ -674,7 +676,22 @@ impl Stack {
             .default_actions(
                 Action::builder()
                     .r#type(ActionTypeEnum::Forward)
-                    .target_group_arn(&groups[0])
+                    .forward_config(
+                        ForwardActionConfig::builder()
+                            .target_groups(
+                                TargetGroupTuple::builder()
+                                    .target_group_arn(&groups[0])
+                                    .weight(100)
+                                    .build(),
+                            )
+                            .target_groups(
+                                TargetGroupTuple::builder()
+                                    .target_group_arn(&groups[1])
+                                    .weight(0)
+                                    .build(),
+                            )
+                            .build(),
+                    )
                     .build(),
             )
             .send()

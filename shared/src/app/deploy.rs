@@ -9,13 +9,15 @@ use futures::{FutureExt, StreamExt, stream};
 use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
 
+use self::pair::Paired;
 use super::Ports;
 use crate::config::Config;
 use crate::domain::deploy::Push;
 use crate::domain::fleet::{Container, ImageChange, ServiceView, TaskDefinitionView};
+use crate::domain::pair::Pair;
 use crate::domain::scan_wait::WaitingPush;
 use crate::domain::service::{ServiceKey, revision_name};
-use crate::domain::settings::TagProblem;
+use crate::domain::settings::{TagProblem, Tags};
 use crate::domain::state::ServiceState;
 use crate::events::{DeployEvent, EventError, parse_deploy_event};
 use crate::history::{HistoryRecord, ProcessedMark};
@@ -88,8 +90,37 @@ enum Gate<'a> {
 
 /// A service that uses the pushed repository, with what deckhand read of it.
 struct Target {
+    /// The service the push moves.
     service: ServiceView,
+    /// The revision the new one is cloned from: what the service runs, or, for the idle side
+    /// of a pair, what the live side runs.
     task_definition: TaskDefinitionView,
+    /// The pair the service is the idle side of, with the live side's tags (whose
+    /// `deckhand:deploy` decides) and desired count (which the idle side takes).
+    pair: Option<PairTarget>,
+}
+
+struct PairTarget {
+    pair: Pair,
+    live_tags: Tags,
+    live_count: i32,
+}
+
+impl Target {
+    fn plain(service: ServiceView, task_definition: TaskDefinitionView) -> Self {
+        Self {
+            service,
+            task_definition,
+            pair: None,
+        }
+    }
+
+    /// The tags whose deploy policy decides: the live side's, for a pair.
+    fn policy_tags(&self) -> &Tags {
+        self.pair
+            .as_ref()
+            .map_or(&self.service.tags, |p| &p.live_tags)
+    }
 }
 
 #[derive(Default)]
@@ -168,6 +199,18 @@ impl DeployFunction {
         for (key, e) in unreadable {
             reports.push(self.failed(&key, push, None, e).await);
         }
+        // A pair's push goes to its idle side, once.
+        let keys: std::collections::BTreeSet<ServiceKey> =
+            targets.iter().map(|t| t.service.key.clone()).collect();
+        let mut resolved = Vec::new();
+        for target in targets {
+            match self.paired(push, target, &keys).await {
+                Paired::Alone(t) | Paired::Deploy(t) => resolved.push(t),
+                Paired::ThroughLive => {}
+                Paired::Reported(r) => reports.push(r),
+            }
+        }
+        let targets = resolved;
         if targets.is_empty() && reports.is_empty() {
             return Ok(Summary::ignored(format!(
                 "no opted-in service runs an image from {}",
@@ -411,6 +454,9 @@ mod gate;
 
 #[path = "deploy_move.rs"]
 mod moving;
+
+#[path = "deploy_pair.rs"]
+mod pair;
 
 #[path = "deploy_push.rs"]
 mod push;

@@ -63,10 +63,7 @@ impl DeployFunction {
                 described.insert(arn.clone(), td);
             }
             match described.get(&arn) {
-                Some(Ok(td)) => found.targets.push(Target {
-                    task_definition: td.clone(),
-                    service,
-                }),
+                Some(Ok(td)) => found.targets.push(Target::plain(service, td.clone())),
                 Some(Err(e)) => found.unreadable.push((service.key, e.clone())),
                 None => {}
             }

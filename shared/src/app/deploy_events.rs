@@ -160,6 +160,15 @@ impl DeployFunction {
                 )
             }
         };
+        // A pair's new side: its traffic moves (or, failed, it is scaled back to 0).
+        let progress = match self.pair_after_event(key, &decision, &mut state, now).await {
+            Ok(progress) => progress,
+            Err(e) => return self.failed_event(key, &locked, event, e).await,
+        };
+        let reason = match &progress {
+            Some(p) => format!("{reason}; {}", p.words),
+            None => reason,
+        };
         let followed = matches!(seen_reason, Some((true, _)));
         // In dry run, what the pipeline's deployment means for known-good is said too.
         let reason = match (&decision, seen_reason) {
@@ -212,6 +221,10 @@ impl DeployFunction {
             ))
             .await;
         }
+        if let Some((m, shift)) = progress.and_then(|p| p.shifted) {
+            let why = format!("ECS completed the deployment of {key}");
+            self.announce_shift(&m, &shift, &why, now).await;
+        }
         let retired = match (&decision, keep_revisions) {
             (DeploymentEventDecision::Completed { .. }, Some(keep)) if !self.config.dry_run => {
                 self.retire_revisions(service, &state, keep, &event.event_id)
@@ -232,5 +245,26 @@ impl DeployFunction {
             r.digest = deployment.map(|d| d.digest.to_string());
         }
         r
+    }
+
+    /// Acting on the event failed: on record, the lock given back, the event retried.
+    async fn failed_event(
+        &self,
+        key: &crate::domain::service::ServiceKey,
+        locked: &crate::ports::Locked,
+        event: &DeploymentEvent,
+        e: crate::ports::PortError,
+    ) -> ServiceReport {
+        let now = self.ports.clock.now();
+        let record = HistoryRecord::new(key, now, Action::Error, e.to_string(), &event.event_id);
+        if let Err(commit_error) = self
+            .ports
+            .store
+            .commit(key, locked, &locked.state, &[record], None)
+            .await
+        {
+            tracing::warn!(error = %commit_error, "could not record the failure; the lock expires with its lease");
+        }
+        report(key, Action::Error, e.to_string())
     }
 }

@@ -10,6 +10,7 @@ use crate::app::paced;
 use crate::domain::deploy::{Push, reusable_revision, start_deployment};
 use crate::domain::fleet::ImageChange;
 use crate::domain::pace::TASK_DEFINITION_WRITES;
+use crate::domain::pair_move::PairMove;
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::state::{Registered, ServiceState};
 use crate::notification::{Kind, Notification, Severity};
@@ -37,7 +38,15 @@ impl DeployFunction {
         // the move here, and the other invocation decides.
         let store = &*self.ports.store;
         let moved = match renew_before_acting(store, &*self.ports.clock, key, &mut locked).await {
-            Ok(()) => self.ports.ecs.update_service(key, &to).await,
+            Ok(()) => match &target.pair {
+                // The idle side of a pair runs as many tasks as the live side before any
+                // traffic reaches it.
+                Some(p) => {
+                    let ecs = &self.ports.ecs;
+                    ecs.update_service_scaled(key, &to, p.live_count).await
+                }
+                None => self.ports.ecs.update_service(key, &to).await,
+            },
             Err(e) => Err(e),
         };
         let ecs_deployment_id = match moved {
@@ -165,16 +174,30 @@ impl DeployFunction {
             ecs_deployment_id.clone(),
             now,
         );
-        let asleep = target.service.desired_count == 0;
+        // The idle side of a pair was given the live side's count.
+        let asleep = target
+            .pair
+            .as_ref()
+            .map_or(target.service.desired_count, |p| p.live_count)
+            == 0;
         if let Some(deployment) = state.deployment.as_mut() {
             deployment.at_zero_tasks = asleep;
         }
+        state.pair = target.pair.as_ref().map(|p| PairMove::start(&p.pair));
         // A sleeping service gets the revision without being woken: its count stays as the
         // scheduler left it, and the wake-up runs the new revision.
         let matched = match &state.sleep {
             Some(_) if asleep => format!("{matched}; the service sleeps and runs it when woken"),
             _ if asleep => format!("{matched}; the service runs no tasks"),
             _ => matched,
+        };
+        let matched = match &state.pair {
+            Some(m) => format!(
+                "{matched}; {key} is the idle side of its pair with {}: traffic moves to it ({}) when ECS completes this deployment",
+                m.from,
+                steps_words(&m.steps)
+            ),
+            None => matched,
         };
         let mut record = push_record(key, push, now, Action::Deployed, matched.clone());
         record.from = Some(from.to_owned());
@@ -212,5 +235,17 @@ impl DeployFunction {
             digest: Some(push.digest.to_string()),
             reason: matched,
         }
+    }
+}
+
+/// `10% then 50% then 100%`, or `all at once`.
+pub(super) fn steps_words(steps: &[u8]) -> String {
+    match steps {
+        [100] => "all at once".into(),
+        steps => steps
+            .iter()
+            .map(|s| format!("{s}%"))
+            .collect::<Vec<_>>()
+            .join(" then "),
     }
 }

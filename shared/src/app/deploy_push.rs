@@ -59,18 +59,25 @@ impl DeployFunction {
                 runs = %revision_name(&service.task_definition),
                 "the service moved while this push waited for its lock; starting over from what it runs now"
             );
+            if target.pair.is_some() {
+                // The idle side of a pair moved under the push: the next delivery resolves
+                // the pair again.
+                let e = PortError::new(
+                    "deploy",
+                    PortErrorKind::Transient,
+                    format!(
+                        "{key}, the idle side of its pair, moved while this push waited for its lock"
+                    ),
+                );
+                return self.failed(&key, push, None, e).await;
+            }
             match self
                 .ports
                 .ecs
                 .describe_task_definition(&service.task_definition)
                 .await
             {
-                Ok(task_definition) => {
-                    target = Target {
-                        service,
-                        task_definition,
-                    }
-                }
+                Ok(task_definition) => target = Target::plain(service, task_definition),
                 Err(e) => return self.failed(&key, push, None, e).await,
             }
         }
@@ -88,7 +95,7 @@ impl DeployFunction {
     /// the decision under the lock.
     async fn push_round(&self, push: &Push, target: &Target, gate: Gate<'_>) -> Round {
         let key = &target.service.key;
-        let settings = match DeploySettings::from_tags(&target.service.tags, self.config.guard) {
+        let settings = match DeploySettings::from_tags(target.policy_tags(), self.config.guard) {
             Ok(Some(settings)) => settings,
             Ok(None) => {
                 return Round::Done(report(key, Action::Ignored, "the service has not opted in"));
@@ -200,7 +207,7 @@ impl DeployFunction {
     }
 
     /// The service as ECS has it now, if it no longer runs the revision the push was read
-    /// against.
+    /// against (for the idle side of a pair: what it ran when the pair was read).
     async fn moved_since_read(&self, target: &Target) -> Result<Option<ServiceView>, PortError> {
         let key = &target.service.key;
         let service = self
@@ -217,7 +224,11 @@ impl DeployFunction {
                     format!("{key} no longer exists"),
                 )
             })?;
-        Ok((service.task_definition != target.task_definition.arn).then_some(service))
+        let read = match &target.pair {
+            Some(_) => &target.service.task_definition,
+            None => &target.task_definition.arn,
+        };
+        Ok((service.task_definition != *read).then_some(service))
     }
 
     /// Carries out what the push decided under the lock, and gives the lock back.

@@ -18,6 +18,7 @@ const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
 struct World {
     ecs: Arc<MemoryEcs>,
     ecr: Arc<MemoryEcr>,
+    traffic: Arc<crate::adapters::memory::MemoryTraffic>,
     store: Arc<MemoryStore>,
     notifier: Arc<MemoryNotifier>,
     clock: Arc<FixedClock>,
@@ -38,12 +39,13 @@ fn world_with(config: Config) -> World {
     let store = Arc::new(MemoryStore::default());
     let notifier = Arc::new(MemoryNotifier::default());
     let clock = Arc::new(FixedClock::new(at(30)));
+    let traffic = Arc::new(crate::adapters::memory::MemoryTraffic::default());
     let ports = Ports {
         ecs: ecs.clone(),
         ecr: ecr.clone(),
         autoscaling: Arc::new(crate::adapters::memory::MemoryAutoscaling::default()),
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
-        traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
+        traffic: traffic.clone(),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),
@@ -53,6 +55,7 @@ fn world_with(config: Config) -> World {
     World {
         ecs,
         ecr,
+        traffic,
         store,
         notifier,
         clock,
@@ -1297,6 +1300,9 @@ async fn retention_spares_what_another_service_of_the_family_runs_and_retries_af
 
 #[path = "deploy_aws_tests.rs"]
 mod aws;
+
+#[path = "deploy_pair_tests.rs"]
+mod pair;
 
 #[path = "deploy_lock_tests.rs"]
 mod lock;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::json;
 use tracing::{Instrument, info_span, warn};
 
+use super::pair::Paired;
 use super::{DeployFunction, Gate, Target, push_details, push_name, push_record, report, rfc3339};
 use crate::app::locking::{acquire, owner_token};
 use crate::domain::artifact::ManifestKind;
@@ -62,9 +63,17 @@ impl DeployFunction {
                     continue;
                 }
             };
-            let target = Target {
-                service,
-                task_definition,
+            // The wait of a pair is held on its idle side: the push goes there again.
+            let target = match self
+                .paired(&push, Target::plain(service, task_definition), &none)
+                .await
+            {
+                Paired::Alone(t) | Paired::Deploy(t) => t,
+                Paired::ThroughLive => continue,
+                Paired::Reported(r) => {
+                    reports.push(r);
+                    continue;
+                }
             };
             let span = info_span!("service", service = %key);
             let mut r = self

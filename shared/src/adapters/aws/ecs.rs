@@ -449,24 +449,16 @@ impl Ecs for EcsCluster {
         service: &ServiceKey,
         task_definition: &str,
     ) -> PortResult<Option<String>> {
-        let out = self
-            .ecs
-            .update_service()
-            .cluster(service.cluster())
-            .service(service.service())
-            .task_definition(task_definition)
-            .send()
-            .await
-            .map_err(|e| port_error("UpdateService", e))?;
-        Ok(out.service().and_then(|s| {
-            s.deployments()
-                .iter()
-                .find(|d| {
-                    d.status() == Some("PRIMARY") && d.task_definition() == Some(task_definition)
-                })
-                .and_then(|d| d.id())
-                .map(str::to_owned)
-        }))
+        self.update(service, task_definition, None).await
+    }
+
+    async fn update_service_scaled(
+        &self,
+        service: &ServiceKey,
+        task_definition: &str,
+        count: i32,
+    ) -> PortResult<Option<String>> {
+        self.update(service, task_definition, Some(count)).await
     }
 
     async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()> {
@@ -479,6 +471,37 @@ impl Ecs for EcsCluster {
             .await
             .map_err(|e| port_error("UpdateService", e))?;
         Ok(())
+    }
+}
+
+impl EcsCluster {
+    /// One `UpdateService` to a task definition (and a desired count); returns the id of the
+    /// ECS deployment it started, when ECS reports one.
+    async fn update(
+        &self,
+        service: &ServiceKey,
+        task_definition: &str,
+        count: Option<i32>,
+    ) -> PortResult<Option<String>> {
+        let out = self
+            .ecs
+            .update_service()
+            .cluster(service.cluster())
+            .service(service.service())
+            .task_definition(task_definition)
+            .set_desired_count(count)
+            .send()
+            .await
+            .map_err(|e| port_error("UpdateService", e))?;
+        Ok(out.service().and_then(|s| {
+            s.deployments()
+                .iter()
+                .find(|d| {
+                    d.status() == Some("PRIMARY") && d.task_definition() == Some(task_definition)
+                })
+                .and_then(|d| d.id())
+                .map(str::to_owned)
+        }))
     }
 }
 

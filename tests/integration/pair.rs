@@ -1,0 +1,243 @@
+//! Blue/green with a pair of services behind one ALB, through the real SDK against moto's ECS
+//! and ELBv2: the push goes to the idle side, ECS's COMPLETED moves the first step. moto's
+//! ModifyListener does not check the target groups it is given: every weight is asserted as
+//! read back from the listener.
+
+use std::sync::Arc;
+
+use deckhand::adapters::memory::FixedClock;
+use deckhand::app::deploy::DeployFunction;
+use deckhand::domain::pair_move::PairPhase;
+use deckhand::domain::service::revision_name;
+use deckhand::ports::StateStore as _;
+use deckhand::report::{Action, Outcome, Summary};
+use serde_json::json;
+
+use crate::harness::{Alb, Role, Stack};
+use crate::rollback::utc;
+
+pub(crate) struct Pair {
+    pub(crate) stack: Stack,
+    pub(crate) alb: Alb,
+    pub(crate) clock: Arc<FixedClock>,
+    pub(crate) deploy: DeployFunction,
+    pub(crate) family: String,
+}
+
+impl Pair {
+    /// `web-blue` live with 2 tasks, `web-green` idle at 0, both on `main-41`, behind one
+    /// listener that forwards everything to blue.
+    pub(crate) async fn new(steps: &str) -> Self {
+        let stack = Stack::new().await;
+        let alb = stack.alb("pair").await;
+        let family = format!("pair-{}", stack.id);
+        let td = stack.simple_task_definition(&family, "main-41").await;
+        let tags = |partner: &str| {
+            vec![
+                ("deckhand:deploy", "prefix=main-".to_owned()),
+                ("deckhand:pair", partner.to_owned()),
+                ("deckhand:traffic", alb.listener.clone()),
+                ("deckhand:traffic-steps", steps.to_owned()),
+                ("deckhand:step-wait", "5m".to_owned()),
+            ]
+        };
+        for (name, partner, tg) in [
+            ("web-blue", "web-green", &alb.blue),
+            ("web-green", "web-blue", &alb.green),
+        ] {
+            let owned = tags(partner);
+            let tags: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            stack.create_service_behind(name, &td, tg, &tags).await;
+        }
+        stack.set_desired_count("web-green", 0).await;
+        let clock = Arc::new(FixedClock::new(utc("2026-11-23T10:00:00Z")));
+        let deploy = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), stack.config());
+        Self {
+            stack,
+            alb,
+            clock,
+            deploy,
+            family,
+        }
+    }
+
+    /// Pushes `tag` (a new image) and hands deploy the event.
+    pub(crate) async fn push(&self, id: &str, tag: &str, at: &str) -> Summary {
+        let digest = self.stack.push_image(tag).await;
+        self.push_again(id, tag, &digest, at).await
+    }
+
+    /// An ECR push event of an image already in the repository.
+    pub(crate) async fn push_again(&self, id: &str, tag: &str, digest: &str, at: &str) -> Summary {
+        self.clock.set(utc(at));
+        let event = self.stack.push_event(id, utc(at), tag, digest);
+        self.deploy.handle(&event).await.unwrap()
+    }
+
+    /// ECS reports on deckhand's latest deployment of `service`, by the id UpdateService
+    /// answered with.
+    pub(crate) async fn ecs(&self, service: &str, sample: &str, id: &str, at: &str) -> Summary {
+        self.clock.set(utc(at));
+        let state = self
+            .stack
+            .store()
+            .load(&self.stack.service_key(service))
+            .await
+            .unwrap();
+        let deployment = state
+            .deployment
+            .and_then(|d| d.ecs_deployment_id)
+            .unwrap_or_else(|| format!("ecs-svc/{id}"));
+        let mut event = self.stack.deployment_event(sample, id, service, utc(at));
+        event["detail"]["deploymentId"] = json!(deployment);
+        self.deploy.handle(&event).await.unwrap()
+    }
+
+    /// The weights of the listener's forward action, read back from ELB.
+    pub(crate) async fn weights(&self) -> Vec<(String, i32)> {
+        let elb = aws_sdk_elasticloadbalancingv2::Client::new(&self.stack.sdk);
+        let out = elb
+            .describe_listeners()
+            .listener_arns(&self.alb.listener)
+            .send()
+            .await
+            .unwrap();
+        let action = &out.listeners()[0].default_actions()[0];
+        match action.forward_config() {
+            Some(config) => config
+                .target_groups()
+                .iter()
+                .map(|t| {
+                    (
+                        t.target_group_arn().unwrap().to_owned(),
+                        t.weight().unwrap_or(1),
+                    )
+                })
+                .collect(),
+            None => vec![(action.target_group_arn().unwrap().to_owned(), 1)],
+        }
+    }
+
+    pub(crate) fn split(&self, blue: i32, green: i32) -> Vec<(String, i32)> {
+        vec![
+            (self.alb.blue.clone(), blue),
+            (self.alb.green.clone(), green),
+        ]
+    }
+
+    pub(crate) async fn revision(&self, service: &str) -> String {
+        revision_name(&self.stack.running_task_definition(service).await).to_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_push_goes_to_the_idle_side_and_traffic_moves_when_ecs_completes_it() {
+    let p = Pair::new("10 50 100").await;
+    let pushed = p.push("push-42", "main-42", "2026-11-23T10:00:00Z").await;
+    let green = p.stack.service_key("web-green").to_string();
+    let moved: Vec<(&str, Action)> = pushed
+        .services
+        .iter()
+        .map(|s| (s.service.as_str(), s.action))
+        .collect();
+    assert_eq!(moved, [(green.as_str(), Action::Deployed)], "{pushed:?}");
+    assert_eq!(p.revision("web-green").await, format!("{}:2", p.family));
+    assert_eq!(p.revision("web-blue").await, format!("{}:1", p.family));
+    assert_eq!(
+        p.stack.desired_count("web-green").await,
+        2,
+        "the live side's count"
+    );
+    assert_eq!(
+        p.weights().await,
+        p.split(100, 0),
+        "no traffic before ECS completes"
+    );
+
+    let done = p
+        .ecs(
+            "web-green",
+            "ecs-deployment-completed",
+            "done-42",
+            "2026-11-23T10:05:00Z",
+        )
+        .await;
+    assert_eq!(done.outcome, Outcome::Completed, "{done:?}");
+    assert_eq!(p.weights().await, p.split(90, 10));
+    let state = p
+        .stack
+        .store()
+        .load(&p.stack.service_key("web-green"))
+        .await
+        .unwrap();
+    assert_eq!(state.pair.unwrap().phase, PairPhase::Shifting);
+    let kinds = p.stack.notification_kinds();
+    assert_eq!(
+        kinds,
+        ["deploy.started", "deploy.completed", "traffic.shifted"]
+    );
+    // ECS delivers the COMPLETED again: no second step.
+    let again = p
+        .ecs(
+            "web-green",
+            "ecs-deployment-completed",
+            "done-42",
+            "2026-11-23T10:05:00Z",
+        )
+        .await;
+    assert_eq!(again.outcome, Outcome::Duplicate);
+    assert_eq!(p.weights().await, p.split(90, 10));
+}
+
+#[tokio::test]
+async fn a_failed_idle_deployment_moves_no_traffic_and_scales_the_idle_side_back() {
+    let p = Pair::new("100").await;
+    let pushed = p.push("push-42", "main-42", "2026-11-23T10:00:00Z").await;
+    let failed = p
+        .ecs(
+            "web-green",
+            "ecs-deployment-failed",
+            "failed-42",
+            "2026-11-23T10:06:00Z",
+        )
+        .await;
+    assert_eq!(failed.outcome, Outcome::Failed, "{failed:?}");
+    assert_eq!(p.stack.desired_count("web-green").await, 0);
+    assert_eq!(p.weights().await, p.split(100, 0));
+    // The same image again is quarantined for the pair's new side.
+    let digest = pushed.services[0].digest.clone().unwrap();
+    let again = p
+        .push_again("push-42-again", "main-42", &digest, "2026-11-23T11:00:00Z")
+        .await;
+    assert_eq!(again.outcome, Outcome::Skipped, "{again:?}");
+}
+
+#[tokio::test]
+async fn a_broken_pair_is_reported_and_nothing_changes() {
+    let p = Pair::new("100").await;
+    // Someone points the listener at both target groups evenly.
+    let ports = p.stack.ports(Role::Deploy, p.clock.clone());
+    let read = ports.traffic.forward(&p.alb.listener).await.unwrap();
+    ports
+        .traffic
+        .set_weights(&read, &p.split(1, 1))
+        .await
+        .unwrap();
+    let pushed = p.push("push-42", "main-42", "2026-11-23T10:00:00Z").await;
+    assert_eq!(pushed.outcome, Outcome::Invalid, "{pushed:?}");
+    assert!(
+        pushed
+            .services
+            .iter()
+            .all(|s| s.reason.contains("cannot tell the live side")),
+        "{pushed:?}"
+    );
+    assert_eq!(p.stack.revisions(&p.family).await, 1, "nothing registered");
+    assert_eq!(p.stack.desired_count("web-green").await, 0);
+    assert!(
+        p.stack
+            .notification_kinds()
+            .iter()
+            .all(|k| k == "config.invalid")
+    );
+}
