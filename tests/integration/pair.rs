@@ -241,3 +241,95 @@ async fn a_broken_pair_is_reported_and_nothing_changes() {
             .all(|k| k == "config.invalid")
     );
 }
+
+/// An alarm on the new side while it has 10% of the traffic: the listener goes back to the old
+/// side at once, in one ELB change and no ECS deployment; the digest is quarantined; a second
+/// alarm changes nothing more.
+#[tokio::test]
+async fn an_alarm_while_traffic_moves_flips_it_back_at_once() {
+    use deckhand::app::rollback::RollbackFunction;
+
+    let p = Pair::new("10 50 100").await;
+    let pushed = p.push("push-42", "main-42", "2026-11-23T10:00:00Z").await;
+    p.ecs(
+        "web-green",
+        "ecs-deployment-completed",
+        "done-42",
+        "2026-11-23T10:05:00Z",
+    )
+    .await;
+    assert_eq!(p.weights().await, p.split(90, 10));
+    let arn = crate::rollback::metric_alarm(
+        &p.stack,
+        &format!("green-5xx-{}", p.stack.id),
+        Some("web-green"),
+        &[],
+    )
+    .await;
+    let (ports, log) = p.stack.counted_ports(Role::Rollback);
+    let ports = deckhand::app::Ports {
+        clock: p.clock.clone(),
+        ..ports
+    };
+    let rollback = RollbackFunction::new(ports, p.stack.config());
+    let at = "2026-11-23T10:07:00Z";
+    p.clock.set(utc(at));
+    let alarm = crate::rollback::alarm_event(
+        &p.stack,
+        "alarm-1",
+        &arn,
+        "ALARM",
+        "OK",
+        at,
+        Some("web-green"),
+    );
+    let flipped = rollback.handle(&alarm).await.unwrap();
+    assert_eq!(flipped.outcome, Outcome::RolledBack, "{flipped:?}");
+    assert!(
+        flipped.services[0]
+            .reason
+            .contains("with 10% of the traffic on"),
+        "{flipped:?}"
+    );
+    assert_eq!(p.weights().await, p.split(100, 0));
+    let calls = log.calls();
+    println!("one flip: {} AWS calls: {calls:?}", calls.len());
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("Elastic Load Balancing v2.Modify"))
+            .count(),
+        1,
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c == "ECS.UpdateService"), "{calls:?}");
+    assert_eq!(p.revision("web-blue").await, format!("{}:1", p.family));
+    let green = p.stack.service_key("web-green");
+    let state = p.stack.store().load(&green).await.unwrap();
+    assert_eq!(state.pair.as_ref().unwrap().phase, PairPhase::FlippedBack);
+    let digest = pushed.services[0].digest.clone().unwrap();
+    assert!(state.is_quarantined(&digest.parse().unwrap()).is_some());
+    let kinds = p.stack.notification_kinds();
+    assert!(
+        kinds.ends_with(&["rollback.started".to_owned(), "traffic.shifted".to_owned()]),
+        "{kinds:?}"
+    );
+
+    let again = crate::rollback::alarm_event(
+        &p.stack,
+        "alarm-2",
+        &arn,
+        "ALARM",
+        "OK",
+        "2026-11-23T10:09:00Z",
+        Some("web-green"),
+    );
+    p.clock.set(utc("2026-11-23T10:09:00Z"));
+    let skipped = rollback.handle(&again).await.unwrap();
+    assert_eq!(skipped.outcome, Outcome::Skipped, "{skipped:?}");
+    assert!(
+        skipped.services[0].reason.contains("already went back"),
+        "{skipped:?}"
+    );
+    assert_eq!(p.weights().await, p.split(100, 0));
+}

@@ -510,6 +510,16 @@ impl RollbackFunction {
             }
             return ServiceReport::new(key, Action::Duplicate, reason);
         }
+        // A side of a pair: the traffic flips back, under the lock of the side whose state
+        // holds the pair's move; no ECS deployment.
+        match self.pair_holder(key, &guarded.service.tags).await {
+            Ok(None) => {}
+            Ok(Some(holder)) => {
+                let (enabled, why) = (guarded.settings.enabled, guarded.guard.describe());
+                return self.roll_back_pair(alarm, &holder, enabled, why).await;
+            }
+            Err(e) => return self.failed(key, alarm, e).await,
+        }
         let owner = owner_token(&alarm.event_id);
         let locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
             Ok(locked) => locked,
@@ -846,6 +856,9 @@ fn details(
         "reason": reason,
     })
 }
+
+#[path = "rollback_pair.rs"]
+mod pair;
 
 #[cfg(test)]
 #[path = "rollback_tests.rs"]

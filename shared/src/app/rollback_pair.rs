@@ -1,0 +1,235 @@
+//! An alarm on either side of a pair behind one ALB, while its traffic moves or inside the
+//! guard window that starts at 100%: the forward action goes back to the old side at once (one
+//! ELB call, no ECS deployment), the new side's digest is quarantined.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{Case, RollbackFunction, details};
+use crate::app::locking::{acquire, owner_token, renew_before_acting};
+use crate::domain::pair::PairSettings;
+use crate::domain::pair_move::{PairMove, PairPhase};
+use crate::domain::rollback::{Alarm, apply_rollback, excused};
+use crate::domain::service::{ServiceKey, revision_name};
+use crate::domain::state::ServiceState;
+use crate::history::HistoryRecord;
+use crate::notification::{Kind, Notification, Severity};
+use crate::ports::PortError;
+use crate::report::{Action, ServiceReport};
+
+/// What an alarm does to a pair's move.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PairDecision {
+    Flip { reason: String },
+    Skip(String),
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The decision for the pair whose move `state` (of its new side) holds.
+pub fn decide_pair_rollback(
+    alarm: &Alarm,
+    enabled: bool,
+    state: &ServiceState,
+    m: &PairMove,
+) -> PairDecision {
+    use PairDecision::Skip;
+    if !enabled {
+        return Skip("rollback is off for this service (deckhand:rollback = off)".into());
+    }
+    if let Some(reason) = excused(alarm, state) {
+        return Skip(reason);
+    }
+    let guard_until = state.deployment.as_ref().and_then(|d| d.guard_until);
+    match m.phase {
+        PairPhase::Deploying => Skip(format!(
+            "no traffic moved to {} yet: ECS is still deploying it, and its own deployment decides",
+            m.to
+        )),
+        PairPhase::FlippedBack => Skip(format!(
+            "the traffic already went back to {}; one rollback per deployment",
+            m.from
+        )),
+        PairPhase::Failed => Skip(format!(
+            "the deployment of {} already failed and moved no traffic",
+            m.to
+        )),
+        _ if !m.flips_on_alarm(alarm.at, guard_until) => Skip(format!(
+            "outside the guard window: all traffic has been on {} since {}{}",
+            m.to,
+            m.step_at.map_or_else(String::new, rfc3339),
+            guard_until.map_or_else(String::new, |u| format!(", guarded until {}", rfc3339(u)))
+        )),
+        _ => PairDecision::Flip {
+            reason: format!(
+                "alarm {} went into ALARM with {}% of the traffic on {}: {}",
+                alarm.name,
+                m.percent(),
+                m.to,
+                alarm.reason
+            ),
+        },
+    }
+}
+
+impl RollbackFunction {
+    /// The side of a pair whose state holds the pair's move: the service itself, or the other
+    /// side. `None` when the service is not tagged as a pair.
+    pub(super) async fn pair_holder(
+        &self,
+        key: &ServiceKey,
+        tags: &crate::domain::settings::Tags,
+    ) -> Result<Option<ServiceKey>, PortError> {
+        let Ok(Some(settings)) = PairSettings::from_tags(tags) else {
+            return Ok(None);
+        };
+        let partner = ServiceKey::new(key.cluster(), &settings.partner);
+        let (own, theirs) =
+            futures::try_join!(self.ports.store.load(key), self.ports.store.load(&partner))?;
+        let moves_to = |state: &ServiceState, side: &ServiceKey| {
+            state.pair.as_ref().is_some_and(|m| &m.to == side)
+        };
+        // The newer move wins when both sides hold one (the older is done).
+        let started = |state: &ServiceState| state.deployment.as_ref().map(|d| d.started_at);
+        Ok(Some(
+            match (moves_to(&own, key), moves_to(&theirs, &partner)) {
+                (true, true) if started(&theirs) > started(&own) => partner,
+                (true, _) => key.clone(),
+                (false, true) => partner,
+                (false, false) => key.clone(),
+            },
+        ))
+    }
+
+    /// Under the lock of the pair's new side: flip the traffic back, or say why not.
+    pub(super) async fn roll_back_pair(
+        &self,
+        alarm: &Alarm,
+        holder: &ServiceKey,
+        enabled: bool,
+        guard: &'static str,
+    ) -> ServiceReport {
+        let owner = owner_token(&alarm.event_id);
+        let locked = match acquire(&*self.ports.store, &*self.ports.clock, holder, &owner).await {
+            Ok(locked) => locked,
+            Err(e) => return self.failed(holder, alarm, e).await,
+        };
+        let case = Case {
+            key: holder,
+            alarm,
+            locked: &locked,
+            guard,
+        };
+        let Some(m) = locked.state.pair.clone() else {
+            let reason = "the pair has moved no traffic: nothing to roll back".to_owned();
+            return self.skip(&case, &locked.state, reason).await;
+        };
+        match decide_pair_rollback(alarm, enabled, &locked.state, &m) {
+            PairDecision::Skip(reason) => self.skip(&case, &locked.state, reason).await,
+            PairDecision::Flip { reason } if self.config.dry_run => {
+                let reason = format!("dry run: {reason}; the traffic would go back to {}", m.from);
+                let revisions = deployment_ends(&locked.state);
+                self.skip_with(
+                    &case,
+                    &locked.state,
+                    reason,
+                    Action::WouldRollBack,
+                    (&revisions.0, &revisions.1),
+                )
+                .await
+            }
+            PairDecision::Flip { reason } => self.flip(&case, &m, reason).await,
+        }
+    }
+
+    async fn flip(&self, case: &Case<'_>, m: &PairMove, reason: String) -> ServiceReport {
+        let (key, alarm, locked) = (case.key, case.alarm, case.locked);
+        let back = m.flip_back();
+        let mut held = locked.clone();
+        let flipped =
+            match renew_before_acting(&*self.ports.store, &*self.ports.clock, key, &mut held).await
+            {
+                Ok(()) => match self.ports.traffic.forward(&m.traffic).await {
+                    Ok(forward) => {
+                        self.ports
+                            .traffic
+                            .set_weights(&forward, &back.weights)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+        if let Err(e) = flipped {
+            return self.failed_under_lock(key, alarm, locked, e).await;
+        }
+        let now = self.ports.clock.now();
+        let mut state = locked.state.clone();
+        if let Some(p) = state.pair.as_mut() {
+            p.shifted(&back, now);
+        }
+        let (from, to) = deployment_ends(&locked.state);
+        // The new side's revision is undone: the old side's runs the traffic again.
+        let digest = apply_rollback(&mut state, (&to, &from), &alarm.name, now, false);
+        let mut record = HistoryRecord::new(key, now, Action::RolledBack, &reason, &alarm.event_id);
+        record.alarm_at = Some(alarm.at);
+        record.from = Some(to.clone()).filter(|t| !t.is_empty());
+        record.to = Some(from.clone()).filter(|f| !f.is_empty());
+        record.digest = digest.as_ref().map(ToString::to_string);
+        if let Err(e) = self.commit(key, alarm, locked, &state, record).await {
+            warn!(error = %e, "flipped the traffic back but could not record it");
+            return self.failed(key, alarm, e).await;
+        }
+        info!(to = %m.from, "traffic flipped back");
+        let digest_text = digest.as_ref().map_or("", |d| d.short());
+        self.notify(Notification::new(
+            Kind::RollbackStarted,
+            Severity::Warning,
+            key.to_string(),
+            format!(
+                "Traffic of {} back on {} after alarm {}; digest {digest_text} is quarantined",
+                m.to, m.from, alarm.name
+            ),
+            now,
+            details(
+                alarm,
+                (&to, &from),
+                digest.as_ref().map(ToString::to_string),
+                &reason,
+                case.guard,
+            ),
+        ))
+        .await;
+        self.notify(Notification::new(
+            Kind::TrafficShifted,
+            Severity::Warning,
+            key.to_string(),
+            format!(
+                "0% of the traffic on {} now, 100% on {}: alarm {}",
+                m.to, m.from, alarm.name
+            ),
+            now,
+            json!({"traffic": m.traffic, "from": m.to.to_string(), "to": m.from.to_string(),
+                   "percent": 0, "weights": back.weights}),
+        ))
+        .await;
+        let mut report = ServiceReport::new(key, Action::RolledBack, reason);
+        report.from = Some(revision_name(&to).to_owned()).filter(|t| !t.is_empty());
+        report.to = Some(revision_name(&from).to_owned()).filter(|f| !f.is_empty());
+        report.digest = digest.map(|d| d.to_string());
+        report
+    }
+}
+
+/// The revisions deckhand's deployment on the new side moved between: the old side's (from)
+/// and the new one (to).
+fn deployment_ends(state: &ServiceState) -> (String, String) {
+    state
+        .deployment
+        .as_ref()
+        .map(|d| (d.from.clone(), d.to.clone()))
+        .unwrap_or_default()
+}
