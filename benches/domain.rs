@@ -105,6 +105,7 @@ fn schedules(c: &mut Criterion) {
     let observed = Observed {
         desired_count: 3,
         scalable: None,
+        pair_moving: None,
     };
     let state = ServiceState::default();
     group.bench_function("decide one service", |b| {

@@ -18,6 +18,9 @@ pub enum Action {
     Completed,
     /// ECS reported deckhand's deployment failed; its digest is quarantined.
     Failed,
+    /// A pair's traffic moved a step to its new side, or the move ended (the old side scaled
+    /// down or kept).
+    Shifted,
     /// The scan gate held a digest back: its scan found findings at or above the gate.
     Quarantined,
     /// An intermediate state was recorded (ECS deployment in progress).
@@ -70,6 +73,7 @@ pub enum Outcome {
     Failed,
     Quarantined,
     Completed,
+    Shifted,
     Recorded,
     Waiting,
     Asleep,
@@ -222,6 +226,7 @@ fn outcome_of(action: Action) -> Outcome {
         Action::RolledBack => Outcome::RolledBack,
         Action::WouldRollBack => Outcome::WouldRollBack,
         Action::Completed => Outcome::Completed,
+        Action::Shifted => Outcome::Shifted,
         Action::Failed => Outcome::Failed,
         Action::Quarantined => Outcome::Quarantined,
         Action::Waiting => Outcome::Waiting,
@@ -261,6 +266,7 @@ mod tests {
             Failed,
             Quarantined,
             Completed,
+            Shifted,
             Recorded,
             Waiting,
             Asleep,
@@ -281,9 +287,9 @@ mod tests {
         for o in &all {
             match o {
                 Error | RolledBack | WouldRollBack | Deployed | WouldDeploy | Failed
-                | Quarantined | Completed | Recorded | Waiting | Asleep | Awake | WouldSleep
-                | WouldWake | Invalid | Skipped | Duplicate | Paused | Resumed | Released
-                | KnownGood | Deregistered | Unchanged | Ignored => {}
+                | Quarantined | Completed | Shifted | Recorded | Waiting | Asleep | Awake
+                | WouldSleep | WouldWake | Invalid | Skipped | Duplicate | Paused | Resumed
+                | Released | KnownGood | Deregistered | Unchanged | Ignored => {}
             }
         }
         all

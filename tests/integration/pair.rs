@@ -28,18 +28,25 @@ impl Pair {
     /// `web-blue` live with 2 tasks, `web-green` idle at 0, both on `main-41`, behind one
     /// listener that forwards everything to blue.
     pub(crate) async fn new(steps: &str) -> Self {
+        Self::with(steps, &[]).await
+    }
+
+    /// The same, both sides with these tags too.
+    pub(crate) async fn with(steps: &str, extra: &[(&str, &str)]) -> Self {
         let stack = Stack::new().await;
         let alb = stack.alb("pair").await;
         let family = format!("pair-{}", stack.id);
         let td = stack.simple_task_definition(&family, "main-41").await;
         let tags = |partner: &str| {
-            vec![
+            let mut tags = vec![
                 ("deckhand:deploy", "prefix=main-".to_owned()),
                 ("deckhand:pair", partner.to_owned()),
                 ("deckhand:traffic", alb.listener.clone()),
                 ("deckhand:traffic-steps", steps.to_owned()),
                 ("deckhand:step-wait", "5m".to_owned()),
-            ]
+            ];
+            tags.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            tags
         };
         for (name, partner, tg) in [
             ("web-blue", "web-green", &alb.blue),
@@ -91,6 +98,20 @@ impl Pair {
         let mut event = self.stack.deployment_event(sample, id, service, utc(at));
         event["detail"]["deploymentId"] = json!(deployment);
         self.deploy.handle(&event).await.unwrap()
+    }
+
+    /// A reconcile at `at`, as the schedule sends it.
+    pub(crate) async fn reconcile(&self, at: &str) -> Summary {
+        use deckhand::app::scheduler::SchedulerFunction;
+        self.clock.set(utc(at));
+        let scheduler = SchedulerFunction::new(
+            self.stack.ports(Role::Scheduler, self.clock.clone()),
+            self.stack.config(),
+        );
+        scheduler
+            .handle(&json!({"action": "reconcile", "at": at}))
+            .await
+            .unwrap()
     }
 
     /// The weights of the listener's forward action, read back from ELB.
@@ -332,4 +353,150 @@ async fn an_alarm_while_traffic_moves_flips_it_back_at_once() {
         "{skipped:?}"
     );
     assert_eq!(p.weights().await, p.split(100, 0));
+}
+
+/// The whole story in steps: 10% when ECS completes, 50% and 100% from reconciles once each
+/// step held five minutes, never a step early or twice; the guard window from 100%; then the
+/// old side scaled to 0, its revision kept.
+#[tokio::test]
+async fn steps_move_by_reconciles_and_the_old_side_is_scaled_down_after_the_window() {
+    let p = Pair::new("10 50 100").await;
+    p.push("push-42", "main-42", "2026-11-23T10:00:00Z").await;
+    p.ecs(
+        "web-green",
+        "ecs-deployment-completed",
+        "done-42",
+        "2026-11-23T10:05:00Z",
+    )
+    .await;
+    let green = p.stack.service_key("web-green").to_string();
+    let shifts = |s: &Summary| -> Vec<String> {
+        s.services
+            .iter()
+            .filter(|r| r.action == Action::Shifted)
+            .map(|r| r.reason.clone())
+            .collect()
+    };
+    assert!(
+        shifts(&p.reconcile("2026-11-23T10:08:00Z").await).is_empty(),
+        "step 1 held 3 minutes"
+    );
+    assert_eq!(p.weights().await, p.split(90, 10));
+    let second = p.reconcile("2026-11-23T10:10:00Z").await;
+    assert_eq!(shifts(&second).len(), 1, "{second:?}");
+    assert!(
+        shifts(&second)[0].starts_with(&format!("50% of the traffic on {green} (step 2 of 3)"))
+    );
+    assert_eq!(p.weights().await, p.split(50, 50));
+    // The same instant again: no step twice.
+    assert!(shifts(&p.reconcile("2026-11-23T10:10:00Z").await).is_empty());
+    let third = p.reconcile("2026-11-23T10:16:00Z").await;
+    assert!(
+        shifts(&third)[0].contains("guarded until 2026-11-23T10:46:00Z"),
+        "{third:?}"
+    );
+    assert_eq!(p.weights().await, p.split(0, 100));
+    assert_eq!(
+        p.stack.desired_count("web-blue").await,
+        2,
+        "warm until the window passed"
+    );
+    assert!(shifts(&p.reconcile("2026-11-23T10:45:00Z").await).is_empty());
+    let done = p.reconcile("2026-11-23T10:46:00Z").await;
+    assert!(
+        shifts(&done)[0].contains("is scaled down to 0 tasks"),
+        "{done:?}"
+    );
+    assert_eq!(p.stack.desired_count("web-blue").await, 0);
+    assert_eq!(
+        p.revision("web-blue").await,
+        format!("{}:1", p.family),
+        "its revision kept"
+    );
+    let state = p
+        .stack
+        .store()
+        .load(&p.stack.service_key("web-green"))
+        .await
+        .unwrap();
+    assert_eq!(state.pair.unwrap().phase, PairPhase::Done);
+    let moved: Vec<String> = p
+        .stack
+        .notifications()
+        .into_iter()
+        .filter(|(_, b, _)| b["kind"] == "traffic.shifted")
+        .map(|(_, b, _)| b["details"]["percent"].to_string())
+        .collect();
+    assert_eq!(moved, ["10", "50", "100"]);
+
+    // The next push goes to blue, now the idle side, cloned from green's revision.
+    let next = p.push("push-43", "main-43", "2026-11-23T12:00:00Z").await;
+    let blue = p.stack.service_key("web-blue").to_string();
+    assert_eq!(next.services[0].service, blue, "{next:?}");
+    assert_eq!(
+        next.services[0].from.as_deref(),
+        Some(format!("{}:2", p.family).as_str())
+    );
+    assert_eq!(p.stack.desired_count("web-blue").await, 2);
+}
+
+/// A pair sleeps and wakes by its live side; the idle side at 0 stays at 0; and neither sleeps
+/// while its traffic moves.
+#[tokio::test]
+async fn a_pair_sleeps_by_its_live_side_and_not_while_its_traffic_moves() {
+    let p = Pair::with("10 100", &[("deckhand:awake", "Mon-Fri 07:00-19:00")]).await;
+    p.push("push-42", "main-42", "2026-11-23T18:50:00Z").await;
+    p.ecs(
+        "web-green",
+        "ecs-deployment-completed",
+        "done-42",
+        "2026-11-23T18:55:00Z",
+    )
+    .await;
+    let night = p.reconcile("2026-11-23T19:00:00Z").await;
+    let postponed: Vec<&str> = night
+        .services
+        .iter()
+        .filter(|r| r.action == Action::Skipped)
+        .map(|r| r.reason.as_str())
+        .collect();
+    assert_eq!(postponed.len(), 2, "{night:?}");
+    assert!(
+        postponed
+            .iter()
+            .all(|r| r.contains("the traffic of its pair moves")),
+        "{night:?}"
+    );
+    assert_eq!(p.stack.desired_count("web-blue").await, 2);
+    assert_eq!(p.stack.desired_count("web-green").await, 2);
+    // The move ends: 100% at 19:05, guarded until 19:35, blue scaled down at 19:40.
+    p.reconcile("2026-11-23T19:05:00Z").await;
+    p.reconcile("2026-11-23T19:40:00Z").await;
+    assert_eq!(p.stack.desired_count("web-blue").await, 0);
+    let late = p.reconcile("2026-11-23T22:00:00Z").await;
+    let by: Vec<(String, Action)> = late
+        .services
+        .iter()
+        .map(|r| (r.service.rsplit('/').next().unwrap().to_owned(), r.action))
+        .collect();
+    assert!(
+        by.contains(&("web-green".to_owned(), Action::Asleep)),
+        "{late:?}"
+    );
+    assert!(
+        !by.contains(&("web-blue".to_owned(), Action::Asleep)),
+        "{late:?}"
+    );
+    assert_eq!(p.stack.desired_count("web-green").await, 0);
+    p.reconcile("2026-11-24T07:00:00Z").await;
+    assert_eq!(
+        p.stack.desired_count("web-green").await,
+        2,
+        "the live side wakes"
+    );
+    assert_eq!(
+        p.stack.desired_count("web-blue").await,
+        0,
+        "the idle side stays at 0"
+    );
 }

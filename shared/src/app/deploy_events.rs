@@ -223,7 +223,8 @@ impl DeployFunction {
         }
         if let Some((m, shift)) = progress.and_then(|p| p.shifted) {
             let why = format!("ECS completed the deployment of {key}");
-            self.announce_shift(&m, &shift, &why, now).await;
+            self.notify(crate::app::traffic::shifted(&m, &shift, &why, now))
+                .await;
         }
         let retired = match (&decision, keep_revisions) {
             (DeploymentEventDecision::Completed { .. }, Some(keep)) if !self.config.dry_run => {

@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use tracing::info;
 
 use super::{DeployFunction, PairTarget, Target};
@@ -15,7 +14,6 @@ use crate::domain::pair::{PairSettings, resolve_pair};
 use crate::domain::pair_move::{PairMove, PairPhase, Shift};
 use crate::domain::service::ServiceKey;
 use crate::domain::state::ServiceState;
-use crate::notification::{Kind, Notification, Severity};
 use crate::ports::PortError;
 use crate::report::ServiceReport;
 
@@ -65,7 +63,7 @@ impl DeployFunction {
                         shifted: None,
                     }));
                 };
-                self.set_traffic(&m, &shift).await?;
+                crate::app::traffic::set_traffic(&self.ports, &m, &shift).await?;
                 let mut moved = m.clone();
                 moved.shifted(&shift, now);
                 if let Some(d) = state.deployment.as_mut().filter(|_| shift.percent < 100) {
@@ -162,48 +160,5 @@ impl DeployFunction {
                 live_count: live.desired_count,
             }),
         })
-    }
-
-    /// Sets the forward action's weights for a shift of a pair's move, reading the action
-    /// first so that everything else of it stays as it is now.
-    pub(super) async fn set_traffic(&self, m: &PairMove, shift: &Shift) -> Result<(), PortError> {
-        let forward = self.ports.traffic.forward(&m.traffic).await?;
-        self.ports
-            .traffic
-            .set_weights(&forward, &shift.weights)
-            .await
-    }
-
-    /// `traffic.shifted`: who has how much now.
-    pub(super) async fn announce_shift(
-        &self,
-        m: &PairMove,
-        shift: &Shift,
-        why: &str,
-        at: DateTime<Utc>,
-    ) {
-        self.notify(Notification::new(
-            Kind::TrafficShifted,
-            Severity::Info,
-            m.to.to_string(),
-            format!(
-                "{}% of the traffic on {} now, {}% on {}: {why}",
-                shift.percent,
-                m.to,
-                100 - shift.percent,
-                m.from
-            ),
-            at,
-            json!({
-                "traffic": m.traffic,
-                "from": m.from.to_string(),
-                "to": m.to.to_string(),
-                "percent": shift.percent,
-                "step": shift.step.map(|s| s + 1),
-                "steps": m.steps,
-                "weights": shift.weights,
-            }),
-        ))
-        .await;
     }
 }

@@ -5,6 +5,7 @@ pub mod locking;
 pub mod operator;
 pub mod rollback;
 pub mod scheduler;
+pub(crate) mod traffic;
 
 use std::sync::Arc;
 

@@ -3,7 +3,6 @@
 //! ELB call, no ECS deployment), the new side's digest is quarantined.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use tracing::{info, warn};
 
 use super::{Case, RollbackFunction, details};
@@ -203,19 +202,9 @@ impl RollbackFunction {
             ),
         ))
         .await;
-        self.notify(Notification::new(
-            Kind::TrafficShifted,
-            Severity::Warning,
-            key.to_string(),
-            format!(
-                "0% of the traffic on {} now, 100% on {}: alarm {}",
-                m.to, m.from, alarm.name
-            ),
-            now,
-            json!({"traffic": m.traffic, "from": m.to.to_string(), "to": m.from.to_string(),
-                   "percent": 0, "weights": back.weights}),
-        ))
-        .await;
+        let why = format!("alarm {}", alarm.name);
+        self.notify(crate::app::traffic::shifted(m, &back, &why, now))
+            .await;
         let mut report = ServiceReport::new(key, Action::RolledBack, reason);
         report.from = Some(revision_name(&to).to_owned()).filter(|t| !t.is_empty());
         report.to = Some(revision_name(&from).to_owned()).filter(|f| !f.is_empty());

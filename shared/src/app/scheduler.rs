@@ -83,6 +83,27 @@ struct Mode {
     stop_starting_at: Option<tokio::time::Instant>,
 }
 
+/// Both sides of every pair whose traffic moves, or whose new side is in its guard window,
+/// with why in words: neither side sleeps meanwhile.
+fn pairs_moving(states: &BTreeMap<ServiceKey, ServiceState>) -> BTreeMap<ServiceKey, String> {
+    use crate::domain::pair_move::PairPhase;
+    let mut moving = BTreeMap::new();
+    for m in states.values().filter_map(|s| s.pair.as_ref()) {
+        if matches!(m.phase, PairPhase::Shifting | PairPhase::Guarding) {
+            let why = format!(
+                "the traffic of its pair moves from {} to {} ({}% on {}); not put to sleep before the move ends",
+                m.from,
+                m.to,
+                m.percent(),
+                m.to
+            );
+            moving.insert(m.from.clone(), why.clone());
+            moving.insert(m.to.clone(), why);
+        }
+    }
+    moving
+}
+
 /// The services a reconcile looks at.
 struct Discovered {
     /// Scheduled (`deckhand:awake`) or kept asleep: their schedule is applied.
@@ -96,6 +117,8 @@ struct Subject {
     service: ServiceView,
     capacity: Option<Capacity>,
     state: ServiceState,
+    /// The traffic of the pair it is a side of moves: why, in words.
+    pair_moving: Option<String>,
 }
 
 /// What to do under the lock, for one service.
@@ -278,11 +301,13 @@ impl SchedulerFunction {
                     )
                 }),
         );
+        let moving = pairs_moving(&states);
         let mut subjects: Vec<Subject> = services
             .into_iter()
             .map(|service| Subject {
                 capacity: capacities.get(&service.key).copied(),
                 state: states.remove(&service.key).unwrap_or_default(),
+                pair_moving: moving.get(&service.key).cloned(),
                 service,
             })
             .collect();
@@ -315,6 +340,13 @@ impl SchedulerFunction {
                 self.check_known_good(&deployed, &deployed_states, at, mode.plan, cause)
                     .await,
             );
+            // Pairs move their traffic for real only: a dry run never deployed to one.
+            if !mode.dry_run || mode.plan {
+                reports.extend(
+                    self.advance_pairs(&deployed, &deployed_states, at, mode.plan, cause)
+                        .await,
+                );
+            }
         }
         let mut summary = Summary::of(reports, || "no service to reconcile".into());
         summary.dry_run = mode.plan;
@@ -371,6 +403,7 @@ impl SchedulerFunction {
         let observed = Observed {
             desired_count: subject.service.desired_count,
             scalable: subject.capacity,
+            pair_moving: subject.pair_moving.clone(),
         };
         let decision = decide_scale(
             settings.as_ref(),
@@ -455,9 +488,11 @@ impl SchedulerFunction {
             )
             .into());
         }
+        // An operator's sleep is not held back by a pair's move.
         let observed = Observed {
             desired_count: service.desired_count,
             scalable: capacities.get(key).copied(),
+            pair_moving: None,
         };
         let set_override = OperatorOverride {
             awake,
@@ -938,6 +973,9 @@ fn rfc3339(at: DateTime<Utc>) -> String {
 
 #[path = "scheduler_known_good.rs"]
 mod known_good;
+
+#[path = "scheduler_pair.rs"]
+mod pair;
 
 #[cfg(test)]
 #[path = "scheduler_tests.rs"]

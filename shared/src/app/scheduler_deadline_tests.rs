@@ -74,6 +74,7 @@ fn services_asleep_come_first_and_the_rest_keep_their_order() {
             });
         }
         Subject {
+            pair_moving: None,
             service: ServiceView {
                 arn: format!("arn:aws:ecs:eu-west-1:1:service/{key}"),
                 key,

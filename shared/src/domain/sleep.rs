@@ -13,11 +13,14 @@ use super::state::{Capacity, Deployment, DeploymentStatus, OperatorOverride, Ser
 pub const ROLLOUT_HOLD: TimeDelta = TimeDelta::hours(1);
 
 /// What the service runs with now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
     pub desired_count: i32,
     /// The scalable target, when Application Auto Scaling manages the service.
     pub scalable: Option<Capacity>,
+    /// The service is a side of a pair whose traffic moves (or whose new side is inside its
+    /// guard window): why, in words. A sleep would take the tasks of a side that has traffic.
+    pub pair_moving: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -175,6 +178,9 @@ pub fn decide_scale(
             {
                 return ScaleDecision::Postpone { reason };
             }
+            if let Some(reason) = observed.pair_moving.clone().filter(|_| !by_operator) {
+                return ScaleDecision::Postpone { reason };
+            }
             let at_asleep_level = observed.desired_count == asleep_count
                 && observed
                     .scalable
@@ -268,6 +274,7 @@ mod tests {
 
     fn running(desired_count: i32, scalable: Option<(i32, i32)>) -> Observed {
         Observed {
+            pair_moving: None,
             desired_count,
             scalable: scalable.map(|(min, max)| Capacity::new(min, max)),
         }

@@ -1,0 +1,194 @@
+//! The reconcile moves pairs on: the next step of the traffic once the current one held for
+//! `deckhand:step-wait` (an alarm would have flipped it back already), and, once all traffic
+//! passed its guard window on the new side, the old side scaled down (or kept warm).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, stream};
+use tracing::{Instrument, info_span, warn};
+
+use super::SchedulerFunction;
+use crate::app::locking::{acquire, owner_token, renew_before_acting};
+use crate::app::traffic::{set_traffic, shifted};
+use crate::domain::fleet::ServiceView;
+use crate::domain::pair::Standby;
+use crate::domain::pair_move::{PairMove, PairPhase, Shift};
+use crate::domain::service::ServiceKey;
+use crate::domain::settings::DeploySettings;
+use crate::domain::state::ServiceState;
+use crate::history::HistoryRecord;
+use crate::report::{Action, ServiceReport};
+
+/// What a pair's move is due for at `at`.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum PairDue {
+    Step(Shift),
+    /// The guard window at 100% passed.
+    Done,
+}
+
+pub(super) fn pair_due(state: &ServiceState, at: DateTime<Utc>) -> Option<PairDue> {
+    let m = state.pair.as_ref()?;
+    match m.phase {
+        PairPhase::Shifting => m.next_step(at).map(PairDue::Step),
+        PairPhase::Guarding => {
+            let until = state.deployment.as_ref().and_then(|d| d.guard_until)?;
+            (until <= at).then_some(PairDue::Done)
+        }
+        _ => None,
+    }
+}
+
+impl SchedulerFunction {
+    /// Advances every pair due at `at`; in a plan, says what would happen and writes nothing.
+    pub(super) async fn advance_pairs(
+        &self,
+        services: &[ServiceView],
+        states: &BTreeMap<ServiceKey, ServiceState>,
+        at: DateTime<Utc>,
+        plan: bool,
+        cause: &str,
+    ) -> Vec<ServiceReport> {
+        let due: Vec<(&ServiceView, PairDue)> = services
+            .iter()
+            .filter_map(|s| Some((s, pair_due(states.get(&s.key)?, at)?)))
+            .collect();
+        if plan {
+            return due
+                .into_iter()
+                .map(|(s, due)| {
+                    let words = match due {
+                        PairDue::Step(shift) => {
+                            format!("would move {}% of the traffic to it", shift.percent)
+                        }
+                        PairDue::Done => {
+                            "its guard window passed: would end the pair's move".into()
+                        }
+                    };
+                    ServiceReport::new(&s.key, Action::Shifted, words)
+                })
+                .collect();
+        }
+        stream::iter(due)
+            .map(|(service, _)| {
+                let span = info_span!("pair", service = %service.key);
+                self.advance_pair(service, at, cause).instrument(span)
+            })
+            .buffer_unordered(self.config.concurrency)
+            .filter_map(|r| async { r })
+            .collect()
+            .await
+    }
+
+    /// Under the lock of the pair's new side, decides again on its state and acts.
+    async fn advance_pair(
+        &self,
+        service: &ServiceView,
+        at: DateTime<Utc>,
+        cause: &str,
+    ) -> Option<ServiceReport> {
+        let key = &service.key;
+        let owner = owner_token(&format!("{cause}#pair"));
+        let mut locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+            Ok(locked) => locked,
+            Err(e) => return Some(self.failed(key, cause, e).await),
+        };
+        let (Some(due), Some(m)) = (pair_due(&locked.state, at), locked.state.pair.clone()) else {
+            if let Err(e) = self.ports.store.release(key, &locked.owner).await {
+                warn!(error = %e, "could not give back the lock; it expires with its lease");
+            }
+            return None;
+        };
+        let acted =
+            match renew_before_acting(&*self.ports.store, &*self.ports.clock, key, &mut locked)
+                .await
+            {
+                Ok(()) => match &due {
+                    PairDue::Step(shift) => set_traffic(&self.ports, &m, shift).await,
+                    PairDue::Done if m.standby == Standby::ScaleDown => {
+                        self.ports.ecs.set_desired_count(&m.from, 0).await
+                    }
+                    PairDue::Done => Ok(()),
+                },
+                Err(e) => Err(e),
+            };
+        if let Err(e) = acted {
+            return Some(
+                self.failed_under_lock(key, &locked, &locked.state, cause, e)
+                    .await,
+            );
+        }
+        let now = self.ports.clock.now();
+        let mut state = locked.state.clone();
+        let reason = match &due {
+            PairDue::Step(shift) => {
+                let mut moved = m.clone();
+                moved.shifted(shift, now);
+                let step = shift.step.map_or(0, |s| s + 1);
+                let mut words = format!(
+                    "{}% of the traffic on {key} (step {step} of {}), {}% on {}",
+                    shift.percent,
+                    m.steps.len(),
+                    100 - shift.percent,
+                    m.from
+                );
+                if moved.phase == PairPhase::Guarding {
+                    let guard = DeploySettings::guard_in(&service.tags, self.config.guard);
+                    let until = now + guard;
+                    if let Some(d) = state.deployment.as_mut() {
+                        d.guard_until = Some(until);
+                    }
+                    words = format!(
+                        "{words}; guarded until {}",
+                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    );
+                }
+                state.pair = Some(moved);
+                words
+            }
+            PairDue::Done => {
+                if let Some(p) = state.pair.as_mut() {
+                    p.phase = PairPhase::Done;
+                }
+                match m.standby {
+                    Standby::ScaleDown => format!(
+                        "{key} passed its guard window with all the traffic: {} is scaled down to 0 tasks, its revision kept for the next push",
+                        m.from
+                    ),
+                    Standby::Keep => format!(
+                        "{key} passed its guard window with all the traffic: {} stays warm (deckhand:standby = keep)",
+                        m.from
+                    ),
+                }
+            }
+        };
+        let record = HistoryRecord::new(key, now, Action::Shifted, reason.clone(), cause);
+        if let Err(e) = self
+            .ports
+            .store
+            .commit(key, &locked, &state, &[record], None)
+            .await
+        {
+            return Some(self.failed(key, cause, e).await);
+        }
+        if let PairDue::Step(shift) = &due {
+            let why = format!(
+                "step {} of {}",
+                shift.step.map_or(0, |s| s + 1),
+                m.steps.len()
+            );
+            super::super::publish(
+                &*self.ports.notifier,
+                shifted(&m_after(&state, &m), shift, &why, now),
+            )
+            .await;
+        }
+        Some(ServiceReport::new(key, Action::Shifted, reason))
+    }
+}
+
+/// The move as committed, for the notification.
+fn m_after(state: &ServiceState, before: &PairMove) -> PairMove {
+    state.pair.clone().unwrap_or_else(|| before.clone())
+}
