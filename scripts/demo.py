@@ -73,8 +73,11 @@ class Demo:
         self.endpoint = endpoint
         session = boto3.session.Session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name=REGION)
         client = lambda name: session.client(name, endpoint_url=endpoint)  # noqa: E731
-        self.ecs, self.ecr, self.ddb, self.sns, self.autoscaling, self.cloudwatch = (
-            client(n) for n in ("ecs", "ecr", "dynamodb", "sns", "application-autoscaling", "cloudwatch"))
+        self.ecs, self.ecr, self.ddb, self.sns, self.autoscaling, self.cloudwatch, self.elb, self.ec2 = (
+            client(n) for n in ("ecs", "ecr", "dynamodb", "sns", "application-autoscaling", "cloudwatch",
+                                "elbv2", "ec2"))
+        self.listener = None
+        self.target_groups = {}
         self.topic_arn = None
 
     def seed(self):
@@ -124,6 +127,61 @@ class Demo:
             ServiceNamespace="ecs", ResourceId="service/demo/web", ScalableDimension="ecs:service:DesiredCount",
             MinCapacity=2, MaxCapacity=4,
         )
+
+    def seed_pair(self):
+        """An ALB in the default VPC with a target group per side, a listener whose forward
+        action knows both and gives blue all the weight, and the two services behind them."""
+        subnets = [s["SubnetId"] for s in self.ec2.describe_subnets(
+            Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]]
+        vpc = self.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        lb = self.elb.create_load_balancer(Name="shop", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+        for side in ("blue", "green"):
+            self.target_groups[side] = self.elb.create_target_group(
+                Name=f"shop-{side}", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip",
+            )["TargetGroups"][0]["TargetGroupArn"]
+        self.listener = self.elb.create_listener(
+            LoadBalancerArn=lb, Protocol="HTTP", Port=80,
+            DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+                {"TargetGroupArn": self.target_groups["blue"], "Weight": 100},
+                {"TargetGroupArn": self.target_groups["green"], "Weight": 0},
+            ]}}],
+        )["Listeners"][0]["ListenerArn"]
+        self.ecr.put_image(repositoryName="web", imageManifest=manifest("release-1"), imageTag="release-1")
+        for side, partner, count in (("blue", "green", 2), ("green", "blue", 0)):
+            self.ecs.create_service(
+                cluster="demo", serviceName=f"web-{side}", taskDefinition="web:1", desiredCount=count,
+                loadBalancers=[{"targetGroupArn": self.target_groups[side], "containerName": "web",
+                                "containerPort": 8080}],
+                tags=[
+                    {"key": "deckhand:deploy", "value": "prefix=release-"},
+                    {"key": "deckhand:pair", "value": f"web-{partner}"},
+                    {"key": "deckhand:traffic", "value": self.listener},
+                    {"key": "deckhand:traffic-steps", "value": "10 50 100"},
+                    {"key": "deckhand:step-wait", "value": "5m"},
+                ],
+            )
+        self.cloudwatch.put_metric_alarm(
+            AlarmName="shop-green-5xx", Namespace="AWS/ApplicationELB", MetricName="HTTPCode_Target_5XX_Count",
+            Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=10.0,
+            ComparisonOperator="GreaterThanThreshold",
+            Dimensions=[{"Name": "TargetGroup", "Value": self.target_groups["green"].split(":")[-1]}],
+            Tags=[{"Key": "deckhand:service", "Value": "demo/web-green"}],
+        )
+
+    def show_pair(self):
+        action = self.elb.describe_listeners(ListenerArns=[self.listener])["Listeners"][0]["DefaultActions"][0]
+        weights = {g["TargetGroupArn"]: g.get("Weight", 1) for g in action["ForwardConfig"]["TargetGroups"]}
+        sides = []
+        for side in ("blue", "green"):
+            service = self.ecs.describe_services(cluster="demo", services=[f"web-{side}"])["services"][0]
+            sides.append(f"web-{side} {short(service['taskDefinition'])} x{service['desiredCount']} "
+                         f"weight {weights[self.target_groups[side]]}")
+        print("listener: " + ", ".join(sides))
+
+    def ecs_deployment_id(self, service):
+        item = self.ddb.get_item(TableName=TABLE, Key={"pk": {"S": f"service#demo/{service}"},
+                                                       "sk": {"S": "state"}}).get("Item", {})
+        return item.get("deployment", {}).get("M", {}).get("ecsDeploymentId", {}).get("S")
 
     def show_service(self):
         service = self.ecs.describe_services(cluster="demo", services=["web"])["services"][0]
@@ -268,6 +326,67 @@ def functions_running(demo, log_name):
         log.close()
 
 
+def blue_green(demo, lambda_port, now):
+    heading("Blue/green with two services: demo/web-blue live, demo/web-green idle at 0, one ALB listener")
+    demo.seed_pair()
+    print("both tagged deckhand:pair (each naming the other), deckhand:traffic = the listener,")
+    print("deckhand:traffic-steps = 10 50 100, deckhand:step-wait = 5m, deckhand:deploy = prefix=release-;")
+    print("alarm shop-green-5xx on green's target group, tagged deckhand:service = demo/web-green")
+    demo.show_pair()
+
+    heading("CI pushes web:release-1: the idle side gets the new revision with the live side's count")
+    push = json.loads((ROOT / "events" / "ecr-push.json").read_text())
+    digest = demo.ecr.describe_images(repositoryName="web", imageIds=[{"imageTag": "release-1"}])[
+        "imageDetails"][0]["imageDigest"]
+    push["id"] = "b1e2c3d4-0000-4000-8000-000000000001"
+    push["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    push["detail"] = dict(push["detail"], **{"image-tag": "release-1", "image-digest": digest})
+    expect(invoke_with(lambda_port, "deploy", "ecr-push.json", push, "(web:release-1)"), "deployed")
+    demo.show_pair()
+
+    heading("ECS completes web-green's deployment: the first step, 10% of the traffic, moves to it")
+    # The functions run on the machine's clock: the rest of the act is timed from now.
+    now = datetime.now(timezone.utc)
+    completed = json.loads((ROOT / "events" / "ecs-deployment-completed.json").read_text())
+    completed["id"] = "b1e2c3d4-0000-4000-8000-000000000002"
+    completed["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    completed["resources"] = [f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/demo/web-green"]
+    completed["detail"] = dict(completed["detail"], deploymentId=demo.ecs_deployment_id("web-green")
+                               or completed["detail"]["deploymentId"],
+                               updatedAt=now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+    expect(invoke_with(lambda_port, "deploy", "ecs-deployment-completed.json", completed,
+                       "(web-green, time: now)"), "completed")
+    demo.show_pair()
+
+    step = (now + timedelta(minutes=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    heading(f"Six minutes later ({step}), the step having held its five, the reconcile takes the next: 50%")
+    reconcile = json.loads((ROOT / "events" / "schedule-reconcile.json").read_text())
+    reconcile["at"] = step
+    expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {step})"),
+           "shifted")
+    demo.show_pair()
+
+    heading("Alarm shop-green-5xx goes into ALARM with half the traffic on green: the listener flips back")
+    alarm = json.loads((ROOT / "events" / "alarm-eventbridge.json").read_text())
+    fired = now + timedelta(minutes=7)
+    alarm["id"] = "b1e2c3d4-0000-4000-8000-000000000003"
+    alarm["time"] = fired.strftime("%Y-%m-%dT%H:%M:%SZ")
+    alarm["resources"] = [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:shop-green-5xx"]
+    alarm["detail"] = dict(alarm["detail"], alarmName="shop-green-5xx",
+                           state=dict(alarm["detail"]["state"], timestamp=fired.strftime("%Y-%m-%dT%H:%M:%S.000+0000")))
+    alarm["detail"]["configuration"] = {"metrics": [{"id": "m1", "metricStat": {"metric": {
+        "namespace": "AWS/ApplicationELB", "name": "HTTPCode_Target_5XX_Count",
+        "dimensions": {"TargetGroup": demo.target_groups["green"].split(":")[-1]}}, "period": 60, "stat": "Sum"},
+        "returnData": True}]}
+    started = time.monotonic()
+    expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", alarm, "(shop-green-5xx)"),
+           "rolled-back")
+    took = (time.monotonic() - started) * 1000
+    demo.show_pair()
+    print(f"traffic back on web-blue {took:.0f} ms after the alarm event was sent (the whole invoke, "
+          "cargo lambda's round trip included); one ModifyListener, no ECS deployment")
+
+
 def main():
     with local_aws() as demo, functions_running(demo, "demo-watch.log") as lambda_port:
         story(demo, lambda_port)
@@ -344,6 +463,8 @@ def story(demo, lambda_port):
     reconcile["at"] = morning
     expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {morning})"), "awake")
     demo.show_service()
+
+    blue_green(demo, lambda_port, now)
 
     heading("What the operator sees: status, history and report from the table")
     demo.deckhand("status")

@@ -614,6 +614,16 @@ async fn status(
                     "startedAt": rfc3339(d.started_at),
                     "dryRun": d.dry_run,
                 })),
+                // A pair's move, on its new side.
+                "pair": state.pair.as_ref().map(|m| json!({
+                    "from": m.from.to_string(),
+                    "to": m.to.to_string(),
+                    "phase": m.phase,
+                    "percent": m.percent(),
+                    "step": m.step.map(|i| i + 1),
+                    "steps": m.steps,
+                    "weights": m.weights,
+                })),
                 // The latest deployment someone else made, followed for known-good.
                 "seen": state.seen.as_ref().map(|s| json!({
                     "ecsDeploymentId": s.ecs_deployment_id,
@@ -653,6 +663,21 @@ async fn status(
                 }
             ),
         };
+        let pair = match &row["pair"] {
+            Value::Null => String::new(),
+            m => format!(
+                ", pair {} -> {} {} {}% on {}{}",
+                text(&m["from"]),
+                text(&m["to"]),
+                text(&m["phase"]),
+                m["percent"],
+                text(&m["to"]),
+                match (&m["step"], m["steps"].as_array().map(Vec::len)) {
+                    (Value::Number(step), Some(n)) => format!(" (step {step} of {n})"),
+                    _ => String::new(),
+                }
+            ),
+        };
         let seen = match &row["seen"] {
             Value::Null => String::new(),
             s => format!(
@@ -684,7 +709,7 @@ async fn status(
             .unwrap_or_default();
         writeln!(
             out,
-            "{}  runs {} [{running_images}] ({} tasks), known-good {}, deployment {}{seen}, {}{}{}{}",
+            "{}  runs {} [{running_images}] ({} tasks), known-good {}, deployment {}{pair}{seen}, {}{}{}{}",
             text(&row["service"]),
             text(&row["running"]),
             row["desiredCount"],
