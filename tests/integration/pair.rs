@@ -500,3 +500,24 @@ async fn a_pair_sleeps_by_its_live_side_and_not_while_its_traffic_moves() {
         "the idle side stays at 0"
     );
 }
+
+/// `deckhand rollback` on a side of a pair while its traffic moves: the listener goes back, as
+/// the operator's policy allows.
+#[tokio::test]
+async fn an_operator_rolls_a_pair_back_by_its_traffic() {
+    let p = Pair::new("10 100").await;
+    p.push("push-42", "main-42", "2026-11-23T10:00:00Z").await;
+    p.ecs(
+        "web-green",
+        "ecs-deployment-completed",
+        "done-42",
+        "2026-11-23T10:05:00Z",
+    )
+    .await;
+    assert_eq!(p.weights().await, p.split(90, 10));
+    let blue = p.stack.service_key("web-blue").to_string();
+    let rolled = crate::cli::deckhand_json(&p.stack, &["rollback", &blue]).await;
+    assert_eq!(rolled["outcome"], "rolled-back", "{rolled}");
+    assert_eq!(p.weights().await, p.split(100, 0));
+    assert_eq!(p.revision("web-blue").await, format!("{}:1", p.family));
+}

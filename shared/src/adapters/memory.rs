@@ -127,6 +127,13 @@ impl MemoryEcs {
         }
     }
 
+    /// How many tasks ECS runs for the service.
+    pub fn set_running(&self, key: &ServiceKey, count: i32) {
+        if let Some(view) = guard(&self.inner).services.get_mut(key) {
+            view.running_count = count;
+        }
+    }
+
     /// Changes a service's desired count behind deckhand's back, as a person would.
     pub fn scale_by_hand(&self, key: &ServiceKey, count: i32) {
         if let Some(view) = guard(&self.inner).services.get_mut(key) {

@@ -201,3 +201,104 @@ async fn a_broken_pair_is_reported_before_anything_changes() {
     assert_eq!(w.ecs.calls("UpdateService"), 0);
     assert!(kinds(&w).iter().all(|k| *k == "config.invalid"));
 }
+
+/// An operator's rollback of a pair: while the traffic moves it flips back at once; after the
+/// move, with the old side scaled down, the old side scales up first and the reconcile flips
+/// the traffic once ECS runs its tasks.
+#[tokio::test]
+async fn an_operators_rollback_flips_back_or_scales_the_old_side_up_first() {
+    use crate::app::rollback::RollbackFunction;
+    use crate::app::scheduler::SchedulerFunction;
+
+    let w = pair("10 100");
+    w.function
+        .handle(&push_event("p1", 31, Some("main-42"), 'b'))
+        .await
+        .unwrap();
+    w.function
+        .handle(&green_event("c1", "SERVICE_DEPLOYMENT_COMPLETED", 36))
+        .await
+        .unwrap();
+    let rollback = RollbackFunction::new(w.ports.clone(), config(false));
+    let refused = rollback
+        .manual(&blue(), Some("web:1"), "alice")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("rolled back by its traffic"),
+        "{refused}"
+    );
+    let s = rollback.manual(&blue(), None, "alice").await.unwrap();
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    assert_eq!(weights(&w), [(BLUE_TG.into(), 100), (GREEN_TG.into(), 0)]);
+    let state = w.store.load(&green()).await.unwrap();
+    assert_eq!(state.pair.as_ref().unwrap().phase, PairPhase::FlippedBack);
+    assert!(
+        state
+            .is_quarantined(&digest('b').parse().unwrap())
+            .is_some()
+    );
+
+    // The whole move again, to its end: blue scaled down after green's window.
+    let w = pair("100");
+    w.function
+        .handle(&push_event("p1", 31, Some("main-42"), 'b'))
+        .await
+        .unwrap();
+    w.clock.set(at(36));
+    w.function
+        .handle(&green_event("c1", "SERVICE_DEPLOYMENT_COMPLETED", 36))
+        .await
+        .unwrap();
+    let scheduler = SchedulerFunction::new(w.ports.clone(), config(false));
+    let reconcile = |at: &str| json!({"action": "reconcile", "at": at});
+    w.clock.set(at(36) + chrono::TimeDelta::minutes(31));
+    scheduler
+        .handle(&reconcile("2026-11-23T11:07:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(w.ecs.service(&blue()).unwrap().desired_count, 0);
+    let rollback = RollbackFunction::new(w.ports.clone(), config(false));
+    let s = rollback.manual(&green(), None, "alice").await.unwrap();
+    assert!(
+        s.services[0]
+            .reason
+            .contains("scaled up to 4 task(s) first"),
+        "{s:?}"
+    );
+    assert_eq!(w.ecs.service(&blue()).unwrap().desired_count, 4);
+    assert_eq!(
+        weights(&w),
+        [(BLUE_TG.into(), 0), (GREEN_TG.into(), 100)],
+        "not before blue runs"
+    );
+    w.ecs.set_running(&blue(), 1);
+    scheduler
+        .handle(&reconcile("2026-11-23T11:10:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        weights(&w),
+        [(BLUE_TG.into(), 0), (GREEN_TG.into(), 100)],
+        "1 of 4 tasks"
+    );
+    w.ecs.set_running(&blue(), 4);
+    let back = scheduler
+        .handle(&reconcile("2026-11-23T11:12:00Z"))
+        .await
+        .unwrap();
+    assert!(
+        back.services
+            .iter()
+            .any(|r| r.reason.contains("all the traffic went back to it")),
+        "{back:?}"
+    );
+    assert_eq!(weights(&w), [(BLUE_TG.into(), 100), (GREEN_TG.into(), 0)]);
+    let state = w.store.load(&green()).await.unwrap();
+    assert_eq!(state.pair.as_ref().unwrap().phase, PairPhase::FlippedBack);
+    assert!(
+        state
+            .is_quarantined(&digest('b').parse().unwrap())
+            .is_some()
+    );
+}

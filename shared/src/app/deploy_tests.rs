@@ -22,6 +22,7 @@ struct World {
     store: Arc<MemoryStore>,
     notifier: Arc<MemoryNotifier>,
     clock: Arc<FixedClock>,
+    ports: Ports,
     function: DeployFunction,
 }
 
@@ -59,7 +60,8 @@ fn world_with(config: Config) -> World {
         store,
         notifier,
         clock,
-        function: DeployFunction::new(ports, config),
+        function: DeployFunction::new(ports.clone(), config),
+        ports,
     }
 }
 

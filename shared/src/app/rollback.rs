@@ -194,22 +194,6 @@ impl RollbackFunction {
                 service.controller.as_str()
             )));
         }
-        // An unknown revision is refused before anything is locked or written.
-        let requested = match to {
-            None => None,
-            Some(to) => match self.ports.ecs.describe_task_definition(to).await {
-                Ok(td) => Some(td.arn),
-                Err(e)
-                    if e.kind == PortErrorKind::NotFound
-                        || e.message.contains("ClientException") =>
-                {
-                    return Err(RollbackError::Refused(format!(
-                        "{to} is not a task definition revision ECS knows"
-                    )));
-                }
-                Err(e) => return Err(RollbackError::Discovery(e)),
-            },
-        };
         let alarm = Alarm {
             event_id: format!(
                 "rollback#{by}@{}",
@@ -225,6 +209,35 @@ impl RollbackFunction {
             rule: None,
             description: None,
             actions: None,
+        };
+        // A side of a pair goes back by its traffic, never by a revision.
+        if let Some(holder) = self
+            .pair_holder(key, &service.tags)
+            .await
+            .map_err(RollbackError::Discovery)?
+        {
+            if to.is_some() {
+                return Err(RollbackError::Refused(format!(
+                    "{key} is a side of a pair: it is rolled back by its traffic, without --to"
+                )));
+            }
+            return self.manual_pair(&holder, &alarm).await;
+        }
+        // An unknown revision is refused before anything is locked or written.
+        let requested = match to {
+            None => None,
+            Some(to) => match self.ports.ecs.describe_task_definition(to).await {
+                Ok(td) => Some(td.arn),
+                Err(e)
+                    if e.kind == PortErrorKind::NotFound
+                        || e.message.contains("ClientException") =>
+                {
+                    return Err(RollbackError::Refused(format!(
+                        "{to} is not a task definition revision ECS knows"
+                    )));
+                }
+                Err(e) => return Err(RollbackError::Discovery(e)),
+            },
         };
         let owner = owner_token(&alarm.event_id);
         let locked = acquire(&*self.ports.store, &*self.ports.clock, key, &owner)

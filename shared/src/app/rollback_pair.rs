@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::{Case, RollbackFunction, details};
+use super::{Case, RollbackError, RollbackFunction, details};
 use crate::app::locking::{acquire, owner_token, renew_before_acting};
 use crate::domain::pair::PairSettings;
 use crate::domain::pair_move::{PairMove, PairPhase};
@@ -15,7 +15,7 @@ use crate::domain::state::ServiceState;
 use crate::history::HistoryRecord;
 use crate::notification::{Kind, Notification, Severity};
 use crate::ports::PortError;
-use crate::report::{Action, ServiceReport};
+use crate::report::{Action, ServiceReport, Summary};
 
 /// What an alarm does to a pair's move.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,8 +48,8 @@ pub fn decide_pair_rollback(
             "no traffic moved to {} yet: ECS is still deploying it, and its own deployment decides",
             m.to
         )),
-        PairPhase::FlippedBack => Skip(format!(
-            "the traffic already went back to {}; one rollback per deployment",
+        PairPhase::FlippedBack | PairPhase::Reviving => Skip(format!(
+            "the traffic already went back to {} (or is going back); one rollback per deployment",
             m.from
         )),
         PairPhase::Failed => Skip(format!(
@@ -213,6 +213,141 @@ impl RollbackFunction {
     }
 }
 
+impl RollbackFunction {
+    /// An operator's rollback of a pair: the traffic goes back to the old side at once when it
+    /// still runs tasks; when it was scaled down after the move, it is scaled up to the new
+    /// side's count first and the traffic follows once ECS runs them (the reconcile flips it).
+    /// Either way the new side's digest is quarantined.
+    pub(super) async fn manual_pair(
+        &self,
+        holder: &ServiceKey,
+        alarm: &Alarm,
+    ) -> Result<Summary, RollbackError> {
+        let owner = owner_token(&alarm.event_id);
+        let locked = acquire(&*self.ports.store, &*self.ports.clock, holder, &owner)
+            .await
+            .map_err(RollbackError::Discovery)?;
+        let owner = locked.owner.clone();
+        let refuse = |why: String| async move {
+            if let Err(e) = self.ports.store.release(holder, &owner).await {
+                warn!(error = %e, "could not give back the lock; it expires with its lease");
+            }
+            Err(RollbackError::Refused(why))
+        };
+        let Some(m) = locked.state.pair.clone() else {
+            return refuse(format!(
+                "{holder} is a side of a pair that moved no traffic: nothing to roll back"
+            ))
+            .await;
+        };
+        let case = Case {
+            key: holder,
+            alarm,
+            locked: &locked,
+            guard: "requested by an operator",
+        };
+        let reason = format!("rolled back by hand: the traffic goes back to {}", m.from);
+        let report = match m.phase {
+            PairPhase::Shifting | PairPhase::Guarding => self.flip(&case, &m, reason).await,
+            PairPhase::Done => {
+                let old = self
+                    .ports
+                    .ecs
+                    .describe_services(std::slice::from_ref(&m.from))
+                    .await
+                    .map_err(RollbackError::Discovery)?;
+                match old.first() {
+                    Some(old) if old.desired_count > 0 => self.flip(&case, &m, reason).await,
+                    Some(_) => self.revive(&case, &m).await,
+                    None => {
+                        return refuse(format!("{}, the old side, no longer exists", m.from)).await;
+                    }
+                }
+            }
+            phase => {
+                return refuse(format!(
+                    "the pair's move is {}: there is no traffic on {} to take back",
+                    serde_json::to_value(phase)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    m.to
+                ))
+                .await;
+            }
+        };
+        let summary = Summary::of(vec![report], String::new);
+        if summary.failed_services().next().is_some() {
+            return Err(RollbackError::ServicesFailed(summary));
+        }
+        Ok(summary)
+    }
+
+    /// The old side was scaled down after the move: scale it up to the new side's count, undo
+    /// the deployment now, and leave the flip to the reconcile once ECS runs the tasks.
+    async fn revive(&self, case: &Case<'_>, m: &PairMove) -> ServiceReport {
+        let (key, alarm, locked) = (case.key, case.alarm, case.locked);
+        let count = match self
+            .ports
+            .ecs
+            .describe_services(std::slice::from_ref(key))
+            .await
+        {
+            Ok(services) => services.first().map_or(1, |s| s.desired_count.max(1)),
+            Err(e) => return self.failed_under_lock(key, alarm, locked, e).await,
+        };
+        let mut held = locked.clone();
+        let scaled =
+            match renew_before_acting(&*self.ports.store, &*self.ports.clock, key, &mut held).await
+            {
+                Ok(()) => self.ports.ecs.set_desired_count(&m.from, count).await,
+                Err(e) => Err(e),
+            };
+        if let Err(e) = scaled {
+            return self.failed_under_lock(key, alarm, locked, e).await;
+        }
+        let now = self.ports.clock.now();
+        let mut state = locked.state.clone();
+        if let Some(p) = state.pair.as_mut() {
+            p.phase = PairPhase::Reviving;
+        }
+        let (from, to) = deployment_ends(&locked.state);
+        let digest = apply_rollback(&mut state, (&to, &from), &alarm.name, now, false);
+        let reason = format!(
+            "rolled back by hand: {} is scaled up to {count} task(s) first; the traffic goes back to it once ECS runs them",
+            m.from
+        );
+        let mut record = HistoryRecord::new(key, now, Action::Recorded, &reason, &alarm.event_id);
+        record.from = Some(to.clone()).filter(|t| !t.is_empty());
+        record.to = Some(from.clone()).filter(|f| !f.is_empty());
+        record.digest = digest.as_ref().map(ToString::to_string);
+        if let Err(e) = self.commit(key, alarm, locked, &state, record).await {
+            return self.failed(key, alarm, e).await;
+        }
+        self.notify(Notification::new(
+            Kind::RollbackStarted,
+            Severity::Warning,
+            key.to_string(),
+            format!(
+                "Rolling {} back by hand: {} scales up to {count} task(s), the traffic follows",
+                m.to, m.from
+            ),
+            now,
+            details(
+                alarm,
+                (&to, &from),
+                digest.as_ref().map(ToString::to_string),
+                &reason,
+                case.guard,
+            ),
+        ))
+        .await;
+        let mut report = ServiceReport::new(key, Action::Recorded, reason);
+        report.digest = digest.map(|d| d.to_string());
+        report
+    }
+}
+
 /// The revisions deckhand's deployment on the new side moved between: the old side's (from)
 /// and the new one (to).
 fn deployment_ends(state: &ServiceState) -> (String, String) {
@@ -221,4 +356,107 @@ fn deployment_ends(state: &ServiceState) -> (String, String) {
         .as_ref()
         .map(|d| (d.from.clone(), d.to.clone()))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::domain::pair::{Pair, PairSettings, Side, Standby};
+    use crate::domain::rollback::AlarmState;
+    use crate::domain::state::Sleep;
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .to_utc()
+            + TimeDelta::minutes(minute)
+    }
+
+    fn alarm(minute: i64) -> Alarm {
+        Alarm {
+            event_id: "a".into(),
+            name: "green-5xx".into(),
+            arn: None,
+            state: AlarmState::Alarm,
+            previous: Some(AlarmState::Ok),
+            reason: "Threshold Crossed".into(),
+            at: at(minute),
+            dimensions: vec![BTreeMap::new()],
+            rule: None,
+            description: None,
+            actions: None,
+        }
+    }
+
+    fn moving(phase: PairPhase) -> PairMove {
+        let mut m = PairMove::start(&Pair {
+            live: Side {
+                service: ServiceKey::new("prod", "web-blue"),
+                target_group: "blue".into(),
+            },
+            idle: Side {
+                service: ServiceKey::new("prod", "web-green"),
+                target_group: "green".into(),
+            },
+            settings: PairSettings {
+                partner: "web-green".into(),
+                traffic: "listener".into(),
+                steps: vec![10, 100],
+                step_wait: TimeDelta::minutes(5),
+                standby: Standby::ScaleDown,
+            },
+        });
+        m.phase = phase;
+        m.step = Some(0);
+        m
+    }
+
+    #[test]
+    fn a_pair_flips_back_only_while_its_traffic_moves_or_inside_its_window() {
+        let state = ServiceState::default();
+        let flips = |m: &PairMove, state: &ServiceState, minute| {
+            matches!(
+                decide_pair_rollback(&alarm(minute), true, state, m),
+                PairDecision::Flip { .. }
+            )
+        };
+        assert!(flips(&moving(PairPhase::Shifting), &state, 7));
+        for phase in [
+            PairPhase::Deploying,
+            PairPhase::FlippedBack,
+            PairPhase::Reviving,
+            PairPhase::Failed,
+            PairPhase::Done,
+        ] {
+            assert!(!flips(&moving(phase), &state, 7), "{phase:?}");
+        }
+        assert!(
+            flips(&moving(PairPhase::Guarding), &state, 7),
+            "a window not recorded yet counts as open"
+        );
+        let asleep = ServiceState {
+            sleep: Some(Sleep {
+                since: at(1),
+                desired_count: 2,
+                scalable: None,
+                asleep_count: 0,
+                dry_run: false,
+                pending: false,
+                cause: "reconcile".into(),
+            }),
+            ..ServiceState::default()
+        };
+        assert!(
+            !flips(&moving(PairPhase::Shifting), &asleep, 7),
+            "deckhand's own sleep"
+        );
+        assert!(matches!(
+            decide_pair_rollback(&alarm(7), false, &state, &moving(PairPhase::Shifting)),
+            PairDecision::Skip(reason) if reason.contains("rollback is off")
+        ));
+    }
 }

@@ -89,7 +89,10 @@ fn pairs_moving(states: &BTreeMap<ServiceKey, ServiceState>) -> BTreeMap<Service
     use crate::domain::pair_move::PairPhase;
     let mut moving = BTreeMap::new();
     for m in states.values().filter_map(|s| s.pair.as_ref()) {
-        if matches!(m.phase, PairPhase::Shifting | PairPhase::Guarding) {
+        if matches!(
+            m.phase,
+            PairPhase::Shifting | PairPhase::Guarding | PairPhase::Reviving
+        ) {
             let why = format!(
                 "the traffic of its pair moves from {} to {} ({}% on {}); not put to sleep before the move ends",
                 m.from,

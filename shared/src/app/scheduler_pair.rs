@@ -26,11 +26,20 @@ pub(super) enum PairDue {
     Step(Shift),
     /// The guard window at 100% passed.
     Done,
+    /// The old side, scaled up for an operator's rollback, runs its tasks: the traffic goes
+    /// back to it.
+    Revived(Shift),
 }
 
-pub(super) fn pair_due(state: &ServiceState, at: DateTime<Utc>) -> Option<PairDue> {
+/// `old_side_runs`: ECS runs all the tasks the old side wants (and it wants some).
+pub(super) fn pair_due(
+    state: &ServiceState,
+    at: DateTime<Utc>,
+    old_side_runs: bool,
+) -> Option<PairDue> {
     let m = state.pair.as_ref()?;
     match m.phase {
+        PairPhase::Reviving if old_side_runs => Some(PairDue::Revived(m.flip_back())),
         PairPhase::Shifting => m.next_step(at).map(PairDue::Step),
         PairPhase::Guarding => {
             let until = state.deployment.as_ref().and_then(|d| d.guard_until)?;
@@ -50,14 +59,24 @@ impl SchedulerFunction {
         plan: bool,
         cause: &str,
     ) -> Vec<ServiceReport> {
-        let due: Vec<(&ServiceView, PairDue)> = services
+        let runs = |key: &ServiceKey| {
+            services
+                .iter()
+                .find(|s| &s.key == key)
+                .is_some_and(|s| s.desired_count > 0 && s.running_count >= s.desired_count)
+        };
+        let due: Vec<(&ServiceView, PairDue, bool)> = services
             .iter()
-            .filter_map(|s| Some((s, pair_due(states.get(&s.key)?, at)?)))
+            .filter_map(|s| {
+                let state = states.get(&s.key)?;
+                let old_runs = state.pair.as_ref().is_some_and(|m| runs(&m.from));
+                Some((s, pair_due(state, at, old_runs)?, old_runs))
+            })
             .collect();
         if plan {
             return due
                 .into_iter()
-                .map(|(s, due)| {
+                .map(|(s, due, _)| {
                     let words = match due {
                         PairDue::Step(shift) => {
                             format!("would move {}% of the traffic to it", shift.percent)
@@ -65,15 +84,19 @@ impl SchedulerFunction {
                         PairDue::Done => {
                             "its guard window passed: would end the pair's move".into()
                         }
+                        PairDue::Revived(_) => {
+                            "the old side runs: would move the traffic back to it".into()
+                        }
                     };
                     ServiceReport::new(&s.key, Action::Shifted, words)
                 })
                 .collect();
         }
         stream::iter(due)
-            .map(|(service, _)| {
+            .map(|(service, _, old_runs)| {
                 let span = info_span!("pair", service = %service.key);
-                self.advance_pair(service, at, cause).instrument(span)
+                self.advance_pair(service, at, old_runs, cause)
+                    .instrument(span)
             })
             .buffer_unordered(self.config.concurrency)
             .filter_map(|r| async { r })
@@ -86,6 +109,7 @@ impl SchedulerFunction {
         &self,
         service: &ServiceView,
         at: DateTime<Utc>,
+        old_side_runs: bool,
         cause: &str,
     ) -> Option<ServiceReport> {
         let key = &service.key;
@@ -94,7 +118,10 @@ impl SchedulerFunction {
             Ok(locked) => locked,
             Err(e) => return Some(self.failed(key, cause, e).await),
         };
-        let (Some(due), Some(m)) = (pair_due(&locked.state, at), locked.state.pair.clone()) else {
+        let (Some(due), Some(m)) = (
+            pair_due(&locked.state, at, old_side_runs),
+            locked.state.pair.clone(),
+        ) else {
             if let Err(e) = self.ports.store.release(key, &locked.owner).await {
                 warn!(error = %e, "could not give back the lock; it expires with its lease");
             }
@@ -105,7 +132,9 @@ impl SchedulerFunction {
                 .await
             {
                 Ok(()) => match &due {
-                    PairDue::Step(shift) => set_traffic(&self.ports, &m, shift).await,
+                    PairDue::Step(shift) | PairDue::Revived(shift) => {
+                        set_traffic(&self.ports, &m, shift).await
+                    }
                     PairDue::Done if m.standby == Standby::ScaleDown => {
                         self.ports.ecs.set_desired_count(&m.from, 0).await
                     }
@@ -147,6 +176,15 @@ impl SchedulerFunction {
                 state.pair = Some(moved);
                 words
             }
+            PairDue::Revived(shift) => {
+                if let Some(p) = state.pair.as_mut() {
+                    p.shifted(shift, now);
+                }
+                format!(
+                    "{} runs its tasks again: all the traffic went back to it from {key}",
+                    m.from
+                )
+            }
             PairDue::Done => {
                 if let Some(p) = state.pair.as_mut() {
                     p.phase = PairPhase::Done;
@@ -172,12 +210,11 @@ impl SchedulerFunction {
         {
             return Some(self.failed(key, cause, e).await);
         }
-        if let PairDue::Step(shift) = &due {
-            let why = format!(
-                "step {} of {}",
-                shift.step.map_or(0, |s| s + 1),
-                m.steps.len()
-            );
+        if let PairDue::Step(shift) | PairDue::Revived(shift) = &due {
+            let why = match shift.step {
+                Some(step) => format!("step {} of {}", step + 1, m.steps.len()),
+                None => "rolled back by hand".to_owned(),
+            };
             super::super::publish(
                 &*self.ports.notifier,
                 shifted(&m_after(&state, &m), shift, &why, now),

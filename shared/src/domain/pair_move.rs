@@ -20,7 +20,10 @@ pub enum PairPhase {
     Guarding,
     /// The guard window passed: the old side was scaled down or kept, as the pair's tags say.
     Done,
-    /// An alarm put all traffic back on the old side.
+    /// An operator rolled the pair back after its move ended, with the old side at 0 tasks:
+    /// the old side is scaled up first, and the traffic goes back once ECS runs its tasks.
+    Reviving,
+    /// An alarm (or an operator) put all traffic back on the old side.
     FlippedBack,
     /// ECS failed the idle side's deployment: no traffic moved, the idle side scaled to 0.
     Failed,
@@ -160,9 +163,11 @@ impl PairMove {
         match self.phase {
             PairPhase::Shifting => true,
             PairPhase::Guarding => guard_until.is_none_or(|until| at < until),
-            PairPhase::Deploying | PairPhase::Done | PairPhase::FlippedBack | PairPhase::Failed => {
-                false
-            }
+            PairPhase::Deploying
+            | PairPhase::Done
+            | PairPhase::Reviving
+            | PairPhase::FlippedBack
+            | PairPhase::Failed => false,
         }
     }
 
