@@ -616,6 +616,7 @@ async fn status(
                 })),
                 // A pair's move, on its new side.
                 "pair": state.pair.as_ref().map(|m| json!({
+                    "live": if m.percent() >= 50 { m.to.to_string() } else { m.from.to_string() },
                     "from": m.from.to_string(),
                     "to": m.to.to_string(),
                     "phase": m.phase,
@@ -666,7 +667,8 @@ async fn status(
         let pair = match &row["pair"] {
             Value::Null => String::new(),
             m => format!(
-                ", pair {} -> {} {} {}% on {}{}",
+                ", pair live {} ({} -> {} {} {}% on {}{})",
+                text(&m["live"]),
                 text(&m["from"]),
                 text(&m["to"]),
                 text(&m["phase"]),
@@ -754,6 +756,9 @@ pub(crate) fn tag_problems(
     config: &Config,
 ) -> Vec<TagProblem> {
     let mut problems = Vec::new();
+    if let Err(p) = deckhand::domain::pair::PairSettings::from_tags(tags) {
+        problems.extend(p);
+    }
     if let Err(p) = DeploySettings::from_tags(tags, config.guard) {
         problems.extend(p);
     }
