@@ -365,7 +365,6 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::domain::pair::{Pair, PairSettings, Side, Standby};
     use crate::domain::rollback::AlarmState;
     use crate::domain::state::Sleep;
 
@@ -393,23 +392,7 @@ mod tests {
     }
 
     fn moving(phase: PairPhase) -> PairMove {
-        let mut m = PairMove::start(&Pair {
-            live: Side {
-                service: ServiceKey::new("prod", "web-blue"),
-                target_group: "blue".into(),
-            },
-            idle: Side {
-                service: ServiceKey::new("prod", "web-green"),
-                target_group: "green".into(),
-            },
-            settings: PairSettings {
-                partner: "web-green".into(),
-                traffic: "listener".into(),
-                steps: vec![10, 100],
-                step_wait: TimeDelta::minutes(5),
-                standby: Standby::ScaleDown,
-            },
-        });
+        let mut m = crate::domain::pair_move::blue_to_green(&[10, 100]);
         m.phase = phase;
         m.step = Some(0);
         m

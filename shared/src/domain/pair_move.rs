@@ -181,36 +181,43 @@ impl PairMove {
     }
 }
 
+/// A move of `prod/web-blue` (target group `tg-blue`) to `prod/web-green` (`tg-green`) with
+/// these steps, five minutes apart, for tests.
+#[cfg(test)]
+pub(crate) fn blue_to_green(steps: &[u8]) -> PairMove {
+    use crate::domain::pair::{PairSettings, Side};
+    PairMove::start(&Pair {
+        live: Side {
+            service: ServiceKey::new("prod", "web-blue"),
+            target_group: "tg-blue".into(),
+        },
+        idle: Side {
+            service: ServiceKey::new("prod", "web-green"),
+            target_group: "tg-green".into(),
+        },
+        settings: PairSettings {
+            partner: "web-green".into(),
+            traffic: "listener".into(),
+            steps: steps.to_vec(),
+            step_wait: TimeDelta::minutes(5),
+            standby: Standby::ScaleDown,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::pair::{PairSettings, Side};
+
+    fn moving(steps: &[u8]) -> PairMove {
+        blue_to_green(steps)
+    }
 
     fn at(minute: i64) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
             .unwrap()
             .to_utc()
             + TimeDelta::minutes(minute)
-    }
-
-    fn moving(steps: &[u8]) -> PairMove {
-        PairMove::start(&Pair {
-            live: Side {
-                service: ServiceKey::new("prod", "web-blue"),
-                target_group: "tg-blue".into(),
-            },
-            idle: Side {
-                service: ServiceKey::new("prod", "web-green"),
-                target_group: "tg-green".into(),
-            },
-            settings: PairSettings {
-                partner: "web-green".into(),
-                traffic: "listener".into(),
-                steps: steps.to_vec(),
-                step_wait: TimeDelta::minutes(5),
-                standby: Standby::ScaleDown,
-            },
-        })
     }
 
     #[test]
