@@ -81,6 +81,24 @@ impl Pair {
         self.deploy.handle(&event).await.unwrap()
     }
 
+    /// `main-42` pushed at 10:00 (deployed to green) and green's deployment completed at 10:05:
+    /// the first step set. Returns the push's summary.
+    pub(crate) async fn pushed_and_completed(&self) -> Summary {
+        let pushed = self
+            .push("push-42", "main-42", "2026-11-23T10:00:00Z")
+            .await;
+        let done = self
+            .ecs(
+                "web-green",
+                "ecs-deployment-completed",
+                "done-42",
+                "2026-11-23T10:05:00Z",
+            )
+            .await;
+        assert_eq!(done.outcome, Outcome::Completed, "{done:?}");
+        pushed
+    }
+
     /// ECS reports on deckhand's latest deployment of `service`, by the id UpdateService
     /// answered with.
     pub(crate) async fn ecs(&self, service: &str, sample: &str, id: &str, at: &str) -> Summary {
@@ -271,14 +289,7 @@ async fn an_alarm_while_traffic_moves_flips_it_back_at_once() {
     use deckhand::app::rollback::RollbackFunction;
 
     let p = Pair::new("10 50 100").await;
-    let pushed = p.push("push-42", "main-42", "2026-11-23T10:00:00Z").await;
-    p.ecs(
-        "web-green",
-        "ecs-deployment-completed",
-        "done-42",
-        "2026-11-23T10:05:00Z",
-    )
-    .await;
+    let pushed = p.pushed_and_completed().await;
     assert_eq!(p.weights().await, p.split(90, 10));
     let arn = crate::rollback::metric_alarm(
         &p.stack,
@@ -361,14 +372,7 @@ async fn an_alarm_while_traffic_moves_flips_it_back_at_once() {
 #[tokio::test]
 async fn steps_move_by_reconciles_and_the_old_side_is_scaled_down_after_the_window() {
     let p = Pair::new("10 50 100").await;
-    p.push("push-42", "main-42", "2026-11-23T10:00:00Z").await;
-    p.ecs(
-        "web-green",
-        "ecs-deployment-completed",
-        "done-42",
-        "2026-11-23T10:05:00Z",
-    )
-    .await;
+    p.pushed_and_completed().await;
     let green = p.stack.service_key("web-green").to_string();
     let shifts = |s: &Summary| -> Vec<String> {
         s.services
@@ -506,14 +510,7 @@ async fn a_pair_sleeps_by_its_live_side_and_not_while_its_traffic_moves() {
 #[tokio::test]
 async fn an_operator_rolls_a_pair_back_by_its_traffic() {
     let p = Pair::new("10 100").await;
-    p.push("push-42", "main-42", "2026-11-23T10:00:00Z").await;
-    p.ecs(
-        "web-green",
-        "ecs-deployment-completed",
-        "done-42",
-        "2026-11-23T10:05:00Z",
-    )
-    .await;
+    p.pushed_and_completed().await;
     assert_eq!(p.weights().await, p.split(90, 10));
     let blue = p.stack.service_key("web-blue").to_string();
     let rolled = crate::cli::deckhand_json(&p.stack, &["rollback", &blue]).await;

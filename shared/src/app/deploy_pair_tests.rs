@@ -56,6 +56,24 @@ fn green_event(id: &str, name: &str, minute: u32) -> Value {
     event
 }
 
+/// `main-42` pushed at 10:31 (deployed to green).
+async fn pushed(w: &World) -> Summary {
+    w.function
+        .handle(&push_event("p1", 31, Some("main-42"), 'b'))
+        .await
+        .unwrap()
+}
+
+/// `main-42` pushed at 10:31 and green's deployment completed at 10:36: the first step set.
+async fn pushed_and_completed(w: &World) {
+    pushed(w).await;
+    w.clock.set(at(36));
+    w.function
+        .handle(&green_event("c1", "SERVICE_DEPLOYMENT_COMPLETED", 36))
+        .await
+        .unwrap();
+}
+
 fn weights(w: &World) -> Vec<(String, i32)> {
     w.traffic.weights(LISTENER)
 }
@@ -131,15 +149,7 @@ async fn a_push_goes_to_the_idle_side_and_completed_moves_the_first_step() {
 #[tokio::test]
 async fn all_at_once_starts_the_guard_window_and_a_failed_idle_deployment_moves_nothing() {
     let w = pair("100");
-    w.function
-        .handle(&push_event("p1", 31, Some("main-42"), 'b'))
-        .await
-        .unwrap();
-    w.clock.set(at(36));
-    w.function
-        .handle(&green_event("c1", "SERVICE_DEPLOYMENT_COMPLETED", 36))
-        .await
-        .unwrap();
+    pushed_and_completed(&w).await;
     assert_eq!(weights(&w), [(BLUE_TG.into(), 0), (GREEN_TG.into(), 100)]);
     let state = w.store.load(&green()).await.unwrap();
     assert_eq!(state.pair.unwrap().phase, PairPhase::Guarding);
@@ -149,10 +159,7 @@ async fn all_at_once_starts_the_guard_window_and_a_failed_idle_deployment_moves_
     );
 
     let w = pair("10 100");
-    w.function
-        .handle(&push_event("p1", 31, Some("main-42"), 'b'))
-        .await
-        .unwrap();
+    pushed(&w).await;
     let failed = w
         .function
         .handle(&green_event("f1", "SERVICE_DEPLOYMENT_FAILED", 40))
@@ -211,14 +218,7 @@ async fn an_operators_rollback_flips_back_or_scales_the_old_side_up_first() {
     use crate::app::scheduler::SchedulerFunction;
 
     let w = pair("10 100");
-    w.function
-        .handle(&push_event("p1", 31, Some("main-42"), 'b'))
-        .await
-        .unwrap();
-    w.function
-        .handle(&green_event("c1", "SERVICE_DEPLOYMENT_COMPLETED", 36))
-        .await
-        .unwrap();
+    pushed_and_completed(&w).await;
     let rollback = RollbackFunction::new(w.ports.clone(), config(false));
     let refused = rollback
         .manual(&blue(), Some("web:1"), "alice")
@@ -241,15 +241,7 @@ async fn an_operators_rollback_flips_back_or_scales_the_old_side_up_first() {
 
     // The whole move again, to its end: blue scaled down after green's window.
     let w = pair("100");
-    w.function
-        .handle(&push_event("p1", 31, Some("main-42"), 'b'))
-        .await
-        .unwrap();
-    w.clock.set(at(36));
-    w.function
-        .handle(&green_event("c1", "SERVICE_DEPLOYMENT_COMPLETED", 36))
-        .await
-        .unwrap();
+    pushed_and_completed(&w).await;
     let scheduler = SchedulerFunction::new(w.ports.clone(), config(false));
     let reconcile = |at: &str| json!({"action": "reconcile", "at": at});
     w.clock.set(at(36) + chrono::TimeDelta::minutes(31));
