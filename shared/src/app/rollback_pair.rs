@@ -82,8 +82,12 @@ impl RollbackFunction {
         key: &ServiceKey,
         tags: &crate::domain::settings::Tags,
     ) -> Result<Option<ServiceKey>, PortError> {
-        let Ok(Some(settings)) = PairSettings::from_tags(tags) else {
-            return Ok(None);
+        let settings = match PairSettings::from_tags(tags) {
+            Ok(Some(settings)) => settings,
+            Ok(None) => return Ok(None),
+            // A side of a pair whose tags do not parse still never goes back by UpdateService:
+            // its own state decides, which a broken pair never moved.
+            Err(_) => return Ok(Some(key.clone())),
         };
         let partner = ServiceKey::new(key.cluster(), &settings.partner);
         let (own, theirs) =
