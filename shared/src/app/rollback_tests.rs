@@ -595,31 +595,6 @@ async fn a_trial_rehearses_the_rollback_a_push_would_lead_to() {
 }
 
 #[tokio::test]
-async fn an_alarm_that_rolls_nothing_back_keeps_the_revision_from_becoming_known_good() {
-    let w = world();
-    let api = w
-        .deployed_api(&[("deckhand:rollback", "off"), ("deckhand:alarms", "api-5xx")])
-        .await;
-    let s = w
-        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
-        .await
-        .unwrap();
-    assert!(
-        s.services[0]
-            .reason
-            .contains("api:2 will not become known-good"),
-        "{s:?}"
-    );
-    let state = w.store.load(&api).await.unwrap();
-    assert_eq!(
-        state
-            .known_good_at(utc("2026-11-24T10:00:00Z"))
-            .map(revision_name),
-        Some("api:1")
-    );
-}
-
-#[tokio::test]
 async fn never_onto_a_quarantined_digest_nor_without_a_known_good_revision() {
     let w = world();
     let api = w.deployed_api(&[]).await;
