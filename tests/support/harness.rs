@@ -164,6 +164,12 @@ fn default_subnets(url: &str) -> (String, Vec<String>) {
     (vpc, values("subnetId"))
 }
 
+fn ecs_tags(tags: &[(&str, &str)]) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+        .collect()
+}
+
 /// An ALB of the emulator with two target groups and a listener forwarding to the first.
 pub struct Alb {
     pub listener: String,
@@ -588,11 +594,7 @@ impl Stack {
             .service_name(name)
             .task_definition(task_definition)
             .desired_count(desired)
-            .set_tags(Some(
-                tags.iter()
-                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-                    .collect(),
-            ))
+            .set_tags(Some(ecs_tags(tags)))
             .send()
             .await
             .expect("create service");
@@ -619,11 +621,7 @@ impl Stack {
                     .container_port(8080)
                     .build(),
             )
-            .set_tags(Some(
-                tags.iter()
-                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-                    .collect(),
-            ))
+            .set_tags(Some(ecs_tags(tags)))
             .send()
             .await
             .expect("create service");
