@@ -109,6 +109,7 @@ impl MemoryEcs {
             deployments: Vec::new(),
             controller: Default::default(),
             target_groups: Vec::new(),
+            strategy: Default::default(),
         };
         guard(&self.inner).services.insert(key.clone(), view);
     }

@@ -85,6 +85,7 @@ fn services_asleep_come_first_and_the_rest_keep_their_order() {
                 deployments: Vec::new(),
                 controller: Default::default(),
                 target_groups: Vec::new(),
+                strategy: Default::default(),
             },
             capacity: None,
             state,

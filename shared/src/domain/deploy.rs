@@ -739,6 +739,7 @@ mod tests {
                 .collect(),
             controller: Default::default(),
             target_groups: Vec::new(),
+            strategy: Default::default(),
         }
     }
 

@@ -19,6 +19,8 @@ pub struct ServiceView {
     pub controller: DeploymentController,
     /// The target groups of its load balancers (`loadBalancers[].targetGroupArn`).
     pub target_groups: Vec<String>,
+    /// How ECS deploys it (`deploymentConfiguration.strategy`), with the ECS controller.
+    pub strategy: super::strategy::Strategy,
 }
 
 /// Who deploys the service (`deploymentController.type`). Only with `ECS` does ECS accept a

@@ -37,6 +37,7 @@ fn service(running: u32, listed: &[(&str, u32)]) -> ServiceView {
             .collect(),
         controller: DeploymentController::Ecs,
         target_groups: Vec::new(),
+        strategy: Default::default(),
     }
 }
 

@@ -19,3 +19,4 @@ pub mod service;
 pub mod settings;
 pub mod sleep;
 pub mod state;
+pub mod strategy;

@@ -30,6 +30,7 @@ fn side(name: &str, partner: &str, extra: &[(&str, &str)]) -> ServiceView {
         deployments: Vec::new(),
         controller: DeploymentController::Ecs,
         target_groups: vec![tg(name)],
+        strategy: Default::default(),
     }
 }
 

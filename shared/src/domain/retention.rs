@@ -209,6 +209,7 @@ mod tests {
             }],
             controller: Default::default(),
             target_groups: Vec::new(),
+            strategy: Default::default(),
         };
         assert_eq!(
             needed_by(&state, Some(&view), now),

@@ -16,6 +16,7 @@ use crate::domain::fleet::{
     Source, TAG_CLONED_FROM, TAG_REGISTERED_FOR, TaskDefinitionView,
 };
 use crate::domain::service::ServiceKey;
+use crate::domain::strategy::Strategy;
 use crate::ports::{Described, Ecs, PortError, PortErrorKind, PortResult, TaggedService};
 
 /// DescribeServices takes at most ten services per call.
@@ -186,6 +187,10 @@ fn service_view(service: &Service) -> Option<ServiceView> {
             .iter()
             .filter_map(|lb| lb.target_group_arn().map(str::to_owned))
             .collect(),
+        strategy: service
+            .deployment_configuration()
+            .and_then(|c| c.strategy())
+            .map_or_else(Default::default, |s| Strategy::parse(s.as_str())),
     })
 }
 

@@ -1,0 +1,112 @@
+//! How ECS deploys a service, and so how deckhand rolls it back the fastest way it allows. With
+//! the ECS controller, `deploymentConfiguration.strategy` says who shifts the traffic: a rolling
+//! deployment replaces tasks, while blue/green, linear and canary deployments run a second set of
+//! tasks and move the traffic themselves, bake time included, so ECS can move it back
+//! (`StopServiceDeployment` with `ROLLBACK`) faster than a new deployment would.
+
+use super::fleet::DeploymentController;
+
+/// `deploymentConfiguration.strategy` of an ECS-controlled service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    #[default]
+    Rolling,
+    BlueGreen,
+    Linear,
+    Canary,
+}
+
+impl Strategy {
+    /// ECS's word for it; an absent or unknown one is ECS's default, rolling.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "BLUE_GREEN" => Self::BlueGreen,
+            "LINEAR" => Self::Linear,
+            "CANARY" => Self::Canary,
+            _ => Self::Rolling,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rolling => "ROLLING",
+            Self::BlueGreen => "BLUE_GREEN",
+            Self::Linear => "LINEAR",
+            Self::Canary => "CANARY",
+        }
+    }
+
+    /// ECS shifts the traffic between two sets of tasks, and can shift it back.
+    pub fn shifts_traffic(self) -> bool {
+        self != Self::Rolling
+    }
+}
+
+/// How a rollback that deckhand decided is carried out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RollbackPath {
+    /// `UpdateService` to the known-good revision: a new deployment.
+    Redeploy,
+    /// `StopServiceDeployment` with `ROLLBACK`: ECS moves the traffic back to the tasks it kept.
+    StopServiceDeployment { service_deployment_arn: String },
+}
+
+/// The fastest way the service allows: ECS's own rollback while a traffic-shifting deployment
+/// is in progress (its bake time included), else a redeploy of the known-good revision.
+/// `in_progress` is the ARN of the service deployment ECS reports in progress, if any.
+pub fn rollback_path(
+    controller: DeploymentController,
+    strategy: Strategy,
+    in_progress: Option<&str>,
+) -> RollbackPath {
+    match (controller, in_progress) {
+        (DeploymentController::Ecs, Some(arn)) if strategy.shifts_traffic() => {
+            RollbackPath::StopServiceDeployment {
+                service_deployment_arn: arn.to_owned(),
+            }
+        }
+        _ => RollbackPath::Redeploy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:ecs:eu-west-1:123456789012:service-deployment/prod/web/1a2b3c";
+
+    #[test]
+    fn every_row_of_the_table_chooses_its_path() {
+        for strategy in [Strategy::BlueGreen, Strategy::Linear, Strategy::Canary] {
+            assert_eq!(
+                rollback_path(DeploymentController::Ecs, strategy, Some(ARN)),
+                RollbackPath::StopServiceDeployment {
+                    service_deployment_arn: ARN.into()
+                },
+                "{strategy:?} in progress"
+            );
+            assert_eq!(
+                rollback_path(DeploymentController::Ecs, strategy, None),
+                RollbackPath::Redeploy,
+                "{strategy:?} completed"
+            );
+        }
+        assert_eq!(
+            rollback_path(DeploymentController::Ecs, Strategy::Rolling, Some(ARN)),
+            RollbackPath::Redeploy
+        );
+    }
+
+    #[test]
+    fn strategies_read_as_ecs_writes_them() {
+        for s in [
+            Strategy::Rolling,
+            Strategy::BlueGreen,
+            Strategy::Linear,
+            Strategy::Canary,
+        ] {
+            assert_eq!(Strategy::parse(s.as_str()), s);
+        }
+        assert_eq!(Strategy::parse(""), Strategy::Rolling);
+    }
+}
