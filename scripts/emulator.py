@@ -40,6 +40,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.resourcegroupstaggingapi.responses import ResourceGroupsTaggingAPIResponse
+from moto.resourcegroupstaggingapi.models import ResourceGroupsTaggingAPIBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
@@ -160,6 +161,22 @@ def _get_resources_repeatable(self):
 
 
 ResourceGroupsTaggingAPIResponse.get_resources = _get_resources_repeatable
+
+
+# moto's pages resume a generator over its live dictionaries of resources: a service created
+# or deleted between two pages makes the next one raise "dictionary changed size during
+# iteration", and the retry of that page finds the generator closed and ends the listing
+# early, without an error. AWS lists every resource that existed through all the pages. The
+# listing is taken whole at its first page (requests are serialised, so nothing changes
+# while it is taken) and paged from that snapshot.
+_get_resources_generator = ResourceGroupsTaggingAPIBackend._get_resources_generator
+
+
+def _get_resources_snapshot(self, *args, **kwargs):
+    return iter(list(_get_resources_generator(self, *args, **kwargs)))
+
+
+ResourceGroupsTaggingAPIBackend._get_resources_generator = _get_resources_snapshot
 
 
 # ECS accepts a new task definition through UpdateService only on a service it deploys itself.
