@@ -44,6 +44,7 @@ from moto.resourcegroupstaggingapi.models import ResourceGroupsTaggingAPIBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from emulator_deployments import ServiceDeploymentControl
 from emulator_iam import IamPolicies
 from emulator_lambda import LambdaInvocations
 
@@ -357,7 +358,7 @@ class Emulator:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         # IAM (on CloudWatch's requests as JSON) before an invocation runs; invocations outside
         # the lock, since the function calls the emulator back while its invocation is open.
-        moto = Serialized(DomainDispatcherApplication(create_backend_app))
+        moto = Serialized(ServiceDeploymentControl(DomainDispatcherApplication(create_backend_app)))
         app = CloudWatchCbor(IamPolicies(LambdaInvocations(moto)))
         self.server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

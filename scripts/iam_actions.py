@@ -80,6 +80,13 @@ def ecs_needs(operation, params):
         return needs
     if operation in ("TagResource", "UntagResource", "ListTagsForResource"):
         return [Need(action, params.get("resourceArn", "*"), {})]
+    # Service deployments: listed by their service, described and stopped by their own ARN.
+    if operation == "ListServiceDeployments":
+        return [Need(action, ecs_service_arn(params.get("cluster"), params.get("service", "")), {})]
+    if operation == "DescribeServiceDeployments":
+        return [Need(action, a, {}) for a in params.get("serviceDeploymentArns", [])]
+    if operation in ("StopServiceDeployment", "ContinueServiceDeployment"):
+        return [Need(action, params.get("serviceDeploymentArn", "*"), {})]
     return [Need(action, "*", {})]
 
 

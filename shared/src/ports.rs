@@ -106,6 +106,13 @@ pub trait Ecs: Send + Sync {
     ) -> PortResult<Option<String>>;
     /// Sets the service's desired count, nothing else.
     async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()>;
+    /// The ARN of the service deployment ECS runs for the service now (`PENDING` or
+    /// `IN_PROGRESS`, `ListServiceDeployments`): a traffic-shifting deployment is in progress
+    /// until its bake time ends.
+    async fn deployment_in_progress(&self, service: &ServiceKey) -> PortResult<Option<String>>;
+    /// Stops a service deployment with `ROLLBACK`: ECS moves the traffic back to the revision
+    /// it kept running.
+    async fn stop_service_deployment(&self, service_deployment_arn: &str) -> PortResult<()>;
     /// Points the service at a task definition and sets its desired count: the idle side of a
     /// pair gets the new revision with the live side's count.
     async fn update_service_scaled(

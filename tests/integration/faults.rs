@@ -430,6 +430,12 @@ impl Ecs for CrashBeforeUpdate {
     async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()> {
         self.ecs.set_desired_count(service, count).await
     }
+    async fn deployment_in_progress(&self, service: &ServiceKey) -> PortResult<Option<String>> {
+        self.ecs.deployment_in_progress(service).await
+    }
+    async fn stop_service_deployment(&self, arn: &str) -> PortResult<()> {
+        self.ecs.stop_service_deployment(arn).await
+    }
 }
 
 #[tokio::test]

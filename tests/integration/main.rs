@@ -16,6 +16,7 @@ mod redrive;
 mod retention;
 mod rollback;
 mod scheduler;
+mod strategies;
 mod traffic;
 mod wait;
 

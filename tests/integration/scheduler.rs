@@ -559,5 +559,9 @@ async fn services_created_between_two_pages_never_cut_a_listing_short() {
     }
     listed.retain(|name| !name.starts_with("new-"));
     listed.sort();
-    assert_eq!(listed, ["a", "b", "c"], "{created} services created between pages");
+    assert_eq!(
+        listed,
+        ["a", "b", "c"],
+        "{created} services created between pages"
+    );
 }

@@ -178,7 +178,7 @@ pub struct Alb {
 }
 
 /// A plain HTTP POST of a JSON body to an emulator's own API.
-fn emulator_post(url: &str, path: &str, body: &Value) {
+pub(crate) fn emulator_post(url: &str, path: &str, body: &Value) {
     let address = url.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&address).expect("connect to moto");
     let body = body.to_string();

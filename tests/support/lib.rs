@@ -8,3 +8,4 @@
 pub mod functions;
 pub mod harness;
 pub mod proxy;
+mod service_deployments;

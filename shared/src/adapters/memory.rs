@@ -75,6 +75,10 @@ struct EcsWorld {
     unreadable: BTreeSet<ServiceKey>,
     fail: BTreeSet<&'static str>,
     stall: BTreeSet<&'static str>,
+    /// The service deployment in progress per service, and the revision it replaced.
+    service_deployments: BTreeMap<ServiceKey, String>,
+    previous_revision: BTreeMap<ServiceKey, String>,
+    ended_deployments: usize,
 }
 
 impl MemoryEcs {
@@ -125,6 +129,21 @@ impl MemoryEcs {
     pub fn set_controller(&self, key: &ServiceKey, controller: DeploymentController) {
         if let Some(view) = guard(&self.inner).services.get_mut(key) {
             view.controller = controller;
+        }
+    }
+
+    /// ECS ends the service's deployment in progress (its bake time passed).
+    pub fn end_service_deployment(&self, key: &ServiceKey) {
+        let mut world = guard(&self.inner);
+        if world.service_deployments.remove(key).is_some() {
+            world.ended_deployments += 1;
+        }
+    }
+
+    /// How ECS deploys the service (`deploymentConfiguration.strategy`).
+    pub fn set_strategy(&self, key: &ServiceKey, strategy: crate::domain::strategy::Strategy) {
+        if let Some(view) = guard(&self.inner).services.get_mut(key) {
+            view.strategy = strategy;
         }
     }
 
@@ -417,8 +436,45 @@ impl Ecs for MemoryEcs {
                 ),
             ));
         }
-        view.task_definition = task_definition.to_owned();
+        let previous = std::mem::replace(&mut view.task_definition, task_definition.to_owned());
+        // As ECS: every change of revision is a service deployment, in progress until it ends.
+        let number = world.service_deployments.len() + world.ended_deployments + 1;
+        world.service_deployments.insert(
+            service.clone(),
+            format!("arn:aws:ecs:eu-west-1:123456789012:service-deployment/{service}/{number}"),
+        );
+        world.previous_revision.insert(service.clone(), previous);
         Ok(None)
+    }
+
+    async fn deployment_in_progress(&self, service: &ServiceKey) -> PortResult<Option<String>> {
+        let world = self.enter("ListServiceDeployments")?;
+        Ok(world.service_deployments.get(service).cloned())
+    }
+
+    async fn stop_service_deployment(&self, arn: &str) -> PortResult<()> {
+        let mut world = self.enter("StopServiceDeployment")?;
+        let Some(key) = world
+            .service_deployments
+            .iter()
+            .find(|(_, a)| a.as_str() == arn)
+            .map(|(k, _)| k.clone())
+        else {
+            return Err(PortError::new(
+                "StopServiceDeployment",
+                PortErrorKind::NotFound,
+                format!("ServiceDeploymentNotFoundException: {arn}"),
+            ));
+        };
+        world.service_deployments.remove(&key);
+        world.ended_deployments += 1;
+        // As ECS: the service goes back to the revision it ran before.
+        if let Some(previous) = world.previous_revision.get(&key).cloned()
+            && let Some(view) = world.services.get_mut(&key)
+        {
+            view.task_definition = previous;
+        }
+        Ok(())
     }
 
     async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()> {

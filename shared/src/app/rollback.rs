@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::Ports;
-use super::locking::{acquire, owner_token, renew_before_acting};
+use super::locking::{acquire, owner_token};
 use crate::config::Config;
 use crate::domain::fleet::{DeploymentController, ServiceView};
 use crate::domain::image::ImageRef;
@@ -21,6 +21,7 @@ use crate::domain::rollback::{
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{TAG_ALARMS, TagProblem};
 use crate::domain::state::ServiceState;
+use crate::domain::strategy::{RollbackPath, RollbackRoute};
 use crate::events::EventError;
 use crate::events::alarm::parse_alarm_event;
 use crate::history::{HistoryRecord, ProcessedMark};
@@ -276,9 +277,14 @@ impl RollbackFunction {
         let report = match decision {
             RollbackDecision::Skip(reason) => self.skip(&case, &locked.state, reason).await,
             RollbackDecision::RollBack { from, to, reason } => {
-                match self.move_service(key, &to, &locked).await {
-                    Ok(()) => {
-                        self.record_rollback(&case, locked.state.clone(), (&from, &to), reason)
+                let back_to = locked.state.deployment.as_ref().map(|d| d.from.as_str());
+                match self
+                    .roll_back_service(&service, &to, back_to == Some(to.as_str()), &locked)
+                    .await
+                {
+                    Ok(route) => {
+                        let state = locked.state.clone();
+                        self.record_rollback(&case, state, (&from, &to), reason, &route)
                             .await
                     }
                     Err(e) => self.failed_under_lock(key, &alarm, &locked, e).await,
@@ -588,27 +594,22 @@ impl RollbackFunction {
                     .await
             }
             RollbackDecision::RollBack { from, to, reason } => {
-                if let Err(e) = self.move_service(key, &to, &locked).await {
-                    return self.failed_under_lock(key, alarm, &locked, e).await;
-                }
-                self.record_rollback(&case, state, (&from, &to), reason)
+                let back_to = state.deployment.as_ref().map(|d| d.from.as_str());
+                let route = match self
+                    .roll_back_service(&guarded.service, &to, back_to == Some(to.as_str()), &locked)
+                    .await
+                {
+                    Ok(route) => route,
+                    Err(e) => return self.failed_under_lock(key, alarm, &locked, e).await,
+                };
+                let reason = match route.words(&to) {
+                    Some(words) => format!("{reason}; {words}"),
+                    None => reason,
+                };
+                self.record_rollback(&case, state, (&from, &to), reason, &route)
                     .await
             }
         }
-    }
-
-    /// Moves the service to `to` under a freshly renewed lease; a lock taken over meanwhile
-    /// stops it before ECS is touched. The renewed lease is the store's: the commit checks only
-    /// owner and version.
-    async fn move_service(
-        &self,
-        key: &ServiceKey,
-        to: &str,
-        locked: &Locked,
-    ) -> Result<(), PortError> {
-        let mut held = locked.clone();
-        renew_before_acting(&*self.ports.store, &*self.ports.clock, key, &mut held).await?;
-        self.ports.ecs.update_service(key, to).await.map(|_| ())
     }
 
     /// A quarantined digest that the target task definition pins, if any.
@@ -633,6 +634,7 @@ impl RollbackFunction {
         mut state: ServiceState,
         (from, to): (&str, &str),
         reason: String,
+        route: &RollbackRoute,
     ) -> ServiceReport {
         let Case {
             key,
@@ -662,7 +664,10 @@ impl RollbackFunction {
                 alarm.name
             ),
             now,
-            details(alarm, (from, to), digest.as_ref().map(ToString::to_string), &reason, guard),
+            with_route(
+                details(alarm, (from, to), digest.as_ref().map(ToString::to_string), &reason, guard),
+                route,
+            ),
         ))
         .await;
         let mut report = ServiceReport::new(key, Action::RolledBack, reason);
@@ -869,6 +874,22 @@ fn details(
         "reason": reason,
     })
 }
+
+/// The strategy of the service and the call that moved it back.
+fn with_route(mut details: Value, route: &RollbackRoute) -> Value {
+    details["strategy"] = json!(route.strategy.as_str());
+    details["rolledBackBy"] = json!(route.call());
+    if let RollbackPath::StopServiceDeployment {
+        service_deployment_arn,
+    } = &route.path
+    {
+        details["serviceDeployment"] = json!(service_deployment_arn);
+    }
+    details
+}
+
+#[path = "rollback_strategy.rs"]
+mod strategy;
 
 #[path = "rollback_pair.rs"]
 mod pair;

@@ -725,3 +725,52 @@ async fn a_manual_rollback_takes_the_alarm_path_and_an_unknown_revision_changes_
 
 #[path = "rollback_aws_tests.rs"]
 mod aws;
+
+/// A blue/green service of ECS's own: while its deployment is in progress (bake time included)
+/// the alarm stops it with ROLLBACK, and ECS moves the traffic back; once it completed, the
+/// rollback is a new deployment of the known-good revision.
+#[tokio::test]
+async fn a_native_blue_green_service_is_rolled_back_by_ecs_while_its_deployment_runs() {
+    use crate::domain::strategy::Strategy;
+
+    let w = world();
+    let api = w.service("api", &[]);
+    w.ecs.set_strategy(&api, Strategy::BlueGreen);
+    w.push("p1", "api", 'b', START).await;
+    w.completed("c1", &api, "2026-11-23T10:05:00Z").await;
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    assert!(
+        s.services[0].reason.contains(
+            "ECS's own rollback of its BLUE_GREEN deployment in progress (StopServiceDeployment)"
+        ),
+        "{s:?}"
+    );
+    assert_eq!(w.running(&api), "api:1");
+    assert_eq!(w.ecs.calls("StopServiceDeployment"), 1);
+    assert_eq!(w.ecs.calls("UpdateService"), 1, "the deploy's only");
+    w.rolled_back_to_api_1(&api).await;
+
+    // The same service once ECS ended its deployment: a redeploy, said so.
+    let w = world();
+    let api = w.service("api", &[]);
+    w.ecs.set_strategy(&api, Strategy::Canary);
+    w.push("p1", "api", 'b', START).await;
+    w.completed("c1", &api, "2026-11-23T10:05:00Z").await;
+    w.ecs.end_service_deployment(&api);
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
+        .await
+        .unwrap();
+    assert!(
+        s.services[0].reason.contains(
+            "a new deployment of api:1 (UpdateService): no CANARY deployment of ECS in progress to stop"
+        ),
+        "{s:?}"
+    );
+    assert_eq!(w.ecs.calls("StopServiceDeployment"), 0);
+    assert_eq!(w.running(&api), "api:1");
+}

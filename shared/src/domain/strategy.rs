@@ -5,6 +5,7 @@
 //! (`StopServiceDeployment` with `ROLLBACK`) faster than a new deployment would.
 
 use super::fleet::DeploymentController;
+use super::service::revision_name;
 
 /// `deploymentConfiguration.strategy` of an ECS-controlled service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,16 +52,55 @@ pub enum RollbackPath {
     StopServiceDeployment { service_deployment_arn: String },
 }
 
+/// The rollback as it ran: the strategy of the service and the path taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackRoute {
+    pub strategy: Strategy,
+    pub path: RollbackPath,
+}
+
+impl RollbackRoute {
+    /// The AWS call that moved the service back.
+    pub fn call(&self) -> &'static str {
+        match self.path {
+            RollbackPath::Redeploy => "UpdateService",
+            RollbackPath::StopServiceDeployment { .. } => "StopServiceDeployment",
+        }
+    }
+
+    /// What the summary and history add to the reason; nothing for a rolling service, whose
+    /// only path is the redeploy the reason already names.
+    pub fn words(&self, to: &str) -> Option<String> {
+        let strategy = self.strategy.as_str();
+        if !self.strategy.shifts_traffic() {
+            return None;
+        }
+        Some(match self.path {
+            RollbackPath::StopServiceDeployment { .. } => format!(
+                "ECS's own rollback of its {strategy} deployment in progress (StopServiceDeployment), the traffic back on {}",
+                revision_name(to)
+            ),
+            RollbackPath::Redeploy => format!(
+                "a new deployment of {} (UpdateService): no {strategy} deployment of ECS in progress to stop",
+                revision_name(to)
+            ),
+        })
+    }
+}
+
 /// The fastest way the service allows: ECS's own rollback while a traffic-shifting deployment
 /// is in progress (its bake time included), else a redeploy of the known-good revision.
-/// `in_progress` is the ARN of the service deployment ECS reports in progress, if any.
+/// `in_progress` is the ARN of the service deployment ECS reports in progress, if any;
+/// `back_to_target` says the revision ECS would go back to (the one the deployment started
+/// from) is the known-good target: otherwise only a redeploy reaches the target.
 pub fn rollback_path(
     controller: DeploymentController,
     strategy: Strategy,
     in_progress: Option<&str>,
+    back_to_target: bool,
 ) -> RollbackPath {
     match (controller, in_progress) {
-        (DeploymentController::Ecs, Some(arn)) if strategy.shifts_traffic() => {
+        (DeploymentController::Ecs, Some(arn)) if strategy.shifts_traffic() && back_to_target => {
             RollbackPath::StopServiceDeployment {
                 service_deployment_arn: arn.to_owned(),
             }
@@ -79,20 +119,36 @@ mod tests {
     fn every_row_of_the_table_chooses_its_path() {
         for strategy in [Strategy::BlueGreen, Strategy::Linear, Strategy::Canary] {
             assert_eq!(
-                rollback_path(DeploymentController::Ecs, strategy, Some(ARN)),
+                rollback_path(DeploymentController::Ecs, strategy, Some(ARN), true),
                 RollbackPath::StopServiceDeployment {
                     service_deployment_arn: ARN.into()
                 },
                 "{strategy:?} in progress"
             );
             assert_eq!(
-                rollback_path(DeploymentController::Ecs, strategy, None),
+                rollback_path(DeploymentController::Ecs, strategy, None, true),
                 RollbackPath::Redeploy,
                 "{strategy:?} completed"
             );
         }
         assert_eq!(
-            rollback_path(DeploymentController::Ecs, Strategy::Rolling, Some(ARN)),
+            rollback_path(
+                DeploymentController::Ecs,
+                Strategy::Rolling,
+                Some(ARN),
+                true
+            ),
+            RollbackPath::Redeploy
+        );
+        // ECS would go back to a revision that is not the known-good one: only a redeploy
+        // reaches it.
+        assert_eq!(
+            rollback_path(
+                DeploymentController::Ecs,
+                Strategy::BlueGreen,
+                Some(ARN),
+                false
+            ),
             RollbackPath::Redeploy
         );
     }

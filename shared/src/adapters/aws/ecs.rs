@@ -466,6 +466,21 @@ impl Ecs for EcsCluster {
         self.update(service, task_definition, Some(count)).await
     }
 
+    async fn deployment_in_progress(&self, service: &ServiceKey) -> PortResult<Option<String>> {
+        self.service_deployments_in_progress(service).await
+    }
+
+    async fn stop_service_deployment(&self, arn: &str) -> PortResult<()> {
+        self.ecs
+            .stop_service_deployment()
+            .service_deployment_arn(arn)
+            .stop_type(aws_sdk_ecs::types::StopServiceDeploymentStopType::Rollback)
+            .send()
+            .await
+            .map_err(|e| port_error("StopServiceDeployment", e))?;
+        Ok(())
+    }
+
     async fn set_desired_count(&self, service: &ServiceKey, count: i32) -> PortResult<()> {
         self.ecs
             .update_service()
@@ -480,6 +495,30 @@ impl Ecs for EcsCluster {
 }
 
 impl EcsCluster {
+    async fn service_deployments_in_progress(
+        &self,
+        service: &ServiceKey,
+    ) -> PortResult<Option<String>> {
+        use aws_sdk_ecs::types::ServiceDeploymentStatus;
+        let out = self
+            .ecs
+            .list_service_deployments()
+            .cluster(service.cluster())
+            .service(service.service())
+            .status(ServiceDeploymentStatus::Pending)
+            .status(ServiceDeploymentStatus::InProgress)
+            .send()
+            .await
+            .map_err(|e| port_error("ListServiceDeployments", e))?;
+        // Newest first: the one ECS runs now.
+        Ok(out
+            .service_deployments()
+            .iter()
+            .max_by_key(|d| d.created_at().map(|t| (t.secs(), t.subsec_nanos())))
+            .and_then(|d| d.service_deployment_arn())
+            .map(str::to_owned))
+    }
+
     /// One `UpdateService` to a task definition (and a desired count); returns the id of the
     /// ECS deployment it started, when ECS reports one.
     async fn update(

@@ -1,0 +1,186 @@
+"""ECS service deployments for the tests' emulator: moto implements none of
+ListServiceDeployments, DescribeServiceDeployments or StopServiceDeployment, and deckhand rolls a
+traffic-shifting service (blue/green, linear, canary) back through them. A small model, as the
+ECS Developer Guide describes service deployments:
+
+- every UpdateService that changes the task definition starts one service deployment, IN_PROGRESS,
+  from the revision the service ran (sourceServiceRevisions) to the new one
+  (targetServiceRevision), with the service's deploymentConfiguration.strategy; the deployment it
+  replaces, if still in progress, becomes STOPPED ("a new deployment started");
+- ListServiceDeployments returns a service's deployments, newest first, filtered by status;
+  DescribeServiceDeployments returns them by ARN, unknown ARNs under `failures` (MISSING);
+- StopServiceDeployment with ROLLBACK on a PENDING or IN_PROGRESS deployment puts the service
+  back on the source revision at once and ends ROLLBACK_SUCCESSFUL (ECS passes through
+  ROLLBACK_REQUESTED and ROLLBACK_IN_PROGRESS while it shifts the traffic back); on one already
+  rolling back it changes nothing; on one that ended it fails with ConflictException; ABORT, which
+  ECS documents but does not accept ("the valid values are ROLLBACK"), fails with
+  InvalidParameterException; an unknown ARN with ServiceDeploymentNotFoundException;
+- a test ends a deployment as ECS would after its bake time with
+  POST /_deckhand/ecs/service-deployments/complete {"serviceDeploymentArn": ...}.
+
+It runs no tasks, no lifecycle hooks, no bake time and no alarms of its own: the tests send the ECS
+events and say when a deployment ends.
+"""
+
+import datetime
+import json
+import random
+import string
+
+from moto.core.exceptions import ServiceException
+from moto.core.responses import ActionResult
+from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
+from moto.ecs.responses import EC2ContainerServiceResponse
+
+ENDED = {"SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"}
+ROLLING_BACK = {"ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"}
+API = "/_deckhand/ecs/service-deployments/complete"
+
+
+class ServiceDeploymentNotFoundException(ServiceException):
+    code = "ServiceDeploymentNotFoundException"
+
+
+class ConflictException(ServiceException):
+    code = "ConflictException"
+
+
+class InvalidParameterException(ServiceException):
+    code = "InvalidParameterException"
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _deployments(backend):
+    if not hasattr(backend, "deckhand_service_deployments"):
+        backend.deckhand_service_deployments = []
+    return backend.deckhand_service_deployments
+
+
+_update_service = EC2ContainerServiceBackend.update_service
+
+
+def _update_service_with_deployments(self, service_properties):
+    cluster = service_properties.get("cluster", "default")
+    name = service_properties.get("service", "").split("/")[-1]
+    target = service_properties.get("task_definition")
+    before = self._get_service(cluster, name).task_definition if target else None
+    service = _update_service(self, service_properties)
+    if target and service.task_definition != before:
+        for d in _deployments(self):
+            if d["serviceArn"] == service.arn and d["status"] in ("PENDING", "IN_PROGRESS"):
+                d.update(status="STOPPED", statusReason="a new service deployment started",
+                         finishedAt=_now(), updatedAt=_now())
+        strategy = (getattr(service, "deployment_configuration", None) or {}).get("strategy", "ROLLING")
+        suffix = "".join(random.choices(string.ascii_letters + string.digits, k=22))
+        cluster_name = service.cluster_arn.split("/")[-1]
+        _deployments(self).append({
+            "serviceDeploymentArn": f"arn:aws:ecs:{self.region_name}:{self.account_id}:service-deployment/"
+                                    f"{cluster_name}/{service.name}/{suffix}",
+            "serviceArn": service.arn,
+            "clusterArn": service.cluster_arn,
+            "createdAt": _now(),
+            "startedAt": _now(),
+            "updatedAt": _now(),
+            "sourceServiceRevisions": [{"arn": before, "requestedTaskCount": service.desired_count}],
+            "targetServiceRevision": {"arn": service.task_definition, "requestedTaskCount": service.desired_count},
+            "status": "IN_PROGRESS",
+            "deploymentConfiguration": {"strategy": strategy},
+            "strategy": strategy,
+        })
+    return service
+
+
+EC2ContainerServiceBackend.update_service = _update_service_with_deployments
+
+
+def _summary(d):
+    return {k: d[k] for k in ("serviceDeploymentArn", "serviceArn", "clusterArn", "startedAt", "createdAt",
+                              "status", "statusReason", "finishedAt") if k in d} | {
+        "targetServiceRevisionArn": d["targetServiceRevision"]["arn"]}
+
+
+def _full(d):
+    out = {k: v for k, v in d.items() if k not in ("strategy",)}
+    out["targetServiceRevision"] = {"arn": d["targetServiceRevision"]["arn"],
+                                    "requestedTaskCount": d["targetServiceRevision"]["requestedTaskCount"]}
+    return out
+
+
+def _find(backend, arn):
+    for d in _deployments(backend):
+        if d["serviceDeploymentArn"] == arn:
+            return d
+    raise ServiceDeploymentNotFoundException(f"The service deployment {arn} does not exist.")
+
+
+def list_service_deployments(self):
+    cluster = self._get_param("cluster", "default").split("/")[-1]
+    service = self._get_param("service", "").split("/")[-1]
+    statuses = self._get_param("status") or []
+    found = [d for d in _deployments(self.ecs_backend)
+             if d["clusterArn"].split("/")[-1] == cluster and d["serviceArn"].split("/")[-1] == service
+             and (not statuses or d["status"] in statuses)]
+    found.sort(key=lambda d: d["createdAt"], reverse=True)
+    return ActionResult({"serviceDeployments": [_summary(d) for d in found]})
+
+
+def describe_service_deployments(self):
+    found, failures = [], []
+    for arn in self._get_param("serviceDeploymentArns") or []:
+        try:
+            found.append(_full(_find(self.ecs_backend, arn)))
+        except ServiceDeploymentNotFoundException:
+            failures.append({"arn": arn, "reason": "MISSING"})
+    return ActionResult({"serviceDeployments": found, "failures": failures})
+
+
+def stop_service_deployment(self):
+    arn = self._get_param("serviceDeploymentArn")
+    stop_type = self._get_param("stopType") or "ROLLBACK"
+    if stop_type != "ROLLBACK":
+        raise InvalidParameterException("The valid stop type is ROLLBACK.")
+    d = _find(self.ecs_backend, arn)
+    if d["status"] in ENDED:
+        raise ConflictException(f"The service deployment {arn} is {d['status']} and cannot be stopped.")
+    if d["status"] not in ROLLING_BACK:
+        cluster = d["clusterArn"].split("/")[-1]
+        name = d["serviceArn"].split("/")[-1]
+        source = d["sourceServiceRevisions"][0]["arn"]
+        service = self.ecs_backend._get_service(cluster, name)
+        if source:
+            service.task_definition = source
+        d.update(status="ROLLBACK_SUCCESSFUL", statusReason="stopped with ROLLBACK", finishedAt=_now(),
+                 updatedAt=_now(), rollback={"reason": "StopServiceDeployment", "startedAt": _now()})
+    return ActionResult({"serviceDeploymentArn": arn})
+
+
+EC2ContainerServiceResponse.list_service_deployments = list_service_deployments
+EC2ContainerServiceResponse.describe_service_deployments = describe_service_deployments
+EC2ContainerServiceResponse.stop_service_deployment = stop_service_deployment
+
+
+class ServiceDeploymentControl:
+    """The tests' lever: a service deployment ends SUCCESSFUL, as ECS ends one after its bake
+    time. Runs inside the emulator's one-request lock, like the calls it changes."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != API:
+            return self.app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        arn = body.get("serviceDeploymentArn", "")
+        region, account = arn.split(":")[3:5] if arn.count(":") >= 5 else ("", "")
+        try:
+            d = _find(ecs_backends[account][region], arn)
+        except (ServiceDeploymentNotFoundException, KeyError):
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [b'{"error": "no such service deployment"}']
+        d.update(status="SUCCESSFUL", finishedAt=_now(), updatedAt=_now())
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]

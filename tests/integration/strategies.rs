@@ -1,0 +1,233 @@
+//! Each row of the spec's table of deployment strategies, through the real SDK against the
+//! emulator's model of ECS service deployments: how deckhand deploys the service and how an
+//! alarm inside the guard window rolls it back.
+
+use std::sync::Arc;
+
+use deckhand::adapters::memory::FixedClock;
+use deckhand::app::deploy::DeployFunction;
+use deckhand::app::rollback::RollbackFunction;
+use deckhand::ports::StateStore as _;
+use deckhand::report::{Action, Outcome, Summary};
+
+use crate::harness::{Role, Stack};
+use crate::rollback::{alarm_event, metric_alarm, utc};
+
+const PUSHED: &str = "2026-11-23T10:00:00Z";
+const COMPLETED: &str = "2026-11-23T10:05:00Z";
+const ALARMED: &str = "2026-11-23T10:13:00Z";
+
+/// `api` on `web:1` with `strategy`, pushed to `main-42` (`web:2`) at 10:00.
+struct Native {
+    stack: Stack,
+    clock: Arc<FixedClock>,
+    deploy: DeployFunction,
+    family: String,
+    digest: String,
+}
+
+impl Native {
+    async fn pushed(strategy: &str) -> Self {
+        let stack = Stack::new().await;
+        let clock = Arc::new(FixedClock::new(utc(PUSHED)));
+        let family = format!("api-{}", stack.id);
+        let td = stack.simple_task_definition(&family, "main-41").await;
+        stack
+            .create_service("api", &td, &[("deckhand:deploy", "prefix=main-")])
+            .await;
+        stack.set_strategy("api", strategy).await;
+        let digest = stack.push_image("main-42").await;
+        let deploy = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), stack.config());
+        let pushed = deploy
+            .handle(&stack.push_event("push-42", utc(PUSHED), "main-42", &digest))
+            .await
+            .unwrap();
+        assert_eq!(pushed.outcome, Outcome::Deployed, "{pushed:?}");
+        Self {
+            stack,
+            clock,
+            deploy,
+            family,
+            digest,
+        }
+    }
+
+    /// ECS ends its deployment after the bake time and says so.
+    async fn completed(&self) {
+        let (arn, _, _) = self.stack.service_deployments("api").await.remove(0);
+        self.stack.complete_service_deployment(&arn);
+        self.clock.set(utc(COMPLETED));
+        let event = self.stack.deployment_event(
+            "ecs-deployment-completed",
+            "done-api",
+            "api",
+            utc(COMPLETED),
+        );
+        let done = self.deploy.handle(&event).await.unwrap();
+        assert_eq!(done.outcome, Outcome::Completed, "{done:?}");
+    }
+
+    /// The alarm of `api` fires at ALARMED; the summary and the AWS calls the rollback made.
+    async fn alarm(&self) -> (Summary, Vec<String>) {
+        let arn = metric_alarm(&self.stack, "api-5xx", Some("api"), &[]).await;
+        let (mut ports, log) = self.stack.counted_ports(Role::Rollback);
+        ports.clock = self.clock.clone();
+        let rollback = RollbackFunction::new(ports, self.stack.config());
+        self.clock.set(utc(ALARMED));
+        let event = alarm_event(
+            &self.stack,
+            "alarm-1",
+            &arn,
+            "ALARM",
+            "OK",
+            ALARMED,
+            Some("api"),
+        );
+        let summary = rollback.handle(&event).await.unwrap();
+        (summary, log.calls())
+    }
+
+    /// FAMILY:REVISION of what the service runs.
+    async fn running(&self) -> String {
+        let arn = self.stack.running_task_definition("api").await;
+        arn.rsplit('/').next().unwrap_or_default().to_owned()
+    }
+
+    fn revision(&self, n: u32) -> String {
+        format!("{}:{n}", self.family)
+    }
+
+    /// The details of the one rollback.started notification.
+    fn rollback_details(&self) -> serde_json::Value {
+        let started: Vec<_> = self
+            .stack
+            .notifications()
+            .into_iter()
+            .filter(|(_, b, _)| b["kind"] == "rollback.started")
+            .map(|(_, b, _)| b["details"].clone())
+            .collect();
+        assert_eq!(started.len(), 1, "{started:?}");
+        started[0].clone()
+    }
+}
+
+/// The AWS calls of one rollback of a traffic-shifting service, in order: the same eleven
+/// either way, the call that moves the service back aside.
+fn calls_of_a_rollback(moved_by: &str) -> Vec<String> {
+    [
+        "DynamoDB.Query",
+        "CloudWatch.DescribeAlarms",
+        "CloudWatch.ListTagsForResource",
+        "Resource Groups Tagging API.GetResources",
+        "ECS.DescribeServices",
+        "DynamoDB.UpdateItem",
+        "ECS.ListServiceDeployments",
+        "DynamoDB.UpdateItem",
+        moved_by,
+        "DynamoDB.TransactWriteItems",
+        "SNS.Publish",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Blue/green, linear and canary while ECS still runs the deployment (bake time included):
+/// ECS's own rollback, no new deployment; the service is back on the revision ECS kept.
+#[tokio::test]
+async fn a_traffic_shifting_deployment_in_progress_is_stopped_with_rollback() {
+    for strategy in ["BLUE_GREEN", "LINEAR", "CANARY"] {
+        let n = Native::pushed(strategy).await;
+        let deployments = n.stack.service_deployments("api").await;
+        assert_eq!(deployments.len(), 1, "{deployments:?}");
+        assert_eq!(deployments[0].1, "IN_PROGRESS");
+        let (summary, calls) = n.alarm().await;
+        assert_eq!(summary.outcome, Outcome::RolledBack, "{summary:?}");
+        let report = &summary.services[0];
+        assert_eq!(report.action, Action::RolledBack);
+        assert!(
+            report.reason.contains(&format!(
+                "ECS's own rollback of its {strategy} deployment in progress (StopServiceDeployment), the traffic back on {}",
+                n.revision(1)
+            )),
+            "{report:?}"
+        );
+        let after = n.stack.service_deployments("api").await;
+        assert_eq!(after.len(), 1, "no new deployment: {after:?}");
+        assert_eq!(after[0].1, "ROLLBACK_SUCCESSFUL");
+        assert_eq!(n.running().await, n.revision(1));
+        assert_eq!(calls, calls_of_a_rollback("ECS.StopServiceDeployment"));
+        let details = n.rollback_details();
+        assert_eq!(details["strategy"], strategy);
+        assert_eq!(details["rolledBackBy"], "StopServiceDeployment");
+        assert_eq!(details["serviceDeployment"], after[0].0.as_str());
+        let state = n
+            .stack
+            .store()
+            .load(&n.stack.service_key("api"))
+            .await
+            .unwrap();
+        assert!(
+            state.quarantine.contains_key(n.digest.as_str()),
+            "the digest is quarantined"
+        );
+        let history = n
+            .stack
+            .store()
+            .history(&n.stack.service_key("api"), 10)
+            .await
+            .unwrap();
+        assert!(
+            history
+                .iter()
+                .any(|r| r.action == Action::RolledBack
+                    && r.reason.contains("StopServiceDeployment")),
+            "{history:?}"
+        );
+    }
+}
+
+/// Once ECS completed the deployment, inside the guard window: a new deployment of the
+/// known-good revision, which ECS runs with the service's strategy.
+#[tokio::test]
+async fn after_its_deployment_completed_a_native_service_is_redeployed_to_known_good() {
+    let n = Native::pushed("BLUE_GREEN").await;
+    n.completed().await;
+    let (summary, calls) = n.alarm().await;
+    assert_eq!(summary.outcome, Outcome::RolledBack, "{summary:?}");
+    assert!(
+        summary.services[0].reason.contains(&format!(
+            "a new deployment of {} (UpdateService): no BLUE_GREEN deployment of ECS in progress to stop",
+            n.revision(1)
+        )),
+        "{summary:?}"
+    );
+    let after = n.stack.service_deployments("api").await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[0].1, "IN_PROGRESS");
+    assert!(after[0].2.ends_with(&format!("/{}", n.revision(1))));
+    assert_eq!(after[1].1, "SUCCESSFUL");
+    assert_eq!(calls, calls_of_a_rollback("ECS.UpdateService"));
+    let details = n.rollback_details();
+    assert_eq!(details["strategy"], "BLUE_GREEN");
+    assert_eq!(details["rolledBackBy"], "UpdateService");
+}
+
+/// A rolling service never asks ECS for its service deployments: the redeploy is its only path.
+#[tokio::test]
+async fn a_rolling_service_is_redeployed_without_listing_its_deployments() {
+    let n = Native::pushed("ROLLING").await;
+    let (summary, calls) = n.alarm().await;
+    assert_eq!(summary.outcome, Outcome::RolledBack, "{summary:?}");
+    assert!(
+        !summary.services[0].reason.contains("ROLLING"),
+        "{summary:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.contains("ServiceDeployment")),
+        "{calls:?}"
+    );
+    assert_eq!(n.running().await, n.revision(1));
+    let details = n.rollback_details();
+    assert_eq!(details["strategy"], "ROLLING");
+    assert_eq!(details["rolledBackBy"], "UpdateService");
+}
