@@ -15,6 +15,12 @@ ECS Developer Guide describes service deployments:
   rolling back it changes nothing; on one that ended it fails with ConflictException; ABORT, which
   ECS documents but does not accept ("the valid values are ROLLBACK"), fails with
   InvalidParameterException; an unknown ARN with ServiceDeploymentNotFoundException;
+- a PAUSE hook among the service's deploymentConfiguration.lifecycleHooks pauses the deployment
+  at once, at the hook's first stage: `lifecycleHookDetails` holds the hook AWAITING_ACTION with its
+  expiry and timeout action; ContinueServiceDeployment with its hookId continues (CONTINUE) or
+  rolls back (ROLLBACK, as StopServiceDeployment does); a hook that awaits nothing, or a
+  deployment that is not in progress, fails with ConflictException, an unknown hookId with
+  InvalidParameterException; the timeout is not modelled;
 - a test ends a deployment as ECS would after its bake time with
   POST /_deckhand/ecs/service-deployments/complete {"serviceDeploymentArn": ...}.
 
@@ -73,7 +79,8 @@ def _update_service_with_deployments(self, service_properties):
             if d["serviceArn"] == service.arn and d["status"] in ("PENDING", "IN_PROGRESS"):
                 d.update(status="STOPPED", statusReason="a new service deployment started",
                          finishedAt=_now(), updatedAt=_now())
-        strategy = (getattr(service, "deployment_configuration", None) or {}).get("strategy", "ROLLING")
+        configuration = getattr(service, "deployment_configuration", None) or {}
+        strategy = configuration.get("strategy", "ROLLING")
         suffix = "".join(random.choices(string.ascii_letters + string.digits, k=22))
         cluster_name = service.cluster_arn.split("/")[-1]
         _deployments(self).append({
@@ -89,11 +96,42 @@ def _update_service_with_deployments(self, service_properties):
             "status": "IN_PROGRESS",
             "deploymentConfiguration": {"strategy": strategy},
             "strategy": strategy,
-        })
+        } | _paused_at_hook(configuration))
     return service
 
 
 EC2ContainerServiceBackend.update_service = _update_service_with_deployments
+
+
+def _paused_at_hook(configuration):
+    """The first PAUSE hook of the service's lifecycle hooks, awaiting action at once: the model
+    has no stages to pass before it."""
+    for hook in configuration.get("lifecycleHooks") or []:
+        if hook.get("targetType") != "PAUSE":
+            continue
+        timeout = hook.get("timeoutConfiguration") or {}
+        suffix = "".join(random.choices(string.ascii_letters + string.digits + "_", k=43))
+        return {
+            "lifecycleStage": (hook.get("lifecycleStages") or ["POST_TEST_TRAFFIC_SHIFT"])[0],
+            "lifecycleHookDetails": [{
+                "hookId": f"ecs-pause-{suffix}",
+                "targetType": "PAUSE",
+                "status": "AWAITING_ACTION",
+                "expiresAt": _now() + datetime.timedelta(minutes=timeout.get("timeoutInMinutes", 60)),
+                "timeoutAction": timeout.get("action", "ROLLBACK"),
+            }],
+        }
+    return {}
+
+
+def _roll_back(backend, d, reason):
+    cluster = d["clusterArn"].split("/")[-1]
+    name = d["serviceArn"].split("/")[-1]
+    source = d["sourceServiceRevisions"][0]["arn"]
+    if source:
+        backend._get_service(cluster, name).task_definition = source
+    d.update(status="ROLLBACK_SUCCESSFUL", statusReason=reason, finishedAt=_now(),
+             updatedAt=_now(), rollback={"reason": reason, "startedAt": _now()})
 
 
 def _summary(d):
@@ -146,20 +184,33 @@ def stop_service_deployment(self):
     if d["status"] in ENDED:
         raise ConflictException(f"The service deployment {arn} is {d['status']} and cannot be stopped.")
     if d["status"] not in ROLLING_BACK:
-        cluster = d["clusterArn"].split("/")[-1]
-        name = d["serviceArn"].split("/")[-1]
-        source = d["sourceServiceRevisions"][0]["arn"]
-        service = self.ecs_backend._get_service(cluster, name)
-        if source:
-            service.task_definition = source
-        d.update(status="ROLLBACK_SUCCESSFUL", statusReason="stopped with ROLLBACK", finishedAt=_now(),
-                 updatedAt=_now(), rollback={"reason": "StopServiceDeployment", "startedAt": _now()})
+        _roll_back(self.ecs_backend, d, "stopped with ROLLBACK")
+    return ActionResult({"serviceDeploymentArn": arn})
+
+
+def continue_service_deployment(self):
+    arn = self._get_param("serviceDeploymentArn")
+    hook_id = self._get_param("hookId")
+    action = self._get_param("action") or "CONTINUE"
+    if action not in ("CONTINUE", "ROLLBACK"):
+        raise InvalidParameterException("The valid actions are CONTINUE and ROLLBACK.")
+    d = _find(self.ecs_backend, arn)
+    hook = next((h for h in d.get("lifecycleHookDetails", []) if h["hookId"] == hook_id), None)
+    if hook is None:
+        raise InvalidParameterException(f"The lifecycle hook {hook_id} does not exist for {arn}.")
+    if hook["status"] != "AWAITING_ACTION" or d["status"] != "IN_PROGRESS":
+        raise ConflictException(f"The lifecycle hook {hook_id} is {hook['status']} and awaits no action.")
+    hook["status"] = "SUCCEEDED"
+    d["updatedAt"] = _now()
+    if action == "ROLLBACK":
+        _roll_back(self.ecs_backend, d, "rolled back at a pause hook")
     return ActionResult({"serviceDeploymentArn": arn})
 
 
 EC2ContainerServiceResponse.list_service_deployments = list_service_deployments
 EC2ContainerServiceResponse.describe_service_deployments = describe_service_deployments
 EC2ContainerServiceResponse.stop_service_deployment = stop_service_deployment
+EC2ContainerServiceResponse.continue_service_deployment = continue_service_deployment
 
 
 class ServiceDeploymentControl:

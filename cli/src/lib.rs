@@ -146,6 +146,12 @@ enum Command {
     Pause { service: String },
     /// Unfreeze automatic deploys.
     Resume { service: String },
+    /// Let a service deployment waiting at an ECS pause hook go on (ContinueServiceDeployment
+    /// CONTINUE).
+    Approve { service: String },
+    /// Roll back a service deployment waiting at an ECS pause hook (ContinueServiceDeployment
+    /// ROLLBACK).
+    Reject { service: String },
     /// Name the revision rollbacks go to (family:revision or an ARN), until a deployment
     /// completed later proves itself.
     KnownGood { service: String, revision: String },
@@ -292,6 +298,16 @@ pub async fn run(
         Command::Resume { service } => {
             let operator = Operator::new(clients.ports(&config(false)?), operator_name());
             let report = operator.resume(&key(service)?).await?;
+            print_reports(&[report], cli.json, out)
+        }
+        Command::Approve { service } => {
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let report = operator.approve(&key(service)?).await?;
+            print_reports(&[report], cli.json, out)
+        }
+        Command::Reject { service } => {
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let report = operator.reject(&key(service)?).await?;
             print_reports(&[report], cli.json, out)
         }
         Command::KnownGood { service, revision } => {

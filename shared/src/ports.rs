@@ -11,6 +11,7 @@ use crate::domain::image::{Digest, Repository};
 use crate::domain::pace::{Rate, Reserved};
 use crate::domain::service::ServiceKey;
 use crate::domain::state::{Capacity, ServiceState};
+use crate::domain::strategy::PausedDeployment;
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::Notification;
 
@@ -113,6 +114,16 @@ pub trait Ecs: Send + Sync {
     /// Stops a service deployment with `ROLLBACK`: ECS moves the traffic back to the revision
     /// it kept running.
     async fn stop_service_deployment(&self, service_deployment_arn: &str) -> PortResult<()>;
+    /// The service's deployment in progress that waits at a pause hook (its
+    /// `lifecycleHookDetails` in `DescribeServiceDeployments`, `AWAITING_ACTION`), if any.
+    async fn paused_deployment(&self, service: &ServiceKey)
+    -> PortResult<Option<PausedDeployment>>;
+    /// `ContinueServiceDeployment` on the hook: `CONTINUE`, or `ROLLBACK` when `roll_back`.
+    async fn continue_service_deployment(
+        &self,
+        paused: &PausedDeployment,
+        roll_back: bool,
+    ) -> PortResult<()>;
     /// Points the service at a task definition and sets its desired count: the idle side of a
     /// pair gets the new revision with the live side's count.
     async fn update_service_scaled(

@@ -50,6 +50,10 @@ pub enum Action {
     Resumed,
     /// An operator lifted a quarantine.
     Released,
+    /// An operator let a deployment waiting at an ECS pause hook go on.
+    Approved,
+    /// An operator rolled back a deployment waiting at an ECS pause hook.
+    Rejected,
     /// The known-good revision changed: an operator named one, or a reconcile settled a
     /// deployment that ran its guard window without an alarm.
     KnownGood,
@@ -86,6 +90,8 @@ pub enum Outcome {
     Paused,
     Resumed,
     Released,
+    Approved,
+    Rejected,
     KnownGood,
     Deregistered,
     Unchanged,
@@ -239,6 +245,8 @@ fn outcome_of(action: Action) -> Outcome {
         Action::Paused => Outcome::Paused,
         Action::Resumed => Outcome::Resumed,
         Action::Released => Outcome::Released,
+        Action::Approved => Outcome::Approved,
+        Action::Rejected => Outcome::Rejected,
         Action::KnownGood => Outcome::KnownGood,
         Action::Deregistered => Outcome::Deregistered,
         Action::Invalid => Outcome::Invalid,
@@ -279,6 +287,8 @@ mod tests {
             Paused,
             Resumed,
             Released,
+            Approved,
+            Rejected,
             KnownGood,
             Deregistered,
             Unchanged,
@@ -289,7 +299,8 @@ mod tests {
                 Error | RolledBack | WouldRollBack | Deployed | WouldDeploy | Failed
                 | Quarantined | Completed | Shifted | Recorded | Waiting | Asleep | Awake
                 | WouldSleep | WouldWake | Invalid | Skipped | Duplicate | Paused | Resumed
-                | Released | KnownGood | Deregistered | Unchanged | Ignored => {}
+                | Released | Approved | Rejected | KnownGood | Deregistered | Unchanged
+                | Ignored => {}
             }
         }
         all

@@ -436,6 +436,23 @@ impl Ecs for CrashBeforeUpdate {
     async fn stop_service_deployment(&self, arn: &str) -> PortResult<()> {
         self.ecs.stop_service_deployment(arn).await
     }
+
+    async fn paused_deployment(
+        &self,
+        service: &ServiceKey,
+    ) -> PortResult<Option<deckhand::domain::strategy::PausedDeployment>> {
+        self.ecs.paused_deployment(service).await
+    }
+
+    async fn continue_service_deployment(
+        &self,
+        paused: &deckhand::domain::strategy::PausedDeployment,
+        roll_back: bool,
+    ) -> PortResult<()> {
+        self.ecs
+            .continue_service_deployment(paused, roll_back)
+            .await
+    }
 }
 
 #[tokio::test]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use deckhand::adapters::memory::FixedClock;
 use deckhand::app::deploy::DeployFunction;
+use deckhand::app::operator::{Operator, OperatorError};
 use deckhand::app::rollback::RollbackFunction;
+use deckhand::domain::state::DeploymentStatus;
 use deckhand::ports::StateStore as _;
 use deckhand::report::{Action, Outcome, Summary};
 
@@ -28,6 +30,11 @@ struct Native {
 
 impl Native {
     async fn pushed(strategy: &str) -> Self {
+        Self::pushed_with(strategy, false).await
+    }
+
+    /// With a pause hook, the deployment waits for an answer as soon as it starts.
+    async fn pushed_with(strategy: &str, pause_hook: bool) -> Self {
         let stack = Stack::new().await;
         let clock = Arc::new(FixedClock::new(utc(PUSHED)));
         let family = format!("api-{}", stack.id);
@@ -35,7 +42,11 @@ impl Native {
         stack
             .create_service("api", &td, &[("deckhand:deploy", "prefix=main-")])
             .await;
-        stack.set_strategy("api", strategy).await;
+        if pause_hook {
+            stack.set_strategy_with_pause_hook("api", strategy).await;
+        } else {
+            stack.set_strategy("api", strategy).await;
+        }
         let digest = stack.push_image("main-42").await;
         let deploy = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), stack.config());
         let pushed = deploy
@@ -85,6 +96,14 @@ impl Native {
         );
         let summary = rollback.handle(&event).await.unwrap();
         (summary, log.calls())
+    }
+
+    /// The operator's front end, signed as the template's OperatorPolicy.
+    fn operator(&self) -> Operator {
+        Operator::new(
+            self.stack.ports(Role::Operator, self.clock.clone()),
+            "alice",
+        )
     }
 
     /// FAMILY:REVISION of what the service runs.
@@ -230,4 +249,75 @@ async fn a_rolling_service_is_redeployed_without_listing_its_deployments() {
     let details = n.rollback_details();
     assert_eq!(details["strategy"], "ROLLING");
     assert_eq!(details["rolledBackBy"], "UpdateService");
+}
+
+/// The approval story: a blue/green deployment waits at its pause hook; `deckhand approve`
+/// lets it go on, ECS completes it, and there is nothing left to approve.
+#[tokio::test]
+async fn a_deployment_waiting_at_a_pause_hook_goes_on_when_approved() {
+    let n = Native::pushed_with("BLUE_GREEN", true).await;
+    let key = n.stack.service_key("api");
+    let approved = n.operator().approve(&key).await.unwrap();
+    assert_eq!(approved.action, Action::Approved, "{approved:?}");
+    assert!(
+        approved.reason.contains(&format!(
+            "the deployment of {}, which waited at a pause hook, approved by alice",
+            n.revision(2)
+        )),
+        "{approved:?}"
+    );
+    let deployments = n.stack.service_deployments("api").await;
+    assert_eq!(
+        deployments[0].1, "IN_PROGRESS",
+        "ECS goes on: {deployments:?}"
+    );
+    assert_eq!(n.running().await, n.revision(2));
+    match n.operator().approve(&key).await {
+        Err(OperatorError::NothingAwaiting(k)) => assert_eq!(k, key),
+        other => panic!("a second approval: {other:?}"),
+    }
+    n.completed().await;
+    let history = n.stack.store().history(&key, 10).await.unwrap();
+    assert!(
+        history.iter().any(|r| r.action == Action::Approved),
+        "{history:?}"
+    );
+}
+
+/// `deckhand reject`: ECS rolls the waiting deployment back to the revision it kept; deckhand
+/// records its deployment rolled back, and quarantines nothing.
+#[tokio::test]
+async fn a_rejected_deployment_is_rolled_back_by_ecs_and_quarantines_nothing() {
+    let n = Native::pushed_with("CANARY", true).await;
+    let key = n.stack.service_key("api");
+    let rejected = n.operator().reject(&key).await.unwrap();
+    assert_eq!(rejected.action, Action::Rejected, "{rejected:?}");
+    let deployments = n.stack.service_deployments("api").await;
+    assert_eq!(deployments.len(), 1, "{deployments:?}");
+    assert_eq!(deployments[0].1, "ROLLBACK_SUCCESSFUL");
+    assert_eq!(n.running().await, n.revision(1));
+    let state = n.stack.store().load(&key).await.unwrap();
+    let d = state.deployment.unwrap();
+    assert_eq!(d.status, DeploymentStatus::RolledBack);
+    assert_eq!(d.rollback.unwrap().alarm, "rejected by alice");
+    assert!(state.quarantine.is_empty(), "{:?}", state.quarantine);
+}
+
+/// An alarm while the deployment waits at its pause hook rolls it back, as any alarm while a
+/// traffic-shifting deployment is in progress.
+#[tokio::test]
+async fn an_alarm_while_a_deployment_waits_for_approval_rolls_it_back() {
+    let n = Native::pushed_with("LINEAR", true).await;
+    let (summary, calls) = n.alarm().await;
+    assert_eq!(summary.outcome, Outcome::RolledBack, "{summary:?}");
+    assert_eq!(calls, calls_of_a_rollback("ECS.StopServiceDeployment"));
+    assert_eq!(
+        n.stack.service_deployments("api").await[0].1,
+        "ROLLBACK_SUCCESSFUL"
+    );
+    assert_eq!(n.running().await, n.revision(1));
+    match n.operator().approve(&n.stack.service_key("api")).await {
+        Err(OperatorError::NothingAwaiting(_)) => {}
+        other => panic!("approving a rolled-back deployment: {other:?}"),
+    }
 }

@@ -10,18 +10,55 @@ use crate::harness::{Stack, emulator_post};
 impl Stack {
     /// Sets the service's `deploymentConfiguration.strategy` (`BLUE_GREEN`, `LINEAR`, `CANARY`).
     pub async fn set_strategy(&self, service: &str, strategy: &str) {
+        self.set_deployment_configuration(
+            service,
+            DeploymentConfiguration::builder()
+                .strategy(DeploymentStrategy::from(strategy))
+                .build(),
+        )
+        .await;
+    }
+
+    async fn set_deployment_configuration(
+        &self,
+        service: &str,
+        configuration: DeploymentConfiguration,
+    ) {
         self.ecs
             .update_service()
             .cluster(&self.cluster)
             .service(service)
-            .deployment_configuration(
-                DeploymentConfiguration::builder()
-                    .strategy(DeploymentStrategy::from(strategy))
-                    .build(),
-            )
+            .deployment_configuration(configuration)
             .send()
             .await
-            .expect("update service with a strategy");
+            .expect("update service with a deployment configuration");
+    }
+
+    /// Sets the strategy with a pause hook after the test traffic shift, timing out in 60
+    /// minutes with ROLLBACK, as the ECS Developer Guide's example.
+    pub async fn set_strategy_with_pause_hook(&self, service: &str, strategy: &str) {
+        use aws_sdk_ecs::types::{
+            DeploymentLifecycleHook, DeploymentLifecycleHookAction, DeploymentLifecycleHookStage,
+            DeploymentLifecycleHookTargetType, DeploymentLifecycleHookTimeoutConfiguration,
+        };
+        let hook = DeploymentLifecycleHook::builder()
+            .target_type(DeploymentLifecycleHookTargetType::Pause)
+            .lifecycle_stages(DeploymentLifecycleHookStage::PostTestTrafficShift)
+            .timeout_configuration(
+                DeploymentLifecycleHookTimeoutConfiguration::builder()
+                    .timeout_in_minutes(60)
+                    .action(DeploymentLifecycleHookAction::Rollback)
+                    .build(),
+            )
+            .build();
+        self.set_deployment_configuration(
+            service,
+            DeploymentConfiguration::builder()
+                .strategy(DeploymentStrategy::from(strategy))
+                .lifecycle_hooks(hook)
+                .build(),
+        )
+        .await;
     }
 
     /// The service's deployments, newest first: (ARN, status, target revision ARN).

@@ -79,6 +79,8 @@ struct EcsWorld {
     service_deployments: BTreeMap<ServiceKey, String>,
     previous_revision: BTreeMap<ServiceKey, String>,
     ended_deployments: usize,
+    /// Service deployments that wait at a pause hook, by service.
+    paused: BTreeMap<ServiceKey, crate::domain::strategy::PausedDeployment>,
 }
 
 impl MemoryEcs {
@@ -137,6 +139,23 @@ impl MemoryEcs {
         let mut world = guard(&self.inner);
         if world.service_deployments.remove(key).is_some() {
             world.ended_deployments += 1;
+        }
+    }
+
+    /// The service's deployment in progress reaches a pause hook and waits.
+    pub fn pause_service_deployment(&self, key: &ServiceKey) {
+        let mut world = guard(&self.inner);
+        if let Some(arn) = world.service_deployments.get(key).cloned() {
+            world.paused.insert(
+                key.clone(),
+                crate::domain::strategy::PausedDeployment {
+                    service_deployment_arn: arn,
+                    hook_id: format!("ecs-pause-{key}"),
+                    stage: Some("POST_TEST_TRAFFIC_SHIFT".into()),
+                    expires_at: None,
+                    timeout_action: Some("ROLLBACK".into()),
+                },
+            );
         }
     }
 
@@ -466,13 +485,39 @@ impl Ecs for MemoryEcs {
                 format!("ServiceDeploymentNotFoundException: {arn}"),
             ));
         };
-        world.service_deployments.remove(&key);
-        world.ended_deployments += 1;
-        // As ECS: the service goes back to the revision it ran before.
-        if let Some(previous) = world.previous_revision.get(&key).cloned()
-            && let Some(view) = world.services.get_mut(&key)
-        {
-            view.task_definition = previous;
+        roll_back_service_deployment(&mut world, &key);
+        Ok(())
+    }
+
+    async fn paused_deployment(
+        &self,
+        service: &ServiceKey,
+    ) -> PortResult<Option<crate::domain::strategy::PausedDeployment>> {
+        let world = self.enter("DescribeServiceDeployments")?;
+        Ok(world.paused.get(service).cloned())
+    }
+
+    async fn continue_service_deployment(
+        &self,
+        paused: &crate::domain::strategy::PausedDeployment,
+        roll_back: bool,
+    ) -> PortResult<()> {
+        let mut world = self.enter("ContinueServiceDeployment")?;
+        let Some(key) = world
+            .paused
+            .iter()
+            .find(|(_, p)| p.hook_id == paused.hook_id)
+            .map(|(k, _)| k.clone())
+        else {
+            return Err(PortError::new(
+                "ContinueServiceDeployment",
+                PortErrorKind::Other,
+                format!("ConflictException: {} awaits no action", paused.hook_id),
+            ));
+        };
+        world.paused.remove(&key);
+        if roll_back {
+            roll_back_service_deployment(&mut world, &key);
         }
         Ok(())
     }
@@ -1179,5 +1224,18 @@ impl Notifier for MemoryNotifier {
     async fn publish(&self, notification: &Notification) -> PortResult<()> {
         guard(&self.published).push(notification.clone());
         Ok(())
+    }
+}
+
+/// ECS's own rollback of the service's deployment in progress: the service goes back to the
+/// revision it ran before.
+fn roll_back_service_deployment(world: &mut EcsWorld, key: &ServiceKey) {
+    world.service_deployments.remove(key);
+    world.paused.remove(key);
+    world.ended_deployments += 1;
+    if let Some(previous) = world.previous_revision.get(key).cloned()
+        && let Some(view) = world.services.get_mut(key)
+    {
+        view.task_definition = previous;
     }
 }

@@ -70,6 +70,23 @@ impl Ecs for AnotherPushMeanwhile {
     async fn stop_service_deployment(&self, arn: &str) -> PortResult<()> {
         self.ecs.stop_service_deployment(arn).await
     }
+
+    async fn paused_deployment(
+        &self,
+        service: &ServiceKey,
+    ) -> PortResult<Option<crate::domain::strategy::PausedDeployment>> {
+        self.ecs.paused_deployment(service).await
+    }
+
+    async fn continue_service_deployment(
+        &self,
+        paused: &crate::domain::strategy::PausedDeployment,
+        roll_back: bool,
+    ) -> PortResult<()> {
+        self.ecs
+            .continue_service_deployment(paused, roll_back)
+            .await
+    }
 }
 
 fn envoy_push(id: &str, minute: u32, d: char) -> Value {

@@ -29,6 +29,8 @@ pub enum OperatorError {
         revision: String,
         digest: String,
     },
+    #[error("no deployment of {0} waits at a pause hook")]
+    NothingAwaiting(ServiceKey),
     #[error(transparent)]
     Port(#[from] PortError),
 }
@@ -168,20 +170,9 @@ impl Operator {
             chrono::DateTime<chrono::Utc>,
         ) -> Result<(Action, String), OperatorError>,
     ) -> Result<ServiceReport, OperatorError> {
-        let described = self
-            .ports
-            .ecs
-            .describe_services(std::slice::from_ref(service))
-            .await?;
-        if described.is_empty() {
-            return Err(OperatorError::UnknownService(service.clone()));
-        }
+        self.described(service).await?;
         let now = self.ports.clock.now();
-        let cause = format!(
-            "{verb}#{}@{}",
-            self.by,
-            now.to_rfc3339_opts(SecondsFormat::Secs, true)
-        );
+        let cause = self.cause(verb, now);
         let owner = owner_token(&cause);
         let locked = acquire(&*self.ports.store, &*self.ports.clock, service, &owner).await?;
         let mut state = locked.state.clone();
@@ -200,12 +191,40 @@ impl Operator {
         Ok(ServiceReport::new(service, action, reason))
     }
 
+    /// The service as ECS describes it; an unknown one is an error.
+    async fn described(
+        &self,
+        service: &ServiceKey,
+    ) -> Result<crate::domain::fleet::ServiceView, OperatorError> {
+        let described = self
+            .ports
+            .ecs
+            .describe_services(std::slice::from_ref(service))
+            .await?;
+        described
+            .into_iter()
+            .next()
+            .ok_or_else(|| OperatorError::UnknownService(service.clone()))
+    }
+
+    /// The cause of the history records of one request.
+    fn cause(&self, verb: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+        format!(
+            "{verb}#{}@{}",
+            self.by,
+            now.to_rfc3339_opts(SecondsFormat::Secs, true)
+        )
+    }
+
     async fn release_lock(&self, service: &ServiceKey, locked: &Locked) {
         if let Err(e) = self.ports.store.release(service, &locked.owner).await {
             tracing::warn!(error = %e, "could not release the lock; it expires with its lease");
         }
     }
 }
+
+#[path = "operator_approval.rs"]
+mod approval;
 
 #[cfg(test)]
 mod tests {

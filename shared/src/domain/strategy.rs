@@ -52,6 +52,18 @@ pub enum RollbackPath {
     StopServiceDeployment { service_deployment_arn: String },
 }
 
+/// A service deployment that waits at an ECS pause hook for `ContinueServiceDeployment`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PausedDeployment {
+    pub service_deployment_arn: String,
+    pub hook_id: String,
+    /// The lifecycle stage it waits at (`POST_TEST_TRAFFIC_SHIFT`, ...).
+    pub stage: Option<String>,
+    /// When ECS takes the timeout action.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub timeout_action: Option<String>,
+}
+
 /// The rollback as it ran: the strategy of the service and the path taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RollbackRoute {

@@ -16,7 +16,7 @@ use crate::domain::fleet::{
     Source, TAG_CLONED_FROM, TAG_REGISTERED_FOR, TaskDefinitionView,
 };
 use crate::domain::service::ServiceKey;
-use crate::domain::strategy::Strategy;
+use crate::domain::strategy::{PausedDeployment, Strategy};
 use crate::ports::{Described, Ecs, PortError, PortErrorKind, PortResult, TaggedService};
 
 /// DescribeServices takes at most ten services per call.
@@ -478,6 +478,67 @@ impl Ecs for EcsCluster {
             .send()
             .await
             .map_err(|e| port_error("StopServiceDeployment", e))?;
+        Ok(())
+    }
+
+    async fn paused_deployment(
+        &self,
+        service: &ServiceKey,
+    ) -> PortResult<Option<PausedDeployment>> {
+        use aws_sdk_ecs::types::{
+            DeploymentLifecycleHookStatus as Status, DeploymentLifecycleHookTargetType as Target,
+        };
+        let Some(arn) = self.service_deployments_in_progress(service).await? else {
+            return Ok(None);
+        };
+        let out = self
+            .ecs
+            .describe_service_deployments()
+            .service_deployment_arns(&arn)
+            .send()
+            .await
+            .map_err(|e| port_error("DescribeServiceDeployments", e))?;
+        let Some(deployment) = out.service_deployments().first() else {
+            return Ok(None);
+        };
+        Ok(deployment
+            .lifecycle_hook_details()
+            .iter()
+            .find(|h| {
+                h.target_type() == Some(&Target::Pause)
+                    && h.status() == Some(&Status::AwaitingAction)
+            })
+            .and_then(|h| {
+                Some(PausedDeployment {
+                    service_deployment_arn: arn.clone(),
+                    hook_id: h.hook_id()?.to_owned(),
+                    stage: deployment.lifecycle_stage().map(|s| s.as_str().to_owned()),
+                    expires_at: h
+                        .expires_at()
+                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                    timeout_action: h.timeout_action().map(|a| a.as_str().to_owned()),
+                })
+            }))
+    }
+
+    async fn continue_service_deployment(
+        &self,
+        paused: &PausedDeployment,
+        roll_back: bool,
+    ) -> PortResult<()> {
+        use aws_sdk_ecs::types::DeploymentLifecycleHookAction as HookAction;
+        self.ecs
+            .continue_service_deployment()
+            .service_deployment_arn(&paused.service_deployment_arn)
+            .hook_id(&paused.hook_id)
+            .action(if roll_back {
+                HookAction::Rollback
+            } else {
+                HookAction::Continue
+            })
+            .send()
+            .await
+            .map_err(|e| port_error("ContinueServiceDeployment", e))?;
         Ok(())
     }
 
