@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::domain::artifact::classify_push;
+use crate::domain::codedeploy::{CodeDeployEvent, DeploymentGroup};
 use crate::domain::deploy::{DeploymentEvent, DeploymentEventKind, Push};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::scan::ScanEvent;
@@ -22,6 +23,8 @@ pub const ECR_IMAGE_ACTION: &str = "ECR Image Action";
 pub const ECR_IMAGE_SCAN: &str = "ECR Image Scan";
 pub const INSPECTOR2_SCAN: &str = "Inspector2 Scan";
 pub const ECS_DEPLOYMENT_STATE_CHANGE: &str = "ECS Deployment State Change";
+pub const CODEDEPLOY_DEPLOYMENT_STATE_CHANGE: &str =
+    "CodeDeploy Deployment State-change Notification";
 
 /// An event that cannot be parsed, naming the field at fault (a dotted path).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +50,9 @@ pub enum DeployEvent {
     Deployment(DeploymentEvent),
     /// `ECR Image Scan`: decides the pushes the scan gate holds.
     Scan(ScanEvent),
+    /// `CodeDeploy Deployment State-change Notification`: closes the loop of a deployment of a
+    /// `CODE_DEPLOY` service.
+    CodeDeploy(CodeDeployEvent),
     /// Well-formed, but not something deckhand acts on.
     NotForDeckhand(String),
 }
@@ -174,10 +180,11 @@ pub fn parse_deploy_event(value: &Value) -> Result<DeployEvent, EventError> {
         ECS_DEPLOYMENT_STATE_CHANGE => parse_deployment(value),
         ECR_IMAGE_SCAN => scan::parse_ecr_scan(value),
         INSPECTOR2_SCAN => scan::parse_inspector_scan(value),
+        CODEDEPLOY_DEPLOYMENT_STATE_CHANGE => parse_codedeploy(value),
         other => Err(EventError::new(
             "detail-type",
             format!(
-                "`{other}` is not handled by deploy (expected `{ECR_IMAGE_ACTION}`, `{ECS_DEPLOYMENT_STATE_CHANGE}`, `{ECR_IMAGE_SCAN}` or `{INSPECTOR2_SCAN}`)"
+                "`{other}` is not handled by deploy (expected `{ECR_IMAGE_ACTION}`, `{ECS_DEPLOYMENT_STATE_CHANGE}`, `{ECR_IMAGE_SCAN}`, `{INSPECTOR2_SCAN}` or `{CODEDEPLOY_DEPLOYMENT_STATE_CHANGE}`)"
             ),
         )),
     }
@@ -287,6 +294,37 @@ fn parse_deployment(value: &Value) -> Result<DeployEvent, EventError> {
         ecs_deployment_id: detail.deployment_id,
         at: detail.updated_at.unwrap_or(envelope.time),
         reason: detail.reason,
+    }))
+}
+
+/// `detail` of `CodeDeploy Deployment State-change Notification`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CodeDeployStateChange {
+    application: String,
+    deployment_group: String,
+    deployment_id: String,
+    state: String,
+}
+
+fn parse_codedeploy(value: &Value) -> Result<DeployEvent, EventError> {
+    let envelope = envelope(value, CODEDEPLOY_DEPLOYMENT_STATE_CHANGE, "aws.codedeploy")?;
+    let detail: CodeDeployStateChange = parse_at(&envelope.detail, "detail")?;
+    for (field, text) in [
+        ("detail.application", &detail.application),
+        ("detail.deploymentGroup", &detail.deployment_group),
+        ("detail.deploymentId", &detail.deployment_id),
+    ] {
+        if text.trim().is_empty() {
+            return Err(EventError::new(field, "empty"));
+        }
+    }
+    Ok(DeployEvent::CodeDeploy(CodeDeployEvent {
+        event_id: envelope.id,
+        group: DeploymentGroup::new(detail.application, detail.deployment_group),
+        deployment_id: detail.deployment_id,
+        state: detail.state,
+        at: envelope.time,
     }))
 }
 

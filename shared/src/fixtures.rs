@@ -38,6 +38,8 @@ corpus!(
     "ecs-deployment-completed",
     "ecs-deployment-failed-circuit-breaker",
     "ecs-deployment-rollback-in-progress",
+    "codedeploy-deployment-success",
+    "codedeploy-deployment-failure",
     "lambda-on-failure-record",
     "eventbridge-rule-dead-letter",
     "scheduler-dead-letter",

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::domain::codedeploy::{DeploymentGroup, GroupView};
 use crate::domain::fleet::{Container, ImageChange, ServiceView, TaskDefinitionView};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::pace::{Rate, Reserved};
@@ -165,6 +166,28 @@ pub trait Traffic: Send + Sync {
         forward: &crate::domain::pair::Forward,
         weights: &[(String, i32)],
     ) -> PortResult<()>;
+}
+
+/// CodeDeploy, for the services it deploys (deployment controller `CODE_DEPLOY`).
+#[async_trait]
+pub trait CodeDeploy: Send + Sync {
+    /// The deployment group with the ECS services it deploys; `None` when CodeDeploy has no
+    /// such application or group.
+    async fn group(&self, group: &DeploymentGroup) -> PortResult<Option<GroupView>>;
+    /// The ECS deployment groups of every application whose `ecsServices` name the service.
+    async fn groups_deploying(&self, service: &ServiceKey) -> PortResult<Vec<GroupView>>;
+    /// `CreateDeployment` with the AppSpec as `AppSpecContent`; returns the deployment's id.
+    async fn create_deployment(
+        &self,
+        group: &DeploymentGroup,
+        appspec: &str,
+        description: &str,
+    ) -> PortResult<String>;
+    /// The id of the group's deployment still running (`ListDeployments`), if any.
+    async fn deployment_in_progress(&self, group: &DeploymentGroup) -> PortResult<Option<String>>;
+    /// `StopDeployment` with auto-rollback: CodeDeploy puts the traffic back on the task set it
+    /// kept.
+    async fn stop_deployment(&self, deployment_id: &str) -> PortResult<()>;
 }
 
 /// Application Auto Scaling for ECS services (dimension `ecs:service:DesiredCount`).

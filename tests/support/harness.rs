@@ -459,6 +459,13 @@ impl Stack {
                     .interceptor(log.clone())
                     .build(),
             ),
+            codedeploy: aws_sdk_codedeploy::Client::from_conf(
+                base.codedeploy
+                    .config()
+                    .to_builder()
+                    .interceptor(log.clone())
+                    .build(),
+            ),
         };
         (clients.ports(config), log)
     }

@@ -27,7 +27,9 @@ use crate::ports::{
     Traffic,
 };
 
-fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub use super::memory_codedeploy::{MemoryCodeDeploy, MemoryDeployment};
+
+pub(super) fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -116,6 +118,8 @@ impl MemoryEcs {
             controller: Default::default(),
             target_groups: Vec::new(),
             strategy: Default::default(),
+            load_balanced: None,
+            task_sets: Vec::new(),
         };
         guard(&self.inner).services.insert(key.clone(), view);
     }
@@ -128,6 +132,32 @@ impl MemoryEcs {
     }
 
     /// Hands the service's deployments to another controller (`deploymentController.type`).
+    /// Gives the service task sets running these task definitions, as CodeDeploy does.
+    pub fn set_task_sets(&self, key: &ServiceKey, task_definitions: &[&str]) {
+        if let Some(view) = guard(&self.inner).services.get_mut(key) {
+            view.task_sets = task_definitions.iter().map(|t| (*t).to_owned()).collect();
+        }
+    }
+
+    /// Makes the task set of this task definition the primary one, as CodeDeploy does when
+    /// its deployment succeeds.
+    pub fn set_primary_task_set(&self, key: &ServiceKey, task_definition: &str) {
+        if let Some(view) = guard(&self.inner).services.get_mut(key) {
+            view.task_definition = task_definition.to_owned();
+            view.task_sets = vec![task_definition.to_owned()];
+        }
+    }
+
+    /// Puts the service's container `name` behind a load balancer on `port`.
+    pub fn set_load_balanced(&self, key: &ServiceKey, name: &str, port: i32) {
+        if let Some(view) = guard(&self.inner).services.get_mut(key) {
+            view.load_balanced = Some(crate::domain::fleet::LoadBalancedContainer {
+                name: name.to_owned(),
+                port,
+            });
+        }
+    }
+
     pub fn set_controller(&self, key: &ServiceKey, controller: DeploymentController) {
         if let Some(view) = guard(&self.inner).services.get_mut(key) {
             view.controller = controller;

@@ -12,6 +12,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use self::pair::Paired;
 use super::Ports;
 use crate::config::Config;
+use crate::domain::codedeploy::CodeDeployTarget;
 use crate::domain::deploy::Push;
 use crate::domain::fleet::{Container, ImageChange, ServiceView, TaskDefinitionView};
 use crate::domain::pair::Pair;
@@ -89,6 +90,7 @@ enum Gate<'a> {
 }
 
 /// A service that uses the pushed repository, with what deckhand read of it.
+#[derive(Clone)]
 struct Target {
     /// The service the push moves.
     service: ServiceView,
@@ -98,8 +100,11 @@ struct Target {
     /// The pair the service is the idle side of, with the live side's tags (whose
     /// `deckhand:deploy` decides) and desired count (which the idle side takes).
     pair: Option<PairTarget>,
+    /// The deployment group and AppSpec parts of a `CODE_DEPLOY` service, once resolved.
+    codedeploy: Option<CodeDeployTarget>,
 }
 
+#[derive(Clone)]
 struct PairTarget {
     pair: Pair,
     live_tags: Tags,
@@ -112,6 +117,7 @@ impl Target {
             service,
             task_definition,
             pair: None,
+            codedeploy: None,
         }
     }
 
@@ -156,6 +162,11 @@ impl DeployFunction {
                 let span = info_span!("ecs_deployment", event_id = %event.event_id, service = %event.service,
                     ecs_deployment_id = %event.ecs_deployment_id);
                 self.on_deployment_event(&event).instrument(span).await?
+            }
+            DeployEvent::CodeDeploy(event) => {
+                let span = info_span!("codedeploy_deployment", event_id = %event.event_id,
+                    group = %event.group, deployment_id = %event.deployment_id, state = %event.state);
+                self.on_codedeploy_event(&event).instrument(span).await?
             }
         };
         // Only this event's own services decide whether it failed (and is retried).
@@ -442,6 +453,9 @@ fn push_details(
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
+
+#[path = "deploy_codedeploy.rs"]
+mod codedeploy_events;
 
 #[path = "deploy_discovery.rs"]
 mod discovery;

@@ -263,11 +263,9 @@ async fn an_unreadable_index_is_read_again_when_its_wait_runs_out() {
 }
 
 #[tokio::test]
-async fn external_and_code_deploy_services_are_reported_before_anything_is_registered() {
-    for controller in [
-        DeploymentController::External,
-        DeploymentController::CodeDeploy,
-    ] {
+async fn external_services_are_reported_before_anything_is_registered() {
+    {
+        let controller = DeploymentController::External;
         let w = corpus_world(None);
         w.ecs.set_controller(&web(), controller);
         let s = send(&w, &fixtures::aws("ecr-push-image")).await;

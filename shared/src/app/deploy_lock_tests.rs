@@ -103,6 +103,7 @@ async fn a_deployment_that_lost_its_lock_while_registering_changes_nothing() {
         autoscaling: Arc::new(crate::adapters::memory::MemoryAutoscaling::default()),
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
+        codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
         store: w.store.clone(),
         images: w.store.clone(),
         pace: w.store.clone(),

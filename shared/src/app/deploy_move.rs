@@ -5,6 +5,7 @@
 use tracing::{error, info, warn};
 
 use super::{DeployFunction, Moved, Target, push_details, push_name, push_record};
+use crate::app::codedeploy::deploy_through_codedeploy;
 use crate::app::locking::{owner_cause, renew_before_acting};
 use crate::app::paced;
 use crate::domain::deploy::{Push, reusable_revision, start_deployment};
@@ -38,14 +39,21 @@ impl DeployFunction {
         // the move here, and the other invocation decides.
         let store = &*self.ports.store;
         let moved = match renew_before_acting(store, &*self.ports.clock, key, &mut locked).await {
-            Ok(()) => match &target.pair {
+            Ok(()) => match (&target.pair, &target.codedeploy) {
                 // The idle side of a pair runs as many tasks as the live side before any
                 // traffic reaches it.
-                Some(p) => {
+                (Some(p), _) => {
                     let ecs = &self.ports.ecs;
                     ecs.update_service_scaled(key, &to, p.live_count).await
                 }
-                None => self.ports.ecs.update_service(key, &to).await,
+                // CodeDeploy's deployment id stands for ECS's: its events name it.
+                (None, Some(cd)) => {
+                    let why = format!("push of {}", push_name(push));
+                    deploy_through_codedeploy(&self.ports, cd, &to, &why)
+                        .await
+                        .map(Some)
+                }
+                (None, None) => self.ports.ecs.update_service(key, &to).await,
             },
             Err(e) => Err(e),
         };

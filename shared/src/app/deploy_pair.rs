@@ -159,6 +159,7 @@ impl DeployFunction {
                 live_tags: live.tags,
                 live_count: live.desired_count,
             }),
+            codedeploy: None,
         })
     }
 }

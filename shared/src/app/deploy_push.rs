@@ -10,12 +10,13 @@ use tracing::{info, warn};
 use super::{
     DeployFunction, Gate, Moved, Target, push_details, push_name, push_record, report, skipped,
 };
+use crate::app::codedeploy::codedeploy_target;
 use crate::app::locking::{acquire, owner_token};
 use crate::domain::deploy::{
     Push, PushDecision, choose_containers, controller_problem, decide_dry_run_push, decide_push,
     highest_version, record_push, running_digest, running_tag, start_dry_run_deployment,
 };
-use crate::domain::fleet::{ImageChange, ServiceView};
+use crate::domain::fleet::{DeploymentController, ImageChange, ServiceView};
 use crate::domain::image::Digest;
 use crate::domain::policy::Verdict;
 use crate::domain::scan_wait::{end_wait, wait_of};
@@ -134,6 +135,25 @@ impl DeployFunction {
             (Verdict::Skip(reason), _) => Round::Done(self.ignore(key, push, reason).await),
             (Verdict::Deploy(_), Some(problem)) => {
                 Round::Done(self.invalid(key, &push.event_id, &[problem]).await)
+            }
+            (Verdict::Deploy(reason), None)
+                if target.service.controller == DeploymentController::CodeDeploy =>
+            {
+                // Which group deploys it is known before anything is registered.
+                let resolved = match codedeploy_target(&self.ports, &target.service).await {
+                    Ok(Ok(resolved)) => resolved,
+                    Ok(Err(problem)) => {
+                        return Round::Done(self.invalid(key, &push.event_id, &[problem]).await);
+                    }
+                    Err(e) => return Round::Done(self.failed(key, push, None, e).await),
+                };
+                let reason = format!("{reason}; deployed through CodeDeploy ({})", resolved.group);
+                let target = Target {
+                    codedeploy: Some(resolved),
+                    ..target.clone()
+                };
+                self.deploy_locked(push, &target, &changes, reason, gate)
+                    .await
             }
             (Verdict::Deploy(reason), None) => {
                 self.deploy_locked(push, target, &changes, reason, gate)

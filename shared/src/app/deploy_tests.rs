@@ -19,6 +19,7 @@ struct World {
     ecs: Arc<MemoryEcs>,
     ecr: Arc<MemoryEcr>,
     traffic: Arc<crate::adapters::memory::MemoryTraffic>,
+    codedeploy: Arc<crate::adapters::memory::MemoryCodeDeploy>,
     store: Arc<MemoryStore>,
     notifier: Arc<MemoryNotifier>,
     clock: Arc<FixedClock>,
@@ -41,12 +42,14 @@ fn world_with(config: Config) -> World {
     let notifier = Arc::new(MemoryNotifier::default());
     let clock = Arc::new(FixedClock::new(at(30)));
     let traffic = Arc::new(crate::adapters::memory::MemoryTraffic::default());
+    let codedeploy = Arc::new(crate::adapters::memory::MemoryCodeDeploy::default());
     let ports = Ports {
         ecs: ecs.clone(),
         ecr: ecr.clone(),
         autoscaling: Arc::new(crate::adapters::memory::MemoryAutoscaling::default()),
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         traffic: traffic.clone(),
+        codedeploy: codedeploy.clone(),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),
@@ -57,6 +60,7 @@ fn world_with(config: Config) -> World {
         ecs,
         ecr,
         traffic,
+        codedeploy,
         store,
         notifier,
         clock,
@@ -1302,6 +1306,9 @@ async fn retention_spares_what_another_service_of_the_family_runs_and_retries_af
 
 #[path = "deploy_aws_tests.rs"]
 mod aws;
+
+#[path = "deploy_codedeploy_tests.rs"]
+mod codedeploy;
 
 #[path = "deploy_pair_tests.rs"]
 mod pair;

@@ -1,5 +1,6 @@
 //! The use cases: parse an event, ask the domain, apply the plan through the ports.
 
+pub(crate) mod codedeploy;
 pub mod deploy;
 pub mod locking;
 pub mod operator;
@@ -11,8 +12,8 @@ use std::sync::Arc;
 
 use crate::notification::Notification;
 use crate::ports::{
-    Alarms, Autoscaling, Clock, Ecr, Ecs, ImageIndex, Notifier, Pace, PortError, StateStore,
-    Traffic,
+    Alarms, Autoscaling, Clock, CodeDeploy, Ecr, Ecs, ImageIndex, Notifier, Pace, PortError,
+    StateStore, Traffic,
 };
 
 /// The ports a function works through, built once per process.
@@ -23,6 +24,7 @@ pub struct Ports {
     pub autoscaling: Arc<dyn Autoscaling>,
     pub alarms: Arc<dyn Alarms>,
     pub traffic: Arc<dyn Traffic>,
+    pub codedeploy: Arc<dyn CodeDeploy>,
     pub store: Arc<dyn StateStore>,
     pub images: Arc<dyn ImageIndex>,
     pub pace: Arc<dyn Pace>,

@@ -266,6 +266,7 @@ mod tests {
             autoscaling: Arc::new(MemoryAutoscaling::default()),
             alarms: Arc::new(MemoryAlarms::default()),
             traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
+            codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
             store: store.clone(),
             images: store.clone(),
             pace: store.clone(),

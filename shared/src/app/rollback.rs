@@ -12,6 +12,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::Ports;
 use super::locking::{acquire, owner_token};
 use crate::config::Config;
+use crate::domain::codedeploy::running_revision;
 use crate::domain::fleet::{DeploymentController, ServiceView};
 use crate::domain::image::ImageRef;
 use crate::domain::rollback::{
@@ -189,10 +190,9 @@ impl RollbackFunction {
         let Some(service) = services.into_iter().next() else {
             return Err(RollbackError::Refused(format!("{key} does not exist")));
         };
-        if service.controller != DeploymentController::Ecs {
+        if service.controller == DeploymentController::External {
             return Err(RollbackError::Refused(format!(
-                "{key} uses the {} deployment controller: ECS takes no task definition through UpdateService there",
-                service.controller.as_str()
+                "{key} uses the EXTERNAL deployment controller: its task sets belong to another tool"
             )));
         }
         let alarm = Alarm {
@@ -544,7 +544,8 @@ impl RollbackFunction {
             Ok(locked) => locked,
             Err(e) => return self.failed(key, alarm, e).await,
         };
-        let running = guarded.service.task_definition.as_str();
+        let deployed = locked.state.deployment.as_ref().map(|d| d.to.as_str());
+        let running = running_revision(&guarded.service, deployed);
         let enabled = guarded.settings.enabled;
         let dry_run = self.config.dry_run;
         let mut decision = decide_rollback(alarm, enabled, &locked.state, running, None, dry_run);

@@ -153,13 +153,13 @@ async fn when_the_only_mapping_fails_nothing_is_rolled_back_and_people_are_told(
 }
 
 #[tokio::test]
-async fn a_manual_rollback_of_a_service_ecs_does_not_deploy_is_refused() {
+async fn a_manual_rollback_of_a_service_another_tool_deploys_is_refused() {
     let w = world();
     let web = deployed_web(&w, &[]).await;
     w.ecs
-        .set_controller(&web, crate::domain::fleet::DeploymentController::CodeDeploy);
+        .set_controller(&web, crate::domain::fleet::DeploymentController::External);
     let e = w.rollback.manual(&web, None, "alice").await.unwrap_err();
-    assert!(e.to_string().contains("CODE_DEPLOY"), "{e}");
+    assert!(e.to_string().contains("EXTERNAL"), "{e}");
     assert_eq!(w.running(&web), "web:2");
     assert_eq!(w.ecs.calls("UpdateService"), 1, "only the deployment's");
 }

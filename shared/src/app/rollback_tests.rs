@@ -24,6 +24,7 @@ struct World {
     store: Arc<MemoryStore>,
     notifier: Arc<MemoryNotifier>,
     clock: Arc<FixedClock>,
+    codedeploy: Arc<crate::adapters::memory::MemoryCodeDeploy>,
     deploy: DeployFunction,
     rollback: RollbackFunction,
 }
@@ -51,12 +52,14 @@ fn world_of(deploy_dry_run: bool, dry_run: bool) -> World {
     let store = Arc::new(MemoryStore::default());
     let notifier = Arc::new(MemoryNotifier::default());
     let clock = Arc::new(FixedClock::new(utc(START)));
+    let codedeploy = Arc::new(crate::adapters::memory::MemoryCodeDeploy::default());
     let ports = Ports {
         ecs: ecs.clone(),
         ecr: Arc::new(MemoryEcr::default()),
         autoscaling: Arc::new(MemoryAutoscaling::default()),
         alarms: alarms.clone(),
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
+        codedeploy: codedeploy.clone(),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),
@@ -71,6 +74,7 @@ fn world_of(deploy_dry_run: bool, dry_run: bool) -> World {
         store,
         notifier,
         clock,
+        codedeploy,
     }
 }
 
@@ -774,3 +778,6 @@ async fn a_native_blue_green_service_is_rolled_back_by_ecs_while_its_deployment_
     assert_eq!(w.ecs.calls("StopServiceDeployment"), 0);
     assert_eq!(w.running(&api), "api:1");
 }
+
+#[path = "rollback_codedeploy_tests.rs"]
+mod codedeploy;

@@ -86,6 +86,8 @@ fn services_asleep_come_first_and_the_rest_keep_their_order() {
                 controller: Default::default(),
                 target_groups: Vec::new(),
                 strategy: Default::default(),
+                load_balanced: None,
+                task_sets: Vec::new(),
             },
             capacity: None,
             state,

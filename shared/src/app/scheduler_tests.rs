@@ -52,6 +52,7 @@ fn world() -> World {
         autoscaling: autoscaling.clone(),
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
+        codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),

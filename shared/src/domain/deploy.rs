@@ -68,19 +68,15 @@ pub fn choose_containers(
 }
 
 /// Why deckhand cannot deploy this service, if it cannot: ECS accepts a new task definition
-/// through `UpdateService` only when ECS itself deploys the service. With `EXTERNAL` a
-/// third-party controller does, with task sets; with `CODE_DEPLOY`, CodeDeploy does ("Unable to
-/// update task definition on services with a CODE_DEPLOY deployment controller"), which
-/// deckhand does not drive. Reported as a problem of `deckhand:deploy`, before anything is
-/// registered.
+/// through `UpdateService` only when ECS itself deploys the service, and deckhand drives
+/// CodeDeploy for a `CODE_DEPLOY` one (`domain::codedeploy`). With `EXTERNAL` a third-party
+/// controller deploys it, with task sets. Reported as a problem of `deckhand:deploy`, before
+/// anything is registered.
 pub fn controller_problem(service: &ServiceView) -> Option<TagProblem> {
     let why = match service.controller {
-        DeploymentController::Ecs => return None,
+        DeploymentController::Ecs | DeploymentController::CodeDeploy => return None,
         DeploymentController::External => {
             "the service uses the EXTERNAL deployment controller, whose task sets another tool manages"
-        }
-        DeploymentController::CodeDeploy => {
-            "the service is deployed by CodeDeploy (deployment controller CODE_DEPLOY), which deckhand does not drive"
         }
     };
     Some(TagProblem {
@@ -740,6 +736,8 @@ mod tests {
             controller: Default::default(),
             target_groups: Vec::new(),
             strategy: Default::default(),
+            load_balanced: None,
+            task_sets: Vec::new(),
         }
     }
 

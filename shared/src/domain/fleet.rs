@@ -21,6 +21,20 @@ pub struct ServiceView {
     pub target_groups: Vec<String>,
     /// How ECS deploys it (`deploymentConfiguration.strategy`), with the ECS controller.
     pub strategy: super::strategy::Strategy,
+    /// The container and port its first load balancer sends traffic to: what an AppSpec of
+    /// a CodeDeploy deployment names.
+    pub load_balanced: Option<LoadBalancedContainer>,
+    /// The task definitions of its task sets (`taskSets`, `CODE_DEPLOY` and `EXTERNAL`
+    /// services): during a CodeDeploy deployment the new revision runs in a task set of its
+    /// own while `taskDefinition` still names the primary one.
+    pub task_sets: Vec<String>,
+}
+
+/// `loadBalancers[].containerName` and `containerPort` of a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadBalancedContainer {
+    pub name: String,
+    pub port: i32,
 }
 
 /// Who deploys the service (`deploymentController.type`). Only with `ECS` does ECS accept a

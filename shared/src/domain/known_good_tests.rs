@@ -38,6 +38,8 @@ fn service(running: u32, listed: &[(&str, u32)]) -> ServiceView {
         controller: DeploymentController::Ecs,
         target_groups: Vec::new(),
         strategy: Default::default(),
+        load_balanced: None,
+        task_sets: Vec::new(),
     }
 }
 

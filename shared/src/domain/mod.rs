@@ -1,6 +1,7 @@
 //! Pure decisions: no AWS types, no I/O, time passed in.
 
 pub mod artifact;
+pub mod codedeploy;
 pub mod deploy;
 pub mod duration;
 pub mod fleet;

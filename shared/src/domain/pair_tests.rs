@@ -31,6 +31,8 @@ fn side(name: &str, partner: &str, extra: &[(&str, &str)]) -> ServiceView {
         controller: DeploymentController::Ecs,
         target_groups: vec![tg(name)],
         strategy: Default::default(),
+        load_balanced: None,
+        task_sets: Vec::new(),
     }
 }
 

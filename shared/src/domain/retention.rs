@@ -210,6 +210,8 @@ mod tests {
             controller: Default::default(),
             target_groups: Vec::new(),
             strategy: Default::default(),
+            load_balanced: None,
+            task_sets: Vec::new(),
         };
         assert_eq!(
             needed_by(&state, Some(&view), now),

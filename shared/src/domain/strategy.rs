@@ -50,6 +50,11 @@ pub enum RollbackPath {
     Redeploy,
     /// `StopServiceDeployment` with `ROLLBACK`: ECS moves the traffic back to the tasks it kept.
     StopServiceDeployment { service_deployment_arn: String },
+    /// `StopDeployment` with auto-rollback: CodeDeploy moves the traffic back to the task set
+    /// it kept.
+    StopCodeDeployDeployment { deployment_id: String },
+    /// `CreateDeployment` of the known-good revision: a new CodeDeploy deployment.
+    CodeDeployRedeploy,
 }
 
 /// A service deployment that waits at an ECS pause hook for `ContinueServiceDeployment`.
@@ -77,6 +82,8 @@ impl RollbackRoute {
         match self.path {
             RollbackPath::Redeploy => "UpdateService",
             RollbackPath::StopServiceDeployment { .. } => "StopServiceDeployment",
+            RollbackPath::StopCodeDeployDeployment { .. } => "StopDeployment",
+            RollbackPath::CodeDeployRedeploy => "CreateDeployment",
         }
     }
 
@@ -84,15 +91,28 @@ impl RollbackRoute {
     /// only path is the redeploy the reason already names.
     pub fn words(&self, to: &str) -> Option<String> {
         let strategy = self.strategy.as_str();
-        if !self.strategy.shifts_traffic() {
-            return None;
+        match self.path {
+            RollbackPath::StopCodeDeployDeployment { ref deployment_id } => {
+                return Some(format!(
+                    "CodeDeploy's own rollback of its deployment {deployment_id} in progress (StopDeployment with auto-rollback), the traffic back on {}",
+                    revision_name(to)
+                ));
+            }
+            RollbackPath::CodeDeployRedeploy => {
+                return Some(format!(
+                    "a new CodeDeploy deployment of {} (CreateDeployment): no CodeDeploy deployment in progress to stop",
+                    revision_name(to)
+                ));
+            }
+            _ if !self.strategy.shifts_traffic() => return None,
+            _ => {}
         }
         Some(match self.path {
             RollbackPath::StopServiceDeployment { .. } => format!(
                 "ECS's own rollback of its {strategy} deployment in progress (StopServiceDeployment), the traffic back on {}",
                 revision_name(to)
             ),
-            RollbackPath::Redeploy => format!(
+            _ => format!(
                 "a new deployment of {} (UpdateService): no {strategy} deployment of ECS in progress to stop",
                 revision_name(to)
             ),
@@ -101,8 +121,10 @@ impl RollbackRoute {
 }
 
 /// The fastest way the service allows: ECS's own rollback while a traffic-shifting deployment
-/// is in progress (its bake time included), else a redeploy of the known-good revision.
-/// `in_progress` is the ARN of the service deployment ECS reports in progress, if any;
+/// is in progress (its bake time included), else a redeploy of the known-good revision; for a
+/// `CODE_DEPLOY` service the same through CodeDeploy.
+/// `in_progress` is the ARN of the service deployment ECS reports in progress (for a
+/// `CODE_DEPLOY` service, the id of the CodeDeploy deployment in progress), if any;
 /// `back_to_target` says the revision ECS would go back to (the one the deployment started
 /// from) is the known-good target: otherwise only a redeploy reaches the target.
 pub fn rollback_path(
@@ -117,6 +139,12 @@ pub fn rollback_path(
                 service_deployment_arn: arn.to_owned(),
             }
         }
+        (DeploymentController::CodeDeploy, Some(id)) if back_to_target => {
+            RollbackPath::StopCodeDeployDeployment {
+                deployment_id: id.to_owned(),
+            }
+        }
+        (DeploymentController::CodeDeploy, _) => RollbackPath::CodeDeployRedeploy,
         _ => RollbackPath::Redeploy,
     }
 }
@@ -160,6 +188,51 @@ mod tests {
                 Strategy::BlueGreen,
                 Some(ARN),
                 false
+            ),
+            RollbackPath::Redeploy
+        );
+    }
+
+    #[test]
+    fn a_code_deploy_service_goes_back_through_code_deploy() {
+        let cd = DeploymentController::CodeDeploy;
+        let stop = rollback_path(cd, Strategy::Rolling, Some("d-1"), true);
+        assert_eq!(
+            stop,
+            RollbackPath::StopCodeDeployDeployment {
+                deployment_id: "d-1".into()
+            }
+        );
+        let route = RollbackRoute {
+            strategy: Strategy::Rolling,
+            path: stop,
+        };
+        assert_eq!(route.call(), "StopDeployment");
+        assert!(
+            route
+                .words("arn:aws:ecs:r:1:task-definition/web:1")
+                .unwrap()
+                .contains("web:1")
+        );
+        for (in_progress, back) in [(None, true), (Some("d-1"), false), (None, false)] {
+            let path = rollback_path(cd, Strategy::Rolling, in_progress, back);
+            assert_eq!(
+                path,
+                RollbackPath::CodeDeployRedeploy,
+                "{in_progress:?} {back}"
+            );
+            let route = RollbackRoute {
+                strategy: Strategy::Rolling,
+                path,
+            };
+            assert_eq!(route.call(), "CreateDeployment");
+        }
+        assert_eq!(
+            rollback_path(
+                DeploymentController::External,
+                Strategy::Rolling,
+                Some("x"),
+                true
             ),
             RollbackPath::Redeploy
         );

@@ -12,8 +12,8 @@ use futures::{StreamExt, stream};
 
 use super::{backoff, may_have_been_applied, port_error};
 use crate::domain::fleet::{
-    Container, DeploymentController, EcsDeployment, ImageChange, RegisteredFor, ServiceView,
-    Source, TAG_CLONED_FROM, TAG_REGISTERED_FOR, TaskDefinitionView,
+    Container, DeploymentController, EcsDeployment, ImageChange, LoadBalancedContainer,
+    RegisteredFor, ServiceView, Source, TAG_CLONED_FROM, TAG_REGISTERED_FOR, TaskDefinitionView,
 };
 use crate::domain::service::ServiceKey;
 use crate::domain::strategy::{PausedDeployment, Strategy};
@@ -191,6 +191,17 @@ fn service_view(service: &Service) -> Option<ServiceView> {
             .deployment_configuration()
             .and_then(|c| c.strategy())
             .map_or_else(Default::default, |s| Strategy::parse(s.as_str())),
+        load_balanced: service.load_balancers().iter().find_map(|lb| {
+            Some(LoadBalancedContainer {
+                name: lb.container_name()?.to_owned(),
+                port: lb.container_port()?,
+            })
+        }),
+        task_sets: service
+            .task_sets()
+            .iter()
+            .filter_map(|t| t.task_definition().map(str::to_owned))
+            .collect(),
     })
 }
 

@@ -2,6 +2,7 @@
 
 mod autoscaling;
 mod cloudwatch;
+mod codedeploy;
 mod dynamodb;
 mod ecr;
 mod ecs;
@@ -17,6 +18,7 @@ use aws_sdk_ecs::config::retry::{RetryConfig, RetryMode, RetryPartition};
 
 pub use autoscaling::ApplicationAutoscaling;
 pub use cloudwatch::CloudWatchAlarms;
+pub use codedeploy::CodeDeployGroups;
 pub use dynamodb::DynamoStore;
 pub use ecr::EcrRegistry;
 pub use ecs::{EcsCluster, clone_revision};
@@ -38,6 +40,7 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sns: aws_sdk_sns::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub codedeploy: aws_sdk_codedeploy::Client,
 }
 
 impl Clients {
@@ -75,6 +78,7 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sns: aws_sdk_sns::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            codedeploy: aws_sdk_codedeploy::Client::new(sdk),
         }
     }
 
@@ -88,6 +92,7 @@ impl Clients {
             autoscaling: Arc::new(ApplicationAutoscaling::new(self.autoscaling.clone())),
             alarms: Arc::new(CloudWatchAlarms::new(self.cloudwatch.clone())),
             traffic: Arc::new(ElbTraffic::new(self.elb.clone())),
+            codedeploy: Arc::new(CodeDeployGroups::new(self.codedeploy.clone())),
             store: store.clone(),
             images: store.clone(),
             pace: store,
