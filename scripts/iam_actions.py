@@ -211,6 +211,47 @@ def elb_needs(operation, params):
     return [Need(action, "*", {})]
 
 
+def deployment_group_of(deployment_id):
+    from moto.codedeploy.models import codedeploy_backends
+
+    deployment = codedeploy_backends[iam.ACCOUNT][iam.REGION].deployments.get(deployment_id)
+    if deployment is None:
+        return arn("codedeploy", "deploymentgroup:*")
+    return arn("codedeploy", f"deploymentgroup:{deployment.application_name}/{deployment.deployment_group_name}")
+
+
+def codedeploy_needs(operation, params):
+    """CodeDeploy authorizes an application's calls on the application, a group's on the
+    deployment group (`deploymentgroup:APP/GROUP`), a deployment's on its group; ListApplications
+    has no resource. CreateDeployment also reads the group's deployment configuration and
+    registers the revision it deploys (CodeDeploy User Guide, permissions reference)."""
+    action = f"codedeploy:{operation}"
+    application = params.get("applicationName", "")
+    group = arn("codedeploy", f"deploymentgroup:{application}/{params.get('deploymentGroupName', '')}")
+    if operation == "BatchGetApplications":
+        return [Need(action, arn("codedeploy", f"application:{a}"), {}) for a in params.get("applicationNames", [])]
+    if operation == "ListDeploymentGroups":
+        return [Need(action, arn("codedeploy", f"application:{application}"), {})]
+    if operation in ("GetDeploymentGroup", "ListDeployments"):
+        return [Need(action, group, {})]
+    if operation == "CreateDeployment":
+        because = "CodeDeploy registers and reads the revision a deployment deploys"
+        config = params.get("deploymentConfigName", "CodeDeployDefault.ECSAllAtOnce")
+        return [
+            Need(action, group, {}),
+            Need("codedeploy:GetDeploymentConfig", arn("codedeploy", f"deploymentconfig:{config}"), {},
+                 because="CodeDeploy reads the deployment configuration with the caller's rights"),
+            Need("codedeploy:RegisterApplicationRevision", arn("codedeploy", f"application:{application}"), {},
+                 because=because),
+            Need("codedeploy:GetApplicationRevision", arn("codedeploy", f"application:{application}"), {},
+                 because=because),
+        ]
+    if operation == "StopDeployment":
+        # Authorized on the group of the deployment, which the emulator's CodeDeploy knows.
+        return [Need(action, deployment_group_of(params.get("deploymentId", "")), {})]
+    return [Need(action, "*", {})]
+
+
 def needs(signing_name, operation, params, stack):
     prefix = PREFIXES.get(signing_name, signing_name)
     if prefix == "ecs":
@@ -231,6 +272,8 @@ def needs(signing_name, operation, params, stack):
         return lambda_needs(operation, params)
     if prefix == "elasticloadbalancing":
         return elb_needs(operation, params)
+    if prefix == "codedeploy":
+        return codedeploy_needs(operation, params)
     return [Need(f"{prefix}:{operation}", "*", {})]
 
 

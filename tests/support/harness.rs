@@ -164,7 +164,7 @@ fn default_subnets(url: &str) -> (String, Vec<String>) {
     (vpc, values("subnetId"))
 }
 
-fn ecs_tags(tags: &[(&str, &str)]) -> Vec<Tag> {
+pub(crate) fn ecs_tags(tags: &[(&str, &str)]) -> Vec<Tag> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
         .collect()

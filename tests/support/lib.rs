@@ -5,6 +5,7 @@
 // Support code of tests and benchmarks: a failed unwrap is a failed run, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod codedeploy;
 pub mod functions;
 pub mod harness;
 pub mod proxy;

@@ -36,7 +36,11 @@ impl CodeDeployGroups {
                 .await
                 .map_err(|e| port_error("ListApplications", e))?;
             names.extend(page.applications().iter().cloned());
-            token = page.next_token().map(str::to_owned);
+            // An empty token ends the listing as none does (moto sends one on every page).
+            token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
             if token.is_none() {
                 break;
             }
@@ -74,7 +78,11 @@ impl CodeDeployGroups {
                 .await
                 .map_err(|e| port_error("ListDeploymentGroups", e))?;
             names.extend(page.deployment_groups().iter().cloned());
-            token = page.next_token().map(str::to_owned);
+            // An empty token ends the listing as none does (moto sends one on every page).
+            token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
             if token.is_none() {
                 break;
             }

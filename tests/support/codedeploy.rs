@@ -1,0 +1,158 @@
+//! A stack's services deployed by CodeDeploy, as the emulator models it
+//! (scripts/emulator_codedeploy.py): the service and its deployment group, the group's
+//! deployments, CodeDeploy's end of one, and the event CodeDeploy sends then.
+
+use aws_sdk_codedeploy::types::{ComputePlatform, DeploymentStatus, EcsService};
+use aws_sdk_ecs::types::{DeploymentController, DeploymentControllerType, LoadBalancer};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::harness::{ACCOUNT, REGION, Stack, ecs_tags, emulator_post};
+
+impl Stack {
+    fn codedeploy(&self) -> aws_sdk_codedeploy::Client {
+        aws_sdk_codedeploy::Client::new(&self.sdk)
+    }
+
+    /// This stack's CodeDeploy application (one per stack: the emulator is shared).
+    pub fn codedeploy_application(&self) -> String {
+        format!("shop-{}", self.id)
+    }
+
+    /// A `CODE_DEPLOY` service, container `web` on port 8080 behind a target group, and the
+    /// deployment group `GROUP` of the stack's ECS application whose `ecsServices` name it.
+    pub async fn create_codedeploy_service(
+        &self,
+        name: &str,
+        group: &str,
+        task_definition: &str,
+        tags: &[(&str, &str)],
+    ) {
+        self.ecs
+            .create_service()
+            .cluster(&self.cluster)
+            .service_name(name)
+            .task_definition(task_definition)
+            .desired_count(2)
+            .deployment_controller(
+                DeploymentController::builder()
+                    .r#type(DeploymentControllerType::CodeDeploy)
+                    .build()
+                    .expect("a controller type"),
+            )
+            .load_balancers(
+                LoadBalancer::builder()
+                    .target_group_arn(format!(
+                        "arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/{name}-blue/1"
+                    ))
+                    .container_name("web")
+                    .container_port(8080)
+                    .build(),
+            )
+            .set_tags(Some(ecs_tags(tags)))
+            .send()
+            .await
+            .expect("create a CODE_DEPLOY service");
+        let client = self.codedeploy();
+        let application = self.codedeploy_application();
+        // The application may exist from an earlier service of the stack.
+        let _ = client
+            .create_application()
+            .application_name(&application)
+            .compute_platform(ComputePlatform::Ecs)
+            .send()
+            .await;
+        client
+            .create_deployment_group()
+            .application_name(&application)
+            .deployment_group_name(group)
+            .service_role_arn(format!("arn:aws:iam::{ACCOUNT}:role/codedeploy"))
+            .ecs_services(
+                EcsService::builder()
+                    .cluster_name(&self.cluster)
+                    .service_name(name)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create a deployment group");
+    }
+
+    /// The ids of the group's deployments still running.
+    pub async fn codedeploy_running(&self, group: &str) -> Vec<String> {
+        self.codedeploy()
+            .list_deployments()
+            .application_name(self.codedeploy_application())
+            .deployment_group_name(group)
+            .include_only_statuses(DeploymentStatus::InProgress)
+            .send()
+            .await
+            .expect("list deployments")
+            .deployments()
+            .to_vec()
+    }
+
+    /// Every deployment of the group, running or ended.
+    pub async fn codedeploy_deployments(&self, group: &str) -> Vec<String> {
+        self.codedeploy()
+            .list_deployments()
+            .application_name(self.codedeploy_application())
+            .deployment_group_name(group)
+            .send()
+            .await
+            .expect("list deployments")
+            .deployments()
+            .to_vec()
+    }
+
+    /// CodeDeploy ends the deployment: `Succeeded` (its task set becomes primary) or `Failed`.
+    pub fn end_codedeploy_deployment(&self, deployment_id: &str, status: &str) {
+        emulator_post(
+            self.emulator_url(),
+            "/_deckhand/codedeploy/deployments/end",
+            &json!({"deploymentId": deployment_id, "status": status}),
+        );
+    }
+
+    /// The task definitions of the service's task sets.
+    pub async fn task_sets(&self, service: &str) -> Vec<String> {
+        let described = self
+            .ecs
+            .describe_services()
+            .cluster(&self.cluster)
+            .services(service)
+            .send()
+            .await
+            .expect("describe services");
+        described
+            .services()
+            .iter()
+            .flat_map(|s| s.task_sets())
+            .filter_map(|t| t.task_definition().map(str::to_owned))
+            .collect()
+    }
+
+    /// CodeDeploy's `Deployment State-change Notification` for a deployment of the group.
+    pub fn codedeploy_event(
+        &self,
+        id: &str,
+        group: &str,
+        deployment_id: &str,
+        state: &str,
+        at: DateTime<Utc>,
+    ) -> Value {
+        let mut event = crate::harness::sample_event("codedeploy-deployment-success");
+        let application = self.codedeploy_application();
+        event["id"] = json!(id);
+        event["time"] = json!(at.to_rfc3339_opts(SecondsFormat::Secs, true));
+        event["resources"] = json!([
+            format!("arn:aws:codedeploy:{REGION}:{ACCOUNT}:application:{application}"),
+            format!("arn:aws:codedeploy:{REGION}:{ACCOUNT}:deploymentgroup:{application}/{group}"),
+        ]);
+        event["detail"]["application"] = json!(application);
+        event["detail"]["deploymentGroup"] = json!(group);
+        event["detail"]["deploymentId"] = json!(deployment_id);
+        event["detail"]["state"] = json!(state);
+        event
+    }
+}
