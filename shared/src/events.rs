@@ -13,6 +13,7 @@ use crate::domain::deploy::{DeploymentEvent, DeploymentEventKind, Push};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::scan::ScanEvent;
 use crate::domain::service::ServiceKey;
+use crate::domain::strategy::HookAwaiting;
 
 pub mod alarm;
 pub mod dead_letter;
@@ -23,6 +24,7 @@ pub const ECR_IMAGE_ACTION: &str = "ECR Image Action";
 pub const ECR_IMAGE_SCAN: &str = "ECR Image Scan";
 pub const INSPECTOR2_SCAN: &str = "Inspector2 Scan";
 pub const ECS_DEPLOYMENT_STATE_CHANGE: &str = "ECS Deployment State Change";
+pub const ECS_HOOK_STATE_CHANGE: &str = "ECS Hook State Change";
 pub const CODEDEPLOY_DEPLOYMENT_STATE_CHANGE: &str =
     "CodeDeploy Deployment State-change Notification";
 
@@ -53,6 +55,8 @@ pub enum DeployEvent {
     /// `CodeDeploy Deployment State-change Notification`: closes the loop of a deployment of a
     /// `CODE_DEPLOY` service.
     CodeDeploy(CodeDeployEvent),
+    /// `ECS Hook State Change`, `HOOK_AWAITING_ACTION`: a deployment waits for an approval.
+    HookAwaiting(HookAwaiting),
     /// Well-formed, but not something deckhand acts on.
     NotForDeckhand(String),
 }
@@ -181,10 +185,11 @@ pub fn parse_deploy_event(value: &Value) -> Result<DeployEvent, EventError> {
         ECR_IMAGE_SCAN => scan::parse_ecr_scan(value),
         INSPECTOR2_SCAN => scan::parse_inspector_scan(value),
         CODEDEPLOY_DEPLOYMENT_STATE_CHANGE => parse_codedeploy(value),
+        ECS_HOOK_STATE_CHANGE => parse_hook(value),
         other => Err(EventError::new(
             "detail-type",
             format!(
-                "`{other}` is not handled by deploy (expected `{ECR_IMAGE_ACTION}`, `{ECS_DEPLOYMENT_STATE_CHANGE}`, `{ECR_IMAGE_SCAN}`, `{INSPECTOR2_SCAN}` or `{CODEDEPLOY_DEPLOYMENT_STATE_CHANGE}`)"
+                "`{other}` is not handled by deploy (expected `{ECR_IMAGE_ACTION}`, `{ECS_DEPLOYMENT_STATE_CHANGE}`, `{ECR_IMAGE_SCAN}`, `{INSPECTOR2_SCAN}`, `{CODEDEPLOY_DEPLOYMENT_STATE_CHANGE}` or `{ECS_HOOK_STATE_CHANGE}`)"
             ),
         )),
     }
@@ -326,6 +331,59 @@ fn parse_codedeploy(value: &Value) -> Result<DeployEvent, EventError> {
         state: detail.state,
         at: envelope.time,
     }))
+}
+
+/// AWS documents this event's detail-type and event name, not its fields: the service is taken
+/// from any ECS service or service deployment ARN among its resources or in its detail.
+fn parse_hook(value: &Value) -> Result<DeployEvent, EventError> {
+    let envelope = envelope(value, ECS_HOOK_STATE_CHANGE, "aws.ecs")?;
+    let name = match envelope.detail.get("eventName") {
+        Some(Value::String(name)) => name.as_str(),
+        None | Some(Value::Null) => return Err(EventError::new("detail.eventName", "missing")),
+        Some(other) => {
+            return Err(EventError::new(
+                "detail.eventName",
+                format!("expected a string, got {other}"),
+            ));
+        }
+    };
+    if name != "HOOK_AWAITING_ACTION" {
+        return Ok(DeployEvent::NotForDeckhand(format!(
+            "ECS hook event {name}: only HOOK_AWAITING_ACTION asks for an answer"
+        )));
+    }
+    let service_of = |arn: &str| {
+        ServiceKey::from_arn(arn).or_else(|| ServiceKey::from_service_deployment_arn(arn))
+    };
+    let mut texts = Vec::new();
+    strings_in(&envelope.detail, &mut texts);
+    let service = envelope
+        .resources
+        .iter()
+        .map(String::as_str)
+        .chain(texts)
+        .find_map(service_of)
+        .ok_or_else(|| {
+            EventError::new(
+                "resources",
+                "no ECS service or service deployment ARN in the event",
+            )
+        })?;
+    Ok(DeployEvent::HookAwaiting(HookAwaiting {
+        event_id: envelope.id,
+        service,
+        at: envelope.time,
+    }))
+}
+
+/// Every string in a JSON value, depth first.
+fn strings_in<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| strings_in(v, out)),
+        Value::Object(fields) => fields.values().for_each(|v| strings_in(v, out)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ corpus!(
     "ecs-deployment-completed",
     "ecs-deployment-failed-circuit-breaker",
     "ecs-deployment-rollback-in-progress",
+    "ecs-hook-awaiting-action",
     "codedeploy-deployment-success",
     "codedeploy-deployment-failure",
     "lambda-on-failure-record",

@@ -20,6 +20,8 @@ pub enum Kind {
     DeploySkipped,
     #[serde(rename = "deploy.quarantined")]
     DeployQuarantined,
+    #[serde(rename = "deploy.awaiting-approval")]
+    DeployAwaitingApproval,
     #[serde(rename = "traffic.shifted")]
     TrafficShifted,
     #[serde(rename = "rollback.started")]
@@ -46,6 +48,7 @@ impl Kind {
             Self::DeployFailed => "deploy.failed",
             Self::DeploySkipped => "deploy.skipped",
             Self::DeployQuarantined => "deploy.quarantined",
+            Self::DeployAwaitingApproval => "deploy.awaiting-approval",
             Self::TrafficShifted => "traffic.shifted",
             Self::RollbackStarted => "rollback.started",
             Self::RollbackSkipped => "rollback.skipped",
@@ -156,6 +159,7 @@ mod tests {
             DeployFailed,
             DeploySkipped,
             DeployQuarantined,
+            DeployAwaitingApproval,
             TrafficShifted,
             RollbackStarted,
             RollbackSkipped,
@@ -168,9 +172,20 @@ mod tests {
         for kind in &all {
             // Fails to compile when a kind is added without being listed above.
             match kind {
-                DeployStarted | DeployCompleted | DeployFailed | DeploySkipped
-                | DeployQuarantined | TrafficShifted | RollbackStarted | RollbackSkipped
-                | ScaleAsleep | ScaleAwake | ScaleSkipped | ConfigInvalid | Error => {}
+                DeployStarted
+                | DeployCompleted
+                | DeployFailed
+                | DeploySkipped
+                | DeployQuarantined
+                | DeployAwaitingApproval
+                | TrafficShifted
+                | RollbackStarted
+                | RollbackSkipped
+                | ScaleAsleep
+                | ScaleAwake
+                | ScaleSkipped
+                | ConfigInvalid
+                | Error => {}
             }
         }
         let readme = std::fs::read_to_string(

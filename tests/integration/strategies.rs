@@ -257,6 +257,40 @@ async fn a_rolling_service_is_redeployed_without_listing_its_deployments() {
 async fn a_deployment_waiting_at_a_pause_hook_goes_on_when_approved() {
     let n = Native::pushed_with("BLUE_GREEN", true).await;
     let key = n.stack.service_key("api");
+    // ECS says a hook awaits action, naming the service deployment: reported for approval.
+    let (arn, _, _) = n.stack.service_deployments("api").await.remove(0);
+    let hook = serde_json::json!({"version": "0", "id": "hook-1", "detail-type": "ECS Hook State Change",
+        "source": "aws.ecs", "account": "123456789012", "time": "2026-11-23T10:01:00Z", "region": "us-east-1",
+        "resources": [arn], "detail": {"eventType": "INFO", "eventName": "HOOK_AWAITING_ACTION"}});
+    let waiting = n.deploy.handle(&hook).await.unwrap();
+    assert_eq!(waiting.outcome, Outcome::Recorded, "{waiting:?}");
+    assert!(
+        waiting.services[0]
+            .reason
+            .contains("waits for approval at POST_TEST_TRAFFIC_SHIFT"),
+        "{waiting:?}"
+    );
+    let published: Vec<_> = n
+        .stack
+        .notifications()
+        .into_iter()
+        .filter(|(_, b, _)| b["kind"] == "deploy.awaiting-approval")
+        .map(|(_, b, _)| b["details"].clone())
+        .collect();
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(published[0]["serviceDeployment"], serde_json::json!(arn));
+    assert!(
+        published[0]["hookId"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("ecs-pause-")),
+        "{published:?}"
+    );
+    assert_eq!(published[0]["timeoutAction"], "ROLLBACK");
+    assert!(
+        n.stack.refused_calls().is_empty(),
+        "{:?}",
+        n.stack.refused_calls()
+    );
     let approved = n.operator().approve(&key).await.unwrap();
     assert_eq!(approved.action, Action::Approved, "{approved:?}");
     assert!(

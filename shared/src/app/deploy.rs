@@ -168,6 +168,10 @@ impl DeployFunction {
                     group = %event.group, deployment_id = %event.deployment_id, state = %event.state);
                 self.on_codedeploy_event(&event).instrument(span).await?
             }
+            DeployEvent::HookAwaiting(event) => {
+                let span = info_span!("hook_awaiting", event_id = %event.event_id, service = %event.service);
+                self.on_hook_awaiting(&event).instrument(span).await?
+            }
         };
         // Only this event's own services decide whether it failed (and is retried).
         let failed = summary.failed_services().next().is_some();
@@ -453,6 +457,9 @@ fn push_details(
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
+
+#[path = "deploy_approval.rs"]
+mod approval;
 
 #[path = "deploy_codedeploy.rs"]
 mod codedeploy_events;

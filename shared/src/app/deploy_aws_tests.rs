@@ -320,6 +320,74 @@ async fn the_completed_event_starts_the_guard_window() {
     );
 }
 
+/// ECS's pause hook event asks for an answer: what waits, where and until when comes from
+/// DescribeServiceDeployments; a redelivery publishes nothing more.
+#[tokio::test]
+async fn a_deployment_waiting_at_a_pause_hook_is_reported_awaiting_approval() {
+    let w = corpus_world(None);
+    w.ecs
+        .set_strategy(&web(), crate::domain::strategy::Strategy::BlueGreen);
+    send(&w, &fixtures::aws("ecr-push-image")).await;
+    let early = send(&w, &fixtures::aws("ecs-hook-awaiting-action")).await;
+    assert_eq!(
+        early.outcome,
+        Outcome::Ignored,
+        "nothing waits yet: {early:?}"
+    );
+
+    let mut event = fixtures::aws("ecs-hook-awaiting-action");
+    event["id"] = json!("hook-2");
+    w.ecs.pause_service_deployment(&web());
+    let s = send(&w, &event).await;
+    assert_eq!(s.outcome, Outcome::Recorded, "{s:?}");
+    let reason = &s.services[0].reason;
+    assert!(
+        reason.contains("waits for approval at POST_TEST_TRAFFIC_SHIFT"),
+        "{reason}"
+    );
+    assert!(reason.contains("`deckhand approve demo/web`"), "{reason}");
+    let published = w.notifier.published();
+    let waiting = published
+        .iter()
+        .find(|n| n.kind == Kind::DeployAwaitingApproval)
+        .expect("deploy.awaiting-approval");
+    assert_eq!(waiting.details["hookId"], "ecs-pause-demo/web");
+    assert_eq!(waiting.details["timeoutAction"], "ROLLBACK");
+    assert_eq!(waiting.details["reject"], "deckhand reject demo/web");
+    let again = send(&w, &event).await;
+    assert_eq!(again.outcome, Outcome::Duplicate, "{again:?}");
+    assert_eq!(
+        kinds(&w),
+        vec!["deploy.started", "deploy.awaiting-approval"]
+    );
+}
+
+#[test]
+fn the_hook_event_names_its_service_by_any_ecs_arn_it_carries() {
+    let mut event = fixtures::aws("ecs-hook-awaiting-action");
+    let parsed = |e: &Value| match crate::events::parse_deploy_event(e) {
+        Ok(crate::events::DeployEvent::HookAwaiting(h)) => Ok(h.service.to_string()),
+        Ok(other) => Err(format!("{other:?}")),
+        Err(e) => Err(e.field),
+    };
+    assert_eq!(parsed(&event), Ok("demo/web".into()));
+    event["resources"] = json!([]);
+    event["detail"]["serviceArn"] = json!("arn:aws:ecs:us-east-1:123456789012:service/demo/api");
+    assert_eq!(parsed(&event), Ok("demo/api".into()));
+    event["detail"]
+        .as_object_mut()
+        .unwrap()
+        .remove("serviceArn");
+    assert_eq!(parsed(&event), Err("resources".into()));
+    event["detail"]["eventName"] = json!("HOOK_SUCCEEDED");
+    assert!(matches!(
+        crate::events::parse_deploy_event(&event),
+        Ok(crate::events::DeployEvent::NotForDeckhand(_))
+    ));
+    event["detail"]["eventName"] = json!(7);
+    assert_eq!(parsed(&event), Err("detail.eventName".into()));
+}
+
 #[test]
 fn the_corpus_index_reads_as_two_images() {
     let text = fixtures::aws("ecr-image-index-manifest").to_string();

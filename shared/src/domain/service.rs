@@ -42,6 +42,16 @@ impl ServiceKey {
         (!cluster.is_empty() && !service.is_empty() && !service.contains('/'))
             .then(|| Self::new(cluster, service))
     }
+
+    /// The service of a service deployment ARN (`...:service-deployment/CLUSTER/SERVICE/ID`).
+    pub fn from_service_deployment_arn(arn: &str) -> Option<Self> {
+        let arn = Arn::parse(arn).filter(|a| a.service == "ecs")?;
+        let rest = arn.resource.strip_prefix("service-deployment/")?;
+        let mut parts = rest.split('/');
+        let (cluster, service, id) = (parts.next()?, parts.next()?, parts.next()?);
+        (!cluster.is_empty() && !service.is_empty() && !id.is_empty() && parts.next().is_none())
+            .then(|| Self::new(cluster, service))
+    }
 }
 
 /// The parts of an ARN, `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE` (the resource may

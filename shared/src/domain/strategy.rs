@@ -69,6 +69,15 @@ pub struct PausedDeployment {
     pub timeout_action: Option<String>,
 }
 
+/// `ECS Hook State Change` with `HOOK_AWAITING_ACTION`: a deployment of the service waits at a
+/// pause hook. Only the service is taken from it; `DescribeServiceDeployments` says the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookAwaiting {
+    pub event_id: String,
+    pub service: super::service::ServiceKey,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
 /// The rollback as it ran: the strategy of the service and the path taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RollbackRoute {

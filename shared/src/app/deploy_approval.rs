@@ -1,0 +1,109 @@
+//! A deployment waiting at an ECS pause hook (`ECS Hook State Change`, `HOOK_AWAITING_ACTION`) is
+//! reported as `deploy.awaiting-approval`, with who answers how. The event only names the service:
+//! `DescribeServiceDeployments` says whether, where and until when it waits.
+
+use chrono::SecondsFormat;
+use serde_json::json;
+
+use super::{DeployError, DeployFunction, report};
+use crate::domain::settings::TAG_DEPLOY;
+use crate::domain::strategy::HookAwaiting;
+use crate::history::{HistoryRecord, ProcessedMark};
+use crate::notification::{Kind, Notification, Severity};
+use crate::report::{Action, Summary};
+
+impl DeployFunction {
+    pub(super) async fn on_hook_awaiting(
+        &self,
+        event: &HookAwaiting,
+    ) -> Result<Summary, DeployError> {
+        let key = &event.service;
+        if !self.config.manages_cluster(key.cluster()) {
+            return Ok(Summary::ignored(format!(
+                "cluster {} is not managed by deckhand",
+                key.cluster()
+            )));
+        }
+        let done = self
+            .ports
+            .store
+            .processed(&event.event_id)
+            .await
+            .map_err(DeployError::Discovery)?;
+        if done.contains(key) {
+            let reason = "this event was already handled";
+            let report = self.duplicate(key, &event.event_id, reason, None).await;
+            return Ok(Summary::of(vec![report], String::new));
+        }
+        let services = self
+            .ports
+            .ecs
+            .describe_services(std::slice::from_ref(key))
+            .await
+            .map_err(DeployError::Discovery)?;
+        if !services.iter().any(|s| s.tags.contains_key(TAG_DEPLOY)) {
+            return Ok(Summary::ignored(format!(
+                "{key} does not exist or has not opted in to deckhand deploys"
+            )));
+        }
+        let Some(paused) = self
+            .ports
+            .ecs
+            .paused_deployment(key)
+            .await
+            .map_err(DeployError::Discovery)?
+        else {
+            return Ok(Summary::ignored(format!(
+                "no deployment of {key} waits at a pause hook now (DescribeServiceDeployments)"
+            )));
+        };
+        let stage = paused.stage.as_deref().unwrap_or("its pause hook");
+        let timeout = match (&paused.expires_at, &paused.timeout_action) {
+            (Some(at), Some(action)) => format!(
+                "; at {} ECS takes {action}",
+                at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+            (Some(at), None) => format!(
+                "; it times out at {}",
+                at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+            _ => String::new(),
+        };
+        let reason = format!(
+            "the deployment waits for approval at {stage}{timeout}: `deckhand approve {key}` continues it, `deckhand reject {key}` rolls it back (OperatorPolicy)"
+        );
+        let now = self.ports.clock.now();
+        let record = HistoryRecord::new(key, now, Action::Recorded, &reason, &event.event_id);
+        let mark = ProcessedMark {
+            event_id: event.event_id.clone(),
+            service: key.clone(),
+            at: now,
+        };
+        self.ports
+            .store
+            .record(&[record], Some(&mark))
+            .await
+            .map_err(DeployError::Discovery)?;
+        self.notify(Notification::new(
+            Kind::DeployAwaitingApproval,
+            Severity::Warning,
+            key.to_string(),
+            format!("{key} waits for approval at {stage}"),
+            now,
+            json!({
+                "serviceDeployment": paused.service_deployment_arn,
+                "hookId": paused.hook_id,
+                "stage": paused.stage,
+                "expiresAt": paused.expires_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                "timeoutAction": paused.timeout_action,
+                "approve": format!("deckhand approve {key}"),
+                "reject": format!("deckhand reject {key}"),
+            }),
+        ))
+        .await;
+        Ok(Summary::of(
+            vec![report(key, Action::Recorded, reason)],
+            String::new,
+        ))
+    }
+}
