@@ -220,6 +220,17 @@ class Demo:
         if result.returncode != 0:
             sys.exit(f"deckhand {' '.join(args)} failed")
 
+    def show_service_deployments(self, name):
+        service = self.ecs.describe_services(cluster="demo", services=[name])["services"][0]
+        listed = self.ecs.list_service_deployments(cluster="demo", service=name)["serviceDeployments"]
+        arns = [d["serviceDeploymentArn"] for d in listed]
+        described = self.ecs.describe_service_deployments(serviceDeploymentArns=arns)["serviceDeployments"] if arns else []
+        print(f"demo/{name} runs {short(service['taskDefinition'])}; its service deployments, newest first:")
+        for d in described:
+            hooks = ", ".join(f"hook {h['status']}" for h in d.get("lifecycleHookDetails", []))
+            print(f"  {d['serviceDeploymentArn'].split('/')[-1]} {short(d['sourceServiceRevisions'][0]['arn'] or '-')}"
+                  f" -> {short(d['targetServiceRevision']['arn'])} {d['status']}" + (f" ({hooks})" if hooks else ""))
+
     def show_notifications(self):
         data = json.loads(urlopen_text(f"{self.endpoint}/moto-api/data.json"))
         for topic in data["sns"]["Topic"]:
@@ -387,6 +398,65 @@ def blue_green(demo, lambda_port, now):
           "cargo lambda's round trip included); one ModifyListener, no ECS deployment")
 
 
+def native_blue_green(demo, lambda_port):
+    heading("ECS's own blue/green: demo/api, BLUE_GREEN with a pause hook after the test traffic shift")
+    demo.ecr.put_image(repositoryName="web", imageManifest=manifest("bg-1"), imageTag="bg-1")
+    demo.ecs.register_task_definition(
+        family="api", networkMode="bridge", cpu="256", memory="512",
+        containerDefinitions=[{"name": "api", "image": f"{REGISTRY}/web:main-41", "essential": True}],
+    )
+    demo.ecs.create_service(cluster="demo", serviceName="api", taskDefinition="api:1", desiredCount=2,
+                            tags=[{"key": "deckhand:deploy", "value": "prefix=bg-"}])
+    demo.ecs.update_service(cluster="demo", service="api", deploymentConfiguration={
+        "strategy": "BLUE_GREEN", "bakeTimeInMinutes": 15,
+        "lifecycleHooks": [{"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+                            "timeoutConfiguration": {"timeoutInMinutes": 60, "action": "ROLLBACK"}}]})
+    demo.cloudwatch.put_metric_alarm(
+        AlarmName="api-5xx", Namespace="Storefront", MetricName="HTTPCode_5XX", Statistic="Sum",
+        Period=60, EvaluationPeriods=1, Threshold=5.0, ComparisonOperator="GreaterThanThreshold",
+        Dimensions=[{"Name": "ClusterName", "Value": "demo"}, {"Name": "ServiceName", "Value": "api"}],
+    )
+    print("tagged deckhand:deploy = prefix=bg-; alarm api-5xx on its HTTPCode_5XX")
+
+    heading("CI pushes web:bg-1: deckhand deploys it with UpdateService; ECS runs the blue/green")
+    now = datetime.now(timezone.utc)
+    push = json.loads((ROOT / "events" / "ecr-push.json").read_text())
+    digest = demo.ecr.describe_images(repositoryName="web", imageIds=[{"imageTag": "bg-1"}])[
+        "imageDetails"][0]["imageDigest"]
+    push["id"] = "c1e2c3d4-0000-4000-8000-000000000001"
+    push["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    push["detail"] = dict(push["detail"], **{"image-tag": "bg-1", "image-digest": digest})
+    expect(invoke_with(lambda_port, "deploy", "ecr-push.json", push, "(web:bg-1)"), "deployed")
+    demo.show_service_deployments("api")
+
+    heading("ECS: the deployment waits at its pause hook (ECS Hook State Change, HOOK_AWAITING_ACTION)")
+    arn = demo.ecs.list_service_deployments(cluster="demo", service="api")["serviceDeployments"][0][
+        "serviceDeploymentArn"]
+    hook = json.loads((ROOT / "events" / "ecs-hook-awaiting-action.json").read_text())
+    hook["time"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    hook["resources"] = [arn]
+    expect(invoke_with(lambda_port, "deploy", "ecs-hook-awaiting-action.json", hook, "(demo/api)"), "recorded")
+
+    heading("The release manager approves: ContinueServiceDeployment, and ECS goes on")
+    demo.deckhand("approve", "demo/api")
+    demo.show_service_deployments("api")
+
+    heading("Alarm api-5xx during the bake time: ECS's own rollback (StopServiceDeployment), no new deployment")
+    alarm = json.loads((ROOT / "events" / "alarm-eventbridge.json").read_text())
+    fired = now + timedelta(minutes=2)
+    alarm["id"] = "c1e2c3d4-0000-4000-8000-000000000003"
+    alarm["time"] = fired.strftime("%Y-%m-%dT%H:%M:%SZ")
+    alarm["resources"] = [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:api-5xx"]
+    alarm["detail"] = dict(alarm["detail"], alarmName="api-5xx",
+                           state=dict(alarm["detail"]["state"], timestamp=fired.strftime("%Y-%m-%dT%H:%M:%S.000+0000")))
+    alarm["detail"]["configuration"] = {"metrics": [{"id": "m1", "metricStat": {"metric": {
+        "namespace": "Storefront", "name": "HTTPCode_5XX",
+        "dimensions": {"ClusterName": "demo", "ServiceName": "api"}}, "period": 60, "stat": "Sum"},
+        "returnData": True}]}
+    expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", alarm, "(api-5xx)"), "rolled-back")
+    demo.show_service_deployments("api")
+
+
 def main():
     with local_aws() as demo, functions_running(demo, "demo-watch.log") as lambda_port:
         story(demo, lambda_port)
@@ -465,6 +535,7 @@ def story(demo, lambda_port):
     demo.show_service()
 
     blue_green(demo, lambda_port, now)
+    native_blue_green(demo, lambda_port)
 
     heading("What the operator sees: status, history and report from the table")
     demo.deckhand("status")
