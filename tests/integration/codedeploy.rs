@@ -77,15 +77,15 @@ impl ByCodeDeploy {
         self.deploy.handle(&event).await.unwrap()
     }
 
-    async fn alarm(&self, at: &str) -> Summary {
+    /// The alarm of `api` fires at `at`: the summary and the AWS calls of the rollback.
+    async fn alarm(&self, at: &str) -> (Summary, Vec<String>) {
         let arn = metric_alarm(&self.stack, "api-5xx", Some("api"), &[]).await;
-        let rollback = RollbackFunction::new(
-            self.stack.ports(Role::Rollback, self.clock.clone()),
-            self.stack.config(),
-        );
+        let (mut ports, log) = self.stack.counted_ports(Role::Rollback);
+        ports.clock = self.clock.clone();
+        let rollback = RollbackFunction::new(ports, self.stack.config());
         self.clock.set(utc(at));
         let event = alarm_event(&self.stack, "alarm-1", &arn, "ALARM", "OK", at, Some("api"));
-        rollback.handle(&event).await.unwrap()
+        (rollback.handle(&event).await.unwrap(), log.calls())
     }
 
     async fn state(&self) -> deckhand::domain::state::ServiceState {
@@ -156,7 +156,26 @@ async fn a_failed_codedeploy_deployment_quarantines_the_digest() {
 async fn an_alarm_while_codedeploy_deploys_stops_it_with_its_own_rollback() {
     let c = ByCodeDeploy::pushed(true).await;
     assert_eq!(c.pushed.outcome, Outcome::Deployed, "{:?}", c.pushed);
-    let s = c.alarm("2026-11-23T10:03:00Z").await;
+    let (s, calls) = c.alarm("2026-11-23T10:03:00Z").await;
+    // The group named by its tag costs one GetDeploymentGroup; then ListDeployments finds the
+    // deployment in progress and StopDeployment ends it.
+    assert_eq!(
+        calls,
+        [
+            "DynamoDB.Query",
+            "CloudWatch.DescribeAlarms",
+            "CloudWatch.ListTagsForResource",
+            "Resource Groups Tagging API.GetResources",
+            "ECS.DescribeServices",
+            "DynamoDB.UpdateItem",
+            "CodeDeploy.GetDeploymentGroup",
+            "CodeDeploy.ListDeployments",
+            "DynamoDB.UpdateItem",
+            "CodeDeploy.StopDeployment",
+            "DynamoDB.TransactWriteItems",
+            "SNS.Publish",
+        ]
+    );
     assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
     let reason = &s.services[0].reason;
     assert!(
@@ -200,7 +219,14 @@ async fn an_alarm_after_codedeploy_completed_deploys_the_known_good_revision() {
         c.ended("Succeeded", "SUCCESS").await.outcome,
         Outcome::Completed
     );
-    let s = c.alarm("2026-11-23T10:13:00Z").await;
+    let (s, calls) = c.alarm("2026-11-23T10:13:00Z").await;
+    // Without the tag the group is searched for (every ECS application of the account, here
+    // those of the other tests too); no ECS deployment is asked for.
+    let count = |op: &str| calls.iter().filter(|c| *c == op).count();
+    assert_eq!(count("CodeDeploy.ListApplications"), 1, "{calls:?}");
+    assert_eq!(count("CodeDeploy.CreateDeployment"), 1, "{calls:?}");
+    assert_eq!(count("CodeDeploy.StopDeployment"), 0, "{calls:?}");
+    assert_eq!(count("ECS.UpdateService"), 0, "{calls:?}");
     assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
     let reason = &s.services[0].reason;
     assert!(

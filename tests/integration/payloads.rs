@@ -393,8 +393,9 @@ async fn an_inspector_scan_quarantines_like_an_ecr_scan() {
 }
 
 /// moto applies `UpdateService` with a task definition to any service; ECS refuses it unless
-/// ECS deploys the service, and so does the emulator. deckhand reports such a service before
-/// it registers anything.
+/// ECS deploys the service, and so does the emulator. deckhand never calls it there: a
+/// `CODE_DEPLOY` service without a deployment group and an `EXTERNAL` one are reported before
+/// anything is registered.
 #[tokio::test]
 async fn services_ecs_does_not_deploy_are_reported_before_anything_is_registered() {
     let stack = Stack::new().await;
@@ -448,8 +449,21 @@ async fn services_ecs_does_not_deploy_are_reported_before_anything_is_registered
     .await;
     assert_eq!(s.outcome, Outcome::Invalid, "{s:?}");
     assert_eq!(s.services.len(), 2);
+    // A CODE_DEPLOY service is deployed through CodeDeploy, here without a group to do it; an
+    // EXTERNAL one not at all.
+    let reason = |name: &str| {
+        s.services
+            .iter()
+            .find(|r| r.service.ends_with(&format!("/{name}")))
+            .map(|r| r.reason.clone())
+            .unwrap_or_default()
+    };
     assert!(
-        s.services.iter().all(|r| r.reason.contains("ECS refuses")),
+        reason("by-codedeploy").contains("no CodeDeploy deployment group names"),
+        "{s:?}"
+    );
+    assert!(
+        reason("external").contains("EXTERNAL deployment controller"),
         "{s:?}"
     );
     assert_eq!(stack.revisions(&family).await, 1, "nothing registered");

@@ -880,11 +880,14 @@ fn details(
 fn with_route(mut details: Value, route: &RollbackRoute) -> Value {
     details["strategy"] = json!(route.strategy.as_str());
     details["rolledBackBy"] = json!(route.call());
-    if let RollbackPath::StopServiceDeployment {
-        service_deployment_arn,
-    } = &route.path
-    {
-        details["serviceDeployment"] = json!(service_deployment_arn);
+    match &route.path {
+        RollbackPath::StopServiceDeployment {
+            service_deployment_arn,
+        } => details["serviceDeployment"] = json!(service_deployment_arn),
+        RollbackPath::StopCodeDeployDeployment { deployment_id } => {
+            details["codeDeployDeployment"] = json!(deployment_id);
+        }
+        RollbackPath::Redeploy | RollbackPath::CodeDeployRedeploy => {}
     }
     details
 }
