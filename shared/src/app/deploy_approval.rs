@@ -18,22 +18,8 @@ impl DeployFunction {
         event: &HookAwaiting,
     ) -> Result<Summary, DeployError> {
         let key = &event.service;
-        if !self.config.manages_cluster(key.cluster()) {
-            return Ok(Summary::ignored(format!(
-                "cluster {} is not managed by deckhand",
-                key.cluster()
-            )));
-        }
-        let done = self
-            .ports
-            .store
-            .processed(&event.event_id)
-            .await
-            .map_err(DeployError::Discovery)?;
-        if done.contains(key) {
-            let reason = "this event was already handled";
-            let report = self.duplicate(key, &event.event_id, reason, None).await;
-            return Ok(Summary::of(vec![report], String::new));
+        if let Some(summary) = self.not_to_handle(key, &event.event_id).await? {
+            return Ok(summary);
         }
         let services = self
             .ports

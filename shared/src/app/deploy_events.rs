@@ -23,22 +23,8 @@ impl DeployFunction {
         event: &DeploymentEvent,
     ) -> Result<Summary, DeployError> {
         let key = &event.service;
-        if !self.config.manages_cluster(key.cluster()) {
-            return Ok(Summary::ignored(format!(
-                "cluster {} is not managed by deckhand",
-                key.cluster()
-            )));
-        }
-        let done = self
-            .ports
-            .store
-            .processed(&event.event_id)
-            .await
-            .map_err(DeployError::Discovery)?;
-        if done.contains(key) {
-            let reason = "this event was already handled";
-            let report = self.duplicate(key, &event.event_id, reason, None).await;
-            return Ok(Summary::of(vec![report], String::new));
+        if let Some(summary) = self.not_to_handle(key, &event.event_id).await? {
+            return Ok(summary);
         }
         let services = self
             .ports
@@ -67,6 +53,33 @@ impl DeployFunction {
         Ok(Summary::of(vec![report], || {
             "not deckhand's deployment".into()
         }))
+    }
+
+    /// The summary of an ECS event about one service that needs no handling: its cluster is not
+    /// deckhand's, or the event was already handled for it.
+    pub(super) async fn not_to_handle(
+        &self,
+        key: &crate::domain::service::ServiceKey,
+        event_id: &str,
+    ) -> Result<Option<Summary>, DeployError> {
+        if !self.config.manages_cluster(key.cluster()) {
+            return Ok(Some(Summary::ignored(format!(
+                "cluster {} is not managed by deckhand",
+                key.cluster()
+            ))));
+        }
+        let done = self
+            .ports
+            .store
+            .processed(event_id)
+            .await
+            .map_err(DeployError::Discovery)?;
+        if done.contains(key) {
+            let reason = "this event was already handled";
+            let report = self.duplicate(key, event_id, reason, None).await;
+            return Ok(Some(Summary::of(vec![report], String::new)));
+        }
+        Ok(None)
     }
 
     pub(super) async fn deployment_event_locked(

@@ -25,9 +25,7 @@ impl CodeDeployGroups {
     }
 
     async fn ecs_applications(&self) -> PortResult<Vec<String>> {
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
+        let names = all_pages(|token| async move {
             let page = self
                 .client
                 .list_applications()
@@ -35,16 +33,12 @@ impl CodeDeployGroups {
                 .send()
                 .await
                 .map_err(|e| port_error("ListApplications", e))?;
-            names.extend(page.applications().iter().cloned());
-            // An empty token ends the listing as none does (moto sends one on every page).
-            token = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+            Ok((
+                page.applications().to_vec(),
+                page.next_token().map(str::to_owned),
+            ))
+        })
+        .await?;
         let mut ecs = Vec::new();
         for batch in names.chunks(APPLICATIONS_PER_BATCH) {
             let described = self
@@ -66,9 +60,7 @@ impl CodeDeployGroups {
     }
 
     async fn group_names(&self, application: &str) -> PortResult<Vec<String>> {
-        let mut names = Vec::new();
-        let mut token = None;
-        loop {
+        all_pages(|token| async move {
             let page = self
                 .client
                 .list_deployment_groups()
@@ -77,17 +69,31 @@ impl CodeDeployGroups {
                 .send()
                 .await
                 .map_err(|e| port_error("ListDeploymentGroups", e))?;
-            names.extend(page.deployment_groups().iter().cloned());
-            // An empty token ends the listing as none does (moto sends one on every page).
-            token = page
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
+            Ok((
+                page.deployment_groups().to_vec(),
+                page.next_token().map(str::to_owned),
+            ))
+        })
+        .await
+    }
+}
+
+/// Every item of a paged listing. An empty token ends it as none does (moto sends one on every
+/// page).
+async fn all_pages<F, Fut>(mut page: F) -> PortResult<Vec<String>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = PortResult<(Vec<String>, Option<String>)>>,
+{
+    let mut items = Vec::new();
+    let mut token = None;
+    loop {
+        let (found, next) = page(token).await?;
+        items.extend(found);
+        token = next.filter(|t| !t.is_empty());
+        if token.is_none() {
+            return Ok(items);
         }
-        Ok(names)
     }
 }
 
