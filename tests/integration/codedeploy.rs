@@ -247,3 +247,32 @@ async fn an_alarm_after_codedeploy_completed_deploys_the_known_good_revision() {
         c.stack.refused_calls()
     );
 }
+
+/// `deckhand rollback`, signed as OperatorPolicy, takes CodeDeploy's own rollback of the
+/// deployment in progress, as the function does.
+#[tokio::test]
+async fn a_manual_rollback_of_a_codedeploy_service_stops_its_deployment() {
+    let c = ByCodeDeploy::pushed(true).await;
+    let key = deckhand::domain::service::ServiceKey::new(&c.stack.cluster, "api");
+    c.clock.set(utc("2026-11-23T10:02:00Z"));
+    let rollback = RollbackFunction::new(
+        c.stack.ports(Role::Operator, c.clock.clone()),
+        c.stack.config(),
+    );
+    let s = rollback.manual(&key, None, "alice").await.unwrap();
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    assert!(
+        s.services[0]
+            .reason
+            .contains("(StopDeployment with auto-rollback)"),
+        "{s:?}"
+    );
+    assert!(c.stack.codedeploy_running("api").await.is_empty());
+    assert_eq!(c.stack.codedeploy_deployments("api").await.len(), 1);
+    assert_eq!(c.stack.running_task_definition("api").await, c.revision(1));
+    assert!(
+        c.stack.refused_calls().is_empty(),
+        "{:?}",
+        c.stack.refused_calls()
+    );
+}

@@ -244,7 +244,9 @@ impl RollbackFunction {
         let locked = acquire(&*self.ports.store, &*self.ports.clock, key, &owner)
             .await
             .map_err(RollbackError::Discovery)?;
-        let running = service.task_definition.as_str();
+        // During a CodeDeploy deployment the service runs deckhand's revision in a task set.
+        let deployed = locked.state.deployment.as_ref().map(|d| d.to.as_str());
+        let running = running_revision(&service, deployed);
         let requested = requested.as_deref();
         let mut decision = decide_manual_rollback(&locked.state, now, running, requested, None);
         if let RollbackDecision::RollBack { to, .. } = &decision {
@@ -284,6 +286,10 @@ impl RollbackFunction {
                 {
                     Ok(route) => {
                         let state = locked.state.clone();
+                        let reason = match route.words(&to) {
+                            Some(words) => format!("{reason}; {words}"),
+                            None => reason,
+                        };
                         self.record_rollback(&case, state, (&from, &to), reason, &route)
                             .await
                     }
