@@ -292,6 +292,20 @@ def night_and_morning(now):
     return utc(night), utc(morning)
 
 
+def alarm_event(event_id, name, fired, namespace, metric, dimensions):
+    """events/alarm-eventbridge.json for another alarm, going into ALARM at `fired`, on `metric`."""
+    alarm = json.loads((ROOT / "events" / "alarm-eventbridge.json").read_text())
+    alarm["id"] = event_id
+    alarm["time"] = fired.strftime("%Y-%m-%dT%H:%M:%SZ")
+    alarm["resources"] = [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}"]
+    alarm["detail"] = dict(alarm["detail"], alarmName=name,
+                           state=dict(alarm["detail"]["state"], timestamp=fired.strftime("%Y-%m-%dT%H:%M:%S.000+0000")))
+    alarm["detail"]["configuration"] = {"metrics": [{"id": "m1", "metricStat": {"metric": {
+        "namespace": namespace, "name": metric, "dimensions": dimensions}, "period": 60, "stat": "Sum"},
+        "returnData": True}]}
+    return alarm
+
+
 def expect(summary, outcome):
     if summary.get("outcome") != outcome:
         sys.exit(f"expected outcome {outcome}, got {summary}")
@@ -378,17 +392,9 @@ def blue_green(demo, lambda_port, now):
     demo.show_pair()
 
     heading("Alarm shop-green-5xx goes into ALARM with half the traffic on green: the listener flips back")
-    alarm = json.loads((ROOT / "events" / "alarm-eventbridge.json").read_text())
-    fired = now + timedelta(minutes=7)
-    alarm["id"] = "b1e2c3d4-0000-4000-8000-000000000003"
-    alarm["time"] = fired.strftime("%Y-%m-%dT%H:%M:%SZ")
-    alarm["resources"] = [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:shop-green-5xx"]
-    alarm["detail"] = dict(alarm["detail"], alarmName="shop-green-5xx",
-                           state=dict(alarm["detail"]["state"], timestamp=fired.strftime("%Y-%m-%dT%H:%M:%S.000+0000")))
-    alarm["detail"]["configuration"] = {"metrics": [{"id": "m1", "metricStat": {"metric": {
-        "namespace": "AWS/ApplicationELB", "name": "HTTPCode_Target_5XX_Count",
-        "dimensions": {"TargetGroup": demo.target_groups["green"].split(":")[-1]}}, "period": 60, "stat": "Sum"},
-        "returnData": True}]}
+    alarm = alarm_event("b1e2c3d4-0000-4000-8000-000000000003", "shop-green-5xx", now + timedelta(minutes=7),
+                        "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count",
+                        {"TargetGroup": demo.target_groups["green"].split(":")[-1]})
     started = time.monotonic()
     expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", alarm, "(shop-green-5xx)"),
            "rolled-back")
@@ -442,17 +448,8 @@ def native_blue_green(demo, lambda_port):
     demo.show_service_deployments("api")
 
     heading("Alarm api-5xx during the bake time: ECS's own rollback (StopServiceDeployment), no new deployment")
-    alarm = json.loads((ROOT / "events" / "alarm-eventbridge.json").read_text())
-    fired = now + timedelta(minutes=2)
-    alarm["id"] = "c1e2c3d4-0000-4000-8000-000000000003"
-    alarm["time"] = fired.strftime("%Y-%m-%dT%H:%M:%SZ")
-    alarm["resources"] = [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:api-5xx"]
-    alarm["detail"] = dict(alarm["detail"], alarmName="api-5xx",
-                           state=dict(alarm["detail"]["state"], timestamp=fired.strftime("%Y-%m-%dT%H:%M:%S.000+0000")))
-    alarm["detail"]["configuration"] = {"metrics": [{"id": "m1", "metricStat": {"metric": {
-        "namespace": "Storefront", "name": "HTTPCode_5XX",
-        "dimensions": {"ClusterName": "demo", "ServiceName": "api"}}, "period": 60, "stat": "Sum"},
-        "returnData": True}]}
+    alarm = alarm_event("c1e2c3d4-0000-4000-8000-000000000003", "api-5xx", now + timedelta(minutes=2),
+                        "Storefront", "HTTPCode_5XX", {"ClusterName": "demo", "ServiceName": "api"})
     expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", alarm, "(api-5xx)"), "rolled-back")
     demo.show_service_deployments("api")
 
