@@ -329,8 +329,68 @@ pub trait StateStore: Send + Sync {
 pub struct KnownContainers {
     pub task_definition: String,
     pub containers: Vec<Container>,
+    /// Set by the index when a pass that read the whole fleet listed the service under the
+    /// repositories it runs; other entries (older than the repository index, or written from
+    /// one event) are written again by the next such pass.
+    #[serde(default)]
+    pub listed: bool,
 }
 
+impl KnownContainers {
+    /// The ECR repositories its containers run images from.
+    pub fn repositories(&self) -> BTreeSet<Repository> {
+        self.containers
+            .iter()
+            .filter_map(|c| crate::domain::image::ImageRef::parse(&c.image)?.repository())
+            .collect()
+    }
+}
+
+/// A service the repository index lists under a repository, with the revision it was read
+/// from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedService {
+    pub service: ServiceKey,
+    pub task_definition: String,
+}
+
+/// One service's change to the index: its entry, and its place under each repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexUpdate {
+    pub service: ServiceKey,
+    /// Repositories it was listed under: it leaves those `now` does not run.
+    pub before: BTreeSet<Repository>,
+    /// What it runs now; `None` takes the service out of the index.
+    pub now: Option<KnownContainers>,
+}
+
+impl IndexUpdate {
+    pub fn entry(
+        service: ServiceKey,
+        before: Option<&KnownContainers>,
+        now: KnownContainers,
+    ) -> Self {
+        Self {
+            service,
+            before: before
+                .map(KnownContainers::repositories)
+                .unwrap_or_default(),
+            now: Some(now),
+        }
+    }
+
+    pub fn removal(service: ServiceKey, before: BTreeSet<Repository>) -> Self {
+        Self {
+            service,
+            before,
+            now: None,
+        }
+    }
+}
+
+/// What deckhand knows of the images its services run: per service, the revision last read
+/// and its containers; per repository, the services whose revision runs an image from it.
+/// A push reads its repository's list instead of the whole fleet.
 #[async_trait]
 pub trait ImageIndex: Send + Sync {
     /// The entries of these services; services never indexed are left out.
@@ -338,7 +398,18 @@ pub trait ImageIndex: Send + Sync {
         &self,
         services: &[ServiceKey],
     ) -> PortResult<BTreeMap<ServiceKey, KnownContainers>>;
-    async fn remember(&self, entries: &[(ServiceKey, KnownContainers)]) -> PortResult<()>;
+    /// Writes each service's entry and its places under repositories, or removes them.
+    /// `complete` when the updates come from a pass that read every opted-in service: the
+    /// repositories they run are then recorded as seen, and the entries as listed.
+    async fn update(&self, updates: &[IndexUpdate], complete: bool) -> PortResult<()>;
+    /// The services listed under a repository; `None` until a pass that read the whole
+    /// fleet recorded the repository as seen (until then its list may be partial).
+    async fn repository(&self, repository: &Repository) -> PortResult<Option<Vec<IndexedService>>>;
+    /// Records that a discovery of the whole fleet was made for the repository: from now on
+    /// an empty list means that no service runs it.
+    async fn seen(&self, repository: &Repository) -> PortResult<()>;
+    /// Every service the index has an entry for.
+    async fn indexed(&self) -> PortResult<Vec<ServiceKey>>;
 }
 
 /// The shared pace of AWS writes, one record per token bucket (`domain::pace`).

@@ -139,6 +139,20 @@ pub struct Summary {
     /// alarm-to-service mapping that failed: each names the source and the error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// What a reconcile's check of the repository index found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexCheck>,
+}
+
+/// A reconcile's check of the repository index against the fleet it read: how many services
+/// it checked, how many entries were behind what the service runs (written again), and how
+/// many services it listed that are gone or no longer opted in (taken out).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexCheck {
+    pub checked: usize,
+    pub repaired: usize,
+    pub removed: usize,
 }
 
 impl Summary {
@@ -149,6 +163,7 @@ impl Summary {
             services: Vec::new(),
             dry_run: false,
             problems: Vec::new(),
+            index: None,
         }
     }
 
@@ -170,6 +185,7 @@ impl Summary {
             services,
             dry_run: false,
             problems: Vec::new(),
+            index: None,
         }
     }
 
@@ -184,6 +200,7 @@ impl Summary {
         let mut merged = Self::of(services, || reason.unwrap_or_default());
         merged.dry_run = self.dry_run;
         merged.problems = self.problems;
+        merged.index = self.index;
         merged
     }
 

@@ -170,7 +170,6 @@ async fn an_alarm_while_codedeploy_deploys_stops_it_with_its_own_rollback() {
             "DynamoDB.UpdateItem",
             "CodeDeploy.GetDeploymentGroup",
             "CodeDeploy.ListDeployments",
-            "DynamoDB.UpdateItem",
             "CodeDeploy.StopDeployment",
             "DynamoDB.TransactWriteItems",
             "SNS.Publish",

@@ -130,8 +130,9 @@ impl Native {
     }
 }
 
-/// The AWS calls of one rollback of a traffic-shifting service, in order: the same eleven
-/// either way, the call that moves the service back aside.
+/// The AWS calls of one rollback of a traffic-shifting service, in order: the same ten
+/// either way, the call that moves the service back aside (the lease the lock took covers it:
+/// no renewal).
 fn calls_of_a_rollback(moved_by: &str) -> Vec<String> {
     [
         "DynamoDB.Query",
@@ -141,7 +142,6 @@ fn calls_of_a_rollback(moved_by: &str) -> Vec<String> {
         "ECS.DescribeServices",
         "DynamoDB.UpdateItem",
         "ECS.ListServiceDeployments",
-        "DynamoDB.UpdateItem",
         moved_by,
         "DynamoDB.TransactWriteItems",
         "SNS.Publish",

@@ -22,9 +22,9 @@ use crate::domain::state::{Capacity, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::Notification;
 use crate::ports::{
-    Alarms, Autoscaling, Clock, Described, Ecr, Ecs, ImageIndex, KnownContainers, LockAttempt,
-    Locked, Notifier, Pace, PortError, PortErrorKind, PortResult, StateStore, TaggedService,
-    Traffic,
+    Alarms, Autoscaling, Clock, Described, Ecr, Ecs, ImageIndex, IndexUpdate, IndexedService,
+    KnownContainers, LockAttempt, Locked, Notifier, Pace, PortError, PortErrorKind, PortResult,
+    StateStore, TaggedService, Traffic,
 };
 
 pub use super::memory_codedeploy::{MemoryCodeDeploy, MemoryDeployment};
@@ -950,6 +950,9 @@ struct Table {
     history: Vec<HistoryRecord>,
     processed: BTreeSet<(String, ServiceKey)>,
     containers: BTreeMap<ServiceKey, KnownContainers>,
+    /// The repository index: each repository's services and the revision each was read from.
+    repositories: BTreeMap<Repository, BTreeMap<ServiceKey, String>>,
+    seen: BTreeSet<Repository>,
     /// The arrival time of each pace bucket.
     pace: BTreeMap<String, DateTime<Utc>>,
 }
@@ -1229,11 +1232,67 @@ impl ImageIndex for MemoryStore {
             .collect())
     }
 
-    async fn remember(&self, entries: &[(ServiceKey, KnownContainers)]) -> PortResult<()> {
-        guard(&self.inner)
-            .containers
-            .extend(entries.iter().cloned());
+    async fn update(&self, updates: &[IndexUpdate], complete: bool) -> PortResult<()> {
+        let mut table = guard(&self.inner);
+        for update in updates {
+            let now = update
+                .now
+                .as_ref()
+                .map(KnownContainers::repositories)
+                .unwrap_or_default();
+            for gone in update.before.difference(&now) {
+                if let Some(listed) = table.repositories.get_mut(gone) {
+                    listed.remove(&update.service);
+                }
+            }
+            match &update.now {
+                Some(entry) => {
+                    if complete {
+                        table.seen.extend(now.iter().cloned());
+                    }
+                    for repository in now {
+                        table
+                            .repositories
+                            .entry(repository)
+                            .or_default()
+                            .insert(update.service.clone(), entry.task_definition.clone());
+                    }
+                    let entry = KnownContainers {
+                        listed: complete,
+                        ..entry.clone()
+                    };
+                    table.containers.insert(update.service.clone(), entry);
+                }
+                None => {
+                    table.containers.remove(&update.service);
+                }
+            }
+        }
         Ok(())
+    }
+
+    async fn repository(&self, repository: &Repository) -> PortResult<Option<Vec<IndexedService>>> {
+        let table = guard(&self.inner);
+        let listed: Vec<IndexedService> = table
+            .repositories
+            .get(repository)
+            .into_iter()
+            .flatten()
+            .map(|(service, task_definition)| IndexedService {
+                service: service.clone(),
+                task_definition: task_definition.clone(),
+            })
+            .collect();
+        Ok(table.seen.contains(repository).then_some(listed))
+    }
+
+    async fn seen(&self, repository: &Repository) -> PortResult<()> {
+        guard(&self.inner).seen.insert(repository.clone());
+        Ok(())
+    }
+
+    async fn indexed(&self) -> PortResult<Vec<ServiceKey>> {
+        Ok(guard(&self.inner).containers.keys().cloned().collect())
     }
 }
 

@@ -28,9 +28,6 @@ use crate::report::{Action, ServiceReport, Summary};
 
 /// How many services one invocation works on at once.
 const CONCURRENCY: usize = 8;
-/// Up to this many unread task definitions are described at once; beyond, the image index
-/// is asked first, which costs one call per 100 services.
-const DESCRIBE_DIRECTLY: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -200,16 +197,16 @@ impl DeployFunction {
     }
 
     async fn on_push(&self, push: &Push) -> Result<Summary, DeployError> {
-        let done = self
-            .ports
-            .store
-            .processed(&push.event_id)
-            .await
-            .map_err(DeployError::Discovery)?;
+        // Independent reads, side by side: the processed marks and the services concerned.
+        let (done, discovered) = futures::try_join!(
+            self.ports.store.processed(&push.event_id),
+            self.discover(push)
+        )
+        .map_err(DeployError::Discovery)?;
         let Discovered {
             targets,
             unreadable,
-        } = self.discover(push).await.map_err(DeployError::Discovery)?;
+        } = discovered;
         let mut reports = Vec::new();
         for (key, e) in unreadable {
             reports.push(self.failed(&key, push, None, e).await);

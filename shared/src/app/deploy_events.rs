@@ -40,6 +40,10 @@ impl DeployFunction {
                 "{key} has not opted in to deckhand deploys"
             )));
         }
+        // Whoever deployed it (deckhand, Terraform, a person), the index follows the service.
+        let _ = self
+            .index_fleet(std::slice::from_ref(&service), false)
+            .await;
         // A tag problem is reported by pushes; the deployment is still recorded, with the
         // default guard, and no revision is deregistered.
         let settings = DeploySettings::from_tags(&service.tags, self.config.guard)

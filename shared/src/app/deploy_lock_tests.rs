@@ -8,12 +8,13 @@ use crate::app::locking::LEASE;
 use crate::domain::fleet::TaskDefinitionView;
 use crate::ports::{Clock as _, Described, Ecs, LockAttempt, PortResult, TaggedService};
 
-/// ECS whose registration takes longer than the lease, while another invocation takes the
-/// service's lock.
+/// ECS whose registration takes `slow_by`; when that is longer than the lease, another
+/// invocation takes the service's lock meanwhile.
 struct SlowRegistration {
     ecs: Arc<MemoryEcs>,
     store: Arc<MemoryStore>,
     clock: Arc<FixedClock>,
+    slow_by: chrono::TimeDelta,
 }
 
 #[async_trait]
@@ -34,7 +35,10 @@ impl Ecs for SlowRegistration {
         event_id: &str,
     ) -> PortResult<String> {
         let arn = self.ecs.register_revision(base, changes, event_id).await?;
-        self.clock.advance(LEASE + chrono::TimeDelta::seconds(1));
+        self.clock.advance(self.slow_by);
+        if self.slow_by <= LEASE {
+            return Ok(arn);
+        }
         let taken = self
             .store
             .lock(&web(), "another-invocation#1", self.clock.now(), LEASE)
@@ -90,14 +94,13 @@ impl Ecs for SlowRegistration {
     }
 }
 
-#[tokio::test]
-async fn a_deployment_that_lost_its_lock_while_registering_changes_nothing() {
-    let w = world(&[("deckhand:deploy", "any")]);
-    let ports = Ports {
+fn slow_ports(w: &World, slow_by: chrono::TimeDelta) -> Ports {
+    Ports {
         ecs: Arc::new(SlowRegistration {
             ecs: w.ecs.clone(),
             store: w.store.clone(),
             clock: w.clock.clone(),
+            slow_by,
         }),
         ecr: w.ecr.clone(),
         autoscaling: Arc::new(crate::adapters::memory::MemoryAutoscaling::default()),
@@ -109,7 +112,13 @@ async fn a_deployment_that_lost_its_lock_while_registering_changes_nothing() {
         pace: w.store.clone(),
         notifier: w.notifier.clone(),
         clock: w.clock.clone(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_that_lost_its_lock_while_registering_changes_nothing() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    let ports = slow_ports(&w, LEASE + chrono::TimeDelta::seconds(1));
     let function = DeployFunction::new(ports, config(false));
     let failed = function
         .handle(&push_event("e1", 1, Some("main-42"), 'b'))
@@ -128,7 +137,22 @@ async fn a_deployment_that_lost_its_lock_while_registering_changes_nothing() {
 }
 
 #[tokio::test]
-async fn a_deployment_renews_its_lease_before_moving_the_service() {
+async fn a_deployment_renews_its_lease_before_moving_the_service_when_little_is_left() {
+    // A registration slowed by 30 s leaves 60 s of the 90 s lease: less than an ECS call and
+    // the commit may take.
+    let w = world(&[("deckhand:deploy", "any")]);
+    let function = DeployFunction::new(
+        slow_ports(&w, chrono::TimeDelta::seconds(30)),
+        config(false),
+    );
+    let summary = function
+        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");
+    assert_eq!(w.store.renewals(&web()), 1);
+
+    // A quick one acts under the lease it took: no call to renew it.
     let w = world(&[("deckhand:deploy", "any")]);
     let summary = w
         .function
@@ -136,5 +160,5 @@ async fn a_deployment_renews_its_lease_before_moving_the_service() {
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");
-    assert_eq!(w.store.renewals(&web()), 1);
+    assert_eq!(w.store.renewals(&web()), 0);
 }

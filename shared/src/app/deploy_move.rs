@@ -211,10 +211,12 @@ impl DeployFunction {
         record.from = Some(from.to_owned());
         record.to = Some(to.clone());
         record.ecs_deployment_id = ecs_deployment_id.clone();
-        if let Err(e) = self
-            .commit(key, &locked, &state, record, &push.event_id)
-            .await
-        {
+        // The index follows the service onto its new revision, beside the commit.
+        let (committed, ()) = futures::join!(
+            self.commit(key, &locked, &state, record, &push.event_id),
+            self.index_deployed(key, &target.task_definition, changes, &to)
+        );
+        if let Err(e) = committed {
             // ECS has the new revision; the record of it is not written. A redelivery finds
             // the service on the revision registered for this push and records it then.
             error!(error = %e, to = %to, "deployed but could not record the deployment");

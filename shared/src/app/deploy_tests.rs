@@ -843,8 +843,8 @@ async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
         .unwrap();
     assert_eq!(described(), 33);
 
-    // A service moved behind deckhand's back onto a revision that runs `web`: its indexed
-    // revision is not the one it runs, so it is read again and deployed too.
+    // A service moved behind deckhand's back onto a revision that runs `web`: the index
+    // follows it from ECS's deployment event, so the next push deploys it too.
     let moved = w
         .ecs
         .add_task_definition("app-7", &[("app", &format!("{HOST}/web:main-1"))]);
@@ -852,6 +852,10 @@ async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
         .update_service(&ServiceKey::new("demo", "app-7"), &moved)
         .await
         .unwrap();
+    let mut moved_event = deployment_event("ecs-app-7", "SERVICE_DEPLOYMENT_IN_PROGRESS", 5);
+    moved_event["resources"] = json!(["arn:aws:ecs:eu-west-1:123456789012:service/demo/app-7"]);
+    cold.handle(&moved_event).await.unwrap();
+    assert_eq!(described(), 34, "the event reads app-7's new revision once");
     let summary = cold
         .handle(&push_event("e4", 4, Some("main-4"), 'e'))
         .await
@@ -865,8 +869,8 @@ async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
     assert_eq!(deployed, ["demo/app-7", "demo/web"]);
     assert_eq!(
         described(),
-        35,
-        "app-7's new revision, and web's for its clone"
+        36,
+        "the revisions of app-7 and web, for their clones"
     );
     assert_eq!(
         w.ecs
@@ -1324,3 +1328,6 @@ mod retention_steps;
 
 #[path = "deploy_discovery_tests.rs"]
 mod discovery_faults;
+
+#[path = "deploy_index_tests.rs"]
+mod index;

@@ -16,7 +16,7 @@ use crate::ports::{Clock, LockAttempt, Locked, PortError, PortErrorKind, StateSt
 pub const LEASE: TimeDelta = TimeDelta::seconds(90);
 
 const _: () = assert!(
-    LEASE.num_seconds() as u64 > 2 * crate::lambda::OPERATION_TIMEOUT.as_secs() + 10,
+    LEASE.num_seconds() > LEASE_TO_ACT.num_seconds(),
     "the lease must outlast one ECS call and the commit"
 );
 
@@ -38,9 +38,16 @@ pub fn owner_cause(owner: &str) -> &str {
     owner.rsplit_once('#').map_or(owner, |(cause, _)| cause)
 }
 
-/// Renews the lease right before acting on ECS: what follows (the call and the commit) runs
-/// under a fresh lease, and a lock another invocation took meanwhile (a registration slowed by
-/// throttling past the lease) stops this one before it changes anything.
+/// What must be left of a lease to act under it without renewing: one ECS call and the
+/// commit, each bounded by the SDK's operation timeout, with room to spare.
+pub const LEASE_TO_ACT: TimeDelta =
+    TimeDelta::seconds(2 * crate::lambda::OPERATION_TIMEOUT.as_secs() as i64 + 10);
+
+/// Renews the lease right before acting on ECS, when what is left of it may not cover the call
+/// and the commit: what follows then runs under a fresh lease, and a lock another invocation
+/// took meanwhile (a registration slowed by throttling past the lease) stops this one before
+/// it changes anything. A lease with that much left cannot have been taken over (others take
+/// a lock only once its lease has ended), so it is used as it is and costs no call.
 pub async fn renew_before_acting(
     store: &dyn StateStore,
     clock: &dyn Clock,
@@ -48,6 +55,9 @@ pub async fn renew_before_acting(
     locked: &mut Locked,
 ) -> Result<(), PortError> {
     let now = clock.now();
+    if locked.until - now >= LEASE_TO_ACT {
+        return Ok(());
+    }
     store.renew(service, locked, now, LEASE).await?;
     locked.until = now + LEASE;
     Ok(())

@@ -268,6 +268,7 @@ impl SchedulerFunction {
             self.ports.store.load_many(&keys),
         )
         .map_err(SchedulerError::Discovery)?;
+        let read_all = read.failed.is_empty();
         let (services, deployed): (Vec<ServiceView>, Vec<ServiceView>) = read
             .services
             .into_iter()
@@ -276,9 +277,9 @@ impl SchedulerFunction {
         // decided again under each service's lock.
         let deployed: Vec<ServiceView> = services
             .iter()
-            .filter(|s| s.tags.contains_key(TAG_DEPLOY))
             .cloned()
             .chain(deployed)
+            .filter(|s| s.tags.contains_key(TAG_DEPLOY))
             .collect();
         let deployed_states: BTreeMap<ServiceKey, ServiceState> = deployed
             .iter()
@@ -353,6 +354,9 @@ impl SchedulerFunction {
         }
         let mut summary = Summary::of(reports, || "no service to reconcile".into());
         summary.dry_run = mode.plan;
+        if !near_deadline && !mode.plan {
+            summary.index = Some(self.check_index(&deployed, read_all).await);
+        }
         Ok(summary)
     }
 
@@ -979,6 +983,9 @@ mod known_good;
 
 #[path = "scheduler_pair.rs"]
 mod pair;
+
+#[path = "scheduler_index.rs"]
+mod index;
 
 #[cfg(test)]
 #[path = "scheduler_tests.rs"]

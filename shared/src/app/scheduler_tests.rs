@@ -657,3 +657,6 @@ mod lock;
 
 #[path = "scheduler_deadline_tests.rs"]
 mod deadline;
+
+#[path = "scheduler_index_tests.rs"]
+mod index;

@@ -138,6 +138,16 @@ impl<'a> ImageRef<'a> {
                 .is_some_and(|(account, region)| account == repo.account && region == repo.region)
     }
 
+    /// The ECR repository the image is in; `None` for an image outside ECR.
+    pub fn repository(&self) -> Option<Repository> {
+        let (account, region) = self.ecr_registry()?;
+        Some(Repository {
+            account: account.to_owned(),
+            region: region.to_owned(),
+            name: self.name.to_owned(),
+        })
+    }
+
     /// The same image pinned to `digest`, on the same host string the task definition used.
     pub fn pinned(&self, digest: &Digest) -> String {
         match self.host {

@@ -8,6 +8,9 @@
 //! | a service deckhand keeps asleep | `sleeping` | `service#CLUSTER/SERVICE` |
 //! | a service with a push waiting for its scan | `waiting` | `service#CLUSTER/SERVICE` |
 //! | the images of the service's task definition | `service#CLUSTER/SERVICE` | `containers` |
+//! | a service with such an entry | `indexed` | `service#CLUSTER/SERVICE` |
+//! | a service whose revision runs an image of the repository | `repo#REGISTRY/NAME` | `service#CLUSTER/SERVICE` |
+//! | a repository a whole-fleet discovery was made for | `repo#REGISTRY/NAME` | `seen` |
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -19,19 +22,20 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, PutRequest, ReturnValue,
+    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, PutRequest, ReturnValue,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 use super::port_error;
+use crate::domain::image::Repository;
 use crate::domain::service::ServiceKey;
 use crate::domain::state::ServiceState;
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::ports::{
-    ImageIndex, KnownContainers, LockAttempt, Locked, PortError, PortErrorKind, PortResult,
-    StateStore,
+    ImageIndex, IndexUpdate, IndexedService, KnownContainers, LockAttempt, Locked, PortError,
+    PortErrorKind, PortResult, StateStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -45,6 +49,8 @@ const BATCH_GET: usize = 100;
 const BATCH_WRITE: usize = 25;
 const UNPROCESSED_ATTEMPTS: u32 = 8;
 const CONTAINERS_SK: &str = "containers";
+const INDEXED_PK: &str = "indexed";
+const SEEN_SK: &str = "seen";
 const LOCK_OWNER: &str = "lockOwner";
 const LOCK_UNTIL: &str = "lockUntil";
 
@@ -613,24 +619,139 @@ impl ImageIndex for DynamoStore {
         self.batch_get(services, CONTAINERS_SK).await
     }
 
-    /// Plain puts: an entry states a fact about a revision, so racing writers cannot make it
-    /// wrong, only older (and an older revision is simply not the one the service runs).
-    async fn remember(&self, entries: &[(ServiceKey, KnownContainers)]) -> PortResult<()> {
-        for chunk in entries.chunks(BATCH_WRITE) {
-            let mut requests = Vec::with_capacity(chunk.len());
-            for (service, entry) in chunk {
-                let mut item: Item =
-                    to_item(entry).map_err(|e| codec_error("BatchWriteItem", e))?;
-                item.extend(key(service_pk(service), CONTAINERS_SK));
-                item.insert("service".into(), s(service.to_string()));
-                let put = PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map_err(|e| {
-                        PortError::new("BatchWriteItem", PortErrorKind::Other, e.to_string())
-                    })?;
-                requests.push(WriteRequest::builder().put_request(put).build());
+    /// Plain puts and deletes: an entry states a fact about a revision, so racing writers
+    /// cannot make it wrong, only older (and an older revision is simply not the one the
+    /// service runs, which every reader checks).
+    async fn update(&self, updates: &[IndexUpdate], complete: bool) -> PortResult<()> {
+        // One request per item in a batch: the last update of a service wins, and each
+        // repository is marked seen once.
+        let last: BTreeMap<&ServiceKey, &IndexUpdate> =
+            updates.iter().map(|u| (&u.service, u)).collect();
+        let mut requests = Vec::new();
+        let mut seen = BTreeSet::new();
+        for update in last.into_values() {
+            requests.extend(index_requests(update, complete)?);
+            if complete && let Some(now) = &update.now {
+                seen.extend(now.repositories());
             }
+        }
+        for repository in &seen {
+            requests.push(put_request(key(repository_pk(repository), SEEN_SK))?);
+        }
+        self.batch_write(requests).await
+    }
+
+    async fn repository(&self, repository: &Repository) -> PortResult<Option<Vec<IndexedService>>> {
+        let mut listed = Vec::new();
+        let mut seen = false;
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(repository_pk(repository)))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| port_error("Query", e))?;
+            seen |= item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|sk| sk == SEEN_SK);
+            let task_definition = item.get("taskDefinition").and_then(|v| v.as_s().ok());
+            if let (Some(service), Some(task_definition)) = (item_service(&item), task_definition) {
+                listed.push(IndexedService {
+                    service,
+                    task_definition: task_definition.clone(),
+                });
+            }
+        }
+        Ok(seen.then_some(listed))
+    }
+
+    async fn seen(&self, repository: &Repository) -> PortResult<()> {
+        let item = key(repository_pk(repository), SEEN_SK);
+        self.batch_write(vec![put_request(item)?]).await
+    }
+
+    async fn indexed(&self) -> PortResult<Vec<ServiceKey>> {
+        self.services_under(INDEXED_PK.to_owned()).await
+    }
+}
+
+fn repository_pk(repository: &Repository) -> String {
+    format!("repo#{repository}")
+}
+
+fn put_request(item: Item) -> PortResult<WriteRequest> {
+    let put = PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .map_err(|e| PortError::new("BatchWriteItem", PortErrorKind::Other, e.to_string()))?;
+    Ok(WriteRequest::builder().put_request(put).build())
+}
+
+fn delete_request(key: Item) -> PortResult<WriteRequest> {
+    let delete = DeleteRequest::builder()
+        .set_key(Some(key))
+        .build()
+        .map_err(|e| PortError::new("BatchWriteItem", PortErrorKind::Other, e.to_string()))?;
+    Ok(WriteRequest::builder().delete_request(delete).build())
+}
+
+/// The writes of one service's index change: its entry (`containers`), its place in the list
+/// of indexed services, and one item under each repository it runs; deletes for the rest.
+fn index_requests(update: &IndexUpdate, complete: bool) -> PortResult<Vec<WriteRequest>> {
+    let service = &update.service;
+    let listed = |repository: &Repository| key(repository_pk(repository), service_pk(service));
+    let mut requests = Vec::new();
+    let now = update
+        .now
+        .as_ref()
+        .map(KnownContainers::repositories)
+        .unwrap_or_default();
+    for gone in update.before.difference(&now) {
+        requests.push(delete_request(listed(gone))?);
+    }
+    match &update.now {
+        Some(entry) => {
+            let entry = KnownContainers {
+                listed: complete,
+                ..entry.clone()
+            };
+            let mut item: Item = to_item(&entry).map_err(|e| codec_error("BatchWriteItem", e))?;
+            item.extend(key(service_pk(service), CONTAINERS_SK));
+            item.insert("service".into(), s(service.to_string()));
+            requests.push(put_request(item)?);
+            let mut member = key(INDEXED_PK.to_owned(), service_pk(service));
+            member.insert("service".into(), s(service.to_string()));
+            requests.push(put_request(member)?);
+            for repository in &now {
+                let mut item = listed(repository);
+                item.insert("service".into(), s(service.to_string()));
+                item.insert("taskDefinition".into(), s(&entry.task_definition));
+                requests.push(put_request(item)?);
+            }
+        }
+        None => {
+            requests.push(delete_request(key(service_pk(service), CONTAINERS_SK))?);
+            requests.push(delete_request(key(
+                INDEXED_PK.to_owned(),
+                service_pk(service),
+            ))?);
+        }
+    }
+    Ok(requests)
+}
+
+impl DynamoStore {
+    /// BatchWriteItem, 25 requests a call; items DynamoDB leaves unprocessed under load are
+    /// written again, with backoff.
+    async fn batch_write(&self, all: Vec<WriteRequest>) -> PortResult<()> {
+        for chunk in all.chunks(BATCH_WRITE) {
+            let mut requests = chunk.to_vec();
             for attempt in 0u32.. {
                 let out = self
                     .client
