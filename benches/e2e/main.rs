@@ -8,6 +8,7 @@
 // A benchmark driver: a failed unwrap is a failed run, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod baseline;
 mod fleet;
 mod runtime_api;
 mod table;
@@ -52,6 +53,10 @@ struct Args {
     /// A label for the build measured (`release`, or a variant of the profile).
     #[arg(long, default_value = "release")]
     build: String,
+    /// Added to every AWS call by the proxy: what a real call costs in network and service
+    /// time, so that work done side by side overlaps as it would on AWS.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
 }
 
 /// One function process under its own Runtime API.
@@ -144,6 +149,19 @@ async fn measured(proxy: &Proxy, function: &Function, event: &Value) -> (Value, 
     (summary, latency, proxy.calls().len())
 }
 
+/// Calls that read in batches (or list), and Application Auto Scaling's: what the reconcile's
+/// per-service target leaves out.
+fn acting_call(name: &str) -> bool {
+    let batched = [
+        "tagging.GetResources",
+        "ecs.DescribeServices",
+        "dynamodb.BatchGetItem",
+        "dynamodb.Query",
+        "dynamodb.BatchWriteItem",
+    ];
+    !name.starts_with("application-autoscaling.") && !batched.contains(&name)
+}
+
 /// The invocations of one kind: the first, then `warm` more; checks each outcome.
 #[derive(Default)]
 struct Series {
@@ -164,13 +182,14 @@ impl Series {
         }
     }
 
+    /// `target`: the most AWS calls a warm invocation may make.
     fn rows(
         &self,
         table: &mut Table,
         function: &str,
         fleet: usize,
         what: &str,
-        floor: Option<usize>,
+        target: Option<usize>,
     ) {
         let warm = format!("warm invocation (median of {})", self.warm.len());
         table.push(Row::latency(
@@ -199,7 +218,7 @@ impl Series {
             what,
             first,
             first,
-            floor,
+            None,
         ));
         table.push(Row::calls(
             "AWS calls, warm invocation",
@@ -208,7 +227,7 @@ impl Series {
             what,
             least,
             most,
-            floor,
+            target,
         ));
     }
 }
@@ -218,7 +237,12 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
     let setup = Instant::now();
     let fleet = Fleet::create(size).await;
     eprintln!("fleet of {size}: created in {:.0?}", setup.elapsed());
-    let proxy = Proxy::start(fleet.stack.emulator_url(), FaultPlan::none()).await;
+    let latency = Duration::from_millis(args.latency_ms);
+    let proxy = Proxy::start(
+        fleet.stack.emulator_url(),
+        FaultPlan::none().with_latency(latency),
+    )
+    .await;
     let logs = args.out.with_file_name(format!("logs-{size}"));
     std::fs::create_dir_all(&logs).expect("a log directory");
     let env = |name| fleet.environment(name, &proxy.url());
@@ -230,15 +254,19 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
     }
 
     // Deploy: a push of a new digest for service 0, each time. The first push is the first
-    // the fleet has seen: it reads every revision and fills the image index.
+    // the repository has seen: it looks through the fleet and fills the repository index.
     let mut deploys = Series::default();
     for n in 0..=args.warm {
         let (summary, latency, calls) = measured(&proxy, &deploy, &fleet.push()).await;
         assert_eq!(outcome(&summary), "deployed", "{summary}");
         deploys.record(n, latency, calls);
     }
-    let floor = (size == 1).then_some(FLOOR_DEPLOY);
-    deploys.rows(table, "deploy", size, "a push deploys 1 service", floor);
+    let target = Some(if size == 1 {
+        DEPLOY_ALONE
+    } else {
+        DEPLOY_IN_A_FLEET
+    });
+    deploys.rows(table, "deploy", size, "a push deploys 1 service", target);
     // What Lambda does most: a new execution environment, for a fleet it has seen before.
     let fresh = Function::spawn(&args.bin_dir, "deploy", &env("deploy"), &logs).await;
     fresh.cold_start().await;
@@ -259,7 +287,7 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
         what,
         calls,
         calls,
-        floor,
+        target,
     ));
     drop(fresh);
     eprintln!("fleet of {size}: deploys measured");
@@ -284,6 +312,7 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
 
     // Reconcile: the whole fleet to sleep, then awake, and so on.
     let mut reconciles = Series::default();
+    let mut night = None;
     let warm = if size >= 1000 {
         args.warm.min(2)
     } else {
@@ -296,6 +325,9 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
             fleet.morning
         };
         let (summary, latency, calls) = measured(&proxy, &scheduler, &fleet.reconcile(at)).await;
+        if n == 0 {
+            night = Some((latency, proxy.call_names()));
+        }
         let expected = if n % 2 == 0 { "asleep" } else { "awake" };
         let acted = summary["services"]
             .as_array()
@@ -311,14 +343,45 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
         &format!("a reconcile sleeps or wakes all {}", table::count(size)),
         None,
     );
+    if let Some((deckhand, calls)) = night {
+        let acting = calls.iter().filter(|c| acting_call(c)).count();
+        table.push(Row::per_service(
+            size,
+            acting as f64 / size as f64,
+            RECONCILE_PER_SERVICE,
+        ));
+        // The peer, on the same fleet through the same proxy (it sets zero again where
+        // deckhand already did: it reads no state).
+        let sdk = testkit::harness::sdk_config(&proxy.url()).await;
+        proxy.clear();
+        let peer = baseline::sleep_the_fleet(&sdk, &fleet.clusters).await;
+        let peer_calls = proxy.calls().len();
+        table.push(Row::latency(
+            "sequential peer",
+            "(benchmark)",
+            Some(size),
+            &format!(
+                "a plain Lambda puts all {} to sleep, one call after another, no state ({peer_calls} calls)",
+                table::count(size)
+            ),
+            peer,
+        ));
+        table.push(Row::ratio(size, deckhand, peer, RECONCILE_RATIO));
+    }
 
     for function in [&deploy, &rollback, &scheduler] {
         table.push(Row::memory(function.name, size, function.peak_memory()));
     }
 }
 
-/// AWS calls of a deploy of one service, derived in docs/performance.md.
-const FLOOR_DEPLOY: usize = 12;
+/// The most AWS calls a push that deploys one service may make, warm or from a new process:
+/// whatever the fleet, and alone (docs/performance.md).
+const DEPLOY_IN_A_FLEET: usize = 12;
+const DEPLOY_ALONE: usize = 8;
+/// A reconcile that changes N services: at most 3N calls beyond Application Auto Scaling's and
+/// the batched reads, and at most this share of the sequential peer's time.
+const RECONCILE_PER_SERVICE: f64 = 3.0;
+const RECONCILE_RATIO: f64 = 0.35;
 
 async fn cold_starts(args: &Args, table: &mut Table) {
     // No fleet needed: the function starts, then asks for its first invocation.
@@ -412,7 +475,7 @@ async fn main() {
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir).expect("the report's directory");
     }
-    let mut table = Table::new(&args.build);
+    let mut table = Table::new(&args.build, args.latency_ms);
     sizes(&args, &mut table);
     cold_starts(&args, &mut table).await;
     for &size in &args.fleets {

@@ -113,7 +113,37 @@ impl Row {
             fleet: Some(fleet),
             what: what.into(),
             result,
-            target: floor.map_or(String::new(), |f| met(most <= f, &format!("floor {f}"))),
+            target: floor.map_or(String::new(), |f| met(most <= f, &format!("≤ {f}"))),
+        }
+    }
+
+    /// AWS calls of a reconcile per service it changed, beyond Application Auto Scaling's and
+    /// the batched reads.
+    pub fn per_service(fleet: usize, calls: f64, target: f64) -> Self {
+        Self {
+            measure: "AWS calls per service changed".into(),
+            function: "scheduler".into(),
+            fleet: Some(fleet),
+            what: "the night's reconcile, beyond Application Auto Scaling's calls and the batched reads and writes".into(),
+            result: format!("{calls:.2}"),
+            target: met(calls <= target, &format!("≤ {target}")),
+        }
+    }
+
+    /// deckhand's night against the sequential peer's.
+    pub fn ratio(fleet: usize, deckhand: Duration, peer: Duration, target: f64) -> Self {
+        let ratio = deckhand.as_secs_f64() / peer.as_secs_f64().max(f64::EPSILON);
+        Self {
+            measure: "reconcile / sequential peer".into(),
+            function: "scheduler".into(),
+            fleet: Some(fleet),
+            what: format!(
+                "the night's reconcile, {} against {}",
+                duration(deckhand),
+                duration(peer)
+            ),
+            result: format!("{ratio:.2}"),
+            target: met(ratio <= target, &format!("≤ {target}")),
         }
     }
 
@@ -142,13 +172,16 @@ impl Row {
 
 pub struct Table {
     build: String,
+    /// Added to every AWS call by the proxy.
+    latency_ms: u64,
     rows: Vec<Row>,
 }
 
 impl Table {
-    pub fn new(build: &str) -> Self {
+    pub fn new(build: &str, latency_ms: u64) -> Self {
         Self {
             build: build.into(),
+            latency_ms,
             rows: Vec::new(),
         }
     }
@@ -172,8 +205,9 @@ impl Table {
 
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "deckhand benchmark, build `{}`, {} on {}\n\n| measure | function | fleet | what | result | target |\n|---|---|---:|---|---:|---|\n",
+            "deckhand benchmark, build `{}`, {} ms added to every AWS call, {} on {}\n\n| measure | function | fleet | what | result | target |\n|---|---|---:|---|---:|---|\n",
             self.build,
+            self.latency_ms,
             chrono::Utc::now().format("%Y-%m-%d"),
             std::env::consts::ARCH,
         );

@@ -34,6 +34,9 @@ pub enum Kind {
     ScaleAwake,
     #[serde(rename = "scale.skipped")]
     ScaleSkipped,
+    /// One per reconcile that changed anything: counts and names, task-hours saved.
+    #[serde(rename = "scale.summary")]
+    ScaleSummary,
     #[serde(rename = "config.invalid")]
     ConfigInvalid,
     #[serde(rename = "error")]
@@ -55,6 +58,7 @@ impl Kind {
             Self::ScaleAsleep => "scale.asleep",
             Self::ScaleAwake => "scale.awake",
             Self::ScaleSkipped => "scale.skipped",
+            Self::ScaleSummary => "scale.summary",
             Self::ConfigInvalid => "config.invalid",
             Self::Error => "error",
         }
@@ -166,6 +170,7 @@ mod tests {
             ScaleAsleep,
             ScaleAwake,
             ScaleSkipped,
+            ScaleSummary,
             ConfigInvalid,
             Error,
         ];
@@ -184,6 +189,7 @@ mod tests {
                 | ScaleAsleep
                 | ScaleAwake
                 | ScaleSkipped
+                | ScaleSummary
                 | ConfigInvalid
                 | Error => {}
             }

@@ -261,6 +261,21 @@ pub trait StateStore: Send + Sync {
         lease: TimeDelta,
     ) -> PortResult<LockAttempt>;
 
+    /// Takes the service's lock and writes `state` with it, in one conditional write, when the
+    /// record is still as `read` found it (same version, never created when `read` is the
+    /// default) and nobody holds its lock: what must be on record before acting (a pending
+    /// sleep) costs no call of its own. `None` when the record moved or the lock is held;
+    /// the caller then takes the lock as usual and decides again.
+    async fn lock_saving(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+        read: &ServiceState,
+        state: &ServiceState,
+    ) -> PortResult<Option<Locked>>;
+
     /// Writes the new state, the history records and the processed mark in one transaction and
     /// releases the lock; fails with `Conflict` if the lock or version is no longer ours.
     async fn commit(

@@ -119,15 +119,25 @@ async fn sleep_then_wake_restores_desired_count_and_autoscaling_exactly() {
         .iter()
         .map(|(_, body, _)| body["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["scale.asleep", "scale.awake"]);
+    // One summary a reconcile; what was saved and restored is in the history.
+    assert_eq!(kinds, ["scale.summary", "scale.summary"]);
     let (subject, awake, attributes) = &notifications[1];
-    assert!(subject.starts_with("deckhand scale.awake "), "{subject}");
+    assert!(subject.starts_with("deckhand scale.summary "), "{subject}");
     assert_eq!(awake["schema"], "deckhand.notification/1");
-    assert_eq!(awake["details"]["scale"]["desiredCount"], 4);
-    assert_eq!(awake["details"]["scale"]["minCapacity"], 2);
-    assert_eq!(awake["details"]["scale"]["maxCapacity"], 6);
-    assert_eq!(awake["details"]["scale"]["taskHoursSaved"], 36.0);
-    assert_eq!(attributes["kind"]["Value"], "scale.awake");
+    assert_eq!(awake["service"], "*");
+    let api = s.stack.service_key("api").to_string();
+    assert_eq!(
+        awake["details"]["woken"]["services"],
+        serde_json::json!([api])
+    );
+    assert_eq!(awake["details"]["woken"]["count"], 1);
+    assert_eq!(awake["details"]["taskHoursSaved"], 36.0);
+    assert_eq!(attributes["kind"]["Value"], "scale.summary");
+    let asleep = &notifications[0].1;
+    assert_eq!(
+        asleep["details"]["asleep"]["services"],
+        serde_json::json!([api])
+    );
 }
 
 /// A business-hours scheduled action on the scalable target: a plan names it, the sleep
@@ -227,7 +237,11 @@ async fn a_second_reconcile_is_a_no_op() {
     assert_eq!(s.stack.desired_count("api").await, 0);
     assert_eq!(s.stack.capacity("api").await, Some((0, 0)));
     assert_eq!(s.actions("api").await, [Action::Asleep]);
-    assert_eq!(s.stack.notification_kinds(), ["scale.asleep"]);
+    assert_eq!(
+        s.stack.notification_kinds(),
+        ["scale.summary"],
+        "nothing new to tell"
+    );
     let state = s.state("api").await;
     assert_eq!(state.sleep.map(|z| z.desired_count), Some(2));
 }
@@ -259,7 +273,7 @@ async fn a_service_scaled_by_hand_while_asleep_is_left_alone() {
     );
     assert_eq!(
         s.stack.notification_kinds(),
-        ["scale.asleep", "scale.skipped"]
+        ["scale.summary", "scale.summary"]
     );
 }
 
@@ -475,15 +489,18 @@ async fn a_fleet_of_a_thousand_services_in_ten_clusters_reconciles() {
         night_calls["Application Auto Scaling.RegisterScalableTarget"],
         autoscaled
     );
-    assert_eq!(
-        night_calls["DynamoDB.UpdateItem"], total,
-        "one lock per service acted on, whose lease covers the target and ECS"
-    );
+    // Per service acted on: its lock taken with the pending record, its commit; the lease it
+    // took covers the target and ECS. A service with a tag problem takes its lock alone.
+    assert_eq!(night_calls["DynamoDB.UpdateItem"], broken);
     assert_eq!(
         night_calls["DynamoDB.TransactWriteItems"],
         2 * acting + broken
     );
-    assert_eq!(night_calls["SNS.Publish"], total);
+    assert_eq!(
+        night_calls["SNS.Publish"],
+        broken + 1,
+        "each tag problem once, and one scale.summary"
+    );
     assert_eq!(night_calls["ECS.DescribeServices"], total / 10);
     assert_eq!(night_calls["DynamoDB.BatchGetItem"], total / 100);
     assert_eq!(
@@ -492,8 +509,8 @@ async fn a_fleet_of_a_thousand_services_in_ten_clusters_reconciles() {
     );
     assert_eq!(morning_calls["ECS.UpdateService"], acting);
     assert_eq!(
-        morning_calls["SNS.Publish"], acting,
-        "tag problems are notified once"
+        morning_calls["SNS.Publish"], 1,
+        "one scale.summary; tag problems are notified once"
     );
     println!(
         "fleet of {total} services in {CLUSTERS} clusters ({autoscaled} autoscaled, {broken} invalid): \

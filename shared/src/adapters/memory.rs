@@ -947,6 +947,8 @@ type Lease = Option<(String, DateTime<Utc>)>;
 struct Table {
     states: BTreeMap<ServiceKey, (ServiceState, Lease)>,
     renewals: BTreeMap<ServiceKey, usize>,
+    /// Writes of a state under a lock kept (`save`).
+    saves: BTreeMap<ServiceKey, usize>,
     history: Vec<HistoryRecord>,
     processed: BTreeSet<(String, ServiceKey)>,
     containers: BTreeMap<ServiceKey, KnownContainers>,
@@ -960,6 +962,11 @@ struct Table {
 impl MemoryStore {
     pub fn all_history(&self) -> Vec<HistoryRecord> {
         guard(&self.inner).history.clone()
+    }
+
+    /// How often a state was written under a lock that stayed held.
+    pub fn saves(&self, service: &ServiceKey) -> usize {
+        guard(&self.inner).saves.get(service).copied().unwrap_or(0)
     }
 
     /// How often a lease of this service's lock was renewed.
@@ -1033,6 +1040,40 @@ impl StateStore for MemoryStore {
         })))
     }
 
+    async fn lock_saving(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+        read: &ServiceState,
+        state: &ServiceState,
+    ) -> PortResult<Option<Locked>> {
+        let mut table = guard(&self.inner);
+        let as_read = match table.states.get(service) {
+            None => read.version == 0,
+            Some((current, lock)) => current.version == read.version && lock.is_none(),
+        };
+        if !as_read {
+            return Ok(None);
+        }
+        let state = ServiceState {
+            version: read.version + 1,
+            ..state.clone()
+        };
+        let until = now + lease;
+        table.states.insert(
+            service.clone(),
+            (state.clone(), Some((owner.to_owned(), until))),
+        );
+        Ok(Some(Locked {
+            owner: owner.to_owned(),
+            until,
+            state,
+            interrupted: None,
+        }))
+    }
+
     async fn commit(
         &self,
         service: &ServiceKey,
@@ -1074,6 +1115,7 @@ impl StateStore for MemoryStore {
         state: &ServiceState,
     ) -> PortResult<()> {
         let mut table = guard(&self.inner);
+        *table.saves.entry(service.clone()).or_default() += 1;
         match table.states.get_mut(service) {
             Some((current, lock))
                 if current.version == locked.state.version

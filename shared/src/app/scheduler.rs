@@ -135,6 +135,8 @@ struct Job<'a> {
     set_override: Option<OperatorOverride>,
     /// The service's guard window, for a deployment done while it slept that a wake runs.
     guard: TimeDelta,
+    /// The state the reconcile read in its batch, when it did.
+    read: Option<&'a ServiceState>,
 }
 
 pub struct SchedulerFunction {
@@ -306,6 +308,11 @@ impl SchedulerFunction {
                 }),
         );
         let moving = pairs_moving(&states);
+        // What the sleeping services saved, for the task-hours of those this reconcile wakes.
+        let sleeps: BTreeMap<ServiceKey, Sleep> = states
+            .iter()
+            .filter_map(|(k, s)| Some((k.clone(), s.sleep.clone()?)))
+            .collect();
         let mut subjects: Vec<Subject> = services
             .into_iter()
             .map(|service| Subject {
@@ -356,6 +363,19 @@ impl SchedulerFunction {
         summary.dry_run = mode.plan;
         if !near_deadline && !mode.plan {
             summary.index = Some(self.check_index(&deployed, read_all).await);
+        }
+        if !mode.plan {
+            let hours: f64 = summary
+                .services
+                .iter()
+                .filter(|r| r.action == Action::Awake)
+                .filter_map(|r| sleeps.get(&r.service.parse::<ServiceKey>().ok()?))
+                .map(|saved| task_hours_saved(saved, at))
+                .sum();
+            let hours = (hours * 100.0).round() / 100.0;
+            if let Some(n) = scale_summary(&summary.services, hours, at, cause, mode.dry_run) {
+                super::publish(&*self.ports.notifier, n).await;
+            }
         }
         Ok(summary)
     }
@@ -440,6 +460,7 @@ impl SchedulerFunction {
                     cause,
                     set_override: None,
                     guard: DeploySettings::guard_in(&subject.service.tags, self.config.guard),
+                    read: Some(&subject.state),
                 };
                 self.act(job, mode).await
             }
@@ -523,6 +544,7 @@ impl SchedulerFunction {
                 cause,
                 set_override: Some(set_override),
                 guard: DeploySettings::guard_in(&service.tags, self.config.guard),
+                read: None,
             };
             self.act(job, mode).await
         };
@@ -537,27 +559,26 @@ impl SchedulerFunction {
     async fn act(&self, job: Job<'_>, mode: Mode) -> ServiceReport {
         let key = job.key;
         let owner = owner_token(job.cause);
-        let mut locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+        // Taken with the pending record, the lock guards the state the batch read: the
+        // decision is made on that (the record it saved is this invocation's, not one left
+        // half-way by another).
+        let (locked, decided_on) = match self.lock_saving_pending(&job, mode, &owner).await {
+            Some(locked) => (Ok(locked), job.read.cloned()),
+            None => (
+                acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await,
+                None,
+            ),
+        };
+        let mut locked = match locked {
             Ok(locked) => locked,
             Err(e) => return self.failed(key, job.cause, e).await,
         };
-        let mut state = locked.state.clone();
         let operator = job.set_override.is_some();
-        if let Some(o) = job.set_override.clone() {
-            state.operator_override = Some(o);
-        }
-        if state
-            .operator_override
-            .as_ref()
-            .is_some_and(|o| o.until <= job.at)
-        {
-            state.operator_override = None;
-        }
-        // A pretend sleep from dry run means nothing once deckhand acts for real.
-        if !mode.dry_run && state.sleep.as_ref().is_some_and(|s| s.dry_run) {
-            state.sleep = None;
-        }
-        state.tag_problem = None;
+        let mut state = prepared(
+            decided_on.unwrap_or_else(|| locked.state.clone()),
+            &job,
+            mode,
+        );
         let decision = decide_scale(job.settings, &job.observed, &state, job.at, mode.dry_run);
         let now = self.ports.clock.now();
         let mut record = HistoryRecord::new(key, now, Action::Unchanged, "", job.cause);
@@ -710,7 +731,8 @@ impl SchedulerFunction {
             error!(error = %e, "could not record the change");
             return self.failed(key, job.cause, e).await;
         }
-        if let Some((kind, severity, summary)) = notification {
+        // A reconcile tells in one `scale.summary` at its end; an operator's request here.
+        if let Some((kind, severity, summary)) = notification.filter(|_| operator) {
             let details = json!({
                 "cause": job.cause,
                 "reason": record.reason,
@@ -741,7 +763,10 @@ impl SchedulerFunction {
             pending: true,
             ..saved.clone()
         });
-        self.ports.store.save(key, locked, state).await?;
+        // Saved already when the lock was taken with it.
+        if locked.state.sleep != state.sleep {
+            self.ports.store.save(key, locked, state).await?;
+        }
         let n = saved.asleep_count;
         if let Some(capacity) = observed.scalable {
             self.ports
@@ -781,7 +806,9 @@ impl SchedulerFunction {
             pending: true,
             ..saved.clone()
         });
-        self.ports.store.save(key, locked, state).await?;
+        if locked.state.sleep != state.sleep {
+            self.ports.store.save(key, locked, state).await?;
+        }
         if let Some(capacity) = saved.scalable {
             self.ports.autoscaling.set_capacity(key, capacity).await?;
             self.renew_after_the_target(key, locked).await?;
@@ -986,6 +1013,14 @@ mod pair;
 
 #[path = "scheduler_index.rs"]
 mod index;
+
+#[path = "scheduler_lock.rs"]
+mod lock_saving;
+use lock_saving::prepared;
+
+#[path = "scheduler_summary.rs"]
+mod digest;
+use digest::scale_summary;
 
 #[cfg(test)]
 #[path = "scheduler_tests.rs"]

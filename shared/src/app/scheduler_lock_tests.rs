@@ -90,3 +90,155 @@ async fn a_wake_that_lost_its_lock_while_changing_the_target_leaves_the_desired_
     assert_eq!(action_of(&morning, &api), Action::Error, "{morning:?}");
     assert_eq!(w.desired(&api), 0, "ECS was not touched under a lost lock");
 }
+
+/// A store under which an operator's `wake` lands between the reconcile's batch read and its
+/// lock.
+struct WokenMeanwhile {
+    store: Arc<MemoryStore>,
+    clock: Arc<FixedClock>,
+}
+
+#[async_trait]
+impl crate::ports::StateStore for WokenMeanwhile {
+    async fn processed(
+        &self,
+        event_id: &str,
+    ) -> PortResult<std::collections::BTreeSet<ServiceKey>> {
+        self.store.processed(event_id).await
+    }
+    async fn lock(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> PortResult<LockAttempt> {
+        self.store.lock(service, owner, now, lease).await
+    }
+    async fn lock_saving(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+        read: &ServiceState,
+        state: &ServiceState,
+    ) -> PortResult<Option<crate::ports::Locked>> {
+        self.store
+            .lock_saving(service, owner, now, lease, read, state)
+            .await
+    }
+    async fn commit(
+        &self,
+        service: &ServiceKey,
+        locked: &crate::ports::Locked,
+        state: &ServiceState,
+        records: &[crate::history::HistoryRecord],
+        processed: Option<&crate::history::ProcessedMark>,
+    ) -> PortResult<()> {
+        self.store
+            .commit(service, locked, state, records, processed)
+            .await
+    }
+    async fn save(
+        &self,
+        service: &ServiceKey,
+        locked: &crate::ports::Locked,
+        state: &ServiceState,
+    ) -> PortResult<()> {
+        self.store.save(service, locked, state).await
+    }
+    async fn renew(
+        &self,
+        service: &ServiceKey,
+        locked: &crate::ports::Locked,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> PortResult<()> {
+        self.store.renew(service, locked, now, lease).await
+    }
+    async fn release(&self, service: &ServiceKey, owner: &str) -> PortResult<()> {
+        self.store.release(service, owner).await
+    }
+    async fn record(
+        &self,
+        records: &[crate::history::HistoryRecord],
+        processed: Option<&crate::history::ProcessedMark>,
+    ) -> PortResult<()> {
+        self.store.record(records, processed).await
+    }
+    async fn load(&self, service: &ServiceKey) -> PortResult<ServiceState> {
+        self.store.load(service).await
+    }
+    async fn load_many(
+        &self,
+        services: &[ServiceKey],
+    ) -> PortResult<BTreeMap<ServiceKey, ServiceState>> {
+        let read = self.store.load_many(services).await?;
+        for service in services {
+            let now = self.clock.now();
+            let LockAttempt::Acquired(locked) =
+                self.store.lock(service, "operator#1", now, LEASE).await?
+            else {
+                panic!("the operator's lock is free");
+            };
+            let state = ServiceState {
+                operator_override: Some(crate::domain::state::OperatorOverride {
+                    awake: true,
+                    until: now + TimeDelta::hours(4),
+                    at: now,
+                    cause: "wake#test".into(),
+                }),
+                ..locked.state.clone()
+            };
+            self.store
+                .commit(service, &locked, &state, &[], None)
+                .await?;
+        }
+        Ok(read)
+    }
+    async fn sleeping(&self) -> PortResult<Vec<ServiceKey>> {
+        self.store.sleeping().await
+    }
+    async fn waiting(&self) -> PortResult<Vec<ServiceKey>> {
+        self.store.waiting().await
+    }
+    async fn history(
+        &self,
+        service: &ServiceKey,
+        limit: usize,
+    ) -> PortResult<Vec<crate::history::HistoryRecord>> {
+        self.store.history(service, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_sleep_decided_on_the_batch_read_is_taken_with_its_lock_only_if_nothing_moved() {
+    // Nothing moved: the lock and the pending record are one write, no save of its own.
+    let w = world();
+    let api = w.service("api", OFFICE, true);
+    let night = w.reconcile(NIGHT).await;
+    assert_eq!(action_of(&night, &api), Action::Asleep);
+    assert!(
+        !night.services[0].reason.contains("interrupted"),
+        "{night:?}"
+    );
+    assert_eq!(w.desired(&api), 0);
+    assert_eq!(w.store.saves(&api), 0, "saved with the lock");
+    let morning = w.reconcile(MORNING).await;
+    assert_eq!(action_of(&morning, &api), Action::Awake);
+    assert_eq!(w.desired(&api), 3);
+    assert_eq!(w.store.saves(&api), 0, "the wake's pending record too");
+
+    // An operator's wake lands between the read and the lock: the write finds the record
+    // moved, the lock is taken alone and the decision made again, honouring the wake.
+    let mut w = world();
+    let api = w.service("api", OFFICE, true);
+    w.ports.store = Arc::new(WokenMeanwhile {
+        store: w.store.clone(),
+        clock: w.clock.clone(),
+    });
+    let night = w.reconcile(NIGHT).await;
+    assert_ne!(action_of(&night, &api), Action::Asleep, "{night:?}");
+    assert_eq!(w.desired(&api), 3, "kept awake as the operator asked");
+}

@@ -181,10 +181,16 @@ async fn night_saves_and_morning_restores_count_and_capacity_exactly() {
         .unwrap();
     // Three tasks for nine hours.
     assert_eq!(woke.scale.unwrap().task_hours_saved, Some(27.0));
+    // One message a reconcile, not one a service.
+    assert_eq!(w.kinds(), ["scale.summary", "scale.summary"]);
+    let published = w.notifier.published();
+    assert_eq!(published[0].details["asleep"]["count"], 2);
     assert_eq!(
-        w.kinds(),
-        ["scale.asleep", "scale.asleep", "scale.awake", "scale.awake"]
+        published[1].details["woken"]["services"],
+        json!(["staging/api", "staging/worker"])
     );
+    assert_eq!(published[1].details["taskHoursSaved"], 54.0);
+    assert_eq!(published[1].service, "*");
 }
 
 #[tokio::test]
@@ -227,7 +233,9 @@ async fn scaled_by_hand_while_asleep_is_left_alone_until_the_next_wake() {
     let state = w.store.load(&api).await.unwrap();
     assert_eq!(state.sleep, None, "the saved record is closed");
     assert_eq!(state.left_alone_until, Some(utc(MORNING)));
-    assert_eq!(w.kinds().last(), Some(&"scale.skipped"));
+    assert_eq!(w.kinds().last(), Some(&"scale.summary"));
+    let last = w.notifier.published().last().cloned().unwrap();
+    assert_eq!(last.details["skipped"]["services"], json!(["staging/api"]));
 
     assert_eq!(
         w.reconcile("2026-11-24T02:00:00Z").await.outcome,
@@ -374,7 +382,7 @@ async fn a_deployment_in_progress_keeps_the_service_up_for_an_hour_at_most() {
         "{s:?}"
     );
     assert_eq!(w.desired(&web), 3);
-    assert_eq!(w.kinds().last(), Some(&"scale.skipped"));
+    assert_eq!(w.kinds().last(), Some(&"scale.summary"));
     // ECS never said the deployment ended: an hour after it started, the schedule applies.
     assert_eq!(
         w.reconcile("2026-11-23T22:56:00Z").await.outcome,
@@ -513,7 +521,7 @@ async fn invalid_tags_are_reported_every_time_and_notified_once() {
     }
     assert_eq!(w.desired(&bad), 3);
     assert_eq!(w.desired(&good), 0);
-    assert_eq!(w.kinds(), ["config.invalid", "scale.asleep"]);
+    assert_eq!(w.kinds(), ["config.invalid", "scale.summary"]);
     assert_eq!(w.actions(&bad), [Action::Invalid]);
 }
 
@@ -550,7 +558,13 @@ async fn dry_run_records_and_notifies_each_change_once_and_touches_nothing() {
         assert_eq!(w.autoscaling.capacity(&api), Some(Capacity::new(2, 6)));
     }
     assert_eq!(w.actions(&api), [Action::WouldSleep, Action::WouldWake]);
-    assert_eq!(w.kinds(), ["scale.skipped", "scale.skipped"]);
+    assert_eq!(w.kinds(), ["scale.summary", "scale.summary"]);
+    assert!(
+        w.notifier
+            .published()
+            .iter()
+            .all(|n| n.details["dryRun"] == true)
+    );
     // Out of dry run, deckhand acts for real.
     assert_eq!(
         w.reconcile("2026-11-24T19:30:00Z").await.outcome,

@@ -138,8 +138,11 @@ fn put(table: &str, item: Item, condition: Option<(&str, Item)>) -> PortResult<T
     if let Some((expression, values)) = condition {
         put = put
             .condition_expression(expression)
-            .set_expression_attribute_values(Some(values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        // DynamoDB refuses an empty map of values.
+        if !values.is_empty() {
+            put = put.set_expression_attribute_values(Some(values));
+        }
     }
     let put = put
         .build()
@@ -465,6 +468,58 @@ impl StateStore for DynamoStore {
                 Ok(LockAttempt::Busy { until: now })
             }
             Err(e) => Err(port_error("UpdateItem", e)),
+        }
+    }
+
+    async fn lock_saving(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+        read: &ServiceState,
+        state: &ServiceState,
+    ) -> PortResult<Option<Locked>> {
+        let until = now + lease;
+        let state = ServiceState {
+            version: read.version + 1,
+            ..state.clone()
+        };
+        let mut item = state_item(service, &state)?;
+        item.insert(LOCK_OWNER.into(), s(owner));
+        item.insert(LOCK_UNTIL.into(), n(millis(until)));
+        // A record never written has no item; any other has a version (the first lock sets 1).
+        let put = if read.version == 0 {
+            put(
+                &self.table,
+                item,
+                Some(("attribute_not_exists(pk)", HashMap::new())),
+            )?
+        } else {
+            let values = HashMap::from([(":version".to_owned(), n(read.version))]);
+            put(
+                &self.table,
+                item,
+                Some((
+                    &format!("version = :version AND attribute_not_exists({LOCK_OWNER})"),
+                    values,
+                )),
+            )?
+        };
+        let mut items = vec![put];
+        items.extend(index_items(&self.table, service, read, &state)?);
+        match self.transact(items).await {
+            Ok(()) => Ok(Some(Locked {
+                owner: owner.to_owned(),
+                until,
+                state,
+                interrupted: None,
+            })),
+            // Moved since it was read, locked, or written at this moment by a holder's commit.
+            Err(e) if matches!(e.kind, PortErrorKind::Conflict | PortErrorKind::Transient) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 
