@@ -949,6 +949,8 @@ struct Table {
     renewals: BTreeMap<ServiceKey, usize>,
     /// Writes of a state under a lock kept (`save`).
     saves: BTreeMap<ServiceKey, usize>,
+    /// Attempts to take a lock alone (`lock`).
+    locks: BTreeMap<ServiceKey, usize>,
     history: Vec<HistoryRecord>,
     processed: BTreeSet<(String, ServiceKey)>,
     containers: BTreeMap<ServiceKey, KnownContainers>,
@@ -962,6 +964,11 @@ struct Table {
 impl MemoryStore {
     pub fn all_history(&self) -> Vec<HistoryRecord> {
         guard(&self.inner).history.clone()
+    }
+
+    /// How often a lock was asked for alone (not with a pending record).
+    pub fn locks(&self, service: &ServiceKey) -> usize {
+        guard(&self.inner).locks.get(service).copied().unwrap_or(0)
     }
 
     /// How often a state was written under a lock that stayed held.
@@ -1016,6 +1023,7 @@ impl StateStore for MemoryStore {
         lease: TimeDelta,
     ) -> PortResult<LockAttempt> {
         let mut table = guard(&self.inner);
+        *table.locks.entry(service.clone()).or_default() += 1;
         let (state, lock) = table.states.entry(service.clone()).or_default();
         if let Some((holder, until)) = lock
             && *until >= now

@@ -347,8 +347,22 @@ impl SchedulerFunction {
             .stop_starting_at
             .is_some_and(|stop| tokio::time::Instant::now() >= stop);
         if !near_deadline {
+            // A service this reconcile put to sleep or woke was written under its lock since
+            // the batch read it, so what was read no longer holds for it: the next reconcile
+            // checks its known-good revision on a fresh read (locking it again now would only
+            // find that the sleep changed the answer, and give the lock back).
+            let acted: BTreeSet<&str> = reports
+                .iter()
+                .filter(|r| matches!(r.action, Action::Asleep | Action::Awake))
+                .map(|r| r.service.as_str())
+                .collect();
+            let unchanged: Vec<ServiceView> = deployed
+                .iter()
+                .filter(|s| !acted.contains(s.key.to_string().as_str()))
+                .cloned()
+                .collect();
             reports.extend(
-                self.check_known_good(&deployed, &deployed_states, at, mode.plan, cause)
+                self.check_known_good(&unchanged, &deployed_states, at, mode.plan, cause)
                     .await,
             );
             // Pairs move their traffic for real only: a dry run never deployed to one.

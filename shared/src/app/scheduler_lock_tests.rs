@@ -242,3 +242,24 @@ async fn a_sleep_decided_on_the_batch_read_is_taken_with_its_lock_only_if_nothin
     assert_ne!(action_of(&night, &api), Action::Asleep, "{night:?}");
     assert_eq!(w.desired(&api), 3, "kept awake as the operator asked");
 }
+
+#[tokio::test]
+async fn a_service_put_to_sleep_is_not_locked_again_for_its_known_good_revision() {
+    // Opted in to deploys, never deployed by deckhand: its revision is unaccounted for, but
+    // the sleep just wrote its state; the check waits for the next reconcile's fresh read.
+    let w = world();
+    let tags = [
+        ("deckhand:awake", "Mon-Fri 07:00-19:00"),
+        ("deckhand:timezone", "Europe/London"),
+        ("deckhand:deploy", "any"),
+    ];
+    let api = w.service("api", &tags, false);
+    let night = w.reconcile(NIGHT).await;
+    assert_eq!(action_of(&night, &api), Action::Asleep, "{night:?}");
+    assert_eq!(
+        w.store.locks(&api),
+        0,
+        "one write took the lock with the pending sleep"
+    );
+    assert_eq!(w.actions(&api), [Action::Asleep]);
+}

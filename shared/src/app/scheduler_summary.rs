@@ -60,6 +60,8 @@ pub fn scale_summary(
     let when = at.format("%a %Y-%m-%d %H:%M UTC");
     let summary = if dry_run {
         format!("Dry run: the reconcile of {when} would have {counts}")
+    } else if woken.is_empty() {
+        format!("Reconcile of {when}: {counts}")
     } else {
         format!(
             "Reconcile of {when}: {counts}; {task_hours_saved:.1} task-hours saved by the services woken"
@@ -107,7 +109,7 @@ mod tests {
         assert_eq!(n.severity, Severity::Error, "a failure makes it an error");
         assert_eq!(
             n.summary,
-            "Reconcile of Mon 2026-11-23 22:00 UTC: 2 put to sleep, 0 woken, 1 skipped, 1 failed; 0.0 task-hours saved by the services woken"
+            "Reconcile of Mon 2026-11-23 22:00 UTC: 2 put to sleep, 0 woken, 1 skipped, 1 failed"
         );
         assert_eq!(
             n.details["asleep"]["services"],
