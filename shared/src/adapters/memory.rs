@@ -386,17 +386,7 @@ impl Ecs for MemoryEcs {
     ) -> PortResult<String> {
         self.stall_point("RegisterTaskDefinition").await;
         let mut world = self.enter("RegisterTaskDefinition")?;
-        let containers = base
-            .containers
-            .iter()
-            .map(|c| Container {
-                name: c.name.clone(),
-                image: changes
-                    .iter()
-                    .find(|ch| ch.container == c.name)
-                    .map_or_else(|| c.image.clone(), |ch| ch.to.clone()),
-            })
-            .collect();
+        let containers = base.containers_with(changes);
         let registered_for = RegisteredFor {
             event_id: event_id.to_owned(),
             cloned_from: base.revision,
@@ -964,6 +954,22 @@ struct Table {
 impl MemoryStore {
     pub fn all_history(&self) -> Vec<HistoryRecord> {
         guard(&self.inner).history.clone()
+    }
+
+    /// The services the repository index lists under the repository of this name (any
+    /// registry), `None` until a pass through the whole fleet has seen it.
+    pub fn listed(&self, name: &str) -> Option<Vec<String>> {
+        let table = guard(&self.inner);
+        let repository = table.seen.iter().find(|r| r.name == name)?;
+        Some(
+            table
+                .repositories
+                .get(repository)
+                .into_iter()
+                .flatten()
+                .map(|(service, _)| service.to_string())
+                .collect(),
+        )
     }
 
     /// How often a lock was asked for alone (not with a pending record).

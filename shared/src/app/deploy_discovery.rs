@@ -314,17 +314,7 @@ impl DeployFunction {
         changes: &[ImageChange],
         to: &str,
     ) {
-        let containers: Vec<Container> = base
-            .containers
-            .iter()
-            .map(|c| Container {
-                name: c.name.clone(),
-                image: changes
-                    .iter()
-                    .find(|change| change.container == c.name)
-                    .map_or_else(|| c.image.clone(), |change| change.to.clone()),
-            })
-            .collect();
+        let containers = base.containers_with(changes);
         lock_memo(&self.containers).insert(to.to_owned(), containers.clone());
         let now = KnownContainers {
             task_definition: to.to_owned(),

@@ -2,57 +2,20 @@
 //! repository never seen is looked for in the whole fleet once; entries follow the services.
 
 use super::*;
-use crate::domain::image::Repository;
 use crate::ports::ImageIndex;
-
-fn repository(name: &str) -> Repository {
-    Repository {
-        account: "123456789012".into(),
-        region: "eu-west-1".into(),
-        name: name.into(),
-    }
-}
-
-/// `web` beside thirty opted-in services, each on its own family and repository.
-fn fleet() -> World {
-    let w = world(&[("deckhand:deploy", "any")]);
-    for i in 0..30 {
-        let td = w.ecs.add_task_definition(
-            &format!("app-{i}"),
-            &[("app", &format!("{HOST}/app-{i}:1"))],
-        );
-        w.ecs.add_service(
-            &ServiceKey::new("demo", format!("app-{i}")),
-            &td,
-            &[("deckhand:deploy", "any")],
-        );
-    }
-    w
-}
-
-async fn listed(w: &World, name: &str) -> Option<Vec<String>> {
-    w.store
-        .repository(&repository(name))
-        .await
-        .unwrap()
-        .map(|l| l.into_iter().map(|s| s.service.to_string()).collect())
-}
 
 #[tokio::test]
 async fn after_one_look_through_the_fleet_a_push_reads_only_the_services_its_repository_lists() {
     let w = fleet();
-    assert_eq!(listed(&w, "web").await, None, "never seen");
+    assert_eq!(w.store.listed("web"), None, "never seen");
     w.function
         .handle(&push_event("e1", 1, Some("main-1"), 'b'))
         .await
         .unwrap();
     assert_eq!(w.ecs.calls("GetResources"), 1);
-    assert_eq!(listed(&w, "web").await, Some(vec!["demo/web".to_owned()]));
-    assert_eq!(listed(&w, "envoy").await, Some(vec!["demo/web".to_owned()]));
-    assert_eq!(
-        listed(&w, "app-3").await,
-        Some(vec!["demo/app-3".to_owned()])
-    );
+    assert_eq!(w.store.listed("web"), Some(vec!["demo/web".to_owned()]));
+    assert_eq!(w.store.listed("envoy"), Some(vec!["demo/web".to_owned()]));
+    assert_eq!(w.store.listed("app-3"), Some(vec!["demo/app-3".to_owned()]));
 
     // A new process: no listing of the fleet, one service read.
     let cold = DeployFunction::new(w.function.ports.clone(), config(false));
@@ -94,7 +57,7 @@ async fn a_service_tagged_on_a_repository_never_seen_is_found_by_the_look_throug
     assert_eq!(by_service(&summary), [("demo/billing", Action::Deployed)]);
     assert_eq!(w.ecs.calls("GetResources"), 2);
     assert_eq!(
-        listed(&w, "billing").await,
+        w.store.listed("billing"),
         Some(vec!["demo/billing".to_owned()])
     );
 }
@@ -114,7 +77,7 @@ async fn a_push_to_a_repository_no_service_runs_looks_through_the_fleet_once() {
         1,
         "the second push reads the index"
     );
-    assert_eq!(listed(&w, "base-image").await, Some(vec![]));
+    assert_eq!(w.store.listed("base-image"), Some(vec![]));
 }
 
 #[tokio::test]
@@ -133,7 +96,7 @@ async fn a_service_that_left_its_repository_or_opted_out_leaves_its_list() {
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Ignored, "{summary:?}");
-    assert_eq!(listed(&w, "web").await, Some(vec![]));
+    assert_eq!(w.store.listed("web"), Some(vec![]));
     assert_eq!(w.ecs.calls("GetResources"), 1);
 }
 
@@ -156,7 +119,7 @@ async fn a_service_on_another_revision_is_read_again_and_its_entries_moved() {
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed);
     assert_eq!(
-        listed(&w, "envoy").await,
+        w.store.listed("envoy"),
         Some(vec![]),
         "no longer runs envoy"
     );

@@ -805,10 +805,9 @@ async fn an_unreadable_task_definition_fails_only_its_service() {
     assert_eq!(w.ecs.revisions(), 2);
 }
 
-#[tokio::test]
-async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
+/// `web` beside thirty opted-in services, each on its own family and repository.
+fn fleet() -> World {
     let w = world(&[("deckhand:deploy", "any")]);
-    // Thirty other opted-in services, each on its own family and repository.
     for i in 0..30 {
         let td = w.ecs.add_task_definition(
             &format!("app-{i}"),
@@ -820,6 +819,12 @@ async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
             &[("deckhand:deploy", "any")],
         );
     }
+    w
+}
+
+#[tokio::test]
+async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
+    let w = fleet();
     let described = || w.ecs.calls("DescribeTaskDefinition");
     let summary = w
         .function

@@ -2,25 +2,8 @@
 //! repairs entries that fell behind, and takes out services gone or opted out.
 
 use super::*;
-use crate::domain::image::Repository;
 use crate::ports::{Ecs as _, ImageIndex};
 use crate::report::IndexCheck;
-
-fn repository(name: &str) -> Repository {
-    Repository {
-        account: "123456789012".into(),
-        region: "eu-west-1".into(),
-        name: name.into(),
-    }
-}
-
-async fn listed(w: &World, name: &str) -> Option<Vec<String>> {
-    w.store
-        .repository(&repository(name))
-        .await
-        .unwrap()
-        .map(|l| l.into_iter().map(|s| s.service.to_string()).collect())
-}
 
 #[tokio::test]
 async fn a_reconcile_fills_the_index_repairs_what_drifted_and_takes_out_what_left() {
@@ -39,16 +22,10 @@ async fn a_reconcile_fills_the_index_repairs_what_drifted_and_takes_out_what_lef
             removed: 0
         })
     );
+    assert_eq!(w.store.listed("web"), Some(vec!["staging/web".to_owned()]));
+    assert_eq!(w.store.listed("api"), Some(vec!["staging/api".to_owned()]));
     assert_eq!(
-        listed(&w, "web").await,
-        Some(vec!["staging/web".to_owned()])
-    );
-    assert_eq!(
-        listed(&w, "api").await,
-        Some(vec!["staging/api".to_owned()])
-    );
-    assert_eq!(
-        listed(&w, "asleep-only").await,
+        w.store.listed("asleep-only"),
         None,
         "not opted in to deploys"
     );
@@ -73,11 +50,8 @@ async fn a_reconcile_fills_the_index_repairs_what_drifted_and_takes_out_what_lef
             removed: 1
         })
     );
-    assert_eq!(
-        listed(&w, "web").await,
-        Some(vec!["staging/api".to_owned()])
-    );
-    assert_eq!(listed(&w, "api").await, Some(vec![]));
+    assert_eq!(w.store.listed("web"), Some(vec!["staging/api".to_owned()]));
+    assert_eq!(w.store.listed("api"), Some(vec![]));
 }
 
 #[tokio::test]
@@ -97,7 +71,7 @@ async fn a_reconcile_that_could_not_read_every_service_marks_no_repository_seen(
     );
     // web's entry is written, but a push to `web` still looks through the fleet: api, unread,
     // might run it too.
-    assert_eq!(listed(&w, "web").await, None);
+    assert_eq!(w.store.listed("web"), None);
     let entry = w
         .store
         .containers(&[ServiceKey::new("staging", "web")])

@@ -123,6 +123,21 @@ pub struct RegisteredFor {
 }
 
 impl TaskDefinitionView {
+    /// Its containers with the images the changes give them: what a revision cloned from this
+    /// one with those changes runs.
+    pub fn containers_with(&self, changes: &[ImageChange]) -> Vec<Container> {
+        self.containers
+            .iter()
+            .map(|c| Container {
+                name: c.name.clone(),
+                image: changes
+                    .iter()
+                    .find(|change| change.container == c.name)
+                    .map_or_else(|| c.image.clone(), |change| change.to.clone()),
+            })
+            .collect()
+    }
+
     /// The ARN of another revision of this family.
     pub fn revision_arn(&self, revision: i32) -> String {
         let base = self
