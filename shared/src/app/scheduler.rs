@@ -323,15 +323,23 @@ impl SchedulerFunction {
             })
             .collect();
         most_urgent_first(&mut subjects);
-        let handled: Vec<ServiceReport> = stream::iter(subjects)
+        let handling = stream::iter(subjects)
             .map(|subject| {
                 let span = info_span!("service", service = %subject.service.key);
                 self.reconcile_service(subject, at, mode, cause)
                     .instrument(span)
             })
             .buffer_unordered(self.config.concurrency)
-            .collect()
-            .await;
+            .collect::<Vec<ServiceReport>>();
+        // The index check needs only what was read: it runs beside the changes.
+        let checking = async {
+            if mode.plan {
+                None
+            } else {
+                Some(self.check_index(&deployed, read_all).await)
+            }
+        };
+        let (handled, index) = futures::join!(handling, checking);
         let deferred = handled.iter().filter(|r| r.reason == DEFERRED).count();
         if deferred > 0 {
             warn!(
@@ -375,9 +383,7 @@ impl SchedulerFunction {
         }
         let mut summary = Summary::of(reports, || "no service to reconcile".into());
         summary.dry_run = mode.plan;
-        if !near_deadline && !mode.plan {
-            summary.index = Some(self.check_index(&deployed, read_all).await);
-        }
+        summary.index = index;
         if !mode.plan {
             let hours: f64 = summary
                 .services
