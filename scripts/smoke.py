@@ -75,6 +75,7 @@ def run(smoke):
     smoke.send("deploy", "ecr-push-signature.json", "ignored", reason="cosign signature")
     smoke.send("deploy", "codedeploy-deployment-success.json", "ignored", reason="no deployment group demo/api")
     smoke.send("deploy", "ecs-hook-awaiting-action.json", "ignored", reason="waits at a pause hook now")
+    smoke.send("deploy", "tag-change-on-resource.json", "recorded", reason="the repository index lists it")
     failed = sample("ecs-deployment-failed.json")
     failed["time"] = stamp(now())
     failed["detail"]["updatedAt"] = stamp_ms(now())

@@ -25,6 +25,7 @@ pub const ECR_IMAGE_SCAN: &str = "ECR Image Scan";
 pub const INSPECTOR2_SCAN: &str = "Inspector2 Scan";
 pub const ECS_DEPLOYMENT_STATE_CHANGE: &str = "ECS Deployment State Change";
 pub const ECS_HOOK_STATE_CHANGE: &str = "ECS Hook State Change";
+pub const TAG_CHANGE_ON_RESOURCE: &str = "Tag Change on Resource";
 pub const CODEDEPLOY_DEPLOYMENT_STATE_CHANGE: &str =
     "CodeDeploy Deployment State-change Notification";
 
@@ -57,6 +58,9 @@ pub enum DeployEvent {
     CodeDeploy(CodeDeployEvent),
     /// `ECS Hook State Change`, `HOOK_AWAITING_ACTION`: a deployment waits for an approval.
     HookAwaiting(HookAwaiting),
+    /// `Tag Change on Resource` of an ECS service whose `deckhand:deploy` changed: the
+    /// repository index learns of it before any push or reconcile.
+    Tagged(TagChanged),
     /// Well-formed, but not something deckhand acts on.
     NotForDeckhand(String),
 }
@@ -186,10 +190,11 @@ pub fn parse_deploy_event(value: &Value) -> Result<DeployEvent, EventError> {
         INSPECTOR2_SCAN => scan::parse_inspector_scan(value),
         CODEDEPLOY_DEPLOYMENT_STATE_CHANGE => parse_codedeploy(value),
         ECS_HOOK_STATE_CHANGE => parse_hook(value),
+        TAG_CHANGE_ON_RESOURCE => parse_tag_change(value),
         other => Err(EventError::new(
             "detail-type",
             format!(
-                "`{other}` is not handled by deploy (expected `{ECR_IMAGE_ACTION}`, `{ECS_DEPLOYMENT_STATE_CHANGE}`, `{ECR_IMAGE_SCAN}`, `{INSPECTOR2_SCAN}`, `{CODEDEPLOY_DEPLOYMENT_STATE_CHANGE}` or `{ECS_HOOK_STATE_CHANGE}`)"
+                "`{other}` is not handled by deploy (expected `{ECR_IMAGE_ACTION}`, `{ECS_DEPLOYMENT_STATE_CHANGE}`, `{ECR_IMAGE_SCAN}`, `{INSPECTOR2_SCAN}`, `{CODEDEPLOY_DEPLOYMENT_STATE_CHANGE}`, `{ECS_HOOK_STATE_CHANGE}` or `{TAG_CHANGE_ON_RESOURCE}`)"
             ),
         )),
     }
@@ -373,6 +378,53 @@ fn parse_hook(value: &Value) -> Result<DeployEvent, EventError> {
         event_id: envelope.id,
         service,
         at: envelope.time,
+    }))
+}
+
+/// A service whose tags changed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TagChanged {
+    pub event_id: String,
+    pub service: ServiceKey,
+}
+
+/// The detail of `Tag Change on Resource` (source `aws.tag`), as the Tagging documentation shows
+/// it; deckhand reads which service, and whether `deckhand:deploy` is among the keys changed.
+#[derive(Deserialize)]
+struct TagChangeDetail {
+    #[serde(rename = "changed-tag-keys", default)]
+    changed_tag_keys: Vec<String>,
+    service: String,
+    #[serde(rename = "resource-type")]
+    resource_type: String,
+}
+
+fn parse_tag_change(value: &Value) -> Result<DeployEvent, EventError> {
+    let envelope = envelope(value, TAG_CHANGE_ON_RESOURCE, "aws.tag")?;
+    let detail: TagChangeDetail = parse_at(&envelope.detail, "detail")?;
+    if detail.service != "ecs" || detail.resource_type != "service" {
+        return Ok(DeployEvent::NotForDeckhand(format!(
+            "a tag change of a {} {}, not of an ECS service",
+            detail.service, detail.resource_type
+        )));
+    }
+    if !detail
+        .changed_tag_keys
+        .iter()
+        .any(|k| k == crate::domain::settings::TAG_DEPLOY)
+    {
+        return Ok(DeployEvent::NotForDeckhand(
+            "the tags changed do not include deckhand:deploy".into(),
+        ));
+    }
+    let service = envelope
+        .resources
+        .iter()
+        .find_map(|arn| ServiceKey::from_arn(arn))
+        .ok_or_else(|| EventError::new("resources", "no ECS service ARN in the event"))?;
+    Ok(DeployEvent::Tagged(TagChanged {
+        event_id: envelope.id,
+        service,
     }))
 }
 

@@ -39,6 +39,7 @@ corpus!(
     "ecs-deployment-failed-circuit-breaker",
     "ecs-deployment-rollback-in-progress",
     "ecs-hook-awaiting-action",
+    "tag-change-on-resource",
     "codedeploy-deployment-success",
     "codedeploy-deployment-failure",
     "lambda-on-failure-record",

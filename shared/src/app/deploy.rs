@@ -169,6 +169,11 @@ impl DeployFunction {
                 let span = info_span!("hook_awaiting", event_id = %event.event_id, service = %event.service);
                 self.on_hook_awaiting(&event).instrument(span).await?
             }
+            DeployEvent::Tagged(event) => {
+                let span =
+                    info_span!("tag_change", event_id = %event.event_id, service = %event.service);
+                self.on_tag_change(&event).instrument(span).await?
+            }
         };
         // Only this event's own services decide whether it failed (and is retried).
         let failed = summary.failed_services().next().is_some();
@@ -457,6 +462,9 @@ fn rfc3339(at: DateTime<Utc>) -> String {
 
 #[path = "deploy_approval.rs"]
 mod approval;
+
+#[path = "deploy_tags.rs"]
+mod tags;
 
 #[path = "deploy_codedeploy.rs"]
 mod codedeploy_events;

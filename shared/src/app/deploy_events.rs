@@ -26,20 +26,10 @@ impl DeployFunction {
         if let Some(summary) = self.not_to_handle(key, &event.event_id).await? {
             return Ok(summary);
         }
-        let services = self
-            .ports
-            .ecs
-            .describe_services(std::slice::from_ref(key))
-            .await
-            .map_err(DeployError::Discovery)?;
-        let Some(service) = services.into_iter().next() else {
-            return Ok(Summary::ignored(format!("service {key} does not exist")));
+        let service = match self.opted_in_service(key).await? {
+            Ok(service) => service,
+            Err(ignored) => return Ok(ignored),
         };
-        if !service.tags.contains_key(TAG_DEPLOY) {
-            return Ok(Summary::ignored(format!(
-                "{key} has not opted in to deckhand deploys"
-            )));
-        }
         // Whoever deployed it (deckhand, Terraform, a person), the index follows the service.
         let _ = self
             .index_fleet(std::slice::from_ref(&service), false)
@@ -57,6 +47,31 @@ impl DeployFunction {
         Ok(Summary::of(vec![report], || {
             "not deckhand's deployment".into()
         }))
+    }
+
+    /// The service as ECS has it, if it exists and opted in to deploys; otherwise the summary
+    /// of an event about it that there is nothing to do for.
+    pub(super) async fn opted_in_service(
+        &self,
+        key: &crate::domain::service::ServiceKey,
+    ) -> Result<Result<ServiceView, Summary>, DeployError> {
+        let services = self
+            .ports
+            .ecs
+            .describe_services(std::slice::from_ref(key))
+            .await
+            .map_err(DeployError::Discovery)?;
+        let Some(service) = services.into_iter().next() else {
+            return Ok(Err(Summary::ignored(format!(
+                "service {key} does not exist"
+            ))));
+        };
+        if !service.tags.contains_key(TAG_DEPLOY) {
+            return Ok(Err(Summary::ignored(format!(
+                "{key} has not opted in to deckhand deploys"
+            ))));
+        }
+        Ok(Ok(service))
     }
 
     /// The summary of an ECS event about one service that needs no handling: its cluster is not

@@ -130,3 +130,78 @@ async fn a_service_on_another_revision_is_read_again_and_its_entries_moved() {
         "the entry follows the deployment"
     );
 }
+
+fn tagged(service: &str) -> Value {
+    let mut event = crate::fixtures::aws("tag-change-on-resource");
+    event["region"] = json!("eu-west-1");
+    event["resources"] = json!([format!(
+        "arn:aws:ecs:eu-west-1:123456789012:service/demo/{service}"
+    )]);
+    event
+}
+
+#[tokio::test]
+async fn a_service_tagged_on_a_repository_already_seen_is_listed_from_its_tag_change() {
+    let w = fleet();
+    w.function
+        .handle(&push_event("e1", 1, Some("main-1"), 'b'))
+        .await
+        .unwrap();
+    // A canary of web, tagged now: `web` is seen, so a push reads its list, not the fleet.
+    let td = w
+        .ecs
+        .add_task_definition("canary", &[("web", &format!("{HOST}/web:main-1"))]);
+    let canary = ServiceKey::new("demo", "canary");
+    w.ecs
+        .add_service(&canary, &td, &[("deckhand:deploy", "any")]);
+    let summary = w.function.handle(&tagged("canary")).await.unwrap();
+    assert_eq!(by_service(&summary), [("demo/canary", Action::Recorded)]);
+    assert_eq!(
+        w.store.listed("web"),
+        Some(vec!["demo/canary".to_owned(), "demo/web".to_owned()])
+    );
+    let summary = w
+        .function
+        .handle(&push_event("e2", 2, Some("main-2"), 'c'))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_service(&summary),
+        [
+            ("demo/canary", Action::Deployed),
+            ("demo/web", Action::Deployed)
+        ]
+    );
+    assert_eq!(
+        w.ecs.calls("GetResources"),
+        1,
+        "found without a look through the fleet"
+    );
+}
+
+#[tokio::test]
+async fn tag_changes_of_other_keys_other_resources_or_services_not_opted_in_change_nothing() {
+    let w = fleet();
+    let mut other_key = tagged("web");
+    other_key["detail"]["changed-tag-keys"] = json!(["team"]);
+    let mut instance = tagged("web");
+    instance["detail"]["service"] = json!("ec2");
+    instance["detail"]["resource-type"] = json!("instance");
+    for event in [other_key, instance] {
+        let summary = w.function.handle(&event).await.unwrap();
+        assert_eq!(summary.outcome, Outcome::Ignored, "{summary:?}");
+    }
+    let running = w.ecs.service(&web()).unwrap().task_definition;
+    w.ecs.add_service(&web(), &running, &[]);
+    let summary = w.function.handle(&tagged("web")).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Ignored, "{summary:?}");
+    assert_eq!(w.store.listed("web"), None);
+
+    let mut no_service = tagged("web");
+    no_service["resources"] = json!([]);
+    let failed = w.function.handle(&no_service).await;
+    assert!(
+        matches!(&failed, Err(DeployError::BadEvent(e)) if e.to_string().contains("resources")),
+        "{failed:?}"
+    );
+}
