@@ -264,6 +264,19 @@ def invoke(port, event_file, shown_as=None, function="deploy"):
     return json.loads(output)
 
 
+def announce_tagged(lambda_port, *services):
+    """EventBridge's Tag Change on Resource for services created with deckhand:deploy: the
+    repository index lists them before any push (moto sends no events, so the demo does)."""
+    heading("EventBridge: " + ", ".join(f"demo/{s}" for s in services)
+            + " created with deckhand:deploy (Tag Change on Resource): the repository index lists them")
+    for service in services:
+        event = json.loads((ROOT / "events" / "tag-change-on-resource.json").read_text())
+        event["id"] = f"tagged-{service}"
+        event["resources"] = [f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/demo/{service}"]
+        expect(invoke_with(lambda_port, "deploy", "tag-change-on-resource.json", event, f"(demo/{service})"),
+               "recorded")
+
+
 def invoke_with(port, function, sample, event, shown_as):
     """Invokes with a sample event changed for this run, shown under the sample's name."""
     with tempfile.NamedTemporaryFile("w", suffix=f"-{sample}", delete=False) as f:
@@ -358,6 +371,7 @@ def blue_green(demo, lambda_port, now):
     print("deckhand:traffic-steps = 10 50 100, deckhand:step-wait = 5m, deckhand:deploy = prefix=release-;")
     print("alarm shop-green-5xx on green's target group, tagged deckhand:service = demo/web-green")
     demo.show_pair()
+    announce_tagged(lambda_port, "web-blue", "web-green")
 
     heading("CI pushes web:release-1: the idle side gets the new revision with the live side's count")
     push = json.loads((ROOT / "events" / "ecr-push.json").read_text())
@@ -423,6 +437,7 @@ def native_blue_green(demo, lambda_port):
         Dimensions=[{"Name": "ClusterName", "Value": "demo"}, {"Name": "ServiceName", "Value": "api"}],
     )
     print("tagged deckhand:deploy = prefix=bg-; alarm api-5xx on its HTTPCode_5XX")
+    announce_tagged(lambda_port, "api")
 
     heading("CI pushes web:bg-1: deckhand deploys it with UpdateService; ECS runs the blue/green")
     now = datetime.now(timezone.utc)
