@@ -79,6 +79,7 @@ class Demo:
         self.listener = None
         self.target_groups = {}
         self.topic_arn = None
+        self.chat_topic_arn = None
 
     def seed(self):
         self.ddb.create_table(
@@ -89,6 +90,8 @@ class Demo:
         )
         self.ddb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
         self.topic_arn = self.sns.create_topic(Name="deckhand")["TopicArn"]
+        # What the template creates with SlackWorkspaceId and SlackChannelId: the channel's topic.
+        self.chat_topic_arn = self.sns.create_topic(Name="deckhand-chat")["TopicArn"]
         self.ecr.create_repository(repositoryName="web")
         for tag in ("main-41", "main-42", "feature-login"):
             self.ecr.put_image(repositoryName="web", imageManifest=manifest(tag), imageTag=tag)
@@ -231,13 +234,73 @@ class Demo:
             print(f"  {d['serviceDeploymentArn'].split('/')[-1]} {short(d['sourceServiceRevisions'][0]['arn'] or '-')}"
                   f" -> {short(d['targetServiceRevision']['arn'])} {d['status']}" + (f" ({hooks})" if hooks else ""))
 
-    def show_notifications(self):
+    def published(self, topic_arn):
         data = json.loads(urlopen_text(f"{self.endpoint}/moto-api/data.json"))
-        for topic in data["sns"]["Topic"]:
-            for _, message, subject, attributes, _ in topic["sent_notifications"]:
-                body = json.loads(message)
-                print(f"  [{attributes['kind']['Value']}/{attributes['severity']['Value']}] {subject}")
-                print(f"      {json.dumps(body)[:240]}")
+        return [sent for topic in data["sns"]["Topic"] if topic["arn"] == topic_arn
+                for sent in topic["sent_notifications"]]
+
+    def show_notifications(self):
+        for _, message, subject, attributes, _ in self.published(self.topic_arn):
+            body = json.loads(message)
+            print(f"  [{attributes['kind']['Value']}/{attributes['severity']['Value']}] {subject}")
+            print(f"      {json.dumps(body)[:240]}")
+
+    def chat_messages(self):
+        return [json.loads(message) for _, message, _, _, _ in self.published(self.chat_topic_arn)]
+
+    def show_chat(self, event_types):
+        """The first chat message of each kind, as a Slack channel shows it: title, description,
+        next steps, thread."""
+        shown = set()
+        for m in self.chat_messages():
+            kind = m["metadata"]["eventType"]
+            if kind not in event_types or kind in shown:
+                continue
+            shown.add(kind)
+            print(f"  #deploys  (thread {m['metadata']['threadId']})")
+            print(f"  | {m['content']['title']}")
+            for line in m["content"]["description"].splitlines():
+                print(f"  | {line}")
+            for step in m["content"]["nextSteps"]:
+                print(f"  | - {step}")
+            print()
+
+
+def emf_documents(log_path):
+    """The CloudWatch embedded-metric-format documents the functions wrote to their log."""
+    documents = []
+    for line in Path(log_path).read_text(errors="replace").splitlines():
+        start = line.find('{"')
+        if start < 0 or '"_aws"' not in line:
+            continue
+        try:
+            doc = json.loads(line[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and "_aws" in doc:
+            documents.append(doc)
+    return documents
+
+
+def emf_values(documents):
+    """{metric: [(service or None, value)]}, each document checked against the EMF rules."""
+    values = {}
+    for doc in documents:
+        meta = doc["_aws"]
+        if not isinstance(meta.get("Timestamp"), int):
+            sys.exit(f"EMF: no Timestamp in milliseconds: {doc}")
+        for directive in meta["CloudWatchMetrics"]:
+            if directive["Namespace"] != "deckhand":
+                sys.exit(f"EMF: namespace {directive['Namespace']}: {doc}")
+            for dimension_set in directive["Dimensions"]:
+                if any(key not in doc for key in dimension_set):
+                    sys.exit(f"EMF: a dimension without its value: {doc}")
+            for metric in directive["Metrics"]:
+                name = metric["Name"]
+                if not isinstance(doc.get(name), (int, float)):
+                    sys.exit(f"EMF: metric {name} without a number: {doc}")
+                values.setdefault(name, []).append((doc.get("Service"), doc[name]))
+    return values
 
 
 def short(arn):
@@ -345,7 +408,7 @@ def functions_running(demo, log_name):
                    cwd=ROOT, check=True)
     env = dict(os.environ, AWS_ENDPOINT_URL=demo.endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="demo",
                AWS_SECRET_ACCESS_KEY="demo", DECKHAND_TABLE=TABLE, DECKHAND_TOPIC_ARN=demo.topic_arn,
-               DECKHAND_CLUSTERS="demo", RUST_LOG="warn")
+               DECKHAND_CLUSTERS="demo", DECKHAND_CHAT_TOPIC_ARN=demo.chat_topic_arn, RUST_LOG="warn")
     log = open(ROOT / "target" / log_name, "w")
     watch = subprocess.Popen(
         ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", str(port)],
@@ -486,12 +549,15 @@ def story(demo, lambda_port):
     demo.show_service()
 
     heading("CI pushes web:main-42: deploy moves the service onto it, pinned by digest")
-    expect(invoke(lambda_port, ROOT / "events" / "ecr-push.json"), "deployed")
+    # Stamped now, so that the lead time (push to ECS completed) is this story's.
+    first_push = json.loads((ROOT / "events" / "ecr-push.json").read_text())
+    first_push["time"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expect(invoke_with(lambda_port, "deploy", "ecr-push.json", first_push, "(time: now)"), "deployed")
     demo.show_service()
     demo.show_state()
 
     heading("EventBridge delivers the same push again: nothing changes")
-    expect(invoke(lambda_port, ROOT / "events" / "ecr-push.json"), "duplicate")
+    expect(invoke_with(lambda_port, "deploy", "ecr-push.json", first_push, "(the same event)"), "duplicate")
 
     heading("A feature branch pushes web:feature-login: not in the policy, ignored")
     expect(invoke(lambda_port, ROOT / "events" / "ecr-push-untracked-tag.json"), "ignored")
@@ -505,12 +571,13 @@ def story(demo, lambda_port):
            "completed")
     demo.show_state()
 
-    heading("Three minutes later alarm web-5xx goes into ALARM: rollback to the known-good revision")
+    heading("Moments later alarm web-5xx goes into ALARM: rollback to the known-good revision")
     alarm = json.loads((ROOT / "events" / "alarm-eventbridge.json").read_text())
-    fired = now + timedelta(minutes=3)
+    time.sleep(2)
+    fired = datetime.now(timezone.utc) - timedelta(seconds=1)
     alarm["time"] = fired.strftime("%Y-%m-%dT%H:%M:%SZ")
-    alarm["detail"]["state"]["timestamp"] = fired.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
-    expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", alarm, "(time: now + 3 min)"),
+    alarm["detail"]["state"]["timestamp"] = fired.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+    expect(invoke_with(lambda_port, "rollback", "alarm-eventbridge.json", alarm, "(time: now)"),
            "rolled-back")
     demo.show_service()
     demo.show_state()
@@ -524,10 +591,26 @@ def story(demo, lambda_port):
     heading("CI pushes the same bad image again (a new push event): the quarantined digest is not deployed")
     repush = json.loads((ROOT / "events" / "ecr-push.json").read_text())
     repush["id"] = "7d3c1b2a-0e9f-4a8b-b7c6-d5e4f3a2b1c0"
-    pushed = datetime.fromisoformat(repush["time"].replace("Z", "+00:00"))
-    repush["time"] = (pushed + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    repush["time"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     expect(invoke_with(lambda_port, "deploy", "ecr-push.json", repush, "(a new push of main-42)"), "skipped")
     demo.show_service()
+
+    heading("CI pushes web:main-41; its tasks fail their health checks and ECS reports the deployment FAILED")
+    digest = demo.ecr.describe_images(repositoryName="web", imageIds=[{"imageTag": "main-41"}])[
+        "imageDetails"][0]["imageDigest"]
+    other = dict(first_push, id="7d3c1b2a-0e9f-4a8b-b7c6-d5e4f3a2b1c1",
+                 time=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    other["detail"] = dict(first_push["detail"], **{"image-tag": "main-41", "image-digest": digest})
+    expect(invoke_with(lambda_port, "deploy", "ecr-push.json", other, "(main-41, time: now)"), "deployed")
+    failed = json.loads((ROOT / "events" / "ecs-deployment-failed.json").read_text())
+    failed_at = datetime.now(timezone.utc)
+    failed["time"] = failed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    failed["detail"]["updatedAt"] = failed_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    expect(invoke_with(lambda_port, "deploy", "ecs-deployment-failed.json", failed, "(time: now)"), "failed")
+    # ECS's circuit breaker puts the service back on the revision it ran; the emulator does not.
+    demo.ecs.update_service(cluster="demo", service="web", taskDefinition="web:1")
+    print("ECS's circuit breaker rolled demo/web back to web:1 (done here by hand: the emulator runs no rollouts)")
+    demo.show_state()
 
     night, morning = night_and_morning(now)
     heading(f"Night: the schedule reconciles at 22:00 London ({night}); demo/web goes to sleep")
@@ -556,6 +639,16 @@ def story(demo, lambda_port):
 
     heading("Notifications on the SNS topic")
     demo.show_notifications()
+
+    heading("The same notifications in the Slack channel (the chat topic, through Amazon Q Developer)")
+    demo.show_chat({"deploy.started", "rollback.started", "scale.summary"})
+
+    heading("CloudWatch metrics: the embedded-metric-format lines in the functions' logs")
+    values = emf_values(emf_documents(ROOT / "target" / "demo-watch.log"))
+    for name, points in sorted(values.items()):
+        per = ", ".join(f"{service or 'fleet'}={value:g}" for service, value in points[:4])
+        more = f" and {len(points) - 4} more" if len(points) > 4 else ""
+        print(f"  deckhand/{name:<22} {len(points):>2} value(s): {per}{more}")
 
 
 if __name__ == "__main__":

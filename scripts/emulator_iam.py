@@ -3,7 +3,8 @@ against that role's policy in template.yaml, as AWS would, and refused as AWS re
 the policy does not allow it. moto enforces no IAM at all.
 
 A test signs its calls with the access key `deckhand.ROLE.STACK` (`.gate` appended when the
-stack runs with the scan gate, whose statements are conditional), after telling the emulator the
+stack runs with the scan gate, `.chat` when it publishes to a chat topic: both have conditional
+statements), after telling the emulator the
 physical names of its stack's resources:
 
     POST /_deckhand/iam/stacks/STACK   {"Table": {"Ref": "...", "Arn": "..."}, ...}
@@ -96,6 +97,9 @@ class IamPolicies:
         if physical is None:
             raise iam.TemplateError(f"stack {stack_id} signs as a role but never told the emulator its resources")
         parameters = {"ScanGateSeverity": "HIGH"} if "gate" in flags else {}
+        if "chat" in flags:
+            # The chat topic and its statements exist only with a Slack channel.
+            parameters.update(SlackWorkspaceId="T0123456789", SlackChannelId="C0123456789")
         return iam.Stack(self.template, parameters, physical)
 
     def log(self, role, operation, allowed):

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo import ROOT, functions_running, invoke, invoke_with, local_aws, night_and_morning  # noqa: E402
+from demo import (ROOT, emf_documents, emf_values, functions_running, invoke, invoke_with,  # noqa: E402
+                  local_aws, night_and_morning)
 
 EVENTS = ROOT / "events"
 
@@ -124,10 +125,41 @@ def run(smoke):
         sys.exit(f"FAIL scheduler: demo/web runs {smoke.running()} after the morning, expected revision 1 with 2 tasks")
 
 
+# What the run above does, as the functions count it: two deployments, one failed, one completed
+# (its lead time), one rollback, two reconciles (services asleep after each), and two wakes with
+# their task-hours (the operator's and the morning's). The alarms are stamped minutes ahead of
+# the clock, so no time to rollback is measured here (make demo measures one).
+EXPECTED_METRICS = {"Deployments": 2, "DeploymentFailures": 1, "LeadTimeSeconds": 1, "Rollbacks": 1,
+                    "ServicesAsleep": 2, "TaskHoursSaved": 2}
+
+
+def check_metrics():
+    values = emf_values(emf_documents(ROOT / "target" / "smoke-watch.log"))
+    counts = {name: len(points) for name, points in values.items()}
+    if counts != EXPECTED_METRICS:
+        sys.exit(f"FAIL metrics: expected {EXPECTED_METRICS} values, the functions' logs have {counts}")
+    if values["ServicesAsleep"][0] != (None, 1) or values["Deployments"][0] != ("demo/web", 1):
+        sys.exit(f"FAIL metrics: {values}")
+    print(f"ok   metrics: {sum(counts.values())} EMF values parsed back from the functions' output: {counts}")
+
+
+def check_chat(demo):
+    kinds = [json.loads(m)["kind"] for _, m, _, _, _ in demo.published(demo.topic_arn)]
+    chat = demo.chat_messages()
+    if sorted(kinds) != sorted(m["metadata"]["eventType"] for m in chat):
+        sys.exit(f"FAIL chat: {kinds} on the topic, {[m['metadata']['eventType'] for m in chat]} in the chat")
+    for m in chat:
+        if (m["version"], m["source"], m["content"]["textType"]) != ("1.0", "custom", "client-markdown"):
+            sys.exit(f"FAIL chat: {m}")
+    print(f"ok   chat: {len(chat)} messages in Amazon Q Developer's format, one per notification")
+
+
 def main():
     with local_aws() as demo, functions_running(demo, "smoke-watch.log") as port:
         smoke = Smoke(demo, port)
         run(smoke)
+        check_chat(demo)
+    check_metrics()
     samples = {p.name for p in EVENTS.glob("*.json")}
     if samples - smoke.sent:
         sys.exit(f"FAIL: samples never sent: {sorted(samples - smoke.sent)}")

@@ -92,6 +92,10 @@ struct Cli {
     /// The SNS topic deckhand publishes to (needed by wake and sleep, which notify).
     #[arg(long, env = "DECKHAND_TOPIC_ARN", global = true)]
     topic_arn: Option<String>,
+    /// The chat topic of the Slack channel (the stack's ChatTopicArn output): what the command
+    /// notifies goes there too, as the functions' notifications do.
+    #[arg(long, env = "DECKHAND_CHAT_TOPIC_ARN", global = true)]
+    chat_topic_arn: Option<String>,
     /// Only this cluster (default: DECKHAND_CLUSTERS, else every cluster).
     #[arg(long, global = true)]
     cluster: Option<String>,
@@ -245,6 +249,7 @@ pub async fn run(
         Ok(Config::from_lookup(|name| match name {
             "DECKHAND_TABLE" => Some(cli.table.clone()),
             "DECKHAND_TOPIC_ARN" => Some(topic.clone()),
+            "DECKHAND_CHAT_TOPIC_ARN" => cli.chat_topic_arn.clone(),
             "DECKHAND_CLUSTERS" => cli
                 .cluster
                 .clone()

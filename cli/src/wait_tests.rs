@@ -29,6 +29,7 @@ fn deployed(status: DeploymentStatus) -> ServiceState {
             from: OLD.into(),
             to: NEW.into(),
             started_at: started,
+            pushed_at: None,
             status,
             ecs_deployment_id: None,
             finished_at: None,

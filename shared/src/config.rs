@@ -11,6 +11,9 @@ use crate::domain::schedule::parse_timezone;
 pub struct Config {
     pub table: String,
     pub topic_arn: String,
+    /// The chat topic (`DECKHAND_CHAT_TOPIC_ARN`): every notification again, in the format of
+    /// Amazon Q Developer in chat applications. `None`: no chat.
+    pub chat_topic_arn: Option<String>,
     /// `None`: every cluster.
     pub clusters: Option<Vec<String>>,
     /// Default for `deckhand:timezone`.
@@ -101,6 +104,17 @@ impl Config {
                     )
                 })?,
         };
+        let chat_topic_arn = match get("DECKHAND_CHAT_TOPIC_ARN") {
+            None => None,
+            Some(v) if is_topic_arn(&v) => Some(v),
+            Some(v) => {
+                return Err(invalid(
+                    "DECKHAND_CHAT_TOPIC_ARN",
+                    &v,
+                    "expected an SNS topic ARN (arn:PARTITION:sns:REGION:ACCOUNT:NAME)".into(),
+                ));
+            }
+        };
         let dry_run = match get("DECKHAND_DRY_RUN") {
             None => false,
             Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
@@ -116,6 +130,7 @@ impl Config {
         Ok(Self {
             table: required("DECKHAND_TABLE")?,
             topic_arn: required("DECKHAND_TOPIC_ARN")?,
+            chat_topic_arn,
             clusters: get("DECKHAND_CLUSTERS")
                 .map(|v| v.split_whitespace().map(str::to_owned).collect()),
             timezone,
@@ -133,6 +148,7 @@ impl Config {
         Self {
             table: "t".into(),
             topic_arn: "arn".into(),
+            chat_topic_arn: None,
             clusters: None,
             timezone: Tz::UTC,
             guard: DEFAULT_GUARD,
@@ -148,6 +164,15 @@ impl Config {
             .as_ref()
             .is_none_or(|clusters| clusters.iter().any(|c| c == cluster))
     }
+}
+
+/// `arn:aws:sns:eu-west-1:123456789012:deckhand-chat`: six fields, the service sns.
+fn is_topic_arn(value: &str) -> bool {
+    let fields: Vec<&str> = value.split(':').collect();
+    fields.len() == 6
+        && fields[0] == "arn"
+        && fields[2] == "sns"
+        && fields.iter().all(|f| !f.is_empty())
 }
 
 #[cfg(test)]
@@ -191,8 +216,16 @@ mod tests {
             ("DECKHAND_REQUIRE_SCAN", "high"),
             ("DECKHAND_SCAN_WAIT", "45m"),
             ("DECKHAND_DRY_RUN", "TRUE"),
+            (
+                "DECKHAND_CHAT_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:123456789012:deckhand-chat",
+            ),
         ])
         .unwrap();
+        assert_eq!(
+            c.chat_topic_arn.as_deref(),
+            Some("arn:aws:sns:eu-west-1:123456789012:deckhand-chat")
+        );
         assert_eq!(c.require_scan, Some(FindingSeverity::High));
         assert_eq!(c.scan_wait, TimeDelta::minutes(45));
         assert_eq!(c.clusters, Some(vec!["staging".into(), "prod".into()]));
@@ -203,8 +236,14 @@ mod tests {
 
         let c = config(&[("DECKHAND_TABLE", "t"), ("DECKHAND_TOPIC_ARN", "a")]).unwrap();
         assert_eq!(
-            (c.clusters, c.guard, c.require_scan, c.dry_run),
-            (None, DEFAULT_GUARD, None, false)
+            (
+                c.clusters,
+                c.guard,
+                c.require_scan,
+                c.dry_run,
+                c.chat_topic_arn
+            ),
+            (None, DEFAULT_GUARD, None, false, None)
         );
         assert!(
             Config {
@@ -226,6 +265,11 @@ mod tests {
             ("DECKHAND_DRY_RUN", "maybe"),
             ("DECKHAND_TIMEZONE", "Mars/Olympus"),
             ("DECKHAND_CONCURRENCY", "0"),
+            ("DECKHAND_CHAT_TOPIC_ARN", "deckhand-chat"),
+            (
+                "DECKHAND_CHAT_TOPIC_ARN",
+                "arn:aws:sqs:eu-west-1:123456789012:chat",
+            ),
         ] {
             let mut vars = base.to_vec();
             vars.push((name, value));

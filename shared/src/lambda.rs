@@ -50,7 +50,8 @@ pub fn deadline(context: &lambda_runtime::Context) -> Option<chrono::DateTime<ch
 pub async fn start() -> Result<(Config, Ports), lambda_runtime::Error> {
     let config = Config::from_env()?;
     let sdk = sdk_loader().load().await;
-    let ports = crate::adapters::aws::Clients::new(&sdk).ports(&config);
+    let mut ports = crate::adapters::aws::Clients::new(&sdk).ports(&config);
+    ports.metrics = std::sync::Arc::new(crate::adapters::emf::EmfLog);
     Ok((config, ports))
 }
 

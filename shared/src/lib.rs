@@ -3,11 +3,13 @@
 
 pub mod adapters;
 pub mod app;
+pub mod chat;
 pub mod config;
 pub mod domain;
 pub mod events;
 pub mod history;
 pub mod lambda;
+pub mod metrics;
 pub mod notification;
 pub mod ports;
 pub mod report;

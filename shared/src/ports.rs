@@ -14,6 +14,7 @@ use crate::domain::service::ServiceKey;
 use crate::domain::state::{Capacity, ServiceState};
 use crate::domain::strategy::PausedDeployment;
 use crate::history::{HistoryRecord, ProcessedMark};
+use crate::metrics::Measurements;
 use crate::notification::Notification;
 
 /// A failed call to a dependency.
@@ -443,6 +444,12 @@ pub trait Pace: Send + Sync {
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn publish(&self, notification: &Notification) -> PortResult<()>;
+}
+
+/// Where the metrics go: the function's log as EMF lines in Lambda. Writing one cannot fail in
+/// a way deckhand could act on.
+pub trait Metrics: Send + Sync {
+    fn put(&self, measurements: &Measurements);
 }
 
 pub trait Clock: Send + Sync {

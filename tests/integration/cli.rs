@@ -34,6 +34,10 @@ pub(crate) async fn deckhand_run_as(
         stack.table.clone().into(),
     ];
     argv.extend(["--topic-arn".into(), stack.topic_arn.clone().into()]);
+    argv.extend([
+        "--chat-topic-arn".into(),
+        stack.chat_topic_arn.clone().into(),
+    ]);
     argv.extend(args.iter().map(OsString::from));
     let mut out = Vec::new();
     let sdk = stack.sdk_as(role, &stack.config());

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
@@ -228,6 +228,8 @@ pub struct Stack {
     pub ecr: aws_sdk_ecr::Client,
     pub table: String,
     pub topic_arn: String,
+    /// The chat topic (the template's ChatTopic): every notification again, for Chatbot.
+    pub chat_topic_arn: String,
     pub cluster: String,
     pub repository: String,
     /// The stack's failure queue (the template's FailureQueue).
@@ -235,6 +237,9 @@ pub struct Stack {
     url: String,
     /// A server of this stack's own, stopped when the stack is dropped.
     _own_emulator: Option<Emulator>,
+    /// Some of this stack's ports publish without the chat topic (the counted ones): the chat
+    /// topic then holds fewer messages than the JSON one, each of them still checked.
+    chat_partly: AtomicBool,
 }
 
 impl Stack {
@@ -267,6 +272,14 @@ impl Stack {
             .await
             .expect("create topic");
         let topic_arn = topic.topic_arn().expect("topic arn").to_owned();
+        let chat_topic_arn = aws_sdk_sns::Client::new(&sdk)
+            .create_topic()
+            .name(format!("deckhand-chat-{id}"))
+            .send()
+            .await
+            .expect("create the chat topic")
+            .topic_arn
+            .expect("chat topic arn");
         let ecs = aws_sdk_ecs::Client::new(&sdk);
         ecs.create_cluster()
             .cluster_name(&cluster)
@@ -300,6 +313,7 @@ impl Stack {
             &json!({
                 "Table": {"Ref": table, "Arn": format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}")},
                 "Topic": {"Ref": topic_arn, "TopicName": format!("deckhand-{id}")},
+                "ChatTopic": {"Ref": chat_topic_arn, "TopicName": format!("deckhand-chat-{id}")},
                 "TopicKey": {"Ref": key_arn.rsplit('/').next(), "Arn": key_arn},
                 "FailureQueue": {
                     "Ref": failure_queue_url,
@@ -317,12 +331,14 @@ impl Stack {
             ecr,
             table,
             topic_arn,
+            chat_topic_arn,
             cluster,
             repository,
             failure_queue_url,
             sdk,
             url,
             _own_emulator: own,
+            chat_partly: AtomicBool::new(false),
         }
     }
 
@@ -356,7 +372,12 @@ impl Stack {
         } else {
             ""
         };
-        let key = format!("deckhand.{}.{}{gate}", role.name(), self.id);
+        let chat = if config.chat_topic_arn.is_some() {
+            ".chat"
+        } else {
+            ""
+        };
+        let key = format!("deckhand.{}.{}{gate}{chat}", role.name(), self.id);
         self.sdk
             .to_builder()
             .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
@@ -369,6 +390,7 @@ impl Stack {
         Config {
             table: self.table.clone(),
             topic_arn: self.topic_arn.clone(),
+            chat_topic_arn: Some(self.chat_topic_arn.clone()),
             clusters: Some(vec![self.cluster.clone()]),
             timezone: chrono_tz::Tz::UTC,
             guard: DEFAULT_GUARD,
@@ -467,7 +489,18 @@ impl Stack {
                     .build(),
             ),
         };
-        (clients.ports(config), log)
+        (clients.ports(&self.counted(config)), log)
+    }
+
+    /// Calls are counted as a stack without a chat topic makes them: the figures pinned in the
+    /// tests, the benchmark and the README are those of the default template (with a channel,
+    /// the chat Publish runs beside the JSON one).
+    fn counted(&self, config: &Config) -> Config {
+        self.chat_partly.store(true, Ordering::SeqCst);
+        Config {
+            chat_topic_arn: None,
+            ..config.clone()
+        }
     }
 
     /// Ports whose clients reach the emulator through `proxy`, with the functions' own SDK
@@ -483,7 +516,8 @@ impl Stack {
             )
             .build();
         let partition = format!("stack-{}", self.id);
-        let mut ports = Clients::in_partition(&sdk, Some(&partition)).ports(&self.config());
+        let mut ports =
+            Clients::in_partition(&sdk, Some(&partition)).ports(&self.counted(&self.config()));
         ports.clock = clock;
         ports
     }
@@ -957,11 +991,75 @@ impl Stack {
 
     /// The messages published on this stack's topic: (subject, body, attributes).
     pub fn notifications(&self) -> Vec<(String, Value, Value)> {
+        self.published_on(&self.topic_arn)
+    }
+
+    /// The chat messages: (subject, body, attributes).
+    pub fn chat_messages(&self) -> Vec<Value> {
+        self.published_on(&self.chat_topic_arn)
+            .into_iter()
+            .map(|(_, body, _)| body)
+            .collect()
+    }
+
+    /// Every chat message is one Chatbot renders, and, unless some ports published without
+    /// the chat topic, each JSON notification has its chat message: same kind, same service.
+    pub fn check_chat(&self) -> Result<(), String> {
+        let chat = self.chat_messages();
+        for m in &chat {
+            chat_problem(m).map_or(Ok(()), |p| Err(format!("{p}: {m:#}")))?;
+        }
+        if self.chat_partly.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let thread = |service: &str| match service {
+            "*" => "deckhand/reconcile".to_owned(),
+            "" | "-" => "deckhand".to_owned(),
+            s => s.to_owned(),
+        };
+        // deckhand's notifications; a test's own messages on the topic are not.
+        let mut json: Vec<(String, String)> = self
+            .notifications()
+            .iter()
+            .filter(|(_, b, _)| b["schema"] == "deckhand.notification/1")
+            .map(|(_, b, _)| {
+                (
+                    b["kind"].as_str().unwrap_or_default().to_owned(),
+                    thread(b["service"].as_str().unwrap_or_default()),
+                )
+            })
+            .collect();
+        let mut rendered: Vec<(String, String)> = chat
+            .iter()
+            .map(|m| {
+                (
+                    m["metadata"]["eventType"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    m["metadata"]["threadId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        json.sort();
+        rendered.sort();
+        if json != rendered {
+            return Err(format!(
+                "the chat topic does not have one message per notification:\n json: {json:?}\n chat: {rendered:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn published_on(&self, topic_arn: &str) -> Vec<(String, Value, Value)> {
         let data = emulator_get(&self.url, "/moto-api/data.json");
         let topics = data["sns"]["Topic"].as_array().cloned().unwrap_or_default();
         topics
             .iter()
-            .filter(|t| t["arn"] == self.topic_arn.as_str())
+            .filter(|t| t["arn"] == topic_arn)
             .flat_map(|t| {
                 t["sent_notifications"]
                     .as_array()
@@ -991,8 +1089,46 @@ impl Stack {
 /// A test whose deckhand made a call its role's policy does not allow fails, even when deckhand
 /// took the refusal in its stride (a notification is best effort): on AWS that call would fail
 /// every time.
+/// What makes `m` a message Chatbot does not render (the custom-notification schema, 1.0).
+fn chat_problem(m: &Value) -> Option<&'static str> {
+    let content = &m["content"];
+    let metadata = &m["metadata"];
+    let text = |v: &Value, max: usize| {
+        v.as_str()
+            .is_some_and(|s| !s.is_empty() && s.chars().count() <= max)
+    };
+    if m["version"] != "1.0" || m["source"] != "custom" {
+        return Some("not version 1.0 from source custom");
+    }
+    if content["textType"] != "client-markdown" {
+        return Some("textType is not client-markdown");
+    }
+    if !text(&content["title"], 250) || !text(&content["description"], 3_000) {
+        return Some("a title or description empty or too long");
+    }
+    let steps = content["nextSteps"].as_array();
+    if !steps.is_some_and(|s| !s.is_empty() && s.iter().all(|x| text(x, 1_000))) {
+        return Some("no next step");
+    }
+    if !text(&metadata["threadId"], 200) || !text(&metadata["eventType"], 100) {
+        return Some("no thread or event type");
+    }
+    let context = metadata["additionalContext"].as_object();
+    if !context.is_some_and(|c| c.values().all(Value::is_string)) {
+        return Some("additionalContext is not a map of strings");
+    }
+    None
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
+        if let Err(problem) = self.check_chat() {
+            if std::thread::panicking() {
+                eprintln!("{problem}");
+            } else {
+                panic!("{problem}");
+            }
+        }
         let refused = self.refused_calls();
         if refused.is_empty() {
             return;

@@ -19,10 +19,12 @@ import iam_actions  # noqa: E402
 
 TABLE = "deckhand-1"
 TOPIC = f"arn:aws:sns:{iam.REGION}:{iam.ACCOUNT}:deckhand-1"
+CHAT_TOPIC = f"arn:aws:sns:{iam.REGION}:{iam.ACCOUNT}:deckhand-chat-1"
 KEY = f"arn:aws:kms:{iam.REGION}:{iam.ACCOUNT}:key/00000000-0000-0000-0000-000000000001"
 PHYSICAL = {
     "Table": {"Ref": TABLE, "Arn": f"arn:aws:dynamodb:{iam.REGION}:{iam.ACCOUNT}:table/{TABLE}"},
     "Topic": {"Ref": TOPIC, "TopicName": "deckhand-1"},
+    "ChatTopic": {"Ref": CHAT_TOPIC, "TopicName": "deckhand-chat-1"},
     "TopicKey": {"Ref": KEY.rsplit("/", 1)[-1], "Arn": KEY},
     "FailureQueue": {"Ref": f"https://sqs.{iam.REGION}.amazonaws.com/{iam.ACCOUNT}/deckhand-failures-1",
                      "Arn": f"arn:aws:sqs:{iam.REGION}:{iam.ACCOUNT}:deckhand-failures-1",
@@ -39,8 +41,10 @@ class Evaluation(unittest.TestCase):
     def setUpClass(cls):
         cls.template = check_template.load(ROOT / "template.yaml")
 
-    def stack(self, template=None, gate=False):
+    def stack(self, template=None, gate=False, chat=False):
         parameters = {"ScanGateSeverity": "HIGH"} if gate else {}
+        if chat:
+            parameters.update(SlackWorkspaceId="T0123456789", SlackChannelId="C0123456789")
         return iam.Stack(template or self.template, parameters, PHYSICAL)
 
     def refused(self, role, signing_name, operation, params, **kwargs):
@@ -125,6 +129,14 @@ class Evaluation(unittest.TestCase):
         self.assertIn("Application Auto Scaling checks", refused[0])
         dynamodb = {**ecs, "ServiceNamespace": "dynamodb", "ResourceId": "table/t"}
         self.assertEqual(len(self.refused("scheduler", "application-autoscaling", "RegisterScalableTarget", dynamodb)), 1)
+
+    def test_the_chat_topic_takes_every_publishers_messages_only_with_a_channel(self):
+        for role in self.PUBLISHERS:
+            with self.subTest(role=role):
+                self.assertEqual(self.refused(role, "sns", "Publish", {"TopicArn": CHAT_TOPIC}, chat=True), [])
+                refused = self.refused(role, "sns", "Publish", {"TopicArn": CHAT_TOPIC})
+                self.assertEqual(len(refused), 1, refused)
+        self.assertNotEqual(self.refused("pipeline", "sns", "Publish", {"TopicArn": CHAT_TOPIC}, chat=True), [])
 
     def test_the_scan_gate_statements_exist_only_with_the_gate(self):
         findings = {"repositoryName": "web", "imageId": {"imageDigest": "sha256:0"}}

@@ -53,6 +53,48 @@ class TemplateChecks(unittest.TestCase):
         walk(self.template["Resources"][function]["Properties"]["Policies"])
         return found
 
+    def resolved(self, chat):
+        import iam
+        parameters = {"SlackWorkspaceId": "T0123456789", "SlackChannelId": "C0123456789"} if chat else {}
+        physical = {name: {"Ref": name, "Arn": f"arn:aws:x:::{name}", "QueueName": name}
+                    for name in self.template["Resources"]}
+        return iam.Stack(self.template, parameters, physical)
+
+    def test_the_chat_resources_exist_only_with_a_slack_channel(self):
+        chat_resources = {"ChatTopic", "ChatChannelRole", "SlackChannel"}
+        conditional = {name for name, r in self.template["Resources"].items() if r.get("Condition") == "HasChat"}
+        self.assertEqual(conditional, chat_resources)
+        for chat in (False, True):
+            stack = self.resolved(chat)
+            with self.subTest(chat=chat):
+                self.assertEqual(stack.condition("HasChat"), chat)
+                env = stack.resolve(self.template["Globals"]["Function"]["Environment"]["Variables"])
+                self.assertEqual(env.get("DECKHAND_CHAT_TOPIC_ARN"), "ChatTopic" if chat else None)
+        # Either parameter alone is no channel.
+        import iam
+        self.assertFalse(iam.Stack(self.template, {"SlackWorkspaceId": "T0123456789"}, {}).condition("HasChat"))
+        channel = self.template["Resources"]["SlackChannel"]["Properties"]
+        self.assertEqual(self.resolved(True).resolve(channel["GuardrailPolicies"]),
+                         ["arn:aws:iam::aws:policy/ReadOnlyAccess"])
+        self.assertEqual(channel["SnsTopicArns"], [{"Ref": "ChatTopic"}])
+        for required in ("ConfigurationName", "IamRoleArn", "SlackChannelId", "SlackWorkspaceId"):
+            self.assertIn(required, channel)
+
+    def test_the_dashboard_shows_every_metric_and_the_functions_health(self):
+        import json
+        body = self.template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+        widgets = json.loads(self.resolved(False).sub(body, {}))["widgets"]
+        graphed = {tuple(m[:2]) for w in widgets if w["type"] == "metric" for m in w["properties"]["metrics"]}
+        spec = ["Deployments", "DeploymentFailures", "Rollbacks", "LeadTimeSeconds", "TimeToRollbackSeconds",
+                "ServicesAsleep", "TaskHoursSaved", "Errors"]
+        self.assertEqual({name for ns, name in graphed if ns == "deckhand"}, set(spec))
+        self.assertIn(("AWS/Lambda", "Errors"), graphed)
+        self.assertIn(("AWS/Lambda", "Duration"), graphed)
+        self.assertIn(("AWS/SQS", "ApproximateNumberOfMessagesVisible"), graphed)
+        for w in widgets:
+            props = w["properties"]
+            self.assertLessEqual(w["x"] + w["width"], 24, props.get("title"))
+
     def test_the_scan_gate_can_read_what_it_decides_from(self):
         # A pushed index is read to find its images; with enhanced scanning ECR reads Amazon
         # Inspector's findings with the caller's rights. The scheduler settles waits too.

@@ -20,11 +20,12 @@ use crate::domain::service::ServiceKey;
 use crate::domain::settings::Tags;
 use crate::domain::state::{Capacity, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
+use crate::metrics::{Measurements, Metric};
 use crate::notification::Notification;
 use crate::ports::{
     Alarms, Autoscaling, Clock, Described, Ecr, Ecs, ImageIndex, IndexUpdate, IndexedService,
-    KnownContainers, LockAttempt, Locked, Notifier, Pace, PortError, PortErrorKind, PortResult,
-    StateStore, TaggedService, Traffic,
+    KnownContainers, LockAttempt, Locked, Metrics, Notifier, Pace, PortError, PortErrorKind,
+    PortResult, StateStore, TaggedService, Traffic,
 };
 
 pub use super::memory_codedeploy::{MemoryCodeDeploy, MemoryDeployment};
@@ -1352,15 +1353,39 @@ impl ImageIndex for MemoryStore {
     }
 }
 
-/// A topic in memory that keeps what was published.
+/// A topic in memory that keeps what was published, and the metrics put beside it.
 #[derive(Default)]
 pub struct MemoryNotifier {
     published: Mutex<Vec<Notification>>,
+    measured: Mutex<Vec<Measurements>>,
 }
 
 impl MemoryNotifier {
     pub fn published(&self) -> Vec<Notification> {
         guard(&self.published).clone()
+    }
+
+    pub fn measured(&self) -> Vec<Measurements> {
+        guard(&self.measured).clone()
+    }
+
+    /// Every value of `metric` put, in order.
+    pub fn values(&self, metric: Metric) -> Vec<(Option<String>, f64)> {
+        guard(&self.measured)
+            .iter()
+            .flat_map(|m| {
+                m.values
+                    .iter()
+                    .filter(|v| v.metric == metric)
+                    .map(|v| (m.service.clone(), v.value))
+            })
+            .collect()
+    }
+}
+
+impl Metrics for MemoryNotifier {
+    fn put(&self, measurements: &Measurements) {
+        guard(&self.measured).push(measurements.clone());
     }
 }
 

@@ -401,7 +401,7 @@ impl DeployFunction {
     }
 
     async fn notify(&self, notification: Notification) {
-        super::publish(&*self.ports.notifier, notification).await;
+        super::publish(&self.ports, notification).await;
     }
 }
 

@@ -241,6 +241,11 @@ impl DeployFunction {
                     "from": revision_name(&d.from),
                     "to": revision_name(&d.to),
                     "guardUntil": state.deployment.as_ref().and_then(|d| d.guard_until).map(rfc3339),
+                    "pushedAt": d.pushed_at.map(rfc3339),
+                    // Push to ECS completed: the lead time of the change.
+                    "leadTimeSeconds": d.pushed_at
+                        .filter(|_| kind == Kind::DeployCompleted)
+                        .map(|pushed| (event.at - pushed).num_milliseconds() as f64 / 1000.0),
                 })
             });
             self.notify(Notification::new(

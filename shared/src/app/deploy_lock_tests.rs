@@ -111,6 +111,7 @@ fn slow_ports(w: &World, slow_by: chrono::TimeDelta) -> Ports {
         images: w.store.clone(),
         pace: w.store.clone(),
         notifier: w.notifier.clone(),
+        metrics: w.notifier.clone(),
         clock: w.clock.clone(),
     }
 }

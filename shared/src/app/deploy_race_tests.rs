@@ -113,6 +113,7 @@ async fn a_push_read_before_another_moved_the_service_deploys_on_top_of_it() {
         images: w.store.clone(),
         pace: w.store.clone(),
         notifier: w.notifier.clone(),
+        metrics: w.notifier.clone(),
         clock: w.clock.clone(),
     };
     let (read_tx, read_rx) = oneshot::channel();

@@ -54,6 +54,7 @@ fn world_with(config: Config) -> World {
         images: store.clone(),
         pace: store.clone(),
         notifier: notifier.clone(),
+        metrics: notifier.clone(),
         clock: clock.clone(),
     };
     World {

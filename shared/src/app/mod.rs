@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use crate::notification::Notification;
 use crate::ports::{
-    Alarms, Autoscaling, Clock, CodeDeploy, Ecr, Ecs, ImageIndex, Notifier, Pace, PortError,
-    StateStore, Traffic,
+    Alarms, Autoscaling, Clock, CodeDeploy, Ecr, Ecs, ImageIndex, Metrics, Notifier, Pace,
+    PortError, StateStore, Traffic,
 };
 
 /// The ports a function works through, built once per process.
@@ -29,6 +29,7 @@ pub struct Ports {
     pub images: Arc<dyn ImageIndex>,
     pub pace: Arc<dyn Pace>,
     pub notifier: Arc<dyn Notifier>,
+    pub metrics: Arc<dyn Metrics>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -76,9 +77,13 @@ pub(crate) async fn paced(
     Ok(wait.max(chrono::TimeDelta::zero()))
 }
 
-/// Publishing is best effort: the action and its record stand even if the topic is down.
-pub(crate) async fn publish(notifier: &dyn Notifier, notification: Notification) {
-    if let Err(e) = notifier.publish(&notification).await {
+/// Publishing is best effort: the action and its record stand even if the topic is down. What
+/// the notification counts goes to the metrics first, whatever the topic does.
+pub(crate) async fn publish(ports: &Ports, notification: Notification) {
+    if let Some(measurements) = crate::metrics::of_notification(&notification) {
+        ports.metrics.put(&measurements);
+    }
+    if let Err(e) = ports.notifier.publish(&notification).await {
         tracing::error!(error = %e, kind = notification.kind.as_str(), "could not publish the notification");
     }
 }

@@ -271,6 +271,7 @@ mod tests {
             images: store.clone(),
             pace: store.clone(),
             notifier: Arc::new(MemoryNotifier::default()),
+            metrics: Arc::new(MemoryNotifier::default()),
             clock: Arc::new(FixedClock::new(utc("2026-11-23T10:00:00Z"))),
         };
         let config = Config::for_tests(false);

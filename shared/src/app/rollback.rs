@@ -856,7 +856,7 @@ impl RollbackFunction {
     }
 
     async fn notify(&self, notification: Notification) {
-        super::publish(&*self.ports.notifier, notification).await;
+        super::publish(&self.ports, notification).await;
     }
 }
 

@@ -64,6 +64,7 @@ fn world_of(deploy_dry_run: bool, dry_run: bool) -> World {
         images: store.clone(),
         pace: store.clone(),
         notifier: notifier.clone(),
+        metrics: notifier.clone(),
         clock: clock.clone(),
     };
     World {

@@ -385,16 +385,29 @@ impl SchedulerFunction {
         summary.dry_run = mode.plan;
         summary.index = index;
         if !mode.plan {
-            let hours: f64 = summary
+            let woken: Vec<(&str, f64)> = summary
                 .services
                 .iter()
                 .filter(|r| r.action == Action::Awake)
-                .filter_map(|r| sleeps.get(&r.service.parse::<ServiceKey>().ok()?))
-                .map(|saved| task_hours_saved(saved, at))
-                .sum();
+                .filter_map(|r| {
+                    let saved = sleeps.get(&r.service.parse::<ServiceKey>().ok()?)?;
+                    Some((r.service.as_str(), task_hours_saved(saved, at)))
+                })
+                .collect();
+            let hours: f64 = woken.iter().map(|(_, h)| h).sum();
             let hours = (hours * 100.0).round() / 100.0;
+            if !mode.dry_run {
+                let asleep_before: BTreeSet<String> = sleeps
+                    .iter()
+                    .filter(|(_, s)| !s.pending)
+                    .map(|(k, _)| k.to_string())
+                    .collect();
+                for m in reconcile_measurements(&summary.services, &asleep_before, &woken, at) {
+                    self.ports.metrics.put(&m);
+                }
+            }
             if let Some(n) = scale_summary(&summary.services, hours, at, cause, mode.dry_run) {
-                super::publish(&*self.ports.notifier, n).await;
+                super::publish(&self.ports, n).await;
             }
         }
         Ok(summary)
@@ -760,7 +773,7 @@ impl SchedulerFunction {
                 "dryRun": mode.dry_run,
             });
             super::publish(
-                &*self.ports.notifier,
+                &self.ports,
                 Notification::new(kind, severity, key.to_string(), summary, now, details),
             )
             .await;
@@ -881,7 +894,7 @@ impl SchedulerFunction {
             "problems": problems.iter().map(|p| json!({"tag": p.tag, "value": p.value, "message": p.message})).collect::<Vec<_>>(),
         });
         super::publish(
-            &*self.ports.notifier,
+            &self.ports,
             Notification::new(
                 Kind::ConfigInvalid,
                 Severity::Warning,
@@ -928,7 +941,7 @@ impl SchedulerFunction {
     async fn failed(&self, key: &ServiceKey, cause: &str, e: PortError) -> ServiceReport {
         error!(error = %e, "scheduling failed");
         super::publish(
-            &*self.ports.notifier,
+            &self.ports,
             Notification::new(
                 Kind::Error,
                 Severity::Error,
@@ -1040,7 +1053,7 @@ use lock_saving::prepared;
 
 #[path = "scheduler_summary.rs"]
 mod digest;
-use digest::scale_summary;
+use digest::{reconcile_measurements, scale_summary};
 
 #[cfg(test)]
 #[path = "scheduler_tests.rs"]

@@ -215,11 +215,8 @@ impl SchedulerFunction {
                 Some(step) => format!("step {} of {}", step + 1, m.steps.len()),
                 None => "rolled back by hand".to_owned(),
             };
-            super::super::publish(
-                &*self.ports.notifier,
-                shifted(&m_after(&state, &m), shift, &why, now),
-            )
-            .await;
+            super::super::publish(&self.ports, shifted(&m_after(&state, &m), shift, &why, now))
+                .await;
         }
         Some(ServiceReport::new(key, Action::Shifted, reason))
     }

@@ -5,6 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use std::collections::BTreeSet;
+
+use crate::metrics::{Measurement, Measurements, Metric};
 use crate::notification::{Kind, Notification, Severity};
 use crate::report::{Action, ServiceReport};
 
@@ -86,6 +89,51 @@ pub fn scale_summary(
     ))
 }
 
+/// What a reconcile measures: the task-hours each service it woke saved, and how many
+/// services are asleep once it is done (those asleep before that it did not wake or find
+/// gone, and those it put to sleep), put every reconcile so that the graph has no gaps.
+pub fn reconcile_measurements(
+    reports: &[ServiceReport],
+    asleep_before: &BTreeSet<String>,
+    woken: &[(&str, f64)],
+    at: DateTime<Utc>,
+) -> Vec<Measurements> {
+    let mut asleep: BTreeSet<&str> = asleep_before.iter().map(String::as_str).collect();
+    for r in reports {
+        match r.action {
+            Action::Asleep => {
+                asleep.insert(r.service.as_str());
+            }
+            // Woken or gone. A record closed after a hand change still counts until the
+            // next reconcile, which reads it closed: a skip says too little to tell.
+            Action::Awake | Action::Ignored if asleep_before.contains(&r.service) => {
+                asleep.remove(r.service.as_str());
+            }
+            _ => {}
+        }
+    }
+    let mut out: Vec<Measurements> = woken
+        .iter()
+        .map(|(service, hours)| Measurements {
+            service: Some((*service).to_owned()),
+            at,
+            values: vec![Measurement::new(
+                Metric::TaskHoursSaved,
+                (hours * 100.0).round() / 100.0,
+            )],
+        })
+        .collect();
+    out.push(Measurements {
+        service: None,
+        at,
+        values: vec![Measurement::new(
+            Metric::ServicesAsleep,
+            asleep.len() as f64,
+        )],
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +184,33 @@ mod tests {
         let listed = n.details["woken"]["services"].as_array().unwrap().len();
         assert_eq!(n.details["woken"]["more"], 2000 - listed);
         assert!(listed > 500);
+    }
+
+    #[test]
+    fn a_reconcile_measures_the_services_asleep_after_it_and_each_wakes_hours() {
+        let reports = [
+            ServiceReport::new("staging/a", Action::Asleep, ""),
+            ServiceReport::new("staging/b", Action::Awake, ""),
+            ServiceReport::new("staging/c", Action::Unchanged, ""),
+            ServiceReport::new("staging/d", Action::Ignored, "gone"),
+            ServiceReport::new("staging/e", Action::Error, "throttled"),
+        ];
+        let before: BTreeSet<String> = ["staging/b", "staging/c", "staging/d", "staging/e"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let measured = reconcile_measurements(&reports, &before, &[("staging/b", 12.345)], at());
+        assert_eq!(measured.len(), 2);
+        assert_eq!(measured[0].service.as_deref(), Some("staging/b"));
+        assert_eq!(
+            measured[0].values,
+            [Measurement::new(Metric::TaskHoursSaved, 12.35)]
+        );
+        // a put to sleep; c and e still asleep; b woken; d gone.
+        assert_eq!(measured[1].service, None);
+        assert_eq!(
+            measured[1].values,
+            [Measurement::new(Metric::ServicesAsleep, 3.0)]
+        );
     }
 }

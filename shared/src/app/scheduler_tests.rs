@@ -57,6 +57,7 @@ fn world() -> World {
         images: store.clone(),
         pace: store.clone(),
         notifier: notifier.clone(),
+        metrics: notifier.clone(),
         clock: clock.clone(),
     };
     World {

@@ -240,6 +240,7 @@ pub fn start_deployment(
         from: from.to_owned(),
         to: to.to_owned(),
         started_at: now,
+        pushed_at: Some(push.at),
         status: DeploymentStatus::InProgress,
         ecs_deployment_id,
         finished_at: None,

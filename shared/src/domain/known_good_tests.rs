@@ -83,6 +83,7 @@ fn ours(from: u32, to: u32, status: DeploymentStatus, started: i64) -> Deploymen
         from: arn(from),
         to: arn(to),
         started_at: at(started),
+        pushed_at: None,
         status,
         ecs_deployment_id: Some("ecs-svc/ours".into()),
         finished_at: completed.then(|| at(started + 5)),

@@ -176,6 +176,7 @@ mod tests {
             from: arn(5),
             to: arn(6),
             started_at: now - TimeDelta::hours(2),
+            pushed_at: None,
             status: DeploymentStatus::Completed,
             ecs_deployment_id: None,
             finished_at: Some(now - TimeDelta::hours(1)),

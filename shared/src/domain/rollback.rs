@@ -486,6 +486,7 @@ mod tests {
                 from: OLD.into(),
                 to: NEW.into(),
                 started_at: started,
+                pushed_at: None,
                 status,
                 ecs_deployment_id: None,
                 finished_at: completed.then(|| started + TimeDelta::minutes(5)),

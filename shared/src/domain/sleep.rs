@@ -438,6 +438,7 @@ mod tests {
                 from: "web:1".into(),
                 to: "web:2".into(),
                 started_at: utc("2026-11-23T19:55:00Z"),
+                pushed_at: None,
                 status: DeploymentStatus::InProgress,
                 ecs_deployment_id: None,
                 finished_at: None,

@@ -201,6 +201,9 @@ pub struct Deployment {
     pub from: String,
     pub to: String,
     pub started_at: DateTime<Utc>,
+    /// When the push that caused it happened (its event's time): the lead time runs from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_at: Option<DateTime<Utc>>,
     pub status: DeploymentStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ecs_deployment_id: Option<String>,
@@ -292,6 +295,7 @@ mod tests {
             from: "web:1".into(),
             to: "web:2".into(),
             started_at: guard_until - TimeDelta::hours(1),
+            pushed_at: None,
             status: DeploymentStatus::Completed,
             ecs_deployment_id: None,
             finished_at: Some(guard_until - TimeDelta::minutes(30)),

@@ -96,7 +96,14 @@ impl Clients {
             store: store.clone(),
             images: store.clone(),
             pace: store,
-            notifier: Arc::new(SnsNotifier::new(self.sns.clone(), &config.topic_arn)),
+            notifier: Arc::new(SnsNotifier::new(
+                self.sns.clone(),
+                &config.topic_arn,
+                config.chat_topic_arn.as_deref(),
+            )),
+            // Lambda's `start` puts them in the log; the command line and the tests keep
+            // their output for people.
+            metrics: Arc::new(crate::adapters::emf::NoMetrics),
             clock: Arc::new(SystemClock),
         }
     }

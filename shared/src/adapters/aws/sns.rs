@@ -1,4 +1,6 @@
-//! SNS: one message per notification, with attributes for subscription filter policies.
+//! SNS: one message per notification, with attributes for subscription filter policies; and,
+//! with a chat topic, the same notification rendered for Amazon Q Developer in chat
+//! applications, published beside it.
 
 use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -10,28 +12,19 @@ use crate::ports::{Notifier, PortError, PortErrorKind, PortResult};
 pub struct SnsNotifier {
     client: aws_sdk_sns::Client,
     topic_arn: String,
+    chat_topic_arn: Option<String>,
 }
 
 impl SnsNotifier {
-    pub fn new(client: aws_sdk_sns::Client, topic_arn: &str) -> Self {
+    pub fn new(client: aws_sdk_sns::Client, topic_arn: &str, chat_topic_arn: Option<&str>) -> Self {
         Self {
             client,
             topic_arn: topic_arn.to_owned(),
+            chat_topic_arn: chat_topic_arn.map(str::to_owned),
         }
     }
-}
 
-fn attribute(value: &str) -> Result<MessageAttributeValue, PortError> {
-    MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value)
-        .build()
-        .map_err(|e| PortError::new("Publish", PortErrorKind::Other, e.to_string()))
-}
-
-#[async_trait]
-impl Notifier for SnsNotifier {
-    async fn publish(&self, n: &Notification) -> PortResult<()> {
+    async fn publish_json(&self, n: &Notification) -> PortResult<()> {
         // SNS rejects empty attribute values.
         let service = if n.service.is_empty() {
             "-"
@@ -50,5 +43,40 @@ impl Notifier for SnsNotifier {
             .await
             .map_err(|e| port_error("Publish", e))?;
         Ok(())
+    }
+
+    /// Chatbot reads the message only: no subject, no attributes.
+    async fn publish_chat(&self, topic_arn: &str, n: &Notification) -> PortResult<()> {
+        self.client
+            .publish()
+            .topic_arn(topic_arn)
+            .message(crate::chat::render(n).body())
+            .send()
+            .await
+            .map_err(|e| port_error("Publish (chat topic)", e))?;
+        Ok(())
+    }
+}
+
+fn attribute(value: &str) -> Result<MessageAttributeValue, PortError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| PortError::new("Publish", PortErrorKind::Other, e.to_string()))
+}
+
+#[async_trait]
+impl Notifier for SnsNotifier {
+    /// Both at once; each best effort: a chat topic that is down keeps no JSON message back.
+    async fn publish(&self, n: &Notification) -> PortResult<()> {
+        let chat = async {
+            match &self.chat_topic_arn {
+                Some(topic) => self.publish_chat(topic, n).await,
+                None => Ok(()),
+            }
+        };
+        let (json, chat) = futures::join!(self.publish_json(n), chat);
+        json.and(chat)
     }
 }

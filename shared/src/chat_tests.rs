@@ -1,0 +1,307 @@
+//! Golden renderings: one notification of each kind, with the details its builder writes, and
+//! the chat message it becomes in `shared/golden/chat/KIND.json`. `DECKHAND_BLESS=1` rewrites
+//! the files; the diff is then read like any other change.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::notification::{Kind, Notification, Severity};
+
+fn at() -> DateTime<Utc> {
+    "2026-11-23T10:00:00Z".parse().unwrap()
+}
+
+const DIGEST: &str = "sha256:5f0c6e8a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789";
+
+fn push(from: Option<&str>, to: Option<&str>) -> Value {
+    json!({
+        "eventId": "0f5a2b9e-7c1d-4e8f-9a0b-1c2d3e4f5a6b",
+        "repository": "web",
+        "tag": "main-42",
+        "digest": DIGEST,
+        "pushedAt": "2026-11-23T09:58:12Z",
+        "containers": ["app"],
+        "from": from,
+        "to": to,
+    })
+}
+
+fn alarm(from: &str, to: &str) -> Value {
+    json!({
+        "alarm": "prod-web-5xx",
+        "alarmArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:prod-web-5xx",
+        "alarmState": "ALARM",
+        "alarmAt": "2026-11-23T09:59:30Z",
+        "alarmReason": "Threshold Crossed: 1 datapoint [12.0 (23/11/26 09:58:00)] was greater than the threshold (5.0).",
+        "guardedBecause": "the deployment completed at 09:59:02, 30m guard",
+        "from": from,
+        "to": to,
+        "digest": DIGEST,
+        "reason": "the alarm went into ALARM 28 s after ECS completed web:42",
+        "strategy": "rolling",
+        "rolledBackBy": "UpdateService",
+    })
+}
+
+/// One notification of every kind, as its builder in `app` writes it.
+fn samples() -> Vec<Notification> {
+    let n = |kind, severity, service: &str, summary: &str, details| {
+        Notification::new(kind, severity, service, summary, at(), details)
+    };
+    let mut quarantined = push(None, None);
+    quarantined["findingSeverityCounts"] = json!({"CRITICAL": 1, "HIGH": 3});
+    vec![
+        n(
+            Kind::DeployStarted,
+            Severity::Info,
+            "prod/web",
+            "Deploying web:main-42 to prod/web: web:41 -> web:42",
+            push(Some("web:41"), Some("web:42")),
+        ),
+        n(
+            Kind::DeployCompleted,
+            Severity::Info,
+            "prod/web",
+            "ECS completed the deployment of web:42; it becomes known-good at 2026-11-23T10:29:02Z unless an alarm rolls it back",
+            json!({
+                "ecsDeploymentId": "ecs-svc/1234567890123456789", "repository": "web", "tag": "main-42", "digest": DIGEST,
+                "from": "web:41", "to": "web:42", "guardUntil": "2026-11-23T10:29:02Z", "pushedAt": "2026-11-23T09:58:12Z",
+                "leadTimeSeconds": 50,
+            }),
+        ),
+        n(
+            Kind::DeployFailed,
+            Severity::Error,
+            "prod/web",
+            "ECS deployment of web:42 failed (the deployment circuit breaker rolled it back); digest sha256:5f0c6e8a1b2c is quarantined for this service",
+            json!({
+                "ecsDeploymentId": "ecs-svc/1234567890123456789", "repository": "web", "tag": "main-42", "digest": DIGEST,
+                "from": "web:41", "to": "web:42", "guardUntil": null,
+            }),
+        ),
+        n(
+            Kind::DeploySkipped,
+            Severity::Warning,
+            "prod/web",
+            "Not deploying web:main-42 to prod/web: deploys are paused by alice until 2026-11-24T09:00:00Z",
+            push(Some("web:41"), None),
+        ),
+        n(
+            Kind::DeployQuarantined,
+            Severity::Warning,
+            "prod/web",
+            "Not deploying web:main-42 to prod/web: the ECR scan found 1 CRITICAL, 3 HIGH (gate: HIGH); the digest is quarantined for the service",
+            quarantined,
+        ),
+        n(
+            Kind::DeployAwaitingApproval,
+            Severity::Warning,
+            "prod/web",
+            "prod/web waits for approval at POST_TEST_TRAFFIC_SHIFT",
+            json!({
+                "serviceDeployment": "arn:aws:ecs:eu-west-1:123456789012:service-deployment/prod/web/Xy12Ab34",
+                "hookId": "hook-1", "stage": "POST_TEST_TRAFFIC_SHIFT", "expiresAt": "2026-11-23T11:00:00Z",
+                "timeoutAction": "ROLLBACK", "approve": "deckhand approve prod/web", "reject": "deckhand reject prod/web",
+            }),
+        ),
+        n(
+            Kind::TrafficShifted,
+            Severity::Info,
+            "prod/web-green",
+            "50% of the traffic on prod/web-green now, 50% on prod/web-blue: step 2 of 3",
+            json!({
+                "traffic": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2",
+                "from": "prod/web-blue", "to": "prod/web-green", "percent": 50, "step": 2, "steps": [10, 50, 100],
+                "weights": [],
+            }),
+        ),
+        n(
+            Kind::RollbackStarted,
+            Severity::Warning,
+            "prod/web",
+            "Rolling back prod/web from web:42 to web:41 after alarm prod-web-5xx; digest sha256:5f0c6e8a1b2c is quarantined",
+            alarm("web:42", "web:41"),
+        ),
+        n(
+            Kind::RollbackSkipped,
+            Severity::Warning,
+            "prod/web",
+            "Alarm prod-web-5xx fired for prod/web; not rolling back: the guard window of web:42 ended at 2026-11-23T10:29:02Z",
+            json!({
+                "alarm": "prod-web-5xx", "alarmArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:prod-web-5xx",
+                "alarmState": "ALARM", "alarmAt": "2026-11-23T11:02:00Z", "from": "web:41", "to": "web:42", "digest": null,
+                "reason": "the guard window of web:42 ended at 2026-11-23T10:29:02Z",
+            }),
+        ),
+        n(
+            Kind::ScaleAsleep,
+            Severity::Info,
+            "staging/api",
+            "Put staging/api to sleep: outside Mon-Fri 07:00-19:00 (Europe/London); 3 task(s) saved, autoscaling 2-6 saved",
+            json!({
+                "cause": "operator alice", "reason": "outside Mon-Fri 07:00-19:00 (Europe/London)", "dryRun": false,
+                "scale": {"desiredCount": 3, "minCapacity": 2, "maxCapacity": 6},
+            }),
+        ),
+        n(
+            Kind::ScaleAwake,
+            Severity::Info,
+            "staging/api",
+            "Woke staging/api: inside Mon-Fri 07:00-19:00 (Europe/London); back to 3 task(s), autoscaling 2-6; 36.0 task-hours saved",
+            json!({
+                "cause": "operator alice", "reason": "inside Mon-Fri 07:00-19:00 (Europe/London)", "dryRun": false,
+                "scale": {"desiredCount": 3, "minCapacity": 2, "maxCapacity": 6, "taskHoursSaved": 36.0},
+            }),
+        ),
+        n(
+            Kind::ScaleSkipped,
+            Severity::Warning,
+            "staging/api",
+            "staging/api was scaled by hand while asleep: the saved record is closed (3 task(s), autoscaling 2-6)",
+            json!({
+                "cause": "reconcile@22:00", "reason": "scaled by hand to 2 while asleep", "dryRun": false,
+            }),
+        ),
+        n(
+            Kind::ScaleSummary,
+            Severity::Info,
+            "*",
+            "Reconcile of Mon 2026-11-23 19:00 UTC: 12 put to sleep, 0 woken, 1 skipped, 0 failed",
+            json!({
+                "cause": "reconcile@19:00",
+                "asleep": {"count": 12, "services": (1..=12).map(|i| format!("staging/svc-{i:02}")).collect::<Vec<_>>(), "more": 0},
+                "woken": {"count": 0, "services": [], "more": 0},
+                "skipped": {"count": 1, "services": ["staging/batch"], "more": 0},
+                "failed": {"count": 0, "services": [], "more": 0},
+                "taskHoursSaved": 0.0, "dryRun": false,
+            }),
+        ),
+        n(
+            Kind::ConfigInvalid,
+            Severity::Warning,
+            "staging/api",
+            "deckhand tags on staging/api do not parse, so its schedule is not applied: deckhand:awake: no day range",
+            json!({
+                "problems": [{"tag": "deckhand:awake", "value": "Mon-Fry 07:00-19:00", "message": "unknown day Fry"}],
+            }),
+        ),
+        n(
+            Kind::Error,
+            Severity::Error,
+            "prod/web",
+            "Could not deploy web:main-42 to prod/web: ECS UpdateService was throttled; the event is retried",
+            json!({
+                "eventId": "0f5a2b9e-7c1d-4e8f-9a0b-1c2d3e4f5a6b", "error": "ECS UpdateService: throttled (ThrottlingException)",
+            }),
+        ),
+    ]
+}
+
+fn golden(kind: Kind) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("golden/chat")
+        .join(format!("{}.json", kind.as_str()))
+}
+
+#[test]
+fn every_kind_renders_as_its_golden_file() {
+    let bless = std::env::var_os("DECKHAND_BLESS").is_some();
+    let mut kinds = std::collections::BTreeSet::new();
+    for n in samples() {
+        kinds.insert(n.kind.as_str());
+        let rendered = serde_json::to_string_pretty(&render(&n)).unwrap() + "\n";
+        let path = golden(n.kind);
+        if bless {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &rendered).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (DECKHAND_BLESS=1 writes it)", path.display()));
+        assert_eq!(
+            rendered,
+            expected,
+            "{} differs from its golden file",
+            n.kind.as_str()
+        );
+    }
+    assert_eq!(kinds.len(), 15, "one sample per kind: {kinds:?}");
+}
+
+#[test]
+fn the_title_says_what_happened_to_which_revision() {
+    let started = render(&samples()[0]);
+    assert_eq!(
+        started.content.title,
+        "deploy started: prod/web web:41 -> web:42 (main-42)"
+    );
+    assert_eq!(
+        started.content.next_steps[0],
+        "roll back: `deckhand rollback prod/web`"
+    );
+    assert_eq!(started.metadata.thread_id, "prod/web");
+    assert_eq!(started.metadata.event_type, "deploy.started");
+    assert_eq!(started.content.text_type, "client-markdown");
+    let body: Value = serde_json::from_str(&started.body()).unwrap();
+    assert_eq!(body["version"], "1.0");
+    assert_eq!(body["source"], "custom");
+}
+
+#[test]
+fn one_services_messages_share_a_thread_and_the_digest_has_its_own() {
+    let all: Vec<ChatMessage> = samples().iter().map(render).collect();
+    let prod_web: Vec<&str> = all
+        .iter()
+        .filter(|m| m.metadata.thread_id == "prod/web")
+        .map(|m| m.metadata.event_type)
+        .collect();
+    for kind in ["deploy.started", "deploy.completed", "rollback.started"] {
+        assert!(
+            prod_web.contains(&kind),
+            "{kind} not in the thread: {prod_web:?}"
+        );
+    }
+    let summary = all
+        .iter()
+        .find(|m| m.metadata.event_type == "scale.summary")
+        .unwrap();
+    assert_eq!(summary.metadata.thread_id, "deckhand/reconcile");
+    assert_eq!(
+        summary.content.title,
+        "reconcile: 12 asleep, 0 woken, 1 skipped, 0 failed"
+    );
+    assert!(
+        summary
+            .content
+            .description
+            .contains("`staging/svc-10` and 2 more"),
+        "{}",
+        summary.content.description
+    );
+}
+
+#[test]
+fn a_fleets_summary_stays_within_what_slack_shows() {
+    let names: Vec<String> = (0..2_000)
+        .map(|i| format!("staging/{}-{i}", "x".repeat(60)))
+        .collect();
+    let n = Notification::new(
+        Kind::ScaleSummary,
+        Severity::Info,
+        "*",
+        "Reconcile: 2000 put to sleep",
+        at(),
+        json!({"asleep": {"count": 2_000, "services": names, "more": 0}, "taskHoursSaved": 0.0}),
+    );
+    let m = render(&n);
+    assert!(m.content.description.chars().count() <= DESCRIPTION_MAX);
+    assert!(
+        m.content.description.contains("and 1990 more"),
+        "{}",
+        m.content.description
+    );
+    assert!(m.content.title.chars().count() <= TITLE_MAX);
+}
