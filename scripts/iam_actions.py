@@ -1,33 +1,52 @@
 """The IAM actions one AWS request needs, and whether a role of the template may make it.
 
-An operation's own action is `prefix:Operation` on the resources its parameters name. Some
-operations need more, as AWS documents:
+An operation's own action is `prefix:Operation`, authorized as AWS's Service Authorization
+Reference says (iam_reference.py): on one resource of each required resource type, built from
+the request with the type's ARN format (the service of `StopServiceDeployment` from its service
+deployment's ARN); on `"*"` when the action has no resource type, or when the request names no
+resource of a required type (a listing): only a grant on `"*"` allows that. An optional type is
+needed only when the request names a resource of it (a DynamoDB index). A condition key the
+request sets must exist for the action.
 
-- DynamoDB's TransactWriteItems and TransactGetItems are authorized item by item (PutItem,
-  UpdateItem, DeleteItem, ConditionCheckItem, GetItem); there is no action of their own.
-- ECS RegisterTaskDefinition with tags also needs ecs:TagResource (condition ecs:CreateAction),
-  and with a task or execution role iam:PassRole on it (condition iam:PassedToService).
+The rest is what AWS documents beyond the reference, each with its page:
+
+- DynamoDB's TransactWriteItems and TransactGetItems have no action of their own: each item is
+  authorized as PutItem, UpdateItem, DeleteItem, ConditionCheckItem or GetItem
+  (amazondynamodb/latest/developerguide/transaction-apis-iam.html).
+- ECS RegisterTaskDefinition with tags also needs ecs:TagResource (condition ecs:CreateAction)
+  (AmazonECS/latest/developerguide/supported-iam-actions-tagging.html), and with a task or
+  execution role iam:PassRole on it (condition iam:PassedToService)
+  (AmazonECS/latest/developerguide/task-iam-roles.html).
 - Application Auto Scaling validates, before RegisterScalableTarget changes an ECS target, that
   the caller may itself describe and update the service and describe the alarms
   (autoscaling/application/userguide/security_iam_permission_validation.html).
 - ECR reads Amazon Inspector's findings with the caller's rights under enhanced scanning
-  (inspector2:ListFindings, inspector2:ListCoverage for DescribeImageScanFindings).
+  (inspector2:ListFindings, inspector2:ListCoverage for DescribeImageScanFindings;
+  AmazonECR/latest/userguide/image-scanning-enhanced-iam.html).
 - SNS encrypts a message to a topic with a customer managed key with the publisher's rights:
-  kms:GenerateDataKey and kms:Decrypt, which the key's policy must allow too.
+  kms:GenerateDataKey and kms:Decrypt, which the key's policy must allow too
+  (sns/latest/dg/sns-key-management.html).
 - Lambda's Invoke is the action lambda:InvokeFunction, on the function's ARN with the qualifier
-  the call names (`function:NAME:$LATEST`), which a grant on the unqualified ARN does not cover.
+  the call names (`function:NAME:$LATEST`), which a grant on the unqualified ARN does not cover
+  (lambda/latest/dg/lambda-api-permissions-ref.html).
+- CodeDeploy's CreateDeployment also needs GetDeploymentConfig on the configuration and
+  RegisterApplicationRevision or GetApplicationRevision on the application
+  (codedeploy/latest/userguide/auth-and-access-control-permissions-reference.html, note 1).
 
-An operation absent from the tables below needs `prefix:Operation` on `*`: right for the actions
-without resource-level permissions, and refused by any statement scoped to resources, so a new
+An operation the reference does not know fails the request with a sentence saying so: a new
 call is never allowed by accident.
 """
 
+import re
 from typing import NamedTuple
 
 import iam
+import iam_reference
 
 # SigV4 signing name -> IAM service prefix, where they differ.
 PREFIXES = {"monitoring": "cloudwatch", "tagging": "tag"}
+# Operations whose action has another name.
+ACTIONS = {("lambda", "Invoke"): "InvokeFunction"}
 
 
 class Need(NamedTuple):
@@ -38,6 +57,11 @@ class Need(NamedTuple):
     key: str = ""
     # Why an action other than the operation's own is needed.
     because: str = ""
+
+
+class ReferenceGap(Exception):
+    """The request cannot be evaluated against the reference: an unknown action, or a condition
+    key the reference does not list for it."""
 
 
 def arn(service, resource, region=iam.REGION):
@@ -51,132 +75,11 @@ def ecs_service_arn(cluster, service):
     return arn("ecs", f"service/{cluster}/{service}")
 
 
-def repository_arn(params):
-    return arn("ecr", f"repository/{params.get('repositoryName', '')}")
-
-
-def table_arn(name):
-    return name if name.startswith("arn:") else arn("dynamodb", f"table/{name}")
-
-
-def ecs_needs(operation, params):
-    action = f"ecs:{operation}"
-    if operation == "DescribeServices":
-        return [Need(action, ecs_service_arn(params.get("cluster"), s), {}) for s in params.get("services", [])]
-    if operation == "UpdateService":
-        return [Need(action, ecs_service_arn(params.get("cluster"), params.get("service", "")), {})]
-    if operation == "RegisterTaskDefinition":
-        needs = [Need(action, "*", {})]
-        family = params.get("family", "")
-        if params.get("tags"):
-            needs.append(Need("ecs:TagResource", arn("ecs", f"task-definition/{family}:1"),
-                              {"ecs:CreateAction": "RegisterTaskDefinition"},
-                              because="tags at registration"))
-        for field in ("taskRoleArn", "executionRoleArn"):
-            if params.get(field):
-                needs.append(Need("iam:PassRole", params[field],
-                                  {"iam:PassedToService": "ecs-tasks.amazonaws.com"},
-                                  because=f"the revision's {field}"))
-        return needs
-    if operation in ("TagResource", "UntagResource", "ListTagsForResource"):
-        return [Need(action, params.get("resourceArn", "*"), {})]
-    # Service deployments: listed by their service, described and stopped by their own ARN.
-    if operation == "ListServiceDeployments":
-        return [Need(action, ecs_service_arn(params.get("cluster"), params.get("service", "")), {})]
-    if operation == "DescribeServiceDeployments":
-        return [Need(action, a, {}) for a in params.get("serviceDeploymentArns", [])]
-    if operation in ("StopServiceDeployment", "ContinueServiceDeployment"):
-        return [Need(action, params.get("serviceDeploymentArn", "*"), {})]
-    return [Need(action, "*", {})]
-
-
-def dynamodb_needs(operation, params):
-    if operation in ("TransactWriteItems", "TransactGetItems"):
-        kinds = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
-                 "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
-        needs = []
-        for item in params.get("TransactItems", []):
-            for kind, request in item.items():
-                needs.append(Need(f"dynamodb:{kinds.get(kind, kind)}", table_arn(request.get("TableName", "")), {},
-                                  because=f"a {kind} in {operation}"))
-        return needs
-    if operation in ("BatchGetItem", "BatchWriteItem"):
-        return [Need(f"dynamodb:{operation}", table_arn(t), {}) for t in params.get("RequestItems", {})]
-    table = params.get("TableName")
-    if table is None:
-        return [Need(f"dynamodb:{operation}", "*", {})]
-    resource = table_arn(table)
-    if params.get("IndexName"):
-        resource += f"/index/{params['IndexName']}"
-    return [Need(f"dynamodb:{operation}", resource, {})]
-
-
-def autoscaling_needs(operation, params):
-    action = f"application-autoscaling:{operation}"
-    if operation != "RegisterScalableTarget":
-        return [Need(action, "*", {})]
-    namespace = params.get("ServiceNamespace", "")
-    resource_id = params.get("ResourceId", "")
-    target = arn("application-autoscaling", f"scalable-target/{namespace}-{resource_id.replace('/', '-')}")
-    needs = [Need(action, target, {"application-autoscaling:service-namespace": namespace})]
-    if namespace == "ecs" and resource_id.startswith("service/"):
-        cluster, _, service = resource_id.removeprefix("service/").partition("/")
-        validated = "Application Auto Scaling checks the caller's own rights on the target"
-        needs += [
-            Need("ecs:DescribeServices", ecs_service_arn(cluster, service), {}, because=validated),
-            Need("ecs:UpdateService", ecs_service_arn(cluster, service), {}, because=validated),
-            Need("cloudwatch:DescribeAlarms", arn("cloudwatch", f"alarm:TargetTracking-{resource_id}"), {},
-                 because=validated),
-        ]
-    return needs
-
-
-def ecr_needs(operation, params):
-    action = f"ecr:{operation}"
-    if "repositoryName" not in params:
-        return [Need(action, "*", {})]
-    needs = [Need(action, repository_arn(params), {})]
-    if operation == "DescribeImageScanFindings":
-        because = "ECR reads Amazon Inspector's findings with the caller's rights (enhanced scanning)"
-        needs += [Need("inspector2:ListFindings", "*", {}, because=because),
-                  Need("inspector2:ListCoverage", "*", {}, because=because)]
-    return needs
-
-
-def sns_needs(operation, params, stack):
-    action = f"sns:{operation}"
-    topic = params.get("TopicArn")
-    if topic is None:
-        return [Need(action, "*", {})]
-    needs = [Need(action, topic, {})]
-    key = stack.encrypted_topics().get(topic) if operation == "Publish" else None
-    if key:
-        key_arn = stack.attribute(key, "Arn")
-        because = "SNS encrypts the message with the topic's key, with the publisher's rights"
-        needs += [Need("kms:GenerateDataKey", key_arn, {}, key=key, because=because),
-                  Need("kms:Decrypt", key_arn, {}, key=key, because=because)]
-    return needs
-
-
-def cloudwatch_needs(operation, params):
-    action = f"cloudwatch:{operation}"
-    if operation == "ListTagsForResource":
-        return [Need(action, params.get("ResourceARN", "*"), {})]
-    if operation == "DescribeAlarms" and params.get("AlarmNames"):
-        return [Need(action, arn("cloudwatch", f"alarm:{n}"), {}) for n in params["AlarmNames"]]
-    return [Need(action, "*", {})]
-
-
 def queue_arn(url):
     """The ARN of the queue at `url` (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`, or the
     emulator's `http://HOST/ACCOUNT/NAME`)."""
     account, name = (url.rstrip("/").split("/")[-2:] + ["", ""])[:2]
     return f"arn:{iam.PARTITION}:sqs:{iam.REGION}:{account}:{name}"
-
-
-def sqs_needs(operation, params):
-    url = params.get("QueueUrl")
-    return [Need(f"sqs:{operation}", queue_arn(url) if url else "*", {})]
 
 
 def function_arn(name, qualifier=None):
@@ -193,88 +96,242 @@ def function_arn(name, qualifier=None):
     return resource
 
 
-def lambda_needs(operation, params):
-    if operation == "Invoke":
-        return [Need("lambda:InvokeFunction", function_arn(params.get("FunctionName", ""), params.get("Qualifier")),
-                     {})]
-    return [Need(f"lambda:{operation}", "*", {})]
-
-
-def elb_needs(operation, params):
-    """Describe* has no resource-level permissions; a change is authorized on the listener or
-    rule it changes (`ModifyListener`, `ModifyRule`)."""
-    action = f"elasticloadbalancing:{operation}"
-    if operation == "ModifyListener":
-        return [Need(action, params.get("ListenerArn", "*"), {})]
-    if operation == "ModifyRule":
-        return [Need(action, params.get("RuleArn", "*"), {})]
-    return [Need(action, "*", {})]
-
-
 def deployment_group_of(deployment_id):
+    """The application and group of a CodeDeploy deployment, as the emulator's CodeDeploy knows
+    it (the request names only the deployment)."""
     from moto.codedeploy.models import codedeploy_backends
 
     deployment = codedeploy_backends[iam.ACCOUNT][iam.REGION].deployments.get(deployment_id)
     if deployment is None:
-        return arn("codedeploy", "deploymentgroup:*")
-    return arn("codedeploy", f"deploymentgroup:{deployment.application_name}/{deployment.deployment_group_name}")
+        return {}
+    return {"ApplicationName": deployment.application_name, "DeploymentGroupName": deployment.deployment_group_name}
 
 
-def codedeploy_needs(operation, params):
-    """CodeDeploy authorizes an application's calls on the application, a group's on the
-    deployment group (`deploymentgroup:APP/GROUP`), a deployment's on its group; ListApplications
-    has no resource. CreateDeployment also reads the group's deployment configuration and
-    registers the revision it deploys (CodeDeploy User Guide, permissions reference)."""
-    action = f"codedeploy:{operation}"
+def last_part(name):
+    return (name or "").split("/")[-1]
+
+
+def named_resources(prefix, operation, params):
+    """What the request names: each an ARN, or the variables of the reference's ARN formats
+    (`{"ClusterName": "prod", "ServiceName": "web"}`); several for a batch."""
+    if prefix == "ecs":
+        cluster = {"ClusterName": last_part(params.get("cluster") or "default")}
+        found = []
+        for field in ("serviceDeploymentArn", "resourceArn"):
+            if params.get(field):
+                found.append(params[field])
+        found += params.get("serviceDeploymentArns") or []
+        services = params.get("services") or ([params["service"]] if params.get("service") else [])
+        for s in services:
+            found.append(s if s.startswith("arn:") else {**cluster, "ServiceName": s})
+        if operation == "RegisterTaskDefinition":
+            # The revision it registers is not known before: any revision of the family.
+            found.append({"TaskDefinitionFamilyName": params.get("family", ""), "TaskDefinitionRevisionNumber": "*"})
+        found += [{"ClusterName": last_part(c)} for c in params.get("clusters") or []]
+        if not found and params.get("cluster"):
+            found.append(cluster)
+        return found
+    if prefix == "dynamodb":
+        tables = list(params.get("RequestItems") or {}) or ([params["TableName"]] if params.get("TableName") else [])
+        found = []
+        for t in tables:
+            name = t.split("/")[-1] if t.startswith("arn:") else t
+            found.append({"TableName": name} | ({"IndexName": params["IndexName"]} if params.get("IndexName") else {}))
+        return found
+    if prefix == "ecr":
+        if "repositoryName" not in params:
+            return []
+        return [{"RepositoryName": params["repositoryName"]}
+                | ({"Account": params["registryId"]} if params.get("registryId") else {})]
+    if prefix == "sns":
+        return [params["TopicArn"]] if params.get("TopicArn") else []
+    if prefix == "cloudwatch":
+        if params.get("ResourceARN"):
+            return [params["ResourceARN"]]
+        return [{"AlarmName": n} for n in params.get("AlarmNames") or []]
+    if prefix == "sqs":
+        return [queue_arn(params["QueueUrl"])] if params.get("QueueUrl") else []
+    if prefix == "lambda":
+        return [function_arn(params.get("FunctionName", ""), params.get("Qualifier"))]
+    if prefix == "elasticloadbalancing":
+        return [params[f] for f in ("ListenerArn", "RuleArn") if params.get(f)]
+    if prefix == "codedeploy":
+        application = params.get("applicationName")
+        if operation == "BatchGetApplications":
+            return [{"ApplicationName": a} for a in params.get("applicationNames") or []]
+        if params.get("deploymentId"):
+            return [deployment_group_of(params["deploymentId"])]
+        found = {}
+        if application:
+            found["ApplicationName"] = application
+        if params.get("deploymentGroupName"):
+            found["DeploymentGroupName"] = params["deploymentGroupName"]
+        if operation == "CreateDeployment":
+            found["DeploymentConfigurationName"] = params.get("deploymentConfigName", "CodeDeployDefault.ECSAllAtOnce")
+        return [found] if found else []
+    if prefix == "application-autoscaling" and params.get("ResourceId"):
+        # A scalable target's ARN carries an id of its own that the request does not name.
+        namespace = params.get("ServiceNamespace", "")
+        return [{"ResourceId": f"{namespace}-{params['ResourceId'].replace('/', '-')}"}]
+    return []
+
+
+def variables_of(found, item):
+    """The ARN-format variables an item gives: its own, or those of the ARN parsed with the
+    most specific format of the action's service that it has (`table/T/index/I` is an index)."""
+    if isinstance(item, dict):
+        return item
+    prefix = found.name.split(":")[0]
+    best = {}
+    for spec in (iam_reference.service(prefix) or {}).get("resources", {}).values():
+        parsed = iam_reference.parse(spec["arn"], item)
+        if parsed is not None and len(parsed) > len(best):
+            best = parsed
+    return best
+
+
+def resource_for(found, types, item):
+    """The resource of one of the alternative `types` that the item names, or None."""
+    if isinstance(item, str):
+        for t in types:
+            if iam_reference.parse(t.arn, item) is not None:
+                return item
+    variables = {"Partition": iam.PARTITION, "Region": iam.REGION, "Account": iam.ACCOUNT,
+                 **variables_of(found, item)}
+    for t in types:
+        built = iam_reference.fill(t.arn, variables)
+        if built is not None:
+            return built
+    return None
+
+
+def width(resource_type):
+    """How many names a resource of the type has beyond partition, region and account."""
+    return len(set(re.findall(r"\$\{([^}]+)\}", resource_type.arn)) - {"Partition", "Region", "Account"})
+
+
+def own_needs(prefix, operation, params, context):
+    name = f"{prefix}:{ACTIONS.get((prefix, operation), operation)}"
+    found = iam_reference.action(name)
+    if found is None:
+        raise ReferenceGap(f"{name} is not in AWS's Service Authorization Reference ({iam_reference.version()})")
+    for key in context:
+        if not iam_reference.condition_key_exists(found, key):
+            raise ReferenceGap(f"the condition key {key} does not exist for {name}")
+    items = named_resources(prefix, operation, params)
+    resources = []
+    groups = iam_reference.required_groups(found)
+    for group in groups:
+        named = [r for r in (resource_for(found, group, item) for item in items) if r]
+        # A request that names nothing of the type (a listing) is allowed only by a grant on "*".
+        resources += named or ["*"]
+    # An optional type is a resource of the request when the request names one, and it is more
+    # specific than the required ones (an index of the table).
+    required_width = max((width(t) for g in groups for t in g), default=0)
+    for t in found.resource_types:
+        if not t.required and width(t) > required_width:
+            resources += [r for r in (resource_for(found, [t], item) for item in items) if r]
+    return [Need(name, r, context) for r in dict.fromkeys(resources or ["*"])]
+
+
+def context_of(prefix, operation, params):
+    if prefix == "application-autoscaling" and operation == "RegisterScalableTarget":
+        return {"application-autoscaling:service-namespace": params.get("ServiceNamespace", "")}
+    return {}
+
+
+def ecs_extra(operation, params):
+    if operation != "RegisterTaskDefinition":
+        return []
+    needs = []
+    family = params.get("family", "")
+    if params.get("tags"):
+        needs += own_needs("ecs", "TagResource", {"resourceArn": arn("ecs", f"task-definition/{family}:*")},
+                           {"ecs:CreateAction": "RegisterTaskDefinition"})
+        needs[-1] = needs[-1]._replace(because="tags at registration")
+    for field in ("taskRoleArn", "executionRoleArn"):
+        if params.get(field):
+            needs.append(Need("iam:PassRole", params[field], {"iam:PassedToService": "ecs-tasks.amazonaws.com"},
+                              because=f"the revision's {field}"))
+    return needs
+
+
+def dynamodb_transaction(operation, params):
+    kinds = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+             "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+    needs = []
+    for item in params.get("TransactItems", []):
+        for kind, request in item.items():
+            for need in own_needs("dynamodb", kinds.get(kind, kind), {"TableName": request.get("TableName", "")}, {}):
+                needs.append(need._replace(because=f"a {kind} in {operation}"))
+    return needs
+
+
+def autoscaling_extra(operation, params):
+    resource_id = params.get("ResourceId", "")
+    if operation != "RegisterScalableTarget" or params.get("ServiceNamespace") != "ecs" \
+            or not resource_id.startswith("service/"):
+        return []
+    cluster, _, service = resource_id.removeprefix("service/").partition("/")
+    validated = "Application Auto Scaling checks the caller's own rights on the target"
+    return [
+        Need("ecs:DescribeServices", ecs_service_arn(cluster, service), {}, because=validated),
+        Need("ecs:UpdateService", ecs_service_arn(cluster, service), {}, because=validated),
+        Need("cloudwatch:DescribeAlarms", arn("cloudwatch", f"alarm:TargetTracking-{resource_id}"), {},
+             because=validated),
+    ]
+
+
+def ecr_extra(operation, params):
+    if operation != "DescribeImageScanFindings" or "repositoryName" not in params:
+        return []
+    because = "ECR reads Amazon Inspector's findings with the caller's rights (enhanced scanning)"
+    return [Need("inspector2:ListFindings", "*", {}, because=because),
+            Need("inspector2:ListCoverage", "*", {}, because=because)]
+
+
+def sns_extra(operation, params, stack):
+    key = stack.encrypted_topics().get(params.get("TopicArn")) if operation == "Publish" else None
+    if not key:
+        return []
+    key_arn = stack.attribute(key, "Arn")
+    because = "SNS encrypts the message with the topic's key, with the publisher's rights"
+    return [Need("kms:GenerateDataKey", key_arn, {}, key=key, because=because),
+            Need("kms:Decrypt", key_arn, {}, key=key, because=because)]
+
+
+def codedeploy_extra(operation, params):
+    if operation != "CreateDeployment":
+        return []
     application = params.get("applicationName", "")
-    group = arn("codedeploy", f"deploymentgroup:{application}/{params.get('deploymentGroupName', '')}")
-    if operation == "BatchGetApplications":
-        return [Need(action, arn("codedeploy", f"application:{a}"), {}) for a in params.get("applicationNames", [])]
-    if operation == "ListDeploymentGroups":
-        return [Need(action, arn("codedeploy", f"application:{application}"), {})]
-    if operation in ("GetDeploymentGroup", "ListDeployments"):
-        return [Need(action, group, {})]
-    if operation == "CreateDeployment":
-        because = "CodeDeploy registers and reads the revision a deployment deploys"
-        config = params.get("deploymentConfigName", "CodeDeployDefault.ECSAllAtOnce")
-        return [
-            Need(action, group, {}),
-            Need("codedeploy:GetDeploymentConfig", arn("codedeploy", f"deploymentconfig:{config}"), {},
-                 because="CodeDeploy reads the deployment configuration with the caller's rights"),
-            Need("codedeploy:RegisterApplicationRevision", arn("codedeploy", f"application:{application}"), {},
-                 because=because),
-            Need("codedeploy:GetApplicationRevision", arn("codedeploy", f"application:{application}"), {},
-                 because=because),
-        ]
-    if operation == "StopDeployment":
-        # Authorized on the group of the deployment, which the emulator's CodeDeploy knows.
-        return [Need(action, deployment_group_of(params.get("deploymentId", "")), {})]
-    return [Need(action, "*", {})]
+    config = params.get("deploymentConfigName", "CodeDeployDefault.ECSAllAtOnce")
+    because = "CodeDeploy registers and reads the revision a deployment deploys"
+    return [
+        Need("codedeploy:GetDeploymentConfig", arn("codedeploy", f"deploymentconfig:{config}"), {},
+             because="CodeDeploy reads the deployment configuration with the caller's rights"),
+        Need("codedeploy:RegisterApplicationRevision", arn("codedeploy", f"application:{application}"), {},
+             because=because),
+        Need("codedeploy:GetApplicationRevision", arn("codedeploy", f"application:{application}"), {},
+             because=because),
+    ]
 
 
 def needs(signing_name, operation, params, stack):
     prefix = PREFIXES.get(signing_name, signing_name)
+    if prefix == "dynamodb" and operation in ("TransactWriteItems", "TransactGetItems"):
+        return dynamodb_transaction(operation, params)
+    found = own_needs(prefix, operation, params, context_of(prefix, operation, params))
     if prefix == "ecs":
-        return ecs_needs(operation, params)
-    if prefix == "dynamodb":
-        return dynamodb_needs(operation, params)
-    if prefix == "application-autoscaling":
-        return autoscaling_needs(operation, params)
-    if prefix == "ecr":
-        return ecr_needs(operation, params)
-    if prefix == "sns":
-        return sns_needs(operation, params, stack)
-    if prefix == "cloudwatch":
-        return cloudwatch_needs(operation, params)
-    if prefix == "sqs":
-        return sqs_needs(operation, params)
-    if prefix == "lambda":
-        return lambda_needs(operation, params)
-    if prefix == "elasticloadbalancing":
-        return elb_needs(operation, params)
-    if prefix == "codedeploy":
-        return codedeploy_needs(operation, params)
-    return [Need(f"{prefix}:{operation}", "*", {})]
+        found += ecs_extra(operation, params)
+    elif prefix == "application-autoscaling":
+        found += autoscaling_extra(operation, params)
+    elif prefix == "ecr":
+        found += ecr_extra(operation, params)
+    elif prefix == "sns":
+        found += sns_extra(operation, params, stack)
+    elif prefix == "codedeploy":
+        found += codedeploy_extra(operation, params)
+    return found
 
 
 def refusals(stack, role, signing_name, operation, params):
@@ -283,7 +340,12 @@ def refusals(stack, role, signing_name, operation, params):
     statements = stack.role_statements(role)
     principal = iam.role_arn(role)
     allowed, refused = [], []
-    for need in needs(signing_name, operation, params, stack):
+    try:
+        found = needs(signing_name, operation, params, stack)
+    except ReferenceGap as e:
+        return [], [f"{role} ({iam.ROLES.get(role, role)}) called {signing_name} {operation}, which cannot be "
+                    f"evaluated: {e}"]
+    for need in found:
         if need.key:
             ok, why = iam.key_allows(stack.key_statements(need.key), statements, principal, need.action,
                                      need.resource, need.context)

@@ -68,7 +68,10 @@ def main(argv):
         return 1
     from cfnlint.decode import cfn_yaml
 
+    import iam_reference
+
     lines, problems = report(cfn_yaml.load(str(ROOT / "template.yaml")), needed(calls))
+    print(f"Held to AWS's Service Authorization Reference: {iam_reference.version()}")
     print("\n".join(lines + problems))
     return 1 if problems else 0
 

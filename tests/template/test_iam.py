@@ -168,10 +168,12 @@ class Evaluation(unittest.TestCase):
         self.assertEqual(len(self.refused("operator", "lambda", "Invoke", {"FunctionName": f"{deploy}:$LATEST"},
                                           template=t)), 1)
 
-    def test_an_operation_without_a_mapping_needs_its_action_on_everything(self):
+    def test_an_operation_is_authorized_on_the_resources_the_reference_requires(self):
+        # ecs:DeleteService requires the service (Service Authorization Reference).
         refused = self.refused("deploy", "ecs", "DeleteService", SERVICE)
         self.assertEqual(len(refused), 1)
-        self.assertIn("deploy (DeployFunction) called ecs DeleteService, which needs ecs:DeleteService on *", refused[0])
+        self.assertIn(f"called ecs DeleteService, which needs ecs:DeleteService on "
+                      f"arn:aws:ecs:{iam.REGION}:{iam.ACCOUNT}:service/prod/web", refused[0])
 
     def test_iam_semantics(self):
         allow = {"Effect": "Allow", "Action": "ecs:Describe*", "Resource": "*"}
