@@ -8,7 +8,8 @@ GetResources can be asked for again. CloudWatch speaks the protocol the SDK for 
 
 Where moto accepts what AWS refuses, and deckhand's behaviour depends on the refusal, the
 emulator refuses too (docs/architecture.md lists each): UpdateService with a task definition
-on a service ECS does not deploy, CodeDeploy's ECS deployments (emulator_codedeploy.py), scans of an image index, which ECR never scans, and every call
+on a service ECS does not deploy, CodeDeploy's ECS deployments (emulator_codedeploy.py), scans of an image index, which ECR never scans, a listener's
+authentication action written back without its secret (emulator_elb.py), and every call
 a role of template.yaml makes without its policy allowing it (emulator_iam.py). Lambda's Invoke
 reaches the function wherever the test runs it (emulator_lambda.py): moto would need Docker.
 
@@ -46,6 +47,7 @@ from werkzeug.serving import make_server
 
 from emulator_codedeploy import CodeDeployControl
 from emulator_deployments import ServiceDeploymentControl
+from emulator_elb import ClientSecrets
 from emulator_iam import IamPolicies
 from emulator_lambda import LambdaInvocations
 
@@ -359,7 +361,8 @@ class Emulator:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         # IAM (on CloudWatch's requests as JSON) before an invocation runs; invocations outside
         # the lock, since the function calls the emulator back while its invocation is open.
-        moto = Serialized(CodeDeployControl(ServiceDeploymentControl(DomainDispatcherApplication(create_backend_app))))
+        moto = Serialized(ClientSecrets(CodeDeployControl(ServiceDeploymentControl(
+            DomainDispatcherApplication(create_backend_app)))))
         app = CloudWatchCbor(IamPolicies(LambdaInvocations(moto)))
         self.server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

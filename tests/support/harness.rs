@@ -527,6 +527,15 @@ impl Stack {
         &self.url
     }
 
+    /// The client secrets ELB keeps for the OIDC actions of a listener or rule, which it never
+    /// returns (scripts/emulator_elb.py).
+    pub fn elb_client_secrets(&self, arn: &str) -> Value {
+        emulator_get(
+            &self.url,
+            &format!("/_deckhand/elb/client-secrets?arn={arn}"),
+        )
+    }
+
     pub fn system_ports(&self, role: Role) -> Ports {
         self.ports(role, Arc::new(SystemClock))
     }

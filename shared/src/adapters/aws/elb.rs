@@ -1,7 +1,10 @@
 //! Elastic Load Balancing v2: the forward action of the listener or listener rule that carries
 //! a pair's traffic. Weights are set by writing back the whole action list as it was read with
 //! only the forward action's target group weights changed: `ModifyListener` and `ModifyRule`
-//! replace the actions they are given, so anything left out would be lost.
+//! replace the actions they are given, so anything left out would be lost. An
+//! `authenticate-oidc` action is read without its client secret (ELB never returns it) and
+//! written back with `UseExistingClientSecret`, which keeps the one ELB has: without it, ELB
+//! refuses the write and the weights could never change, the alarm's flip back included.
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
@@ -63,7 +66,7 @@ fn with_weights(actions: &[Action], weights: &[(String, i32)]) -> Vec<Action> {
         .iter()
         .map(|action| {
             if action.r#type() != Some(&ActionTypeEnum::Forward) {
-                return action.clone();
+                return written_back(action);
             }
             let mut groups: Vec<(String, i32)> =
                 weights_of(std::slice::from_ref(action)).unwrap_or_default();
@@ -97,6 +100,18 @@ fn with_weights(actions: &[Action], weights: &[(String, i32)]) -> Vec<Action> {
                 .build()
         })
         .collect()
+}
+
+/// An action other than the forward one, as it is written back: unchanged, but for an OIDC
+/// action's secret, which the write says to keep (and never sends: it has none to send).
+fn written_back(action: &Action) -> Action {
+    let mut action = action.clone();
+    if let Some(mut config) = action.authenticate_oidc_config.take() {
+        config.client_secret = None;
+        config.use_existing_client_secret = Some(true);
+        action.authenticate_oidc_config = Some(config);
+    }
+    action
 }
 
 #[async_trait]
@@ -249,6 +264,70 @@ mod tests {
             .forward_config()
             .and_then(|c| c.target_group_stickiness_config());
         assert_eq!(stickiness.and_then(|s| s.duration_seconds()), Some(300));
+    }
+
+    #[test]
+    fn an_oidc_action_keeps_the_secret_elb_has_and_a_cognito_one_is_written_as_read() {
+        use aws_sdk_elasticloadbalancingv2::types::{
+            AuthenticateCognitoActionConfig, AuthenticateOidcActionConfig,
+        };
+        let oidc = Action::builder()
+            .r#type(ActionTypeEnum::AuthenticateOidc)
+            .order(1)
+            .authenticate_oidc_config(
+                AuthenticateOidcActionConfig::builder()
+                    .issuer("https://idp.example.com")
+                    .authorization_endpoint("https://idp.example.com/authorize")
+                    .token_endpoint("https://idp.example.com/token")
+                    .user_info_endpoint("https://idp.example.com/userinfo")
+                    .client_id("deckhand")
+                    .scope("openid email")
+                    .session_timeout(3600)
+                    .build(),
+            )
+            .build();
+        let cognito = Action::builder()
+            .r#type(ActionTypeEnum::AuthenticateCognito)
+            .order(2)
+            .authenticate_cognito_config(
+                AuthenticateCognitoActionConfig::builder()
+                    .user_pool_arn(
+                        "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_abc",
+                    )
+                    .user_pool_client_id("client")
+                    .user_pool_domain("shop")
+                    .build(),
+            )
+            .build();
+        let forward = Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .order(3)
+            .target_group_arn("blue")
+            .build();
+        let set = with_weights(
+            &[oidc.clone(), cognito.clone(), forward],
+            &[("blue".into(), 100)],
+        );
+        let written = set[0].authenticate_oidc_config().unwrap();
+        assert_eq!(written.use_existing_client_secret(), Some(true));
+        assert_eq!(written.client_secret(), None);
+        let read = oidc.authenticate_oidc_config().unwrap();
+        assert_eq!(
+            (
+                written.issuer(),
+                written.client_id(),
+                written.scope(),
+                written.session_timeout()
+            ),
+            (
+                read.issuer(),
+                read.client_id(),
+                read.scope(),
+                read.session_timeout()
+            )
+        );
+        assert_eq!(set[0].order(), Some(1));
+        assert_eq!(set[1], cognito);
     }
 
     #[test]
