@@ -15,11 +15,14 @@ ECS Developer Guide describes service deployments:
   rolling back it changes nothing; on one that ended it fails with ConflictException; ABORT, which
   ECS documents but does not accept ("the valid values are ROLLBACK"), fails with
   InvalidParameterException; an unknown ARN with ServiceDeploymentNotFoundException;
-- a PAUSE hook among the service's deploymentConfiguration.lifecycleHooks pauses the deployment
-  at once, at the hook's first stage: `lifecycleHookDetails` holds the hook AWAITING_ACTION with its
-  expiry and timeout action; ContinueServiceDeployment with its hookId continues (CONTINUE) or
-  rolls back (ROLLBACK, as StopServiceDeployment does); a hook that awaits nothing, or a
-  deployment that is not in progress, fails with ConflictException, an unknown hookId with
+- the PAUSE hooks among the service's deploymentConfiguration.lifecycleHooks (up to ten, several
+  at one stage) pause the deployment at the first lifecycle stage that has any, in ECS's order of
+  stages (a ROLLING deployment passes no traffic stage): `lifecycleHookDetails` holds every pause
+  hook of that stage AWAITING_ACTION with its expiry and timeout action. ContinueServiceDeployment
+  with a hookId and CONTINUE marks that hook SUCCEEDED; once every hook of the stage is, the
+  deployment moves to the next stage with pause hooks and waits there, or goes on. ROLLBACK on any
+  hook rolls the deployment back (as StopServiceDeployment does). A hook that awaits nothing, or
+  a deployment that is not in progress, fails with ConflictException, an unknown hookId with
   InvalidParameterException; the timeout is not modelled;
 - a test ends a deployment as ECS would after its bake time with
   POST /_deckhand/ecs/service-deployments/complete {"serviceDeploymentArn": ...}.
@@ -94,33 +97,44 @@ def _update_service_with_deployments(self, service_properties):
             "sourceServiceRevisions": [{"arn": before, "requestedTaskCount": service.desired_count}],
             "targetServiceRevision": {"arn": service.task_definition, "requestedTaskCount": service.desired_count},
             "status": "IN_PROGRESS",
-            "deploymentConfiguration": {"strategy": strategy},
+            "deploymentConfiguration": {k: v for k, v in configuration.items()
+                                        if k in ("strategy", "lifecycleHooks", "bakeTimeInMinutes")}
+                                       | {"strategy": strategy},
             "strategy": strategy,
-        } | _paused_at_hook(configuration))
+        } | _paused_at_hooks(configuration, strategy))
     return service
 
 
 EC2ContainerServiceBackend.update_service = _update_service_with_deployments
 
 
-def _paused_at_hook(configuration):
-    """The first PAUSE hook of the service's lifecycle hooks, awaiting action at once: the model
-    has no stages to pass before it."""
-    for hook in configuration.get("lifecycleHooks") or []:
-        if hook.get("targetType") != "PAUSE":
+STAGES = ["RECONCILE_SERVICE", "PRE_SCALE_UP", "POST_SCALE_UP", "TEST_TRAFFIC_SHIFT", "POST_TEST_TRAFFIC_SHIFT",
+          "PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT"]
+
+
+def _paused_at_hooks(configuration, strategy, after=None):
+    """The first stage after `after` with PAUSE hooks, every one of its pause hooks awaiting
+    action; a rolling deployment passes no traffic stage. Empty when no stage ahead pauses."""
+    pauses = [h for h in configuration.get("lifecycleHooks") or [] if h.get("targetType") == "PAUSE"]
+    start = STAGES.index(after) + 1 if after in STAGES else 0
+    for stage in STAGES[start:]:
+        if strategy == "ROLLING" and "TRAFFIC_SHIFT" in stage:
             continue
-        timeout = hook.get("timeoutConfiguration") or {}
-        suffix = "".join(random.choices(string.ascii_letters + string.digits + "_", k=43))
-        return {
-            "lifecycleStage": (hook.get("lifecycleStages") or ["POST_TEST_TRAFFIC_SHIFT"])[0],
-            "lifecycleHookDetails": [{
+        here = [h for h in pauses if stage in (h.get("lifecycleStages") or [])]
+        if not here:
+            continue
+        details = []
+        for hook in here:
+            timeout = hook.get("timeoutConfiguration") or {}
+            suffix = "".join(random.choices(string.ascii_letters + string.digits + "_", k=43))
+            details.append({
                 "hookId": f"ecs-pause-{suffix}",
                 "targetType": "PAUSE",
                 "status": "AWAITING_ACTION",
                 "expiresAt": _now() + datetime.timedelta(minutes=timeout.get("timeoutInMinutes", 60)),
                 "timeoutAction": timeout.get("action", "ROLLBACK"),
-            }],
-        }
+            })
+        return {"lifecycleStage": stage, "lifecycleHookDetails": details}
     return {}
 
 
@@ -204,6 +218,10 @@ def continue_service_deployment(self):
     d["updatedAt"] = _now()
     if action == "ROLLBACK":
         _roll_back(self.ecs_backend, d, "rolled back at a pause hook")
+    elif all(h["status"] == "SUCCEEDED" for h in d["lifecycleHookDetails"] if h["targetType"] == "PAUSE"):
+        # Every hook of the stage answered: on to the next stage that pauses, if any.
+        ahead = _paused_at_hooks(d["deploymentConfiguration"], d["strategy"], d.get("lifecycleStage"))
+        d.update(ahead or {"lifecycleHookDetails": []})
     return ActionResult({"serviceDeploymentArn": arn})
 
 

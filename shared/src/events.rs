@@ -374,9 +374,14 @@ fn parse_hook(value: &Value) -> Result<DeployEvent, EventError> {
                 "no ECS service or service deployment ARN in the event",
             )
         })?;
+    let hook_id = match envelope.detail.get("hookId") {
+        Some(Value::String(id)) => Some(id.clone()),
+        _ => None,
+    };
     Ok(DeployEvent::HookAwaiting(HookAwaiting {
         event_id: envelope.id,
         service,
+        hook_id,
         at: envelope.time,
     }))
 }

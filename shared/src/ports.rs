@@ -10,9 +10,9 @@ use crate::domain::codedeploy::{DeploymentGroup, GroupView};
 use crate::domain::fleet::{Container, ImageChange, ServiceView, TaskDefinitionView};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::pace::{Rate, Reserved};
+use crate::domain::pause::PausedDeployment;
 use crate::domain::service::ServiceKey;
 use crate::domain::state::{Capacity, ServiceState};
-use crate::domain::strategy::PausedDeployment;
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::metrics::Measurements;
 use crate::notification::Notification;
@@ -116,14 +116,16 @@ pub trait Ecs: Send + Sync {
     /// Stops a service deployment with `ROLLBACK`: ECS moves the traffic back to the revision
     /// it kept running.
     async fn stop_service_deployment(&self, service_deployment_arn: &str) -> PortResult<()>;
-    /// The service's deployment in progress that waits at a pause hook (its
-    /// `lifecycleHookDetails` in `DescribeServiceDeployments`, `AWAITING_ACTION`), if any.
+    /// The service's deployment in progress that waits at pause hooks (its
+    /// `lifecycleHookDetails` in `DescribeServiceDeployments`, `AWAITING_ACTION`), if any, with
+    /// every hook that waits and the pauses its configuration still holds.
     async fn paused_deployment(&self, service: &ServiceKey)
     -> PortResult<Option<PausedDeployment>>;
-    /// `ContinueServiceDeployment` on the hook: `CONTINUE`, or `ROLLBACK` when `roll_back`.
+    /// `ContinueServiceDeployment` on one hook: `CONTINUE`, or `ROLLBACK` when `roll_back`.
     async fn continue_service_deployment(
         &self,
-        paused: &PausedDeployment,
+        service_deployment_arn: &str,
+        hook_id: &str,
         roll_back: bool,
     ) -> PortResult<()>;
     /// Points the service at a task definition and sets its desired count: the idle side of a

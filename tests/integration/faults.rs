@@ -446,17 +446,18 @@ impl Ecs for CrashBeforeUpdate {
     async fn paused_deployment(
         &self,
         service: &ServiceKey,
-    ) -> PortResult<Option<deckhand::domain::strategy::PausedDeployment>> {
+    ) -> PortResult<Option<deckhand::domain::pause::PausedDeployment>> {
         self.ecs.paused_deployment(service).await
     }
 
     async fn continue_service_deployment(
         &self,
-        paused: &deckhand::domain::strategy::PausedDeployment,
+        service_deployment_arn: &str,
+        hook_id: &str,
         roll_back: bool,
     ) -> PortResult<()> {
         self.ecs
-            .continue_service_deployment(paused, roll_back)
+            .continue_service_deployment(service_deployment_arn, hook_id, roll_back)
             .await
     }
 }

@@ -35,6 +35,16 @@ impl Native {
 
     /// With a pause hook, the deployment waits for an answer as soon as it starts.
     async fn pushed_with(strategy: &str, pause_hook: bool) -> Self {
+        let hooks: &[&[&str]] = if pause_hook {
+            &[&["POST_TEST_TRAFFIC_SHIFT"]]
+        } else {
+            &[]
+        };
+        Self::pushed_with_hooks(strategy, hooks).await
+    }
+
+    /// With pause hooks at the stages of each entry: the deployment waits at the first.
+    async fn pushed_with_hooks(strategy: &str, hooks: &[&[&str]]) -> Self {
         let stack = Stack::new().await;
         let clock = Arc::new(FixedClock::new(utc(PUSHED)));
         let family = format!("api-{}", stack.id);
@@ -42,10 +52,12 @@ impl Native {
         stack
             .create_service("api", &td, &[("deckhand:deploy", "prefix=main-")])
             .await;
-        if pause_hook {
-            stack.set_strategy_with_pause_hook("api", strategy).await;
-        } else {
+        if hooks.is_empty() {
             stack.set_strategy("api", strategy).await;
+        } else {
+            stack
+                .set_strategy_with_pause_hooks("api", strategy, hooks)
+                .await;
         }
         let digest = stack.push_image("main-42").await;
         let deploy = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), stack.config());
@@ -61,6 +73,29 @@ impl Native {
             family,
             digest,
         }
+    }
+
+    /// ECS's `HOOK_AWAITING_ACTION` for the newest deployment of `api`, with `detail` added,
+    /// handled by the deploy function.
+    async fn hook_awaits(&self, id: &str, detail: serde_json::Value) -> Summary {
+        let (arn, _, _) = self.stack.service_deployments("api").await.remove(0);
+        let mut event = serde_json::json!({"version": "0", "id": id, "detail-type": "ECS Hook State Change",
+            "source": "aws.ecs", "account": "123456789012", "time": "2026-11-23T10:01:00Z", "region": "us-east-1",
+            "resources": [arn], "detail": {"eventType": "INFO", "eventName": "HOOK_AWAITING_ACTION"}});
+        if let (Some(all), Some(more)) = (event["detail"].as_object_mut(), detail.as_object()) {
+            all.extend(more.clone());
+        }
+        self.deploy.handle(&event).await.unwrap()
+    }
+
+    /// The details of every `deploy.awaiting-approval` published.
+    fn awaiting_approval(&self) -> Vec<serde_json::Value> {
+        self.stack
+            .notifications()
+            .into_iter()
+            .filter(|(_, b, _)| b["kind"] == "deploy.awaiting-approval")
+            .map(|(_, b, _)| b["details"].clone())
+            .collect()
     }
 
     /// ECS ends its deployment after the bake time and says so.
@@ -259,10 +294,7 @@ async fn a_deployment_waiting_at_a_pause_hook_goes_on_when_approved() {
     let key = n.stack.service_key("api");
     // ECS says a hook awaits action, naming the service deployment: reported for approval.
     let (arn, _, _) = n.stack.service_deployments("api").await.remove(0);
-    let hook = serde_json::json!({"version": "0", "id": "hook-1", "detail-type": "ECS Hook State Change",
-        "source": "aws.ecs", "account": "123456789012", "time": "2026-11-23T10:01:00Z", "region": "us-east-1",
-        "resources": [arn], "detail": {"eventType": "INFO", "eventName": "HOOK_AWAITING_ACTION"}});
-    let waiting = n.deploy.handle(&hook).await.unwrap();
+    let waiting = n.hook_awaits("hook-1", serde_json::json!({})).await;
     assert_eq!(waiting.outcome, Outcome::Recorded, "{waiting:?}");
     assert!(
         waiting.services[0]
@@ -270,13 +302,7 @@ async fn a_deployment_waiting_at_a_pause_hook_goes_on_when_approved() {
             .contains("waits for approval at POST_TEST_TRAFFIC_SHIFT"),
         "{waiting:?}"
     );
-    let published: Vec<_> = n
-        .stack
-        .notifications()
-        .into_iter()
-        .filter(|(_, b, _)| b["kind"] == "deploy.awaiting-approval")
-        .map(|(_, b, _)| b["details"].clone())
-        .collect();
+    let published = n.awaiting_approval();
     assert_eq!(published.len(), 1, "{published:?}");
     assert_eq!(published[0]["serviceDeployment"], serde_json::json!(arn));
     assert!(
@@ -295,7 +321,7 @@ async fn a_deployment_waiting_at_a_pause_hook_goes_on_when_approved() {
     assert_eq!(approved.action, Action::Approved, "{approved:?}");
     assert!(
         approved.reason.contains(&format!(
-            "the deployment of {}, which waited at a pause hook, approved by alice",
+            "the deployment of {}, which waited at POST_TEST_TRAFFIC_SHIFT, approved by alice: ECS goes on",
             n.revision(2)
         )),
         "{approved:?}"
@@ -315,6 +341,80 @@ async fn a_deployment_waiting_at_a_pause_hook_goes_on_when_approved() {
     assert!(
         history.iter().any(|r| r.action == Action::Approved),
         "{history:?}"
+    );
+}
+
+/// A rolling service with three pause hooks, two before ECS starts the new tasks and one
+/// after: the deployment waits at each stage until every hook there is continued, and deckhand
+/// says so at every step.
+#[tokio::test]
+async fn every_pause_hook_of_a_stage_is_answered_and_rolling_deployments_wait_too() {
+    let n = Native::pushed_with_hooks(
+        "ROLLING",
+        &[&["PRE_SCALE_UP"], &["PRE_SCALE_UP", "POST_SCALE_UP"]],
+    )
+    .await;
+    let key = n.stack.service_key("api");
+    let (stage, hooks) = n.stack.awaiting_hooks("api").await;
+    assert_eq!((stage.as_deref(), hooks.len()), (Some("PRE_SCALE_UP"), 2));
+    let waiting = n
+        .hook_awaits(
+            "hook-2",
+            serde_json::json!({"hookId": hooks[1], "lifecycleStage": "PRE_SCALE_UP"}),
+        )
+        .await;
+    let reason = &waiting.services[0].reason;
+    assert!(
+        reason.contains(
+            "waits for approval at PRE_SCALE_UP (2 pause hooks, every one to be answered)"
+        ),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with("one more pause hook at a later stage will ask again"),
+        "{reason}"
+    );
+    let details = n.awaiting_approval();
+    assert_eq!(
+        details[0]["hookId"],
+        serde_json::json!(hooks[1]),
+        "the hook announced"
+    );
+    assert_eq!(details[0]["hookIds"], serde_json::json!(hooks));
+    assert_eq!(
+        (
+            details[0]["awaiting"].as_u64(),
+            details[0]["laterPauses"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+
+    let approved = n.operator().approve(&key).await.unwrap();
+    assert!(
+        approved.reason.contains(
+            "which waited at PRE_SCALE_UP, approved by alice: 2 of its 2 pause hooks there continued (ContinueServiceDeployment CONTINUE); ECS goes on; one more pause hook at a later stage will ask again"
+        ),
+        "{approved:?}"
+    );
+    let (stage, hooks) = n.stack.awaiting_hooks("api").await;
+    assert_eq!((stage.as_deref(), hooks.len()), (Some("POST_SCALE_UP"), 1));
+    let approved = n.operator().approve(&key).await.unwrap();
+    assert!(
+        approved
+            .reason
+            .ends_with("which waited at POST_SCALE_UP, approved by alice: ECS goes on (ContinueServiceDeployment CONTINUE)"),
+        "{approved:?}"
+    );
+    assert_eq!(n.stack.awaiting_hooks("api").await.1, Vec::<String>::new());
+    assert_eq!(n.stack.service_deployments("api").await[0].1, "IN_PROGRESS");
+    match n.operator().approve(&key).await {
+        Err(OperatorError::NothingAwaiting(k)) => assert_eq!(k, key),
+        other => panic!("a third approval: {other:?}"),
+    }
+    assert!(
+        n.stack.refused_calls().is_empty(),
+        "{:?}",
+        n.stack.refused_calls()
     );
 }
 

@@ -37,28 +37,71 @@ impl Stack {
     /// Sets the strategy with a pause hook after the test traffic shift, timing out in 60
     /// minutes with ROLLBACK, as the ECS Developer Guide's example.
     pub async fn set_strategy_with_pause_hook(&self, service: &str, strategy: &str) {
+        self.set_strategy_with_pause_hooks(service, strategy, &[&["POST_TEST_TRAFFIC_SHIFT"]])
+            .await;
+    }
+
+    /// Sets the strategy with one pause hook per entry of `hooks`, at the stages it names, each
+    /// timing out in 60 minutes with ROLLBACK.
+    pub async fn set_strategy_with_pause_hooks(
+        &self,
+        service: &str,
+        strategy: &str,
+        hooks: &[&[&str]],
+    ) {
         use aws_sdk_ecs::types::{
             DeploymentLifecycleHook, DeploymentLifecycleHookAction, DeploymentLifecycleHookStage,
             DeploymentLifecycleHookTargetType, DeploymentLifecycleHookTimeoutConfiguration,
         };
-        let hook = DeploymentLifecycleHook::builder()
-            .target_type(DeploymentLifecycleHookTargetType::Pause)
-            .lifecycle_stages(DeploymentLifecycleHookStage::PostTestTrafficShift)
-            .timeout_configuration(
-                DeploymentLifecycleHookTimeoutConfiguration::builder()
-                    .timeout_in_minutes(60)
-                    .action(DeploymentLifecycleHookAction::Rollback)
-                    .build(),
-            )
-            .build();
+        let hooks = hooks.iter().map(|stages| {
+            DeploymentLifecycleHook::builder()
+                .target_type(DeploymentLifecycleHookTargetType::Pause)
+                .set_lifecycle_stages(Some(
+                    stages
+                        .iter()
+                        .map(|s| DeploymentLifecycleHookStage::from(*s))
+                        .collect(),
+                ))
+                .timeout_configuration(
+                    DeploymentLifecycleHookTimeoutConfiguration::builder()
+                        .timeout_in_minutes(60)
+                        .action(DeploymentLifecycleHookAction::Rollback)
+                        .build(),
+                )
+                .build()
+        });
         self.set_deployment_configuration(
             service,
             DeploymentConfiguration::builder()
                 .strategy(DeploymentStrategy::from(strategy))
-                .lifecycle_hooks(hook)
+                .set_lifecycle_hooks(Some(hooks.collect()))
                 .build(),
         )
         .await;
+    }
+
+    /// The stage the service's newest deployment waits at and the pause hooks awaiting action
+    /// there, as `DescribeServiceDeployments` says.
+    pub async fn awaiting_hooks(&self, service: &str) -> (Option<String>, Vec<String>) {
+        use aws_sdk_ecs::types::DeploymentLifecycleHookStatus;
+        let (arn, _, _) = self.service_deployments(service).await.remove(0);
+        let out = self
+            .ecs
+            .describe_service_deployments()
+            .service_deployment_arns(arn)
+            .send()
+            .await
+            .expect("describe service deployments");
+        let deployment = &out.service_deployments()[0];
+        (
+            deployment.lifecycle_stage().map(|s| s.as_str().to_owned()),
+            deployment
+                .lifecycle_hook_details()
+                .iter()
+                .filter(|h| h.status() == Some(&DeploymentLifecycleHookStatus::AwaitingAction))
+                .filter_map(|h| h.hook_id().map(str::to_owned))
+                .collect(),
+        )
     }
 
     /// The service's deployments, newest first: (ARN, status, target revision ARN).

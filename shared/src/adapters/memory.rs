@@ -83,7 +83,9 @@ struct EcsWorld {
     previous_revision: BTreeMap<ServiceKey, String>,
     ended_deployments: usize,
     /// Service deployments that wait at a pause hook, by service.
-    paused: BTreeMap<ServiceKey, crate::domain::strategy::PausedDeployment>,
+    paused: BTreeMap<ServiceKey, crate::domain::pause::PausedDeployment>,
+    /// Pause hooks someone else answers just before deckhand does.
+    answered_elsewhere: BTreeSet<String>,
 }
 
 impl MemoryEcs {
@@ -175,19 +177,48 @@ impl MemoryEcs {
 
     /// The service's deployment in progress reaches a pause hook and waits.
     pub fn pause_service_deployment(&self, key: &ServiceKey) {
+        self.pause_service_deployment_at_hooks(key, 1, 0);
+    }
+
+    /// The service's deployment in progress reaches `hooks` pause hooks at one stage and waits;
+    /// its configuration has `later_pauses` more at later stages.
+    pub fn pause_service_deployment_at_hooks(
+        &self,
+        key: &ServiceKey,
+        hooks: usize,
+        later_pauses: usize,
+    ) {
+        use crate::domain::pause::{PauseHook, PausedDeployment};
         let mut world = guard(&self.inner);
         if let Some(arn) = world.service_deployments.get(key).cloned() {
             world.paused.insert(
                 key.clone(),
-                crate::domain::strategy::PausedDeployment {
+                PausedDeployment {
                     service_deployment_arn: arn,
-                    hook_id: format!("ecs-pause-{key}"),
+                    hooks: (0..hooks)
+                        .map(|i| PauseHook {
+                            hook_id: if i == 0 {
+                                format!("ecs-pause-{key}")
+                            } else {
+                                format!("ecs-pause-{key}-{i}")
+                            },
+                            expires_at: None,
+                            timeout_action: Some("ROLLBACK".into()),
+                        })
+                        .collect(),
                     stage: Some("POST_TEST_TRAFFIC_SHIFT".into()),
-                    expires_at: None,
-                    timeout_action: Some("ROLLBACK".into()),
+                    later_pauses,
                 },
             );
         }
+    }
+
+    /// Someone answers the pause hook (the console, a pipeline) just before deckhand's own
+    /// `ContinueServiceDeployment` on it, which ECS then refuses with `ConflictException`.
+    pub fn answer_hook_elsewhere(&self, hook_id: &str) {
+        guard(&self.inner)
+            .answered_elsewhere
+            .insert(hook_id.to_owned());
     }
 
     /// How ECS deploys the service (`deploymentConfiguration.strategy`).
@@ -513,32 +544,54 @@ impl Ecs for MemoryEcs {
     async fn paused_deployment(
         &self,
         service: &ServiceKey,
-    ) -> PortResult<Option<crate::domain::strategy::PausedDeployment>> {
+    ) -> PortResult<Option<crate::domain::pause::PausedDeployment>> {
         let world = self.enter("DescribeServiceDeployments")?;
         Ok(world.paused.get(service).cloned())
     }
 
     async fn continue_service_deployment(
         &self,
-        paused: &crate::domain::strategy::PausedDeployment,
+        service_deployment_arn: &str,
+        hook_id: &str,
         roll_back: bool,
     ) -> PortResult<()> {
         let mut world = self.enter("ContinueServiceDeployment")?;
         let Some(key) = world
             .paused
             .iter()
-            .find(|(_, p)| p.hook_id == paused.hook_id)
+            .find(|(_, p)| {
+                p.service_deployment_arn == service_deployment_arn
+                    && p.hooks.iter().any(|h| h.hook_id == hook_id)
+            })
             .map(|(k, _)| k.clone())
         else {
             return Err(PortError::new(
                 "ContinueServiceDeployment",
-                PortErrorKind::Other,
-                format!("ConflictException: {} awaits no action", paused.hook_id),
+                PortErrorKind::Conflict,
+                format!("ConflictException: {hook_id} awaits no action"),
             ));
         };
-        world.paused.remove(&key);
+        if world.answered_elsewhere.remove(hook_id) {
+            if let Some(paused) = world.paused.get_mut(&key) {
+                paused.hooks.retain(|h| h.hook_id != hook_id);
+            }
+            return Err(PortError::new(
+                "ContinueServiceDeployment",
+                PortErrorKind::Conflict,
+                format!("ConflictException: {hook_id} awaits no action"),
+            ));
+        }
         if roll_back {
+            world.paused.remove(&key);
             roll_back_service_deployment(&mut world, &key);
+            return Ok(());
+        }
+        // The deployment goes on once every hook of its stage is continued.
+        if let Some(paused) = world.paused.get_mut(&key) {
+            paused.hooks.retain(|h| h.hook_id != hook_id);
+            if paused.hooks.is_empty() {
+                world.paused.remove(&key);
+            }
         }
         Ok(())
     }

@@ -44,7 +44,10 @@ impl DeployFunction {
             )));
         };
         let stage = paused.stage.as_deref().unwrap_or("its pause hook");
-        let timeout = match (&paused.expires_at, &paused.timeout_action) {
+        let first = paused.first_timeout();
+        let expires_at = first.and_then(|h| h.expires_at);
+        let timeout_action = first.and_then(|h| h.timeout_action.clone());
+        let timeout = match (&expires_at, &timeout_action) {
             (Some(at), Some(action)) => format!(
                 "; at {} ECS takes {action}",
                 at.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -55,9 +58,24 @@ impl DeployFunction {
             ),
             _ => String::new(),
         };
+        let hooks = match paused.hooks.len() {
+            1 => String::new(),
+            n => format!(" ({n} pause hooks, every one to be answered)"),
+        };
+        let later = match paused.later_pauses {
+            0 => String::new(),
+            1 => "; one more pause hook at a later stage will ask again".to_owned(),
+            n => format!("; {n} more pause hooks at later stages will ask again"),
+        };
         let reason = format!(
-            "the deployment waits for approval at {stage}{timeout}: `deckhand approve {key}` continues it, `deckhand reject {key}` rolls it back (OperatorPolicy)"
+            "the deployment waits for approval at {stage}{hooks}{timeout}: `deckhand approve {key}` continues it, `deckhand reject {key}` rolls it back (OperatorPolicy){later}"
         );
+        // The hook the event announced, when it is one of those that wait.
+        let announced = event
+            .hook_id
+            .as_deref()
+            .filter(|id| paused.hooks.iter().any(|h| h.hook_id == *id))
+            .or(paused.hooks.first().map(|h| h.hook_id.as_str()));
         let now = self.ports.clock.now();
         let record = HistoryRecord::new(key, now, Action::Recorded, &reason, &event.event_id);
         let mark = ProcessedMark {
@@ -78,10 +96,13 @@ impl DeployFunction {
             now,
             json!({
                 "serviceDeployment": paused.service_deployment_arn,
-                "hookId": paused.hook_id,
+                "hookId": announced,
+                "hookIds": paused.hooks.iter().map(|h| h.hook_id.as_str()).collect::<Vec<_>>(),
+                "awaiting": paused.hooks.len(),
+                "laterPauses": paused.later_pauses,
                 "stage": paused.stage,
-                "expiresAt": paused.expires_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
-                "timeoutAction": paused.timeout_action,
+                "expiresAt": expires_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                "timeoutAction": timeout_action,
                 "approve": format!("deckhand approve {key}"),
                 "reject": format!("deckhand reject {key}"),
             }),

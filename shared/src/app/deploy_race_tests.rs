@@ -74,17 +74,18 @@ impl Ecs for AnotherPushMeanwhile {
     async fn paused_deployment(
         &self,
         service: &ServiceKey,
-    ) -> PortResult<Option<crate::domain::strategy::PausedDeployment>> {
+    ) -> PortResult<Option<crate::domain::pause::PausedDeployment>> {
         self.ecs.paused_deployment(service).await
     }
 
     async fn continue_service_deployment(
         &self,
-        paused: &crate::domain::strategy::PausedDeployment,
+        service_deployment_arn: &str,
+        hook_id: &str,
         roll_back: bool,
     ) -> PortResult<()> {
         self.ecs
-            .continue_service_deployment(paused, roll_back)
+            .continue_service_deployment(service_deployment_arn, hook_id, roll_back)
             .await
     }
 }

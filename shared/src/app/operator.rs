@@ -249,15 +249,15 @@ mod tests {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
     }
 
-    struct World {
-        ecs: Arc<MemoryEcs>,
-        store: Arc<MemoryStore>,
-        operator: Operator,
-        deploy: DeployFunction,
-        web: ServiceKey,
+    pub(super) struct World {
+        pub(super) ecs: Arc<MemoryEcs>,
+        pub(super) store: Arc<MemoryStore>,
+        pub(super) operator: Operator,
+        pub(super) deploy: DeployFunction,
+        pub(super) web: ServiceKey,
     }
 
-    fn world() -> World {
+    pub(super) fn world() -> World {
         let ecs = Arc::new(MemoryEcs::new());
         let store = Arc::new(MemoryStore::default());
         let ports = Ports {
@@ -287,7 +287,7 @@ mod tests {
         }
     }
 
-    fn push(id: &str, d: char, minute: u32) -> serde_json::Value {
+    pub(super) fn push(id: &str, d: char, minute: u32) -> serde_json::Value {
         json!({"version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr",
             "account": "123456789012", "time": format!("2026-11-23T10:{minute:02}:00Z"), "region": "eu-west-1",
             "resources": [], "detail": {"result": "SUCCESS", "repository-name": "web",

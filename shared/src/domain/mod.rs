@@ -10,6 +10,7 @@ pub mod known_good;
 pub mod pace;
 pub mod pair;
 pub mod pair_move;
+pub mod pause;
 pub mod policy;
 pub mod retention;
 pub mod rollback;

@@ -57,24 +57,15 @@ pub enum RollbackPath {
     CodeDeployRedeploy,
 }
 
-/// A service deployment that waits at an ECS pause hook for `ContinueServiceDeployment`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PausedDeployment {
-    pub service_deployment_arn: String,
-    pub hook_id: String,
-    /// The lifecycle stage it waits at (`POST_TEST_TRAFFIC_SHIFT`, ...).
-    pub stage: Option<String>,
-    /// When ECS takes the timeout action.
-    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub timeout_action: Option<String>,
-}
-
 /// `ECS Hook State Change` with `HOOK_AWAITING_ACTION`: a deployment of the service waits at a
-/// pause hook. Only the service is taken from it; `DescribeServiceDeployments` says the rest.
+/// pause hook. The service and the hook it announces are taken from it;
+/// `DescribeServiceDeployments` says the rest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HookAwaiting {
     pub event_id: String,
     pub service: super::service::ServiceKey,
+    /// The hook the event announces (`detail.hookId`), when it names one.
+    pub hook_id: Option<String>,
     pub at: chrono::DateTime<chrono::Utc>,
 }
 

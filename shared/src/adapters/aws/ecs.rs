@@ -15,8 +15,9 @@ use crate::domain::fleet::{
     Container, DeploymentController, EcsDeployment, ImageChange, LoadBalancedContainer,
     RegisteredFor, ServiceView, Source, TAG_CLONED_FROM, TAG_REGISTERED_FOR, TaskDefinitionView,
 };
+use crate::domain::pause::{ConfiguredPause, PauseHook, PausedDeployment, later_pauses};
 use crate::domain::service::ServiceKey;
-use crate::domain::strategy::{PausedDeployment, Strategy};
+use crate::domain::strategy::Strategy;
 use crate::ports::{Described, Ecs, PortError, PortErrorKind, PortResult, TaggedService};
 
 /// DescribeServices takes at most ten services per call.
@@ -496,9 +497,6 @@ impl Ecs for EcsCluster {
         &self,
         service: &ServiceKey,
     ) -> PortResult<Option<PausedDeployment>> {
-        use aws_sdk_ecs::types::{
-            DeploymentLifecycleHookStatus as Status, DeploymentLifecycleHookTargetType as Target,
-        };
         let Some(arn) = self.service_deployments_in_progress(service).await? else {
             return Ok(None);
         };
@@ -509,39 +507,23 @@ impl Ecs for EcsCluster {
             .send()
             .await
             .map_err(|e| port_error("DescribeServiceDeployments", e))?;
-        let Some(deployment) = out.service_deployments().first() else {
-            return Ok(None);
-        };
-        Ok(deployment
-            .lifecycle_hook_details()
-            .iter()
-            .find(|h| {
-                h.target_type() == Some(&Target::Pause)
-                    && h.status() == Some(&Status::AwaitingAction)
-            })
-            .and_then(|h| {
-                Some(PausedDeployment {
-                    service_deployment_arn: arn.clone(),
-                    hook_id: h.hook_id()?.to_owned(),
-                    stage: deployment.lifecycle_stage().map(|s| s.as_str().to_owned()),
-                    expires_at: h
-                        .expires_at()
-                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
-                    timeout_action: h.timeout_action().map(|a| a.as_str().to_owned()),
-                })
-            }))
+        Ok(out
+            .service_deployments()
+            .first()
+            .and_then(|deployment| paused_at_hooks(&arn, deployment)))
     }
 
     async fn continue_service_deployment(
         &self,
-        paused: &PausedDeployment,
+        service_deployment_arn: &str,
+        hook_id: &str,
         roll_back: bool,
     ) -> PortResult<()> {
         use aws_sdk_ecs::types::DeploymentLifecycleHookAction as HookAction;
         self.ecs
             .continue_service_deployment()
-            .service_deployment_arn(&paused.service_deployment_arn)
-            .hook_id(&paused.hook_id)
+            .service_deployment_arn(service_deployment_arn)
+            .hook_id(hook_id)
             .action(if roll_back {
                 HookAction::Rollback
             } else {
@@ -564,6 +546,61 @@ impl Ecs for EcsCluster {
             .map_err(|e| port_error("UpdateService", e))?;
         Ok(())
     }
+}
+
+/// Every `PAUSE` hook of the deployment that awaits action, and the pauses its configuration
+/// still holds at later stages; None when no hook waits.
+fn paused_at_hooks(
+    arn: &str,
+    deployment: &aws_sdk_ecs::types::ServiceDeployment,
+) -> Option<PausedDeployment> {
+    use aws_sdk_ecs::types::{
+        DeploymentLifecycleHookStatus as Status, DeploymentLifecycleHookTargetType as Target,
+        DeploymentStrategy,
+    };
+    let hooks: Vec<PauseHook> = deployment
+        .lifecycle_hook_details()
+        .iter()
+        .filter(|h| {
+            h.target_type() == Some(&Target::Pause) && h.status() == Some(&Status::AwaitingAction)
+        })
+        .filter_map(|h| {
+            Some(PauseHook {
+                hook_id: h.hook_id()?.to_owned(),
+                expires_at: h
+                    .expires_at()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                timeout_action: h.timeout_action().map(|a| a.as_str().to_owned()),
+            })
+        })
+        .collect();
+    if hooks.is_empty() {
+        return None;
+    }
+    let configuration = deployment.deployment_configuration();
+    let configured: Vec<ConfiguredPause> = configuration
+        .map(|c| c.lifecycle_hooks())
+        .unwrap_or_default()
+        .iter()
+        .filter(|h| h.target_type() == Some(&Target::Pause))
+        .map(|h| ConfiguredPause {
+            stages: h
+                .lifecycle_stages()
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+        })
+        .collect();
+    let rolling = configuration
+        .and_then(|c| c.strategy())
+        .is_none_or(|s| *s == DeploymentStrategy::Rolling);
+    let stage = deployment.lifecycle_stage().map(|s| s.as_str().to_owned());
+    Some(PausedDeployment {
+        service_deployment_arn: arn.to_owned(),
+        later_pauses: later_pauses(stage.as_deref(), &configured, rolling),
+        hooks,
+        stage,
+    })
 }
 
 impl EcsCluster {

@@ -154,6 +154,9 @@ where
                 PortErrorKind::Transient
             }
             Some(code) if code.contains("NotFound") => PortErrorKind::NotFound,
+            // ECS's answer to a change the resource's state no longer allows (a pause hook
+            // someone else answered, a deployment that ended).
+            Some("ConflictException") => PortErrorKind::Conflict,
             _ if e.raw().status().is_server_error() => PortErrorKind::Transient,
             _ => PortErrorKind::Other,
         },
