@@ -9,7 +9,8 @@ GetResources can be asked for again. CloudWatch speaks the protocol the SDK for 
 Where moto accepts what AWS refuses, and deckhand's behaviour depends on the refusal, the
 emulator refuses too (docs/architecture.md lists each): UpdateService with a task definition
 on a service ECS does not deploy, CodeDeploy's ECS deployments (emulator_codedeploy.py), scans of an image index, which ECR never scans, a listener's
-authentication action written back without its secret (emulator_elb.py), and every call
+authentication action written back without its secret (emulator_elb.py), a service's
+capacity provider strategy kept as ECS keeps it, and every call
 a role of template.yaml makes without its policy allowing it (emulator_iam.py). Lambda's Invoke
 reaches the function wherever the test runs it (emulator_lambda.py): moto would need Docker.
 
@@ -36,6 +37,7 @@ from moto.ecr.exceptions import ScanNotFoundException
 from moto.ecr.models import ECRBackend, Image
 from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend
+from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
@@ -210,6 +212,30 @@ def _update_service_as_aws(self, service_properties):
 
 
 EC2ContainerServiceBackend.update_service = _update_service_as_aws
+
+
+# CreateService takes a capacity provider strategy instead of a launch type (FARGATE_SPOT);
+# moto ignores the strategy and gives every service the EC2 launch type. Kept here as ECS keeps
+# it, so that what deckhand carries into a CodeDeploy deployment can be read back.
+_create_service_response = EC2ContainerServiceResponse.create_service
+
+
+def _create_service_with_capacity_providers(self):
+    strategy = self._get_param("capacityProviderStrategy")
+    if strategy and self._get_param("launchType"):
+        raise InvalidParameterException(
+            "Specifying both a launch type and capacity provider strategy is not supported. "
+            "Remove one and try again.")
+    result = _create_service_response(self)
+    if strategy:
+        service = self.ecs_backend._get_service(self._get_param("cluster", "default"),
+                                                self._get_param("serviceName"))
+        service.capacity_provider_strategy = strategy
+        service.launch_type = None
+    return result
+
+
+EC2ContainerServiceResponse.create_service = _create_service_with_capacity_providers
 
 
 # A registry's digest is the sha256 of the manifest as pushed. moto derives an image's from its

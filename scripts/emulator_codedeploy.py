@@ -7,7 +7,11 @@ Guide describes an ECS blue/green deployment:
   JSON names a TargetService (InvalidRevisionException otherwise: AWS takes YAML too, deckhand
   sends JSON); a group with a deployment still running refuses another
   (DeploymentLimitExceededException). The deployment starts InProgress and ECS gets a task set
-  of the AppSpec's task definition beside the primary one (moto's CreateTaskSet); an AppSpec
+  of the AppSpec's task definition beside the primary one (moto's CreateTaskSet), placed as the
+  AppSpec says ("AppSpec 'resources' section for Amazon ECS deployments"): its
+  CapacityProviderStrategy, else none (the FARGATE launch type: a FARGATE_SPOT service the
+  AppSpec does not repeat runs its new tasks on FARGATE); its PlatformVersion, else LATEST; its
+  NetworkConfiguration, else the service's current one. An AppSpec
   whose task definition ECS lacks, or whose container name and port are not those of the
   service's load balancer, fails the deployment at once (AWS fails it when it runs, not when it
   is created) and creates no task set;
@@ -114,8 +118,20 @@ def _create_deployment_as_aws(self, application_name, deployment_group_name, rev
             (balancer.get("containerName"), balancer.get("containerPort")):
         _fail(deployment, "The AppSpec's container name and port are not the service's load balancer's.")
         return deployment_id
+    strategy = [{"capacityProvider": i.get("CapacityProvider"), "weight": i.get("Weight", 0),
+                 "base": i.get("Base", 0)} for i in properties.get("CapacityProviderStrategy") or []]
+    awsvpc = (properties.get("NetworkConfiguration") or {}).get("AwsvpcConfiguration")
+    network = {"awsvpcConfiguration": {"subnets": awsvpc.get("Subnets", []),
+                                       "securityGroups": awsvpc.get("SecurityGroups", []),
+                                       "assignPublicIp": awsvpc.get("AssignPublicIp", "DISABLED")}} \
+        if awsvpc else (getattr(service, "network_configuration", None) or None)
     task_set = ecs.create_task_set(service.name, cluster, task_definition.arn, launch_type="FARGATE",
-                                   load_balancers=service.load_balancers)
+                                   load_balancers=service.load_balancers, network_configuration=network,
+                                   capacity_provider_strategy=strategy or None,
+                                   platform_version=properties.get("PlatformVersion") or "LATEST")
+    if strategy:
+        # ECS takes a capacity provider strategy or a launch type, never both.
+        task_set.launch_type = None
     deployment.deckhand_task_set = task_set.task_set_arn
     deployment.deckhand_service = (cluster, service.name)
     return deployment_id

@@ -31,6 +31,12 @@ struct ByCodeDeploy {
 impl ByCodeDeploy {
     /// `tagged`: the group is named by `deckhand:codedeploy` rather than found.
     async fn pushed(tagged: bool) -> Self {
+        Self::pushed_placed(tagged, false).await
+    }
+
+    /// `placed`: the service runs on FARGATE_SPOT, platform 1.4.0, in a VPC of its own
+    /// (`Stack::create_codedeploy_service_placed`).
+    async fn pushed_placed(tagged: bool, placed: bool) -> Self {
         let stack = Stack::new().await;
         let clock = Arc::new(FixedClock::new(utc(PUSHED)));
         let family = format!("api-{}", stack.id);
@@ -41,7 +47,7 @@ impl ByCodeDeploy {
             tags.push(("deckhand:codedeploy", group.as_str()));
         }
         stack
-            .create_codedeploy_service("api", "api", &td, &tags)
+            .create_codedeploy_service_placed("api", "api", &td, &tags, placed)
             .await;
         let digest = stack.push_image("main-42").await;
         let deploy = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), stack.config());
@@ -92,6 +98,32 @@ impl ByCodeDeploy {
         let key = deckhand::domain::service::ServiceKey::new(&self.stack.cluster, "api");
         self.stack.store().load(&key).await.unwrap()
     }
+}
+
+/// CodeDeploy starts the new task set where the AppSpec says: deckhand repeats where the
+/// service runs, so a FARGATE_SPOT service stays on FARGATE_SPOT, on its platform version, in its
+/// subnets.
+#[tokio::test]
+async fn the_new_task_set_runs_where_the_service_runs() {
+    let c = ByCodeDeploy::pushed_placed(false, true).await;
+    assert_eq!(c.pushed.outcome, Outcome::Deployed, "{:?}", c.pushed);
+    let (subnets, security_group) = crate::harness::default_network(c.stack.emulator_url());
+    assert_eq!(
+        c.stack.task_set_placement("api", &c.revision(2)).await,
+        serde_json::json!({
+            "capacityProviderStrategy": ["FARGATE_SPOT:3:0", "FARGATE:1:1"],
+            "platformVersion": "1.4.0",
+            "launchType": null,
+            "subnets": subnets.len(),
+            "securityGroups": [security_group],
+            "assignPublicIp": "DISABLED",
+        })
+    );
+    assert!(
+        c.stack.refused_calls().is_empty(),
+        "{:?}",
+        c.stack.refused_calls()
+    );
 }
 
 #[tokio::test]

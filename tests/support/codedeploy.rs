@@ -7,7 +7,7 @@ use aws_sdk_ecs::types::{DeploymentController, DeploymentControllerType, LoadBal
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{ACCOUNT, REGION, Stack, ecs_tags, emulator_post};
+use crate::harness::{ACCOUNT, REGION, Stack, default_network, ecs_tags, emulator_post};
 
 impl Stack {
     fn codedeploy(&self) -> aws_sdk_codedeploy::Client {
@@ -28,8 +28,53 @@ impl Stack {
         task_definition: &str,
         tags: &[(&str, &str)],
     ) {
-        self.ecs
-            .create_service()
+        self.create_codedeploy_service_placed(name, group, task_definition, tags, false)
+            .await;
+    }
+
+    /// The same; `placed`: on FARGATE_SPOT (weight 3) with one task on FARGATE (base 1),
+    /// platform version 1.4.0, in the default VPC's subnets and security group without public
+    /// IPs, as a cost-conscious team runs it.
+    pub async fn create_codedeploy_service_placed(
+        &self,
+        name: &str,
+        group: &str,
+        task_definition: &str,
+        tags: &[(&str, &str)],
+        placed: bool,
+    ) {
+        use aws_sdk_ecs::types::{
+            AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, NetworkConfiguration,
+        };
+        let mut create = self.ecs.create_service();
+        if placed {
+            let (subnets, security_group) = default_network(self.emulator_url());
+            let item = |provider: &str, weight: i32, base: i32| {
+                CapacityProviderStrategyItem::builder()
+                    .capacity_provider(provider)
+                    .weight(weight)
+                    .base(base)
+                    .build()
+                    .expect("a capacity provider")
+            };
+            create = create
+                .capacity_provider_strategy(item("FARGATE_SPOT", 3, 0))
+                .capacity_provider_strategy(item("FARGATE", 1, 1))
+                .platform_version("1.4.0")
+                .network_configuration(
+                    NetworkConfiguration::builder()
+                        .awsvpc_configuration(
+                            AwsVpcConfiguration::builder()
+                                .set_subnets(Some(subnets))
+                                .security_groups(security_group)
+                                .assign_public_ip(AssignPublicIp::Disabled)
+                                .build()
+                                .expect("an awsvpc configuration"),
+                        )
+                        .build(),
+                );
+        }
+        create
             .cluster(&self.cluster)
             .service_name(name)
             .task_definition(task_definition)
@@ -114,8 +159,8 @@ impl Stack {
         );
     }
 
-    /// The task definitions of the service's task sets.
-    pub async fn task_sets(&self, service: &str) -> Vec<String> {
+    /// The service's task sets, as ECS describes them.
+    async fn described_task_sets(&self, service: &str) -> Vec<aws_sdk_ecs::types::TaskSet> {
         let described = self
             .ecs
             .describe_services()
@@ -127,7 +172,40 @@ impl Stack {
         described
             .services()
             .iter()
-            .flat_map(|s| s.task_sets())
+            .flat_map(|s| s.task_sets().to_vec())
+            .collect()
+    }
+
+    /// Where the task set of `task_definition` runs: its capacity provider strategy
+    /// (`PROVIDER:WEIGHT:BASE`), platform version, launch type and awsvpc network, as ECS
+    /// describes it.
+    pub async fn task_set_placement(&self, service: &str, task_definition: &str) -> Value {
+        let task_set = self
+            .described_task_sets(service)
+            .await
+            .into_iter()
+            .find(|t| t.task_definition() == Some(task_definition))
+            .expect("a task set of the revision");
+        let network = task_set
+            .network_configuration()
+            .and_then(|n| n.awsvpc_configuration());
+        json!({
+            "capacityProviderStrategy": task_set.capacity_provider_strategy().iter()
+                .map(|i| format!("{}:{}:{}", i.capacity_provider(), i.weight(), i.base()))
+                .collect::<Vec<_>>(),
+            "platformVersion": task_set.platform_version(),
+            "launchType": task_set.launch_type().map(|l| l.as_str()),
+            "subnets": network.map(|n| n.subnets().len()),
+            "securityGroups": network.map(|n| n.security_groups().to_vec()),
+            "assignPublicIp": network.and_then(|n| n.assign_public_ip()).map(|a| a.as_str()),
+        })
+    }
+
+    /// The task definitions of the service's task sets.
+    pub async fn task_sets(&self, service: &str) -> Vec<String> {
+        self.described_task_sets(service)
+            .await
+            .iter()
             .filter_map(|t| t.task_definition().map(str::to_owned))
             .collect()
     }

@@ -140,8 +140,34 @@ fn emulator_get(url: &str, path: &str) -> Value {
 /// The default VPC and its subnets, from moto's EC2 (query protocol, answered in XML): what an
 /// ALB in the emulator needs. The tests need nothing else of EC2, so it is asked by hand.
 fn default_subnets(url: &str) -> (String, Vec<String>) {
+    let values = ec2_query(
+        url,
+        "Action=DescribeSubnets&Version=2016-11-15&Filter.1.Name=default-for-az&Filter.1.Value.1=true",
+    );
+    let vpc = values("vpcId").into_iter().next().expect("a default VPC");
+    (vpc, values("subnetId"))
+}
+
+/// The default VPC's subnets and its default security group: an awsvpc service's network.
+pub fn default_network(url: &str) -> (Vec<String>, String) {
+    let (vpc, subnets) = default_subnets(url);
+    let values = ec2_query(
+        url,
+        &format!(
+            "Action=DescribeSecurityGroups&Version=2016-11-15&Filter.1.Name=vpc-id&Filter.1.Value.1={vpc}\
+             &Filter.2.Name=group-name&Filter.2.Value.1=default"
+        ),
+    );
+    let group = values("groupId")
+        .into_iter()
+        .next()
+        .expect("a default security group");
+    (subnets, group)
+}
+
+/// One EC2 query, and a reader of the values of a tag in its XML answer.
+fn ec2_query(url: &str, body: &str) -> impl Fn(&str) -> Vec<String> + use<> {
     let address = url.trim_start_matches("http://").to_owned();
-    let body = "Action=DescribeSubnets&Version=2016-11-15&Filter.1.Name=default-for-az&Filter.1.Value.1=true";
     let mut stream = TcpStream::connect(&address).expect("connect to moto");
     write!(
         stream,
@@ -153,15 +179,13 @@ fn default_subnets(url: &str) -> (String, Vec<String>) {
     .expect("request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
-    let values = |tag: &str| -> Vec<String> {
+    move |tag: &str| -> Vec<String> {
         response
             .split(&format!("<{tag}>"))
             .skip(1)
             .filter_map(|rest| rest.split('<').next().map(str::to_owned))
             .collect()
-    };
-    let vpc = values("vpcId").into_iter().next().expect("a default VPC");
-    (vpc, values("subnetId"))
+    }
 }
 
 pub(crate) fn ecs_tags(tags: &[(&str, &str)]) -> Vec<Tag> {

@@ -123,6 +123,7 @@ impl MemoryEcs {
             strategy: Default::default(),
             load_balanced: None,
             task_sets: Vec::new(),
+            placement: Default::default(),
         };
         guard(&self.inner).services.insert(key.clone(), view);
     }

@@ -34,7 +34,7 @@ const MAX_ROUNDS: usize = 3;
 pub(super) enum Round {
     Done(ServiceReport),
     /// The service no longer runs the revision the push was read against: it runs this.
-    Moved(ServiceView),
+    Moved(Box<ServiceView>),
 }
 
 impl DeployFunction {
@@ -53,7 +53,7 @@ impl DeployFunction {
         for _ in 0..MAX_ROUNDS {
             let service = match self.push_round(push, &target, gate).await {
                 Round::Done(report) => return report,
-                Round::Moved(service) => service,
+                Round::Moved(service) => *service,
             };
             info!(
                 read = %revision_name(&target.task_definition.arn),
@@ -212,7 +212,7 @@ impl DeployFunction {
                     if let Err(e) = self.ports.store.release(key, &locked.owner).await {
                         warn!(error = %e, "could not give back the lock; it expires with its lease");
                     }
-                    return Round::Moved(service);
+                    return Round::Moved(Box::new(service));
                 }
                 Err(e) => {
                     let running = target.task_definition.arn.as_str();

@@ -88,6 +88,7 @@ fn services_asleep_come_first_and_the_rest_keep_their_order() {
                 strategy: Default::default(),
                 load_balanced: None,
                 task_sets: Vec::new(),
+                placement: Default::default(),
             },
             capacity: None,
             state,

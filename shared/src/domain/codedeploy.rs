@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde_json::{Value, json};
 
-use super::fleet::{DeploymentController, ServiceView};
+use super::fleet::{DeploymentController, Placement, ServiceView};
 use super::service::ServiceKey;
 use super::settings::TagProblem;
 
@@ -121,6 +121,8 @@ pub struct CodeDeployTarget {
     pub container_name: String,
     pub container_port: i32,
     pub hooks: Vec<Hook>,
+    /// Where the service's tasks run now: the new task set runs there too.
+    pub placement: Placement,
 }
 
 /// The group that deploys `service`: the one `deckhand:codedeploy` names (which must name the
@@ -197,6 +199,7 @@ pub fn choose_target(
         container_name: container.name.clone(),
         container_port: container.port,
         hooks,
+        placement: service.placement.clone(),
     })
 }
 
@@ -227,20 +230,47 @@ fn codedeploy_problem(service: &ServiceView, message: String) -> TagProblem {
 }
 
 /// The AppSpec of a deployment of `task_definition` (CodeDeploy User Guide, "AppSpec File
-/// example for an Amazon ECS deployment"), as the JSON `AppSpecContent` carries.
+/// example for an Amazon ECS deployment" and "AppSpec 'resources' section for Amazon ECS
+/// deployments"), as the JSON `AppSpecContent` carries. The service's capacity provider
+/// strategy, platform version and network go into `TargetService.Properties`: CodeDeploy
+/// starts the new task set with what the AppSpec says, and without them with no capacity
+/// provider strategy and the `LATEST` platform version. The network is given whole or not at
+/// all, as the page requires (`AssignPublicIp` `DISABLED` where ECS says nothing, its default).
 pub fn appspec(task_definition: &str, target: &CodeDeployTarget) -> String {
+    let mut properties = json!({
+        "TaskDefinition": task_definition,
+        "LoadBalancerInfo": {
+            "ContainerName": target.container_name,
+            "ContainerPort": target.container_port,
+        },
+    });
+    let placement = &target.placement;
+    if let Some(version) = &placement.platform_version {
+        properties["PlatformVersion"] = json!(version);
+    }
+    if let Some(network) = &placement.network {
+        properties["NetworkConfiguration"] = json!({
+            "AwsvpcConfiguration": {
+                "Subnets": network.subnets,
+                "SecurityGroups": network.security_groups,
+                "AssignPublicIp": network.assign_public_ip.as_deref().unwrap_or("DISABLED"),
+            }
+        });
+    }
+    if !placement.capacity_provider_strategy.is_empty() {
+        let strategy: Vec<Value> = placement
+            .capacity_provider_strategy
+            .iter()
+            .map(|i| json!({"Base": i.base, "CapacityProvider": i.capacity_provider, "Weight": i.weight}))
+            .collect();
+        properties["CapacityProviderStrategy"] = Value::Array(strategy);
+    }
     let mut spec = json!({
         "version": 0.0,
         "Resources": [{
             "TargetService": {
                 "Type": "AWS::ECS::Service",
-                "Properties": {
-                    "TaskDefinition": task_definition,
-                    "LoadBalancerInfo": {
-                        "ContainerName": target.container_name,
-                        "ContainerPort": target.container_port,
-                    },
-                },
+                "Properties": properties,
             },
         }],
     });
@@ -336,6 +366,7 @@ mod tests {
                 port: 8080,
             }),
             task_sets: Vec::new(),
+            placement: Default::default(),
         }
     }
 
@@ -446,6 +477,58 @@ mod tests {
         target.hooks.clear();
         let spec: Value = serde_json::from_str(&appspec(arn, &target)).unwrap();
         assert!(spec.get("Hooks").is_none());
+        // A service that says nothing of where it runs: CodeDeploy keeps what it has.
+        let properties = &spec["Resources"][0]["TargetService"]["Properties"];
+        for absent in [
+            "PlatformVersion",
+            "NetworkConfiguration",
+            "CapacityProviderStrategy",
+        ] {
+            assert!(properties.get(absent).is_none(), "{absent}: {properties}");
+        }
+    }
+
+    #[test]
+    fn the_appspec_keeps_where_the_service_runs() {
+        use crate::domain::fleet::{AwsVpc, CapacityProviderItem, Placement};
+        let mut s = service(&[]);
+        s.placement = Placement {
+            capacity_provider_strategy: vec![
+                CapacityProviderItem {
+                    capacity_provider: "FARGATE_SPOT".into(),
+                    weight: 3,
+                    base: 0,
+                },
+                CapacityProviderItem {
+                    capacity_provider: "FARGATE".into(),
+                    weight: 1,
+                    base: 1,
+                },
+            ],
+            platform_version: Some("1.4.0".into()),
+            network: Some(AwsVpc {
+                subnets: vec!["subnet-a".into(), "subnet-b".into()],
+                security_groups: vec!["sg-1".into()],
+                assign_public_ip: None,
+            }),
+        };
+        let target = choose_target(&s, &[group("shop", "web", &[("prod", "web")])]).unwrap();
+        let spec: Value = serde_json::from_str(&appspec("web:7", &target)).unwrap();
+        let properties = &spec["Resources"][0]["TargetService"]["Properties"];
+        assert_eq!(properties["PlatformVersion"], "1.4.0");
+        assert_eq!(
+            properties["CapacityProviderStrategy"],
+            json!([
+                {"Base": 0, "CapacityProvider": "FARGATE_SPOT", "Weight": 3},
+                {"Base": 1, "CapacityProvider": "FARGATE", "Weight": 1}
+            ])
+        );
+        // All of the network or none of it: ECS's default where it says nothing.
+        assert_eq!(
+            properties["NetworkConfiguration"],
+            json!({"AwsvpcConfiguration": {"Subnets": ["subnet-a", "subnet-b"],
+                "SecurityGroups": ["sg-1"], "AssignPublicIp": "DISABLED"}})
+        );
     }
 
     #[test]

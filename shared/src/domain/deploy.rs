@@ -739,6 +739,7 @@ mod tests {
             strategy: Default::default(),
             load_balanced: None,
             task_sets: Vec::new(),
+            placement: Default::default(),
         }
     }
 

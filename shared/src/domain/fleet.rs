@@ -28,6 +28,36 @@ pub struct ServiceView {
     /// services): during a CodeDeploy deployment the new revision runs in a task set of its
     /// own while `taskDefinition` still names the primary one.
     pub task_sets: Vec<String>,
+    /// Where its tasks run, as ECS describes it: what a CodeDeploy deployment must carry over.
+    pub placement: Placement,
+}
+
+/// Where a service's tasks run: its capacity provider strategy, Fargate platform version and
+/// awsvpc network (for a `CODE_DEPLOY` service, those of its primary task set). A CodeDeploy
+/// deployment that does not repeat them runs the new task set with other ones: no capacity
+/// provider strategy (FARGATE_SPOT becomes FARGATE), the `LATEST` platform version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub capacity_provider_strategy: Vec<CapacityProviderItem>,
+    pub platform_version: Option<String>,
+    pub network: Option<AwsVpc>,
+}
+
+/// One entry of a capacity provider strategy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapacityProviderItem {
+    pub capacity_provider: String,
+    pub weight: i32,
+    pub base: i32,
+}
+
+/// `networkConfiguration.awsvpcConfiguration`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsVpc {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    /// `ENABLED` or `DISABLED`, when ECS says.
+    pub assign_public_ip: Option<String>,
 }
 
 /// `loadBalancers[].containerName` and `containerPort` of a service.

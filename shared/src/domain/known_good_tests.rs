@@ -40,6 +40,7 @@ fn service(running: u32, listed: &[(&str, u32)]) -> ServiceView {
         strategy: Default::default(),
         load_balanced: None,
         task_sets: Vec::new(),
+        placement: Default::default(),
     }
 }
 

@@ -33,6 +33,7 @@ fn side(name: &str, partner: &str, extra: &[(&str, &str)]) -> ServiceView {
         strategy: Default::default(),
         load_balanced: None,
         task_sets: Vec::new(),
+        placement: Default::default(),
     }
 }
 

@@ -213,6 +213,7 @@ mod tests {
             strategy: Default::default(),
             load_balanced: None,
             task_sets: Vec::new(),
+            placement: Default::default(),
         };
         assert_eq!(
             needed_by(&state, Some(&view), now),

@@ -12,8 +12,9 @@ use futures::{StreamExt, stream};
 
 use super::{backoff, may_have_been_applied, port_error};
 use crate::domain::fleet::{
-    Container, DeploymentController, EcsDeployment, ImageChange, LoadBalancedContainer,
-    RegisteredFor, ServiceView, Source, TAG_CLONED_FROM, TAG_REGISTERED_FOR, TaskDefinitionView,
+    AwsVpc, CapacityProviderItem, Container, DeploymentController, EcsDeployment, ImageChange,
+    LoadBalancedContainer, Placement, RegisteredFor, ServiceView, Source, TAG_CLONED_FROM,
+    TAG_REGISTERED_FOR, TaskDefinitionView,
 };
 use crate::domain::pause::{ConfiguredPause, PauseHook, PausedDeployment, later_pauses};
 use crate::domain::service::ServiceKey;
@@ -203,7 +204,50 @@ fn service_view(service: &Service) -> Option<ServiceView> {
             .iter()
             .filter_map(|t| t.task_definition().map(str::to_owned))
             .collect(),
+        placement: placement_of(service),
     })
+}
+
+/// Where the service's tasks run: its primary task set's capacity provider strategy, platform
+/// version and network when it has task sets (`CODE_DEPLOY`, `EXTERNAL`), else the service's.
+fn placement_of(service: &Service) -> Placement {
+    use aws_sdk_ecs::types::{CapacityProviderStrategyItem, NetworkConfiguration};
+    let read = |strategy: &[CapacityProviderStrategyItem],
+                platform: Option<&str>,
+                network: Option<&NetworkConfiguration>| Placement {
+        capacity_provider_strategy: strategy
+            .iter()
+            .map(|i| CapacityProviderItem {
+                capacity_provider: i.capacity_provider().to_owned(),
+                weight: i.weight(),
+                base: i.base(),
+            })
+            .collect(),
+        platform_version: platform.map(str::to_owned),
+        network: network
+            .and_then(|n| n.awsvpc_configuration())
+            .map(|a| AwsVpc {
+                subnets: a.subnets().to_vec(),
+                security_groups: a.security_groups().to_vec(),
+                assign_public_ip: a.assign_public_ip().map(|p| p.as_str().to_owned()),
+            }),
+    };
+    match service
+        .task_sets()
+        .iter()
+        .find(|t| t.status() == Some("PRIMARY"))
+    {
+        Some(primary) => read(
+            primary.capacity_provider_strategy(),
+            primary.platform_version(),
+            primary.network_configuration(),
+        ),
+        None => read(
+            service.capacity_provider_strategy(),
+            service.platform_version(),
+            service.network_configuration(),
+        ),
+    }
 }
 
 #[async_trait]
