@@ -22,7 +22,13 @@ Guide describes an ECS blue/green deployment:
 - a test ends a deployment as CodeDeploy would with
   POST /_deckhand/codedeploy/deployments/end {"deploymentId": ..., "status": "Succeeded"|"Failed"}:
   Succeeded makes the new task set primary (the service's taskDefinition follows) and removes the
-  old ones; Failed removes the new one.
+  old ones; Failed removes the new one. With "rollback": true a Failed deployment is followed by
+  CodeDeploy's own rollback deployment, as a group with automatic rollback makes one: InProgress,
+  created by `codeDeployRollback`, deploying the service's primary revision (the failed one's task
+  set runs until the rollback succeeds and removes the others), and GetDeployment
+  shows `rollbackInfo` on both (moto answers it empty); its id is returned as
+  {"rollbackDeploymentId": ...}. A deployment a test creates itself is one deckhand did not
+  start.
 
 No traffic, hooks, wait times or events of its own: the tests send CodeDeploy's events.
 """
@@ -33,6 +39,7 @@ import string
 
 from moto.codedeploy.exceptions import CodeDeployException, DeploymentDoesNotExistException
 from moto.codedeploy.models import CodeDeployBackend, codedeploy_backends
+from moto.codedeploy import responses as codedeploy_responses
 from moto.codedeploy.responses import CodeDeployResponse
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
@@ -203,10 +210,53 @@ class CodeDeployControl:
             start_response("404 Not Found", [("Content-Type", "application/json")])
             return [b'{"error": "no such deployment running, or no such status"}']
         backend, deployment = found
+        answer = {}
         if status == "Succeeded":
             _succeed(backend, deployment)
+        elif body.get("rollback"):
+            # The failed deployment's task set runs until the rollback deployment ends.
+            _fail(deployment, "failed by the test")
+            answer["rollbackDeploymentId"] = _roll_back(backend, deployment)
         else:
             _remove_task_set(backend, deployment)
             _fail(deployment, "failed by the test")
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [b"{}"]
+        body = json.dumps(answer).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def _roll_back(backend, failed):
+    """CodeDeploy's automatic rollback of a failed deployment: a deployment of the revision the
+    service ran before it."""
+    cluster, name = failed.deckhand_service
+    ecs = ecs_backends[backend.account_id][backend.region_name]
+    primary = ecs._get_service(cluster, name).task_definition
+    spec = json.loads(_target_service_content(failed.revision))
+    spec["Resources"][0]["TargetService"]["Properties"]["TaskDefinition"] = primary
+    revision = {"revisionType": "AppSpecContent", "appSpecContent": {"content": json.dumps(spec)}}
+    rollback_id = backend.create_deployment(failed.application_name, failed.deployment_group_name, revision,
+                                            description=f"rollback of {failed.deployment_id}")
+    rollback = backend.deployments[rollback_id]
+    rollback.creator = "codeDeployRollback"
+    rollback.deckhand_rollback_info = {"rollbackTriggeringDeploymentId": failed.deployment_id,
+                                       "rollbackMessage": f"Deployment {failed.deployment_id} failed."}
+    failed.deckhand_rollback_info = {"rollbackDeploymentId": rollback_id,
+                                     "rollbackMessage": f"Rolled back by {rollback_id}."}
+    return rollback_id
+
+
+def _target_service_content(revision):
+    return ((revision or {}).get("appSpecContent") or {}).get("content") or "{}"
+
+
+# GetDeployment shows the rollback a deployment took part in; moto always answers it empty.
+_deployment_info = codedeploy_responses._deployment_info
+
+
+def _deployment_info_with_rollback(deployment):
+    info = _deployment_info(deployment)
+    info["rollbackInfo"] = getattr(deployment, "deckhand_rollback_info", None) or {}
+    return info
+
+
+codedeploy_responses._deployment_info = _deployment_info_with_rollback

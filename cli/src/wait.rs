@@ -49,6 +49,16 @@ pub fn progress(state: &ServiceState, history: &[HistoryRecord], digest: &Digest
         };
         let from = revision_name(&d.from);
         return match d.status {
+            // ECS completed it by its early success criteria: what a pipeline waits for, though
+            // the rollout still settles (and deckhand still guards it).
+            DeploymentStatus::InProgress if d.early_completed_at.is_some() => Ended(
+                Ending::Completed,
+                format!(
+                    "{}ECS completed {to} (from {from}) early, at {}: the rollout still settles, and an alarm until then rolls it back",
+                    dry(d.dry_run),
+                    d.early_completed_at.map(rfc3339).unwrap_or_default()
+                ),
+            ),
             DeploymentStatus::InProgress => Pending(format!(
                 "{}{to} (from {from}) is in progress since {}",
                 dry(d.dry_run),
@@ -103,6 +113,14 @@ pub fn progress(state: &ServiceState, history: &[HistoryRecord], digest: &Digest
                 q.reason
             ),
         );
+    }
+    if let Some(held) = state.held.as_ref().filter(|h| h.push.digest == *digest) {
+        return Pending(format!(
+            "the push of {} is held: the CodeDeploy deployment group {} runs {}",
+            digest.short(),
+            held.group,
+            held.behind.as_deref().unwrap_or("another deployment")
+        ));
     }
     if state.waiting.values().any(|w| w.digest == *digest) {
         return Pending(format!(

@@ -38,6 +38,7 @@ fn deployed(status: DeploymentStatus) -> ServiceState {
             rollback: None,
             dry_run: false,
             alarmed: None,
+            early_completed_at: None,
         }),
         ..Default::default()
     }
@@ -157,4 +158,48 @@ fn a_push_that_never_deploys_ends_and_an_unmatched_tag_does_not() {
         "UpdateService failed: throttled",
     )];
     assert!(matches!(progress(&state, &error, &c), Progress::Pending(_)));
+}
+
+/// ECS completed the deployment early: what the pipeline waits for, said as such; a push held
+/// for a busy CodeDeploy group is still pending.
+#[test]
+fn an_early_completion_ends_the_wait_and_a_held_push_does_not() {
+    let mut state = deployed(DeploymentStatus::InProgress);
+    if let Some(d) = state.deployment.as_mut() {
+        d.early_completed_at = Some(utc("2026-11-23T10:04:00Z"));
+    }
+    let (ending, reason) = ended(progress(&state, &[], &digest('b')));
+    assert_eq!(ending, Ending::Completed);
+    assert!(
+        reason.contains(
+            "ECS completed the deployment of web:2 (from web:1) early, at 2026-11-23T10:04:00Z"
+        ),
+        "{reason}"
+    );
+
+    let mut held = ServiceState::default();
+    let push = deckhand::domain::deploy::Push {
+        event_id: "p".into(),
+        at: utc("2026-11-23T10:00:00Z"),
+        repository: deckhand::domain::image::Repository {
+            account: "123456789012".into(),
+            region: "eu-west-1".into(),
+            name: "web".into(),
+        },
+        digest: digest('c'),
+        tag: None,
+        manifest: Default::default(),
+    };
+    held.held = Some(deckhand::domain::codedeploy_busy::HeldPush {
+        push: deckhand::domain::scan_wait::WaitingPush::new(&push, utc("2026-11-23T10:00:00Z")),
+        behind: Some("d-A1B2C3D4E".into()),
+        group: "shop/web".into(),
+    });
+    match progress(&held, &[], &digest('c')) {
+        Progress::Pending(reason) => assert_eq!(
+            reason,
+            "the push of cccccccccccc is held: the CodeDeploy deployment group shop/web runs d-A1B2C3D4E"
+        ),
+        other => panic!("{other:?}"),
+    }
 }

@@ -101,6 +101,7 @@ fn words(kind: Kind) -> &'static str {
         Kind::DeploySkipped => "deploy skipped",
         Kind::DeployQuarantined => "image quarantined",
         Kind::DeployAwaitingApproval => "waiting for approval",
+        Kind::DeployHeld => "deploy held",
         Kind::TrafficShifted => "traffic shifted",
         Kind::RollbackStarted => "rollback started",
         Kind::RollbackSkipped => "rollback skipped",
@@ -293,6 +294,7 @@ fn next_steps(n: &Notification) -> Vec<String> {
         )],
         Kind::ScaleAwake => vec![format!("put it back to sleep: `deckhand sleep {service}`")],
         Kind::DeploySkipped | Kind::ScaleSkipped | Kind::Error => vec![history],
+        Kind::DeployHeld => vec![history, "see what waits: `deckhand status`".into()],
         Kind::ConfigInvalid => vec![
             "fix the tag named above".into(),
             "see every service's tag problems: `deckhand status`".into(),

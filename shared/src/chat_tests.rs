@@ -103,10 +103,23 @@ fn samples() -> Vec<Notification> {
             "prod/web waits for approval at POST_TEST_TRAFFIC_SHIFT",
             json!({
                 "serviceDeployment": "arn:aws:ecs:eu-west-1:123456789012:service-deployment/prod/web/Xy12Ab34",
-                "hookId": "hook-1", "stage": "POST_TEST_TRAFFIC_SHIFT", "expiresAt": "2026-11-23T11:00:00Z",
+                "hookId": "hook-1", "hookIds": ["hook-1", "hook-2"], "awaiting": 2, "laterPauses": 1,
+                "stage": "POST_TEST_TRAFFIC_SHIFT", "expiresAt": "2026-11-23T11:00:00Z",
                 "timeoutAction": "ROLLBACK", "approve": "deckhand approve prod/web", "reject": "deckhand reject prod/web",
             }),
         ),
+        {
+            let mut held = push(Some("web:41"), Some("web:42"));
+            held["deploymentGroup"] = json!("shop/web");
+            held["behind"] = json!("d-A1B2C3D4E");
+            n(
+                Kind::DeployHeld,
+                Severity::Info,
+                "prod/web",
+                "Holding web:main-42 for prod/web: CodeDeploy group shop/web runs deployment d-A1B2C3D4E",
+                held,
+            )
+        },
         n(
             Kind::TrafficShifted,
             Severity::Info,
@@ -228,7 +241,7 @@ fn every_kind_renders_as_its_golden_file() {
             n.kind.as_str()
         );
     }
-    assert_eq!(kinds.len(), 15, "one sample per kind: {kinds:?}");
+    assert_eq!(kinds.len(), 16, "one sample per kind: {kinds:?}");
 }
 
 #[test]

@@ -133,6 +133,7 @@ pub fn of_notification(n: &Notification) -> Option<Measurements> {
         Kind::DeploySkipped
         | Kind::DeployQuarantined
         | Kind::DeployAwaitingApproval
+        | Kind::DeployHeld
         | Kind::TrafficShifted
         | Kind::RollbackSkipped
         | Kind::ScaleAsleep

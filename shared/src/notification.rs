@@ -22,6 +22,8 @@ pub enum Kind {
     DeployQuarantined,
     #[serde(rename = "deploy.awaiting-approval")]
     DeployAwaitingApproval,
+    #[serde(rename = "deploy.held")]
+    DeployHeld,
     #[serde(rename = "traffic.shifted")]
     TrafficShifted,
     #[serde(rename = "rollback.started")]
@@ -52,6 +54,7 @@ impl Kind {
             Self::DeploySkipped => "deploy.skipped",
             Self::DeployQuarantined => "deploy.quarantined",
             Self::DeployAwaitingApproval => "deploy.awaiting-approval",
+            Self::DeployHeld => "deploy.held",
             Self::TrafficShifted => "traffic.shifted",
             Self::RollbackStarted => "rollback.started",
             Self::RollbackSkipped => "rollback.skipped",
@@ -164,6 +167,7 @@ mod tests {
             DeploySkipped,
             DeployQuarantined,
             DeployAwaitingApproval,
+            DeployHeld,
             TrafficShifted,
             RollbackStarted,
             RollbackSkipped,
@@ -183,6 +187,7 @@ mod tests {
                 | DeploySkipped
                 | DeployQuarantined
                 | DeployAwaitingApproval
+                | DeployHeld
                 | TrafficShifted
                 | RollbackStarted
                 | RollbackSkipped

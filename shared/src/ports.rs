@@ -179,7 +179,8 @@ pub trait CodeDeploy: Send + Sync {
     async fn group(&self, group: &DeploymentGroup) -> PortResult<Option<GroupView>>;
     /// The ECS deployment groups of every application whose `ecsServices` name the service.
     async fn groups_deploying(&self, service: &ServiceKey) -> PortResult<Vec<GroupView>>;
-    /// `CreateDeployment` with the AppSpec as `AppSpecContent`; returns the deployment's id.
+    /// `CreateDeployment` with the AppSpec as `AppSpecContent`; returns the deployment's id. A
+    /// group that runs another deployment refuses it (`Conflict`).
     async fn create_deployment(
         &self,
         group: &DeploymentGroup,
@@ -188,6 +189,12 @@ pub trait CodeDeploy: Send + Sync {
     ) -> PortResult<String>;
     /// The id of the group's deployment still running (`ListDeployments`), if any.
     async fn deployment_in_progress(&self, group: &DeploymentGroup) -> PortResult<Option<String>>;
+    /// What CodeDeploy says of a deployment (`GetDeployment`): what its AppSpec deploys, whether
+    /// it is CodeDeploy's own rollback of another, who started it; `None` when there is none.
+    async fn deployment(
+        &self,
+        deployment_id: &str,
+    ) -> PortResult<Option<crate::domain::codedeploy_busy::RunningDeployment>>;
     /// `StopDeployment` with auto-rollback: CodeDeploy puts the traffic back on the task set it
     /// kept.
     async fn stop_deployment(&self, deployment_id: &str) -> PortResult<()>;
@@ -334,6 +341,9 @@ pub trait StateStore: Send + Sync {
 
     /// The services with pushes the scan gate holds.
     async fn waiting(&self) -> PortResult<Vec<ServiceKey>>;
+
+    /// The services with a push held while their CodeDeploy deployment group was busy.
+    async fn held(&self) -> PortResult<Vec<ServiceKey>>;
 
     /// History of a service, newest first.
     async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>>;

@@ -25,8 +25,12 @@ pub enum Action {
     Quarantined,
     /// An intermediate state was recorded (ECS deployment in progress).
     Recorded,
-    /// The scan gate holds the push until its digest's scan decides.
+    /// The scan gate holds the push until its digest's scan decides; or a rollback waits for
+    /// a CodeDeploy deployment deckhand did not start, and the alarm is delivered again.
     Waiting,
+    /// The push is held: the service's CodeDeploy deployment group runs another deployment,
+    /// and the push deploys once it is free.
+    Held,
     /// Put to sleep: its count and autoscaling capacity saved, then set to the asleep count.
     Asleep,
     /// Woken: what was saved restored exactly.
@@ -80,6 +84,7 @@ pub enum Outcome {
     Shifted,
     Recorded,
     Waiting,
+    Held,
     Asleep,
     Awake,
     WouldSleep,
@@ -253,6 +258,7 @@ fn outcome_of(action: Action) -> Outcome {
         Action::Failed => Outcome::Failed,
         Action::Quarantined => Outcome::Quarantined,
         Action::Waiting => Outcome::Waiting,
+        Action::Held => Outcome::Held,
         Action::Recorded => Outcome::Recorded,
         Action::Asleep => Outcome::Asleep,
         Action::Awake => Outcome::Awake,
@@ -294,6 +300,7 @@ mod tests {
             Shifted,
             Recorded,
             Waiting,
+            Held,
             Asleep,
             Awake,
             WouldSleep,
@@ -314,10 +321,10 @@ mod tests {
         for o in &all {
             match o {
                 Error | RolledBack | WouldRollBack | Deployed | WouldDeploy | Failed
-                | Quarantined | Completed | Shifted | Recorded | Waiting | Asleep | Awake
-                | WouldSleep | WouldWake | Invalid | Skipped | Duplicate | Paused | Resumed
-                | Released | Approved | Rejected | KnownGood | Deregistered | Unchanged
-                | Ignored => {}
+                | Quarantined | Completed | Shifted | Recorded | Waiting | Held | Asleep
+                | Awake | WouldSleep | WouldWake | Invalid | Skipped | Duplicate | Paused
+                | Resumed | Released | Approved | Rejected | KnownGood | Deregistered
+                | Unchanged | Ignored => {}
             }
         }
         all

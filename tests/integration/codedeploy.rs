@@ -19,18 +19,18 @@ const PUSHED: &str = "2026-11-23T10:00:00Z";
 const COMPLETED: &str = "2026-11-23T10:05:00Z";
 
 /// `api` on `FAMILY:1`, deployed by CodeDeploy group `api`, pushed to `main-42` at 10:00.
-struct ByCodeDeploy {
-    stack: Stack,
-    clock: Arc<FixedClock>,
-    deploy: DeployFunction,
-    family: String,
-    digest: String,
-    pushed: Summary,
+pub(crate) struct ByCodeDeploy {
+    pub(crate) stack: Stack,
+    pub(crate) clock: Arc<FixedClock>,
+    pub(crate) deploy: DeployFunction,
+    pub(crate) family: String,
+    pub(crate) digest: String,
+    pub(crate) pushed: Summary,
 }
 
 impl ByCodeDeploy {
     /// `tagged`: the group is named by `deckhand:codedeploy` rather than found.
-    async fn pushed(tagged: bool) -> Self {
+    pub(crate) async fn pushed(tagged: bool) -> Self {
         Self::pushed_placed(tagged, false).await
     }
 
@@ -65,7 +65,7 @@ impl ByCodeDeploy {
         }
     }
 
-    fn revision(&self, n: u32) -> String {
+    pub(crate) fn revision(&self, n: u32) -> String {
         format!(
             "arn:aws:ecs:us-east-1:123456789012:task-definition/{}:{n}",
             self.family
@@ -73,7 +73,7 @@ impl ByCodeDeploy {
     }
 
     /// CodeDeploy ends its deployment with `status` and says so with `state`.
-    async fn ended(&self, status: &str, state: &str) -> Summary {
+    pub(crate) async fn ended(&self, status: &str, state: &str) -> Summary {
         let id = self.stack.codedeploy_running("api").await.remove(0);
         self.stack.end_codedeploy_deployment(&id, status);
         self.clock.set(utc(COMPLETED));
@@ -84,7 +84,7 @@ impl ByCodeDeploy {
     }
 
     /// The alarm of `api` fires at `at`: the summary and the AWS calls of the rollback.
-    async fn alarm(&self, at: &str) -> (Summary, Vec<String>) {
+    pub(crate) async fn alarm(&self, at: &str) -> (Summary, Vec<String>) {
         let arn = metric_alarm(&self.stack, "api-5xx", Some("api"), &[]).await;
         let (mut ports, log) = self.stack.counted_ports(Role::Rollback);
         ports.clock = self.clock.clone();
@@ -94,7 +94,7 @@ impl ByCodeDeploy {
         (rollback.handle(&event).await.unwrap(), log.calls())
     }
 
-    async fn state(&self) -> deckhand::domain::state::ServiceState {
+    pub(crate) async fn state(&self) -> deckhand::domain::state::ServiceState {
         let key = deckhand::domain::service::ServiceKey::new(&self.stack.cluster, "api");
         self.stack.store().load(&key).await.unwrap()
     }

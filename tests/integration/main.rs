@@ -6,6 +6,7 @@
 
 mod cli;
 mod codedeploy;
+mod codedeploy_others;
 mod concurrency;
 mod deploy;
 mod faults;

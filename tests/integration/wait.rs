@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use deckhand::app::deploy::DeployFunction;
 use deckhand::app::rollback::RollbackFunction;
+use deckhand::ports::StateStore as _;
 use deckhand::report::Outcome;
 use deckhand_cli::{CliError, exit_status};
 use serde_json::Value;
@@ -22,6 +23,11 @@ struct Waiting {
 
 /// `web` opted in, `main-42` pushed and deployed by deckhand.
 async fn deployed() -> Waiting {
+    deployed_with(None).await
+}
+
+/// The same; with `early`, the service's rolling deployments complete early at that percent.
+async fn deployed_with(early: Option<i32>) -> Waiting {
     let stack = Stack::new().await;
     let td = stack
         .simple_task_definition(&format!("wait-{}", stack.id), "main-41")
@@ -29,6 +35,9 @@ async fn deployed() -> Waiting {
     stack
         .create_service("web", &td, &[("deckhand:deploy", "prefix=main-")])
         .await;
+    if let Some(percent) = early {
+        stack.set_early_success("web", percent).await;
+    }
     let deploy = DeployFunction::new(stack.system_ports(Role::Deploy), stack.config());
     let digest = stack.push_image("main-42").await;
     let push = stack.push_event("push-42", utc("2026-11-23T10:00:00Z"), "main-42", &digest);
@@ -90,6 +99,38 @@ async fn a_wait_ends_when_ecs_completes_the_deployment() {
             .unwrap()
             .starts_with("ECS completed the deployment of"),
         "{out}"
+    );
+}
+
+/// A service whose rolling deployments complete early: ECS's COMPLETED, while the old tasks
+/// still drain, ends the pipeline's wait (what early success is for) and says so; deckhand keeps
+/// the deployment in progress, guarded, until the rollout settles.
+#[tokio::test]
+async fn an_early_completion_ends_the_wait_while_the_rollout_still_settles() {
+    let w = deployed_with(Some(50)).await;
+    w.ecs("ecs-deployment-completed", "done").await;
+    let state = w
+        .stack
+        .store()
+        .load(&w.stack.service_key("web"))
+        .await
+        .unwrap();
+    let d = state.deployment.unwrap();
+    assert_eq!(
+        d.status,
+        deckhand::domain::state::DeploymentStatus::InProgress
+    );
+    assert!(d.early_completed_at.is_some(), "{d:?}");
+    let (out, ended) = w.wait(&w.digest, "60s").await;
+    assert_eq!(exit_status(&ended), 0, "{out} {ended:?}");
+    assert!(
+        out["reason"].as_str().unwrap().contains("early, at"),
+        "{out}"
+    );
+    assert!(
+        w.stack.refused_calls().is_empty(),
+        "{:?}",
+        w.stack.refused_calls()
     );
 }
 

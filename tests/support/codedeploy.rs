@@ -159,6 +159,49 @@ impl Stack {
         );
     }
 
+    /// The deployment fails and CodeDeploy's automatic rollback starts: its id.
+    pub fn fail_with_codedeploy_rollback(&self, deployment_id: &str) -> String {
+        let answer = emulator_post(
+            self.emulator_url(),
+            "/_deckhand/codedeploy/deployments/end",
+            &json!({"deploymentId": deployment_id, "status": "Failed", "rollback": true}),
+        );
+        answer["rollbackDeploymentId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a rollback deployment: {answer}"))
+            .to_owned()
+    }
+
+    /// A deployment of the group that deckhand did not start (a pipeline's), of
+    /// `task_definition`: its id.
+    pub async fn deploy_elsewhere(&self, group: &str, task_definition: &str) -> String {
+        use aws_sdk_codedeploy::types::{AppSpecContent, RevisionLocation, RevisionLocationType};
+        let appspec = json!({"version": 0.0, "Resources": [{"TargetService": {"Type": "AWS::ECS::Service",
+            "Properties": {"TaskDefinition": task_definition,
+                "LoadBalancerInfo": {"ContainerName": "web", "ContainerPort": 8080}}}}]});
+        self.codedeploy()
+            .create_deployment()
+            .application_name(self.codedeploy_application())
+            .deployment_group_name(group)
+            .revision(
+                RevisionLocation::builder()
+                    .revision_type(RevisionLocationType::AppSpecContent)
+                    .app_spec_content(
+                        AppSpecContent::builder()
+                            .content(appspec.to_string())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .description("the pipeline's deployment")
+            .send()
+            .await
+            .expect("a deployment of the pipeline")
+            .deployment_id()
+            .expect("its id")
+            .to_owned()
+    }
+
     /// The service's task sets, as ECS describes them.
     async fn described_task_sets(&self, service: &str) -> Vec<aws_sdk_ecs::types::TaskSet> {
         let described = self

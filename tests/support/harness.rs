@@ -201,8 +201,8 @@ pub struct Alb {
     pub green: String,
 }
 
-/// A plain HTTP POST of a JSON body to an emulator's own API.
-pub(crate) fn emulator_post(url: &str, path: &str, body: &Value) {
+/// A plain HTTP POST of a JSON body to an emulator's own API; its JSON answer, if any.
+pub(crate) fn emulator_post(url: &str, path: &str, body: &Value) -> Value {
     let address = url.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&address).expect("connect to moto");
     let body = body.to_string();
@@ -219,6 +219,8 @@ pub(crate) fn emulator_post(url: &str, path: &str, body: &Value) {
         status.starts_with('2'),
         "moto API refused {path}: {response}"
     );
+    let answer = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str(answer).unwrap_or(Value::Null)
 }
 
 fn function_name(stack: usize, role: Role) -> String {

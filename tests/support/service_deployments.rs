@@ -34,6 +34,26 @@ impl Stack {
             .expect("update service with a deployment configuration");
     }
 
+    /// A rolling service whose deployments complete early (`earlySuccessCriteria`): at
+    /// `healthy_percent` of its tasks healthy, the old tasks cleaned up after (`DEFERRED`).
+    pub async fn set_early_success(&self, service: &str, healthy_percent: i32) {
+        use aws_sdk_ecs::types::{DeploymentEarlySuccessCriteria, ServiceRevisionCleanup};
+        self.set_deployment_configuration(
+            service,
+            DeploymentConfiguration::builder()
+                .strategy(DeploymentStrategy::Rolling)
+                .early_success_criteria(
+                    DeploymentEarlySuccessCriteria::builder()
+                        .enable(true)
+                        .healthy_percent(healthy_percent)
+                        .source_service_revision_cleanup(ServiceRevisionCleanup::Deferred)
+                        .build(),
+                )
+                .build(),
+        )
+        .await;
+    }
+
     /// Sets the strategy with a pause hook after the test traffic shift, timing out in 60
     /// minutes with ROLLBACK, as the ECS Developer Guide's example.
     pub async fn set_strategy_with_pause_hook(&self, service: &str, strategy: &str) {

@@ -124,6 +124,7 @@ impl MemoryEcs {
             load_balanced: None,
             task_sets: Vec::new(),
             placement: Default::default(),
+            early_success: None,
         };
         guard(&self.inner).services.insert(key.clone(), view);
     }
@@ -226,6 +227,30 @@ impl MemoryEcs {
     pub fn set_strategy(&self, key: &ServiceKey, strategy: crate::domain::strategy::Strategy) {
         if let Some(view) = guard(&self.inner).services.get_mut(key) {
             view.strategy = strategy;
+        }
+    }
+
+    /// ECS's early success criteria for the service's rolling deployments.
+    pub fn set_early_success(&self, key: &ServiceKey, healthy_percent: i32, deferred: bool) {
+        if let Some(view) = guard(&self.inner).services.get_mut(key) {
+            view.early_success = Some(crate::domain::fleet::EarlySuccess {
+                healthy_percent: Some(healthy_percent),
+                deferred_cleanup: deferred,
+            });
+        }
+    }
+
+    /// ECS's rollout of what the service runs has settled: one PRIMARY deployment, COMPLETED,
+    /// every desired task running.
+    pub fn settle_rollout(&self, key: &ServiceKey) {
+        if let Some(view) = guard(&self.inner).services.get_mut(key) {
+            view.deployments = vec![crate::domain::fleet::EcsDeployment {
+                id: "ecs-svc/settled".into(),
+                task_definition: view.task_definition.clone(),
+                status: "PRIMARY".into(),
+                rollout_state: Some("COMPLETED".into()),
+            }];
+            view.running_count = view.desired_count;
         }
     }
 
@@ -1296,6 +1321,15 @@ impl StateStore for MemoryStore {
             .states
             .iter()
             .filter(|(_, (state, _))| !state.waiting.is_empty())
+            .map(|(key, _)| key.clone())
+            .collect())
+    }
+
+    async fn held(&self) -> PortResult<Vec<ServiceKey>> {
+        Ok(guard(&self.inner)
+            .states
+            .iter()
+            .filter(|(_, (state, _))| state.held.is_some())
             .map(|(key, _)| key.clone())
             .collect())
     }

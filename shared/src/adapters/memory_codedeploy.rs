@@ -7,6 +7,9 @@ use async_trait::async_trait;
 
 use super::memory::guard;
 use crate::domain::codedeploy::{DeploymentGroup, GroupView};
+use crate::domain::codedeploy_busy::{
+    ROLLBACK_CREATOR, RunningDeployment, appspec_task_definition,
+};
 use crate::domain::service::ServiceKey;
 use crate::ports::{CodeDeploy, PortError, PortErrorKind, PortResult};
 
@@ -18,6 +21,11 @@ pub struct MemoryDeployment {
     pub appspec: String,
     pub status: String,
     pub stopped_with_rollback: bool,
+    /// `user` for deployments made through the port or a test, `codeDeployRollback` for
+    /// CodeDeploy's own rollbacks.
+    pub creator: String,
+    /// The deployment a rollback deployment rolls back.
+    pub rolls_back: Option<String>,
 }
 
 #[derive(Default)]
@@ -44,6 +52,48 @@ impl MemoryCodeDeploy {
         for d in guard(&self.deployments).iter_mut().filter(|d| d.id == id) {
             d.status = status.to_owned();
         }
+    }
+
+    /// A deployment deckhand did not start (a pipeline's), of the task definition `deploys`
+    /// (`None`: its AppSpec is not shown); returns its id.
+    pub fn start_elsewhere(&self, group: &DeploymentGroup, deploys: Option<&str>) -> String {
+        self.start(group, deploys, "user", None)
+    }
+
+    /// CodeDeploy's own rollback of `of`, which fails: a deployment of `back_to`.
+    pub fn roll_back_elsewhere(&self, of: &str, back_to: &str) -> String {
+        let group = {
+            let mut deployments = guard(&self.deployments);
+            let Some(d) = deployments.iter_mut().find(|d| d.id == of) else {
+                return String::new();
+            };
+            d.status = "Failed".into();
+            d.group.clone()
+        };
+        self.start(&group, Some(back_to), ROLLBACK_CREATOR, Some(of))
+    }
+
+    fn start(
+        &self,
+        group: &DeploymentGroup,
+        deploys: Option<&str>,
+        creator: &str,
+        rolls_back: Option<&str>,
+    ) -> String {
+        let mut deployments = guard(&self.deployments);
+        let id = format!("d-MEM{:06}", deployments.len() + 1);
+        deployments.push(MemoryDeployment {
+            id: id.clone(),
+            group: group.clone(),
+            appspec: deploys.map_or_else(String::new, |td| {
+                format!(r#"{{"Resources":[{{"TargetService":{{"Properties":{{"TaskDefinition":"{td}"}}}}}}]}}"#)
+            }),
+            status: "InProgress".into(),
+            stopped_with_rollback: false,
+            creator: creator.into(),
+            rolls_back: rolls_back.map(str::to_owned),
+        });
+        id
     }
 }
 
@@ -77,7 +127,7 @@ impl CodeDeploy for MemoryCodeDeploy {
         {
             return Err(PortError::new(
                 "CreateDeployment",
-                PortErrorKind::Other,
+                PortErrorKind::Conflict,
                 format!(
                     "DeploymentLimitExceededException: the deployment group {group} already has an active deployment {}",
                     active.id
@@ -91,8 +141,22 @@ impl CodeDeploy for MemoryCodeDeploy {
             appspec: appspec.to_owned(),
             status: "InProgress".into(),
             stopped_with_rollback: false,
+            creator: "user".into(),
+            rolls_back: None,
         });
         Ok(id)
+    }
+
+    async fn deployment(&self, deployment_id: &str) -> PortResult<Option<RunningDeployment>> {
+        Ok(guard(&self.deployments)
+            .iter()
+            .find(|d| d.id == deployment_id)
+            .map(|d| RunningDeployment {
+                id: d.id.clone(),
+                task_definition: appspec_task_definition(&d.appspec),
+                rolls_back: d.rolls_back.clone(),
+                creator: Some(d.creator.clone()),
+            }))
     }
 
     async fn deployment_in_progress(&self, group: &DeploymentGroup) -> PortResult<Option<String>> {

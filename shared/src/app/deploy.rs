@@ -108,6 +108,18 @@ struct PairTarget {
     live_count: i32,
 }
 
+impl DeployFunction {
+    /// The service as it runs now, with the revision it runs, for a push held back earlier.
+    async fn plain_target(&self, service: ServiceView) -> Result<Target, PortError> {
+        let task_definition = self
+            .ports
+            .ecs
+            .describe_task_definition(&service.task_definition)
+            .await?;
+        Ok(Target::plain(service, task_definition))
+    }
+}
+
 impl Target {
     fn plain(service: ServiceView, task_definition: TaskDefinitionView) -> Self {
         Self {
@@ -477,6 +489,9 @@ mod events;
 
 #[path = "deploy_gate.rs"]
 mod gate;
+
+#[path = "deploy_held.rs"]
+mod held;
 
 #[path = "deploy_move.rs"]
 mod moving;

@@ -1,12 +1,13 @@
 //! CodeDeploy's `Deployment State-change Notification` events close the loop of deployments
 //! of `CODE_DEPLOY` services as ECS's deployment events do for the others: `SUCCESS` completes
 //! (the guard window starts), `FAILURE` and `STOP` fail. The event names the deployment group;
-//! the group's `ecsServices` name the service.
+//! the group's `ecsServices` name the service. Any deployment's end frees the group: a push held
+//! while it ran deploys then.
 
 use super::{DeployError, DeployFunction};
 use crate::domain::codedeploy::{CodeDeployEvent, CodeDeployState};
 use crate::domain::deploy::{DeploymentEvent, DeploymentEventKind};
-use crate::report::Summary;
+use crate::report::{Action, Summary};
 
 impl DeployFunction {
     pub(super) async fn on_codedeploy_event(
@@ -51,12 +52,22 @@ impl DeployFunction {
         };
         let deployment = DeploymentEvent {
             event_id: event.event_id.clone(),
-            service,
+            service: service.clone(),
             kind,
             ecs_deployment_id: event.deployment_id.clone(),
             at: event.at,
             reason,
         };
-        self.on_deployment_event(&deployment).await
+        let summary = self.on_deployment_event(&deployment).await?;
+        // A deployment of the group ended, so the group is free: a push held for it goes now.
+        // Housekeeping: what fails here was notified, and the next reconcile tries again; it
+        // never fails this event.
+        let released: Vec<_> = self
+            .release_held(Some(&service))
+            .await
+            .into_iter()
+            .filter(|r| r.action != Action::Error)
+            .collect();
+        Ok(summary.with(released))
     }
 }

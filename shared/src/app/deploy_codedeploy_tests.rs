@@ -139,3 +139,100 @@ async fn codedeploy_states_that_end_nothing_are_ignored() {
         crate::domain::state::DeploymentStatus::InProgress
     );
 }
+
+/// The fixture's push with another id, digest and time.
+fn push_of(id: &str, digest: char, at: &str) -> Value {
+    let mut event = fixtures::aws("ecr-push-image");
+    event["id"] = json!(id);
+    event["time"] = json!(at);
+    event["detail"]["image-digest"] = json!(format!("sha256:{}", digest.to_string().repeat(64)));
+    event["detail"]["image-tag"] = json!(format!("main-{id}"));
+    event
+}
+
+/// A push while a pipeline's deployment holds the group: held with its revision (not retried,
+/// not lost) and said once; the CodeDeploy event of that deployment's end deploys it.
+#[tokio::test]
+async fn a_push_meeting_a_busy_group_is_held_and_deploys_when_the_group_is_free() {
+    let w = codedeploy_world(&[]);
+    w.codedeploy.add_group("demo", "web", &[web()]);
+    let group = crate::domain::codedeploy::DeploymentGroup::new("demo", "web");
+    let running = w.ecs.service(&web()).unwrap().task_definition;
+    let theirs = w.codedeploy.start_elsewhere(&group, Some(&running));
+    let s = send(&w, &fixtures::aws("ecr-push-image")).await;
+    assert_eq!(s.outcome, Outcome::Held, "{s:?}");
+    assert!(
+        s.services[0].reason.starts_with(&format!(
+            "the CodeDeploy deployment group demo/web runs deployment {theirs} and takes one at a time"
+        )),
+        "{s:?}"
+    );
+    let state = w.store.load(&web()).await.unwrap();
+    let held = state.held.clone().expect("held");
+    assert_eq!(held.behind.as_deref(), Some(theirs.as_str()));
+    let registered = state.registered.clone().expect("its revision kept");
+    assert_eq!(kinds(&w), ["deploy.held"]);
+    let revisions = w.ecs.revisions();
+
+    // A reconcile while the group is still busy: held again, quietly, no second revision.
+    let again = w.function.release_held(None).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].action, Action::Held, "{again:?}");
+    assert_eq!(kinds(&w), ["deploy.held"]);
+    assert_eq!(w.ecs.revisions(), revisions);
+    assert_eq!(w.store.held().await.unwrap(), [web()]);
+
+    // The pipeline's deployment ends: its event frees the group and the push deploys.
+    w.codedeploy.end(&theirs, "Succeeded");
+    let done = send(
+        &w,
+        &codedeploy_event("codedeploy-deployment-success", &theirs),
+    )
+    .await;
+    assert_eq!(done.outcome, Outcome::Deployed, "{done:?}");
+    let deployments = w.codedeploy.deployments();
+    assert_eq!(deployments.len(), 2);
+    let spec: Value = serde_json::from_str(&deployments[1].appspec).unwrap();
+    assert_eq!(
+        spec["Resources"][0]["TargetService"]["Properties"]["TaskDefinition"],
+        json!(registered.task_definition),
+        "the revision registered when the push was held"
+    );
+    assert_eq!(w.ecs.revisions(), revisions);
+    let state = w.store.load(&web()).await.unwrap();
+    assert!(state.held.is_none(), "{state:?}");
+    assert_eq!(
+        state.deployment.unwrap().ecs_deployment_id,
+        Some(deployments[1].id.clone())
+    );
+    assert!(w.store.held().await.unwrap().is_empty());
+    assert_eq!(kinds(&w), ["deploy.held", "deploy.started"]);
+}
+
+/// The newest held push is the one that deploys, by the reconcile when the event of the group's
+/// end never came; the older one it replaced is skipped as older.
+#[tokio::test]
+async fn a_reconcile_deploys_the_newest_held_push() {
+    let w = codedeploy_world(&[]);
+    w.codedeploy.add_group("demo", "web", &[web()]);
+    let group = crate::domain::codedeploy::DeploymentGroup::new("demo", "web");
+    let theirs = w.codedeploy.start_elsewhere(&group, None);
+    let first = send(&w, &push_of("p1", 'b', "2026-11-23T10:00:00Z")).await;
+    let second = send(&w, &push_of("p2", 'c', "2026-11-23T10:01:00Z")).await;
+    assert_eq!(
+        (first.outcome, second.outcome),
+        (Outcome::Held, Outcome::Held)
+    );
+    let state = w.store.load(&web()).await.unwrap();
+    assert_eq!(state.held.unwrap().push.event_id, "p2");
+    w.codedeploy.end(&theirs, "Failed");
+    let released = w.function.release_held(None).await;
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(released[0].action, Action::Deployed, "{released:?}");
+    assert_eq!(
+        released[0].digest.as_deref(),
+        Some(format!("sha256:{}", "c".repeat(64)).as_str())
+    );
+    assert!(w.function.release_held(None).await.is_empty());
+    assert_eq!(kinds(&w), ["deploy.held", "deploy.held", "deploy.started"]);
+}

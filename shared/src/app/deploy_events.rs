@@ -179,6 +179,18 @@ impl DeployFunction {
                     Some((Kind::DeployCompleted, Severity::Info, reason)),
                 )
             }
+            DeploymentEventDecision::CompletedEarly { criteria } => {
+                let to = deployment.map_or("", |d| revision_name(&d.to));
+                let reason = format!(
+                    "ECS completed the deployment of {to} early ({}) while it still rolls out; ECS's circuit breaker and alarm rollback no longer act, so until the rollout settles an alarm rolls it back as during any rollout, and its guard window starts then",
+                    criteria.describe()
+                );
+                (
+                    Action::Completed,
+                    reason.clone(),
+                    Some((Kind::DeployCompleted, Severity::Info, reason)),
+                )
+            }
             DeploymentEventDecision::Failed { reason } => {
                 let (to, digest) =
                     deployment.map_or(("", ""), |d| (revision_name(&d.to), d.digest.short()));
@@ -248,6 +260,10 @@ impl DeployFunction {
                         .map(|pushed| (event.at - pushed).num_milliseconds() as f64 / 1000.0),
                 })
             });
+            let mut details = details;
+            if matches!(decision, DeploymentEventDecision::CompletedEarly { .. }) {
+                details["completedEarly"] = json!(true);
+            }
             self.notify(Notification::new(
                 kind,
                 severity,

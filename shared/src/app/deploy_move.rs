@@ -15,7 +15,7 @@ use crate::domain::pair_move::PairMove;
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::state::{Registered, ServiceState};
 use crate::notification::{Kind, Notification, Severity};
-use crate::ports::{Locked, PortError};
+use crate::ports::{Locked, PortError, PortErrorKind};
 use crate::report::{Action, ServiceReport};
 use chrono::TimeDelta;
 
@@ -66,6 +66,14 @@ impl DeployFunction {
                     from: from.to_owned(),
                     task_definition: to,
                 };
+                if target.codedeploy.is_some() && e.kind == PortErrorKind::Conflict {
+                    // The group runs another deployment: held until it is free.
+                    // On the heap: a rare path, kept out of every push's future.
+                    return Box::pin(
+                        self.hold_for_group(push, target, changes, &locked, state, registered, &e),
+                    )
+                    .await;
+                }
                 return self
                     .not_moved(push, key, from, &locked, Some(registered), e)
                     .await;

@@ -267,6 +267,15 @@ impl DeployFunction {
         let running = target.task_definition.arn.as_str();
         let mut state = locked.state.clone();
         state.adopt_baseline(running);
+        if state
+            .held
+            .as_ref()
+            .is_some_and(|h| h.push.event_id == push.event_id)
+        {
+            // Whatever the held push decides now, it is held no more (a busy group holds it
+            // again).
+            state.held = None;
+        }
         if gate == Gate::Passed && wait_of(&state, push).is_some() {
             // Whatever the push decides now, its wait is over.
             end_wait(&mut state, &push.repository);
@@ -290,6 +299,7 @@ impl DeployFunction {
                 };
                 // The running revision is the new one: the baseline is the one it came from.
                 let mut state = locked.state.clone();
+                state.held = None;
                 if gate == Gate::Passed {
                     end_wait(&mut state, &push.repository);
                 }

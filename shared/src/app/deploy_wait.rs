@@ -7,7 +7,7 @@ use serde_json::json;
 use tracing::{Instrument, info_span, warn};
 
 use super::pair::Paired;
-use super::{DeployFunction, Gate, Target, push_details, push_name, push_record, report, rfc3339};
+use super::{DeployFunction, Gate, push_details, push_name, push_record, report, rfc3339};
 use crate::app::locking::{acquire, owner_token};
 use crate::domain::artifact::ManifestKind;
 use crate::domain::deploy::Push;
@@ -51,23 +51,15 @@ impl DeployFunction {
             };
             let push = waiting.push();
             let key = service.key.clone();
-            let task_definition = match self
-                .ports
-                .ecs
-                .describe_task_definition(&service.task_definition)
-                .await
-            {
-                Ok(td) => td,
+            let plain = match self.plain_target(service).await {
+                Ok(target) => target,
                 Err(e) => {
                     reports.push(report(&key, Action::Error, e.to_string()));
                     continue;
                 }
             };
             // The wait of a pair is held on its idle side: the push goes there again.
-            let target = match self
-                .paired(&push, Target::plain(service, task_definition), &none)
-                .await
-            {
+            let target = match self.paired(&push, plain, &none).await {
                 Paired::Alone(t) | Paired::Deploy(t) => t,
                 Paired::ThroughLive => continue,
                 Paired::Reported(r) => {

@@ -48,6 +48,20 @@ pub enum RollbackError {
     /// unavailable); the services the others found were handled.
     #[error("{}", .0.problems.join("; "))]
     MappingFailed(Summary),
+    /// A rollback waits for a CodeDeploy deployment deckhand did not start: nothing changed,
+    /// and a later delivery of the alarm tries again while that is still useful.
+    #[error("{}", waiting_message(.0))]
+    Waiting(Summary),
+}
+
+fn waiting_message(summary: &Summary) -> String {
+    summary
+        .services
+        .iter()
+        .filter(|s| s.action == Action::Waiting)
+        .map(|s| format!("{}: {}", s.service, s.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl RollbackError {
@@ -59,6 +73,7 @@ impl RollbackError {
             Self::ServicesFailed(_) => "deckhand.ServicesFailed",
             Self::Refused(_) => "deckhand.Refused",
             Self::MappingFailed(_) => "deckhand.MappingFailed",
+            Self::Waiting(_) => "deckhand.RollbackWaiting",
         }
     }
 }
@@ -167,6 +182,9 @@ impl RollbackFunction {
         summary.dry_run = self.config.dry_run;
         if summary.failed_services().next().is_some() {
             return Err(RollbackError::ServicesFailed(summary));
+        }
+        if summary.services.iter().any(|s| s.action == Action::Waiting) {
+            return Err(RollbackError::Waiting(summary));
         }
         info!(outcome = ?summary.outcome, services = summary.services.len(), "handled");
         Ok(summary)
@@ -281,10 +299,15 @@ impl RollbackFunction {
             RollbackDecision::RollBack { from, to, reason } => {
                 let back_to = locked.state.deployment.as_ref().map(|d| d.from.as_str());
                 match self
-                    .roll_back_service(&service, &to, back_to == Some(to.as_str()), &locked)
+                    .roll_back_service(
+                        &service,
+                        (&from, &to),
+                        back_to == Some(to.as_str()),
+                        &locked,
+                    )
                     .await
                 {
-                    Ok(route) => {
+                    Ok(Rolled::Back(route)) => {
                         let state = locked.state.clone();
                         let reason = match route.words(&to) {
                             Some(words) => format!("{reason}; {words}"),
@@ -292,6 +315,13 @@ impl RollbackFunction {
                         };
                         self.record_rollback(&case, state, (&from, &to), reason, &route)
                             .await
+                    }
+                    Ok(Rolled::Blocked { reason, .. }) => {
+                        // An operator is told at once; nothing is retried behind their back.
+                        self.release(key, &locked).await;
+                        return Err(RollbackError::Refused(format!(
+                            "{key} is not rolled back: {reason}"
+                        )));
                     }
                     Err(e) => self.failed_under_lock(key, &alarm, &locked, e).await,
                 }
@@ -603,10 +633,29 @@ impl RollbackFunction {
             RollbackDecision::RollBack { from, to, reason } => {
                 let back_to = state.deployment.as_ref().map(|d| d.from.as_str());
                 let route = match self
-                    .roll_back_service(&guarded.service, &to, back_to == Some(to.as_str()), &locked)
+                    .roll_back_service(
+                        &guarded.service,
+                        (&from, &to),
+                        back_to == Some(to.as_str()),
+                        &locked,
+                    )
                     .await
                 {
-                    Ok(route) => route,
+                    Ok(Rolled::Back(route)) => route,
+                    Ok(Rolled::Blocked {
+                        deployment_id,
+                        reason: why,
+                        retry,
+                    }) => {
+                        let reason = with_mark(format!("{reason}; not rolled back: {why}"));
+                        let blocked = Blocked {
+                            deployment_id,
+                            retry,
+                        };
+                        return self
+                            .blocked(&case, state, reason, (&from, &to), blocked)
+                            .await;
+                    }
                     Err(e) => return self.failed_under_lock(key, alarm, &locked, e).await,
                 };
                 let reason = match route.words(&to) {
@@ -651,6 +700,7 @@ impl RollbackFunction {
         } = *case;
         let now = self.ports.clock.now();
         let digest = apply_rollback(&mut state, (from, to), &alarm.name, now, false);
+        state.rollback_waits_for = None;
         let mut record = self.record(key, alarm, now, Action::RolledBack, &reason, (from, to));
         record.digest = digest.as_ref().map(ToString::to_string);
         if let Err(e) = self.commit(key, alarm, locked, &state, record).await {
@@ -765,6 +815,71 @@ impl RollbackFunction {
         record.from = Some(from.to_owned()).filter(|f| !f.is_empty());
         record.to = Some(to.to_owned()).filter(|t| !t.is_empty());
         record
+    }
+
+    /// A rollback held off by a CodeDeploy deployment deckhand did not start: nothing changed.
+    /// A moot one is recorded and notified as any skip. One worth retrying is recorded without
+    /// the event's processed mark and reported `waiting`, so that the invocation fails and the
+    /// alarm is delivered again; it is notified once per deployment it waits for.
+    async fn blocked(
+        &self,
+        case: &Case<'_>,
+        mut state: ServiceState,
+        reason: String,
+        revisions: (&str, &str),
+        blocked: Blocked,
+    ) -> ServiceReport {
+        let Case {
+            key,
+            alarm,
+            locked,
+            guard,
+        } = *case;
+        let now = self.ports.clock.now();
+        let mut details = details(alarm, revisions, None, &reason, guard);
+        details["codeDeployDeployment"] = json!(blocked.deployment_id);
+        details["retried"] = json!(blocked.retry);
+        let announced = state.rollback_waits_for.as_deref() == Some(blocked.deployment_id.as_str());
+        let (action, committed) = if blocked.retry {
+            state.rollback_waits_for = Some(blocked.deployment_id.clone());
+            let record = self.record(key, alarm, now, Action::Waiting, &reason, revisions);
+            let committed = self
+                .ports
+                .store
+                .commit(key, locked, &state, &[record], None)
+                .await;
+            (Action::Waiting, committed)
+        } else {
+            let record = self.record(key, alarm, now, Action::Skipped, &reason, revisions);
+            (
+                Action::Skipped,
+                self.commit(key, alarm, locked, &state, record).await,
+            )
+        };
+        if let Err(e) = committed {
+            return self.failed(key, alarm, e).await;
+        }
+        if !(blocked.retry && announced) {
+            self.notify(Notification::new(
+                Kind::RollbackSkipped,
+                Severity::Warning,
+                key.to_string(),
+                format!(
+                    "Alarm {} fired for {key}; not rolled back: CodeDeploy deployment {} holds the deployment group",
+                    alarm.name, blocked.deployment_id
+                ),
+                now,
+                details,
+            ))
+            .await;
+        }
+        ServiceReport::new(key, action, reason)
+    }
+
+    async fn release(&self, key: &ServiceKey, locked: &Locked) {
+        if let Err(e) = self.ports.store.release(key, &locked.owner).await {
+            warn!(error = %e, "could not release the lock; it expires with its lease");
+        }
     }
 
     async fn commit(
@@ -890,7 +1005,8 @@ fn with_route(mut details: Value, route: &RollbackRoute) -> Value {
         RollbackPath::StopServiceDeployment {
             service_deployment_arn,
         } => details["serviceDeployment"] = json!(service_deployment_arn),
-        RollbackPath::StopCodeDeployDeployment { deployment_id } => {
+        RollbackPath::StopCodeDeployDeployment { deployment_id }
+        | RollbackPath::StopOtherCodeDeployDeployment { deployment_id } => {
             details["codeDeployDeployment"] = json!(deployment_id);
         }
         RollbackPath::Redeploy | RollbackPath::CodeDeployRedeploy => {}
@@ -898,8 +1014,15 @@ fn with_route(mut details: Value, route: &RollbackRoute) -> Value {
     details
 }
 
+/// The CodeDeploy deployment that held a rollback off, and whether it is worth waiting for.
+struct Blocked {
+    deployment_id: String,
+    retry: bool,
+}
+
 #[path = "rollback_strategy.rs"]
 mod strategy;
+use strategy::Rolled;
 
 #[path = "rollback_pair.rs"]
 mod pair;

@@ -8,21 +8,35 @@
 use super::RollbackFunction;
 use crate::app::codedeploy::{codedeploy_target_or_error, deploy_through_codedeploy};
 use crate::app::locking::renew_before_acting;
+use crate::domain::codedeploy_busy::{Blocked, RunningDeployment, rollback_while_busy};
 use crate::domain::fleet::{DeploymentController, ServiceView};
+use crate::domain::image::ImageRef;
 use crate::domain::strategy::{RollbackPath, RollbackRoute, rollback_path};
 use crate::ports::{Locked, PortError};
 
+/// How a rollback went: carried out, or held off by a CodeDeploy deployment deckhand did not
+/// start, with nothing changed.
+pub(super) enum Rolled {
+    Back(RollbackRoute),
+    Blocked {
+        deployment_id: String,
+        reason: String,
+        /// Worth retrying while that deployment runs (what it deploys cannot be told).
+        retry: bool,
+    },
+}
+
 impl RollbackFunction {
-    /// Moves the service back to `to` under a freshly renewed lease, and says how.
+    /// Moves the service back from `from` to `to` under a freshly renewed lease, and says how.
     /// `back_to_target`: the revision ECS would go back to (the one the deployment in progress
     /// started from) is `to`.
     pub(super) async fn roll_back_service(
         &self,
         service: &ServiceView,
-        to: &str,
+        (from, to): (&str, &str),
         back_to_target: bool,
         locked: &Locked,
-    ) -> Result<RollbackRoute, PortError> {
+    ) -> Result<Rolled, PortError> {
         let codedeploy = match service.controller {
             DeploymentController::CodeDeploy => {
                 Some(codedeploy_target_or_error(&self.ports, service).await?)
@@ -43,6 +57,37 @@ impl RollbackFunction {
                     .deployment
                     .as_ref()
                     .and_then(|d| d.ecs_deployment_id.as_deref());
+                if let Some(other) = running.as_deref().filter(|id| Some(*id) != ours) {
+                    // One deployment at a time: what holds the group decides.
+                    match self.someone_elses(other, ours, from, locked).await? {
+                        None => {}
+                        Some(Blocked::StopIt) => {
+                            let route = RollbackRoute {
+                                strategy: service.strategy,
+                                path: RollbackPath::StopOtherCodeDeployDeployment {
+                                    deployment_id: other.to_owned(),
+                                },
+                            };
+                            self.renewed(service, locked).await?;
+                            self.ports.codedeploy.stop_deployment(other).await?;
+                            return Ok(Rolled::Back(route));
+                        }
+                        Some(Blocked::Moot(reason)) => {
+                            return Ok(Rolled::Blocked {
+                                deployment_id: other.to_owned(),
+                                reason,
+                                retry: false,
+                            });
+                        }
+                        Some(Blocked::Wait(reason)) => {
+                            return Ok(Rolled::Blocked {
+                                deployment_id: other.to_owned(),
+                                reason,
+                                retry: true,
+                            });
+                        }
+                    }
+                }
                 let back = back_to_target && running.is_some() && running.as_deref() == ours;
                 (running, back)
             }
@@ -63,14 +108,7 @@ impl RollbackFunction {
                 back_to_target,
             ),
         };
-        let mut held = locked.clone();
-        renew_before_acting(
-            &*self.ports.store,
-            &*self.ports.clock,
-            &service.key,
-            &mut held,
-        )
-        .await?;
+        self.renewed(service, locked).await?;
         match &route.path {
             RollbackPath::Redeploy => self.ports.ecs.update_service(&service.key, to).await?,
             RollbackPath::StopServiceDeployment {
@@ -82,7 +120,8 @@ impl RollbackFunction {
                     .await?;
                 None
             }
-            RollbackPath::StopCodeDeployDeployment { deployment_id } => {
+            RollbackPath::StopCodeDeployDeployment { deployment_id }
+            | RollbackPath::StopOtherCodeDeployDeployment { deployment_id } => {
                 self.ports.codedeploy.stop_deployment(deployment_id).await?;
                 None
             }
@@ -98,6 +137,73 @@ impl RollbackFunction {
                 Some(deploy_through_codedeploy(&self.ports, target, to, &why).await?)
             }
         };
-        Ok(route)
+        Ok(Rolled::Back(route))
+    }
+
+    /// The lease renewed just before the change, so that a lock taken over meanwhile stops it.
+    async fn renewed(&self, service: &ServiceView, locked: &Locked) -> Result<(), PortError> {
+        let mut held = locked.clone();
+        renew_before_acting(
+            &*self.ports.store,
+            &*self.ports.clock,
+            &service.key,
+            &mut held,
+        )
+        .await
+    }
+
+    /// What to do about a CodeDeploy deployment deckhand did not start that holds the group:
+    /// `GetDeployment` says what it deploys, and a task definition other than the bad one is
+    /// read for the bad digest. `None`: it ended meanwhile.
+    async fn someone_elses(
+        &self,
+        id: &str,
+        ours: Option<&str>,
+        bad: &str,
+        locked: &Locked,
+    ) -> Result<Option<Blocked>, PortError> {
+        let Some(running) = self.ports.codedeploy.deployment(id).await? else {
+            return Ok(None);
+        };
+        let pins_bad_digest = self.pins_bad_digest(&running, bad, locked).await;
+        Ok(Some(rollback_while_busy(
+            &running,
+            ours,
+            bad,
+            pins_bad_digest,
+        )))
+    }
+
+    /// Whether the running deployment's task definition pins the digest of deckhand's
+    /// deployment of `bad`. A revision that cannot be read counts as not pinning it: the
+    /// deployment is then judged by its revision alone.
+    async fn pins_bad_digest(
+        &self,
+        running: &RunningDeployment,
+        bad: &str,
+        locked: &Locked,
+    ) -> bool {
+        let digest = locked
+            .state
+            .deployment
+            .as_ref()
+            .filter(|d| d.to == bad)
+            .map(|d| d.digest.to_string());
+        let (Some(digest), Some(td)) = (digest, running.task_definition.as_deref()) else {
+            return false;
+        };
+        if td == bad {
+            return true;
+        }
+        match self.ports.ecs.describe_task_definition(td).await {
+            Ok(view) => view
+                .containers
+                .iter()
+                .any(|c| ImageRef::parse(&c.image).and_then(|i| i.digest) == Some(digest.as_str())),
+            Err(e) => {
+                tracing::warn!(error = %e, task_definition = td, "could not read what the other deployment deploys");
+                false
+            }
+        }
     }
 }

@@ -728,6 +728,57 @@ async fn a_manual_rollback_takes_the_alarm_path_and_an_unknown_revision_changes_
     );
 }
 
+/// ECS completed the deployment early (early success criteria, DEFERRED cleanup): its circuit
+/// breaker and alarm rollback stop there, so deckhand's protection goes on until the rollout
+/// settles; an alarm long after the guard would have ended rolls it back.
+#[tokio::test]
+async fn an_alarm_while_an_early_completion_still_rolls_out_rolls_back() {
+    let w = world();
+    let api = w.service("api", &[]);
+    w.ecs.set_early_success(&api, 50, true);
+    assert_eq!(
+        w.push("p1", "api", 'b', START).await.outcome,
+        Outcome::Deployed
+    );
+    w.clock.set(utc("2026-11-23T10:05:00Z"));
+    let event = json!({"version": "0", "id": "done", "detail-type": "ECS Deployment State Change",
+        "source": "aws.ecs", "account": "123456789012", "time": "2026-11-23T10:05:00Z", "region": "eu-west-1",
+        "resources": [format!("arn:aws:ecs:eu-west-1:123456789012:service/{api}")],
+        "detail": {"eventType": "INFO", "eventName": "SERVICE_DEPLOYMENT_COMPLETED",
+                   "deploymentId": "ecs-svc/1", "updatedAt": "2026-11-23T10:05:00Z"}});
+    let done = w.deploy.handle(&event).await.unwrap();
+    assert_eq!(done.outcome, Outcome::Completed, "{done:?}");
+    assert!(
+        done.services[0].reason.contains(
+            "completed the deployment of api:2 early (early success criteria: complete at 50% of the tasks healthy, the old tasks cleaned up after it (DEFERRED))"
+        ),
+        "{done:?}"
+    );
+    let d = w.store.load(&api).await.unwrap().deployment.unwrap();
+    assert_eq!(
+        (d.status, d.guard_until, d.early_completed_at),
+        (
+            DeploymentStatus::InProgress,
+            None,
+            Some(utc("2026-11-23T10:05:00Z"))
+        )
+    );
+    let completed = w
+        .notifier
+        .published()
+        .into_iter()
+        .find(|n| n.kind == Kind::DeployCompleted)
+        .unwrap();
+    assert_eq!(completed.details["completedEarly"], json!(true));
+    // Long past a 30-minute window counted from ECS's completion: the rollout still settles.
+    let s = w
+        .alarm("a1", "ALARM", "OK", "2026-11-23T11:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
+    w.rolled_back_to_api_1(&api).await;
+}
+
 #[path = "rollback_aws_tests.rs"]
 mod aws;
 

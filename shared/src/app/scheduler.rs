@@ -180,13 +180,20 @@ impl SchedulerFunction {
                 };
                 let summary = self.reconcile(at, mode, &cause).instrument(span).await?;
                 failed = summary.failed_services().next().is_some();
-                if self.config.require_scan.is_some() && !dry_run {
-                    // Pushes still waiting for a scan event that never came: housekeeping,
-                    // whose failures the next reconcile or event tries again.
-                    let deploy = DeployFunction::new(self.ports.clone(), self.config.clone());
-                    summary.with(deploy.settle_scan_waits().await)
-                } else {
+                if dry_run {
                     summary
+                } else {
+                    // Housekeeping, whose failures the next reconcile or event tries again:
+                    // pushes held while their CodeDeploy group was busy, whose end event may
+                    // never have come, and pushes still waiting for a scan event.
+                    let deploy = DeployFunction::new(self.ports.clone(), self.config.clone());
+                    let held = Box::pin(deploy.release_held(None)).await;
+                    let summary = summary.with(held);
+                    if self.config.require_scan.is_some() {
+                        summary.with(deploy.settle_scan_waits().await)
+                    } else {
+                        summary
+                    }
                 }
             }
             SchedulerEvent::Override {

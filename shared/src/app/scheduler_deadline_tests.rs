@@ -89,6 +89,7 @@ fn services_asleep_come_first_and_the_rest_keep_their_order() {
                 load_balanced: None,
                 task_sets: Vec::new(),
                 placement: Default::default(),
+                early_success: None,
             },
             capacity: None,
             state,

@@ -38,6 +38,19 @@ fn words(check: &KnownGoodCheck, guard: chrono::TimeDelta) -> Option<(Action, St
         KnownGoodCheck::RolloutEnded {
             revision,
             guard_until,
+            early: true,
+        } => Some((
+            Action::Recorded,
+            format!(
+                "the rollout of {}, which ECS completed early, has settled (every desired task runs it, no other deployment): guarded until {}",
+                revision_name(revision),
+                guard_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        )),
+        KnownGoodCheck::RolloutEnded {
+            revision,
+            guard_until,
+            early: false,
         } => Some((
             Action::Recorded,
             format!(
@@ -132,6 +145,7 @@ impl SchedulerFunction {
             KnownGoodCheck::RolloutEnded {
                 revision,
                 guard_until,
+                ..
             } => {
                 record.to = Some(revision.clone());
                 end_rollout(&mut state, &revision, at, guard_until);

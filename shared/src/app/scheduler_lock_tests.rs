@@ -203,6 +203,9 @@ impl crate::ports::StateStore for WokenMeanwhile {
     async fn waiting(&self) -> PortResult<Vec<ServiceKey>> {
         self.store.waiting().await
     }
+    async fn held(&self) -> PortResult<Vec<ServiceKey>> {
+        self.store.held().await
+    }
     async fn history(
         &self,
         service: &ServiceKey,

@@ -367,6 +367,7 @@ mod tests {
             }),
             task_sets: Vec::new(),
             placement: Default::default(),
+            early_success: None,
         }
     }
 

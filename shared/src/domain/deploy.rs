@@ -249,6 +249,7 @@ pub fn start_deployment(
         rollback: None,
         dry_run: false,
         alarmed: None,
+        early_completed_at: None,
     });
 }
 
@@ -326,6 +327,13 @@ pub enum DeploymentEventDecision {
     Completed {
         guard_until: DateTime<Utc>,
     },
+    /// ECS completed it by its early success criteria while the service still rolls out (old
+    /// tasks draining, or not every new task started): still in progress for deckhand, whose
+    /// guard window starts once the rollout settles. ECS's own circuit breaker and alarm
+    /// rollback stop here, so until then an alarm rolls it back as during any rollout.
+    CompletedEarly {
+        criteria: super::fleet::EarlySuccess,
+    },
     Failed {
         reason: String,
     },
@@ -375,9 +383,28 @@ pub fn decide_deployment_event(
     }
     match (event.kind, ours.status) {
         (DeploymentEventKind::InProgress, DeploymentStatus::InProgress) => D::InProgress,
-        (DeploymentEventKind::Completed, DeploymentStatus::InProgress) => D::Completed {
-            guard_until: event.at + guard,
-        },
+        (DeploymentEventKind::Completed, DeploymentStatus::InProgress)
+            if ours.early_completed_at.is_some() =>
+        {
+            D::Duplicate(format!(
+                "ECS already completed the deployment of {} early; its rollout still settles",
+                revision_name(&ours.to)
+            ))
+        }
+        (DeploymentEventKind::Completed, DeploymentStatus::InProgress) => {
+            // A pair's side moves its traffic when ECS completes it, whatever the criteria.
+            let pair = service.tags.contains_key(super::pair::TAG_PAIR);
+            match &service.early_success {
+                Some(criteria) if !ours.dry_run && !pair && !service.rollout_settled() => {
+                    D::CompletedEarly {
+                        criteria: criteria.clone(),
+                    }
+                }
+                _ => D::Completed {
+                    guard_until: event.at + guard,
+                },
+            }
+        }
         (
             DeploymentEventKind::Failed,
             DeploymentStatus::InProgress | DeploymentStatus::Completed,
@@ -420,6 +447,9 @@ pub fn apply_deployment_event(
             ours.status = DeploymentStatus::Completed;
             ours.finished_at = Some(event.at);
             ours.guard_until = Some(*guard_until);
+        }
+        DeploymentEventDecision::CompletedEarly { .. } => {
+            ours.early_completed_at = Some(event.at);
         }
         DeploymentEventDecision::Failed { .. } if ours.dry_run => {
             ours.status = DeploymentStatus::Failed;
@@ -740,6 +770,7 @@ mod tests {
             load_balanced: None,
             task_sets: Vec::new(),
             placement: Default::default(),
+            early_success: None,
         }
     }
 

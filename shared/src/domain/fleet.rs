@@ -30,6 +30,35 @@ pub struct ServiceView {
     pub task_sets: Vec<String>,
     /// Where its tasks run, as ECS describes it: what a CodeDeploy deployment must carry over.
     pub placement: Placement,
+    /// ECS's early success criteria for its rolling deployments, when enabled.
+    pub early_success: Option<EarlySuccess>,
+}
+
+/// `deploymentConfiguration.earlySuccessCriteria` of a rolling service (ECS Developer Guide,
+/// "Complete Amazon ECS rolling deployments early with early success criteria"): ECS completes a
+/// deployment once `healthy_percent` of the desired tasks run the new revision, starts the rest
+/// outside the deployment, and with `DEFERRED` cleanup removes the old tasks after completing.
+/// Its circuit breaker and alarm rollback no longer act once it completed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EarlySuccess {
+    pub healthy_percent: Option<i32>,
+    /// `sourceServiceRevisionCleanup` is `DEFERRED`: the old tasks still run, and drain, after
+    /// ECS completed.
+    pub deferred_cleanup: bool,
+}
+
+impl EarlySuccess {
+    pub fn describe(&self) -> String {
+        let healthy = self
+            .healthy_percent
+            .map_or_else(|| "part".to_owned(), |p| format!("{p}%"));
+        let cleanup = if self.deferred_cleanup {
+            "the old tasks cleaned up after it (DEFERRED)"
+        } else {
+            "the old tasks cleaned up before it (BLOCKING)"
+        };
+        format!("early success criteria: complete at {healthy} of the tasks healthy, {cleanup}")
+    }
 }
 
 /// Where a service's tasks run: its capacity provider strategy, Fargate platform version and
@@ -110,6 +139,12 @@ impl ServiceView {
     /// ECS lists more than the PRIMARY deployment: a rollout is going on (or draining).
     pub fn rolling_out(&self) -> bool {
         self.deployments.len() > 1
+    }
+
+    /// The rollout has settled: completed, as below, and every desired task running. After an
+    /// early success, ECS's COMPLETED comes before this.
+    pub fn rollout_settled(&self) -> bool {
+        self.rollout_completed() && self.running_count >= self.desired_count
     }
 
     /// ECS says the rollout of what the service runs has completed: one deployment left, the

@@ -401,6 +401,8 @@ pub enum KnownGoodCheck {
     RolloutEnded {
         revision: String,
         guard_until: DateTime<Utc>,
+        /// ECS had completed it early (early success criteria): the rollout has settled since.
+        early: bool,
     },
 }
 
@@ -420,7 +422,10 @@ pub fn check_known_good(
         let ours = state
             .deployment
             .as_ref()
-            .is_some_and(|d| !d.dry_run && rolling(&d.to, d.status));
+            .filter(|d| !d.dry_run && rolling(&d.to, d.status));
+        // Completed early by ECS: the rollout ends when every desired task runs the revision.
+        let early = ours.is_some_and(|d| d.early_completed_at.is_some());
+        let ours = ours.is_some() && (!early || service.rollout_settled());
         let seen = state
             .seen
             .as_ref()
@@ -429,6 +434,7 @@ pub fn check_known_good(
             return KnownGoodCheck::RolloutEnded {
                 revision: running.clone(),
                 guard_until: now + guard,
+                early,
             };
         }
     }

@@ -41,6 +41,7 @@ fn service(running: u32, listed: &[(&str, u32)]) -> ServiceView {
         load_balanced: None,
         task_sets: Vec::new(),
         placement: Default::default(),
+        early_success: None,
     }
 }
 
@@ -93,6 +94,7 @@ fn ours(from: u32, to: u32, status: DeploymentStatus, started: i64) -> Deploymen
         rollback: None,
         dry_run: false,
         alarmed: None,
+        early_completed_at: None,
     }
 }
 
@@ -401,6 +403,7 @@ fn the_reconcile_settles_what_proved_itself_and_follows_what_nothing_accounts_fo
         KnownGoodCheck::RolloutEnded {
             revision,
             guard_until,
+            early: false,
         } => {
             assert_eq!((revision.as_str(), guard_until), (arn(2).as_str(), at(120)));
             end_rollout(&mut rolling_state, &revision, at(90), guard_until);
@@ -417,5 +420,42 @@ fn the_reconcile_settles_what_proved_itself_and_follows_what_nothing_accounts_fo
     assert_eq!(
         check_known_good(&state, &service(1, &[]), at(20), GUARD),
         KnownGoodCheck::Holds
+    );
+}
+
+/// A deployment ECS completed early (early success criteria) stays in progress until its
+/// rollout settles: every desired task on its revision, no other deployment left. Its guard
+/// window starts then, and only then can it become known-good.
+#[test]
+fn a_deployment_completed_early_is_guarded_from_when_its_rollout_settles() {
+    let mut state = baseline(1);
+    let mut d = ours(1, 2, DeploymentStatus::InProgress, 0);
+    d.early_completed_at = Some(at(5));
+    state.deployment = Some(d);
+    // ECS completed the new deployment; the old one still drains (DEFERRED cleanup).
+    let mut draining = service(2, &[("ecs-svc/ours", 2), ("ecs-svc/old", 1)]);
+    draining.deployments[0].rollout_state = Some("COMPLETED".into());
+    assert_eq!(
+        check_known_good(&state, &draining, at(60), GUARD),
+        KnownGoodCheck::Holds
+    );
+    // The old tasks are gone, but not every new task runs yet (healthyPercent below 100).
+    let mut starting = service(2, &[("ecs-svc/ours", 2)]);
+    starting.deployments[0].rollout_state = Some("COMPLETED".into());
+    starting.running_count = starting.desired_count - 1;
+    assert_eq!(
+        check_known_good(&state, &starting, at(70), GUARD),
+        KnownGoodCheck::Holds
+    );
+    assert_eq!(state.known_good_at(at(200)), Some(arn(1).as_str()));
+    // Settled: the guard window starts now.
+    starting.running_count = starting.desired_count;
+    assert_eq!(
+        check_known_good(&state, &starting, at(80), GUARD),
+        KnownGoodCheck::RolloutEnded {
+            revision: arn(2),
+            guard_until: at(110),
+            early: true,
+        }
     );
 }

@@ -2,6 +2,7 @@
 
 pub mod artifact;
 pub mod codedeploy;
+pub mod codedeploy_busy;
 pub mod deploy;
 pub mod duration;
 pub mod fleet;

@@ -34,6 +34,7 @@ fn side(name: &str, partner: &str, extra: &[(&str, &str)]) -> ServiceView {
         load_balanced: None,
         task_sets: Vec::new(),
         placement: Default::default(),
+        early_success: None,
     }
 }
 

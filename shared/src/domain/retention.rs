@@ -189,6 +189,7 @@ mod tests {
             }),
             dry_run: false,
             alarmed: None,
+            early_completed_at: None,
         });
         state.registered = Some(Registered {
             event_id: "e2".into(),
@@ -214,6 +215,7 @@ mod tests {
             load_balanced: None,
             task_sets: Vec::new(),
             placement: Default::default(),
+            early_success: None,
         };
         assert_eq!(
             needed_by(&state, Some(&view), now),

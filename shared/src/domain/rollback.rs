@@ -495,6 +495,7 @@ mod tests {
                 rollback: None,
                 dry_run: false,
                 alarmed: None,
+                early_completed_at: None,
             }),
             ..Default::default()
         }

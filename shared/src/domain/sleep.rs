@@ -447,6 +447,7 @@ mod tests {
                 rollback: None,
                 dry_run: false,
                 alarmed: None,
+                early_completed_at: None,
             }),
             ..Default::default()
         };

@@ -68,6 +68,14 @@ pub struct ServiceState {
     /// Pushes held by the scan gate until their digest's scan decides, per repository.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub waiting: BTreeMap<String, WaitingPush>,
+    /// The newest push that would deploy while the CodeDeploy deployment group was busy: it
+    /// deploys when the group is free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<crate::domain::codedeploy_busy::HeldPush>,
+    /// The CodeDeploy deployment (not deckhand's) an alarm's rollback waits for: its
+    /// `rollback.skipped` was sent once, the retries stay quiet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_waits_for: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,6 +227,10 @@ pub struct Deployment {
     /// The rollback that undid it, if one did (in dry run: would have).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RolledBack>,
+    /// When ECS completed it early (early success criteria) while it still rolled out: it stays
+    /// in progress for deckhand until the rollout settles, and its guard window starts then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_completed_at: Option<DateTime<Utc>>,
     /// Recorded in dry run: nothing was registered and the service was not moved; `from` and
     /// `to` both name the revision it would have been cloned from.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -304,6 +316,7 @@ mod tests {
             rollback: None,
             dry_run: false,
             alarmed: None,
+            early_completed_at: None,
         }
     }
 

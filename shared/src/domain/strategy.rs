@@ -53,6 +53,9 @@ pub enum RollbackPath {
     /// `StopDeployment` with auto-rollback: CodeDeploy moves the traffic back to the task set
     /// it kept.
     StopCodeDeployDeployment { deployment_id: String },
+    /// The same, of a deployment deckhand did not start that deploys the bad revision: the
+    /// service goes back to what ran before it.
+    StopOtherCodeDeployDeployment { deployment_id: String },
     /// `CreateDeployment` of the known-good revision: a new CodeDeploy deployment.
     CodeDeployRedeploy,
 }
@@ -82,7 +85,8 @@ impl RollbackRoute {
         match self.path {
             RollbackPath::Redeploy => "UpdateService",
             RollbackPath::StopServiceDeployment { .. } => "StopServiceDeployment",
-            RollbackPath::StopCodeDeployDeployment { .. } => "StopDeployment",
+            RollbackPath::StopCodeDeployDeployment { .. }
+            | RollbackPath::StopOtherCodeDeployDeployment { .. } => "StopDeployment",
             RollbackPath::CodeDeployRedeploy => "CreateDeployment",
         }
     }
@@ -96,6 +100,11 @@ impl RollbackRoute {
                 return Some(format!(
                     "CodeDeploy's own rollback of its deployment {deployment_id} in progress (StopDeployment with auto-rollback), the traffic back on {}",
                     revision_name(to)
+                ));
+            }
+            RollbackPath::StopOtherCodeDeployDeployment { ref deployment_id } => {
+                return Some(format!(
+                    "CodeDeploy's own rollback of {deployment_id}, a deployment deckhand did not start that deploys the bad revision (StopDeployment with auto-rollback): the traffic goes back to what ran before it"
                 ));
             }
             RollbackPath::CodeDeployRedeploy => {

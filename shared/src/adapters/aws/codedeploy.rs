@@ -9,6 +9,7 @@ use aws_sdk_codedeploy::types::{
 
 use super::port_error;
 use crate::domain::codedeploy::{DeploymentGroup, GroupView};
+use crate::domain::codedeploy_busy::{RunningDeployment, appspec_task_definition};
 use crate::domain::service::ServiceKey;
 use crate::ports::{CodeDeploy, PortError, PortErrorKind, PortResult};
 
@@ -164,7 +165,17 @@ impl CodeDeploy for CodeDeployGroups {
             .description(description)
             .send()
             .await
-            .map_err(|e| port_error("CreateDeployment", e))?;
+            .map_err(|e| {
+                let busy = e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_deployment_limit_exceeded_exception());
+                let mut error = port_error("CreateDeployment", e);
+                if busy {
+                    // The group runs another deployment: one at a time.
+                    error.kind = PortErrorKind::Conflict;
+                }
+                error
+            })?;
         created.deployment_id.ok_or_else(|| {
             PortError::new(
                 "CreateDeployment",
@@ -192,6 +203,38 @@ impl CodeDeploy for CodeDeployGroups {
             .map_err(|e| port_error("ListDeployments", e))?;
         // An ECS deployment group runs one deployment at a time.
         Ok(listed.deployments().first().cloned())
+    }
+
+    async fn deployment(&self, deployment_id: &str) -> PortResult<Option<RunningDeployment>> {
+        let answer = self
+            .client
+            .get_deployment()
+            .deployment_id(deployment_id)
+            .send()
+            .await;
+        let info = match answer {
+            Ok(answer) => answer.deployment_info,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_deployment_does_not_exist_exception()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(port_error("GetDeployment", e)),
+        };
+        Ok(info.map(|info| RunningDeployment {
+            id: deployment_id.to_owned(),
+            task_definition: info
+                .revision()
+                .and_then(|r| r.app_spec_content())
+                .and_then(|a| a.content())
+                .and_then(appspec_task_definition),
+            rolls_back: info
+                .rollback_info()
+                .and_then(|r| r.rollback_triggering_deployment_id())
+                .map(str::to_owned),
+            creator: info.creator().map(|c| c.as_str().to_owned()),
+        }))
     }
 
     async fn stop_deployment(&self, deployment_id: &str) -> PortResult<()> {

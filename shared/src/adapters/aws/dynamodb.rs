@@ -43,6 +43,7 @@ type Item = HashMap<String, AttributeValue>;
 const STATE_SK: &str = "state";
 const SLEEPING_PK: &str = "sleeping";
 const WAITING_PK: &str = "waiting";
+const HELD_PK: &str = "held";
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET: usize = 100;
 /// BatchWriteItem takes at most 25 requests.
@@ -179,8 +180,9 @@ fn index_item(
     }
 }
 
-/// The indexes of services the state puts on a list: sleeping ones (woken by the schedule)
-/// and those with pushes waiting for their scan (looked at when a scan or the wait ends).
+/// The indexes of services the state puts on a list: sleeping ones (woken by the schedule),
+/// those with pushes waiting for their scan (looked at when a scan or the wait ends), and those
+/// with a push held while their CodeDeploy group is busy (looked at by each reconcile).
 fn index_items(
     table: &str,
     service: &ServiceKey,
@@ -189,9 +191,11 @@ fn index_items(
 ) -> PortResult<Vec<TransactWriteItem>> {
     let sleeping = |s: &ServiceState| s.sleep.is_some();
     let waiting = |s: &ServiceState| !s.waiting.is_empty();
+    let held = |s: &ServiceState| s.held.is_some();
     Ok([
         index_item(table, SLEEPING_PK, service, sleeping, before, after)?,
         index_item(table, WAITING_PK, service, waiting, before, after)?,
+        index_item(table, HELD_PK, service, held, before, after)?,
     ]
     .into_iter()
     .flatten()
@@ -639,6 +643,10 @@ impl StateStore for DynamoStore {
 
     async fn waiting(&self) -> PortResult<Vec<ServiceKey>> {
         self.services_under(WAITING_PK.to_owned()).await
+    }
+
+    async fn held(&self) -> PortResult<Vec<ServiceKey>> {
+        self.services_under(HELD_PK.to_owned()).await
     }
 
     async fn history(&self, service: &ServiceKey, limit: usize) -> PortResult<Vec<HistoryRecord>> {

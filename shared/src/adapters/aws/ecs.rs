@@ -12,9 +12,9 @@ use futures::{StreamExt, stream};
 
 use super::{backoff, may_have_been_applied, port_error};
 use crate::domain::fleet::{
-    AwsVpc, CapacityProviderItem, Container, DeploymentController, EcsDeployment, ImageChange,
-    LoadBalancedContainer, Placement, RegisteredFor, ServiceView, Source, TAG_CLONED_FROM,
-    TAG_REGISTERED_FOR, TaskDefinitionView,
+    AwsVpc, CapacityProviderItem, Container, DeploymentController, EarlySuccess, EcsDeployment,
+    ImageChange, LoadBalancedContainer, Placement, RegisteredFor, ServiceView, Source,
+    TAG_CLONED_FROM, TAG_REGISTERED_FOR, TaskDefinitionView,
 };
 use crate::domain::pause::{ConfiguredPause, PauseHook, PausedDeployment, later_pauses};
 use crate::domain::service::ServiceKey;
@@ -205,6 +205,15 @@ fn service_view(service: &Service) -> Option<ServiceView> {
             .filter_map(|t| t.task_definition().map(str::to_owned))
             .collect(),
         placement: placement_of(service),
+        early_success: service
+            .deployment_configuration()
+            .and_then(|c| c.early_success_criteria())
+            .filter(|e| e.enable())
+            .map(|e| EarlySuccess {
+                healthy_percent: e.healthy_percent(),
+                deferred_cleanup: e.source_service_revision_cleanup()
+                    == Some(&aws_sdk_ecs::types::ServiceRevisionCleanup::Deferred),
+            }),
     })
 }
 
