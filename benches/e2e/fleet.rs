@@ -29,6 +29,8 @@ fn service_name(i: usize) -> String {
 impl Fleet {
     pub async fn create(size: usize) -> Self {
         let stack = Stack::isolated().await;
+        // The release binaries run here publish no chat message.
+        stack.without_chat();
         let clusters = stack
             .create_clusters("bench", size.div_ceil(PER_CLUSTER))
             .await;

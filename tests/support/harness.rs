@@ -518,6 +518,12 @@ impl Stack {
         (clients.ports(&self.counted(config)), log)
     }
 
+    /// Functions run outside these ports publish without the chat topic (the benchmark's
+    /// release binaries): the chat topic then holds fewer messages than the JSON one.
+    pub fn without_chat(&self) {
+        self.chat_partly.store(true, Ordering::SeqCst);
+    }
+
     /// Calls are counted as a stack without a chat topic makes them: the figures pinned in the
     /// tests, the benchmark and the README are those of the default template (with a channel,
     /// the chat Publish runs beside the JSON one).

@@ -190,7 +190,7 @@ impl SchedulerFunction {
                     let held = Box::pin(deploy.release_held(None)).await;
                     let summary = summary.with(held);
                     if self.config.require_scan.is_some() {
-                        summary.with(deploy.settle_scan_waits().await)
+                        summary.with(Box::pin(deploy.settle_scan_waits()).await)
                     } else {
                         summary
                     }
