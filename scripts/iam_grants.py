@@ -20,6 +20,7 @@ from pathlib import Path
 
 import iam
 import iam_reference
+from iam_actions import arn
 
 # The parameter sets whose conditions change the roles' statements.
 VARIANTS = {
@@ -37,27 +38,23 @@ def physical_names(template):
         kind = resource.get("Type")
         low = name.lower()
         if kind == "AWS::DynamoDB::Table":
-            names[name] = {"Ref": low, "Arn": iam_actions_arn("dynamodb", f"table/{low}")}
+            names[name] = {"Ref": low, "Arn": arn("dynamodb", f"table/{low}")}
         elif kind == "AWS::SNS::Topic":
-            arn = iam_actions_arn("sns", low)
-            names[name] = {"Ref": arn, "TopicName": low, "TopicArn": arn}
+            topic = arn("sns", low)
+            names[name] = {"Ref": topic, "TopicName": low, "TopicArn": topic}
         elif kind == "AWS::SQS::Queue":
             names[name] = {"Ref": f"https://sqs.{iam.REGION}.amazonaws.com/{iam.ACCOUNT}/{low}",
-                           "Arn": iam_actions_arn("sqs", low), "QueueName": low}
+                           "Arn": arn("sqs", low), "QueueName": low}
         elif kind == "AWS::KMS::Key":
             names[name] = {"Ref": "00000000-0000-0000-0000-000000000001",
-                           "Arn": iam_actions_arn("kms", "key/00000000-0000-0000-0000-000000000001")}
+                           "Arn": arn("kms", "key/00000000-0000-0000-0000-000000000001")}
         elif kind in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
-            names[name] = {"Ref": low, "Arn": iam_actions_arn("lambda", f"function:{low}")}
+            names[name] = {"Ref": low, "Arn": arn("lambda", f"function:{low}")}
         elif kind == "AWS::IAM::Role":
             names[name] = {"Ref": low, "Arn": f"arn:{iam.PARTITION}:iam::{iam.ACCOUNT}:role/{low}"}
         else:
-            names[name] = {"Ref": low, "Arn": iam_actions_arn("unknown", low)}
+            names[name] = {"Ref": low, "Arn": arn("unknown", low)}
     return names
-
-
-def iam_actions_arn(service, resource):
-    return f"arn:{iam.PARTITION}:{service}:{iam.REGION}:{iam.ACCOUNT}:{resource}"
 
 
 # --- Whether two patterns can match one string -------------------------------------------

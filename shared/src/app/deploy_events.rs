@@ -244,7 +244,7 @@ impl DeployFunction {
             return report(key, Action::Error, e.to_string());
         }
         if let Some((kind, severity, summary)) = notification {
-            let details = deployment.map_or(Value::Null, |d| {
+            let mut details = deployment.map_or(Value::Null, |d| {
                 json!({
                     "ecsDeploymentId": event.ecs_deployment_id,
                     "repository": d.repository,
@@ -260,7 +260,6 @@ impl DeployFunction {
                         .map(|pushed| (event.at - pushed).num_milliseconds() as f64 / 1000.0),
                 })
             });
-            let mut details = details;
             if matches!(decision, DeploymentEventDecision::CompletedEarly { .. }) {
                 details["completedEarly"] = json!(true);
             }

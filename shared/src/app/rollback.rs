@@ -54,16 +54,6 @@ pub enum RollbackError {
     Waiting(Summary),
 }
 
-fn waiting_message(summary: &Summary) -> String {
-    summary
-        .services
-        .iter()
-        .filter(|s| s.action == Action::Waiting)
-        .map(|s| format!("{}: {}", s.service, s.reason))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 impl RollbackError {
     /// The Lambda error type, for diagnostics and alarms.
     pub fn error_type(&self) -> &'static str {
@@ -817,65 +807,6 @@ impl RollbackFunction {
         record
     }
 
-    /// A rollback held off by a CodeDeploy deployment deckhand did not start: nothing changed.
-    /// A moot one is recorded and notified as any skip. One worth retrying is recorded without
-    /// the event's processed mark and reported `waiting`, so that the invocation fails and the
-    /// alarm is delivered again; it is notified once per deployment it waits for.
-    async fn blocked(
-        &self,
-        case: &Case<'_>,
-        mut state: ServiceState,
-        reason: String,
-        revisions: (&str, &str),
-        blocked: Blocked,
-    ) -> ServiceReport {
-        let Case {
-            key,
-            alarm,
-            locked,
-            guard,
-        } = *case;
-        let now = self.ports.clock.now();
-        let mut details = details(alarm, revisions, None, &reason, guard);
-        details["codeDeployDeployment"] = json!(blocked.deployment_id);
-        details["retried"] = json!(blocked.retry);
-        let announced = state.rollback_waits_for.as_deref() == Some(blocked.deployment_id.as_str());
-        let (action, committed) = if blocked.retry {
-            state.rollback_waits_for = Some(blocked.deployment_id.clone());
-            let record = self.record(key, alarm, now, Action::Waiting, &reason, revisions);
-            let committed = self
-                .ports
-                .store
-                .commit(key, locked, &state, &[record], None)
-                .await;
-            (Action::Waiting, committed)
-        } else {
-            let record = self.record(key, alarm, now, Action::Skipped, &reason, revisions);
-            (
-                Action::Skipped,
-                self.commit(key, alarm, locked, &state, record).await,
-            )
-        };
-        if let Err(e) = committed {
-            return self.failed(key, alarm, e).await;
-        }
-        if !(blocked.retry && announced) {
-            self.notify(Notification::new(
-                Kind::RollbackSkipped,
-                Severity::Warning,
-                key.to_string(),
-                format!(
-                    "Alarm {} fired for {key}; not rolled back: CodeDeploy deployment {} holds the deployment group",
-                    alarm.name, blocked.deployment_id
-                ),
-                now,
-                details,
-            ))
-            .await;
-        }
-        ServiceReport::new(key, action, reason)
-    }
-
     async fn release(&self, key: &ServiceKey, locked: &Locked) {
         if let Err(e) = self.ports.store.release(key, &locked.owner).await {
             warn!(error = %e, "could not release the lock; it expires with its lease");
@@ -1014,11 +945,9 @@ fn with_route(mut details: Value, route: &RollbackRoute) -> Value {
     details
 }
 
-/// The CodeDeploy deployment that held a rollback off, and whether it is worth waiting for.
-struct Blocked {
-    deployment_id: String,
-    retry: bool,
-}
+#[path = "rollback_blocked.rs"]
+mod blocked;
+use blocked::{Blocked, waiting_message};
 
 #[path = "rollback_strategy.rs"]
 mod strategy;
