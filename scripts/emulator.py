@@ -304,6 +304,42 @@ ECRBackend.start_image_scan = _start_image_scan_as_aws
 ECRBackend.describe_image_scan_findings = _describe_image_scan_findings_as_aws
 
 
+# A tag pushed again onto another image moves: on a mutable repository AWS leaves the image it
+# came from in place, untagged (a lifecycle rule on untagged images expires it later). moto
+# deletes that image when the tag was its only one, so a push whose tag moved on would look
+# like a push of a digest ECR never had. deckhand tells the two apart (superseded, or refused).
+_put_image = ECRBackend.put_image
+_batch_delete_image = ECRBackend.batch_delete_image
+_moving_tag = threading.local()
+
+
+def _put_image_as_aws(self, *args, **kwargs):
+    _moving_tag.active = True
+    try:
+        return _put_image(self, *args, **kwargs)
+    finally:
+        _moving_tag.active = False
+
+
+def _batch_delete_image_or_untag(self, repository_name, registry_id=None, image_ids=None):
+    if not getattr(_moving_tag, "active", False):
+        return _batch_delete_image(self, repository_name, registry_id, image_ids)
+    # Called by put_image to take the tag off the image that had it.
+    repository = self._get_repository(repository_name, registry_id)
+    for image_id in image_ids or []:
+        tag = image_id.get("imageTag")
+        for image in repository.images:
+            if tag in image.image_tags:
+                image.remove_tag(tag)
+                if not image.image_tags:
+                    image.image_tag = None
+    return {"imageIds": [], "failures": []}
+
+
+ECRBackend.put_image = _put_image_as_aws
+ECRBackend.batch_delete_image = _batch_delete_image_or_untag
+
+
 class CloudWatchCbor:
     """Serves CloudWatch's Smithy RPC v2 CBOR protocol, which the AWS SDK for Rust uses and moto
     does not speak, by translating each request to CloudWatch's JSON protocol, which it does.

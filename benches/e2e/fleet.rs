@@ -12,6 +12,8 @@ use testkit::harness::{ACCOUNT, REGION, Stack};
 
 const PER_CLUSTER: usize = 100;
 const SETUP_CONCURRENCY: usize = 16;
+/// Service 0's repository, the one pushes go to.
+const PUSHED_REPOSITORY: &str = "app-0";
 
 pub struct Fleet {
     pub stack: Stack,
@@ -70,6 +72,13 @@ impl Fleet {
                 }
             })
             .await;
+        stack
+            .ecr
+            .create_repository()
+            .repository_name(PUSHED_REPOSITORY)
+            .send()
+            .await
+            .expect("create repository");
         aws_sdk_cloudwatch::Client::new(&stack.sdk)
             .put_metric_alarm()
             .alarm_name("svc-0000-5xx")
@@ -130,19 +139,44 @@ impl Fleet {
         .collect()
     }
 
-    /// A push of a new digest to service 0's repository, now.
-    pub fn push(&self) -> Value {
+    /// A push of a new digest to service 0's repository, now: ECR takes the image, then its
+    /// event is what the deploy function is handed.
+    pub async fn push(&self) -> Value {
         let n = self
             .pushes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let digest = format!("sha256:{:064x}", 0xdec0_0000_u64 + n as u64);
+        let layer = format!("sha256:{:064x}", 0xdec0_0000_u64 + n as u64);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 100, "digest": layer},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 100, "digest": layer}],
+        });
+        let tag = format!("v{n}");
+        let pushed = self
+            .stack
+            .ecr
+            .put_image()
+            .repository_name(PUSHED_REPOSITORY)
+            .image_manifest(manifest.to_string())
+            .image_manifest_media_type("application/vnd.docker.distribution.manifest.v2+json")
+            .image_tag(&tag)
+            .send()
+            .await
+            .expect("put image");
+        let digest = pushed
+            .image()
+            .and_then(|i| i.image_id())
+            .and_then(|i| i.image_digest())
+            .expect("the pushed digest")
+            .to_owned();
         json!({
             "version": "0", "id": format!("bench-push-{n}"), "detail-type": "ECR Image Action",
             "source": "aws.ecr", "account": ACCOUNT, "region": REGION,
             "time": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-            "resources": [format!("arn:aws:ecr:{REGION}:{ACCOUNT}:repository/app-0")],
-            "detail": {"result": "SUCCESS", "repository-name": "app-0", "image-digest": digest,
-                       "action-type": "PUSH", "image-tag": format!("v{n}")}
+            "resources": [format!("arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{PUSHED_REPOSITORY}")],
+            "detail": {"result": "SUCCESS", "repository-name": PUSHED_REPOSITORY, "image-digest": digest,
+                       "action-type": "PUSH", "image-tag": tag}
         })
     }
 

@@ -260,7 +260,7 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
     // the repository has seen: it looks through the fleet and fills the repository index.
     let mut deploys = Series::default();
     for n in 0..=args.warm {
-        let (summary, latency, calls) = measured(&proxy, &deploy, &fleet.push()).await;
+        let (summary, latency, calls) = measured(&proxy, &deploy, &fleet.push().await).await;
         assert_eq!(outcome(&summary), "deployed", "{summary}");
         deploys.record(n, latency, calls);
     }
@@ -273,7 +273,7 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
     // What Lambda does most: a new execution environment, for a fleet it has seen before.
     let fresh = Function::spawn(&args.bin_dir, "deploy", &env("deploy"), &logs).await;
     fresh.cold_start().await;
-    let (summary, latency, calls) = measured(&proxy, &fresh, &fleet.push()).await;
+    let (summary, latency, calls) = measured(&proxy, &fresh, &fleet.push().await).await;
     assert_eq!(outcome(&summary), "deployed", "{summary}");
     let what = "a push deploys 1 service; a new process, the index filled";
     table.push(Row::latency(
@@ -298,7 +298,7 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
     tokio::time::sleep(PACE_REFILLED).await;
     let fresh = Function::spawn(&args.bin_dir, "deploy", &env("deploy"), &logs).await;
     fresh.cold_start().await;
-    let (summary, _, calls) = measured(&proxy, &fresh, &fleet.push()).await;
+    let (summary, _, calls) = measured(&proxy, &fresh, &fleet.push().await).await;
     assert_eq!(outcome(&summary), "deployed", "{summary}");
     table.push(Row::calls(
         "AWS calls, first invocation",
@@ -318,7 +318,7 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
     // Rollback: each alarm follows a fresh deployment of service 0.
     let mut rollbacks = Series::default();
     for n in 0..=args.warm {
-        let (summary, _) = deploy.invoke(&fleet.push()).await;
+        let (summary, _) = deploy.invoke(&fleet.push().await).await;
         assert_eq!(outcome(&summary), "deployed", "{summary}");
         let (summary, latency, calls) = measured(&proxy, &rollback, &fleet.alarm(n)).await;
         assert_eq!(outcome(&summary), "rolled-back", "{summary}");

@@ -6,6 +6,7 @@ use chrono_tz::Tz;
 use crate::domain::duration::parse_duration;
 use crate::domain::scan::{DEFAULT_SCAN_WAIT, FindingSeverity};
 use crate::domain::schedule::parse_timezone;
+use crate::events::origin::{Home, foreign};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -157,6 +158,16 @@ impl Config {
             scan_wait: DEFAULT_SCAN_WAIT,
             dry_run,
         }
+    }
+
+    /// The stack's own account and region: those of its topic, which the stack creates.
+    pub fn home(&self) -> Option<Home> {
+        Home::of_arn(&self.topic_arn)
+    }
+
+    /// Why an event does not count, when it names another account or region than the stack's.
+    pub fn foreign(&self, event: &serde_json::Value) -> Option<String> {
+        foreign(event, &self.home()?)
     }
 
     pub fn manages_cluster(&self, cluster: &str) -> bool {

@@ -17,6 +17,7 @@ use crate::domain::strategy::HookAwaiting;
 
 pub mod alarm;
 pub mod dead_letter;
+pub mod origin;
 pub mod scan;
 pub mod scheduler;
 

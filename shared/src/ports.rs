@@ -220,6 +220,13 @@ pub trait Autoscaling: Send + Sync {
 
 #[async_trait]
 pub trait Ecr: Send + Sync {
+    /// The digest as ECR holds it in the repository (`DescribeImages`); `None` when ECR has no
+    /// such image (or no such repository).
+    async fn image(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> PortResult<Option<crate::domain::trust::RegistryImage>>;
     /// The tags that point at a digest now.
     async fn image_tags(&self, repository: &Repository, digest: &Digest)
     -> PortResult<Vec<String>>;

@@ -162,8 +162,13 @@ pub struct IndexCheck {
 
 impl Summary {
     pub fn ignored(reason: impl Into<String>) -> Self {
+        Self::whole(Outcome::Ignored, reason)
+    }
+
+    /// One outcome for the whole event, before any service was looked at.
+    pub fn whole(outcome: Outcome, reason: impl Into<String>) -> Self {
         Self {
-            outcome: Outcome::Ignored,
+            outcome,
             reason: Some(reason.into()),
             services: Vec::new(),
             dry_run: false,

@@ -132,8 +132,14 @@ async fn two_pushes_to_one_service_at_once_both_land_every_round() {
     for round in 1..=ROUNDS {
         let app = push_to(&stack, &stack.repository, &format!("main-{round}")).await;
         let side = push_to(&stack, &proxy_repository, &format!("{}", round + 1)).await;
-        let app_event = push_event(&format!("app-{round}"), &stack.repository, "x", &app);
-        let side_event = push_event(&format!("proxy-{round}"), &proxy_repository, "x", &side);
+        let (app_tag, side_tag) = (format!("main-{round}"), format!("{}", round + 1));
+        let app_event = push_event(&format!("app-{round}"), &stack.repository, &app_tag, &app);
+        let side_event = push_event(
+            &format!("proxy-{round}"),
+            &proxy_repository,
+            &side_tag,
+            &side,
+        );
 
         proxy.clear();
         let (a, b) = tokio::join!(first.handle(&app_event), second.handle(&side_event));

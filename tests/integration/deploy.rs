@@ -331,6 +331,7 @@ async fn a_failed_deployment_quarantines_its_digest_and_only_a_new_digest_deploy
         .send()
         .await
         .unwrap();
+    stack.retag(&bad, "main-2-retry").await;
     let summary = function
         .handle(&stack.push_event(
             "push-again",
@@ -373,7 +374,8 @@ async fn ten_concurrent_pushes_end_on_the_newest_and_record_every_decision() {
         .create_service("burst", &td, &[("deckhand:deploy", "any")])
         .await;
     let mut events = Vec::new();
-    let t0 = Utc::now();
+    // Pushed over the last ten seconds: a push's time is never ahead of its confirmation.
+    let t0 = Utc::now() - TimeDelta::seconds(11);
     let mut newest = String::new();
     for i in 1..=10 {
         let digest = stack.push_image(&format!("main-{i}")).await;
@@ -586,6 +588,9 @@ async fn the_sample_events_drive_the_function() {
         .await;
     let mut event = sample_event("ecr-push-untracked-tag");
     event["detail"]["repository-name"] = json!(stack.repository);
+    // ECR holds what the sample pushed.
+    let tag = event["detail"]["image-tag"].as_str().unwrap().to_owned();
+    event["detail"]["image-digest"] = json!(stack.push_image(&tag).await);
     let function = DeployFunction::new(
         stack.ports(Role::Deploy, Arc::new(deckhand::ports::SystemClock)),
         stack.config(),
@@ -686,7 +691,7 @@ fn sorted(calls: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn one_deploy_makes_twelve_aws_calls() {
+async fn one_deploy_makes_thirteen_aws_calls() {
     let stack = Stack::new().await;
     let td = stack
         .simple_task_definition(&format!("calls-{}", stack.id), "main-0")
@@ -725,7 +730,8 @@ async fn one_deploy_makes_twelve_aws_calls() {
         calls,
         sorted(&[
             "DynamoDB.Query",              // was this event handled already? beside:
-            "DynamoDB.Query",              // the services the repository index lists
+            "DynamoDB.Query",              // the services the repository index lists; beside:
+            "ECR.DescribeImages",          // is the digest there, the tag still on it?
             "ECS.DescribeServices",        // their task definitions and tags
             "ECS.DescribeTaskDefinition",  // the containers' images, the revision to clone
             "DynamoDB.UpdateItem",         // take the service's lock, read its state
@@ -752,6 +758,7 @@ async fn one_deploy_makes_twelve_aws_calls() {
         sorted(&[
             "DynamoDB.Query",
             "DynamoDB.Query",
+            "ECR.DescribeImages",
             "ECS.DescribeServices",
             "ECS.DescribeTaskDefinition",
             "DynamoDB.TransactWriteItems"

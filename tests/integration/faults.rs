@@ -59,6 +59,7 @@ async fn the_proxy_sees_every_call_of_a_deploy_by_service_and_operation() {
     let mut expected = [
         "dynamodb.Query",
         "dynamodb.Query",
+        "ecr.DescribeImages",
         "tagging.GetResources",
         "ecs.DescribeServices",
         "dynamodb.BatchGetItem",

@@ -338,14 +338,16 @@ async fn a_wait_that_runs_out_is_decided_from_ecr_findings_on_the_next_event() {
 
     // Before the wait runs out, the next event leaves the push waiting.
     clock.advance(TimeDelta::minutes(10));
-    let unrelated = stack.push_event("push-pr", minutes(t0, 10), "pr-7", &bad);
+    let pr = stack.push_image("pr-7").await;
+    let unrelated = stack.push_event("push-pr", minutes(t0, 10), "pr-7", &pr);
     let early = send(&function, &unrelated).await;
     assert_eq!(early.outcome, Outcome::Ignored, "{early:?}");
     assert_eq!(stack.store().waiting().await.unwrap().len(), 1);
 
     // After it, the next event asks ECR, whose findings quarantine the digest.
     clock.advance(TimeDelta::minutes(21));
-    let unrelated = stack.push_event("push-pr-2", minutes(t0, 31), "pr-8", &bad);
+    let pr = stack.push_image("pr-8").await;
+    let unrelated = stack.push_event("push-pr-2", minutes(t0, 31), "pr-8", &pr);
     let late = send(&function, &unrelated).await;
     let decided = late
         .services

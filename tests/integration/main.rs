@@ -20,6 +20,7 @@ mod rollback;
 mod scheduler;
 mod strategies;
 mod traffic;
+mod trust;
 mod wait;
 
 use testkit::harness;

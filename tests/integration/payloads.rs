@@ -161,7 +161,9 @@ fn push_of(stack: &Stack, fixture: &str, id: &str, digest: &str, tag: Option<&st
     event
 }
 
-fn scan_of(stack: &Stack, id: &str, digest: &str, counts: Value) -> Value {
+/// ECR scans the image, and its event says so.
+async fn scan_of(stack: &Stack, id: &str, digest: &str, counts: Value) -> Value {
+    stack.scan(digest, counts.clone()).await;
     let mut event = aws_fixture("ecr-scan-image-manifest");
     event["id"] = json!(id);
     event["detail"]["repository-name"] = json!(stack.repository);
@@ -287,13 +289,13 @@ async fn a_gated_index_deploys_once_ecr_scanned_every_image_it_lists() {
 
     let first = send(
         &function,
-        &scan_of(&stack, "s-amd64", &amd64, json!({"LOW": 2})),
+        &scan_of(&stack, "s-amd64", &amd64, json!({"LOW": 2})).await,
     )
     .await;
     assert_eq!(first.outcome, Outcome::Waiting, "{first:?}");
     let second = send(
         &function,
-        &scan_of(&stack, "s-arm64", &arm64, json!({"MEDIUM": 1})),
+        &scan_of(&stack, "s-arm64", &arm64, json!({"MEDIUM": 1})).await,
     )
     .await;
     assert_eq!(second.outcome, Outcome::Deployed, "{second:?}");
@@ -387,6 +389,10 @@ async fn an_inspector_scan_quarantines_like_an_ecr_scan() {
         stack.repository
     ));
     scan["detail"]["image-digest"] = json!(digest);
+    // What the event announces, ECR's findings hold (the event's counts decide nothing).
+    stack
+        .scan(&digest, json!({"CRITICAL": 1, "HIGH": 4, "MEDIUM": 9}))
+        .await;
     let s = send(&function, &scan).await;
     assert_eq!(s.outcome, Outcome::Quarantined, "{s:?}");
     assert_eq!(stack.notification_kinds(), ["deploy.quarantined"]);

@@ -100,6 +100,7 @@ async fn the_failure_queue_goes_back_to_the_functions_and_keeps_only_what_fails_
     let push = stack.push_event("push-42", Utc::now(), "main-42", &digest);
     enqueue(&stack, &on_failure_record(&deploy, &push), &[]).await;
     // A push the rule could not deliver: the event itself, the target in an attribute.
+    stack.retag(&digest, "dev-7").await;
     let other = stack.push_event("push-dev", Utc::now(), "dev-7", &digest);
     enqueue(
         &stack,

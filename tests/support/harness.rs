@@ -605,6 +605,29 @@ impl Stack {
         self.put_manifest(&manifest, Some(tag)).await
     }
 
+    /// Pushes a tag onto an image the repository holds (`docker tag` and `docker push`).
+    pub async fn retag(&self, digest: &str, tag: &str) {
+        let image = self
+            .ecr
+            .batch_get_image()
+            .repository_name(&self.repository)
+            .image_ids(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_digest(digest)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("batch get image");
+        let manifest: Value = serde_json::from_str(
+            image.images()[0]
+                .image_manifest()
+                .expect("the image's manifest"),
+        )
+        .expect("a JSON manifest");
+        assert_eq!(self.put_manifest(&manifest, Some(tag)).await, digest);
+    }
+
     /// Pushes any manifest (an index, a signature) under an optional tag and returns the
     /// digest ECR gives it.
     pub async fn put_manifest(&self, manifest: &Value, tag: Option<&str>) -> String {

@@ -19,6 +19,7 @@ use crate::domain::scan::ScanResult;
 use crate::domain::service::ServiceKey;
 use crate::domain::settings::Tags;
 use crate::domain::state::{Capacity, ServiceState};
+use crate::domain::trust::RegistryImage;
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::metrics::{Measurements, Metric};
 use crate::notification::Notification;
@@ -959,6 +960,65 @@ impl MemoryEcr {
         guard(&self.scans).insert((repository.to_owned(), digest.to_string()), result);
     }
 
+    /// A push as ECR takes it: the digest exists in the repository, and the tag moves onto it
+    /// from whichever digest had it.
+    pub fn push(&self, repository: &str, digest: &Digest, tag: Option<&str>) {
+        let mut images = guard(&self.tags);
+        if let Some(tag) = tag {
+            for ((repo, _), tags) in images.iter_mut() {
+                if repo == repository {
+                    tags.retain(|t| t != tag);
+                }
+            }
+        }
+        let tags = images
+            .entry((repository.to_owned(), digest.to_string()))
+            .or_default();
+        tags.extend(tag.map(str::to_owned));
+    }
+
+    /// Takes what an event of ECR or Inspector reports as done before the event was sent: a
+    /// push (`ECR Image Action`) or a finished scan (`ECR Image Scan`, `Inspector2 Scan`; one
+    /// already recorded with `scanned` stays). Tests deliver through here the events AWS
+    /// would send; a forged event is one that skips it. Other events are left alone.
+    pub fn receive(&self, event: &serde_json::Value) {
+        let detail = &event["detail"];
+        // Inspector names the repository by its ARN.
+        let repository = detail["repository-name"]
+            .as_str()
+            .map(|name| name.rsplit_once("repository/").map_or(name, |(_, n)| n));
+        let digest = detail["image-digest"].as_str().map(str::parse::<Digest>);
+        let (Some(repository), Some(Ok(digest))) = (repository, digest) else {
+            return;
+        };
+        match event["detail-type"].as_str() {
+            Some("ECR Image Action") if detail["action-type"] == "PUSH" => {
+                self.push(repository, &digest, detail["image-tag"].as_str());
+            }
+            Some("ECR Image Scan" | "Inspector2 Scan") => {
+                let status = detail["scan-status"].as_str().unwrap_or_default();
+                if !matches!(
+                    status,
+                    "COMPLETE" | "INITIAL_SCAN_COMPLETE" | "SCAN_COMPLETE"
+                ) {
+                    return;
+                }
+                let counts = detail["finding-severity-counts"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(severity, _)| *severity != "TOTAL")
+                    .filter_map(|(severity, n)| Some((severity.clone(), n.as_i64()?)))
+                    .collect();
+                guard(&self.scans)
+                    .entry((repository.to_owned(), digest.to_string()))
+                    .or_insert(ScanResult::Complete { counts });
+            }
+            _ => {}
+        }
+    }
+
+    /// Sets the tags of a digest, which exists from then on.
     pub fn tag(&self, repository: &str, digest: &Digest, tags: &[&str]) {
         guard(&self.tags).insert(
             (repository.to_owned(), digest.to_string()),
@@ -969,6 +1029,20 @@ impl MemoryEcr {
 
 #[async_trait]
 impl Ecr for MemoryEcr {
+    async fn image(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> PortResult<Option<RegistryImage>> {
+        self.enter("DescribeImages")?;
+        Ok(guard(&self.tags)
+            .get(&(repository.name.clone(), digest.to_string()))
+            .map(|tags| RegistryImage {
+                tags: tags.clone(),
+                pushed_at: None,
+            }))
+    }
+
     async fn image_tags(
         &self,
         repository: &Repository,

@@ -20,11 +20,12 @@ use crate::domain::scan_wait::WaitingPush;
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{TagProblem, Tags};
 use crate::domain::state::ServiceState;
+use crate::domain::trust::{PushClaim, check_push};
 use crate::events::{DeployEvent, EventError, parse_deploy_event};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::{Kind, Notification, Severity};
 use crate::ports::{Locked, PortError};
-use crate::report::{Action, ServiceReport, Summary};
+use crate::report::{Action, Outcome, ServiceReport, Summary};
 
 /// How many services one invocation works on at once.
 const CONCURRENCY: usize = 8;
@@ -36,6 +37,9 @@ pub enum DeployError {
     /// Nothing was changed: the services concerned could not be found.
     #[error("could not find the services concerned: {0}")]
     Discovery(PortError),
+    /// Nothing was changed: ECR could not be asked whether the push is real.
+    #[error("could not confirm the push with ECR: {0}")]
+    Unconfirmed(PortError),
     /// Some services could not be handled; the others were. A retry of the same event redoes
     /// only the failed ones.
     #[error("{}", .0.failure_message())]
@@ -48,6 +52,7 @@ impl DeployError {
         match self {
             Self::BadEvent(_) => "deckhand.BadEvent",
             Self::Discovery(_) => "deckhand.DiscoveryFailed",
+            Self::Unconfirmed(_) => "deckhand.PushUnconfirmed",
             Self::ServicesFailed(_) => "deckhand.ServicesFailed",
         }
     }
@@ -155,6 +160,10 @@ impl DeployFunction {
     }
 
     pub async fn handle(&self, event: &Value) -> Result<Summary, DeployError> {
+        if let Some(reason) = self.config.foreign(event) {
+            warn!(%reason, "an event of another account or region changes nothing");
+            return Ok(Summary::ignored(reason));
+        }
         let mut summary = match parse_deploy_event(event)? {
             DeployEvent::NotForDeckhand(reason) => Summary::ignored(reason),
             DeployEvent::Scan(scan) => {
@@ -213,17 +222,40 @@ impl DeployFunction {
         self.settle_overdue().await
     }
 
-    async fn on_push(&self, push: &Push) -> Result<Summary, DeployError> {
-        // Independent reads, side by side: the processed marks and the services concerned.
-        let (done, discovered) = futures::try_join!(
-            self.ports.store.processed(&push.event_id),
-            self.discover(push)
-        )
-        .map_err(DeployError::Discovery)?;
+    async fn on_push(&self, claimed: &Push) -> Result<Summary, DeployError> {
+        // Independent reads, side by side: the processed marks, the services concerned, and
+        // what ECR holds of the pushed digest.
+        let (done, discovered, registered) = futures::join!(
+            self.ports.store.processed(&claimed.event_id),
+            self.discover(claimed),
+            self.ports.ecr.image(&claimed.repository, &claimed.digest)
+        );
+        let done = done.map_err(DeployError::Discovery)?;
+        let discovered = discovered.map_err(DeployError::Discovery)?;
         let Discovered {
             targets,
             unreadable,
         } = discovered;
+        if targets.is_empty() && unreadable.is_empty() {
+            return Ok(Summary::ignored(format!(
+                "no opted-in service runs an image from {}",
+                claimed.repository.name
+            )));
+        }
+        // Nothing is changed on the event's word alone.
+        let registered = registered.map_err(DeployError::Unconfirmed)?;
+        let push = match check_push(claimed, registered.as_ref(), self.ports.clock.now()) {
+            PushClaim::Confirmed(push) => push,
+            PushClaim::Unknown { reason } => {
+                warn!(%reason, "a push ECR does not confirm changes nothing");
+                return Ok(Summary::ignored(reason));
+            }
+            PushClaim::Superseded { reason } => {
+                info!(%reason, "a superseded push changes nothing");
+                return Ok(Summary::whole(Outcome::Skipped, reason));
+            }
+        };
+        let push = &push;
         let mut reports = Vec::new();
         for (key, e) in unreadable {
             reports.push(self.failed(&key, push, None, e).await);

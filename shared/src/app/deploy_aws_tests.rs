@@ -170,7 +170,7 @@ async fn an_inspector_scan_decides_like_a_basic_one() {
     assert_eq!(s.outcome, Outcome::Quarantined, "{s:?}");
     assert!(s.services[0].reason.contains("1 CRITICAL, 4 HIGH"), "{s:?}");
 
-    // Clean for a HIGH gate: it deploys without asking ECR.
+    // Clean for a HIGH gate: ECR's findings, which the event points to, say so too.
     let w = corpus_world(Some(FindingSeverity::High));
     send(&w, &fixtures::aws("ecr-push-image")).await;
     let mut clean = fixtures::aws("inspector2-scan-ecr-image");
@@ -179,8 +179,8 @@ async fn an_inspector_scan_decides_like_a_basic_one() {
     assert_eq!(s.outcome, Outcome::Deployed, "{s:?}");
     assert_eq!(
         w.ecr.calls("DescribeImageScanFindings"),
-        1,
-        "only the check at the push"
+        2,
+        "the check at the push, and the findings the event announced"
     );
 }
 

@@ -13,7 +13,7 @@ async fn a_batch_that_cannot_be_read_fails_its_services_only_and_the_retry_finis
     w.ecs.add_service(&api, &td, &[("deckhand:deploy", "any")]);
     w.ecs.fail_describing(&api);
 
-    let event = push_event("e1", 1, Some("main-42"), 'b');
+    let event = w.pushed(push_event("e1", 1, Some("main-42"), 'b'));
     let failed = w.function.handle(&event).await;
     let Err(DeployError::ServicesFailed(summary)) = failed else {
         panic!("the unread service is retried: {failed:?}");

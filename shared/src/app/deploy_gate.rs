@@ -1,6 +1,7 @@
 //! The scan gate of the `deploy` function: pushes that would deploy wait for the scans of what
 //! they pushed (the image, or every image of an index); a scan event (`ECR Image Scan`, or
-//! `Inspector2 Scan` with enhanced scanning) or, once the wait runs out, ECR's findings decide.
+//! `Inspector2 Scan` with enhanced scanning) says when to read ECR's findings, which decide, as they
+//! do once the wait runs out.
 //! A wait that cannot be decided when it runs out ends undeployed, with the reason said.
 
 use std::collections::BTreeMap;
@@ -70,35 +71,30 @@ impl DeployFunction {
                 scan.repository.name
             )));
         }
-        let mut verdict = judge_scan(&scan.result, gate, &scan.digest);
-        if verdict == ScanVerdict::Pending && matches!(scan.result, ScanResult::Counted { .. }) {
-            // Amazon Inspector's event leaves severities uncounted that the gate holds back:
-            // ECR's findings count them all.
-            verdict = match self
-                .judge_with_ecr(&scan.repository, &scan.digest, gate)
-                .await
-            {
-                Ok(verdict) => verdict,
-                Err(e) => {
-                    warn!(error = %e, "could not read the full findings; the push keeps waiting");
-                    ScanVerdict::Pending
-                }
-            };
+        // The event only says that a scan ended: what it found is read from ECR (Inspector's
+        // findings included), never taken from the counts the event carries.
+        let claimed = judge_scan(&scan.result, gate, &scan.digest);
+        let verdict = match self
+            .ports
+            .ecr
+            .scan_findings(&scan.repository, &scan.digest)
+            .await
+        {
+            // ECR has no scan of it (yet): the wait goes on, and runs out as any other.
+            Ok(ScanResult::NotRun) => ScanVerdict::Pending,
+            Ok(result) => judge_scan(&result, gate, &scan.digest),
+            Err(e) => {
+                warn!(error = %e, "could not read the findings; the push keeps waiting");
+                ScanVerdict::Pending
+            }
+        };
+        if verdict != ScanVerdict::Pending && !same_kind(&claimed, &verdict) {
+            warn!(event = ?claimed, ecr = ?verdict, "the scan event says otherwise than ECR's findings; ECR's decide");
         }
         let reports = self
             .judge_holders(holders, &scan.digest, verdict, &scan.event_id)
             .await;
         Ok(Summary::of(reports, String::new))
-    }
-
-    async fn judge_with_ecr(
-        &self,
-        repository: &Repository,
-        digest: &Digest,
-        gate: FindingSeverity,
-    ) -> Result<ScanVerdict, PortError> {
-        let result = self.ports.ecr.scan_findings(repository, digest).await?;
-        Ok(judge_scan(&result, gate, digest))
     }
 
     /// Each holder takes the verdict of the scan of `digest`: a decided wait is settled, an
@@ -335,6 +331,10 @@ impl DeployFunction {
             }
         }
     }
+}
+
+fn same_kind(a: &ScanVerdict, b: &ScanVerdict) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
 }
 
 /// What a wait still lacked when it ran out.

@@ -9,7 +9,7 @@ async fn after_one_look_through_the_fleet_a_push_reads_only_the_services_its_rep
     let w = fleet();
     assert_eq!(w.store.listed("web"), None, "never seen");
     w.function
-        .handle(&push_event("e1", 1, Some("main-1"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-1"), 'b')))
         .await
         .unwrap();
     assert_eq!(w.ecs.calls("GetResources"), 1);
@@ -21,7 +21,7 @@ async fn after_one_look_through_the_fleet_a_push_reads_only_the_services_its_rep
     let cold = DeployFunction::new(w.function.ports.clone(), config(false));
     let read_before = w.ecs.described().len();
     let summary = cold
-        .handle(&push_event("e2", 2, Some("main-2"), 'c'))
+        .handle(&w.pushed(push_event("e2", 2, Some("main-2"), 'c')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed);
@@ -41,7 +41,7 @@ async fn after_one_look_through_the_fleet_a_push_reads_only_the_services_its_rep
 async fn a_service_tagged_on_a_repository_never_seen_is_found_by_the_look_through_the_fleet() {
     let w = fleet();
     w.function
-        .handle(&push_event("e1", 1, Some("main-1"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-1"), 'b')))
         .await
         .unwrap();
     // Seconds ago: a new service of a new repository, seen by no pass yet.
@@ -53,7 +53,7 @@ async fn a_service_tagged_on_a_repository_never_seen_is_found_by_the_look_throug
         .add_service(&billing, &td, &[("deckhand:deploy", "any")]);
     let mut push = push_event("e2", 2, Some("v2"), 'c');
     push["detail"]["repository-name"] = json!("billing");
-    let summary = w.function.handle(&push).await.unwrap();
+    let summary = w.function.handle(&w.pushed(push)).await.unwrap();
     assert_eq!(by_service(&summary), [("demo/billing", Action::Deployed)]);
     assert_eq!(w.ecs.calls("GetResources"), 2);
     assert_eq!(
@@ -67,7 +67,7 @@ async fn a_push_to_a_repository_no_service_runs_looks_through_the_fleet_once() {
     let w = fleet();
     let mut push = push_event("e1", 1, Some("v1"), 'b');
     push["detail"]["repository-name"] = json!("base-image");
-    let summary = w.function.handle(&push).await.unwrap();
+    let summary = w.function.handle(&w.pushed(push.clone())).await.unwrap();
     assert_eq!(summary.outcome, Outcome::Ignored);
     push["id"] = json!("e2");
     let summary = w.function.handle(&push).await.unwrap();
@@ -84,7 +84,7 @@ async fn a_push_to_a_repository_no_service_runs_looks_through_the_fleet_once() {
 async fn a_service_that_left_its_repository_or_opted_out_leaves_its_list() {
     let w = fleet();
     w.function
-        .handle(&push_event("e1", 1, Some("main-1"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-1"), 'b')))
         .await
         .unwrap();
     // app-3 moves onto `web` behind deckhand's back and no event tells; web opts out.
@@ -92,7 +92,7 @@ async fn a_service_that_left_its_repository_or_opted_out_leaves_its_list() {
     w.ecs.add_service(&web(), &running, &[]);
     let summary = w
         .function
-        .handle(&push_event("e2", 2, Some("main-2"), 'c'))
+        .handle(&w.pushed(push_event("e2", 2, Some("main-2"), 'c')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Ignored, "{summary:?}");
@@ -104,7 +104,7 @@ async fn a_service_that_left_its_repository_or_opted_out_leaves_its_list() {
 async fn a_service_on_another_revision_is_read_again_and_its_entries_moved() {
     let w = fleet();
     w.function
-        .handle(&push_event("e1", 1, Some("main-1"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-1"), 'b')))
         .await
         .unwrap();
     // A person moves web onto a revision without envoy.
@@ -114,7 +114,7 @@ async fn a_service_on_another_revision_is_read_again_and_its_entries_moved() {
     w.ecs.update_service(&web(), &alone).await.unwrap();
     let summary = w
         .function
-        .handle(&push_event("e2", 2, Some("main-2"), 'c'))
+        .handle(&w.pushed(push_event("e2", 2, Some("main-2"), 'c')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed);
@@ -144,7 +144,7 @@ fn tagged(service: &str) -> Value {
 async fn a_service_tagged_on_a_repository_already_seen_is_listed_from_its_tag_change() {
     let w = fleet();
     w.function
-        .handle(&push_event("e1", 1, Some("main-1"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-1"), 'b')))
         .await
         .unwrap();
     // A canary of web, tagged now: `web` is seen, so a push reads its list, not the fleet.
@@ -162,7 +162,7 @@ async fn a_service_tagged_on_a_repository_already_seen_is_listed_from_its_tag_ch
     );
     let summary = w
         .function
-        .handle(&push_event("e2", 2, Some("main-2"), 'c'))
+        .handle(&w.pushed(push_event("e2", 2, Some("main-2"), 'c')))
         .await
         .unwrap();
     assert_eq!(

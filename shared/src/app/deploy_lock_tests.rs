@@ -123,7 +123,7 @@ async fn a_deployment_that_lost_its_lock_while_registering_changes_nothing() {
     let ports = slow_ports(&w, LEASE + chrono::TimeDelta::seconds(1));
     let function = DeployFunction::new(ports, config(false));
     let failed = function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await;
     assert!(
         matches!(&failed, Err(DeployError::ServicesFailed(s)) if s.services[0].reason.contains("taken over")),
@@ -148,7 +148,7 @@ async fn a_deployment_renews_its_lease_before_moving_the_service_when_little_is_
         config(false),
     );
     let summary = function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");
@@ -158,7 +158,7 @@ async fn a_deployment_renews_its_lease_before_moving_the_service_when_little_is_
     let w = world(&[("deckhand:deploy", "any")]);
     let summary = w
         .function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");

@@ -59,7 +59,7 @@ fn green_event(id: &str, name: &str, minute: u32) -> Value {
 /// `main-42` pushed at 10:31 (deployed to green).
 async fn pushed(w: &World) -> Summary {
     w.function
-        .handle(&push_event("p1", 31, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("p1", 31, Some("main-42"), 'b')))
         .await
         .unwrap()
 }
@@ -83,7 +83,7 @@ async fn a_push_goes_to_the_idle_side_and_completed_moves_the_first_step() {
     let w = pair("10 50 100");
     let s = w
         .function
-        .handle(&push_event("p1", 31, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("p1", 31, Some("main-42"), 'b')))
         .await
         .unwrap();
     assert_eq!(
@@ -189,7 +189,7 @@ async fn a_broken_pair_is_reported_before_anything_changes() {
         .forward_to(LISTENER, &[(BLUE_TG, 1), (GREEN_TG, 1)]);
     let s = w
         .function
-        .handle(&push_event("p1", 31, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("p1", 31, Some("main-42"), 'b')))
         .await
         .unwrap();
     assert_eq!(

@@ -129,12 +129,14 @@ async fn a_push_read_before_another_moved_the_service_deploys_on_top_of_it() {
     );
     let other = async {
         read_rx.await.expect("the app's push reads the service");
-        let other = proxy_push.handle(&envoy_push("e-envoy", 1, 'c')).await;
+        let other = proxy_push
+            .handle(&w.pushed(envoy_push("e-envoy", 1, 'c')))
+            .await;
         done_tx.send(()).expect("the app's push waits");
         other
     };
 
-    let app_event = push_event("e-web", 1, Some("main-42"), 'b');
+    let app_event = w.pushed(push_event("e-web", 1, Some("main-42"), 'b'));
     let (summary, other) = tokio::join!(app_push.handle(&app_event), other);
 
     let other = other.unwrap();

@@ -70,6 +70,14 @@ fn world_with(config: Config) -> World {
     }
 }
 
+impl World {
+    /// The event of a push ECR took: the registry holds the digest and the tag.
+    fn pushed(&self, event: Value) -> Value {
+        self.ecr.receive(&event);
+        event
+    }
+}
+
 /// `demo/web` runs `web:main-1` (family web, revision 1) with the given tags.
 fn world(tags: &[(&str, &str)]) -> World {
     let w = world_with(config(false));
@@ -147,7 +155,7 @@ async fn a_matching_push_deploys_the_pinned_image() {
     let w = world(&[("deckhand:deploy", "prefix=main-")]);
     let summary = w
         .function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await
         .unwrap();
 
@@ -189,7 +197,7 @@ async fn an_untracked_tag_is_ignored_and_recorded_without_notification() {
     let w = world(&[("deckhand:deploy", "prefix=main-")]);
     let summary = w
         .function
-        .handle(&push_event("e1", 1, Some("feature-x"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("feature-x"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Ignored);
@@ -211,7 +219,7 @@ async fn a_push_to_a_repository_nobody_runs_is_ignored() {
     let w = world(&[("deckhand:deploy", "any")]);
     let mut event = push_event("e1", 1, Some("main-42"), 'b');
     event["detail"]["repository-name"] = json!("billing");
-    let summary = w.function.handle(&event).await.unwrap();
+    let summary = w.function.handle(&w.pushed(event)).await.unwrap();
     assert_eq!(summary.outcome, Outcome::Ignored);
     assert_eq!(
         summary.reason.as_deref(),
@@ -232,7 +240,7 @@ async fn invalid_tags_skip_that_service_and_the_others_proceed() {
 
     let summary = w
         .function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed);
@@ -262,7 +270,7 @@ async fn a_container_list_naming_a_missing_container_is_invalid() {
     ]);
     let summary = w
         .function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Invalid);
@@ -274,7 +282,7 @@ async fn a_container_list_naming_a_missing_container_is_invalid() {
 #[tokio::test]
 async fn the_same_event_twice_deploys_once() {
     let w = world(&[("deckhand:deploy", "any")]);
-    let event = push_event("e1", 1, Some("main-42"), 'b');
+    let event = w.pushed(push_event("e1", 1, Some("main-42"), 'b'));
     w.function.handle(&event).await.unwrap();
     let again = w.function.handle(&event).await.unwrap();
     assert_eq!(again.outcome, Outcome::Duplicate);
@@ -292,12 +300,12 @@ async fn the_same_event_twice_deploys_once() {
 async fn an_older_push_after_a_newer_one_changes_nothing() {
     let w = world(&[("deckhand:deploy", "any")]);
     w.function
-        .handle(&push_event("new", 5, Some("main-5"), 'c'))
+        .handle(&w.pushed(push_event("new", 5, Some("main-5"), 'c')))
         .await
         .unwrap();
     let summary = w
         .function
-        .handle(&push_event("old", 3, Some("main-3"), 'b'))
+        .handle(&w.pushed(push_event("old", 3, Some("main-3"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Skipped);
@@ -318,13 +326,13 @@ async fn an_older_push_after_a_newer_one_changes_nothing() {
 async fn a_digest_already_running_is_skipped_without_notification() {
     let w = world(&[("deckhand:deploy", "any")]);
     w.function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await
         .unwrap();
     // the same image pushed again under another tag
     let summary = w
         .function
-        .handle(&push_event("e2", 2, Some("main-42b"), 'b'))
+        .handle(&w.pushed(push_event("e2", 2, Some("main-42b"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Skipped);
@@ -341,7 +349,7 @@ async fn a_digest_already_running_is_skipped_without_notification() {
 async fn a_failed_deployment_quarantines_its_digest_until_a_new_one_comes() {
     let w = world(&[("deckhand:deploy", "any")]);
     w.function
-        .handle(&push_event("e1", 1, Some("main-1b"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-1b"), 'b')))
         .await
         .unwrap();
     let failed = w
@@ -365,7 +373,7 @@ async fn a_failed_deployment_quarantines_its_digest_until_a_new_one_comes() {
         .unwrap();
     let again = w
         .function
-        .handle(&push_event("e2", 5, Some("main-1c"), 'b'))
+        .handle(&w.pushed(push_event("e2", 5, Some("main-1c"), 'b')))
         .await
         .unwrap();
     assert_eq!(again.outcome, Outcome::Skipped);
@@ -375,7 +383,7 @@ async fn a_failed_deployment_quarantines_its_digest_until_a_new_one_comes() {
     // a fixed image deploys
     let fixed = w
         .function
-        .handle(&push_event("e3", 6, Some("main-2"), 'c'))
+        .handle(&w.pushed(push_event("e3", 6, Some("main-2"), 'c')))
         .await
         .unwrap();
     assert_eq!(fixed.outcome, Outcome::Deployed);
@@ -394,7 +402,7 @@ async fn a_failed_deployment_quarantines_its_digest_until_a_new_one_comes() {
 async fn completion_is_recorded_once_and_sets_the_guard_window() {
     let w = world(&[("deckhand:deploy", "any"), ("deckhand:guard", "1h")]);
     w.function
-        .handle(&push_event("e1", 1, Some("main-1b"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-1b"), 'b')))
         .await
         .unwrap();
     let event = deployment_event("ecs-1", "SERVICE_DEPLOYMENT_COMPLETED", 31);
@@ -484,7 +492,7 @@ async fn dry_run_decides_records_and_notifies_but_changes_nothing() {
         .add_service(&web(), &td, &[("deckhand:deploy", "any")]);
     let summary = w
         .function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::WouldDeploy);
@@ -510,7 +518,7 @@ async fn dry_run_decides_records_and_notifies_but_changes_nothing() {
     // The same digest pushed again would already run.
     let again = w
         .function
-        .handle(&push_event("e2", 2, Some("release-1"), 'b'))
+        .handle(&w.pushed(push_event("e2", 2, Some("release-1"), 'b')))
         .await
         .unwrap();
     assert_eq!(again.outcome, Outcome::Skipped, "{again:?}");
@@ -527,7 +535,7 @@ async fn semver_compares_with_the_running_digest_tags_from_ecr() {
     // first deploy by exact tag comparison: running main-1 is no version, so nothing happens
     let summary = w
         .function
-        .handle(&push_event("e1", 1, Some("1.2.0"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("1.2.0"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Ignored);
@@ -541,7 +549,7 @@ async fn semver_compares_with_the_running_digest_tags_from_ecr() {
 
     let older = w
         .function
-        .handle(&push_event("e2", 2, Some("1.2.2"), 'c'))
+        .handle(&w.pushed(push_event("e2", 2, Some("1.2.2"), 'c')))
         .await
         .unwrap();
     assert_eq!(older.outcome, Outcome::Ignored);
@@ -552,13 +560,13 @@ async fn semver_compares_with_the_running_digest_tags_from_ecr() {
     );
     let major = w
         .function
-        .handle(&push_event("e3", 3, Some("v2.0.0"), 'd'))
+        .handle(&w.pushed(push_event("e3", 3, Some("v2.0.0"), 'd')))
         .await
         .unwrap();
     assert_eq!(major.outcome, Outcome::Ignored);
     let minor = w
         .function
-        .handle(&push_event("e4", 4, Some("v1.3.0"), 'e'))
+        .handle(&w.pushed(push_event("e4", 4, Some("v1.3.0"), 'e')))
         .await
         .unwrap();
     assert_eq!(minor.outcome, Outcome::Deployed);
@@ -572,7 +580,7 @@ async fn semver_compares_with_the_running_digest_tags_from_ecr() {
 async fn a_failure_in_ecs_is_reported_released_and_retried_cleanly() {
     let w = world(&[("deckhand:deploy", "any")]);
     w.ecs.fail("UpdateService");
-    let event = push_event("e1", 1, Some("main-42"), 'b');
+    let event = w.pushed(push_event("e1", 1, Some("main-42"), 'b'));
     let err = w.function.handle(&event).await.unwrap_err();
     assert!(
         matches!(&err, DeployError::ServicesFailed(s) if s.services[0].action == Action::Error)
@@ -611,7 +619,7 @@ async fn a_failure_in_ecs_is_reported_released_and_retried_cleanly() {
 #[tokio::test]
 async fn a_crash_between_register_and_update_leaves_one_revision_after_the_retry() {
     let w = world(&[("deckhand:deploy", "any")]);
-    let event = push_event("e1", 1, Some("main-42"), 'b');
+    let event = w.pushed(push_event("e1", 1, Some("main-42"), 'b'));
     // The invocation dies while UpdateService is in flight: no answer, no record, the lock
     // still held.
     w.ecs.stall("UpdateService");
@@ -649,7 +657,7 @@ async fn a_crash_between_register_and_update_leaves_one_revision_after_the_retry
 #[tokio::test]
 async fn a_crash_after_the_update_is_recorded_by_the_retry() {
     let w = world(&[("deckhand:deploy", "any")]);
-    let event = push_event("e1", 1, Some("main-42"), 'b');
+    let event = w.pushed(push_event("e1", 1, Some("main-42"), 'b'));
     // What an invocation that died after UpdateService leaves: the service on the revision
     // registered for the push, nothing in the table.
     let base = w
@@ -711,7 +719,7 @@ async fn clusters_outside_deckhand_clusters_are_left_alone() {
         .add_service(&web(), &td, &[("deckhand:deploy", "any")]);
     let summary = w
         .function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Ignored);
@@ -742,7 +750,7 @@ async fn bad_events_change_nothing_and_the_next_good_one_works() {
     w.clock.advance(chrono::TimeDelta::minutes(1));
     let summary = w
         .function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed);
@@ -759,7 +767,7 @@ async fn an_unreadable_task_definition_fails_only_its_service() {
     );
     let err = w
         .function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await
         .unwrap_err();
     let DeployError::ServicesFailed(summary) = err else {
@@ -785,7 +793,7 @@ async fn an_unreadable_task_definition_fails_only_its_service() {
     // the retry redoes only what failed
     let err = w
         .function
-        .handle(&push_event("e1", 1, Some("main-42"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-42"), 'b')))
         .await
         .unwrap_err();
     let DeployError::ServicesFailed(summary) = err else {
@@ -829,7 +837,7 @@ async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
     let described = || w.ecs.calls("DescribeTaskDefinition");
     let summary = w
         .function
-        .handle(&push_event("e1", 1, Some("main-1"), 'b'))
+        .handle(&w.pushed(push_event("e1", 1, Some("main-1"), 'b')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed);
@@ -838,13 +846,13 @@ async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
     // Another process (a cold start) finds them in the index: only the target is described.
     let cold = DeployFunction::new(w.function.ports.clone(), config(false));
     let summary = cold
-        .handle(&push_event("e2", 2, Some("main-2"), 'c'))
+        .handle(&w.pushed(push_event("e2", 2, Some("main-2"), 'c')))
         .await
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Deployed);
     assert_eq!(described(), 32);
     // The same process again (warm) knows them already.
-    cold.handle(&push_event("e3", 3, Some("main-3"), 'd'))
+    cold.handle(&w.pushed(push_event("e3", 3, Some("main-3"), 'd')))
         .await
         .unwrap();
     assert_eq!(described(), 33);
@@ -863,7 +871,7 @@ async fn a_fleet_is_read_once_then_from_the_index_and_the_memo() {
     cold.handle(&moved_event).await.unwrap();
     assert_eq!(described(), 34, "the event reads app-7's new revision once");
     let summary = cold
-        .handle(&push_event("e4", 4, Some("main-4"), 'e'))
+        .handle(&w.pushed(push_event("e4", 4, Some("main-4"), 'e')))
         .await
         .unwrap();
     let deployed: Vec<&str> = summary
@@ -902,7 +910,9 @@ fn ecr_found(w: &World, d: char, severity: &str, n: i64) {
     w.ecr.scanned("web", &digest(d).parse().unwrap(), result);
 }
 
+/// Delivers an event AWS sent: what it reports, ECR holds.
 async fn send(w: &World, event: &Value) -> Summary {
+    w.ecr.receive(event);
     w.function
         .handle(event)
         .await
@@ -934,7 +944,7 @@ fn scan_event(id: &str, minute: u32, d: char, status: &str, counts: Value) -> Va
 #[tokio::test]
 async fn a_gated_push_waits_and_its_clean_scan_deploys_it() {
     let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
-    let waiting = send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    let waiting = send(&w, &w.pushed(push_event("p1", 1, Some("main-42"), 'b'))).await;
     assert_eq!(waiting.outcome, Outcome::Waiting, "{waiting:?}");
     assert!(
         waiting.services[0]
@@ -981,7 +991,7 @@ async fn a_gated_push_waits_and_its_clean_scan_deploys_it() {
 #[tokio::test]
 async fn findings_at_the_gate_quarantine_the_digest_and_a_later_clean_digest_deploys() {
     let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
-    send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    send(&w, &w.pushed(push_event("p1", 1, Some("main-42"), 'b'))).await;
     let critical = send(
         &w,
         &scan_event(
@@ -1009,9 +1019,9 @@ async fn findings_at_the_gate_quarantine_the_digest_and_a_later_clean_digest_dep
     assert_eq!(published[0].details["findingSeverityCounts"]["CRITICAL"], 2);
 
     // The same digest pushed again is refused before it waits; a new digest waits and deploys.
-    let again = send(&w, &push_event("p2", 3, Some("main-43"), 'b')).await;
+    let again = send(&w, &w.pushed(push_event("p2", 3, Some("main-43"), 'b'))).await;
     assert_eq!(again.outcome, Outcome::Skipped);
-    send(&w, &push_event("p3", 4, Some("main-44"), 'c')).await;
+    send(&w, &w.pushed(push_event("p3", 4, Some("main-44"), 'c'))).await;
     let clean = send(&w, &scan_event("s2", 5, 'c', "COMPLETE", json!({"LOW": 1}))).await;
     assert_eq!(clean.outcome, Outcome::Deployed, "{clean:?}");
     assert_eq!(
@@ -1038,9 +1048,9 @@ async fn a_scan_nobody_waits_for_is_ignored_and_changes_nothing() {
 #[tokio::test]
 async fn a_newer_push_replaces_the_waiting_one_and_an_older_one_does_not() {
     let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
-    send(&w, &push_event("p1", 1, Some("main-1"), 'b')).await;
-    send(&w, &push_event("p2", 3, Some("main-2"), 'c')).await;
-    let late = send(&w, &push_event("p0", 0, Some("main-0"), 'd')).await;
+    send(&w, &w.pushed(push_event("p1", 1, Some("main-1"), 'b'))).await;
+    send(&w, &w.pushed(push_event("p2", 3, Some("main-2"), 'c'))).await;
+    let late = send(&w, &w.pushed(push_event("p0", 0, Some("main-0"), 'd'))).await;
     assert_eq!(late.outcome, Outcome::Skipped, "{late:?}");
     // The superseded push's scan finds nobody; the newer one's deploys.
     let old_scan = send(&w, &scan_event("s1", 4, 'b', "COMPLETE", json!({}))).await;
@@ -1056,7 +1066,7 @@ async fn a_newer_push_replaces_the_waiting_one_and_an_older_one_does_not() {
 #[tokio::test]
 async fn a_wait_that_runs_out_is_decided_from_ecr_on_the_next_event() {
     let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
-    send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    send(&w, &w.pushed(push_event("p1", 1, Some("main-42"), 'b'))).await;
     ecr_found(&w, 'b', "LOW", 2);
     // Before the wait runs out, another event leaves it alone.
     let early = send(
@@ -1086,7 +1096,7 @@ async fn a_wait_that_runs_out_is_decided_from_ecr_on_the_next_event() {
 #[tokio::test]
 async fn an_overdue_wait_that_cannot_be_settled_never_fails_an_unrelated_event() {
     let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
-    send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    send(&w, &w.pushed(push_event("p1", 1, Some("main-42"), 'b'))).await;
     w.clock.set(at(30) + chrono::TimeDelta::minutes(30));
     w.ecr.fail("DescribeImageScanFindings");
     // An event about something else: it is handled, the wait's failure only reported.
@@ -1120,7 +1130,7 @@ async fn an_overdue_wait_that_cannot_be_settled_never_fails_an_unrelated_event()
 #[tokio::test]
 async fn a_scan_that_never_ran_leaves_the_digest_undeployed_and_says_so() {
     let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
-    send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    send(&w, &w.pushed(push_event("p1", 1, Some("main-42"), 'b'))).await;
     w.clock.set(at(30) + chrono::TimeDelta::minutes(45));
     let summary = send(
         &w,
@@ -1141,7 +1151,7 @@ async fn a_scan_that_never_ran_leaves_the_digest_undeployed_and_says_so() {
 #[tokio::test]
 async fn the_reconcile_decides_a_wait_that_ran_out_from_ecr() {
     let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
-    send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    send(&w, &w.pushed(push_event("p1", 1, Some("main-42"), 'b'))).await;
     ecr_found(&w, 'b', "CRITICAL", 1);
     let scheduler = crate::app::scheduler::SchedulerFunction::new(
         w.function.ports.clone(),
@@ -1169,7 +1179,7 @@ async fn a_push_whose_scan_came_first_is_decided_at_once_from_ecr() {
     )
     .await;
     assert_eq!(early.outcome, Outcome::Ignored);
-    let push = send(&w, &push_event("p1", 1, Some("main-42"), 'b')).await;
+    let push = send(&w, &w.pushed(push_event("p1", 1, Some("main-42"), 'b'))).await;
     assert_eq!(push.outcome, Outcome::Deployed, "{push:?}");
     assert_eq!(push.services.len(), 1, "one report per service: {push:?}");
     assert!(push.services[0].reason.starts_with("scan clean (1 MEDIUM)"));
@@ -1182,7 +1192,7 @@ async fn a_push_whose_scan_came_first_is_decided_at_once_from_ecr() {
 
     // A retag of an image ECR found vulnerable is quarantined without waiting.
     ecr_found(&w, 'c', "HIGH", 2);
-    let bad = send(&w, &push_event("p2", 2, Some("main-43"), 'c')).await;
+    let bad = send(&w, &w.pushed(push_event("p2", 2, Some("main-43"), 'c'))).await;
     assert_eq!(bad.outcome, Outcome::Quarantined, "{bad:?}");
     assert!(w.store.waiting().await.unwrap().is_empty());
     assert_eq!(kinds(&w), vec!["deploy.started", "deploy.quarantined"]);
@@ -1193,7 +1203,7 @@ async fn a_push_whose_scan_came_first_is_decided_at_once_from_ecr() {
         &digest('d').parse().unwrap(),
         crate::domain::scan::ScanResult::InProgress,
     );
-    let pending = send(&w, &push_event("p3", 3, Some("main-44"), 'd')).await;
+    let pending = send(&w, &w.pushed(push_event("p3", 3, Some("main-44"), 'd'))).await;
     assert_eq!(pending.outcome, Outcome::Waiting, "{pending:?}");
 }
 
@@ -1211,7 +1221,12 @@ fn timed(mut event: Value, when: DateTime<Utc>) -> Value {
 /// Pushes `main-N` with digest `d` at `start` and has ECS complete it a minute later.
 async fn deploy_and_complete(w: &World, n: usize, d: char, start: DateTime<Utc>) -> Summary {
     w.clock.set(start);
-    let push = push_event(&format!("push-{n}"), 0, Some(&format!("main-{n}")), d);
+    let push = w.pushed(push_event(
+        &format!("push-{n}"),
+        0,
+        Some(&format!("main-{n}")),
+        d,
+    ));
     let pushed = send(w, &timed(push, start)).await;
     assert_eq!(pushed.outcome, Outcome::Deployed, "{pushed:?}");
     let done = start + chrono::TimeDelta::minutes(1);
@@ -1337,3 +1352,6 @@ mod discovery_faults;
 
 #[path = "deploy_index_tests.rs"]
 mod index;
+
+#[path = "deploy_trust_tests.rs"]
+mod trust;

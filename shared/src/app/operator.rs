@@ -255,14 +255,24 @@ mod tests {
         pub(super) operator: Operator,
         pub(super) deploy: DeployFunction,
         pub(super) web: ServiceKey,
+        pub(super) ecr: Arc<MemoryEcr>,
+    }
+
+    impl World {
+        /// The event of a push ECR took.
+        pub(super) fn pushed(&self, event: serde_json::Value) -> serde_json::Value {
+            self.ecr.receive(&event);
+            event
+        }
     }
 
     pub(super) fn world() -> World {
         let ecs = Arc::new(MemoryEcs::new());
         let store = Arc::new(MemoryStore::default());
+        let ecr = Arc::new(MemoryEcr::default());
         let ports = Ports {
             ecs: ecs.clone(),
-            ecr: Arc::new(MemoryEcr::default()),
+            ecr: ecr.clone(),
             autoscaling: Arc::new(MemoryAutoscaling::default()),
             alarms: Arc::new(MemoryAlarms::default()),
             traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
@@ -284,6 +294,7 @@ mod tests {
             ecs,
             store,
             web,
+            ecr,
         }
     }
 
@@ -303,7 +314,11 @@ mod tests {
             w.operator.pause(&w.web).await.unwrap().action,
             Action::Unchanged
         );
-        let s = w.deploy.handle(&push("p1", 'b', 1)).await.unwrap();
+        let s = w
+            .deploy
+            .handle(&w.pushed(push("p1", 'b', 1)))
+            .await
+            .unwrap();
         assert_eq!(s.outcome, Outcome::Skipped);
         assert!(s.services[0].reason.contains("paused"), "{s:?}");
         assert_eq!(w.ecs.revisions(), 1);
@@ -311,7 +326,11 @@ mod tests {
             w.operator.resume(&w.web).await.unwrap().action,
             Action::Resumed
         );
-        let s = w.deploy.handle(&push("p2", 'b', 2)).await.unwrap();
+        let s = w
+            .deploy
+            .handle(&w.pushed(push("p2", 'b', 2)))
+            .await
+            .unwrap();
         assert_eq!(s.outcome, Outcome::Deployed);
         let actions: Vec<Action> = w.store.all_history().iter().map(|r| r.action).collect();
         assert_eq!(
@@ -339,7 +358,11 @@ mod tests {
         );
         w.store.put_state(&w.web, state);
         assert_eq!(
-            w.deploy.handle(&push("p1", 'b', 1)).await.unwrap().outcome,
+            w.deploy
+                .handle(&w.pushed(push("p1", 'b', 1)))
+                .await
+                .unwrap()
+                .outcome,
             Outcome::Skipped
         );
 
@@ -358,7 +381,11 @@ mod tests {
         assert_eq!(released.action, Action::Released);
         assert!(w.store.load(&w.web).await.unwrap().quarantine.is_empty());
         assert_eq!(
-            w.deploy.handle(&push("p2", 'b', 2)).await.unwrap().outcome,
+            w.deploy
+                .handle(&w.pushed(push("p2", 'b', 2)))
+                .await
+                .unwrap()
+                .outcome,
             Outcome::Deployed
         );
     }

@@ -193,7 +193,11 @@ mod tests {
     async fn waiting(hooks: usize, later: usize) -> super::super::tests::World {
         let w = world();
         w.ecs.set_strategy(&w.web, Strategy::BlueGreen);
-        let s = w.deploy.handle(&push("p1", 'b', 1)).await.unwrap();
+        let s = w
+            .deploy
+            .handle(&w.pushed(push("p1", 'b', 1)))
+            .await
+            .unwrap();
         assert_eq!(s.outcome, Outcome::Deployed, "{s:?}");
         w.ecs
             .pause_service_deployment_at_hooks(&w.web, hooks, later);

@@ -166,6 +166,10 @@ impl RollbackFunction {
     }
 
     pub async fn handle(&self, event: &Value) -> Result<Summary, RollbackError> {
+        if let Some(reason) = self.config.foreign(event) {
+            warn!(%reason, "an alarm of another account or region changes nothing");
+            return Ok(Summary::ignored(reason));
+        }
         let alarm = parse_alarm_event(event)?;
         let span = info_span!("alarm", alarm = %alarm.name, state = alarm.state.as_str(), event_id = %alarm.event_id);
         let mut summary = self.on_alarm(&alarm).instrument(span).await?;

@@ -25,6 +25,7 @@ struct World {
     notifier: Arc<MemoryNotifier>,
     clock: Arc<FixedClock>,
     codedeploy: Arc<crate::adapters::memory::MemoryCodeDeploy>,
+    ecr: Arc<MemoryEcr>,
     deploy: DeployFunction,
     rollback: RollbackFunction,
 }
@@ -53,9 +54,10 @@ fn world_of(deploy_dry_run: bool, dry_run: bool) -> World {
     let notifier = Arc::new(MemoryNotifier::default());
     let clock = Arc::new(FixedClock::new(utc(START)));
     let codedeploy = Arc::new(crate::adapters::memory::MemoryCodeDeploy::default());
+    let ecr = Arc::new(MemoryEcr::default());
     let ports = Ports {
         ecs: ecs.clone(),
-        ecr: Arc::new(MemoryEcr::default()),
+        ecr: ecr.clone(),
         autoscaling: Arc::new(MemoryAutoscaling::default()),
         alarms: alarms.clone(),
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
@@ -76,6 +78,7 @@ fn world_of(deploy_dry_run: bool, dry_run: bool) -> World {
         notifier,
         clock,
         codedeploy,
+        ecr,
     }
 }
 
@@ -111,6 +114,7 @@ impl World {
             "account": "123456789012", "time": at, "region": "eu-west-1", "resources": [],
             "detail": {"result": "SUCCESS", "repository-name": repository, "image-digest": digest(d),
                        "action-type": "PUSH", "image-tag": "42"}});
+        self.ecr.receive(&event);
         self.deploy.handle(&event).await.unwrap()
     }
 

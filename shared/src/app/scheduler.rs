@@ -161,6 +161,10 @@ impl SchedulerFunction {
         event: &Value,
         deadline: Option<DateTime<Utc>>,
     ) -> Result<Summary, SchedulerError> {
+        if let Some(reason) = self.config.foreign(event) {
+            warn!(%reason, "an event of another account or region changes nothing");
+            return Ok(Summary::ignored(reason));
+        }
         let now = self.ports.clock.now();
         let stop_starting_at = deadline.map(stop_starting_at);
         let failed;

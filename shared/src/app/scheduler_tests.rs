@@ -29,6 +29,7 @@ struct World {
     store: Arc<MemoryStore>,
     notifier: Arc<MemoryNotifier>,
     clock: Arc<FixedClock>,
+    ecr: Arc<MemoryEcr>,
     ports: Ports,
 }
 
@@ -46,9 +47,10 @@ fn world() -> World {
     let store = Arc::new(MemoryStore::default());
     let notifier = Arc::new(MemoryNotifier::default());
     let clock = Arc::new(FixedClock::new(utc(DAY)));
+    let ecr = Arc::new(MemoryEcr::default());
     let ports = Ports {
         ecs: ecs.clone(),
-        ecr: Arc::new(MemoryEcr::default()),
+        ecr: ecr.clone(),
         autoscaling: autoscaling.clone(),
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
@@ -66,6 +68,7 @@ fn world() -> World {
         store,
         notifier,
         clock,
+        ecr,
         ports,
     }
 }
@@ -369,6 +372,7 @@ async fn a_deployment_in_progress_keeps_the_service_up_for_an_hour_at_most() {
         "account": "123456789012", "time": "2026-11-23T21:55:00Z", "region": "eu-west-1", "resources": [],
         "detail": {"result": "SUCCESS", "repository-name": "web", "image-digest": format!("sha256:{}", "b".repeat(64)),
                    "action-type": "PUSH", "image-tag": "main-2"}});
+    w.ecr.receive(&push);
     assert_eq!(
         deploy.handle(&push).await.unwrap().outcome,
         Outcome::Deployed
@@ -409,6 +413,7 @@ async fn a_push_to_a_sleeping_service_deploys_without_waking_it() {
         "account": "123456789012", "time": "2026-11-23T23:00:00Z", "region": "eu-west-1", "resources": [],
         "detail": {"result": "SUCCESS", "repository-name": "web", "image-digest": format!("sha256:{}", "b".repeat(64)),
                    "action-type": "PUSH", "image-tag": "main-2"}});
+    w.ecr.receive(&push);
     let deployed = deploy.handle(&push).await.unwrap();
     assert_eq!(deployed.outcome, Outcome::Deployed);
     assert!(

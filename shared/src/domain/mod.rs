@@ -23,3 +23,4 @@ pub mod settings;
 pub mod sleep;
 pub mod state;
 pub mod strategy;
+pub mod trust;

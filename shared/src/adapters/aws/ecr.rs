@@ -1,12 +1,14 @@
-//! ECR: what tags point at a digest, and what its scan found.
+//! ECR: whether a digest exists, what tags point at it, and what its scan found.
 
 use async_trait::async_trait;
 use aws_sdk_ecr::types::ImageIdentifier;
+use chrono::DateTime;
 
 use super::port_error;
 use crate::domain::artifact::{Manifest, read_manifest};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::scan::ScanResult;
+use crate::domain::trust::RegistryImage;
 use crate::ports::{Ecr, PortError, PortErrorKind, PortResult};
 
 /// What `BatchGetImage` may answer with: indexes and images as pushed.
@@ -31,11 +33,11 @@ impl EcrRegistry {
 
 #[async_trait]
 impl Ecr for EcrRegistry {
-    async fn image_tags(
+    async fn image(
         &self,
         repository: &Repository,
         digest: &Digest,
-    ) -> PortResult<Vec<String>> {
+    ) -> PortResult<Option<RegistryImage>> {
         let result = self
             .client
             .describe_images()
@@ -52,18 +54,36 @@ impl Ecr for EcrRegistry {
             Ok(out) => Ok(out
                 .image_details()
                 .iter()
-                .flat_map(|d| d.image_tags().iter().cloned())
-                .collect()),
+                .find(|d| d.image_digest() == Some(digest.as_str()))
+                .map(|d| RegistryImage {
+                    tags: d.image_tags().to_vec(),
+                    pushed_at: d
+                        .image_pushed_at()
+                        .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                })),
             Err(e) => {
                 let e = port_error("DescribeImages", e);
-                // An image deleted since it was deployed simply has no tags to compare with.
+                // ImageNotFoundException, RepositoryNotFoundException: nothing to confirm.
                 if e.kind == PortErrorKind::NotFound {
-                    Ok(Vec::new())
+                    Ok(None)
                 } else {
                     Err(e)
                 }
             }
         }
+    }
+
+    async fn image_tags(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> PortResult<Vec<String>> {
+        // An image deleted since it was deployed simply has no tags to compare with.
+        Ok(self
+            .image(repository, digest)
+            .await?
+            .map(|image| image.tags)
+            .unwrap_or_default())
     }
     async fn manifest(&self, repository: &Repository, digest: &Digest) -> PortResult<Manifest> {
         let out = self
