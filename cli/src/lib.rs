@@ -215,6 +215,10 @@ enum Command {
         /// The failure queue (the stack's output FailureQueueUrl).
         #[arg(long, env = "DECKHAND_FAILURE_QUEUE_URL")]
         queue_url: String,
+        /// The stack's three functions (its outputs DeployFunctionArn, RollbackFunctionArn,
+        /// SchedulerFunctionArn): a message for any other is refused and left in the queue.
+        #[arg(long, env = "DECKHAND_FUNCTIONS", value_delimiter = ' ', num_args = 1.., required = true)]
+        functions: Vec<String>,
         /// Say what would be sent; send and delete nothing.
         #[arg(long)]
         dry_run: bool,
@@ -261,6 +265,7 @@ pub async fn run(
         Command::Init { topic } => init(&clients, &cli.table, topic, cli.json, out).await,
         Command::Redrive {
             queue_url,
+            functions: stack_functions,
             dry_run,
             limit,
         } => {
@@ -269,6 +274,8 @@ pub async fn run(
             let options = redrive::Options {
                 dry_run: *dry_run,
                 limit: *limit,
+                functions: stack_functions.clone(),
+                now: chrono::Utc::now(),
             };
             let done = redrive::redrive(&queue, &functions, options).await?;
             print_redriven(&done, cli.json, out)?;

@@ -2,6 +2,11 @@
 //! for, as the event itself (Lambda's on-failure records unwrapped), and deleted once the
 //! function handled it. What fails again, and what cannot be read, stays in the queue.
 //!
+//! A message is a claim too: only the stack's own three functions, named by the operator from
+//! the stack's outputs and never by the message, are ever invoked (`refused` otherwise), and an
+//! operator's `sleep` or `wake` or a pause hook's wait more than an hour old is left for the
+//! operator (`stale`).
+//!
 //! Redriving is safe because the functions are idempotent: a push already deployed, an event
 //! already handled or an older push after a newer one changes nothing. A reconcile is the one
 //! event not sent back (see [`superseded`]).
@@ -10,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deckhand::events::dead_letter::{describe_event, read_dead_letter, superseded};
+use chrono::{DateTime, Utc};
+use deckhand::events::dead_letter::{describe_event, read_dead_letter, stale, superseded};
 use deckhand::ports::PortError;
 use serde::Serialize;
 use serde_json::Value;
@@ -56,12 +62,15 @@ pub trait Functions: Send + Sync {
     async fn invoke(&self, function: &str, event: &Value) -> Result<Invoked, PortError>;
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Say what would be sent, send and delete nothing.
     pub dry_run: bool,
     /// At most this many messages.
     pub limit: Option<usize>,
+    /// The stack's functions (its outputs' ARNs): the only ones a message is sent to.
+    pub functions: Vec<String>,
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -75,6 +84,10 @@ pub enum Disposition {
     Dropped,
     /// Not something deckhand can send back: left in the queue.
     Unreadable,
+    /// For a function that is not one of the stack's: left in the queue.
+    Refused,
+    /// An operator's or a pause hook's event too old to replay: left in the queue.
+    Stale,
     WouldRedrive,
     WouldDrop,
 }
@@ -86,6 +99,8 @@ impl Disposition {
             Disposition::FailedAgain => "failed-again",
             Disposition::Dropped => "dropped",
             Disposition::Unreadable => "unreadable",
+            Disposition::Refused => "refused",
+            Disposition::Stale => "stale",
             Disposition::WouldRedrive => "would-redrive",
             Disposition::WouldDrop => "would-drop",
         }
@@ -93,7 +108,13 @@ impl Disposition {
 
     /// Whether the message is still in the queue after a real run.
     pub fn left_in_queue(self) -> bool {
-        matches!(self, Disposition::FailedAgain | Disposition::Unreadable)
+        matches!(
+            self,
+            Disposition::FailedAgain
+                | Disposition::Unreadable
+                | Disposition::Refused
+                | Disposition::Stale
+        )
     }
 }
 
@@ -138,7 +159,7 @@ pub async fn redrive(
                     to_release.push(message.receipt);
                     continue;
                 }
-                let one = redrive_one(queue, functions, &message, options.dry_run).await;
+                let one = redrive_one(queue, functions, &message, &options).await;
                 if options.dry_run || one.disposition.left_in_queue() {
                     to_release.push(message.receipt.clone());
                 }
@@ -159,8 +180,9 @@ async fn redrive_one(
     queue: &dyn FailureQueue,
     functions: &dyn Functions,
     message: &QueuedMessage,
-    dry_run: bool,
+    options: &Options,
 ) -> Redriven {
+    let dry_run = options.dry_run;
     let mut one = Redriven {
         message_id: message.id.clone(),
         disposition: Disposition::Unreadable,
@@ -179,6 +201,19 @@ async fn redrive_one(
     one.function = Some(letter.function.clone());
     one.event = Some(describe_event(&letter.event));
     one.origin = Some(letter.origin.to_string());
+    let Some(target) = stack_function(&options.functions, &letter.function) else {
+        one.disposition = Disposition::Refused;
+        one.detail = format!(
+            "left in the queue: {} is not one of the stack's functions",
+            letter.function
+        );
+        return one;
+    };
+    if let Some(why) = stale(&letter, options.now) {
+        one.disposition = Disposition::Stale;
+        one.detail = why;
+        return one;
+    }
     if let Some(why) = superseded(&letter) {
         one.detail = why;
         one.disposition = if dry_run {
@@ -196,7 +231,7 @@ async fn redrive_one(
         one.detail = "not sent (dry run)".to_owned();
         return one;
     }
-    match functions.invoke(&letter.function, &letter.event).await {
+    match functions.invoke(target, &letter.event).await {
         Ok(Invoked::Returned(summary)) => {
             one.disposition = Disposition::Redriven;
             one.detail = summary_words(&summary);
@@ -218,6 +253,17 @@ async fn redrive_one(
         }
     }
     one
+}
+
+/// The stack's function a message names (its qualifier, Lambda's `$LATEST`, aside): the
+/// stack's own ARN, which is what is invoked.
+fn stack_function<'a>(functions: &'a [String], named: &str) -> Option<&'a str> {
+    let unqualified = |arn: &str| arn.splitn(8, ':').take(7).collect::<Vec<_>>().join(":");
+    let named = unqualified(named);
+    functions
+        .iter()
+        .find(|f| unqualified(f) == named)
+        .map(String::as_str)
 }
 
 /// The function's name from its ARN: `deckhand-DeployFunction-4mVd` of

@@ -159,6 +159,27 @@ fn the_corpus_and_a_stranger() -> Vec<QueuedMessage> {
     ]
 }
 
+const DEPLOY: &str =
+    "arn:aws:lambda:us-east-1:123456789012:function:deckhand-DeployFunction-4mVdLqPZ7E2b";
+const SCHEDULER: &str =
+    "arn:aws:lambda:us-east-1:123456789012:function:deckhand-SchedulerFunction-9XkR2pLm3QwE";
+
+/// The stack the corpus's messages are for, half an hour after they failed.
+fn stack() -> Options {
+    Options {
+        functions: vec![
+            DEPLOY.to_owned(),
+            "arn:aws:lambda:us-east-1:123456789012:function:deckhand-RollbackFunction-2bTq"
+                .to_owned(),
+            SCHEDULER.to_owned(),
+        ],
+        now: chrono::DateTime::parse_from_rfc3339("2026-11-23T10:30:00Z")
+            .unwrap()
+            .to_utc(),
+        ..Options::default()
+    }
+}
+
 fn by_id<'a>(done: &'a [Redriven], id: &str) -> &'a Redriven {
     done.iter().find(|r| r.message_id == id).unwrap()
 }
@@ -167,23 +188,15 @@ fn by_id<'a>(done: &'a [Redriven], id: &str) -> &'a Redriven {
 async fn each_event_goes_back_to_its_function_unwrapped_and_only_what_succeeded_is_deleted() {
     let queue = MemoryQueue::with(the_corpus_and_a_stranger());
     let functions = MemoryFunctions::failing(|_| false);
-    let done = redrive(&queue, &functions, Options::default())
-        .await
-        .unwrap();
+    let done = redrive(&queue, &functions, stack()).await.unwrap();
 
     // The push inside the record and the deployment event of the dead letter, each to its
-    // function; never the record itself, never the reconcile.
+    // function as the stack names it; never the record itself, never the reconcile.
     assert_eq!(
         functions.calls(),
         vec![
-            (
-                "arn:aws:lambda:us-east-1:123456789012:function:deckhand-DeployFunction-4mVdLqPZ7E2b:$LATEST".to_owned(),
-                aws("ecr-push-image")
-            ),
-            (
-                "arn:aws:lambda:us-east-1:123456789012:function:deckhand-DeployFunction-4mVdLqPZ7E2b".to_owned(),
-                aws("ecs-deployment-completed")
-            ),
+            (DEPLOY.to_owned(), aws("ecr-push-image")),
+            (DEPLOY.to_owned(), aws("ecs-deployment-completed")),
         ]
     );
     let record = &aws("lambda-on-failure-record")["MessageId"];
@@ -218,9 +231,7 @@ async fn each_event_goes_back_to_its_function_unwrapped_and_only_what_succeeded_
 async fn an_event_that_fails_again_stays_in_the_queue_with_the_error() {
     let queue = MemoryQueue::with(the_corpus_and_a_stranger());
     let functions = MemoryFunctions::failing(|e| e["detail-type"] == "ECS Deployment State Change");
-    let done = redrive(&queue, &functions, Options::default())
-        .await
-        .unwrap();
+    let done = redrive(&queue, &functions, stack()).await.unwrap();
     let failed = by_id(&done, "2f6d9a41-7c3b-4e85-b0d2-6a9e8f1c3d57");
     assert_eq!(failed.disposition, Disposition::FailedAgain);
     assert_eq!(
@@ -243,7 +254,7 @@ async fn a_dry_run_sends_and_deletes_nothing() {
     let functions = MemoryFunctions::failing(|_| false);
     let options = Options {
         dry_run: true,
-        limit: None,
+        ..stack()
     };
     let done = redrive(&queue, &functions, options).await.unwrap();
     let words: Vec<&str> = done.iter().map(|r| r.disposition.word()).collect();
@@ -268,8 +279,8 @@ async fn a_limit_stops_early_and_releases_what_it_did_not_touch() {
     let queue = MemoryQueue::with(many);
     let functions = MemoryFunctions::failing(|_| false);
     let options = Options {
-        dry_run: false,
         limit: Some(12),
+        ..stack()
     };
     let done = redrive(&queue, &functions, options).await.unwrap();
     assert_eq!(done.len(), 12);
@@ -283,9 +294,7 @@ async fn a_failed_read_releases_what_it_holds_and_says_so() {
     let mut queue = MemoryQueue::with(the_corpus_and_a_stranger());
     queue.fail_receiving_after = Some(1);
     let functions = MemoryFunctions::failing(|e| e["detail-type"] == "ECS Deployment State Change");
-    let err = redrive(&queue, &functions, Options::default())
-        .await
-        .unwrap_err();
+    let err = redrive(&queue, &functions, stack()).await.unwrap_err();
     assert_eq!(err.operation, "sqs:ReceiveMessage");
     // The first batch was handled: what succeeded is gone, the rest is visible again.
     assert_eq!(
@@ -314,4 +323,61 @@ fn names_and_summaries_read_in_a_few_words() {
         summary_words(&json!({"outcome": "ignored", "reason": "not for deckhand"})),
         "ignored: not for deckhand"
     );
+}
+
+/// A message is a claim: it may name any function, and only the stack's are invoked.
+#[tokio::test]
+async fn a_message_for_a_function_outside_the_stack_is_refused_and_left() {
+    let mut other = corpus_message("eventbridge-rule-dead-letter");
+    other.id = "elsewhere".into();
+    other.attributes.insert(
+        "TARGET_ARN".into(),
+        "arn:aws:lambda:us-east-1:123456789012:function:payments-admin".into(),
+    );
+    let queue = MemoryQueue::with(vec![other]);
+    let functions = MemoryFunctions::failing(|_| false);
+    let done = redrive(&queue, &functions, stack()).await.unwrap();
+    let refused = by_id(&done, "elsewhere");
+    assert_eq!(refused.disposition, Disposition::Refused);
+    assert!(
+        refused
+            .detail
+            .contains("function:payments-admin is not one of the stack's functions"),
+        "{}",
+        refused.detail
+    );
+    assert!(functions.calls().is_empty());
+    assert_eq!(queue.ids(), ["elsewhere"]);
+    assert_eq!(queue.hidden(), 0);
+}
+
+fn wake_record(id: &str, failed_at: &str) -> QueuedMessage {
+    let record = json!({
+        "version": "1.0", "timestamp": failed_at,
+        "requestContext": {"requestId": id, "functionArn": format!("{SCHEDULER}:$LATEST"),
+                           "condition": "RetriesExhausted", "approximateInvokeCount": 1},
+        "requestPayload": {"action": "wake", "service": "staging/api", "for": "2h"},
+    });
+    plain(id, &record.to_string())
+}
+
+#[tokio::test]
+async fn an_operators_wake_older_than_an_hour_is_left_as_stale() {
+    let queue = MemoryQueue::with(vec![
+        wake_record("old", "2026-11-23T09:00:00.000Z"),
+        wake_record("fresh", "2026-11-23T10:00:00.000Z"),
+    ]);
+    let functions = MemoryFunctions::failing(|_| false);
+    let done = redrive(&queue, &functions, stack()).await.unwrap();
+    let old = by_id(&done, "old");
+    assert_eq!(old.disposition, Disposition::Stale);
+    assert!(
+        old.detail.contains("more than an hour old"),
+        "{}",
+        old.detail
+    );
+    assert_eq!(by_id(&done, "fresh").disposition, Disposition::Redriven);
+    assert_eq!(functions.calls().len(), 1);
+    assert_eq!(functions.calls()[0].0, SCHEDULER);
+    assert_eq!(queue.ids(), ["old"]);
 }

@@ -24,6 +24,11 @@ async fn redrive(stack: &Stack, args: &[&str]) -> (String, Result<(), String>) {
         "redrive".into(),
         "--queue-url".into(),
         stack.failure_queue_url.clone().into(),
+        // The stack's outputs: the only functions a message goes to.
+        "--functions".into(),
+        stack.function_arn(Role::Deploy).into(),
+        stack.function_arn(Role::Rollback).into(),
+        stack.function_arn(Role::Scheduler).into(),
     ];
     argv.extend(args.iter().map(OsString::from));
     let mut out = Vec::new();
@@ -139,6 +144,16 @@ async fn the_failure_queue_goes_back_to_the_functions_and_keeps_only_what_fails_
     let broken_record = on_failure_record(&deploy, &broken);
     enqueue(&stack, &broken_record, &[]).await;
     enqueue(&stack, "hello", &[]).await;
+    // A message whoever may send to the queue made up: a function of the account that is not
+    // the stack's, handed a wake.
+    let forged = on_failure_record(
+        &format!(
+            "arn:aws:lambda:us-east-1:123456789012:function:payroll-{}",
+            stack.id
+        ),
+        &json!({"action": "wake", "service": format!("{}/web", stack.cluster), "for": "2h"}),
+    );
+    enqueue(&stack, &forged, &[]).await;
 
     let (dry, result) = redrive(&stack, &["--dry-run"]).await;
     assert_eq!(result, Ok(()), "{dry}");
@@ -147,12 +162,12 @@ async fn the_failure_queue_goes_back_to_the_functions_and_keeps_only_what_fails_
         "{dry}"
     );
     assert!(stack.running_task_definition("web").await.ends_with(":1"));
-    assert_eq!(bodies(&stack).await.len(), 5, "a dry run deletes nothing");
+    assert_eq!(bodies(&stack).await.len(), 6, "a dry run deletes nothing");
 
     let (printed, result) = redrive(&stack, &[]).await;
     assert_eq!(
         result,
-        Err("2 message(s) left in the failure queue".to_owned()),
+        Err("3 message(s) left in the failure queue".to_owned()),
         "{printed}"
     );
     let line = |words: &str| {
@@ -180,7 +195,11 @@ async fn the_failure_queue_goes_back_to_the_functions_and_keeps_only_what_fails_
     );
     assert!(line("unreadable").contains("(body): not JSON"));
     assert!(
-        printed.ends_with("1 dropped, 1 failed-again, 2 redriven, 1 unreadable\n"),
+        line("refused").contains("is not one of the stack's functions"),
+        "{printed}"
+    );
+    assert!(
+        printed.ends_with("1 dropped, 1 failed-again, 2 redriven, 1 refused, 1 unreadable\n"),
         "{printed}"
     );
 
@@ -200,15 +219,18 @@ async fn the_failure_queue_goes_back_to_the_functions_and_keeps_only_what_fails_
         "{history:?}"
     );
     // What failed again and what nobody can read are still there, visible.
-    let mut left = vec![broken_record, "hello".to_owned()];
+    let mut left = vec![broken_record, "hello".to_owned(), forged];
     left.sort();
     assert_eq!(bodies(&stack).await, left);
 
     // A second run sends the same event again: it fails again, nothing else changes.
     let (again, result) = redrive(&stack, &[]).await;
     assert!(result.is_err(), "{again}");
-    assert!(again.ends_with("1 failed-again, 1 unreadable\n"), "{again}");
-    assert_eq!(bodies(&stack).await.len(), 2);
+    assert!(
+        again.ends_with("1 failed-again, 1 refused, 1 unreadable\n"),
+        "{again}"
+    );
+    assert_eq!(bodies(&stack).await.len(), 3);
 }
 
 #[tokio::test]

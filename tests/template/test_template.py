@@ -110,6 +110,40 @@ class TemplateChecks(unittest.TestCase):
         self.assertEqual(len(inspector), 1, patterns)
         self.assertEqual(inspector[0]["detail-type"], ["Inspector2 Scan"])
 
+    def rules(self):
+        """(logical id of the rule SAM creates, its pattern) for every EventBridge rule."""
+        found = []
+        for name, resource in self.template["Resources"].items():
+            if resource.get("Type") != "AWS::Serverless::Function":
+                continue
+            for event, trigger in resource["Properties"].get("Events", {}).items():
+                if trigger["Type"] == "EventBridgeRule":
+                    found.append((name + event, trigger["Properties"]["Pattern"]))
+        return found
+
+    def test_every_rule_matches_only_the_stacks_own_account(self):
+        rules = self.rules()
+        self.assertGreaterEqual(len(rules), 8)
+        for name, pattern in rules:
+            self.assertEqual(pattern.get("account"), [{"Ref": "AWS::AccountId"}], name)
+
+    def test_the_failure_queue_takes_messages_only_from_the_stacks_rules(self):
+        policy = self.template["Resources"]["FailureQueuePolicy"]["Properties"]["PolicyDocument"]
+        statements = policy["Statement"]
+        self.assertEqual(len(statements), 1, "one door, for EventBridge")
+        condition = statements[0]["Condition"]
+        named = {arn["Fn::GetAtt"][0] for arn in condition["ArnEquals"]["aws:SourceArn"]}
+        self.assertEqual(named, {name for name, _ in self.rules()})
+        self.assertEqual(condition["StringEquals"], {"aws:SourceAccount": {"Ref": "AWS::AccountId"}})
+
+    def test_alarms_invoke_rollback_only_from_the_stacks_account_and_region(self):
+        permission = self.template["Resources"]["AlarmInvokePermission"]["Properties"]
+        self.assertEqual(permission["SourceAccount"], {"Ref": "AWS::AccountId"})
+        self.assertEqual(
+            permission["SourceArn"],
+            {"Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"},
+        )
+
     def test_reconciles_never_overlap(self):
         # A reconcile of a large fleet may run long; the next one waits for it to end.
         scheduler = self.template["Resources"]["SchedulerFunction"]["Properties"]

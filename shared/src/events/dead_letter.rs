@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -21,6 +22,8 @@ pub struct DeadLetter {
     pub function: String,
     pub event: Value,
     pub origin: Origin,
+    /// When it failed (Lambda's record) or happened (the event's `time`), when either says.
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// How the event ended in the queue.
@@ -76,6 +79,8 @@ impl std::fmt::Display for Origin {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct InvocationRecord {
+    #[serde(default)]
+    timestamp: Option<DateTime<Utc>>,
     request_context: RequestContext,
     request_payload: Value,
     #[serde(default)]
@@ -115,6 +120,7 @@ pub fn read_dead_letter(
         };
         return Ok(DeadLetter {
             function,
+            at: event_time(&value),
             event: value,
             origin: Origin::Undelivered { from, error },
         });
@@ -144,6 +150,9 @@ pub fn read_dead_letter(
         .map(str::to_owned);
     Ok(DeadLetter {
         function,
+        at: record
+            .timestamp
+            .or_else(|| event_time(&record.request_payload)),
         event: record.request_payload,
         origin: Origin::OnFailure {
             condition: record.request_context.condition,
@@ -178,6 +187,40 @@ pub fn superseded(letter: &DeadLetter) -> Option<String> {
             .unwrap_or_default()
         )),
         _ => None,
+    }
+}
+
+fn event_time(event: &Value) -> Option<DateTime<Utc>> {
+    let time = event.get("time")?.as_str()?;
+    DateTime::parse_from_rfc3339(time).ok().map(|t| t.to_utc())
+}
+
+/// How old a redriven `sleep`, `wake` or pause-hook event may be and still be replayed.
+pub const STALE_AFTER: TimeDelta = TimeDelta::hours(1);
+
+/// Why an event is left for the operator rather than replayed, if it is: a `sleep` or `wake`
+/// asked for more than an hour ago, or a pause hook's wait reported as long ago, would act on
+/// what someone wanted then, not now. One that says nothing of its age is as stale.
+pub fn stale(letter: &DeadLetter, now: DateTime<Utc>) -> Option<String> {
+    let what = match parse_scheduler_event(&letter.event) {
+        Ok(SchedulerEvent::Override { .. }) => "an operator's sleep or wake",
+        _ if letter.event.get("detail-type").and_then(Value::as_str)
+            == Some("ECS Hook State Change") =>
+        {
+            "a pause hook's wait"
+        }
+        _ => return None,
+    };
+    let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match letter.at {
+        Some(at) if now - at <= STALE_AFTER => None,
+        Some(at) => Some(format!(
+            "left in the queue: {what} of {} is more than an hour old; replaying it would act on what was wanted then (do it again if it still holds)",
+            fmt(at)
+        )),
+        None => Some(format!(
+            "left in the queue: {what} whose age is unknown is not replayed"
+        )),
     }
 }
 
