@@ -575,6 +575,68 @@ async fn an_alarm_under_faults_rolls_back_once() {
     assert!(started >= 1, "rollback.started was published");
 }
 
+/// ECS takes the rollback, then the commit that records it fails (throttled past the SDK's
+/// retries): the redelivered alarm finds the service on its known-good revision already and
+/// finishes the record, with no second change to ECS.
+#[tokio::test]
+async fn a_rollback_whose_record_was_lost_is_finished_by_the_next_delivery() {
+    let g = Guarded::deployed(&[("api", &[])]).await;
+    let arn = g.alarm("api-5xx", Some("api"), &[]).await;
+    let plan = FaultPlan::none().on("TransactWriteItems", FaultRates::always(Fault::Throttle));
+    let proxy = Proxy::start(g.stack.emulator_url(), plan).await;
+    let ports = g
+        .stack
+        .ports_through(Role::Rollback, &proxy, g.clock.clone())
+        .await;
+    let rollback = RollbackFunction::new(ports, g.stack.config());
+    g.clock.set(utc(ALARMED));
+    let alarm = g.event("alarm-1", &arn, "ALARM", "OK", ALARMED, Some("api"));
+    let first = rollback.handle(&alarm).await;
+    assert!(first.is_err(), "{first:?}");
+    assert_eq!(g.revision("api").await, "1", "ECS took the rollback");
+    let key = g.stack.service_key("api");
+    let lost = g.stack.store().load(&key).await.unwrap();
+    assert_ne!(
+        lost.deployment.as_ref().map(|d| d.status),
+        Some(DeploymentStatus::RolledBack),
+        "the record was lost"
+    );
+    assert!(lost.is_quarantined(&g.digest.parse().unwrap()).is_none());
+
+    // Lambda's retry, once the first attempt's lease ran out.
+    proxy.set_plan(FaultPlan::none());
+    proxy.clear();
+    g.clock.set(utc(ALARMED) + chrono::TimeDelta::minutes(2));
+    let finished = rollback.handle(&alarm).await.unwrap();
+    assert_eq!(finished.outcome, Outcome::RolledBack, "{finished:?}");
+    assert!(
+        finished.services[0].reason.contains("its record was lost"),
+        "{finished:?}"
+    );
+    let calls = proxy.call_names();
+    assert!(
+        !calls.iter().any(|c| c.ends_with("UpdateService")),
+        "ECS is not changed again: {calls:?}"
+    );
+    let state = g.stack.store().load(&key).await.unwrap();
+    assert_eq!(
+        state.deployment.as_ref().map(|d| d.status),
+        Some(DeploymentStatus::RolledBack)
+    );
+    assert!(state.is_quarantined(&g.digest.parse().unwrap()).is_some());
+    let history = g.stack.store().history(&key, 50).await.unwrap();
+    assert_eq!(count(&history, Action::RolledBack), 1);
+    let started: Vec<_> = g
+        .stack
+        .notifications()
+        .into_iter()
+        .filter(|(_, body, _)| body["kind"] == "rollback.started")
+        .collect();
+    assert_eq!(started.len(), 1, "announced once");
+    assert_eq!(started[0].1["details"]["rolledBackBy"], "already done");
+    assert_eq!(g.revision("api").await, "1");
+}
+
 /// Office hours in London (GMT in November: local time is UTC), and a night shift.
 const OFFICE: &str = "Mon-Fri 07:00-19:00";
 const NIGHT_SHIFT: &str = "daily 20:00-23:30";

@@ -290,6 +290,11 @@ impl RollbackFunction {
         };
         let report = match decision {
             RollbackDecision::Skip(reason) => self.skip(&case, &locked.state, reason).await,
+            RollbackDecision::Finish { from, to, reason } => {
+                let state = locked.state.clone();
+                self.record_rollback(&case, state, (&from, &to), reason, None)
+                    .await
+            }
             RollbackDecision::RollBack { from, to, reason } => {
                 let back_to = locked.state.deployment.as_ref().map(|d| d.from.as_str());
                 match self
@@ -307,7 +312,7 @@ impl RollbackFunction {
                             Some(words) => format!("{reason}; {words}"),
                             None => reason,
                         };
-                        self.record_rollback(&case, state, (&from, &to), reason, &route)
+                        self.record_rollback(&case, state, (&from, &to), reason, Some(&route))
                             .await
                     }
                     Ok(Rolled::Blocked { reason, .. }) => {
@@ -599,8 +604,10 @@ impl RollbackFunction {
         // The alarm is evidence against what runs, unless deckhand itself caused it: the
         // deployment proving that revision, whoever made it, never becomes known-good.
         let mut state = locked.state.clone();
-        let marked = excused(alarm, &state)
-            .is_none()
+        // (When the service already runs the rollback target, the alarm was about the
+        // deployment it left, not about what runs.)
+        let finishing = matches!(decision, RollbackDecision::Finish { .. });
+        let marked = (excused(alarm, &state).is_none() && !finishing)
             .then(|| state.mark_alarmed(&alarm.name, alarm.at, running))
             .flatten();
         let with_mark = |reason: String| match &marked {
@@ -617,11 +624,19 @@ impl RollbackFunction {
         };
         match decision {
             RollbackDecision::Skip(reason) => self.skip(&case, &state, with_mark(reason)).await,
-            RollbackDecision::RollBack { from, to, reason } if dry_run => {
+            RollbackDecision::RollBack { from, to, reason }
+            | RollbackDecision::Finish { from, to, reason }
+                if dry_run =>
+            {
                 let now = self.ports.clock.now();
                 apply_rollback(&mut state, (&from, &to), &alarm.name, now, true);
                 let reason = with_mark(format!("dry run: {reason}"));
                 self.skip_with(&case, &state, reason, Action::WouldRollBack, (&from, &to))
+                    .await
+            }
+            RollbackDecision::Finish { from, to, reason } => {
+                warn!(to = %revision_name(&to), "the service already runs the rollback target; recording the rollback");
+                self.record_rollback(&case, state, (&from, &to), with_mark(reason), None)
                     .await
             }
             RollbackDecision::RollBack { from, to, reason } => {
@@ -656,7 +671,7 @@ impl RollbackFunction {
                     Some(words) => format!("{reason}; {words}"),
                     None => reason,
                 };
-                self.record_rollback(&case, state, (&from, &to), reason, &route)
+                self.record_rollback(&case, state, (&from, &to), reason, Some(&route))
                     .await
             }
         }
@@ -684,7 +699,7 @@ impl RollbackFunction {
         mut state: ServiceState,
         (from, to): (&str, &str),
         reason: String,
-        route: &RollbackRoute,
+        route: Option<&RollbackRoute>,
     ) -> ServiceReport {
         let Case {
             key,
@@ -933,7 +948,12 @@ fn details(
 }
 
 /// The strategy of the service and the call that moved it back.
-fn with_route(mut details: Value, route: &RollbackRoute) -> Value {
+/// How the service went back; none when it already ran the target (a lost record finished).
+fn with_route(mut details: Value, route: Option<&RollbackRoute>) -> Value {
+    let Some(route) = route else {
+        details["rolledBackBy"] = json!("already done");
+        return details;
+    };
     details["strategy"] = json!(route.strategy.as_str());
     details["rolledBackBy"] = json!(route.call());
     match &route.path {

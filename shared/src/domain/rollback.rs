@@ -217,6 +217,13 @@ pub enum RollbackDecision {
         to: String,
         reason: String,
     },
+    /// ECS already runs the target: record the rollback (quarantine, history, announcement)
+    /// without changing anything in ECS.
+    Finish {
+        from: String,
+        to: String,
+        reason: String,
+    },
     Skip(String),
 }
 
@@ -335,18 +342,33 @@ pub fn decide_rollback(
             rfc3339(alarm.at)
         ));
     }
+    // A would-be deployment runs a revision that was never registered: any known-good one,
+    // the one it would have been cloned from included, is a target.
+    let target = state
+        .known_good_at(alarm.at)
+        .filter(|k| d.dry_run || *k != d.to);
     if !d.dry_run && running != d.to {
+        if let Some(target) = target.filter(|t| *t == running && target_quarantined.is_none()) {
+            // What this alarm's rollback would do is done: an earlier attempt whose record
+            // was lost after ECS accepted it (or a person as quick). The alarm inside the
+            // window is the same evidence as ever; only the record is missing.
+            return RollbackDecision::Finish {
+                from: d.to.clone(),
+                to: target.to_owned(),
+                reason: format!(
+                    "alarm {} went into ALARM inside the guard window of {to}: {}; the service already runs the known-good revision {}, so the rollback is recorded without changing ECS (an earlier attempt rolled it back and its record was lost)",
+                    alarm.name,
+                    alarm.reason,
+                    revision_name(target)
+                ),
+            };
+        }
         return Skip(format!(
             "the service runs {}, not deckhand's deployment {to}; nothing of deckhand's to roll back",
             revision_name(running)
         ));
     }
-    // A would-be deployment runs a revision that was never registered: any known-good one,
-    // the one it would have been cloned from included, is a target.
-    let Some(target) = state
-        .known_good_at(alarm.at)
-        .filter(|k| d.dry_run || *k != d.to)
-    else {
+    let Some(target) = target else {
         return Skip("there is no known-good revision to roll back to".into());
     };
     if let Some(digest) = target_quarantined {
@@ -647,7 +669,10 @@ mod tests {
             ))
             .contains("already failed")
         );
-        assert!(skipped(decide(&a, true, &done, OLD, None)).contains("not deckhand's deployment"));
+        let elsewhere = "arn:aws:ecs:eu-west-1:1:task-definition/api:30";
+        assert!(
+            skipped(decide(&a, true, &done, elsewhere, None)).contains("not deckhand's deployment")
+        );
         let mut no_target = done.clone();
         no_target.known_good = None;
         assert!(skipped(decide(&a, true, &no_target, NEW, None)).contains("no known-good"));
@@ -655,6 +680,37 @@ mod tests {
             skipped(decide(&a, true, &done, NEW, Some("sha256:cc")))
                 .contains("quarantined digest sha256:cc")
         );
+    }
+
+    /// ECS accepted an earlier attempt's rollback and its record was lost: the service runs
+    /// the target already, and the redelivered alarm records the rollback without an ECS call.
+    #[test]
+    fn a_rollback_already_done_is_finished_not_skipped() {
+        let a = alarm("2026-11-23T10:13:00Z");
+        let done = deployed(DeploymentStatus::Completed);
+        match decide(&a, true, &done, OLD, None) {
+            RollbackDecision::Finish { from, to, reason } => {
+                assert_eq!((from.as_str(), to.as_str()), (NEW, OLD));
+                assert!(
+                    reason.contains("already runs the known-good revision"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not onto a quarantined target, not outside the window, not with rollback off.
+        assert!(matches!(
+            decide(&a, true, &done, OLD, Some("sha256:cc")),
+            RollbackDecision::Skip(_)
+        ));
+        assert!(matches!(
+            decide(&alarm("2026-11-23T11:00:00Z"), true, &done, OLD, None),
+            RollbackDecision::Skip(_)
+        ));
+        assert!(matches!(
+            decide(&a, false, &done, OLD, None),
+            RollbackDecision::Skip(_)
+        ));
     }
 
     #[test]
