@@ -74,7 +74,7 @@ pub fn render(n: &Notification) -> ChatMessage {
         },
         metadata: Metadata {
             thread_id: thread(n),
-            summary: cut(&n.summary, TITLE_MAX),
+            summary: cut(&inert(&n.summary), TITLE_MAX),
             event_type: n.kind.as_str(),
             related_resources: scalars(d)
                 .filter(|(_, v)| v.starts_with("arn:"))
@@ -126,21 +126,21 @@ fn title(n: &Notification) -> String {
         t.push_str(&counts(d));
         return t;
     }
-    t.push_str(&n.service);
+    t.push_str(&inert(&n.service));
     match (text(d, "from"), text(d, "to")) {
         (Some(from), Some(to)) if from != to && n.kind != Kind::TrafficShifted => {
-            t.push_str(&format!(" {from} -> {to}"));
+            t.push_str(&format!(" {} -> {}", inert(from), inert(to)));
         }
-        (_, Some(to)) if n.kind != Kind::TrafficShifted => t.push_str(&format!(" {to}")),
+        (_, Some(to)) if n.kind != Kind::TrafficShifted => t.push_str(&format!(" {}", inert(to))),
         _ => {}
     }
     if let Some(percent) = d.get("percent").and_then(Value::as_u64) {
         t.push_str(&format!(" {percent}%"));
     }
     if let Some(tag) = text(d, "tag") {
-        t.push_str(&format!(" ({tag})"));
+        t.push_str(&format!(" ({})", inert(tag)));
     } else if let Some(alarm) = text(d, "alarm") {
-        t.push_str(&format!(" (alarm {alarm})"));
+        t.push_str(&format!(" (alarm {})", inert(alarm)));
     }
     t
 }
@@ -163,34 +163,40 @@ fn group_count(d: &Value, group: &str) -> u64 {
 
 fn description(n: &Notification) -> String {
     let d = &n.details;
-    let mut lines = vec![n.summary.clone()];
+    let mut lines = vec![inert(&n.summary)];
     let mut fact = |name: &str, value: String| lines.push(format!("*{name}:* {value}"));
     if let Some(repository) = text(d, "repository") {
         let image = match (text(d, "tag"), text(d, "digest")) {
-            (Some(tag), Some(digest)) => format!("`{repository}:{tag}` (`{}`)", short(digest)),
-            (None, Some(digest)) => format!("`{repository}@{}`", short(digest)),
-            _ => format!("`{repository}`"),
+            (Some(tag), Some(digest)) => {
+                format!(
+                    "{} ({})",
+                    code(&format!("{repository}:{tag}")),
+                    code(short(digest))
+                )
+            }
+            (None, Some(digest)) => code(&format!("{repository}@{}", short(digest))),
+            _ => code(repository),
         };
         fact("Image", image);
     } else if let Some(digest) = text(d, "digest") {
-        fact("Digest", format!("`{}`", short(digest)));
+        fact("Digest", code(short(digest)));
     }
     match (text(d, "from"), text(d, "to")) {
         (Some(from), Some(to)) if n.kind == Kind::TrafficShifted => {
-            fact("Services", format!("`{from}` -> `{to}`"))
+            fact("Services", format!("{} -> {}", code(from), code(to)))
         }
-        (Some(from), Some(to)) => fact("Revision", format!("`{from}` -> `{to}`")),
-        (None, Some(to)) => fact("Revision", format!("`{to}`")),
-        (Some(from), None) => fact("Running", format!("`{from}`")),
+        (Some(from), Some(to)) => fact("Revision", format!("{} -> {}", code(from), code(to))),
+        (None, Some(to)) => fact("Revision", code(to)),
+        (Some(from), None) => fact("Running", code(from)),
         (None, None) => {}
     }
     if let Some(alarm) = text(d, "alarm") {
-        let mut value = format!("`{alarm}`");
+        let mut value = code(alarm);
         if let Some(state) = text(d, "alarmState") {
-            value.push_str(&format!(" {state}"));
+            value.push_str(&format!(" {}", inert(state)));
         }
         if let Some(at) = text(d, "alarmAt") {
-            value.push_str(&format!(" at {at}"));
+            value.push_str(&format!(" at {}", inert(at)));
         }
         fact("Alarm", value);
     }
@@ -207,7 +213,7 @@ fn description(n: &Notification) -> String {
             continue;
         }
         if let Some(value) = text(d, key) {
-            fact(name, value.to_owned());
+            fact(name, inert(value));
         }
     }
     for problem in d
@@ -218,7 +224,7 @@ fn description(n: &Notification) -> String {
     {
         let (tag, message) = (text(problem, "tag"), text(problem, "message"));
         if let (Some(tag), Some(message)) = (tag, message) {
-            fact("Tag", format!("`{tag}`: {message}"));
+            fact("Tag", format!("{}: {}", code(tag), inert(message)));
         }
     }
     if n.kind == Kind::ScaleSummary {
@@ -236,7 +242,7 @@ fn description(n: &Notification) -> String {
             let mut listed = names
                 .iter()
                 .take(NAMES_SHOWN)
-                .map(|s| format!("`{s}`"))
+                .map(|s| code(s))
                 .collect::<Vec<_>>()
                 .join(", ");
             let unlisted = count.saturating_sub(names.len().min(NAMES_SHOWN) as u64);
@@ -330,6 +336,56 @@ fn scalars(d: &Value) -> impl Iterator<Item = (String, String)> + '_ {
         };
         Some((k.clone(), value))
     })
+}
+
+/// Text from outside (alarm names and reasons, descriptions, tag values, errors) as plain text
+/// in client-markdown: no link, mention, code span or emphasis comes from it, in Slack or
+/// Teams. `&` and `<` become entities (Slack's own escapes: `<!channel>`, `<@U1>` and
+/// `<https://...|text>` are then nothing). The characters that open markup become look-alikes
+/// that no client reads as markup (`*` U+2217, a backtick U+02CB, `@` U+FF20, and `_` and `~`
+/// where they could open emphasis: at a word's edge, as U+FF3F and U+223C). A zero-width space
+/// after `]` and inside `://`, and between a dot and the letters of a domain, keeps a link or a
+/// bare address from forming. Names people copy are shown in code spans ([`code`]) instead.
+pub fn inert(text: &str) -> String {
+    const ZWSP: char = '\u{200b}';
+    let chars: Vec<char> = text.chars().collect();
+    let word = |i: Option<usize>| {
+        i.and_then(|i| chars.get(i))
+            .is_some_and(|c| c.is_alphanumeric())
+    };
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, &c) in chars.iter().enumerate() {
+        let (before, after) = (word(i.checked_sub(1)), word(Some(i + 1)));
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '*' => out.push('\u{2217}'),
+            '`' => out.push('\u{2cb}'),
+            '@' => out.push('\u{ff20}'),
+            '_' if !(before && after) => out.push('\u{ff3f}'),
+            '~' if !(before && after) => out.push('\u{223c}'),
+            ']' => {
+                out.push(c);
+                out.push(ZWSP);
+            }
+            '.' if before && chars.get(i + 1).is_some_and(|c| c.is_alphabetic()) => {
+                out.push(c);
+                out.push(ZWSP);
+            }
+            _ => out.push(c),
+        }
+    }
+    out.replace("://", &format!(":{ZWSP}//"))
+}
+
+/// A name from outside in a code span, where no markup counts; a backtick in it, which would
+/// end the span, becomes a look-alike (U+02CB).
+pub fn code(text: &str) -> String {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('`', "\u{2cb}");
+    format!("`{escaped}`")
 }
 
 /// `sha256:` and the first 12 hex digits, as `docker images` shows a digest.

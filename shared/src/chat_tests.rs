@@ -318,3 +318,93 @@ fn a_fleets_summary_stays_within_what_slack_shows() {
     );
     assert!(m.content.title.chars().count() <= TITLE_MAX);
 }
+
+/// An alarm named and described by whoever may create alarms, and tag values as anyone who may
+/// tag a service writes them: nothing of theirs links, mentions, formats or opens a code span.
+fn hostile() -> Vec<Notification> {
+    const NAME: &str = "<!channel> *urgent* `rm -rf /` [docs](https://evil.example) @here";
+    const REASON: &str = "Threshold Crossed <https://evil.example/login|sign in again> _now_ ~gone~ www.evil.example <@U012AB3CD>";
+    let mut details = alarm("web:42", "web:41");
+    details["alarm"] = json!(NAME);
+    details["reason"] = json!(REASON);
+    details["alarmState"] = json!("ALARM *bold*");
+    let rollback = Notification::new(
+        Kind::RollbackStarted,
+        Severity::Warning,
+        "prod/web",
+        format!("Rolling back prod/web from web:42 to web:41 after alarm {NAME}: {REASON}"),
+        at(),
+        details,
+    );
+    let invalid = Notification::new(
+        Kind::ConfigInvalid,
+        Severity::Warning,
+        "prod/web",
+        "deckhand tags on prod/web do not parse: deckhand:awake = @channel_*x*_",
+        at(),
+        json!({"problems": [{"tag": "deckhand:awake", "value": "@channel_*x*_",
+                             "message": "unknown day `@channel_*x*_` see https://evil.example"}]}),
+    );
+    vec![rollback, invalid]
+}
+
+#[test]
+fn text_from_outside_is_inert_in_chat() {
+    let bless = std::env::var_os("DECKHAND_BLESS").is_some();
+    for n in hostile() {
+        let message = render(&n);
+        let shown = format!(
+            "{}\n{}\n{}",
+            message.content.title, message.content.description, message.metadata.summary
+        );
+        // Slack reads its escapes even in code spans.
+        for forbidden in ["<!channel>", "<https://", "<@U"] {
+            assert!(!shown.contains(forbidden), "{forbidden:?} in:\n{shown}");
+        }
+        // Outside deckhand's code spans (where nothing is markup), no markup at all.
+        let outside: String = shown.split('`').step_by(2).collect::<Vec<_>>().join(" ");
+        for forbidden in [
+            "*urgent*", "](https", "https://", "www.evil", "@here", "@channel", "_now_", "~gone~",
+            "*bold*", "*x*",
+        ] {
+            assert!(!outside.contains(forbidden), "{forbidden:?} in:\n{outside}");
+        }
+        // The only code spans are deckhand's own, whole: an even number of backticks per line.
+        for line in message.content.description.lines() {
+            assert_eq!(line.matches('`').count() % 2, 0, "{line}");
+        }
+        // Read as text, it says what it said.
+        let read: String = shown
+            .replace('\u{200b}', "")
+            .replace("&lt;", "<")
+            .replace("&amp;", "&")
+            .chars()
+            .map(|c| match c {
+                '\u{2217}' => '*',
+                '\u{2cb}' => '`',
+                '\u{ff20}' => '@',
+                '\u{ff3f}' => '_',
+                '\u{223c}' => '~',
+                c => c,
+            })
+            .collect();
+        assert!(read.contains(&n.summary), "{read}");
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("golden/chat/hostile")
+            .join(format!("{}.json", n.kind.as_str()));
+        let rendered = serde_json::to_string_pretty(&message).unwrap() + "\n";
+        if bless {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &rendered).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (DECKHAND_BLESS=1 writes it)", path.display()));
+        assert_eq!(
+            rendered,
+            expected,
+            "{} differs from its golden file",
+            path.display()
+        );
+    }
+}
