@@ -148,6 +148,8 @@ class Demo:
                 {"TargetGroupArn": self.target_groups["blue"], "Weight": 100},
                 {"TargetGroupArn": self.target_groups["green"], "Weight": 0},
             ]}}],
+            # Designated for deckhand: the only listeners its roles may change.
+            Tags=[{"Key": "deckhand:traffic", "Value": "managed"}],
         )["Listeners"][0]["ListenerArn"]
         self.ecr.put_image(repositoryName="web", imageManifest=manifest("release-1"), imageTag="release-1")
         for side, partner, count in (("blue", "green", 2), ("green", "blue", 0)):

@@ -10,6 +10,7 @@ physical names of its stack's resources:
     POST /_deckhand/iam/stacks/STACK   {"Table": {"Ref": "...", "Arn": "..."}, ...}
     GET  /_deckhand/iam/refused/STACK  every refusal so far, as sentences naming the role, the
                                        operation, the action and the resource
+    DELETE /_deckhand/iam/refused/STACK  the same, taken: a test that expects them
 
 Calls signed with any other key (the tests' own set-up) are not evaluated. This layer runs
 outside the emulator's one-request-at-a-time lock, so that a Lambda invocation it allows can
@@ -35,6 +36,17 @@ TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/[^/]+/([^/]+)/")
 API = "/_deckhand/iam/"
 LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+
+
+def elbv2_tags(arn):
+    """The tags a listener or rule carries in moto, which IAM's aws:ResourceTag reads."""
+    from moto.elbv2.models import elbv2_backends
+
+    fields = arn.split(":")
+    if len(fields) < 6:
+        return {}
+    backend = elbv2_backends[fields[4]][fields[3]]
+    return backend.tagging_service.get_tag_dict_for_resource(arn)
 
 
 class IamPolicies:
@@ -85,7 +97,7 @@ class IamPolicies:
             return self.app(environ, start_response)
         with self.lock:
             self.refused[stack_id].extend(refused)
-        return self.refuse(bool(target), refused, start_response)
+        return self.refuse(bool(target), signing_name, refused, start_response)
 
     def stack(self, stack_id, flags):
         with self.lock:
@@ -100,7 +112,9 @@ class IamPolicies:
         if "chat" in flags:
             # The chat topic and its statements exist only with a Slack channel.
             parameters.update(SlackWorkspaceId="T0123456789", SlackChannelId="C0123456789")
-        return iam.Stack(self.template, parameters, physical)
+        stack = iam.Stack(self.template, parameters, physical)
+        stack.resource_tags = elbv2_tags
+        return stack
 
     def log(self, role, operation, allowed):
         # Requests are evaluated concurrently (outside the emulator's one-at-a-time lock).
@@ -117,16 +131,20 @@ class IamPolicies:
                     f.write(lines)
 
     @staticmethod
-    def refuse(json_protocol, refused, start_response):
+    def refuse(json_protocol, signing_name, refused, start_response):
         message = "; ".join(refused)
         if json_protocol:
             body = json.dumps({"__type": "AccessDeniedException", "message": message}).encode()
             start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"),
                                                ("Content-Length", str(len(body)))])
             return [body]
-        code = "KMSAccessDenied" if "kms:" in message else "AuthorizationError"
+        if signing_name == "elasticloadbalancing":
+            code, namespace = "AccessDenied", "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
+        else:
+            code = "KMSAccessDenied" if "kms:" in message else "AuthorizationError"
+            namespace = "http://sns.amazonaws.com/doc/2010-03-31/"
         body = (
-            '<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error><Type>Sender</Type>'
+            f'<ErrorResponse xmlns="{namespace}"><Error><Type>Sender</Type>'
             f"<Code>{code}</Code><Message>{html.escape(message)}</Message></Error>"
             "<RequestId>iam</RequestId></ErrorResponse>"
         ).encode()
@@ -144,6 +162,9 @@ class IamPolicies:
         elif kind == "refused":
             with self.lock:
                 answer = list(self.refused.get(stack_id, []))
+                # A test that expects a refusal takes it, and only the others fail it.
+                if environ.get("REQUEST_METHOD") == "DELETE":
+                    self.refused.pop(stack_id, None)
         else:
             start_response("404 Not Found", [("Content-Length", "0")])
             return [b""]

@@ -234,9 +234,21 @@ def own_needs(prefix, operation, params, context):
     return [Need(name, r, context) for r in dict.fromkeys(resources or ["*"])]
 
 
-def context_of(prefix, operation, params):
+# The resource whose tags IAM reads as aws:ResourceTag/KEY, by operation.
+TAGGED_RESOURCE = {
+    ("elasticloadbalancing", "ModifyListener"): "ListenerArn",
+    ("elasticloadbalancing", "ModifyRule"): "RuleArn",
+}
+
+
+def context_of(prefix, operation, params, resource_tags=None):
     if prefix == "application-autoscaling" and operation == "RegisterScalableTarget":
         return {"application-autoscaling:service-namespace": params.get("ServiceNamespace", "")}
+    field = TAGGED_RESOURCE.get((prefix, operation))
+    if field and resource_tags and params.get(field):
+        # IAM reads the tags the resource carries when the request comes (the emulator's
+        # lookup); without one, the resource has no tag and a tag condition fails.
+        return {f"aws:ResourceTag/{k}": v for k, v in resource_tags(params[field]).items()}
     return {}
 
 
@@ -320,7 +332,8 @@ def needs(signing_name, operation, params, stack):
     prefix = PREFIXES.get(signing_name, signing_name)
     if prefix == "dynamodb" and operation in ("TransactWriteItems", "TransactGetItems"):
         return dynamodb_transaction(operation, params)
-    found = own_needs(prefix, operation, params, context_of(prefix, operation, params))
+    tags = getattr(stack, "resource_tags", None)
+    found = own_needs(prefix, operation, params, context_of(prefix, operation, params, tags))
     if prefix == "ecs":
         found += ecs_extra(operation, params)
     elif prefix == "application-autoscaling":

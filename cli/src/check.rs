@@ -6,6 +6,7 @@ use std::io::Write;
 use deckhand::app::Ports;
 use deckhand::app::scheduler::scheduled_scaling_words;
 use deckhand::config::Config;
+use deckhand::domain::pair::{DESIGNATED, TAG_PAIR, TAG_TRAFFIC};
 use deckhand::domain::rollback::{
     ALARM_TAG_SERVICE, Alarm, AlarmMeaning, RollbackSettings, alarm_meaning,
 };
@@ -98,6 +99,27 @@ fn alarm_rows(
     (rows, words)
 }
 
+/// Why a pair's listener or rule cannot be moved by deckhand, if it cannot: the template lets
+/// its roles change only the listeners and rules tagged `deckhand:traffic` = `managed`.
+async fn undesignated_traffic(
+    ports: &Ports,
+    tags: &deckhand::domain::settings::Tags,
+) -> Option<String> {
+    if !tags.contains_key(TAG_PAIR) {
+        return None;
+    }
+    let arn = tags.get(TAG_TRAFFIC)?;
+    match ports.traffic.designated(arn).await {
+        Ok(true) => None,
+        Ok(false) => Some(format!(
+            "{TAG_TRAFFIC}: {arn} is not designated for deckhand; tag it {TAG_TRAFFIC} = {DESIGNATED}, or deckhand may not move its traffic"
+        )),
+        Err(e) => Some(format!(
+            "{TAG_TRAFFIC}: could not read the tags of {arn}: {e}"
+        )),
+    }
+}
+
 /// Every opted-in service's tags, checked and said in words.
 pub(crate) async fn check(
     ports: &Ports,
@@ -165,6 +187,10 @@ pub(crate) async fn check(
                 words.push(scheduled_scaling_words(actions));
             }
         }
+        let mut problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        if let Some(problem) = undesignated_traffic(ports, &s.tags).await {
+            problems.push(problem);
+        }
         if !problems.is_empty() {
             invalid += 1;
         }
@@ -173,7 +199,7 @@ pub(crate) async fn check(
             "valid": problems.is_empty(),
             "means": words,
             "alarms": alarm_list,
-            "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "problems": problems,
         }));
     }
     if json_output {
@@ -195,7 +221,7 @@ pub(crate) async fn check(
     }
     if invalid > 0 {
         return Err(CliError::Setup(format!(
-            "{invalid} service(s) have deckhand tags that do not parse"
+            "{invalid} service(s) have deckhand tags that do not parse or that deckhand may not act on"
         )));
     }
     Ok(())

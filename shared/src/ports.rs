@@ -169,6 +169,9 @@ pub trait Traffic: Send + Sync {
         forward: &crate::domain::pair::Forward,
         weights: &[(String, i32)],
     ) -> PortResult<()>;
+    /// Whether the listener or rule is designated for deckhand (its tag `deckhand:traffic` =
+    /// `managed`, `DescribeTags`): the template lets deckhand's roles change only those.
+    async fn designated(&self, arn: &str) -> PortResult<bool>;
 }
 
 /// CodeDeploy, for the services it deploys (deployment controller `CODE_DEPLOY`).

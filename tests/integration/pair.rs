@@ -522,3 +522,54 @@ async fn an_operator_rolls_a_pair_back_by_its_traffic() {
     assert_eq!(p.weights().await, p.split(100, 0));
     assert_eq!(p.revision("web-blue").await, format!("{}:1", p.family));
 }
+
+/// The template lets deckhand change only listeners and rules tagged `deckhand:traffic` =
+/// `managed`: an undesignated one is refused to every role, and `deckhand check` says so.
+#[tokio::test]
+async fn a_listener_not_designated_for_deckhand_is_never_changed_and_check_says_so() {
+    let p = Pair::new("100").await;
+    let (text, ended) =
+        crate::cli::deckhand_run(&p.stack, &["check", "--cluster", &p.stack.cluster]).await;
+    assert!(ended.is_ok(), "{text}");
+    assert!(!text.contains("not designated"), "{text}");
+
+    aws_sdk_elasticloadbalancingv2::Client::new(&p.stack.sdk)
+        .remove_tags()
+        .resource_arns(&p.alb.listener)
+        .tag_keys("deckhand:traffic")
+        .send()
+        .await
+        .unwrap();
+    let (text, ended) =
+        crate::cli::deckhand_run(&p.stack, &["check", "--cluster", &p.stack.cluster]).await;
+    assert!(ended.is_err(), "{text}");
+    let blue = p.stack.service_key("web-blue").to_string();
+    assert!(
+        text.contains(&format!(
+            "{blue}  INVALID deckhand:traffic: {} is not designated for deckhand; tag it deckhand:traffic = managed",
+            p.alb.listener
+        )),
+        "{text}"
+    );
+
+    // Whatever a function of the stack tries, IAM refuses the change.
+    for role in [Role::Deploy, Role::Rollback, Role::Scheduler] {
+        let ports = p.stack.ports(role, p.clock.clone());
+        let forward = ports.traffic.forward(&p.alb.listener).await.unwrap();
+        let e = ports
+            .traffic
+            .set_weights(&forward, &p.split(0, 100))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("AccessDenied"), "{e}");
+    }
+    assert_eq!(p.weights().await, p.split(100, 0));
+    let refused = p.stack.take_refused_calls();
+    assert_eq!(refused.len(), 3, "{refused:#?}");
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.contains("elasticloadbalancing:ModifyListener")),
+        "{refused:#?}"
+    );
+}

@@ -81,6 +81,7 @@ async fn a_rules_forward_action_keeps_its_stickiness_its_other_groups_and_its_co
     let rule = elb
         .create_rule()
         .listener_arn(&alb.listener)
+        .tags(crate::harness::designated())
         .priority(10)
         .conditions(
             RuleCondition::builder()
@@ -273,6 +274,7 @@ async fn a_listener_behind_authentication_keeps_it_and_its_secret_when_its_weigh
     let rule = elb
         .create_rule()
         .listener_arn(&alb.listener)
+        .tags(crate::harness::designated())
         .priority(5)
         .conditions(
             RuleCondition::builder()

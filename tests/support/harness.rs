@@ -127,9 +127,17 @@ fn shared_emulator() -> &'static Emulator {
 
 /// A plain HTTP GET against an emulator's own API.
 fn emulator_get(url: &str, path: &str) -> Value {
+    emulator_ask(url, "GET", path)
+}
+
+fn emulator_ask(url: &str, method: &str, path: &str) -> Value {
     let address = url.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&address).expect("connect to moto");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("request");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {address}\r\n\r\n"
+    )
+    .expect("request");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).expect("response");
     let text = String::from_utf8_lossy(&response);
@@ -572,6 +580,16 @@ impl Stack {
         self.ports(role, Arc::new(SystemClock))
     }
 
+    /// Takes the refusals so far, which the test expected: they no longer fail it.
+    pub fn take_refused_calls(&self) -> Vec<String> {
+        let refused = emulator_ask(
+            &self.url,
+            "DELETE",
+            &format!("/_deckhand/iam/refused/{}", self.id),
+        );
+        serde_json::from_value(refused).expect("a list of refusals")
+    }
+
     /// The calls of this stack's roles that the emulator refused because template.yaml does not
     /// allow them.
     pub fn refused_calls(&self) -> Vec<String> {
@@ -797,6 +815,8 @@ impl Stack {
                     )
                     .build(),
             )
+            // Designated for deckhand: the only listeners its roles may change.
+            .tags(designated())
             .send()
             .await
             .expect("create listener");
@@ -1313,4 +1333,12 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
         .send()
         .await
         .expect("enable ttl");
+}
+
+/// The tag that designates a listener or a rule for deckhand (template.yaml, ShiftPairTraffic).
+pub fn designated() -> aws_sdk_elasticloadbalancingv2::types::Tag {
+    aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+        .key("deckhand:traffic")
+        .value("managed")
+        .build()
 }

@@ -98,14 +98,35 @@ class Requests(unittest.TestCase):
         self.assertEqual(len(self.refused("rollback", "codedeploy", "StopDeployment", {"deploymentId": "d-1"},
                                           template=t)), 1)
 
+    def designated(self, template=None):
+        """The stack, with every listener and rule tagged deckhand:traffic = managed."""
+        stack = iam.Stack(template or self.template, {}, PHYSICAL)
+        stack.resource_tags = lambda arn: {"deckhand:traffic": "managed"}
+        return stack
+
     def test_listener_types_are_alternatives(self):
         self.assertEqual(self.needs("elasticloadbalancing", "ModifyListener", {"ListenerArn": LISTENER}),
                          [("elasticloadbalancing:ModifyListener", LISTENER)])
-        self.assertEqual(self.refused("rollback", "elasticloadbalancing", "ModifyListener", {"ListenerArn": LISTENER}),
-                         [])
+        refused = lambda arn: iam_actions.refusals(self.designated(), "rollback", "elasticloadbalancing",  # noqa: E731
+                                                   "ModifyListener", {"ListenerArn": arn})[1]
+        self.assertEqual(refused(LISTENER), [])
         network = LISTENER.replace("listener/app/", "listener/net/")
-        self.assertEqual(len(self.refused("rollback", "elasticloadbalancing", "ModifyListener",
-                                          {"ListenerArn": network})), 1)
+        self.assertEqual(len(refused(network)), 1)
+
+    def test_only_listeners_and_rules_designated_for_deckhand_are_changed(self):
+        for role in ("deploy", "rollback", "scheduler", "operator"):
+            for operation, field in (("ModifyListener", "ListenerArn"), ("ModifyRule", "RuleArn")):
+                arn = LISTENER if field == "ListenerArn" else LISTENER.replace("listener/", "listener-rule/") + "/r1"
+                with self.subTest(role=role, operation=operation):
+                    allowed = iam_actions.refusals(self.designated(), role, "elasticloadbalancing", operation,
+                                                   {field: arn})[1]
+                    self.assertEqual(allowed, [])
+                    untagged = self.refused(role, "elasticloadbalancing", operation, {field: arn})
+                    self.assertEqual(len(untagged), 1, untagged)
+                    other = iam.Stack(self.template, {}, PHYSICAL)
+                    other.resource_tags = lambda arn: {"deckhand:traffic": "yes"}
+                    self.assertEqual(len(iam_actions.refusals(other, role, "elasticloadbalancing", operation,
+                                                              {field: arn})[1]), 1)
 
     def test_a_named_index_is_a_resource_of_its_own(self):
         self.assertEqual(self.needs("dynamodb", "Query", {"TableName": "deckhand-1", "IndexName": "by"}), [

@@ -61,7 +61,7 @@ class TemplateChecks(unittest.TestCase):
         return iam.Stack(self.template, parameters, physical)
 
     def test_the_chat_resources_exist_only_with_a_slack_channel(self):
-        chat_resources = {"ChatTopic", "ChatChannelRole", "SlackChannel"}
+        chat_resources = {"ChatTopic", "ChatChannelRole", "SlackChannel", "ChatReadAlarmsAndMetrics"}
         conditional = {name for name, r in self.template["Resources"].items() if r.get("Condition") == "HasChat"}
         self.assertEqual(conditional, chat_resources)
         for chat in (False, True):
@@ -74,11 +74,30 @@ class TemplateChecks(unittest.TestCase):
         import iam
         self.assertFalse(iam.Stack(self.template, {"SlackWorkspaceId": "T0123456789"}, {}).condition("HasChat"))
         channel = self.template["Resources"]["SlackChannel"]["Properties"]
-        self.assertEqual(self.resolved(True).resolve(channel["GuardrailPolicies"]),
-                         ["arn:aws:iam::aws:policy/ReadOnlyAccess"])
+        self.assertEqual(channel["GuardrailPolicies"], [{"Ref": "ChatReadAlarmsAndMetrics"}])
         self.assertEqual(channel["SnsTopicArns"], [{"Ref": "ChatTopic"}])
         for required in ("ConfigurationName", "IamRoleArn", "SlackChannelId", "SlackWorkspaceId"):
             self.assertIn(required, channel)
+
+    def test_the_channel_reads_alarms_and_metrics_and_nothing_else(self):
+        resources = self.template["Resources"]
+        policy = resources["ChatReadAlarmsAndMetrics"]["Properties"]["PolicyDocument"]
+        actions = {a for st in policy["Statement"] for a in st["Action"]}
+        self.assertTrue(actions, "something to read")
+        for action in actions:
+            self.assertTrue(action.startswith("cloudwatch:"), action)
+            verb = action.split(":")[1]
+            self.assertTrue(verb.startswith(("Describe", "Get", "List")), action)
+        self.assertTrue(all(st["Effect"] == "Allow" for st in policy["Statement"]))
+        role = resources["ChatChannelRole"]["Properties"]
+        self.assertEqual(role["ManagedPolicyArns"], [{"Ref": "ChatReadAlarmsAndMetrics"}])
+        self.assertNotIn("Policies", role)
+        channel = resources["SlackChannel"]["Properties"]
+        self.assertEqual(channel["GuardrailPolicies"], role["ManagedPolicyArns"], "the guardrail is the same scope")
+        for wanted in (False, True):
+            stack = self.resolved(True)
+            stack.parameters["SlackUserRoleRequired"] = "true" if wanted else "false"
+            self.assertEqual(stack.resolve(channel["UserRoleRequired"]), wanted)
 
     def test_the_dashboard_shows_every_metric_and_the_functions_health(self):
         import json

@@ -739,6 +739,8 @@ pub struct MemoryTraffic {
     forwards: Mutex<HashMap<String, Weights>>,
     changes: Mutex<Vec<(String, Weights)>>,
     failing: Mutex<bool>,
+    /// Listeners and rules without the tag that designates them; every other one has it.
+    undesignated: Mutex<BTreeSet<String>>,
 }
 
 impl MemoryTraffic {
@@ -764,10 +766,19 @@ impl MemoryTraffic {
     pub fn fail(&self, failing: bool) {
         *guard(&self.failing) = failing;
     }
+
+    /// Takes the designation (`deckhand:traffic` = `managed`) off a listener or rule.
+    pub fn undesignate(&self, arn: &str) {
+        guard(&self.undesignated).insert(arn.to_owned());
+    }
 }
 
 #[async_trait]
 impl Traffic for MemoryTraffic {
+    async fn designated(&self, arn: &str) -> PortResult<bool> {
+        Ok(!guard(&self.undesignated).contains(arn))
+    }
+
     async fn forward(&self, arn: &str) -> PortResult<Forward> {
         let weights = guard(&self.forwards)
             .get(arn)

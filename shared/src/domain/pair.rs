@@ -12,6 +12,9 @@ use super::settings::{TagProblem, Tags};
 
 pub const TAG_PAIR: &str = "deckhand:pair";
 pub const TAG_TRAFFIC: &str = "deckhand:traffic";
+/// The value of `deckhand:traffic` on a listener or rule that designates it for deckhand: the
+/// template's roles may change no other (a resource tag condition).
+pub const DESIGNATED: &str = "managed";
 pub const TAG_TRAFFIC_STEPS: &str = "deckhand:traffic-steps";
 pub const TAG_STEP_WAIT: &str = "deckhand:step-wait";
 pub const TAG_STANDBY: &str = "deckhand:standby";

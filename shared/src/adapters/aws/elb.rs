@@ -13,7 +13,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 
 use super::port_error;
 use crate::domain::fleet::Source;
-use crate::domain::pair::Forward;
+use crate::domain::pair::{DESIGNATED, Forward, TAG_TRAFFIC};
 use crate::ports::{PortError, PortErrorKind, PortResult, Traffic};
 
 pub struct ElbTraffic {
@@ -116,6 +116,22 @@ fn written_back(action: &Action) -> Action {
 
 #[async_trait]
 impl Traffic for ElbTraffic {
+    async fn designated(&self, arn: &str) -> PortResult<bool> {
+        let out = self
+            .client
+            .describe_tags()
+            .resource_arns(arn)
+            .send()
+            .await
+            .map_err(|e| port_error("DescribeTags", e))?;
+        Ok(out
+            .tag_descriptions()
+            .iter()
+            .filter(|d| d.resource_arn() == Some(arn))
+            .flat_map(|d| d.tags())
+            .any(|t| t.key() == Some(TAG_TRAFFIC) && t.value() == Some(DESIGNATED)))
+    }
+
     async fn forward(&self, arn: &str) -> PortResult<Forward> {
         let (rule, actions) = if is_rule(arn) {
             let out = self
