@@ -9,7 +9,8 @@ it does not (scripts/emulator.py, docs/security.md). What it evaluates:
   physical names of the stack's resources;
 - identity policies as IAM does: an explicit Deny wins, otherwise an Allow whose Action, Resource
   and Condition all match; `*` and `?` wildcards; NotAction and NotResource; the condition
-  operators the template uses (StringEquals, StringLike, ArnLike, ArnEquals, Bool, ...IfExists);
+  operators the template uses (StringEquals, StringLike, ArnLike, ArnEquals, Bool, ...IfExists,
+  ForAllValues:/ForAnyValue: on multi-valued keys);
 - KMS key policies as KMS does: a key's use is allowed when the key policy names the role, or
   when the key policy lets IAM policies grant it (the account root allowed the action, as in
   AWS's "Enable IAM policies" statement) and the role's policies allow it.
@@ -192,6 +193,14 @@ def wildcard(pattern, value, case_sensitive=True):
 
 
 def condition_holds(operator, key, expected, context):
+    # A multi-valued key (dynamodb:LeadingKeys): ForAllValues holds when every value of the
+    # request matches (and, as IAM says, when the request has none); ForAnyValue when one does.
+    for qualifier, combine in (("ForAllValues:", all), ("ForAnyValue:", any)):
+        if operator.startswith(qualifier):
+            values = context.get(key, [])
+            values = values if isinstance(values, list) else [values]
+            inner = operator.removeprefix(qualifier)
+            return combine(condition_holds(inner, key, expected, {key: v}) for v in values)
     if_exists = operator.endswith("IfExists")
     operator = operator.removesuffix("IfExists")
     if key not in context:

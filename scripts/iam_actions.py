@@ -241,9 +241,30 @@ TAGGED_RESOURCE = {
 }
 
 
+def leading_keys(operation, params):
+    """The partition key values a GetItem or Query names (deckhand's key is `pk`)."""
+    if operation == "GetItem":
+        value = params.get("Key", {}).get("pk", {}).get("S")
+        return [value] if value is not None else []
+    expression = params.get("KeyConditionExpression", "")
+    names = params.get("ExpressionAttributeNames", {})
+    found = re.search(r"(#?\w+)\s*=\s*(:\w+)", expression)
+    if not found:
+        return []
+    attribute, placeholder = found.groups()
+    if names.get(attribute, attribute) != "pk":
+        return []
+    value = params.get("ExpressionAttributeValues", {}).get(placeholder, {}).get("S")
+    return [value] if value is not None else []
+
+
 def context_of(prefix, operation, params, resource_tags=None):
     if prefix == "application-autoscaling" and operation == "RegisterScalableTarget":
         return {"application-autoscaling:service-namespace": params.get("ServiceNamespace", "")}
+    if prefix == "dynamodb" and operation in ("GetItem", "Query"):
+        # The partition keys the request reads: dynamodb:LeadingKeys.
+        keys = leading_keys(operation, params)
+        return {"dynamodb:LeadingKeys": keys} if keys else {}
     field = TAGGED_RESOURCE.get((prefix, operation))
     if field and resource_tags and params.get(field):
         # IAM reads the tags the resource carries when the request comes (the emulator's

@@ -209,3 +209,40 @@ class Grants(unittest.TestCase):
 
 if __name__ == "__main__":
     sys.exit(unittest.main())
+
+
+class Pipeline(unittest.TestCase):
+    """PipelinePolicy reads only the items `deckhand wait` needs: a managed service's state and
+    history (dynamodb:LeadingKeys), nothing else of the table."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.template = check_template.load(ROOT / "template.yaml")
+
+    def refused(self, operation, params, parameters=None):
+        stack = iam.Stack(self.template, parameters or {}, PHYSICAL)
+        return iam_actions.refusals(stack, "pipeline", "dynamodb", operation, params)[1]
+
+    @staticmethod
+    def get(pk):
+        return {"TableName": "deckhand-1", "Key": {"pk": {"S": pk}, "sk": {"S": "state"}}}
+
+    @staticmethod
+    def query(pk):
+        return {"TableName": "deckhand-1", "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": "history#"}}}
+
+    def test_a_services_state_and_history_are_readable(self):
+        self.assertEqual(self.refused("GetItem", self.get("service#prod/web")), [])
+        self.assertEqual(self.refused("Query", self.query("service#prod/web")), [])
+
+    def test_the_rest_of_the_table_is_not(self):
+        for pk in ("waiting", "held", "processed#e1", "repository#123456789012.dkr.ecr/web", "pace#ecs"):
+            with self.subTest(pk=pk):
+                self.assertEqual(len(self.refused("GetItem", self.get(pk))), 1)
+                self.assertEqual(len(self.refused("Query", self.query(pk))), 1)
+
+    def test_only_the_managed_clusters(self):
+        only_prod = {"ManagedClusters": "prod"}
+        self.assertEqual(self.refused("GetItem", self.get("service#prod/web"), only_prod), [])
+        self.assertEqual(len(self.refused("GetItem", self.get("service#staging/web"), only_prod)), 1)

@@ -163,6 +163,21 @@ class TemplateChecks(unittest.TestCase):
             {"Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"},
         )
 
+    def test_the_table_refuses_deletion_and_each_function_logs_to_a_group_that_expires(self):
+        resources = self.template["Resources"]
+        table = resources["Table"]
+        self.assertIs(table["Properties"]["DeletionProtectionEnabled"], True)
+        self.assertEqual(table["DeletionPolicy"], "Retain")
+        retention = self.template["Parameters"]["LogRetentionDays"]
+        self.assertEqual(retention["Default"], 90)
+        groups = set()
+        for function in ("DeployFunction", "RollbackFunction", "SchedulerFunction"):
+            group = resources[function]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+            self.assertEqual(resources[group]["Type"], "AWS::Logs::LogGroup", function)
+            self.assertEqual(resources[group]["Properties"]["RetentionInDays"], {"Ref": "LogRetentionDays"})
+            groups.add(group)
+        self.assertEqual(len(groups), 3, "a group per function")
+
     def test_reconciles_never_overlap(self):
         # A reconcile of a large fleet may run long; the next one waits for it to end.
         scheduler = self.template["Resources"]["SchedulerFunction"]["Properties"]
