@@ -351,6 +351,10 @@ def codedeploy_extra(operation, params):
 
 def needs(signing_name, operation, params, stack):
     prefix = PREFIXES.get(signing_name, signing_name)
+    if (prefix, operation) == ("sts", "GetCallerIdentity"):
+        # "No permissions are required to perform this operation" (STS API Reference,
+        # GetCallerIdentity): even an explicit deny does not stop it.
+        return []
     if prefix == "dynamodb" and operation in ("TransactWriteItems", "TransactGetItems"):
         return dynamodb_transaction(operation, params)
     tags = getattr(stack, "resource_tags", None)

@@ -116,7 +116,8 @@ struct Cli {
 /// The AWS configuration the command line runs with: the standard chain, with the profile and
 /// region the arguments name. Arguments that do not parse leave it standard: `run` reports them.
 pub async fn load_sdk(args: &[OsString]) -> SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    // Every call bounded as the functions bound theirs: the same retries and timeouts.
+    let mut loader = deckhand::lambda::sdk_loader();
     if let Ok(cli) = Cli::try_parse_from(args) {
         if let Some(profile) = cli.profile {
             loader = loader.profile_name(profile);
@@ -298,32 +299,32 @@ pub async fn run(
             let config = config(true)?;
             let rollback = RollbackFunction::new(clients.ports(&config), config);
             let summary = rollback
-                .manual(&key, to.as_deref(), &operator_name())
+                .manual(&key, to.as_deref(), &operator_name(sdk).await?)
                 .await?;
             print_summary(&summary, cli.json, out)
         }
         Command::Pause { service } => {
-            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name(sdk).await?);
             let report = operator.pause(&key(service)?).await?;
             print_reports(&[report], cli.json, out)
         }
         Command::Resume { service } => {
-            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name(sdk).await?);
             let report = operator.resume(&key(service)?).await?;
             print_reports(&[report], cli.json, out)
         }
         Command::Approve { service } => {
-            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name(sdk).await?);
             let report = operator.approve(&key(service)?).await?;
             print_reports(&[report], cli.json, out)
         }
         Command::Reject { service } => {
-            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name(sdk).await?);
             let report = operator.reject(&key(service)?).await?;
             print_reports(&[report], cli.json, out)
         }
         Command::KnownGood { service, revision } => {
-            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name(sdk).await?);
             let report = operator.known_good(&key(service)?, revision).await?;
             print_reports(&[report], cli.json, out)
         }
@@ -364,7 +365,7 @@ pub async fn run(
         }
         Command::Release { service, digest } => {
             let digest = parse_digest(digest)?;
-            let operator = Operator::new(clients.ports(&config(false)?), operator_name());
+            let operator = Operator::new(clients.ports(&config(false)?), operator_name(sdk).await?);
             let report = operator.release(&key(service)?, &digest).await?;
             print_reports(&[report], cli.json, out)
         }
@@ -444,10 +445,24 @@ fn parse_digest(digest: &str) -> Result<Digest, CliError> {
     })
 }
 
-fn operator_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "operator".into())
+/// Who runs the command, as AWS knows them (`sts:GetCallerIdentity`, which needs no
+/// permission): the ARN recorded as the operator. A name from the environment (`$USER`) is
+/// whatever the person typed, and says nothing AWS would stand by.
+async fn operator_name(sdk: &SdkConfig) -> Result<String, CliError> {
+    let identity = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| {
+            CliError::Setup(format!(
+                "could not tell who you are (sts:GetCallerIdentity), which deckhand records as the operator: {}",
+                aws_sdk_sts::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    identity
+        .arn()
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::Setup("sts:GetCallerIdentity answered without an ARN".into()))
 }
 
 pub(crate) fn print_json<T: serde::Serialize + ?Sized>(

@@ -240,6 +240,15 @@ impl RollbackFunction {
         let requested = match to {
             None => None,
             Some(to) => match self.ports.ecs.describe_task_definition(to).await {
+                // Only what the service could have run: another family is another
+                // application's task definition, with its roles and secrets.
+                Ok(td) if family(&td.arn) != family(&service.task_definition) => {
+                    return Err(RollbackError::Refused(format!(
+                        "{} is not a revision of {key}'s family {}: a rollback goes back to what the service ran",
+                        revision_name(&td.arn),
+                        family(&service.task_definition)
+                    )));
+                }
                 Ok(td) => Some(td.arn),
                 Err(e)
                     if e.kind == PortErrorKind::NotFound
@@ -948,6 +957,12 @@ fn details(
 }
 
 /// The strategy of the service and the call that moved it back.
+/// `web` of `arn:...:task-definition/web:42`.
+fn family(arn: &str) -> &str {
+    let name = revision_name(arn);
+    name.rsplit_once(':').map_or(name, |(family, _)| family)
+}
+
 /// How the service went back; none when it already ran the target (a lost record finished).
 fn with_route(mut details: Value, route: Option<&RollbackRoute>) -> Value {
     let Some(route) = route else {

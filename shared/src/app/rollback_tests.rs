@@ -716,6 +716,20 @@ async fn a_manual_rollback_takes_the_alarm_path_and_an_unknown_revision_changes_
     assert_eq!(w.running(&api), "api:2");
     assert!(w.store.load(&api).await.unwrap().quarantine.is_empty());
 
+    // Another family, which ECS knows: another application's task definition.
+    let other = w.service("billing", &[]);
+    let billing = w.ecs.service(&other).unwrap().task_definition;
+    let e = w
+        .rollback
+        .manual(&api, Some(&billing), "alice")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "billing:1 is not a revision of prod/api's family api: a rollback goes back to what the service ran"
+    );
+    assert_eq!(w.running(&api), "api:2");
+
     let s = w.rollback.manual(&api, None, "alice").await.unwrap();
     assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
     let state = w.rolled_back_to_api_1(&api).await;
