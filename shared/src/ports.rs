@@ -296,8 +296,24 @@ pub trait StateStore: Send + Sync {
         state: &ServiceState,
     ) -> PortResult<Option<Locked>>;
 
+    /// A quarantine the service's state archived (`ServiceState::archive_quarantines`, which
+    /// `commit` and `save` apply), if any.
+    async fn archived_quarantine(
+        &self,
+        service: &ServiceKey,
+        digest: &str,
+    ) -> PortResult<Option<crate::domain::state::Quarantine>>;
+
+    /// Removes an archived quarantine (an operator's release); whether there was one.
+    async fn release_archived_quarantine(
+        &self,
+        service: &ServiceKey,
+        digest: &str,
+    ) -> PortResult<bool>;
+
     /// Writes the new state, the history records and the processed mark in one transaction and
-    /// releases the lock; fails with `Conflict` if the lock or version is no longer ours.
+    /// releases the lock; fails with `Conflict` if the lock or version is no longer ours. The
+    /// oldest quarantines beyond what the state keeps are archived in the same transaction.
     async fn commit(
         &self,
         service: &ServiceKey,

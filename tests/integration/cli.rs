@@ -116,10 +116,7 @@ async fn pause_skips_pushes_until_resume_and_history_shows_it() {
         .unwrap();
     let me = identity.arn().unwrap();
     assert!(me.starts_with("arn:aws:"), "{me}");
-    assert!(
-        text.contains(&format!("deploys paused by {me}")),
-        "{text}"
-    );
+    assert!(text.contains(&format!("deploys paused by {me}")), "{text}");
 }
 
 #[tokio::test]

@@ -194,3 +194,109 @@ async fn an_alarm_of_another_account_or_region_rolls_nothing_back() {
     let s = g.handle_at(&own, alarmed).await.unwrap();
     assert_eq!(s.outcome, Outcome::RolledBack, "{s:?}");
 }
+
+/// A service that quarantined 2,000 digests: its item in DynamoDB keeps the newest hundred, the
+/// others are archived beside it in the same transactions, every one still holds, and an
+/// archived one is released like any other.
+#[tokio::test]
+async fn two_thousand_quarantines_keep_the_state_item_small_and_none_is_dropped() {
+    use deckhand::app::operator::Operator;
+    use deckhand::domain::image::Digest;
+    use deckhand::domain::state::QUARANTINE_KEPT;
+    use deckhand::ports::LockAttempt;
+
+    let stack = Stack::new().await;
+    service(&stack, "web").await;
+    let key = stack.service_key("web");
+    let store = stack.store();
+    // The oldest is an image ECR holds: its push comes back at the end.
+    let real = stack.push_image("main-2").await;
+    let digest = |i: u64| -> Digest {
+        match i {
+            0 => real.parse().unwrap(),
+            _ => format!("sha256:{i:064x}").parse().unwrap(),
+        }
+    };
+    let t0 = Utc::now() - TimeDelta::days(30);
+    // Seventy failures between two writes, as a busy service might have them.
+    for batch in 0..29_u64 {
+        let LockAttempt::Acquired(locked) = store
+            .lock(
+                &key,
+                &format!("test#{batch}"),
+                Utc::now(),
+                TimeDelta::seconds(90),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("the lock is free");
+        };
+        let mut state = locked.state.clone();
+        for i in batch * 70..(batch * 70 + 70).min(2_000) {
+            let reason = format!(
+                "the deployment of web:{i} failed: ECS deployment circuit breaker: tasks failed to start"
+            );
+            let at = t0 + TimeDelta::minutes(i64::try_from(i).unwrap());
+            state.quarantine(&digest(i), reason, at, None);
+        }
+        store
+            .commit(&key, &locked, &state, &[], None)
+            .await
+            .unwrap();
+    }
+    let stored = store.load(&key).await.unwrap();
+    assert!(
+        stored.quarantine.len() <= QUARANTINE_KEPT,
+        "{}",
+        stored.quarantine.len()
+    );
+    assert!(stored.quarantine_archived);
+    let size = serde_json::to_vec(&stored).unwrap().len();
+    assert!(size < 40_000, "the state item is about {size} bytes");
+    let mut archived = 0;
+    for i in 0..2_000 {
+        let d = digest(i);
+        if stored.quarantine.contains_key(d.as_str()) {
+            continue;
+        }
+        assert!(
+            store
+                .archived_quarantine(&key, d.as_str())
+                .await
+                .unwrap()
+                .is_some(),
+            "quarantine {i} was dropped"
+        );
+        archived += 1;
+    }
+    assert_eq!(archived + stored.quarantine.len(), 2_000);
+
+    // The oldest, archived long ago, still keeps its digest out; released, it deploys.
+    let function = DeployFunction::new(stack.system_ports(Role::Deploy), stack.config());
+    let s = send(
+        &function,
+        &stack.push_event("p-1", Utc::now(), "main-2", &real),
+    )
+    .await;
+    assert_eq!(s.outcome, Outcome::Skipped, "{s:?}");
+    assert!(s.services[0].reason.contains("quarantined"), "{s:?}");
+    let operator = Operator::new(
+        stack.system_ports(Role::Operator),
+        "arn:aws:sts::123456789012:assumed-role/ops/alice",
+    );
+    operator.release(&key, &digest(0)).await.unwrap();
+    assert!(
+        store
+            .archived_quarantine(&key, &real)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let s = send(
+        &function,
+        &stack.push_event("p-2", Utc::now(), "main-2", &real),
+    )
+    .await;
+    assert_eq!(s.outcome, Outcome::Deployed, "{s:?}");
+}

@@ -178,6 +178,15 @@ class TemplateChecks(unittest.TestCase):
             groups.add(group)
         self.assertEqual(len(groups), 3, "a group per function")
 
+    def test_every_check_skipped_says_why(self):
+        skipped = 0
+        for name, resource in self.template["Resources"].items():
+            for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+                skipped += 1
+                self.assertRegex(skip["id"], r"^CKV_AWS_\d+$", name)
+                self.assertGreater(len(skip.get("comment", "").split()), 8, f"{name} {skip['id']}: say why")
+        self.assertGreater(skipped, 0)
+
     def test_reconciles_never_overlap(self):
         # A reconcile of a large fleet may run long; the next one waits for it to end.
         scheduler = self.template["Resources"]["SchedulerFunction"]["Properties"]

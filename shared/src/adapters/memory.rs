@@ -18,7 +18,7 @@ use crate::domain::pair::Forward;
 use crate::domain::scan::ScanResult;
 use crate::domain::service::ServiceKey;
 use crate::domain::settings::Tags;
-use crate::domain::state::{Capacity, ServiceState};
+use crate::domain::state::{Capacity, Quarantine, ServiceState};
 use crate::domain::trust::RegistryImage;
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::metrics::{Measurements, Metric};
@@ -1114,6 +1114,8 @@ struct Table {
     seen: BTreeSet<Repository>,
     /// The arrival time of each pace bucket.
     pace: BTreeMap<String, DateTime<Utc>>,
+    /// Quarantines archived out of services' states.
+    archived: BTreeMap<(ServiceKey, String), Quarantine>,
 }
 
 impl MemoryStore {
@@ -1175,8 +1177,46 @@ impl MemoryStore {
     }
 }
 
+/// What `commit` and `save` archive, as the DynamoDB store does (every quarantine beyond
+/// what the state keeps; no transaction limit in memory).
+fn archive(table: &mut Table, service: &ServiceKey, state: &mut ServiceState) {
+    archive_into(&mut table.archived, service, state);
+}
+
+fn archive_into(
+    archived: &mut BTreeMap<(ServiceKey, String), Quarantine>,
+    service: &ServiceKey,
+    state: &mut ServiceState,
+) {
+    for (digest, q) in state.archive_quarantines(usize::MAX) {
+        archived.insert((service.clone(), digest), q);
+    }
+}
+
 #[async_trait]
 impl StateStore for MemoryStore {
+    async fn archived_quarantine(
+        &self,
+        service: &ServiceKey,
+        digest: &str,
+    ) -> PortResult<Option<Quarantine>> {
+        Ok(guard(&self.inner)
+            .archived
+            .get(&(service.clone(), digest.to_owned()))
+            .cloned())
+    }
+
+    async fn release_archived_quarantine(
+        &self,
+        service: &ServiceKey,
+        digest: &str,
+    ) -> PortResult<bool> {
+        Ok(guard(&self.inner)
+            .archived
+            .remove(&(service.clone(), digest.to_owned()))
+            .is_some())
+    }
+
     async fn processed(&self, event_id: &str) -> PortResult<BTreeSet<ServiceKey>> {
         Ok(guard(&self.inner)
             .processed
@@ -1273,10 +1313,11 @@ impl StateStore for MemoryStore {
                 "lock lost",
             ));
         }
-        let state = ServiceState {
+        let mut state = ServiceState {
             version: locked.state.version,
             ..state.clone()
         };
+        archive(&mut table, service, &mut state);
         table.states.insert(service.clone(), (state, None));
         table.history.extend(records.iter().cloned());
         if let Some(mark) = processed {
@@ -1300,10 +1341,14 @@ impl StateStore for MemoryStore {
                 if current.version == locked.state.version
                     && lock.as_ref().is_some_and(|(o, _)| *o == locked.owner) =>
             {
-                *current = ServiceState {
+                let mut state = ServiceState {
                     version: locked.state.version,
                     ..state.clone()
                 };
+                archive_into(&mut table.archived, service, &mut state);
+                if let Some((current, _)) = table.states.get_mut(service) {
+                    *current = state;
+                }
                 Ok(())
             }
             _ => Err(PortError::new(

@@ -192,10 +192,28 @@ impl DeployFunction {
     ) -> Round {
         let key = &target.service.key;
         let owner = owner_token(&push.event_id);
-        let locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+        let mut locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
             Ok(locked) => locked,
             Err(e) => return Round::Done(self.failed(key, push, None, e).await),
         };
+        // A quarantine old enough to be archived out of the state still holds.
+        if locked.state.quarantine_archived && locked.state.is_quarantined(&push.digest).is_none() {
+            match self
+                .ports
+                .store
+                .archived_quarantine(key, push.digest.as_str())
+                .await
+            {
+                Ok(None) => {}
+                Ok(Some(q)) => {
+                    locked.state.quarantine.insert(push.digest.to_string(), q);
+                }
+                Err(e) => {
+                    let running = target.task_definition.arn.as_str();
+                    return Round::Done(self.not_moved(push, key, running, &locked, None, e).await);
+                }
+            }
+        }
         let mut decision = decide_push(push, changes, &locked.state, &target.task_definition);
         if self.config.dry_run {
             decision = decide_dry_run_push(decision, &locked.state, push);

@@ -2,6 +2,8 @@
 //! quarantine, name the known-good revision. Each change goes under the service's lock and
 //! into its history.
 
+use std::collections::BTreeSet;
+
 use chrono::SecondsFormat;
 
 use super::Ports;
@@ -88,24 +90,44 @@ impl Operator {
         service: &ServiceKey,
         digest: &Digest,
     ) -> Result<ServiceReport, OperatorError> {
-        self.change(service, "release", |state, by, _| {
-            match state.quarantine.remove(digest.as_str()) {
-                Some(q) => Ok((
-                    Action::Released,
-                    format!(
-                        "digest {} released by {by} (quarantined since {}: {})",
-                        digest.short(),
-                        q.at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                        q.reason
-                    ),
-                )),
-                None => Err(OperatorError::NotQuarantined {
-                    service: service.clone(),
-                    digest: digest.to_string(),
-                }),
-            }
-        })
-        .await
+        // An old quarantine may be archived out of the state.
+        let archived = self
+            .ports
+            .store
+            .archived_quarantine(service, digest.as_str())
+            .await?;
+        let report = self
+            .change(service, "release", |state, by, _| {
+                match state
+                    .quarantine
+                    .remove(digest.as_str())
+                    .or(archived.clone())
+                {
+                    Some(q) => Ok((
+                        Action::Released,
+                        format!(
+                            "digest {} released by {by} (quarantined since {}: {})",
+                            digest.short(),
+                            q.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                            q.reason
+                        ),
+                    )),
+                    None => Err(OperatorError::NotQuarantined {
+                        service: service.clone(),
+                        digest: digest.to_string(),
+                    }),
+                }
+            })
+            .await?;
+        if archived.is_some() {
+            // Recorded as released; the archived copy goes after (a failure here is said, and a
+            // second release finishes it).
+            self.ports
+                .store
+                .release_archived_quarantine(service, digest.as_str())
+                .await?;
+        }
+        Ok(report)
     }
 
     /// Names the revision (`family:revision` or an ARN) that rollbacks go to, until a
@@ -129,8 +151,23 @@ impl Operator {
             .iter()
             .filter_map(|c| Some(ImageRef::parse(&c.image)?.digest?.to_owned()))
             .collect();
+        let mut archived = BTreeSet::new();
+        for digest in &digests {
+            if self
+                .ports
+                .store
+                .archived_quarantine(service, digest)
+                .await?
+                .is_some()
+            {
+                archived.insert(digest.clone());
+            }
+        }
         self.change(service, "known-good", |state, by, now| {
-            if let Some(digest) = digests.iter().find(|d| state.quarantine.contains_key(*d)) {
+            if let Some(digest) = digests
+                .iter()
+                .find(|d| state.quarantine.contains_key(*d) || archived.contains(*d))
+            {
                 return Err(OperatorError::QuarantinedRevision {
                     service: service.clone(),
                     revision: revision_name(&td.arn).to_owned(),
@@ -388,6 +425,84 @@ mod tests {
                 .outcome,
             Outcome::Deployed
         );
+    }
+
+    /// However many digests a service quarantined, its item keeps the newest hundred and the
+    /// store archives the rest: every one still holds, and an archived one can be released.
+    #[tokio::test]
+    async fn two_thousand_quarantines_stay_small_and_every_one_holds() {
+        use crate::domain::state::QUARANTINE_KEPT;
+        use crate::ports::LockAttempt;
+        let w = world();
+        let digest = |i: u64| -> Digest { format!("sha256:{i:064x}").parse().unwrap() };
+        let t0 = utc("2026-11-01T00:00:00Z");
+        let LockAttempt::Acquired(locked) = w
+            .store
+            .lock(&w.web, "test#1", t0, chrono::TimeDelta::seconds(90))
+            .await
+            .unwrap()
+        else {
+            panic!("the lock is free");
+        };
+        let mut state = locked.state.clone();
+        for i in 0..2_000 {
+            let reason = format!(
+                "the deployment of web:{i} failed: ECS deployment circuit breaker: tasks failed to start (CannotPullContainerError)"
+            );
+            let at = t0 + chrono::TimeDelta::minutes(i64::try_from(i).unwrap());
+            state.quarantine(&digest(i), reason, at, None);
+        }
+        w.store
+            .commit(&w.web, &locked, &state, &[], None)
+            .await
+            .unwrap();
+        let stored = w.store.load(&w.web).await.unwrap();
+        assert_eq!(stored.quarantine.len(), QUARANTINE_KEPT);
+        assert!(stored.quarantine_archived);
+        assert!(
+            stored.quarantine.contains_key(digest(1_999).as_str()),
+            "the newest stay"
+        );
+        let size = serde_json::to_vec(&stored).unwrap().len();
+        assert!(size < 40_000, "the state is {size} bytes");
+        for i in 0..2_000 {
+            let d = digest(i);
+            let kept = stored.quarantine.contains_key(d.as_str())
+                || w.store
+                    .archived_quarantine(&w.web, d.as_str())
+                    .await
+                    .unwrap()
+                    .is_some();
+            assert!(kept, "quarantine {i} was dropped");
+        }
+
+        // The oldest, archived, still keeps its digest out.
+        let oldest = digest(0);
+        let event = |id: &str, minute: u32| {
+            json!({"version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr",
+                "account": "123456789012", "time": format!("2026-11-23T10:{minute:02}:00Z"), "region": "eu-west-1",
+                "resources": [], "detail": {"result": "SUCCESS", "repository-name": "web",
+                "image-digest": oldest.to_string(), "action-type": "PUSH", "image-tag": "2"}})
+        };
+        let skipped = w.deploy.handle(&w.pushed(event("p1", 1))).await.unwrap();
+        assert_eq!(skipped.outcome, Outcome::Skipped, "{skipped:?}");
+        assert!(
+            skipped.services[0].reason.contains("quarantined"),
+            "{skipped:?}"
+        );
+
+        // Released, archived or not: the next push deploys it, and the archive has it no more.
+        let released = w.operator.release(&w.web, &oldest).await.unwrap();
+        assert_eq!(released.action, Action::Released);
+        assert!(
+            w.store
+                .archived_quarantine(&w.web, oldest.as_str())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let deployed = w.deploy.handle(&w.pushed(event("p2", 2))).await.unwrap();
+        assert_eq!(deployed.outcome, Outcome::Deployed, "{deployed:?}");
     }
 
     /// An operator names the known-good revision; one pinning a quarantined digest, or one ECS

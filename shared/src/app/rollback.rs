@@ -271,7 +271,7 @@ impl RollbackFunction {
         let requested = requested.as_deref();
         let mut decision = decide_manual_rollback(&locked.state, now, running, requested, None);
         if let RollbackDecision::RollBack { to, .. } = &decision {
-            match self.quarantined_in(to.as_str(), &locked.state).await {
+            match self.quarantined_in(key, to.as_str(), &locked.state).await {
                 Ok(None) => {}
                 Ok(Some(digest)) => {
                     decision = decide_manual_rollback(
@@ -595,7 +595,7 @@ impl RollbackFunction {
         let mut decision = decide_rollback(alarm, enabled, &locked.state, running, None, dry_run);
         // Never onto a quarantined digest: look at what the target runs.
         if let RollbackDecision::RollBack { to, .. } = &decision {
-            match self.quarantined_in(to, &locked.state).await {
+            match self.quarantined_in(key, to, &locked.state).await {
                 Ok(None) => {}
                 Ok(Some(digest)) => {
                     decision = decide_rollback(
@@ -689,17 +689,35 @@ impl RollbackFunction {
     /// A quarantined digest that the target task definition pins, if any.
     async fn quarantined_in(
         &self,
+        key: &ServiceKey,
         target: &str,
         state: &ServiceState,
     ) -> Result<Option<String>, PortError> {
-        if state.quarantine.is_empty() {
+        if state.quarantine.is_empty() && !state.quarantine_archived {
             return Ok(None);
         }
         let td = self.ports.ecs.describe_task_definition(target).await?;
-        Ok(td.containers.iter().find_map(|c| {
-            let digest = ImageRef::parse(&c.image)?.digest?.to_owned();
-            state.quarantine.contains_key(&digest).then_some(digest)
-        }))
+        let digests = td
+            .containers
+            .iter()
+            .filter_map(|c| Some(ImageRef::parse(&c.image)?.digest?.to_owned()));
+        for digest in digests {
+            if state.quarantine.contains_key(&digest) {
+                return Ok(Some(digest));
+            }
+            // An old quarantine, archived out of the state, holds as much.
+            if state.quarantine_archived
+                && self
+                    .ports
+                    .store
+                    .archived_quarantine(key, &digest)
+                    .await?
+                    .is_some()
+            {
+                return Ok(Some(digest));
+            }
+        }
+        Ok(None)
     }
 
     async fn record_rollback(

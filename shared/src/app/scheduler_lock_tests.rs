@@ -100,6 +100,22 @@ struct WokenMeanwhile {
 
 #[async_trait]
 impl crate::ports::StateStore for WokenMeanwhile {
+    async fn archived_quarantine(
+        &self,
+        service: &ServiceKey,
+        digest: &str,
+    ) -> PortResult<Option<crate::domain::state::Quarantine>> {
+        self.store.archived_quarantine(service, digest).await
+    }
+    async fn release_archived_quarantine(
+        &self,
+        service: &ServiceKey,
+        digest: &str,
+    ) -> PortResult<bool> {
+        self.store
+            .release_archived_quarantine(service, digest)
+            .await
+    }
     async fn processed(
         &self,
         event_id: &str,

@@ -36,8 +36,13 @@ pub struct ServiceState {
     pub seen: Option<SeenDeployment>,
     /// The newest push applied per repository, to recognise late and repeated deliveries.
     pub pushes: BTreeMap<String, AppliedPush>,
-    /// Digests this service must not be moved to again, until an operator releases them.
+    /// Digests this service must not be moved to again, until an operator releases them: the
+    /// newest [`QUARANTINE_KEPT`] here, the older ones archived as items of their own (the
+    /// store's), so that the service's item stays far below DynamoDB's 400 KB.
     pub quarantine: BTreeMap<String, Quarantine>,
+    /// Some quarantined digests are archived: one not found here may be there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quarantine_archived: bool,
     /// What deckhand saved when it put the service to sleep; present while it sleeps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sleep: Option<Sleep>,
@@ -273,6 +278,10 @@ impl ServiceState {
         at: DateTime<Utc>,
         deployment: Option<String>,
     ) {
+        let reason = match reason.char_indices().nth(QUARANTINE_REASON_MAX) {
+            Some((cut, _)) => format!("{}...", &reason[..cut]),
+            None => reason,
+        };
         self.quarantine
             .entry(digest.to_string())
             .or_insert(Quarantine {
@@ -285,7 +294,42 @@ impl ServiceState {
     pub fn is_quarantined(&self, digest: &Digest) -> Option<&Quarantine> {
         self.quarantine.get(digest.as_str())
     }
+
+    /// Takes the oldest quarantines beyond [`QUARANTINE_KEPT`] out of the state (at most `max`
+    /// of them), to be archived with it: a quarantine is moved, never dropped.
+    pub fn archive_quarantines(&mut self, max: usize) -> Vec<(String, Quarantine)> {
+        let over = self
+            .quarantine
+            .len()
+            .saturating_sub(QUARANTINE_KEPT)
+            .min(max);
+        if over == 0 {
+            return Vec::new();
+        }
+        let mut oldest: Vec<(DateTime<Utc>, String)> = self
+            .quarantine
+            .iter()
+            .map(|(digest, q)| (q.at, digest.clone()))
+            .collect();
+        oldest.sort();
+        self.quarantine_archived = true;
+        oldest
+            .into_iter()
+            .take(over)
+            .filter_map(|(_, digest)| {
+                let q = self.quarantine.remove(&digest)?;
+                Some((digest, q))
+            })
+            .collect()
+    }
 }
+
+/// Quarantined digests a service's state keeps itself; older ones are archived. At about 250
+/// bytes each (a reason of a sentence), 100 keep the item under 30 KB.
+pub const QUARANTINE_KEPT: usize = 100;
+
+/// A quarantine's reason as the state keeps it: the history has the whole text.
+pub const QUARANTINE_REASON_MAX: usize = 300;
 
 #[cfg(test)]
 mod tests {

@@ -31,7 +31,7 @@ use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 use super::port_error;
 use crate::domain::image::Repository;
 use crate::domain::service::ServiceKey;
-use crate::domain::state::ServiceState;
+use crate::domain::state::{Quarantine, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::ports::{
     ImageIndex, IndexUpdate, IndexedService, KnownContainers, LockAttempt, Locked, PortError,
@@ -102,6 +102,42 @@ fn state_item(service: &ServiceKey, state: &ServiceState) -> PortResult<Item> {
     item.extend(key(service_pk(service), STATE_SK));
     item.insert("service".into(), s(service.to_string()));
     Ok(item)
+}
+
+/// DynamoDB's limit of items in one `TransactWriteItems`.
+const TRANSACTION_ITEMS: usize = 100;
+/// Room left in a commit's transaction for the index's entries and the processed mark.
+const TRANSACTION_RESERVED: usize = 20;
+
+fn quarantine_sk(digest: &str) -> String {
+    format!("quarantine#{digest}")
+}
+
+/// The state to write, and the quarantines it archives in the same transaction (as many as
+/// the transaction has room for; the rest at the next write).
+fn archiving(
+    state: &ServiceState,
+    records: usize,
+) -> PortResult<(ServiceState, Vec<(String, Quarantine)>)> {
+    let mut state = state.clone();
+    let room = TRANSACTION_ITEMS.saturating_sub(TRANSACTION_RESERVED + 1 + records);
+    let archived = state.archive_quarantines(room);
+    Ok((state, archived))
+}
+
+fn quarantine_items(
+    table: &str,
+    service: &ServiceKey,
+    archived: Vec<(String, Quarantine)>,
+) -> PortResult<Vec<TransactWriteItem>> {
+    archived
+        .into_iter()
+        .map(|(digest, q)| {
+            let mut item: Item = to_item(&q).map_err(|e| codec_error("PutItem", e))?;
+            item.extend(key(service_pk(service), quarantine_sk(&digest)));
+            put(table, item, None)
+        })
+        .collect()
 }
 
 /// History keys sort by time; the cause and a random nonce keep records of concurrent
@@ -527,6 +563,42 @@ impl StateStore for DynamoStore {
         }
     }
 
+    async fn archived_quarantine(
+        &self,
+        service: &ServiceKey,
+        digest: &str,
+    ) -> PortResult<Option<Quarantine>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(service_pk(service), quarantine_sk(digest))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error("GetItem", e))?;
+        out.item
+            .map(|item| from_item(item).map_err(|e| codec_error("GetItem", e)))
+            .transpose()
+    }
+
+    async fn release_archived_quarantine(
+        &self,
+        service: &ServiceKey,
+        digest: &str,
+    ) -> PortResult<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(service_pk(service), quarantine_sk(digest))))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| port_error("DeleteItem", e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
     async fn commit(
         &self,
         service: &ServiceKey,
@@ -535,7 +607,10 @@ impl StateStore for DynamoStore {
         records: &[HistoryRecord],
         processed: Option<&ProcessedMark>,
     ) -> PortResult<()> {
+        let (state, archived) = archiving(state, records.len())?;
+        let state = &state;
         let mut items = vec![locked_put(&self.table, service, locked, state, false)?];
+        items.extend(quarantine_items(&self.table, service, archived)?);
         items.extend(index_items(&self.table, service, &locked.state, state)?);
         for item in history_items(records)? {
             items.push(put(&self.table, item, None)?);
@@ -552,7 +627,10 @@ impl StateStore for DynamoStore {
         locked: &Locked,
         state: &ServiceState,
     ) -> PortResult<()> {
+        let (state, archived) = archiving(state, 0)?;
+        let state = &state;
         let mut items = vec![locked_put(&self.table, service, locked, state, true)?];
+        items.extend(quarantine_items(&self.table, service, archived)?);
         items.extend(index_items(&self.table, service, &locked.state, state)?);
         self.transact(items).await
     }
