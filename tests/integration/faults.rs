@@ -33,7 +33,9 @@ use crate::rollback::{ALARMED, Guarded, utc};
 
 #[tokio::test]
 async fn the_proxy_sees_every_call_of_a_deploy_by_service_and_operation() {
-    let stack = Stack::new().await;
+    // A server of its own: the first push pages through every opted-in service on it, and the
+    // other tests' services would add pages.
+    let stack = Stack::isolated().await;
     let td = stack
         .simple_task_definition(&format!("proxied-{}", stack.id), "main-0")
         .await;
