@@ -178,6 +178,28 @@ class TemplateChecks(unittest.TestCase):
             groups.add(group)
         self.assertEqual(len(groups), 3, "a group per function")
 
+    def test_roles_are_passed_only_to_ecs_tasks(self):
+        """iam:PassRole, wherever it is granted, only with iam:PassedToService = ecs-tasks."""
+        found = 0
+
+        def walk(node):
+            nonlocal found
+            if isinstance(node, dict):
+                actions = node.get("Action", [])
+                actions = actions if isinstance(actions, list) else [actions]
+                if "iam:PassRole" in actions:
+                    found += 1
+                    self.assertEqual(node.get("Condition"),
+                                     {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}, node)
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(self.template["Resources"])
+        self.assertGreaterEqual(found, 2)
+
     def test_every_check_skipped_says_why(self):
         skipped = 0
         for name, resource in self.template["Resources"].items():
