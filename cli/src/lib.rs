@@ -1010,3 +1010,35 @@ async fn report(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod sdk_tests {
+    use super::*;
+
+    /// Every call of the command line is bounded as the functions' are: a command never hangs
+    /// on a throttled or unreachable endpoint longer than a function would.
+    #[tokio::test]
+    async fn the_command_line_bounds_every_call_as_the_functions_do() {
+        let sdk = load_sdk(&[
+            "deckhand".into(),
+            "--region".into(),
+            "eu-west-1".into(),
+            "status".into(),
+        ])
+        .await;
+        let timeouts = sdk.timeout_config().expect("a timeout configuration");
+        assert_eq!(
+            timeouts.operation_timeout(),
+            Some(deckhand::lambda::OPERATION_TIMEOUT)
+        );
+        assert_eq!(
+            timeouts.operation_attempt_timeout(),
+            Some(deckhand::lambda::ATTEMPT_TIMEOUT)
+        );
+        assert_eq!(sdk.retry_config().map(|r| r.max_attempts()), Some(5));
+        assert_eq!(
+            sdk.region().map(ToString::to_string).as_deref(),
+            Some("eu-west-1")
+        );
+    }
+}

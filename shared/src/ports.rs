@@ -325,6 +325,20 @@ pub trait StateStore: Send + Sync {
 
     /// Writes the state and keeps the lock: what must be on record before acting (the
     /// capacity saved before a sleep). Fails with `Conflict` if the lock is no longer ours.
+    /// `commit`, with the service's entry of the repository index written in the same
+    /// transaction: a deployment moves the service onto a revision deckhand registered, and
+    /// the index follows it in the one write that records it.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_indexed(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        state: &ServiceState,
+        records: &[HistoryRecord],
+        processed: Option<&ProcessedMark>,
+        index: &IndexUpdate,
+    ) -> PortResult<()>;
+
     async fn save(
         &self,
         service: &ServiceKey,

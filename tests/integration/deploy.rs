@@ -691,7 +691,7 @@ fn sorted(calls: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn one_deploy_makes_thirteen_aws_calls() {
+async fn one_deploy_makes_twelve_aws_calls() {
     let stack = Stack::new().await;
     let td = stack
         .simple_task_definition(&format!("calls-{}", stack.id), "main-0")
@@ -739,8 +739,7 @@ async fn one_deploy_makes_thirteen_aws_calls() {
             "DynamoDB.UpdateItem",         // a slot of ECS's task definition writes
             "ECS.RegisterTaskDefinition",  // the new revision
             "ECS.UpdateService",           // move the service (the lease still covers it)
-            "DynamoDB.TransactWriteItems", // state, history, processed mark; unlock; beside:
-            "DynamoDB.BatchWriteItem",     // the index follows the service
+            "DynamoDB.TransactWriteItems", // state, history, processed mark, index; unlock
             "SNS.Publish",                 // deploy.started
         ])
     );

@@ -73,7 +73,6 @@ async fn the_proxy_sees_every_call_of_a_deploy_by_service_and_operation() {
         "ecs.RegisterTaskDefinition",
         "ecs.UpdateService",
         "dynamodb.TransactWriteItems",
-        "dynamodb.BatchWriteItem",
         "sns.Publish",
     ];
     expected.sort_unstable();

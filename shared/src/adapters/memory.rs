@@ -1217,6 +1217,21 @@ impl StateStore for MemoryStore {
             .is_some())
     }
 
+    async fn commit_indexed(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        state: &ServiceState,
+        records: &[HistoryRecord],
+        processed: Option<&ProcessedMark>,
+        index: &IndexUpdate,
+    ) -> PortResult<()> {
+        // In memory one after the other; the DynamoDB store writes both in one transaction.
+        self.commit(service, locked, state, records, processed)
+            .await?;
+        ImageIndex::update(self, std::slice::from_ref(index), false).await
+    }
+
     async fn processed(&self, event_id: &str) -> PortResult<BTreeSet<ServiceKey>> {
         Ok(guard(&self.inner)
             .processed

@@ -306,14 +306,14 @@ impl DeployFunction {
     }
 
     /// The index after deckhand moved a service: the revision it registered runs the base's
-    /// containers with the pushed images.
-    pub(super) async fn index_deployed(
+    /// containers with the pushed images. Written with the deployment's commit.
+    pub(super) fn index_deployed(
         &self,
         service: &ServiceKey,
         base: &TaskDefinitionView,
         changes: &[ImageChange],
         to: &str,
-    ) {
+    ) -> IndexUpdate {
         let containers = base.containers_with(changes);
         lock_memo(&self.containers).insert(to.to_owned(), containers.clone());
         let now = KnownContainers {
@@ -321,10 +321,7 @@ impl DeployFunction {
             containers,
             listed: false,
         };
-        let update = IndexUpdate::entry(service.clone(), Some(&known(base)), now);
-        if let Err(e) = self.ports.images.update(&[update], false).await {
-            warn!(error = %e, "could not update the repository index; the next push reads the service again");
-        }
+        IndexUpdate::entry(service.clone(), Some(&known(base)), now)
     }
 
     pub(super) fn known_containers(&self, arn: &str) -> Option<Vec<Container>> {

@@ -14,6 +14,7 @@ use crate::domain::pace::TASK_DEFINITION_WRITES;
 use crate::domain::pair_move::PairMove;
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::state::{Registered, ServiceState};
+use crate::history::ProcessedMark;
 use crate::notification::{Kind, Notification, Severity};
 use crate::ports::{Locked, PortError, PortErrorKind};
 use crate::report::{Action, ServiceReport};
@@ -219,11 +220,18 @@ impl DeployFunction {
         record.from = Some(from.to_owned());
         record.to = Some(to.clone());
         record.ecs_deployment_id = ecs_deployment_id.clone();
-        // The index follows the service onto its new revision, beside the commit.
-        let (committed, ()) = futures::join!(
-            self.commit(key, &locked, &state, record, &push.event_id),
-            self.index_deployed(key, &target.task_definition, changes, &to)
-        );
+        // The index follows the service onto its new revision, in the same write.
+        let index = self.index_deployed(key, &target.task_definition, changes, &to);
+        let mark = ProcessedMark {
+            event_id: push.event_id.clone(),
+            service: key.clone(),
+            at: record.at,
+        };
+        let committed = self
+            .ports
+            .store
+            .commit_indexed(key, &locked, &state, &[record], Some(&mark), &index)
+            .await;
         if let Err(e) = committed {
             // ECS has the new revision; the record of it is not written. A redelivery finds
             // the service on the revision registered for this push and records it then.

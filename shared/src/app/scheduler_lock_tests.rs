@@ -116,6 +116,19 @@ impl crate::ports::StateStore for WokenMeanwhile {
             .release_archived_quarantine(service, digest)
             .await
     }
+    async fn commit_indexed(
+        &self,
+        service: &ServiceKey,
+        locked: &crate::ports::Locked,
+        state: &ServiceState,
+        records: &[crate::history::HistoryRecord],
+        processed: Option<&crate::history::ProcessedMark>,
+        index: &crate::ports::IndexUpdate,
+    ) -> PortResult<()> {
+        self.store
+            .commit_indexed(service, locked, state, records, processed, index)
+            .await
+    }
     async fn processed(
         &self,
         event_id: &str,

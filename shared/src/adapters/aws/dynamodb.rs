@@ -599,6 +599,22 @@ impl StateStore for DynamoStore {
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
+    async fn commit_indexed(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        state: &ServiceState,
+        records: &[HistoryRecord],
+        processed: Option<&ProcessedMark>,
+        index: &IndexUpdate,
+    ) -> PortResult<()> {
+        let mut items = self.commit_items(service, locked, state, records, processed)?;
+        for request in index_requests(index, false)? {
+            items.push(transact_item(&self.table, request)?);
+        }
+        self.transact(items).await
+    }
+
     async fn commit(
         &self,
         service: &ServiceKey,
@@ -607,17 +623,7 @@ impl StateStore for DynamoStore {
         records: &[HistoryRecord],
         processed: Option<&ProcessedMark>,
     ) -> PortResult<()> {
-        let (state, archived) = archiving(state, records.len())?;
-        let state = &state;
-        let mut items = vec![locked_put(&self.table, service, locked, state, false)?];
-        items.extend(quarantine_items(&self.table, service, archived)?);
-        items.extend(index_items(&self.table, service, &locked.state, state)?);
-        for item in history_items(records)? {
-            items.push(put(&self.table, item, None)?);
-        }
-        if let Some(mark) = processed {
-            items.push(put(&self.table, processed_item(mark), None)?);
-        }
+        let items = self.commit_items(service, locked, state, records, processed)?;
         self.transact(items).await
     }
 
@@ -826,6 +832,23 @@ fn repository_pk(repository: &Repository) -> String {
     format!("repo#{repository}")
 }
 
+/// A batch's write as an item of a transaction.
+fn transact_item(table: &str, request: WriteRequest) -> PortResult<TransactWriteItem> {
+    let failed = |e: aws_sdk_dynamodb::error::BuildError| {
+        PortError::new("TransactWriteItems", PortErrorKind::Other, e.to_string())
+    };
+    if let Some(written) = request.put_request {
+        return put(table, written.item, None);
+    }
+    let key = request.delete_request.map(|d| d.key).unwrap_or_default();
+    let delete = Delete::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .build()
+        .map_err(failed)?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
+}
+
 fn put_request(item: Item) -> PortResult<WriteRequest> {
     let put = PutRequest::builder()
         .set_item(Some(item))
@@ -888,6 +911,29 @@ fn index_requests(update: &IndexUpdate, complete: bool) -> PortResult<Vec<WriteR
 }
 
 impl DynamoStore {
+    /// What a commit writes: the state (its oldest quarantines archived beside it), the
+    /// indexes it is listed in, the history records and the processed mark.
+    fn commit_items(
+        &self,
+        service: &ServiceKey,
+        locked: &Locked,
+        state: &ServiceState,
+        records: &[HistoryRecord],
+        processed: Option<&ProcessedMark>,
+    ) -> PortResult<Vec<TransactWriteItem>> {
+        let (state, archived) = archiving(state, records.len())?;
+        let mut items = vec![locked_put(&self.table, service, locked, &state, false)?];
+        items.extend(quarantine_items(&self.table, service, archived)?);
+        items.extend(index_items(&self.table, service, &locked.state, &state)?);
+        for item in history_items(records)? {
+            items.push(put(&self.table, item, None)?);
+        }
+        if let Some(mark) = processed {
+            items.push(put(&self.table, processed_item(mark), None)?);
+        }
+        Ok(items)
+    }
+
     /// BatchWriteItem, 25 requests a call; items DynamoDB leaves unprocessed under load are
     /// written again, with backoff.
     async fn batch_write(&self, all: Vec<WriteRequest>) -> PortResult<()> {
