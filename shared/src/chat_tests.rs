@@ -219,27 +219,31 @@ fn golden(kind: Kind) -> PathBuf {
         .join(format!("{}.json", kind.as_str()))
 }
 
+/// The rendering is the golden file's text; with `bless`, it becomes it.
+fn matches_golden(message: &ChatMessage, path: &std::path::Path, bless: bool) {
+    let rendered = serde_json::to_string_pretty(message).unwrap() + "\n";
+    if bless {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &rendered).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e} (DECKHAND_BLESS=1 writes it)", path.display()));
+    assert_eq!(
+        rendered,
+        expected,
+        "{} differs from its golden file",
+        path.display()
+    );
+}
+
 #[test]
 fn every_kind_renders_as_its_golden_file() {
     let bless = std::env::var_os("DECKHAND_BLESS").is_some();
     let mut kinds = std::collections::BTreeSet::new();
     for n in samples() {
         kinds.insert(n.kind.as_str());
-        let rendered = serde_json::to_string_pretty(&render(&n)).unwrap() + "\n";
-        let path = golden(n.kind);
-        if bless {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &rendered).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (DECKHAND_BLESS=1 writes it)", path.display()));
-        assert_eq!(
-            rendered,
-            expected,
-            "{} differs from its golden file",
-            n.kind.as_str()
-        );
+        matches_golden(&render(&n), &golden(n.kind), bless);
     }
     assert_eq!(kinds.len(), 16, "one sample per kind: {kinds:?}");
 }
@@ -392,19 +396,6 @@ fn text_from_outside_is_inert_in_chat() {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("golden/chat/hostile")
             .join(format!("{}.json", n.kind.as_str()));
-        let rendered = serde_json::to_string_pretty(&message).unwrap() + "\n";
-        if bless {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &rendered).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (DECKHAND_BLESS=1 writes it)", path.display()));
-        assert_eq!(
-            rendered,
-            expected,
-            "{} differs from its golden file",
-            path.display()
-        );
+        matches_golden(&message, &path, bless);
     }
 }

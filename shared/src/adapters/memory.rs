@@ -1179,10 +1179,6 @@ impl MemoryStore {
 
 /// What `commit` and `save` archive, as the DynamoDB store does (every quarantine beyond
 /// what the state keeps; no transaction limit in memory).
-fn archive(table: &mut Table, service: &ServiceKey, state: &mut ServiceState) {
-    archive_into(&mut table.archived, service, state);
-}
-
 fn archive_into(
     archived: &mut BTreeMap<(ServiceKey, String), Quarantine>,
     service: &ServiceKey,
@@ -1332,7 +1328,7 @@ impl StateStore for MemoryStore {
             version: locked.state.version,
             ..state.clone()
         };
-        archive(&mut table, service, &mut state);
+        archive_into(&mut table.archived, service, &mut state);
         table.states.insert(service.clone(), (state, None));
         table.history.extend(records.iter().cloned());
         if let Some(mark) = processed {

@@ -115,14 +115,11 @@ fn quarantine_sk(digest: &str) -> String {
 
 /// The state to write, and the quarantines it archives in the same transaction (as many as
 /// the transaction has room for; the rest at the next write).
-fn archiving(
-    state: &ServiceState,
-    records: usize,
-) -> PortResult<(ServiceState, Vec<(String, Quarantine)>)> {
+fn archiving(state: &ServiceState, records: usize) -> (ServiceState, Vec<(String, Quarantine)>) {
     let mut state = state.clone();
     let room = TRANSACTION_ITEMS.saturating_sub(TRANSACTION_RESERVED + 1 + records);
     let archived = state.archive_quarantines(room);
-    Ok((state, archived))
+    (state, archived)
 }
 
 fn quarantine_items(
@@ -633,7 +630,7 @@ impl StateStore for DynamoStore {
         locked: &Locked,
         state: &ServiceState,
     ) -> PortResult<()> {
-        let (state, archived) = archiving(state, 0)?;
+        let (state, archived) = archiving(state, 0);
         let state = &state;
         let mut items = vec![locked_put(&self.table, service, locked, state, true)?];
         items.extend(quarantine_items(&self.table, service, archived)?);
@@ -921,7 +918,7 @@ impl DynamoStore {
         records: &[HistoryRecord],
         processed: Option<&ProcessedMark>,
     ) -> PortResult<Vec<TransactWriteItem>> {
-        let (state, archived) = archiving(state, records.len())?;
+        let (state, archived) = archiving(state, records.len());
         let mut items = vec![locked_put(&self.table, service, locked, &state, false)?];
         items.extend(quarantine_items(&self.table, service, archived)?);
         items.extend(index_items(&self.table, service, &locked.state, &state)?);
