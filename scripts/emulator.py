@@ -11,7 +11,9 @@ emulator refuses too (docs/architecture.md lists each): UpdateService with a tas
 on a service ECS does not deploy, CodeDeploy's ECS deployments (emulator_codedeploy.py), scans of an image index, which ECR never scans, a listener's
 authentication action written back without its secret (emulator_elb.py), a service's
 capacity provider strategy kept as ECS keeps it, and every call
-a role of template.yaml makes without its policy allowing it (emulator_iam.py). Lambda's Invoke
+a role of template.yaml makes without its policy allowing it (emulator_iam.py). ECS resolving
+image tags into service revisions, ECR's archive storage class and its lifecycle policies are
+modelled in emulator_registry.py. Lambda's Invoke
 reaches the function wherever the test runs it (emulator_lambda.py): moto would need Docker.
 
 As a program: `python scripts/emulator.py PORT` prints `ready` once listening and serves until
@@ -52,6 +54,7 @@ from emulator_deployments import ServiceDeploymentControl
 from emulator_elb import ClientSecrets
 from emulator_iam import IamPolicies
 from emulator_lambda import LambdaInvocations
+from emulator_registry import RegistryControl
 
 
 class _NoTableCopies:
@@ -423,8 +426,8 @@ class Emulator:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         # IAM (on CloudWatch's requests as JSON) before an invocation runs; invocations outside
         # the lock, since the function calls the emulator back while its invocation is open.
-        moto = Serialized(ClientSecrets(CodeDeployControl(ServiceDeploymentControl(
-            DomainDispatcherApplication(create_backend_app)))))
+        moto = Serialized(RegistryControl(ClientSecrets(CodeDeployControl(ServiceDeploymentControl(
+            DomainDispatcherApplication(create_backend_app))))))
         app = CloudWatchCbor(IamPolicies(LambdaInvocations(moto)))
         self.server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

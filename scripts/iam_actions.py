@@ -121,6 +121,7 @@ def named_resources(prefix, operation, params):
             if params.get(field):
                 found.append(params[field])
         found += params.get("serviceDeploymentArns") or []
+        found += params.get("serviceRevisionArns") or []
         services = params.get("services") or ([params["service"]] if params.get("service") else [])
         for s in services:
             found.append(s if s.startswith("arn:") else {**cluster, "ServiceName": s})

@@ -80,6 +80,13 @@ pub trait Ecs: Send + Sync {
         }
     }
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView>;
+    /// The digest each container's image resolved to when ECS deployed what the service runs
+    /// (its current service revision's `containerImages`, `DescribeServiceRevisions`);
+    /// `None` when ECS keeps no service revision of it.
+    async fn resolved_images(
+        &self,
+        service: &ServiceView,
+    ) -> PortResult<Option<BTreeMap<String, String>>>;
     /// Registers a new revision of `base` with only the given images changed, marked as
     /// registered for `event_id`, and returns its ARN. Registered once however the call is
     /// retried: after a failure that may have been applied, it looks before trying again.
@@ -230,6 +237,15 @@ pub trait Ecr: Send + Sync {
         repository: &Repository,
         digest: &Digest,
     ) -> PortResult<Option<crate::domain::trust::RegistryImage>>;
+    /// The digest a tag names now; `None` when ECR has no such tag.
+    async fn digest_of(&self, repository: &Repository, tag: &str) -> PortResult<Option<Digest>>;
+    /// Restores an archived image to ECR's standard storage class (`UpdateImageStorageClass`
+    /// to STANDARD): ACTIVATING until ECR has restored it.
+    async fn restore(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> PortResult<crate::domain::trust::ImageStatus>;
     /// The tags that point at a digest now.
     async fn image_tags(&self, repository: &Repository, digest: &Digest)
     -> PortResult<Vec<String>>;

@@ -209,9 +209,10 @@ async fn wake_sleep_plan_status_and_check() {
     assert_eq!(rows.len(), 2, "{status}");
     let web_row = rows.iter().find(|r| r["service"] == web).unwrap();
     assert_eq!(web_row["policy"], "prefix=main-");
+    let baseline = stack.push_image("main-41").await;
     assert_eq!(
         web_row["images"][0],
-        format!("web={}:main-41", stack.repository)
+        format!("web={}@{}", stack.repository, &baseline[..19])
     );
     assert_eq!(web_row["override"]["awake"], true);
     let bad_row = rows.iter().find(|r| r["service"] != web).unwrap();

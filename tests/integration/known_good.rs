@@ -63,6 +63,10 @@ impl Pipeline {
 
     /// The pipeline registers `family:N` with the image and updates the service itself.
     async fn deploys(&self, reference: &str) -> String {
+        // A pipeline pushes the image before it deploys the tag.
+        if let Some(tag) = reference.strip_prefix(':') {
+            self.stack.push_image(tag).await;
+        }
         let td = self
             .stack
             .register(
@@ -168,7 +172,9 @@ async fn a_deployment_deckhand_did_not_start_becomes_known_good_and_a_rollback_g
     );
 
     // An hour later CI pushes main-42 and deckhand deploys it from web:2; the alarm rolls it
-    // back to web:2.
+    // back to what web:2 ran: web:2 names the tag ci-7, so a clone of it pinned to ci-7's
+    // digest (web:4).
+    let ci7 = p.stack.push_image("ci-7").await;
     let digest = p.stack.push_image("main-42").await;
     let pushed = p
         .push("push-42", "main-42", &digest, "2026-11-23T10:00:00Z")
@@ -179,8 +185,14 @@ async fn a_deployment_deckhand_did_not_start_becomes_known_good_and_a_rollback_g
         .await;
     let rolled = p.alarm("alarm-1", "2026-11-23T10:13:00Z").await;
     assert_eq!(rolled.outcome, Outcome::RolledBack, "{rolled:?}");
-    assert_eq!(rolled.services[0].to.as_deref(), Some(p.name(2).as_str()));
-    assert_eq!(p.running().await, p.name(2));
+    assert_eq!(rolled.services[0].to.as_deref(), Some(p.name(4).as_str()));
+    assert_eq!(p.running().await, p.name(4));
+    let running = p.stack.running_task_definition("web").await;
+    let (td, _) = p.stack.task_definition(&running).await;
+    assert_eq!(
+        td.container_definitions()[0].image(),
+        Some(p.stack.image(&format!("@{ci7}")).as_str())
+    );
     let history = p.stack.store().history(&key, 10).await.unwrap();
     let followed: Vec<(Action, Option<String>)> = history
         .iter()

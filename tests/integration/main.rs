@@ -19,6 +19,7 @@ mod retention;
 mod rollback;
 mod scheduler;
 mod strategies;
+mod targets;
 mod traffic;
 mod trust;
 mod wait;

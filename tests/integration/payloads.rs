@@ -335,7 +335,11 @@ async fn an_index_never_scanned_ends_undeployed_when_its_wait_runs_out() {
         "{ended:?}"
     );
     assert_eq!(stack.notification_kinds(), ["deploy.skipped"]);
-    assert_eq!(running_image(&stack).await, stack.image(":main-1"));
+    let baseline = stack.push_image("main-1").await;
+    assert_eq!(
+        running_image(&stack).await,
+        stack.image(&format!("@{baseline}"))
+    );
 }
 
 #[tokio::test]

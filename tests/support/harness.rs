@@ -610,10 +610,13 @@ impl Stack {
 
     /// Pushes an image and returns its digest (moto derives it from the layer digests).
     pub async fn push_image(&self, tag: &str) -> String {
-        let layer = format!(
-            "sha256:{:064x}",
-            hash(&format!("{}:{tag}", self.repository))
-        );
+        self.push_layer(tag, &format!("{}:{tag}", self.repository))
+            .await
+    }
+
+    /// Pushes an image of one layer derived from `seed` under `tag`.
+    async fn push_layer(&self, tag: &str, seed: &str) -> String {
+        let layer = format!("sha256:{:064x}", hash(seed));
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -648,8 +651,11 @@ impl Stack {
 
     /// Pushes any manifest (an index, a signature) under an optional tag and returns the
     /// digest ECR gives it.
+    /// Pushing what the repository already holds under that tag changes nothing, as `docker
+    /// push` of an image already there: ECR refuses the PutImage (ImageAlreadyExistsException),
+    /// and the digest is the one it holds.
     pub async fn put_manifest(&self, manifest: &Value, tag: Option<&str>) -> String {
-        let out = self
+        let result = self
             .ecr
             .put_image()
             .repository_name(&self.repository)
@@ -657,8 +663,32 @@ impl Stack {
             .set_image_manifest_media_type(manifest["mediaType"].as_str().map(str::to_owned))
             .set_image_tag(tag.map(str::to_owned))
             .send()
-            .await
-            .expect("put image");
+            .await;
+        let out = match result {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_image_already_exists_exception()) =>
+            {
+                let tag = tag.expect("only a tagged push can repeat one");
+                let images = self
+                    .ecr
+                    .describe_images()
+                    .repository_name(&self.repository)
+                    .image_ids(
+                        aws_sdk_ecr::types::ImageIdentifier::builder()
+                            .image_tag(tag)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .expect("describe images");
+                return images.image_details()[0]
+                    .image_digest()
+                    .expect("digest")
+                    .to_owned();
+            }
+            other => other.expect("put image"),
+        };
         out.image()
             .and_then(|i| i.image_id())
             .and_then(|id| id.image_digest())
@@ -680,8 +710,29 @@ impl Stack {
             .to_owned()
     }
 
-    /// A one-container task definition running `web:TAG`.
+    /// A one-container task definition running the image pushed as `web:TAG`, pinned by its
+    /// digest as a pipeline that pins its baseline registers it (a baseline that names a tag
+    /// is a case of its own: `tagged_task_definition`).
     pub async fn simple_task_definition(&self, family: &str, tag: &str) -> String {
+        let digest = self.push_image(tag).await;
+        self.register(
+            self.ecs
+                .register_task_definition()
+                .family(family)
+                .container_definitions(
+                    ContainerDefinition::builder()
+                        .name("web")
+                        .image(self.image(&format!("@{digest}")))
+                        .memory(256)
+                        .build(),
+                ),
+        )
+        .await
+    }
+
+    /// A one-container task definition that names `web:TAG` (no digest): ECS resolves the tag
+    /// each time it deploys it.
+    pub async fn tagged_task_definition(&self, family: &str, tag: &str) -> String {
         self.register(
             self.ecs
                 .register_task_definition()
@@ -695,6 +746,13 @@ impl Stack {
                 ),
         )
         .await
+    }
+
+    /// Pushes an image of its own (distinct layers per `build`) under `tag`, as CI pushes
+    /// `latest` on every build, and returns its digest.
+    pub async fn push_build(&self, tag: &str, build: &str) -> String {
+        self.push_layer(tag, &format!("{}:{tag}:{build}", self.repository))
+            .await
     }
 
     pub async fn create_service(&self, name: &str, task_definition: &str, tags: &[(&str, &str)]) {

@@ -109,11 +109,16 @@ class Evaluation(unittest.TestCase):
         tagged = {**untagged, "tags": [{"key": "deckhand:event", "value": "e"}],
                   "taskRoleArn": f"arn:aws:iam::{iam.ACCOUNT}:role/web"}
         self.assertEqual(self.refused("deploy", "ecs", "RegisterTaskDefinition", tagged), [])
-        # The rollback role never registers.
-        refused = self.refused("rollback", "ecs", "RegisterTaskDefinition", tagged)
+        # The rollback role registers a pinned clone of a target that names tags, on the same
+        # conditions; without them it may not.
+        self.assertEqual(self.refused("rollback", "ecs", "RegisterTaskDefinition", tagged), [])
+        t = copy.deepcopy(self.template)
+        statements = t["Resources"]["RollbackFunction"]["Properties"]["Policies"][0]["Statement"]
+        statements[:] = [s for s in statements if s.get("Sid") != "PassPinnedTargetRolesToEcsTasksOnly"]
+        refused = self.refused("rollback", "ecs", "RegisterTaskDefinition", tagged, template=t)
         self.assertEqual(
             [r.split(" which needs ")[1].split(" on ")[0] for r in refused],
-            ["ecs:RegisterTaskDefinition", "ecs:TagResource", "iam:PassRole"],
+            ["iam:PassRole"],
         )
 
     def test_autoscaling_checks_the_callers_rights_on_the_service(self):

@@ -19,7 +19,7 @@ use crate::domain::scan::ScanResult;
 use crate::domain::service::ServiceKey;
 use crate::domain::settings::Tags;
 use crate::domain::state::{Capacity, Quarantine, ServiceState};
-use crate::domain::trust::RegistryImage;
+use crate::domain::trust::{ImageStatus, RegistryImage};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::metrics::{Measurements, Metric};
 use crate::notification::Notification;
@@ -87,11 +87,25 @@ struct EcsWorld {
     paused: BTreeMap<ServiceKey, crate::domain::pause::PausedDeployment>,
     /// Pause hooks someone else answers just before deckhand does.
     answered_elsewhere: BTreeSet<String>,
+    /// What ECS resolved the images of a service's revision to (its service revision).
+    resolved: BTreeMap<(ServiceKey, String), BTreeMap<String, String>>,
 }
 
 impl MemoryEcs {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// ECS deployed `task_definition` on the service with these digests (container to digest):
+    /// its service revision says so.
+    pub fn resolve(&self, key: &ServiceKey, task_definition: &str, digests: &[(&str, &str)]) {
+        guard(&self.inner).resolved.insert(
+            (key.clone(), task_definition.to_owned()),
+            digests
+                .iter()
+                .map(|(c, d)| ((*c).to_owned(), (*d).to_owned()))
+                .collect(),
+        );
     }
 
     /// Registers revision 1.. of a family with these containers and returns its ARN.
@@ -126,6 +140,7 @@ impl MemoryEcs {
             task_sets: Vec::new(),
             placement: Default::default(),
             early_success: None,
+            service_revisions: Vec::new(),
         };
         guard(&self.inner).services.insert(key.clone(), view);
     }
@@ -426,6 +441,17 @@ impl Ecs for MemoryEcs {
             }
         }
         Ok(described)
+    }
+
+    async fn resolved_images(
+        &self,
+        service: &ServiceView,
+    ) -> PortResult<Option<BTreeMap<String, String>>> {
+        let world = self.enter("DescribeServiceRevisions")?;
+        Ok(world
+            .resolved
+            .get(&(service.key.clone(), service.task_definition.clone()))
+            .cloned())
     }
 
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
@@ -930,9 +956,23 @@ pub struct MemoryEcr {
     /// Calls of each operation, and the operations that fail.
     calls: Mutex<BTreeMap<&'static str, usize>>,
     fail: Mutex<BTreeSet<&'static str>>,
+    /// Images not ACTIVE, by repository and digest.
+    status: Mutex<HashMap<(String, String), ImageStatus>>,
 }
 
 impl MemoryEcr {
+    /// ECR moves the image to another storage class (ARCHIVED, or ACTIVE once restored).
+    pub fn set_status(&self, repository: &str, digest: &Digest, status: ImageStatus) {
+        guard(&self.status).insert((repository.to_owned(), digest.to_string()), status);
+    }
+
+    fn status_of(&self, repository: &str, digest: &str) -> ImageStatus {
+        guard(&self.status)
+            .get(&(repository.to_owned(), digest.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// The manifest `BatchGetImage` returns for the digest.
     pub fn put_manifest(&self, repository: &str, digest: &Digest, manifest: &str) {
         guard(&self.manifests).insert(
@@ -1051,7 +1091,36 @@ impl Ecr for MemoryEcr {
             .map(|tags| RegistryImage {
                 tags: tags.clone(),
                 pushed_at: None,
+                status: self.status_of(&repository.name, digest.as_str()),
             }))
+    }
+
+    async fn digest_of(&self, repository: &Repository, tag: &str) -> PortResult<Option<Digest>> {
+        self.enter("DescribeImages")?;
+        Ok(guard(&self.tags)
+            .iter()
+            .find(|((repo, _), tags)| *repo == repository.name && tags.iter().any(|t| t == tag))
+            .and_then(|((_, digest), _)| digest.parse().ok()))
+    }
+
+    async fn restore(&self, repository: &Repository, digest: &Digest) -> PortResult<ImageStatus> {
+        self.enter("UpdateImageStorageClass")?;
+        let key = (repository.name.clone(), digest.to_string());
+        let mut status = guard(&self.status);
+        match status.get(&key).copied().unwrap_or_default() {
+            ImageStatus::Archived => {
+                status.insert(key, ImageStatus::Activating);
+                Ok(ImageStatus::Activating)
+            }
+            other => Err(PortError::new(
+                "UpdateImageStorageClass",
+                PortErrorKind::Other,
+                format!(
+                    "ImageStorageClassUpdateNotSupportedException: the image is {}",
+                    other.as_str()
+                ),
+            )),
+        }
     }
 
     async fn image_tags(

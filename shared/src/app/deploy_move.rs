@@ -8,6 +8,7 @@ use super::{DeployFunction, Moved, Target, push_details, push_name, push_record}
 use crate::app::codedeploy::deploy_through_codedeploy;
 use crate::app::locking::{owner_cause, renew_before_acting};
 use crate::app::paced;
+use crate::app::pins::pin_running;
 use crate::domain::deploy::{Push, reusable_revision, start_deployment};
 use crate::domain::fleet::ImageChange;
 use crate::domain::pace::TASK_DEFINITION_WRITES;
@@ -28,10 +29,25 @@ impl DeployFunction {
         changes: &[ImageChange],
         matched: String,
         mut locked: Locked,
-        state: ServiceState,
+        mut state: ServiceState,
     ) -> ServiceReport {
         let key = &target.service.key;
         let from = target.task_definition.arn.as_str();
+        // What it leaves is what a rollback goes back to: if it names tags, the digests it ran
+        // are learned now, while ECS still runs it. A side of a pair goes back by its traffic.
+        if target.pair.is_none() {
+            let moved = push.tag.as_deref().map(|tag| (&push.repository, tag));
+            let containers = &target.task_definition.containers;
+            pin_running(
+                &self.ports,
+                &target.service,
+                containers,
+                &mut state,
+                true,
+                moved,
+            )
+            .await;
+        }
         let to = match self.revision_for(push, target, changes, &mut locked).await {
             Ok(to) => to,
             Err(e) => return self.not_moved(push, key, from, &locked, None, e).await,

@@ -25,6 +25,12 @@ impl Ecs for AnotherPushMeanwhile {
     async fn describe_services_partly(&self, services: &[ServiceKey]) -> PortResult<Described> {
         self.ecs.describe_services_partly(services).await
     }
+    async fn resolved_images(
+        &self,
+        service: &ServiceView,
+    ) -> PortResult<Option<std::collections::BTreeMap<String, String>>> {
+        self.ecs.resolved_images(service).await
+    }
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
         let read = self.ecs.describe_task_definition(arn).await;
         if let Some((read, done)) = self.meanwhile.lock().await.take() {

@@ -14,7 +14,6 @@ use super::locking::{acquire, owner_token};
 use crate::config::Config;
 use crate::domain::codedeploy::running_revision;
 use crate::domain::fleet::{DeploymentController, ServiceView};
-use crate::domain::image::ImageRef;
 use crate::domain::rollback::{
     ALARM_TAG_SERVICE, Alarm, Guard, RollbackDecision, RollbackSettings, apply_rollback,
     decide_manual_rollback, decide_rollback, excused, guard_of, lists_alarm, scaling_alarm,
@@ -270,10 +269,14 @@ impl RollbackFunction {
         let running = running_revision(&service, deployed);
         let requested = requested.as_deref();
         let mut decision = decide_manual_rollback(&locked.state, now, running, requested, None);
-        if let RollbackDecision::RollBack { to, .. } = &decision {
-            match self.quarantined_in(key, to.as_str(), &locked.state).await {
-                Ok(None) => {}
-                Ok(Some(digest)) => {
+        let mut prepared = None;
+        if let RollbackDecision::RollBack { from, to, .. } = &decision {
+            let ready = self.prepare_target(key, (from, to), &locked.state, &alarm.event_id);
+            match ready.await {
+                Ok(Prepared::Ready {
+                    quarantined: Some(digest),
+                    ..
+                }) => {
                     decision = decide_manual_rollback(
                         &locked.state,
                         now,
@@ -282,6 +285,8 @@ impl RollbackFunction {
                         Some(&digest),
                     );
                 }
+                Ok(Prepared::Unknown(why)) => decision = RollbackDecision::Skip(why),
+                Ok(ready) => prepared = Some(ready),
                 Err(e) => {
                     let report = self.failed_under_lock(key, &alarm, &locked, e).await;
                     return Err(RollbackError::ServicesFailed(Summary::of(
@@ -306,17 +311,14 @@ impl RollbackFunction {
             }
             RollbackDecision::RollBack { from, to, reason } => {
                 let back_to = locked.state.deployment.as_ref().map(|d| d.from.as_str());
+                let back_to_target = back_to == Some(to.as_str());
+                let mut state = locked.state.clone();
+                let (reason, to) = pinned(&mut state, prepared, reason, to);
                 match self
-                    .roll_back_service(
-                        &service,
-                        (&from, &to),
-                        back_to == Some(to.as_str()),
-                        &locked,
-                    )
+                    .roll_back_service(&service, (&from, &to), back_to_target, &locked)
                     .await
                 {
                     Ok(Rolled::Back(route)) => {
-                        let state = locked.state.clone();
                         let reason = match route.words(&to) {
                             Some(words) => format!("{reason}; {words}"),
                             None => reason,
@@ -593,11 +595,15 @@ impl RollbackFunction {
         let enabled = guarded.settings.enabled;
         let dry_run = self.config.dry_run;
         let mut decision = decide_rollback(alarm, enabled, &locked.state, running, None, dry_run);
-        // Never onto a quarantined digest: look at what the target runs.
-        if let RollbackDecision::RollBack { to, .. } = &decision {
-            match self.quarantined_in(key, to, &locked.state).await {
-                Ok(None) => {}
-                Ok(Some(digest)) => {
+        // Never onto a quarantined digest, never a tag resolved again: look at the target.
+        let mut prepared = None;
+        if let RollbackDecision::RollBack { from, to, .. } = &decision {
+            let ready = self.prepare_target(key, (from, to), &locked.state, &alarm.event_id);
+            match ready.await {
+                Ok(Prepared::Ready {
+                    quarantined: Some(digest),
+                    ..
+                }) => {
                     decision = decide_rollback(
                         alarm,
                         enabled,
@@ -607,6 +613,8 @@ impl RollbackFunction {
                         dry_run,
                     );
                 }
+                Ok(Prepared::Unknown(why)) => decision = RollbackDecision::Skip(why),
+                Ok(ready) => prepared = Some(ready),
                 Err(e) => return self.failed_under_lock(key, alarm, &locked, e).await,
             }
         }
@@ -650,13 +658,10 @@ impl RollbackFunction {
             }
             RollbackDecision::RollBack { from, to, reason } => {
                 let back_to = state.deployment.as_ref().map(|d| d.from.as_str());
+                let back_to_target = back_to == Some(to.as_str());
+                let (reason, to) = pinned(&mut state, prepared, reason, to);
                 let route = match self
-                    .roll_back_service(
-                        &guarded.service,
-                        (&from, &to),
-                        back_to == Some(to.as_str()),
-                        &locked,
-                    )
+                    .roll_back_service(&guarded.service, (&from, &to), back_to_target, &locked)
                     .await
                 {
                     Ok(Rolled::Back(route)) => route,
@@ -684,40 +689,6 @@ impl RollbackFunction {
                     .await
             }
         }
-    }
-
-    /// A quarantined digest that the target task definition pins, if any.
-    async fn quarantined_in(
-        &self,
-        key: &ServiceKey,
-        target: &str,
-        state: &ServiceState,
-    ) -> Result<Option<String>, PortError> {
-        if state.quarantine.is_empty() && !state.quarantine_archived {
-            return Ok(None);
-        }
-        let td = self.ports.ecs.describe_task_definition(target).await?;
-        let digests = td
-            .containers
-            .iter()
-            .filter_map(|c| Some(ImageRef::parse(&c.image)?.digest?.to_owned()));
-        for digest in digests {
-            if state.quarantine.contains_key(&digest) {
-                return Ok(Some(digest));
-            }
-            // An old quarantine, archived out of the state, holds as much.
-            if state.quarantine_archived
-                && self
-                    .ports
-                    .store
-                    .archived_quarantine(key, &digest)
-                    .await?
-                    .is_some()
-            {
-                return Ok(Some(digest));
-            }
-        }
-        Ok(None)
     }
 
     async fn record_rollback(
@@ -1012,6 +983,34 @@ use strategy::Rolled;
 
 #[path = "rollback_pair.rs"]
 mod pair;
+
+#[path = "rollback_target.rs"]
+mod target;
+use target::Prepared;
+
+/// The revision a rollback deploys and its reason: the target, or its clone pinned to the
+/// digests it ran, which then stands for it as the known-good revision.
+fn pinned(
+    state: &mut ServiceState,
+    prepared: Option<Prepared>,
+    reason: String,
+    to: String,
+) -> (String, String) {
+    let Some(prepared) = prepared else {
+        return (reason, to);
+    };
+    let reason = match prepared.words(&to) {
+        Some(words) => format!("{reason}; {words}"),
+        None => reason,
+    };
+    let Prepared::Ready { deploy, .. } = prepared else {
+        return (reason, to);
+    };
+    if state.known_good.as_deref() == Some(to.as_str()) {
+        state.known_good = Some(deploy.clone());
+    }
+    (reason, deploy)
+}
 
 #[cfg(test)]
 #[path = "rollback_tests.rs"]

@@ -91,17 +91,27 @@ fn digest(c: char) -> String {
 }
 
 impl World {
-    /// `prod/NAME` running `NAME:41` (revision 1), deployed by pushes of `NAME`.
+    /// `prod/NAME` running `NAME@sha256:aaa...` (revision 1), deployed by pushes of `NAME`.
     fn service(&self, name: &str, tags: &[(&str, &str)]) -> ServiceKey {
         self.service_in("prod", name, tags)
     }
 
-    /// `CLUSTER/NAME` running `NAME:41` (revision 1), deployed by pushes of `NAME`.
+    /// `CLUSTER/NAME` running `NAME@sha256:aaa...` (revision 1), deployed by pushes of `NAME`.
     fn service_in(&self, cluster: &str, name: &str, tags: &[(&str, &str)]) -> ServiceKey {
+        let image = format!("{HOST}/{name}@{}", digest('a'));
+        self.service_of(cluster, name, &image, tags)
+    }
+
+    /// `CLUSTER/NAME` running `IMAGE` (revision 1), deployed by pushes of `NAME`.
+    fn service_of(
+        &self,
+        cluster: &str,
+        name: &str,
+        image: &str,
+        tags: &[(&str, &str)],
+    ) -> ServiceKey {
         let key = ServiceKey::new(cluster, name);
-        let td = self
-            .ecs
-            .add_task_definition(name, &[(name, &format!("{HOST}/{name}:41"))]);
+        let td = self.ecs.add_task_definition(name, &[(name, image)]);
         let mut all = vec![("deckhand:deploy", "any")];
         all.extend_from_slice(tags);
         self.ecs.add_service(&key, &td, &all);
@@ -851,3 +861,6 @@ async fn a_native_blue_green_service_is_rolled_back_by_ecs_while_its_deployment_
 
 #[path = "rollback_codedeploy_tests.rs"]
 mod codedeploy;
+
+#[path = "rollback_pin_tests.rs"]
+mod pin;

@@ -90,6 +90,7 @@ fn services_asleep_come_first_and_the_rest_keep_their_order() {
                 task_sets: Vec::new(),
                 placement: Default::default(),
                 early_success: None,
+                service_revisions: Vec::new(),
             },
             capacity: None,
             state,

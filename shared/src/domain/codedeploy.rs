@@ -368,6 +368,7 @@ mod tests {
             task_sets: Vec::new(),
             placement: Default::default(),
             early_success: None,
+            service_revisions: Vec::new(),
         }
     }
 

@@ -251,6 +251,7 @@ pub fn start_deployment(
         alarmed: None,
         early_completed_at: None,
     });
+    state.prune_pins();
 }
 
 /// In dry run, a push that would deploy the digest the would-be deployment already runs counts
@@ -771,6 +772,7 @@ mod tests {
             task_sets: Vec::new(),
             placement: Default::default(),
             early_success: None,
+            service_revisions: Vec::new(),
         }
     }
 

@@ -32,6 +32,9 @@ pub struct ServiceView {
     pub placement: Placement,
     /// ECS's early success criteria for its rolling deployments, when enabled.
     pub early_success: Option<EarlySuccess>,
+    /// The ARNs of its current service revisions (`currentServiceRevisions`): what ECS resolved
+    /// each container's image to when it deployed them.
+    pub service_revisions: Vec<String>,
 }
 
 /// `deploymentConfiguration.earlySuccessCriteria` of a rolling service (ECS Developer Guide,

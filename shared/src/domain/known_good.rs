@@ -163,6 +163,7 @@ impl ServiceState {
         let since = self.newest_proven(now).map(|(at, _)| at);
         let before = self.known_good.replace(good.clone());
         self.known_good_since = since;
+        self.prune_pins();
         Some((before, good))
     }
 

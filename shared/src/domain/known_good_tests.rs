@@ -42,6 +42,7 @@ fn service(running: u32, listed: &[(&str, u32)]) -> ServiceView {
         task_sets: Vec::new(),
         placement: Default::default(),
         early_success: None,
+        service_revisions: Vec::new(),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod pace;
 pub mod pair;
 pub mod pair_move;
 pub mod pause;
+pub mod pin;
 pub mod policy;
 pub mod retention;
 pub mod rollback;

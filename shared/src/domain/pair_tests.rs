@@ -35,6 +35,7 @@ fn side(name: &str, partner: &str, extra: &[(&str, &str)]) -> ServiceView {
         task_sets: Vec::new(),
         placement: Default::default(),
         early_success: None,
+        service_revisions: Vec::new(),
     }
 }
 

@@ -216,6 +216,7 @@ mod tests {
             task_sets: Vec::new(),
             placement: Default::default(),
             early_success: None,
+            service_revisions: Vec::new(),
         };
         assert_eq!(
             needed_by(&state, Some(&view), now),

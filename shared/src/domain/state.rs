@@ -81,6 +81,10 @@ pub struct ServiceState {
     /// `rollback.skipped` was sent once, the retries stay quiet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_waits_for: Option<String>,
+    /// The digests ECS ran for rollback targets that name tags, by task definition ARN: a
+    /// rollback to one registers a clone with them pinned (`domain::pin`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pinned: BTreeMap<String, super::pin::PinnedRevision>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,37 @@ pub struct RegistryImage {
     /// When the digest was first pushed. A re-tag of an older image keeps it, so it never
     /// bounds a push's time from below.
     pub pushed_at: Option<DateTime<Utc>>,
+    /// Whether it can be pulled (ECR's `imageStatus`).
+    pub status: ImageStatus,
+}
+
+/// ECR's `imageStatus`: an image in the archive storage class cannot be pulled until it is
+/// restored, which takes ECR a while (ACTIVATING).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageStatus {
+    #[default]
+    Active,
+    Archived,
+    Activating,
+}
+
+impl ImageStatus {
+    /// ECR's word; an absent one (older registries) is ACTIVE.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "ARCHIVED" => Self::Archived,
+            "ACTIVATING" => Self::Activating,
+            _ => Self::Active,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Archived => "ARCHIVED",
+            Self::Activating => "ACTIVATING",
+        }
+    }
 }
 
 /// What a push event's claim comes to once ECR answered.
@@ -85,6 +116,7 @@ mod tests {
 
     fn image(tags: &[&str], pushed: DateTime<Utc>) -> RegistryImage {
         RegistryImage {
+            status: ImageStatus::Active,
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             pushed_at: Some(pushed),
         }

@@ -8,7 +8,7 @@ use super::port_error;
 use crate::domain::artifact::{Manifest, read_manifest};
 use crate::domain::image::{Digest, Repository};
 use crate::domain::scan::ScanResult;
-use crate::domain::trust::RegistryImage;
+use crate::domain::trust::{ImageStatus, RegistryImage};
 use crate::ports::{Ecr, PortError, PortErrorKind, PortResult};
 
 /// What `BatchGetImage` may answer with: indexes and images as pushed.
@@ -20,6 +20,15 @@ const ACCEPTED_MANIFESTS: [&str; 6] = [
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 ];
+
+/// ImageNotFoundException, RepositoryNotFoundException: there is no such image.
+fn absent_is_none<T>(e: PortError) -> PortResult<Option<T>> {
+    if e.kind == PortErrorKind::NotFound {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
 
 pub struct EcrRegistry {
     client: aws_sdk_ecr::Client,
@@ -56,21 +65,55 @@ impl Ecr for EcrRegistry {
                 .iter()
                 .find(|d| d.image_digest() == Some(digest.as_str()))
                 .map(|d| RegistryImage {
+                    status: d
+                        .image_status()
+                        .map_or_else(Default::default, |s| ImageStatus::parse(s.as_str())),
                     tags: d.image_tags().to_vec(),
                     pushed_at: d
                         .image_pushed_at()
                         .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
                 })),
-            Err(e) => {
-                let e = port_error("DescribeImages", e);
-                // ImageNotFoundException, RepositoryNotFoundException: nothing to confirm.
-                if e.kind == PortErrorKind::NotFound {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) => absent_is_none(port_error("DescribeImages", e)),
         }
+    }
+
+    async fn digest_of(&self, repository: &Repository, tag: &str) -> PortResult<Option<Digest>> {
+        let result = self
+            .client
+            .describe_images()
+            .registry_id(&repository.account)
+            .repository_name(&repository.name)
+            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out
+                .image_details()
+                .iter()
+                .find(|d| d.image_tags().iter().any(|t| t == tag))
+                .and_then(|d| d.image_digest()?.parse().ok())),
+            Err(e) => absent_is_none(port_error("DescribeImages", e)),
+        }
+    }
+
+    async fn restore(&self, repository: &Repository, digest: &Digest) -> PortResult<ImageStatus> {
+        let out = self
+            .client
+            .update_image_storage_class()
+            .registry_id(&repository.account)
+            .repository_name(&repository.name)
+            .image_id(
+                ImageIdentifier::builder()
+                    .image_digest(digest.as_str())
+                    .build(),
+            )
+            .target_storage_class(aws_sdk_ecr::types::TargetStorageClass::Standard)
+            .send()
+            .await
+            .map_err(|e| port_error("UpdateImageStorageClass", e))?;
+        Ok(out
+            .image_status()
+            .map_or(ImageStatus::Activating, |s| ImageStatus::parse(s.as_str())))
     }
 
     async fn image_tags(

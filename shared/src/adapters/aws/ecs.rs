@@ -214,6 +214,11 @@ fn service_view(service: &Service) -> Option<ServiceView> {
                 deferred_cleanup: e.source_service_revision_cleanup()
                     == Some(&aws_sdk_ecs::types::ServiceRevisionCleanup::Deferred),
             }),
+        service_revisions: service
+            .current_service_revisions()
+            .iter()
+            .filter_map(|r| r.arn().map(str::to_owned))
+            .collect(),
     })
 }
 
@@ -347,6 +352,36 @@ impl Ecs for EcsCluster {
             }
         }
         Ok(described)
+    }
+
+    async fn resolved_images(
+        &self,
+        service: &ServiceView,
+    ) -> PortResult<Option<BTreeMap<String, String>>> {
+        if service.service_revisions.is_empty() {
+            return Ok(None);
+        }
+        let out = self
+            .ecs
+            .describe_service_revisions()
+            .set_service_revision_arns(Some(service.service_revisions.clone()))
+            .send()
+            .await
+            .map_err(|e| port_error("DescribeServiceRevisions", e))?;
+        // The newest revision of what the service runs: a forced deployment resolves again.
+        let revision = out
+            .service_revisions()
+            .iter()
+            .filter(|r| r.task_definition() == Some(service.task_definition.as_str()))
+            .max_by_key(|r| r.created_at().map(|t| (t.secs(), t.subsec_nanos())));
+        Ok(revision.map(|r| {
+            r.container_images()
+                .iter()
+                .filter_map(|c| {
+                    Some((c.container_name()?.to_owned(), c.image_digest()?.to_owned()))
+                })
+                .collect()
+        }))
     }
 
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
