@@ -150,7 +150,9 @@ def apply_lifecycle(repository, now):
         selection = rule.get("selection", {})
         count = int(selection.get("countNumber", 0))
         if selection.get("countType") == "imageCountMoreThan":
-            newest = sorted(images, key=lambda i: i.image_pushed_at, reverse=True)
+            # Newest first; pushes of one second in the order they came.
+            order = {id(i): n for n, i in enumerate(repository.images)}
+            newest = sorted(images, key=lambda i: (i.image_pushed_at, order[id(i)]), reverse=True)
             doomed = newest[count:]
         else:
             days = {"days": 1}.get(selection.get("countUnit", "days"), 1) * count
@@ -198,8 +200,9 @@ class RegistryControl:
             now = datetime.datetime.fromtimestamp(at, datetime.timezone.utc) if at else _now()
             expired, archived = apply_lifecycle(repository, now)
             answer = {"expired": expired, "archived": archived}
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [json.dumps(answer).encode()]
+        encoded = json.dumps(answer).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(encoded)))])
+        return [encoded]
 
 
 # --- ECS: service revisions ----------------------------------------------------------------------

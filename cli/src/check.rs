@@ -10,8 +10,15 @@ use deckhand::domain::pair::{DESIGNATED, TAG_PAIR, TAG_TRAFFIC};
 use deckhand::domain::rollback::{
     ALARM_TAG_SERVICE, Alarm, AlarmMeaning, RollbackSettings, alarm_meaning,
 };
-use deckhand::domain::service::ServiceKey;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use deckhand::domain::image::Repository;
+use deckhand::domain::keep::KeptImage;
+use deckhand::domain::lifecycle::{ListedImage, Policy, fates};
+use deckhand::domain::service::{ServiceKey, revision_name};
 use deckhand::domain::settings::{DeploySettings, ScheduleSettings, TAG_AWAKE, TAG_DEPLOY};
+use deckhand::domain::state::ServiceState;
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
@@ -120,6 +127,107 @@ async fn undesignated_traffic(
     }
 }
 
+/// The known-good revision, when it names image tags: the digests deckhand deploys for it.
+fn pinned_words(state: &ServiceState, now: DateTime<Utc>) -> Option<String> {
+    let known_good = state.known_good_at(now)?;
+    let pinned = state.pinned.get(known_good)?;
+    if pinned.images.is_empty() {
+        return Some(format!(
+            "known-good {} names image tags and deckhand does not know the digests it ran: a rollback to it is skipped",
+            revision_name(known_good)
+        ));
+    }
+    let images: Vec<String> = pinned
+        .images
+        .iter()
+        .map(|(c, i)| format!("{c}={i}"))
+        .collect();
+    Some(format!(
+        "known-good {} names image tags; a rollback to it runs {} (from {})",
+        revision_name(known_good),
+        images.join(" "),
+        pinned.by.describe()
+    ))
+}
+
+/// A repository's lifecycle policy and images, if it has a policy, or why they could not be read.
+type PolicyRead = Result<Option<(Policy, Vec<ListedImage>)>, String>;
+
+/// The lifecycle policies of the repositories whose images deckhand keeps, each read once.
+#[derive(Default)]
+struct Lifecycles {
+    read: BTreeMap<Repository, PolicyRead>,
+}
+
+impl Lifecycles {
+    /// What the policy of each repository would do to the images the service needs kept.
+    async fn problems(
+        &mut self,
+        ports: &Ports,
+        state: &ServiceState,
+        now: DateTime<Utc>,
+    ) -> Vec<String> {
+        let mut by_repository: BTreeMap<Repository, Vec<String>> = BTreeMap::new();
+        for image in state
+            .kept
+            .values()
+            .flatten()
+            .filter_map(|i| KeptImage::of(i))
+        {
+            by_repository
+                .entry(image.repository)
+                .or_default()
+                .push(image.digest.to_string());
+        }
+        let mut problems = Vec::new();
+        for (repository, digests) in by_repository {
+            if !self.read.contains_key(&repository) {
+                let read = read_lifecycle(ports, &repository).await;
+                self.read.insert(repository.clone(), read);
+            }
+            match &self.read[&repository] {
+                Err(e) => problems.push(format!(
+                    "could not read the lifecycle policy of ECR repository {}: {e}",
+                    repository.name
+                )),
+                Ok(None) => {}
+                Ok(Some((policy, images))) => {
+                    let kept: Vec<&str> = digests.iter().map(String::as_str).collect();
+                    for (digest, fate) in fates(policy, images, &kept, now) {
+                        if let Some(why) = fate.describe() {
+                            problems.push(format!(
+                                "ECR repository {}: image {} may be needed again (what the service runs or goes back to), and {why}",
+                                repository.name,
+                                digest.get(..19).unwrap_or(&digest)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+async fn read_lifecycle(ports: &Ports, repository: &Repository) -> PolicyRead {
+    let Some(text) = ports
+        .ecr
+        .lifecycle_policy(repository)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let policy: Policy = serde_json::from_str(&text)
+        .map_err(|e| format!("its lifecycle policy does not parse: {e}"))?;
+    let images = ports
+        .ecr
+        .images(repository)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some((policy, images)))
+}
+
 /// Every opted-in service's tags, checked and said in words.
 pub(crate) async fn check(
     ports: &Ports,
@@ -145,6 +253,17 @@ pub(crate) async fn check(
     } else {
         Vec::new()
     };
+    let deployed_keys: Vec<ServiceKey> = services
+        .iter()
+        .filter(|s| s.tags.contains_key(TAG_DEPLOY))
+        .map(|s| s.key.clone())
+        .collect();
+    let states = if deployed_keys.is_empty() {
+        Default::default()
+    } else {
+        ports.store.load_many(&deployed_keys).await?
+    };
+    let mut lifecycle = Lifecycles::default();
     let mut rows = Vec::new();
     let mut invalid = 0;
     for s in &services {
@@ -190,6 +309,10 @@ pub(crate) async fn check(
         let mut problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
         if let Some(problem) = undesignated_traffic(ports, &s.tags).await {
             problems.push(problem);
+        }
+        if let Some(state) = states.get(&s.key) {
+            words.extend(pinned_words(state, now));
+            problems.extend(lifecycle.problems(ports, state, now).await);
         }
         if !problems.is_empty() {
             invalid += 1;

@@ -648,6 +648,15 @@ async fn status(
                 "images": images.get(&s.task_definition),
                 "desiredCount": s.desired_count,
                 "knownGood": state.known_good_at(now).map(revision_name),
+                // A known-good revision that names image tags, and the digests that stand for it.
+                "knownGoodPinned": state.known_good_at(now)
+                    .and_then(|k| state.pinned.get(k))
+                    .map(|p| json!({
+                        "by": p.by,
+                        "images": p.images.iter()
+                            .map(|(c, i)| format!("{c}={}", short_image(i)))
+                            .collect::<Vec<_>>(),
+                    })),
                 "deployment": state.deployment.as_ref().map(|d| json!({
                     "from": revision_name(&d.from),
                     "to": revision_name(&d.to),
@@ -759,7 +768,14 @@ async fn status(
             text(&row["service"]),
             text(&row["running"]),
             row["desiredCount"],
-            text(&row["knownGood"]),
+            match row["knownGoodPinned"]["images"].as_array() {
+                Some(images) => format!(
+                    "{} (names tags; runs {})",
+                    text(&row["knownGood"]),
+                    images.iter().map(text).collect::<Vec<_>>().join(" ")
+                ),
+                None => text(&row["knownGood"]),
+            },
             deployment,
             sleep,
             if row["paused"] == true {

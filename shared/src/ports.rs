@@ -246,6 +246,25 @@ pub trait Ecr: Send + Sync {
         repository: &Repository,
         digest: &Digest,
     ) -> PortResult<crate::domain::trust::ImageStatus>;
+    /// Tags the digest with `tag` (`PutImage` of its manifest as ECR holds it): a new tag on an
+    /// image, never a moved one, which an immutable repository accepts. Tagging it again is
+    /// harmless. `NotFound` when ECR no longer has the image.
+    async fn keep(&self, repository: &Repository, digest: &Digest, tag: &str) -> PortResult<()>;
+    /// Takes `tag` off the digest (`BatchDeleteImage` by tag). ECR deletes an image whose last
+    /// tag goes: when `tag` is its only one it is left in place, and `false` says so.
+    async fn release(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        tag: &str,
+    ) -> PortResult<bool>;
+    /// The repository's lifecycle policy text, if it has one.
+    async fn lifecycle_policy(&self, repository: &Repository) -> PortResult<Option<String>>;
+    /// Every image of the repository, all pages.
+    async fn images(
+        &self,
+        repository: &Repository,
+    ) -> PortResult<Vec<crate::domain::lifecycle::ListedImage>>;
     /// The tags that point at a digest now.
     async fn image_tags(&self, repository: &Repository, digest: &Digest)
     -> PortResult<Vec<String>>;

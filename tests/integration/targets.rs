@@ -128,3 +128,83 @@ async fn a_baseline_on_latest_is_rolled_back_to_the_digest_it_ran_not_to_the_tag
         Some("rollback.started")
     );
 }
+
+/// The README's lifecycle rule on `deckhand-keep-*` first, then a rule of the most common kind:
+/// keep the newest image, expire the rest.
+fn keep_newest_policy(with_keep_rule: bool) -> serde_json::Value {
+    let keep = serde_json::json!({"rulePriority": 1, "description": "images deckhand may deploy again",
+        "selection": {"tagStatus": "tagged", "tagPatternList": ["deckhand-keep-*"],
+                      "countType": "imageCountMoreThan", "countNumber": 9999},
+        "action": {"type": "expire"}});
+    let newest = serde_json::json!({"rulePriority": 10, "selection": {"tagStatus": "any",
+        "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}});
+    let rules = if with_keep_rule {
+        vec![keep, newest]
+    } else {
+        vec![newest]
+    };
+    serde_json::json!({"rules": rules})
+}
+
+#[tokio::test]
+async fn a_lifecycle_expiry_spares_the_images_deckhand_keeps() {
+    let g = crate::rollback::Guarded::deployed(&[("api", &[])]).await;
+    let stack = &g.stack;
+    let baseline = stack.push_image("main-41").await;
+    let scheduler = deckhand::app::scheduler::SchedulerFunction::new(
+        stack.ports(Role::Scheduler, g.clock.clone()),
+        stack.config(),
+    );
+    scheduler
+        .handle(&serde_json::json!({"action": "reconcile", "at": "2026-11-23T10:20:00Z"}))
+        .await
+        .unwrap();
+    // What runs (main-42) and what a rollback goes back to (main-41) carry the service's tag.
+    for digest in [&g.digest, &baseline] {
+        let tags = stack.tags_of(digest).await.unwrap();
+        assert!(
+            tags.iter().any(|t| t.starts_with("deckhand-keep-")),
+            "{digest}: {tags:?}"
+        );
+    }
+    let history = stack
+        .store()
+        .history(&stack.service_key("api"), 5)
+        .await
+        .unwrap();
+    assert!(history[0].reason.contains("kept web-"), "{:?}", history[0]);
+    // CI builds on; the policy keeps only the newest, and the keep rule comes first.
+    let other = stack.push_build("main-43", "x").await;
+    let newest = stack.push_build("main-44", "y").await;
+    stack.put_lifecycle_policy(&keep_newest_policy(true)).await;
+    let (out, ended) = crate::cli::deckhand_run(stack, &["check", "--json"]).await;
+    assert!(ended.is_ok(), "{ended:?}: {out}");
+    let (expired, _) = stack.run_lifecycle();
+    assert!(expired.contains(&other), "{expired:?}");
+    for digest in [&g.digest, &baseline, &newest] {
+        assert!(
+            stack.tags_of(digest).await.is_some(),
+            "{digest} was expired"
+        );
+    }
+    // Without the rule the same policy expires the rollback target, and `deckhand check` says
+    // so before it happens.
+    stack.put_lifecycle_policy(&keep_newest_policy(false)).await;
+    let (out, ended) = crate::cli::deckhand_run(stack, &["check", "--json"]).await;
+    assert!(ended.is_err(), "{out}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let api = stack.service_key("api").to_string();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["service"] == api.as_str());
+    let problems = row.map(|r| r["problems"].to_string()).unwrap_or_default();
+    assert!(
+        problems.contains(&format!("image {} may be needed again", &baseline[..19]))
+            && problems.contains("would expire it now"),
+        "{problems}"
+    );
+    let (expired, _) = stack.run_lifecycle();
+    assert!(expired.contains(&baseline), "{expired:?}");
+}

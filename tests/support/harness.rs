@@ -576,6 +576,70 @@ impl Stack {
         )
     }
 
+    /// Applies the repository's lifecycle policy once, as ECR's evaluator does
+    /// (scripts/emulator_registry.py): the digests it expired and archived.
+    pub fn run_lifecycle(&self) -> (Vec<String>, Vec<String>) {
+        let out = emulator_post(
+            &self.url,
+            "/_deckhand/ecr/lifecycle",
+            &json!({"repositoryName": self.repository, "account": ACCOUNT, "region": REGION}),
+        );
+        let digests = |field: &str| -> Vec<String> {
+            out[field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.as_str().map(str::to_owned))
+                .collect()
+        };
+        (digests("expired"), digests("archived"))
+    }
+
+    /// ECR ends the restore of an archived image (ACTIVATING becomes ACTIVE).
+    pub fn finish_restore(&self, digest: &str) {
+        emulator_post(
+            &self.url,
+            "/_deckhand/ecr/activate",
+            &json!({"repositoryName": self.repository, "imageDigest": digest, "account": ACCOUNT, "region": REGION}),
+        );
+    }
+
+    /// The repository's lifecycle policy.
+    pub async fn put_lifecycle_policy(&self, policy: &Value) {
+        self.ecr
+            .put_lifecycle_policy()
+            .repository_name(&self.repository)
+            .lifecycle_policy_text(policy.to_string())
+            .send()
+            .await
+            .expect("put lifecycle policy");
+    }
+
+    /// The tags on a digest; none when ECR no longer has it.
+    pub async fn tags_of(&self, digest: &str) -> Option<Vec<String>> {
+        let out = self
+            .ecr
+            .describe_images()
+            .repository_name(&self.repository)
+            .image_ids(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_digest(digest)
+                    .build(),
+            )
+            .send()
+            .await;
+        match out {
+            Ok(out) => out.image_details().first().map(|d| d.image_tags().to_vec()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_image_not_found_exception()) =>
+            {
+                None
+            }
+            Err(e) => panic!("describe images: {e:?}"),
+        }
+    }
+
     pub fn system_ports(&self, role: Role) -> Ports {
         self.ports(role, Arc::new(SystemClock))
     }

@@ -958,12 +958,27 @@ pub struct MemoryEcr {
     fail: Mutex<BTreeSet<&'static str>>,
     /// Images not ACTIVE, by repository and digest.
     status: Mutex<HashMap<(String, String), ImageStatus>>,
+    /// Lifecycle policies by repository.
+    lifecycle: Mutex<HashMap<String, String>>,
 }
 
 impl MemoryEcr {
     /// ECR moves the image to another storage class (ARCHIVED, or ACTIVE once restored).
     pub fn set_status(&self, repository: &str, digest: &Digest, status: ImageStatus) {
         guard(&self.status).insert((repository.to_owned(), digest.to_string()), status);
+    }
+
+    /// The repository's lifecycle policy.
+    pub fn set_lifecycle_policy(&self, repository: &str, policy: &str) {
+        guard(&self.lifecycle).insert(repository.to_owned(), policy.to_owned());
+    }
+
+    /// The tags on a digest.
+    pub fn tags_of(&self, repository: &str, digest: &Digest) -> Vec<String> {
+        guard(&self.tags)
+            .get(&(repository.to_owned(), digest.to_string()))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn status_of(&self, repository: &str, digest: &str) -> ImageStatus {
@@ -1121,6 +1136,64 @@ impl Ecr for MemoryEcr {
                 ),
             )),
         }
+    }
+
+    async fn keep(&self, repository: &Repository, digest: &Digest, tag: &str) -> PortResult<()> {
+        self.enter("PutImage")?;
+        let mut images = guard(&self.tags);
+        let Some(tags) = images.get_mut(&(repository.name.clone(), digest.to_string())) else {
+            return Err(PortError::new(
+                "BatchGetImage",
+                PortErrorKind::NotFound,
+                format!("ECR has no image {}", digest.short()),
+            ));
+        };
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        tag: &str,
+    ) -> PortResult<bool> {
+        self.enter("BatchDeleteImage")?;
+        let mut images = guard(&self.tags);
+        let Some(tags) = images.get_mut(&(repository.name.clone(), digest.to_string())) else {
+            return Ok(true);
+        };
+        if tags.len() == 1 && tags[0] == tag {
+            return Ok(false);
+        }
+        tags.retain(|t| t != tag);
+        Ok(true)
+    }
+
+    async fn lifecycle_policy(&self, repository: &Repository) -> PortResult<Option<String>> {
+        self.enter("GetLifecyclePolicy")?;
+        Ok(guard(&self.lifecycle).get(&repository.name).cloned())
+    }
+
+    async fn images(
+        &self,
+        repository: &Repository,
+    ) -> PortResult<Vec<crate::domain::lifecycle::ListedImage>> {
+        self.enter("DescribeImages")?;
+        Ok(guard(&self.tags)
+            .iter()
+            .filter(|((repo, _), _)| *repo == repository.name)
+            .map(
+                |((_, digest), tags)| crate::domain::lifecycle::ListedImage {
+                    digest: digest.clone(),
+                    tags: tags.clone(),
+                    pushed_at: None,
+                    pulled_at: None,
+                },
+            )
+            .collect())
     }
 
     async fn image_tags(

@@ -391,6 +391,9 @@ impl SchedulerFunction {
                         .await,
                 );
             }
+            if !mode.dry_run && !mode.plan {
+                reports.extend(self.keep_images(&deployed, &deployed_states, cause).await);
+            }
         }
         let mut summary = Summary::of(reports, || "no service to reconcile".into());
         summary.dry_run = mode.plan;
@@ -1057,6 +1060,9 @@ mod pair;
 
 #[path = "scheduler_index.rs"]
 mod index;
+
+#[path = "scheduler_keep.rs"]
+mod keep;
 
 #[path = "scheduler_lock.rs"]
 mod lock_saving;

@@ -85,6 +85,10 @@ pub struct ServiceState {
     /// rollback to one registers a clone with them pinned (`domain::pin`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pinned: BTreeMap<String, super::pin::PinnedRevision>,
+    /// The ECR images (by digest) deckhand keeps for the revisions the service may run again,
+    /// by task definition ARN: each carries the service's `deckhand-keep-` tag (`domain::keep`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kept: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ use chrono::DateTime;
 use super::port_error;
 use crate::domain::artifact::{Manifest, read_manifest};
 use crate::domain::image::{Digest, Repository};
+use crate::domain::lifecycle::ListedImage;
 use crate::domain::scan::ScanResult;
 use crate::domain::trust::{ImageStatus, RegistryImage};
 use crate::ports::{Ecr, PortError, PortErrorKind, PortResult};
@@ -37,6 +38,46 @@ pub struct EcrRegistry {
 impl EcrRegistry {
     pub fn new(client: aws_sdk_ecr::Client) -> Self {
         Self { client }
+    }
+
+    /// The image as pushed (`BatchGetImage`); `NotFound` with ECR's reason when there is none.
+    async fn pushed(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> PortResult<aws_sdk_ecr::types::Image> {
+        let out = self
+            .client
+            .batch_get_image()
+            .registry_id(&repository.account)
+            .repository_name(&repository.name)
+            .image_ids(
+                ImageIdentifier::builder()
+                    .image_digest(digest.as_str())
+                    .build(),
+            )
+            // Without them ECR may answer with a converted manifest instead of the index.
+            .set_accepted_media_types(Some(
+                ACCEPTED_MANIFESTS.iter().map(|m| (*m).to_owned()).collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| port_error("BatchGetImage", e))?;
+        match out.images().first() {
+            Some(image) => Ok(image.clone()),
+            None => {
+                let why = out
+                    .failures()
+                    .first()
+                    .and_then(|f| f.failure_reason())
+                    .unwrap_or("no image with this digest");
+                Err(PortError::new(
+                    "BatchGetImage",
+                    PortErrorKind::NotFound,
+                    format!("{}: {why}", digest.short()),
+                ))
+            }
+        }
     }
 }
 
@@ -116,6 +157,100 @@ impl Ecr for EcrRegistry {
             .map_or(ImageStatus::Activating, |s| ImageStatus::parse(s.as_str())))
     }
 
+    async fn keep(&self, repository: &Repository, digest: &Digest, tag: &str) -> PortResult<()> {
+        let image = self.pushed(repository, digest).await?;
+        let result = self
+            .client
+            .put_image()
+            .registry_id(&repository.account)
+            .repository_name(&repository.name)
+            .image_manifest(image.image_manifest().unwrap_or_default())
+            .set_image_manifest_media_type(image.image_manifest_media_type().map(str::to_owned))
+            .image_digest(digest.as_str())
+            .image_tag(tag)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The tag is on the image already.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_image_already_exists_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(port_error("PutImage", e)),
+        }
+    }
+
+    async fn release(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        tag: &str,
+    ) -> PortResult<bool> {
+        let Some(image) = self.image(repository, digest).await? else {
+            return Ok(true);
+        };
+        if !image.tags.iter().any(|t| t == tag) {
+            return Ok(true);
+        }
+        if image.tags.len() == 1 {
+            // Its last tag: ECR would delete the image with it. deckhand deletes no image.
+            return Ok(false);
+        }
+        self.client
+            .batch_delete_image()
+            .registry_id(&repository.account)
+            .repository_name(&repository.name)
+            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+            .send()
+            .await
+            .map_err(|e| port_error("BatchDeleteImage", e))?;
+        Ok(true)
+    }
+
+    async fn lifecycle_policy(&self, repository: &Repository) -> PortResult<Option<String>> {
+        let result = self
+            .client
+            .get_lifecycle_policy()
+            .registry_id(&repository.account)
+            .repository_name(&repository.name)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.lifecycle_policy_text().map(str::to_owned)),
+            // LifecyclePolicyNotFoundException: no policy, nothing expires.
+            Err(e) => absent_is_none(port_error("GetLifecyclePolicy", e)),
+        }
+    }
+
+    async fn images(&self, repository: &Repository) -> PortResult<Vec<ListedImage>> {
+        let mut pages = self
+            .client
+            .describe_images()
+            .registry_id(&repository.account)
+            .repository_name(&repository.name)
+            .into_paginator()
+            .send();
+        let mut images = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error("DescribeImages", e))?;
+            let at = |t: Option<&aws_sdk_ecr::primitives::DateTime>| {
+                t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+            };
+            images.extend(page.image_details().iter().filter_map(|d| {
+                Some(ListedImage {
+                    digest: d.image_digest()?.to_owned(),
+                    tags: d.image_tags().to_vec(),
+                    pushed_at: at(d.image_pushed_at()),
+                    pulled_at: at(d.last_recorded_pull_time()),
+                })
+            }));
+        }
+        Ok(images)
+    }
+
     async fn image_tags(
         &self,
         repository: &Repository,
@@ -129,35 +264,7 @@ impl Ecr for EcrRegistry {
             .unwrap_or_default())
     }
     async fn manifest(&self, repository: &Repository, digest: &Digest) -> PortResult<Manifest> {
-        let out = self
-            .client
-            .batch_get_image()
-            .registry_id(&repository.account)
-            .repository_name(&repository.name)
-            .image_ids(
-                ImageIdentifier::builder()
-                    .image_digest(digest.as_str())
-                    .build(),
-            )
-            // Without them ECR may answer with a converted manifest instead of the index.
-            .set_accepted_media_types(Some(
-                ACCEPTED_MANIFESTS.iter().map(|m| (*m).to_owned()).collect(),
-            ))
-            .send()
-            .await
-            .map_err(|e| port_error("BatchGetImage", e))?;
-        let Some(image) = out.images().first() else {
-            let why = out
-                .failures()
-                .first()
-                .and_then(|f| f.failure_reason())
-                .unwrap_or("no image with this digest");
-            return Err(PortError::new(
-                "BatchGetImage",
-                PortErrorKind::NotFound,
-                format!("{}: {why}", digest.short()),
-            ));
-        };
+        let image = self.pushed(repository, digest).await?;
         let text = image.image_manifest().unwrap_or_default();
         read_manifest(text, image.image_manifest_media_type())
             .map_err(|e| PortError::new("BatchGetImage", PortErrorKind::Other, e))
