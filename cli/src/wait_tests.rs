@@ -39,6 +39,7 @@ fn deployed(status: DeploymentStatus) -> ServiceState {
             dry_run: false,
             alarmed: None,
             early_completed_at: None,
+            from_images: Vec::new(),
         }),
         ..Default::default()
     }

@@ -31,6 +31,9 @@ pub enum Action {
     /// The push is held: the service's CodeDeploy deployment group runs another deployment,
     /// and the push deploys once it is free.
     Held,
+    /// A rollback waits for ECR to restore archived images its target runs; the reconcile
+    /// finishes it.
+    Restoring,
     /// Put to sleep: its count and autoscaling capacity saved, then set to the asleep count.
     Asleep,
     /// Woken: what was saved restored exactly.
@@ -85,6 +88,7 @@ pub enum Outcome {
     Recorded,
     Waiting,
     Held,
+    Restoring,
     Asleep,
     Awake,
     WouldSleep,
@@ -264,6 +268,7 @@ fn outcome_of(action: Action) -> Outcome {
         Action::Quarantined => Outcome::Quarantined,
         Action::Waiting => Outcome::Waiting,
         Action::Held => Outcome::Held,
+        Action::Restoring => Outcome::Restoring,
         Action::Recorded => Outcome::Recorded,
         Action::Asleep => Outcome::Asleep,
         Action::Awake => Outcome::Awake,
@@ -306,6 +311,7 @@ mod tests {
             Recorded,
             Waiting,
             Held,
+            Restoring,
             Asleep,
             Awake,
             WouldSleep,
@@ -326,9 +332,9 @@ mod tests {
         for o in &all {
             match o {
                 Error | RolledBack | WouldRollBack | Deployed | WouldDeploy | Failed
-                | Quarantined | Completed | Shifted | Recorded | Waiting | Held | Asleep
-                | Awake | WouldSleep | WouldWake | Invalid | Skipped | Duplicate | Paused
-                | Resumed | Released | Approved | Rejected | KnownGood | Deregistered
+                | Quarantined | Completed | Shifted | Recorded | Waiting | Held | Restoring
+                | Asleep | Awake | WouldSleep | WouldWake | Invalid | Skipped | Duplicate
+                | Paused | Resumed | Released | Approved | Rejected | KnownGood | Deregistered
                 | Unchanged | Ignored => {}
             }
         }

@@ -644,7 +644,9 @@ async fn the_direct_and_sns_shapes_roll_back_and_ok_is_ignored() {
 async fn one_rollback_makes_ten_aws_calls() {
     let g = Guarded::deployed(&[("api", &[])]).await;
     let arn = g.alarm("api-5xx", Some("api"), &[]).await;
-    // A quarantined digest from earlier makes deckhand look at what the target runs.
+    // A quarantined digest from earlier makes deckhand look at what the target runs: the
+    // images its deployment recorded of it, which ECR confirms are not archived before ECS
+    // pulls them (DescribeImages), so the revision is not read again.
     let key = g.stack.service_key("api");
     let (ports, log) = g.stack.counted_ports(Role::Rollback);
     let mut ports = ports;
@@ -687,8 +689,8 @@ async fn one_rollback_makes_ten_aws_calls() {
             "DynamoDB.Query",
             "DynamoDB.TransactWriteItems",
             "DynamoDB.UpdateItem",
+            "ECR.DescribeImages",
             "ECS.DescribeServices",
-            "ECS.DescribeTaskDefinition",
             "ECS.UpdateService",
             "Resource Groups Tagging API.GetResources",
             "SNS.Publish",

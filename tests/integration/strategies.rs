@@ -260,7 +260,10 @@ async fn after_its_deployment_completed_a_native_service_is_redeployed_to_known_
     assert_eq!(after[0].1, "IN_PROGRESS");
     assert!(after[0].2.ends_with(&format!("/{}", n.revision(1))));
     assert_eq!(after[1].1, "SUCCESSFUL");
-    assert_eq!(calls, calls_of_a_rollback("ECS.UpdateService"));
+    // A new deployment pulls the known-good images: ECR says first that none is archived.
+    let mut expected = calls_of_a_rollback("ECS.UpdateService");
+    expected.insert(7, "ECR.DescribeImages".to_owned());
+    assert_eq!(calls, expected);
     let details = n.rollback_details();
     assert_eq!(details["strategy"], "BLUE_GREEN");
     assert_eq!(details["rolledBackBy"], "UpdateService");

@@ -129,6 +129,19 @@ async fn a_baseline_on_latest_is_rolled_back_to_the_digest_it_ran_not_to_the_tag
     );
 }
 
+/// What `deckhand check` finds wrong with the service (other tests' services share the emulator).
+async fn check_problems(stack: &Stack, service: &str) -> String {
+    let (out, _) = crate::cli::deckhand_run(stack, &["check", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let key = stack.service_key(service).to_string();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["service"] == key.as_str());
+    row.map(|r| r["problems"].to_string()).unwrap_or_default()
+}
+
 /// The README's lifecycle rule on `deckhand-keep-*` first, then a rule of the most common kind:
 /// keep the newest image, expire the rest.
 fn keep_newest_policy(with_keep_rule: bool) -> serde_json::Value {
@@ -177,8 +190,7 @@ async fn a_lifecycle_expiry_spares_the_images_deckhand_keeps() {
     let other = stack.push_build("main-43", "x").await;
     let newest = stack.push_build("main-44", "y").await;
     stack.put_lifecycle_policy(&keep_newest_policy(true)).await;
-    let (out, ended) = crate::cli::deckhand_run(stack, &["check", "--json"]).await;
-    assert!(ended.is_ok(), "{ended:?}: {out}");
+    assert_eq!(check_problems(stack, "api").await, "[]");
     let (expired, _) = stack.run_lifecycle();
     assert!(expired.contains(&other), "{expired:?}");
     for digest in [&g.digest, &baseline, &newest] {
@@ -190,16 +202,7 @@ async fn a_lifecycle_expiry_spares_the_images_deckhand_keeps() {
     // Without the rule the same policy expires the rollback target, and `deckhand check` says
     // so before it happens.
     stack.put_lifecycle_policy(&keep_newest_policy(false)).await;
-    let (out, ended) = crate::cli::deckhand_run(stack, &["check", "--json"]).await;
-    assert!(ended.is_err(), "{out}");
-    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let api = stack.service_key("api").to_string();
-    let row = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["service"] == api.as_str());
-    let problems = row.map(|r| r["problems"].to_string()).unwrap_or_default();
+    let problems = check_problems(stack, "api").await;
     assert!(
         problems.contains(&format!("image {} may be needed again", &baseline[..19]))
             && problems.contains("would expire it now"),
@@ -207,4 +210,108 @@ async fn a_lifecycle_expiry_spares_the_images_deckhand_keeps() {
     );
     let (expired, _) = stack.run_lifecycle();
     assert!(expired.contains(&baseline), "{expired:?}");
+}
+
+#[tokio::test]
+async fn a_rollback_to_an_archived_image_waits_restores_and_completes() {
+    let g = crate::rollback::Guarded::deployed(&[("api", &[])]).await;
+    let stack = &g.stack;
+    let baseline = stack.push_image("main-41").await;
+    stack
+        .ecr
+        .update_image_storage_class()
+        .repository_name(&stack.repository)
+        .image_id(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_digest(&baseline)
+                .build(),
+        )
+        .target_storage_class(aws_sdk_ecr::types::TargetStorageClass::Archive)
+        .send()
+        .await
+        .unwrap();
+    let arn = g.alarm("api-5xx", Some("api"), &[]).await;
+    let event = g.event("alarm-1", &arn, "ALARM", "OK", ALARMED, Some("api"));
+    let s = g.handle_at(&event, ALARMED).await.unwrap();
+    assert_eq!(s.outcome, Outcome::Restoring, "{s:?}");
+    assert!(
+        s.services[0].reason.contains("which ECR keeps archived"),
+        "{s:?}"
+    );
+    // Nothing moved: ECS could not pull the target yet. ECR restores it.
+    assert_eq!(g.revision("api").await, "2");
+    let status = |out: aws_sdk_ecr::operation::describe_images::DescribeImagesOutput| {
+        out.image_details()[0]
+            .image_status()
+            .map(|s| s.as_str().to_owned())
+    };
+    let describe = || {
+        stack
+            .ecr
+            .describe_images()
+            .repository_name(&stack.repository)
+            .image_ids(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_digest(&baseline)
+                    .build(),
+            )
+            .send()
+    };
+    assert_eq!(
+        status(describe().await.unwrap()).as_deref(),
+        Some("ACTIVATING")
+    );
+    assert_eq!(
+        stack.notification_kinds().last().map(String::as_str),
+        Some("rollback.started")
+    );
+    // A repeated alarm while ECR restores changes nothing.
+    let again = g.event(
+        "alarm-2",
+        &arn,
+        "ALARM",
+        "OK",
+        "2026-11-23T10:14:00Z",
+        Some("api"),
+    );
+    let s = g.handle_at(&again, "2026-11-23T10:14:00Z").await.unwrap();
+    assert_eq!(s.services[0].action, Action::Skipped, "{s:?}");
+    assert!(s.services[0].reason.contains("waits since"), "{s:?}");
+
+    let scheduler = deckhand::app::scheduler::SchedulerFunction::new(
+        stack.ports(Role::Scheduler, g.clock.clone()),
+        stack.config(),
+    );
+    let reconcile = |at: &str| serde_json::json!({"action": "reconcile", "at": at});
+    g.clock.set(utc("2026-11-23T10:20:00Z"));
+    scheduler
+        .handle(&reconcile("2026-11-23T10:20:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(g.revision("api").await, "2", "still restoring");
+
+    stack.finish_restore(&baseline);
+    g.clock.set(utc("2026-11-23T10:35:00Z"));
+    let s = scheduler
+        .handle(&reconcile("2026-11-23T10:35:00Z"))
+        .await
+        .unwrap();
+    let api = stack.service_key("api").to_string();
+    let row = s.services.iter().find(|r| r.service == api).unwrap();
+    assert_eq!(row.action, Action::RolledBack, "{s:?}");
+    assert!(row.reason.contains("ECR has restored"), "{row:?}");
+    assert_eq!(g.revision("api").await, "1");
+    let state = stack.store().load(&stack.service_key("api")).await.unwrap();
+    assert!(state.restoring.is_none());
+    assert!(state.is_quarantined(&g.digest.parse().unwrap()).is_some());
+    assert_eq!(
+        state.deployment.unwrap().status,
+        deckhand::domain::state::DeploymentStatus::RolledBack
+    );
+    let kinds = stack.notification_kinds();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "rollback.started").count(),
+        2,
+        "{kinds:?}"
+    );
 }

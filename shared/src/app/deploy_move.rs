@@ -11,6 +11,7 @@ use crate::app::paced;
 use crate::app::pins::pin_running;
 use crate::domain::deploy::{Push, reusable_revision, start_deployment};
 use crate::domain::fleet::ImageChange;
+use crate::domain::keep::images_of;
 use crate::domain::pace::TASK_DEFINITION_WRITES;
 use crate::domain::pair_move::PairMove;
 use crate::domain::service::{ServiceKey, revision_name};
@@ -213,8 +214,10 @@ impl DeployFunction {
             .as_ref()
             .map_or(target.service.desired_count, |p| p.live_count)
             == 0;
+        let from_images = images_of(&target.task_definition.containers, state.pinned.get(from));
         if let Some(deployment) = state.deployment.as_mut() {
             deployment.at_zero_tasks = asleep;
+            deployment.from_images = from_images;
         }
         state.pair = target.pair.as_ref().map(|p| PairMove::start(&p.pair));
         // A sleeping service gets the revision without being woken: its count stays as the

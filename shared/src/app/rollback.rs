@@ -313,11 +313,33 @@ impl RollbackFunction {
                 let back_to = locked.state.deployment.as_ref().map(|d| d.from.as_str());
                 let back_to_target = back_to == Some(to.as_str());
                 let mut state = locked.state.clone();
-                let (reason, to) = pinned(&mut state, prepared, reason, to);
+                let (reason, to, images) = pinned(&mut state, prepared, reason, to);
                 match self
-                    .roll_back_service(&service, (&from, &to), back_to_target, &locked)
+                    .roll_back_service(
+                        &service,
+                        (&from, &to),
+                        back_to_target,
+                        &locked,
+                        images.as_deref(),
+                    )
                     .await
                 {
+                    Ok(Rolled::Restoring {
+                        archived,
+                        activating,
+                    }) => {
+                        let pending = (from.as_str(), to.as_str(), reason);
+                        self.restoring(&case, state, pending, &archived, &activating)
+                            .await
+                    }
+                    Ok(Rolled::Unpullable(why)) => {
+                        self.skip(
+                            &case,
+                            &locked.state,
+                            format!("{reason}; not rolled back: {why}"),
+                        )
+                        .await
+                    }
                     Ok(Rolled::Back(route)) => {
                         let reason = match route.words(&to) {
                             Some(words) => format!("{reason}; {words}"),
@@ -659,12 +681,31 @@ impl RollbackFunction {
             RollbackDecision::RollBack { from, to, reason } => {
                 let back_to = state.deployment.as_ref().map(|d| d.from.as_str());
                 let back_to_target = back_to == Some(to.as_str());
-                let (reason, to) = pinned(&mut state, prepared, reason, to);
+                let (reason, to, images) = pinned(&mut state, prepared, reason, to);
                 let route = match self
-                    .roll_back_service(&guarded.service, (&from, &to), back_to_target, &locked)
+                    .roll_back_service(
+                        &guarded.service,
+                        (&from, &to),
+                        back_to_target,
+                        &locked,
+                        images.as_deref(),
+                    )
                     .await
                 {
                     Ok(Rolled::Back(route)) => route,
+                    Ok(Rolled::Restoring {
+                        archived,
+                        activating,
+                    }) => {
+                        let pending = (from.as_str(), to.as_str(), with_mark(reason));
+                        return self
+                            .restoring(&case, state, pending, &archived, &activating)
+                            .await;
+                    }
+                    Ok(Rolled::Unpullable(why)) => {
+                        let reason = with_mark(format!("{reason}; not rolled back: {why}"));
+                        return self.skip(&case, &state, reason).await;
+                    }
                     Ok(Rolled::Blocked {
                         deployment_id,
                         reason: why,
@@ -986,6 +1027,9 @@ mod pair;
 
 #[path = "rollback_target.rs"]
 mod target;
+
+#[path = "rollback_restore.rs"]
+mod restore;
 use target::Prepared;
 
 /// The revision a rollback deploys and its reason: the target, or its clone pinned to the
@@ -995,21 +1039,21 @@ fn pinned(
     prepared: Option<Prepared>,
     reason: String,
     to: String,
-) -> (String, String) {
+) -> (String, String, Option<Vec<String>>) {
     let Some(prepared) = prepared else {
-        return (reason, to);
+        return (reason, to, None);
     };
     let reason = match prepared.words(&to) {
         Some(words) => format!("{reason}; {words}"),
         None => reason,
     };
-    let Prepared::Ready { deploy, .. } = prepared else {
-        return (reason, to);
+    let Prepared::Ready { deploy, images, .. } = prepared else {
+        return (reason, to, None);
     };
     if state.known_good.as_deref() == Some(to.as_str()) {
         state.known_good = Some(deploy.clone());
     }
-    (reason, deploy)
+    (reason, deploy, images)
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ impl World {
         if ecs_knows {
             self.ecs.resolve(&api, &baseline, &[("api", &digest('a'))]);
         }
+        // The first build, untagged since latest moved on to the push below.
+        self.ecr.tag("api", &digest('a').parse().unwrap(), &[]);
         self.clock.set(utc(START));
         let event = json!({"version": "0", "id": "p1", "detail-type": "ECR Image Action", "source": "aws.ecr",
             "account": "123456789012", "time": START, "region": "eu-west-1", "resources": [],

@@ -11,6 +11,9 @@ use crate::app::locking::renew_before_acting;
 use crate::domain::codedeploy_busy::{Blocked, RunningDeployment, rollback_while_busy};
 use crate::domain::fleet::{DeploymentController, ServiceView};
 use crate::domain::image::ImageRef;
+use crate::domain::keep::{KeptImage, images_of};
+use crate::domain::restore::{Pullable, names, pullable};
+use crate::domain::service::revision_name;
 use crate::domain::strategy::{RollbackPath, RollbackRoute, rollback_path};
 use crate::ports::{Locked, PortError};
 
@@ -24,6 +27,13 @@ pub(super) enum Rolled {
         /// Worth retrying while that deployment runs (what it deploys cannot be told).
         retry: bool,
     },
+    /// The target runs images ECR keeps archived (or is restoring): nothing was changed.
+    Restoring {
+        archived: Vec<KeptImage>,
+        activating: Vec<KeptImage>,
+    },
+    /// The target runs images ECR no longer has: no rollback can pull them.
+    Unpullable(String),
 }
 
 impl RollbackFunction {
@@ -36,6 +46,7 @@ impl RollbackFunction {
         (from, to): (&str, &str),
         back_to_target: bool,
         locked: &Locked,
+        images: Option<&[String]>,
     ) -> Result<Rolled, PortError> {
         let codedeploy = match service.controller {
             DeploymentController::CodeDeploy => {
@@ -108,7 +119,37 @@ impl RollbackFunction {
                 back_to_target,
             ),
         };
-        self.renewed(service, locked).await?;
+        // Only a new deployment pulls the target's images: ECS's and CodeDeploy's own rollbacks
+        // move the traffic back to tasks that still run. What cannot be pulled is not deployed.
+        if matches!(
+            route.path,
+            RollbackPath::Redeploy | RollbackPath::CodeDeployRedeploy
+        ) {
+            let (renewed, pull) =
+                futures::join!(self.renewed(service, locked), self.pullable(to, images));
+            renewed?;
+            match pull? {
+                Pullable::Ready => {}
+                Pullable::Restoring {
+                    archived,
+                    activating,
+                } => {
+                    return Ok(Rolled::Restoring {
+                        archived,
+                        activating,
+                    });
+                }
+                Pullable::Gone(gone) => {
+                    return Ok(Rolled::Unpullable(format!(
+                        "{} runs {}, which ECR no longer has: no task could pull it",
+                        revision_name(to),
+                        names(&gone)
+                    )));
+                }
+            }
+        } else {
+            self.renewed(service, locked).await?;
+        }
         match &route.path {
             RollbackPath::Redeploy => self.ports.ecs.update_service(&service.key, to).await?,
             RollbackPath::StopServiceDeployment {
@@ -138,6 +179,33 @@ impl RollbackFunction {
             }
         };
         Ok(Rolled::Back(route))
+    }
+
+    /// Whether the images `to` runs can be pulled: ECR's status of each (`DescribeImages`).
+    /// Images not known beforehand are read from the revision.
+    pub(super) async fn pullable(
+        &self,
+        to: &str,
+        images: Option<&[String]>,
+    ) -> Result<Pullable, PortError> {
+        let images = match images {
+            Some(images) => images.to_vec(),
+            None => {
+                let td = self.ports.ecs.describe_task_definition(to).await?;
+                images_of(&td.containers, None)
+            }
+        };
+        let kept: Vec<KeptImage> = images.iter().filter_map(|i| KeptImage::of(i)).collect();
+        let statuses = futures::future::try_join_all(kept.into_iter().map(|image| async move {
+            let found = self
+                .ports
+                .ecr
+                .image(&image.repository, &image.digest)
+                .await?;
+            Ok::<_, PortError>((image, found.map(|f| f.status)))
+        }))
+        .await?;
+        Ok(pullable(statuses))
     }
 
     /// The lease renewed just before the change, so that a lock taken over meanwhile stops it.

@@ -3,6 +3,7 @@
 //! digest, and never a tag whose digest is unknown.
 
 use super::RollbackFunction;
+use crate::domain::keep::images_of;
 use crate::domain::pin::{TargetPins, digests_of, pin_target, tagged};
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::state::ServiceState;
@@ -15,6 +16,8 @@ pub(super) enum Prepared {
         deploy: String,
         /// A quarantined digest the target runs: not rolled back onto.
         quarantined: Option<String>,
+        /// The ECR images by digest it runs, when known without another read.
+        images: Option<Vec<String>>,
     },
     /// Its tags' digests are unknown: not deployed.
     Unknown(String),
@@ -46,43 +49,75 @@ impl RollbackFunction {
         event_id: &str,
     ) -> Result<Prepared, PortError> {
         let pins = state.pinned.get(to);
-        let left_by_deckhand = state.deployment.as_ref().is_some_and(|d| d.from == to);
+        let recorded = state.deployment.as_ref().filter(|d| d.from == to);
         let quarantine = !state.quarantine.is_empty() || state.quarantine_archived;
-        let as_is = Prepared::Ready {
-            deploy: to.to_owned(),
+        let ready = |deploy: &str, images: Option<Vec<String>>| Prepared::Ready {
+            deploy: deploy.to_owned(),
             quarantined: None,
+            images,
         };
-        if pins.is_none() && left_by_deckhand && !quarantine {
-            return Ok(as_is);
-        }
-        let target = self.ports.ecs.describe_task_definition(to).await?;
-        if quarantine {
-            for digest in digests_of(&target.containers, pins) {
-                if self.is_quarantined(key, &digest, state).await? {
+        // The revision deckhand's deployment left named no tag without pins: it deploys as it
+        // is, and what it runs was recorded then.
+        if let Some(d) = recorded.filter(|_| pins.is_none()) {
+            if !d.from_images.is_empty() {
+                let images = d.from_images.clone();
+                if quarantine
+                    && let Some(digest) = self.first_quarantined(key, &images, state).await?
+                {
                     return Ok(Prepared::Ready {
                         deploy: to.to_owned(),
                         quarantined: Some(digest),
+                        images: None,
                     });
                 }
+                return Ok(ready(to, Some(images)));
+            }
+            if !quarantine {
+                return Ok(ready(to, None));
+            }
+        }
+        let target = self.ports.ecs.describe_task_definition(to).await?;
+        let images = images_of(&target.containers, pins);
+        if quarantine {
+            let digests = digests_of(&target.containers, pins);
+            if let Some(digest) = self.first_quarantined(key, &digests, state).await? {
+                return Ok(Prepared::Ready {
+                    deploy: to.to_owned(),
+                    quarantined: Some(digest),
+                    images: None,
+                });
             }
         }
         if tagged(&target.containers).next().is_none() {
-            return Ok(as_is);
+            return Ok(ready(to, Some(images)));
         }
         let bad = self.ports.ecs.describe_task_definition(from).await?;
         match pin_target(to, &target.containers, &bad.containers, pins) {
-            TargetPins::AsIs => Ok(as_is),
+            TargetPins::AsIs => Ok(ready(to, Some(images))),
             TargetPins::Unknown(why) => Ok(Prepared::Unknown(why)),
-            TargetPins::Clone(_) if self.config.dry_run => Ok(as_is),
+            TargetPins::Clone(_) if self.config.dry_run => Ok(ready(to, Some(images))),
             TargetPins::Clone(changes) => {
                 let ecs = &self.ports.ecs;
                 let deploy = ecs.register_revision(&target, &changes, event_id).await?;
-                Ok(Prepared::Ready {
-                    deploy,
-                    quarantined: None,
-                })
+                Ok(ready(&deploy, Some(images)))
             }
         }
+    }
+
+    /// The first of these digests (or images by digest) the service's quarantine holds.
+    async fn first_quarantined(
+        &self,
+        key: &ServiceKey,
+        digests: &[String],
+        state: &ServiceState,
+    ) -> Result<Option<String>, PortError> {
+        for item in digests {
+            let digest = item.rsplit_once('@').map_or(item.as_str(), |(_, d)| d);
+            if self.is_quarantined(key, digest, state).await? {
+                return Ok(Some(digest.to_owned()));
+            }
+        }
+        Ok(None)
     }
 
     /// Whether the service's quarantine holds the digest, in its state or archived.

@@ -111,6 +111,10 @@ impl World {
         tags: &[(&str, &str)],
     ) -> ServiceKey {
         let key = ServiceKey::new(cluster, name);
+        // The image was pushed before the revision that runs it was registered.
+        if let Some(digest) = image.split_once('@').and_then(|(_, d)| d.parse().ok()) {
+            self.ecr.tag(name, &digest, &["41"]);
+        }
         let td = self.ecs.add_task_definition(name, &[(name, image)]);
         let mut all = vec![("deckhand:deploy", "any")];
         all.extend_from_slice(tags);

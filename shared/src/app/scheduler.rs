@@ -392,6 +392,8 @@ impl SchedulerFunction {
                 );
             }
             if !mode.dry_run && !mode.plan {
+                let finished = self.finish_restores(&deployed, &deployed_states, cause);
+                reports.extend(finished.await);
                 reports.extend(self.keep_images(&deployed, &deployed_states, cause).await);
             }
         }
@@ -1063,6 +1065,9 @@ mod index;
 
 #[path = "scheduler_keep.rs"]
 mod keep;
+
+#[path = "scheduler_restore.rs"]
+mod restore;
 
 #[path = "scheduler_lock.rs"]
 mod lock_saving;

@@ -250,6 +250,7 @@ pub fn start_deployment(
         dry_run: false,
         alarmed: None,
         early_completed_at: None,
+        from_images: Vec::new(),
     });
     state.prune_pins();
 }

@@ -34,6 +34,14 @@ pub struct KeptImage {
 
 impl KeptImage {
     /// The ECR image a reference pinned by digest names; `None` outside ECR or without a digest.
+    /// The image by digest on the repository's standard ECR host: what `of` reads back.
+    pub fn reference(&self) -> String {
+        format!(
+            "{}.dkr.ecr.{}.amazonaws.com/{}@{}",
+            self.repository.account, self.repository.region, self.repository.name, self.digest
+        )
+    }
+
     pub fn of(image: &str) -> Option<Self> {
         let image = ImageRef::parse(image)?;
         Some(Self {
@@ -105,6 +113,13 @@ mod tests {
 
     fn image(c: char) -> String {
         format!("{HOST}/web@sha256:{}", c.to_string().repeat(64))
+    }
+
+    #[test]
+    fn a_kept_image_reads_back_from_its_reference() {
+        let kept = KeptImage::of(&image('a')).unwrap();
+        assert_eq!(KeptImage::of(&kept.reference()), Some(kept.clone()));
+        assert_eq!(kept.reference(), image('a'));
     }
 
     #[test]

@@ -96,6 +96,7 @@ fn ours(from: u32, to: u32, status: DeploymentStatus, started: i64) -> Deploymen
         dry_run: false,
         alarmed: None,
         early_completed_at: None,
+        from_images: Vec::new(),
     }
 }
 

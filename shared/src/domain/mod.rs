@@ -16,6 +16,7 @@ pub mod pair_move;
 pub mod pause;
 pub mod pin;
 pub mod policy;
+pub mod restore;
 pub mod retention;
 pub mod rollback;
 pub mod scan;

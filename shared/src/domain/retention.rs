@@ -190,6 +190,7 @@ mod tests {
             dry_run: false,
             alarmed: None,
             early_completed_at: None,
+            from_images: Vec::new(),
         });
         state.registered = Some(Registered {
             event_id: "e2".into(),

@@ -277,6 +277,9 @@ pub fn decide_rollback(
     if let Some(reason) = excused(alarm, state) {
         return Skip(reason);
     }
+    if let Some(pending) = &state.restoring {
+        return Skip(format!("{}; it goes on by itself", pending.describe()));
+    }
     let Some(d) = state.deployment.as_ref().filter(|d| dry_run || !d.dry_run) else {
         let trial = if state.deployment.is_some() {
             " (its latest deployment was a dry run's)"
@@ -439,6 +442,9 @@ pub fn decide_manual_rollback(
     target_quarantined: Option<&str>,
 ) -> RollbackDecision {
     use RollbackDecision::Skip;
+    if let Some(pending) = &state.restoring {
+        return Skip(format!("{}; it goes on by itself", pending.describe()));
+    }
     let Some(target) = requested.or(state.known_good_at(now)) else {
         return Skip("there is no known-good revision; name one with --to".into());
     };
@@ -518,6 +524,7 @@ mod tests {
                 dry_run: false,
                 alarmed: None,
                 early_completed_at: None,
+                from_images: Vec::new(),
             }),
             ..Default::default()
         }

@@ -448,6 +448,7 @@ mod tests {
                 dry_run: false,
                 alarmed: None,
                 early_completed_at: None,
+                from_images: Vec::new(),
             }),
             ..Default::default()
         };

@@ -89,6 +89,10 @@ pub struct ServiceState {
     /// by task definition ARN: each carries the service's `deckhand-keep-` tag (`domain::keep`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kept: BTreeMap<String, Vec<String>>,
+    /// A rollback that waits for ECR to restore archived images its target runs; the reconcile
+    /// finishes it (`domain::restore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restoring: Option<super::restore::PendingRollback>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -252,6 +256,10 @@ pub struct Deployment {
     /// target): it never becomes known-good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarmed: Option<Alarmed>,
+    /// The ECR images by digest the revision it left runs (its tags pinned): what a rollback
+    /// to `from` pulls, known without reading the revision again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_images: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -369,6 +377,7 @@ mod tests {
             dry_run: false,
             alarmed: None,
             early_completed_at: None,
+            from_images: Vec::new(),
         }
     }
 
