@@ -217,19 +217,7 @@ async fn a_rollback_to_an_archived_image_waits_restores_and_completes() {
     let g = crate::rollback::Guarded::deployed(&[("api", &[])]).await;
     let stack = &g.stack;
     let baseline = stack.push_image("main-41").await;
-    stack
-        .ecr
-        .update_image_storage_class()
-        .repository_name(&stack.repository)
-        .image_id(
-            aws_sdk_ecr::types::ImageIdentifier::builder()
-                .image_digest(&baseline)
-                .build(),
-        )
-        .target_storage_class(aws_sdk_ecr::types::TargetStorageClass::Archive)
-        .send()
-        .await
-        .unwrap();
+    stack.archive(&baseline).await;
     let arn = g.alarm("api-5xx", Some("api"), &[]).await;
     let event = g.event("alarm-1", &arn, "ALARM", "OK", ALARMED, Some("api"));
     let s = g.handle_at(&event, ALARMED).await.unwrap();
@@ -314,4 +302,43 @@ async fn a_rollback_to_an_archived_image_waits_restores_and_completes() {
         2,
         "{kinds:?}"
     );
+}
+
+#[tokio::test]
+async fn a_wake_onto_an_archived_image_waits_for_its_restore() {
+    let g =
+        crate::rollback::Guarded::deployed(&[("api", &[("deckhand:awake", "daily 07:00-19:00")])])
+            .await;
+    let stack = &g.stack;
+    let scheduler = deckhand::app::scheduler::SchedulerFunction::new(
+        stack.ports(Role::Scheduler, g.clock.clone()),
+        stack.config(),
+    );
+    let reconcile = |at: &'static str| {
+        g.clock.set(utc(at));
+        let event = serde_json::json!({"action": "reconcile", "at": at});
+        let scheduler = &scheduler;
+        async move { scheduler.handle(&event).await }
+    };
+    reconcile("2026-11-23T10:20:00Z").await.unwrap();
+    reconcile("2026-11-23T20:00:00Z").await.unwrap();
+    assert_eq!(stack.desired_count("api").await, 0);
+    // Overnight the image the service wakes on is archived.
+    stack.archive(&g.digest).await;
+    let s = reconcile("2026-11-24T07:05:00Z").await.unwrap();
+    let api = stack.service_key("api").to_string();
+    let row = s.services.iter().find(|r| r.service == api).unwrap();
+    assert_eq!(row.action, Action::Restoring, "{s:?}");
+    assert!(row.reason.contains("not woken yet"), "{row:?}");
+    assert_eq!(
+        stack.desired_count("api").await,
+        0,
+        "not woken onto what cannot be pulled"
+    );
+
+    stack.finish_restore(&g.digest);
+    let s = reconcile("2026-11-24T07:10:00Z").await.unwrap();
+    let row = s.services.iter().find(|r| r.service == api).unwrap();
+    assert_eq!(row.action, Action::Awake, "{s:?}");
+    assert_eq!(stack.desired_count("api").await, 2);
 }

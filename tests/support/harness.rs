@@ -595,6 +595,22 @@ impl Stack {
         (digests("expired"), digests("archived"))
     }
 
+    /// Moves an image to ECR's archive storage class: it cannot be pulled until restored.
+    pub async fn archive(&self, digest: &str) {
+        self.ecr
+            .update_image_storage_class()
+            .repository_name(&self.repository)
+            .image_id(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_digest(digest)
+                    .build(),
+            )
+            .target_storage_class(aws_sdk_ecr::types::TargetStorageClass::Archive)
+            .send()
+            .await
+            .expect("archive the image");
+    }
+
     /// ECR ends the restore of an archived image (ACTIVATING becomes ACTIVE).
     pub fn finish_restore(&self, digest: &str) {
         emulator_post(

@@ -1,5 +1,6 @@
 //! Learning the digests a revision that names tags runs with, while it runs: ECS's service
-//! revision first, else what the tag names in ECR at first sight (`domain::pin`).
+//! revision first, else what the tag names in ECR at first sight (`domain::pin`); and whether
+//! the images a revision runs can be pulled now (`domain::restore`).
 
 use std::collections::BTreeMap;
 
@@ -109,4 +110,17 @@ fn unknown(state: &mut crate::domain::state::ServiceState, running: &str, now: D
             by: PinSource::Unknown,
             at: now,
         });
+}
+
+/// Whether these ECR images can be pulled now: ECR's status of each (`DescribeImages`).
+pub(crate) async fn pullable_now(
+    ports: &Ports,
+    images: Vec<crate::domain::keep::KeptImage>,
+) -> Result<crate::domain::restore::Pullable, PortError> {
+    let statuses = futures::future::try_join_all(images.into_iter().map(|image| async move {
+        let found = ports.ecr.image(&image.repository, &image.digest).await?;
+        Ok::<_, PortError>((image, found.map(|f| f.status)))
+    }))
+    .await?;
+    Ok(crate::domain::restore::pullable(statuses))
 }

@@ -12,7 +12,7 @@ use crate::domain::codedeploy_busy::{Blocked, RunningDeployment, rollback_while_
 use crate::domain::fleet::{DeploymentController, ServiceView};
 use crate::domain::image::ImageRef;
 use crate::domain::keep::{KeptImage, images_of};
-use crate::domain::restore::{Pullable, names, pullable};
+use crate::domain::restore::{Pullable, names};
 use crate::domain::service::revision_name;
 use crate::domain::strategy::{RollbackPath, RollbackRoute, rollback_path};
 use crate::ports::{Locked, PortError};
@@ -196,16 +196,7 @@ impl RollbackFunction {
             }
         };
         let kept: Vec<KeptImage> = images.iter().filter_map(|i| KeptImage::of(i)).collect();
-        let statuses = futures::future::try_join_all(kept.into_iter().map(|image| async move {
-            let found = self
-                .ports
-                .ecr
-                .image(&image.repository, &image.digest)
-                .await?;
-            Ok::<_, PortError>((image, found.map(|f| f.status)))
-        }))
-        .await?;
-        Ok(pullable(statuses))
+        crate::app::pins::pullable_now(&self.ports, kept).await
     }
 
     /// The lease renewed just before the change, so that a lock taken over meanwhile stops it.

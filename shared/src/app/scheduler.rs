@@ -116,7 +116,7 @@ struct Discovered {
 }
 
 /// One service as the reconcile found it.
-struct Subject {
+pub(super) struct Subject {
     service: ServiceView,
     capacity: Option<Capacity>,
     state: ServiceState,
@@ -394,7 +394,8 @@ impl SchedulerFunction {
             if !mode.dry_run && !mode.plan {
                 let finished = self.finish_restores(&deployed, &deployed_states, cause);
                 reports.extend(finished.await);
-                reports.extend(self.keep_images(&deployed, &deployed_states, cause).await);
+                // What this reconcile put to sleep or woke is kept by the next one.
+                reports.extend(self.keep_images(&unchanged, &deployed_states, cause).await);
             }
         }
         let mut summary = Summary::of(reports, || "no service to reconcile".into());
@@ -500,7 +501,16 @@ impl SchedulerFunction {
                 info!("not started: the invocation is near its deadline");
                 ServiceReport::new(key, Action::Skipped, DEFERRED)
             }
-            _ => {
+            decision => {
+                // Its tasks pull what it runs: an archived image is restored first.
+                let wakes = matches!(decision, ScaleDecision::Wake { .. });
+                if wakes
+                    && !mode.dry_run
+                    && !subject.state.kept.is_empty()
+                    && let Some(report) = self.restore_before_wake(&subject, cause).await
+                {
+                    return report;
+                }
                 let job = Job {
                     key,
                     settings: settings.as_ref(),

@@ -12,9 +12,10 @@ use tracing::{Instrument, info, info_span, warn};
 use super::SchedulerFunction;
 use crate::app::codedeploy::{codedeploy_target_or_error, deploy_through_codedeploy};
 use crate::app::locking::{acquire, owner_token, renew_before_acting};
+use crate::app::pins::pullable_now;
 use crate::domain::fleet::{DeploymentController, ServiceView};
 use crate::domain::keep::KeptImage;
-use crate::domain::restore::{PendingRollback, Pullable, names, pullable};
+use crate::domain::restore::{PendingRollback, Pullable, names};
 use crate::domain::rollback::apply_rollback;
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::state::ServiceState;
@@ -24,6 +25,65 @@ use crate::ports::{Locked, PortError};
 use crate::report::{Action, ServiceReport};
 
 impl SchedulerFunction {
+    /// Before a wake: the images the service wakes on, as deckhand keeps them, must be
+    /// pullable. An archived one is restored and the wake waits for the next reconcile; one ECR
+    /// no longer has is said, and the service woken all the same (the schedule wants it).
+    pub(super) async fn restore_before_wake(
+        &self,
+        subject: &super::Subject,
+        cause: &str,
+    ) -> Option<ServiceReport> {
+        let key = &subject.service.key;
+        let images: Vec<KeptImage> = subject
+            .state
+            .kept
+            .get(&subject.service.task_definition)?
+            .iter()
+            .filter_map(|i| KeptImage::of(i))
+            .collect();
+        let (archived, activating) = match pullable_now(&self.ports, images).await {
+            Ok(Pullable::Restoring {
+                archived,
+                activating,
+            }) => (archived, activating),
+            Ok(Pullable::Gone(gone)) => {
+                warn!(images = %names(&gone), "ECR no longer has images the service wakes on");
+                return None;
+            }
+            Ok(Pullable::Ready) => return None,
+            Err(e) => {
+                warn!(error = %e, "could not ask ECR whether the images are archived; waking");
+                return None;
+            }
+        };
+        for image in &archived {
+            if let Err(e) = self
+                .ports
+                .ecr
+                .restore(&image.repository, &image.digest)
+                .await
+            {
+                return Some(self.failed(key, cause, e).await);
+            }
+        }
+        let all: Vec<KeptImage> = archived.iter().chain(&activating).cloned().collect();
+        let reason = format!(
+            "not woken yet: it runs {}, which ECR keeps archived; ECR restores it (UpdateImageStorageClass) and a reconcile wakes the service once it is ACTIVE",
+            names(&all)
+        );
+        let record = HistoryRecord::new(
+            key,
+            self.ports.clock.now(),
+            Action::Restoring,
+            reason.clone(),
+            cause,
+        );
+        if let Err(e) = self.ports.store.record(&[record], None).await {
+            warn!(error = %e, "could not record the wait for ECR");
+        }
+        Some(ServiceReport::new(key, Action::Restoring, reason))
+    }
+
     /// Each service with a pending rollback: ECR asked about its images, the rollback finished
     /// when they are ACTIVE.
     pub(super) async fn finish_restores(
@@ -60,17 +120,8 @@ impl SchedulerFunction {
             .iter()
             .filter_map(|i| KeptImage::of(i))
             .collect();
-        let statuses = futures::future::try_join_all(images.into_iter().map(|image| async move {
-            let found = self
-                .ports
-                .ecr
-                .image(&image.repository, &image.digest)
-                .await?;
-            Ok::<_, PortError>((image, found.map(|f| f.status)))
-        }))
-        .await;
-        let pull = match statuses {
-            Ok(statuses) => pullable(statuses),
+        let pull = match pullable_now(&self.ports, images).await {
+            Ok(pull) => pull,
             Err(e) => return Some(self.failed(key, cause, e).await),
         };
         let gone = match pull {
