@@ -93,7 +93,7 @@ class Demo:
         # What the template creates with SlackWorkspaceId and SlackChannelId: the channel's topic.
         self.chat_topic_arn = self.sns.create_topic(Name="deckhand-chat")["TopicArn"]
         self.ecr.create_repository(repositoryName="web")
-        for tag in ("main-41", "main-42", "feature-login"):
+        for tag in ("main-41", "main-42", "main-43", "feature-login"):
             self.ecr.put_image(repositoryName="web", imageManifest=manifest(tag), imageTag=tag)
         self.ecs.create_cluster(clusterName="demo")
         self.ecs.register_task_definition(
@@ -542,7 +542,7 @@ def main():
 def story(demo, lambda_port):
     heading(f"Local AWS emulator (moto) on {demo.endpoint}: seeded cluster, service, images, table, topic")
     print("service demo/web tagged deckhand:deploy = prefix=main-, deckhand:awake = Mon-Fri 07:00-19:00,")
-    print("deckhand:timezone = Europe/London; autoscaled 2-4; ECR web has main-41, main-42, feature-login;")
+    print("deckhand:timezone = Europe/London; autoscaled 2-4; ECR web has main-41, main-42, main-43, feature-login;")
     print("CloudWatch alarm web-5xx watches its HTTPCode_5XX (dimensions ClusterName=demo, ServiceName=web)")
 
     print(f"cargo lambda watch on 127.0.0.1:{lambda_port} (log: target/demo-watch.log)")
@@ -597,21 +597,23 @@ def story(demo, lambda_port):
     expect(invoke_with(lambda_port, "deploy", "ecr-push.json", repush, "(a new push of main-42)"), "skipped")
     demo.show_service()
 
-    heading("CI pushes web:main-41; its tasks fail their health checks and ECS reports the deployment FAILED")
-    digest = demo.ecr.describe_images(repositoryName="web", imageIds=[{"imageTag": "main-41"}])[
+    heading("CI pushes web:main-43; its tasks fail their health checks and ECS reports the deployment FAILED")
+    ran = demo.ecs.describe_services(cluster="demo", services=["web"])["services"][0]["taskDefinition"]
+    digest = demo.ecr.describe_images(repositoryName="web", imageIds=[{"imageTag": "main-43"}])[
         "imageDetails"][0]["imageDigest"]
     other = dict(first_push, id="7d3c1b2a-0e9f-4a8b-b7c6-d5e4f3a2b1c1",
                  time=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    other["detail"] = dict(first_push["detail"], **{"image-tag": "main-41", "image-digest": digest})
-    expect(invoke_with(lambda_port, "deploy", "ecr-push.json", other, "(main-41, time: now)"), "deployed")
+    other["detail"] = dict(first_push["detail"], **{"image-tag": "main-43", "image-digest": digest})
+    expect(invoke_with(lambda_port, "deploy", "ecr-push.json", other, "(main-43, time: now)"), "deployed")
     failed = json.loads((ROOT / "events" / "ecs-deployment-failed.json").read_text())
     failed_at = datetime.now(timezone.utc)
     failed["time"] = failed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     failed["detail"]["updatedAt"] = failed_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     expect(invoke_with(lambda_port, "deploy", "ecs-deployment-failed.json", failed, "(time: now)"), "failed")
     # ECS's circuit breaker puts the service back on the revision it ran; the emulator does not.
-    demo.ecs.update_service(cluster="demo", service="web", taskDefinition="web:1")
-    print("ECS's circuit breaker rolled demo/web back to web:1 (done here by hand: the emulator runs no rollouts)")
+    demo.ecs.update_service(cluster="demo", service="web", taskDefinition=ran)
+    ran = ran.rsplit("/", 1)[-1]
+    print(f"ECS's circuit breaker rolled demo/web back to {ran} (done here by hand: the emulator runs no rollouts)")
     demo.show_state()
 
     night, morning = night_and_morning(now)

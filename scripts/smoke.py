@@ -101,8 +101,13 @@ def run(smoke):
     alarm["time"] = stamp(fired)
     alarm["detail"]["state"]["timestamp"] = alarm_stamp(fired)
     smoke.send("rollback", "alarm-eventbridge.json", "rolled-back", alarm, "(time: now + 3 min)")
-    if smoke.running()[0] != "1":
-        sys.exit(f"FAIL rollback: demo/web runs revision {smoke.running()[0]}, expected 1")
+    # The baseline web:1 names web:main-41: the rollback runs a clone of it pinned to the digest
+    # that ran, never the tag.
+    revision = smoke.running()[0]
+    td = smoke.demo.ecs.describe_task_definition(taskDefinition=f"web:{revision}")["taskDefinition"]
+    image = td["containerDefinitions"][0]["image"]
+    if not image.endswith(f"/web@{digest}"):
+        sys.exit(f"FAIL rollback: demo/web runs {image} (web:{revision}), expected main-41's digest {digest}")
     direct = sample("alarm-direct.json")
     direct["alarmData"]["state"]["timestamp"] = alarm_stamp(fired + timedelta(minutes=1))
     smoke.send("rollback", "alarm-direct.json", "skipped", direct, "(time: now + 4 min)", reason="already rolled back")
@@ -121,8 +126,8 @@ def run(smoke):
     smoke.send("scheduler", "schedule-sleep.json", "asleep", reason="kept asleep by an operator")
     legacy = dict(sample("schedule-legacy.json"), time=morning)
     smoke.send("scheduler", "schedule-legacy.json", "awake", legacy, f"(time: {morning})")
-    if smoke.running() != ("1", 2):
-        sys.exit(f"FAIL scheduler: demo/web runs {smoke.running()} after the morning, expected revision 1 with 2 tasks")
+    if smoke.running() != (revision, 2):
+        sys.exit(f"FAIL scheduler: demo/web runs {smoke.running()} after the morning, expected web:{revision} (the rollback's) with 2 tasks")
 
 
 # What the run above does, as the functions count it: two deployments, one failed, one completed
