@@ -44,6 +44,22 @@ impl OnLatest {
             .await
             .unwrap();
         assert_eq!(s.outcome, Outcome::Deployed, "{s:?}");
+        // While the deployment rolls out, `deckhand status` says the known-good revision names
+        // a tag, and shows the digest that ran.
+        let status =
+            crate::cli::deckhand_json(&stack, &["status", "--cluster", &stack.cluster]).await;
+        let web = stack.service_key("web").to_string();
+        let row = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["service"] == web.as_str())
+            .unwrap();
+        assert_eq!(
+            row["knownGoodPinned"]["images"][0],
+            format!("web={}@{}", stack.repository, &good[..19]),
+            "{row}"
+        );
         clock.set(utc(COMPLETED));
         let event =
             stack.deployment_event("ecs-deployment-completed", "done", "web", utc(COMPLETED));
@@ -164,6 +180,15 @@ async fn a_lifecycle_expiry_spares_the_images_deckhand_keeps() {
     let g = crate::rollback::Guarded::deployed(&[("api", &[])]).await;
     let stack = &g.stack;
     let baseline = stack.push_image("main-41").await;
+    // Immutable tags: a keep tag is a new tag on an image, never a moved one.
+    stack
+        .ecr
+        .put_image_tag_mutability()
+        .repository_name(&stack.repository)
+        .image_tag_mutability(aws_sdk_ecr::types::ImageTagMutability::Immutable)
+        .send()
+        .await
+        .unwrap();
     let scheduler = deckhand::app::scheduler::SchedulerFunction::new(
         stack.ports(Role::Scheduler, g.clock.clone()),
         stack.config(),

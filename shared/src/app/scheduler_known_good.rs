@@ -155,6 +155,7 @@ impl SchedulerFunction {
                 crate::domain::known_good::apply_seen(&mut state, seen, at);
             }
         }
+        self.pin_if_needed(service, &mut state).await;
         if let Err(e) = self
             .ports
             .store
@@ -170,5 +171,40 @@ impl SchedulerFunction {
             .filter(|_| action == Action::KnownGood)
             .map(|k| revision_name(k).to_owned());
         Some(report)
+    }
+
+    /// A revision the service runs that became a rollback target (known-good, or followed to
+    /// become it) and names image tags: the digests ECS resolved for it are learned while it
+    /// runs (`domain::pin`). Only a revision someone else registered, without pins on record,
+    /// is read.
+    async fn pin_if_needed(&self, service: &ServiceView, state: &mut ServiceState) {
+        let running = service.task_definition.as_str();
+        let targets = state.rollback_targets();
+        let learned = state
+            .pinned
+            .get(running)
+            .is_some_and(|p| p.by != crate::domain::pin::PinSource::Unknown);
+        // A revision deckhand registered pins what it deployed; another's may name tags.
+        let registered_by_deckhand = state
+            .deployment
+            .as_ref()
+            .is_some_and(|d| !d.dry_run && d.to == running);
+        if !targets.contains(running) || learned || registered_by_deckhand {
+            return;
+        }
+        match self.ports.ecs.describe_task_definition(running).await {
+            Ok(td) => {
+                crate::app::pins::pin_running(
+                    &self.ports,
+                    service,
+                    &td.containers,
+                    state,
+                    false,
+                    None,
+                )
+                .await;
+            }
+            Err(e) => warn!(error = %e, "could not read the revision to learn its digests"),
+        }
     }
 }

@@ -669,6 +669,26 @@ async fn the_reconcile_follows_and_settles_known_good_revisions() {
     assert!(w.kinds().is_empty(), "bookkeeping is not announced");
 }
 
+/// A revision someone else deployed that names a tag becomes a rollback target when the
+/// reconcile follows it: the digest ECS resolved for it is recorded then, while it runs.
+#[tokio::test]
+async fn a_followed_revision_that_names_a_tag_is_pinned_to_the_digest_it_runs() {
+    let w = world();
+    let api = w.service("api", &[("deckhand:deploy", "prefix=main-")], false);
+    let running = w.arn_of(&api);
+    let digest = format!("sha256:{}", "c".repeat(64));
+    w.ecs.resolve(&api, &running, &[("api", &digest)]);
+    w.reconcile(DAY).await;
+    let state = w.store.load(&api).await.unwrap();
+    let pinned = state.pinned.get(&running).expect("pinned");
+    assert_eq!(pinned.images["api"], format!("{HOST}/api@{digest}"));
+    assert_eq!(pinned.by, crate::domain::pin::PinSource::ServiceRevision);
+    // Learned once: the next reconcile reads nothing more for it.
+    let described = w.ecs.calls("DescribeServiceRevisions");
+    w.reconcile("2026-11-23T12:30:00Z").await;
+    assert_eq!(w.ecs.calls("DescribeServiceRevisions"), described);
+}
+
 #[path = "scheduler_scaling_tests.rs"]
 mod scaling;
 
