@@ -36,12 +36,27 @@ impl Fleet {
         let clusters = stack
             .create_clusters("bench", size.div_ceil(PER_CLUSTER))
             .await;
+        stack
+            .ecr
+            .create_repository()
+            .repository_name(PUSHED_REPOSITORY)
+            .send()
+            .await
+            .expect("create repository");
+        // Service 0, the one pushes deploy and alarms roll back, runs an image ECR holds, pinned
+        // by digest: a rollback goes back to it and ECR confirms it can be pulled.
+        let layer = format!("sha256:{:064x}", 0xdec0_ba5e_u64);
+        let baseline = push_image(&stack, "base", &layer).await;
+        let baseline = &baseline;
         let stack_ref = &stack;
         let clusters_ref = &clusters;
         stream::iter(0..size)
             .for_each_concurrent(SETUP_CONCURRENCY, |i| async move {
                 let cluster = &clusters_ref[i / PER_CLUSTER];
-                let image = format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/app-{i}:v1");
+                let image = match i {
+                    0 => format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/app-0@{baseline}"),
+                    _ => format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/app-{i}:v1"),
+                };
                 let td = stack_ref
                     .register(
                         stack_ref
@@ -72,13 +87,6 @@ impl Fleet {
                 }
             })
             .await;
-        stack
-            .ecr
-            .create_repository()
-            .repository_name(PUSHED_REPOSITORY)
-            .send()
-            .await
-            .expect("create repository");
         aws_sdk_cloudwatch::Client::new(&stack.sdk)
             .put_metric_alarm()
             .alarm_name("svc-0000-5xx")
@@ -146,30 +154,8 @@ impl Fleet {
             .pushes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let layer = format!("sha256:{:064x}", 0xdec0_0000_u64 + n as u64);
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 100, "digest": layer},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 100, "digest": layer}],
-        });
         let tag = format!("v{n}");
-        let pushed = self
-            .stack
-            .ecr
-            .put_image()
-            .repository_name(PUSHED_REPOSITORY)
-            .image_manifest(manifest.to_string())
-            .image_manifest_media_type("application/vnd.docker.distribution.manifest.v2+json")
-            .image_tag(&tag)
-            .send()
-            .await
-            .expect("put image");
-        let digest = pushed
-            .image()
-            .and_then(|i| i.image_id())
-            .and_then(|i| i.image_digest())
-            .expect("the pushed digest")
-            .to_owned();
+        let digest = push_image(&self.stack, &tag, &layer).await;
         json!({
             "version": "0", "id": format!("bench-push-{n}"), "detail-type": "ECR Image Action",
             "source": "aws.ecr", "account": ACCOUNT, "region": REGION,
@@ -206,4 +192,29 @@ impl Fleet {
     pub fn reconcile(&self, at: DateTime<Utc>) -> Value {
         json!({"action": "reconcile", "at": at.to_rfc3339_opts(SecondsFormat::Secs, true)})
     }
+}
+
+/// Pushes an image of one layer to the pushed repository under `tag`; returns its digest.
+async fn push_image(stack: &Stack, tag: &str, layer: &str) -> String {
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 100, "digest": layer},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 100, "digest": layer}],
+    });
+    stack
+        .ecr
+        .put_image()
+        .repository_name(PUSHED_REPOSITORY)
+        .image_manifest(manifest.to_string())
+        .image_manifest_media_type("application/vnd.docker.distribution.manifest.v2+json")
+        .image_tag(tag)
+        .send()
+        .await
+        .expect("put image")
+        .image()
+        .and_then(|i| i.image_id())
+        .and_then(|i| i.image_digest())
+        .expect("the pushed digest")
+        .to_owned()
 }
