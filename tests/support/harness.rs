@@ -795,24 +795,18 @@ impl Stack {
     /// is a case of its own: `tagged_task_definition`).
     pub async fn simple_task_definition(&self, family: &str, tag: &str) -> String {
         let digest = self.push_image(tag).await;
-        self.register(
-            self.ecs
-                .register_task_definition()
-                .family(family)
-                .container_definitions(
-                    ContainerDefinition::builder()
-                        .name("web")
-                        .image(self.image(&format!("@{digest}")))
-                        .memory(256)
-                        .build(),
-                ),
-        )
-        .await
+        self.web_task_definition(family, &format!("@{digest}"))
+            .await
     }
 
     /// A one-container task definition that names `web:TAG` (no digest): ECS resolves the tag
     /// each time it deploys it.
     pub async fn tagged_task_definition(&self, family: &str, tag: &str) -> String {
+        self.web_task_definition(family, &format!(":{tag}")).await
+    }
+
+    /// A one-container task definition running `web` + `reference` (`:TAG` or `@DIGEST`).
+    async fn web_task_definition(&self, family: &str, reference: &str) -> String {
         self.register(
             self.ecs
                 .register_task_definition()
@@ -820,7 +814,7 @@ impl Stack {
                 .container_definitions(
                     ContainerDefinition::builder()
                         .name("web")
-                        .image(self.image(&format!(":{tag}")))
+                        .image(self.image(reference))
                         .memory(256)
                         .build(),
                 ),

@@ -40,6 +40,27 @@ impl EcrRegistry {
         Self { client }
     }
 
+    /// What `DescribeImages` says of one image; nothing when ECR has no such image (or no such
+    /// repository).
+    async fn described(
+        &self,
+        repository: &Repository,
+        id: ImageIdentifier,
+    ) -> PortResult<Vec<aws_sdk_ecr::types::ImageDetail>> {
+        let result = self
+            .client
+            .describe_images()
+            .registry_id(&repository.account)
+            .repository_name(&repository.name)
+            .image_ids(id)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.image_details().to_vec()),
+            Err(e) => Ok(absent_is_none(port_error("DescribeImages", e))?.unwrap_or_default()),
+        }
+    }
+
     /// The image as pushed (`BatchGetImage`); `NotFound` with ECR's reason when there is none.
     async fn pushed(
         &self,
@@ -88,53 +109,33 @@ impl Ecr for EcrRegistry {
         repository: &Repository,
         digest: &Digest,
     ) -> PortResult<Option<RegistryImage>> {
-        let result = self
-            .client
-            .describe_images()
-            .registry_id(&repository.account)
-            .repository_name(&repository.name)
-            .image_ids(
-                ImageIdentifier::builder()
-                    .image_digest(digest.as_str())
-                    .build(),
-            )
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(out
-                .image_details()
-                .iter()
-                .find(|d| d.image_digest() == Some(digest.as_str()))
-                .map(|d| RegistryImage {
-                    status: d
-                        .image_status()
-                        .map_or_else(Default::default, |s| ImageStatus::parse(s.as_str())),
-                    tags: d.image_tags().to_vec(),
-                    pushed_at: d
-                        .image_pushed_at()
-                        .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
-                })),
-            Err(e) => absent_is_none(port_error("DescribeImages", e)),
-        }
+        let id = ImageIdentifier::builder()
+            .image_digest(digest.as_str())
+            .build();
+        Ok(self
+            .described(repository, id)
+            .await?
+            .iter()
+            .find(|d| d.image_digest() == Some(digest.as_str()))
+            .map(|d| RegistryImage {
+                status: d
+                    .image_status()
+                    .map_or_else(Default::default, |s| ImageStatus::parse(s.as_str())),
+                tags: d.image_tags().to_vec(),
+                pushed_at: d
+                    .image_pushed_at()
+                    .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+            }))
     }
 
     async fn digest_of(&self, repository: &Repository, tag: &str) -> PortResult<Option<Digest>> {
-        let result = self
-            .client
-            .describe_images()
-            .registry_id(&repository.account)
-            .repository_name(&repository.name)
-            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(out
-                .image_details()
-                .iter()
-                .find(|d| d.image_tags().iter().any(|t| t == tag))
-                .and_then(|d| d.image_digest()?.parse().ok())),
-            Err(e) => absent_is_none(port_error("DescribeImages", e)),
-        }
+        let id = ImageIdentifier::builder().image_tag(tag).build();
+        Ok(self
+            .described(repository, id)
+            .await?
+            .iter()
+            .find(|d| d.image_tags().iter().any(|t| t == tag))
+            .and_then(|d| d.image_digest()?.parse().ok()))
     }
 
     async fn restore(&self, repository: &Repository, digest: &Digest) -> PortResult<ImageStatus> {
