@@ -731,6 +731,7 @@ impl Stack {
 
     /// Pushes any manifest (an index, a signature) under an optional tag and returns the
     /// digest ECR gives it.
+    ///
     /// Pushing what the repository already holds under that tag changes nothing, as `docker
     /// push` of an image already there: ECR refuses the PutImage (ImageAlreadyExistsException),
     /// and the digest is the one it holds.
