@@ -1045,11 +1045,11 @@ mod sdk_tests {
         let timeouts = sdk.timeout_config().expect("a timeout configuration");
         assert_eq!(
             timeouts.operation_timeout(),
-            Some(deckhand::lambda::OPERATION_TIMEOUT)
+            Some(deckhand::config::OPERATION_TIMEOUT)
         );
         assert_eq!(
             timeouts.operation_attempt_timeout(),
-            Some(deckhand::lambda::ATTEMPT_TIMEOUT)
+            Some(deckhand::config::ATTEMPT_TIMEOUT)
         );
         assert_eq!(sdk.retry_config().map(|r| r.max_attempts()), Some(5));
         assert_eq!(

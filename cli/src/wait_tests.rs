@@ -191,8 +191,8 @@ fn an_early_completion_ends_the_wait_and_a_held_push_does_not() {
         tag: None,
         manifest: Default::default(),
     };
-    held.held = Some(deckhand::domain::codedeploy_busy::HeldPush {
-        push: deckhand::domain::scan_wait::WaitingPush::new(&push, utc("2026-11-23T10:00:00Z")),
+    held.held = Some(deckhand::domain::state::HeldPush {
+        push: deckhand::domain::state::WaitingPush::new(&push, utc("2026-11-23T10:00:00Z")),
         behind: Some("d-A1B2C3D4E".into()),
         group: "shop/web".into(),
     });

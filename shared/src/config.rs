@@ -8,6 +8,12 @@ use crate::domain::scan::{DEFAULT_SCAN_WAIT, FindingSeverity};
 use crate::domain::schedule::parse_timezone;
 use crate::events::origin::{Home, foreign};
 
+/// How long one attempt of an AWS call may take, and one call with all its retries. The
+/// bound on a call is what lets a service's lock lease cover what it guards
+/// (`app::locking::LEASE`).
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub table: String,

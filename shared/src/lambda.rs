@@ -1,32 +1,50 @@
 //! What every function's `main` shares: logging, configuration, SDK clients, error mapping.
 
+use aws_smithy_http_client::tls;
 use lambda_runtime::Diagnostic;
+use tracing_subscriber::filter::LevelFilter;
 
 use crate::app::Ports;
 use crate::app::deploy::DeployError;
 use crate::app::rollback::RollbackError;
 use crate::app::scheduler::SchedulerError;
-use crate::config::Config;
+use crate::config::{ATTEMPT_TIMEOUT, Config, OPERATION_TIMEOUT};
 
-/// JSON logs when Lambda asks for them (`AWS_LAMBDA_LOG_FORMAT=JSON`), text otherwise.
+/// JSON logs when Lambda asks for them (`AWS_LAMBDA_LOG_FORMAT=JSON`), text otherwise, at the
+/// level Lambda's log level says (`AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else INFO). A level
+/// only: per-module directives would bring a regular-expression engine into every function.
 pub fn init_tracing() {
-    lambda_runtime::tracing::init_default_subscriber();
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|level| level.trim().parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let logs = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_max_level(level);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
 }
 
 /// Attempts per AWS call: the SDK's standard retry (backoff with jitter on throttling and
 /// server faults) with room for a reconcile of a whole fleet.
 const MAX_ATTEMPTS: u32 = 5;
 
-/// How long one attempt of an AWS call may take, and one call with all its retries. The
-/// bound on a call is what lets a service's lock lease cover what it guards
-/// (`app::locking::LEASE`).
-pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The standard AWS configuration with deckhand's retry and timeout policy; the tests load it
-/// too, with an endpoint of theirs.
+/// The standard AWS configuration with deckhand's HTTPS client, retry and timeout policy; the
+/// tests load it too, with an endpoint of theirs.
 pub fn sdk_loader() -> aws_config::ConfigLoader {
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https)
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -192,6 +192,10 @@ pub struct Call {
     pub service: String,
     pub operation: String,
     pub fault: Option<Fault>,
+    /// When the request reached the proxy.
+    pub arrived: Instant,
+    /// When the proxy answered it (or dropped it); `None` while it is in flight.
+    pub answered: Option<Instant>,
 }
 
 impl Call {
@@ -199,6 +203,27 @@ impl Call {
     pub fn name(&self) -> String {
         format!("{}.{}", self.service, self.operation)
     }
+}
+
+/// The sequential stages of a set of calls: the longest chain of calls each of which arrived
+/// after the one before it was answered. Calls made side by side share a stage; a call that had
+/// to wait for an answer starts a new one. Every answered call could have been waited for, so
+/// this is the most the caller can have waited in sequence.
+pub fn stages(calls: &[Call]) -> usize {
+    let mut depth: Vec<usize> = Vec::with_capacity(calls.len());
+    let mut order: Vec<&Call> = calls.iter().collect();
+    order.sort_by_key(|c| c.arrived);
+    for (i, call) in order.iter().enumerate() {
+        let before = order[..i]
+            .iter()
+            .zip(&depth)
+            .filter(|(c, _)| c.answered.is_some_and(|a| a <= call.arrived))
+            .map(|(_, d)| *d)
+            .max()
+            .unwrap_or(0);
+        depth.push(before + 1);
+    }
+    depth.into_iter().max().unwrap_or(0)
 }
 
 struct Shared {
@@ -348,6 +373,25 @@ fn upstream(e: impl std::fmt::Display) -> Dropped {
 type Answer = Result<Response<Full<Bytes>>, Dropped>;
 
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Answer {
+    let arrived = Instant::now();
+    let mut recorded = None;
+    let answer = answer(shared, request, arrived, &mut recorded).await;
+    if let Some(index) = recorded
+        // A record cleared meanwhile holds other calls at that place.
+        && let Some(call) = lock(&shared.calls).get_mut(index).filter(|c| c.arrived == arrived)
+    {
+        call.answered = Some(Instant::now());
+    }
+    answer
+}
+
+/// Answers one request; `recorded` is where its call went in the record.
+async fn answer(
+    shared: &Shared,
+    request: Request<Incoming>,
+    arrived: Instant,
+    recorded: &mut Option<usize>,
+) -> Answer {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(upstream)?.to_bytes();
     let target = Target::of(&parts, &body);
@@ -364,11 +408,17 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Answer {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    lock(&shared.calls).push(Call {
-        service: target.service.clone(),
-        operation: target.operation.clone(),
-        fault,
-    });
+    {
+        let mut calls = lock(&shared.calls);
+        *recorded = Some(calls.len());
+        calls.push(Call {
+            service: target.service.clone(),
+            operation: target.operation.clone(),
+            fault,
+            arrived,
+            answered: None,
+        });
+    }
     match fault {
         Some(Fault::Throttle) => Ok(target.error(
             StatusCode::BAD_REQUEST,

@@ -3,4 +3,3 @@
 pub mod aws;
 pub mod emf;
 pub mod memory;
-mod memory_codedeploy;

@@ -4,9 +4,9 @@
 
 use super::*;
 use crate::domain::artifact::{Manifest, read_manifest};
-use crate::domain::fleet::DeploymentController;
 use crate::domain::image::Digest;
 use crate::domain::scan::ScanResult;
+use crate::domain::strategy::DeploymentController;
 use crate::fixtures;
 
 /// The registry of the corpus: account 123456789012 in us-east-1.

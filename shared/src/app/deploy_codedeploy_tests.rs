@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::domain::codedeploy::TAG_CODEDEPLOY;
-use crate::domain::fleet::DeploymentController;
+use crate::domain::strategy::DeploymentController;
 use crate::fixtures;
 
 const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";

@@ -15,9 +15,10 @@ use crate::domain::artifact::Manifest;
 use crate::domain::deploy::Push;
 use crate::domain::image::{Digest, Repository};
 use crate::domain::scan::{FindingSeverity, ScanEvent, ScanResult, ScanVerdict, judge_scan};
-use crate::domain::scan_wait::{WaitingPush, waiting_for};
+use crate::domain::scan_wait::waiting_for;
 use crate::domain::service::ServiceKey;
 use crate::domain::state::ServiceState;
+use crate::domain::state::WaitingPush;
 use crate::ports::{PortError, PortErrorKind};
 use crate::report::{Action, ServiceReport, Summary};
 

@@ -12,11 +12,12 @@ use serde_json::json;
 use tracing::{Instrument, info_span, warn};
 
 use super::{DeployFunction, Target, push_details, push_name, push_record, report};
-use crate::domain::codedeploy_busy::{HeldPush, active_deployment_in};
+use crate::domain::codedeploy_busy::active_deployment_in;
 use crate::domain::deploy::Push;
 use crate::domain::fleet::ImageChange;
-use crate::domain::scan_wait::WaitingPush;
 use crate::domain::service::{ServiceKey, revision_name};
+use crate::domain::state::HeldPush;
+use crate::domain::state::WaitingPush;
 use crate::domain::state::{Registered, ServiceState};
 use crate::notification::{Kind, Notification, Severity};
 use crate::ports::{Locked, PortError};

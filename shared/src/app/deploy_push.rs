@@ -16,12 +16,13 @@ use crate::domain::deploy::{
     Push, PushDecision, choose_containers, controller_problem, decide_dry_run_push, decide_push,
     highest_version, record_push, running_digest, running_tag, start_dry_run_deployment,
 };
-use crate::domain::fleet::{DeploymentController, ImageChange, ServiceView};
+use crate::domain::fleet::{ImageChange, ServiceView};
 use crate::domain::image::Digest;
 use crate::domain::policy::Verdict;
 use crate::domain::scan_wait::{end_wait, wait_of};
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::DeploySettings;
+use crate::domain::strategy::DeploymentController;
 use crate::notification::{Kind, Notification, Severity};
 use crate::ports::{Locked, PortError, PortErrorKind};
 use crate::report::{Action, ServiceReport};

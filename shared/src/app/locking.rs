@@ -41,7 +41,7 @@ pub fn owner_cause(owner: &str) -> &str {
 /// What must be left of a lease to act under it without renewing: one ECS call and the
 /// commit, each bounded by the SDK's operation timeout, with room to spare.
 pub const LEASE_TO_ACT: TimeDelta =
-    TimeDelta::seconds(2 * crate::lambda::OPERATION_TIMEOUT.as_secs() as i64 + 10);
+    TimeDelta::seconds(2 * crate::config::OPERATION_TIMEOUT.as_secs() as i64 + 10);
 
 /// Renews the lease right before acting on ECS, when what is left of it may not cover the call
 /// and the commit: what follows then runs under a fresh lease, and a lock another invocation

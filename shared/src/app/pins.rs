@@ -10,7 +10,8 @@ use tracing::{info, warn};
 use super::Ports;
 use crate::domain::fleet::{Container, ServiceView};
 use crate::domain::image::{ImageRef, Repository};
-use crate::domain::pin::{PinSource, PinnedRevision, pins_of, tagged};
+use crate::domain::pin::{pins_of, tagged};
+use crate::domain::state::{PinSource, PinnedRevision};
 use crate::ports::PortError;
 
 /// The digests the service's running revision runs with, for its containers that name tags.

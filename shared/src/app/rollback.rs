@@ -13,7 +13,7 @@ use super::Ports;
 use super::locking::{acquire, owner_token};
 use crate::config::Config;
 use crate::domain::codedeploy::running_revision;
-use crate::domain::fleet::{DeploymentController, ServiceView};
+use crate::domain::fleet::ServiceView;
 use crate::domain::rollback::{
     ALARM_TAG_SERVICE, Alarm, Guard, RollbackDecision, RollbackSettings, apply_rollback,
     decide_manual_rollback, decide_rollback, excused, guard_of, lists_alarm, scaling_alarm,
@@ -21,6 +21,7 @@ use crate::domain::rollback::{
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{TAG_ALARMS, TagProblem};
 use crate::domain::state::ServiceState;
+use crate::domain::strategy::DeploymentController;
 use crate::domain::strategy::{RollbackPath, RollbackRoute};
 use crate::events::EventError;
 use crate::events::alarm::parse_alarm_event;

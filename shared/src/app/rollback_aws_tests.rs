@@ -156,8 +156,10 @@ async fn when_the_only_mapping_fails_nothing_is_rolled_back_and_people_are_told(
 async fn a_manual_rollback_of_a_service_another_tool_deploys_is_refused() {
     let w = world();
     let web = deployed_web(&w, &[]).await;
-    w.ecs
-        .set_controller(&web, crate::domain::fleet::DeploymentController::External);
+    w.ecs.set_controller(
+        &web,
+        crate::domain::strategy::DeploymentController::External,
+    );
     let e = w.rollback.manual(&web, None, "alice").await.unwrap_err();
     assert!(e.to_string().contains("EXTERNAL"), "{e}");
     assert_eq!(w.running(&web), "web:2");

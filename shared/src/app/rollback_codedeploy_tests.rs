@@ -2,7 +2,7 @@
 //! deployment while it runs (`StopDeployment`), else a new deployment of the known-good revision.
 
 use super::*;
-use crate::domain::fleet::DeploymentController;
+use crate::domain::strategy::DeploymentController;
 
 impl World {
     /// `prod/api` deployed by CodeDeploy (group `shop/api`), container `api` on port 80.

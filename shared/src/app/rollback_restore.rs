@@ -7,8 +7,9 @@ use tracing::warn;
 
 use super::{Case, RollbackFunction, details};
 use crate::domain::keep::KeptImage;
-use crate::domain::restore::{PendingRollback, names};
+use crate::domain::restore::names;
 use crate::domain::service::revision_name;
+use crate::domain::state::PendingRollback;
 use crate::domain::state::ServiceState;
 use crate::notification::{Kind, Notification, Severity};
 use crate::report::{Action, ServiceReport};

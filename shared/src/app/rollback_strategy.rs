@@ -9,11 +9,12 @@ use super::RollbackFunction;
 use crate::app::codedeploy::{codedeploy_target_or_error, deploy_through_codedeploy};
 use crate::app::locking::renew_before_acting;
 use crate::domain::codedeploy_busy::{Blocked, RunningDeployment, rollback_while_busy};
-use crate::domain::fleet::{DeploymentController, ServiceView};
+use crate::domain::fleet::ServiceView;
 use crate::domain::image::ImageRef;
 use crate::domain::keep::{KeptImage, images_of};
 use crate::domain::restore::{Pullable, names};
 use crate::domain::service::revision_name;
+use crate::domain::strategy::DeploymentController;
 use crate::domain::strategy::{RollbackPath, RollbackRoute, rollback_path};
 use crate::ports::{Locked, PortError};
 

@@ -183,7 +183,7 @@ impl SchedulerFunction {
         let learned = state
             .pinned
             .get(running)
-            .is_some_and(|p| p.by != crate::domain::pin::PinSource::Unknown);
+            .is_some_and(|p| p.by != crate::domain::state::PinSource::Unknown);
         // A revision deckhand registered pins what it deployed; another's may name tags.
         let registered_by_deckhand = state
             .deployment

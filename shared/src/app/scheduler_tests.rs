@@ -682,7 +682,7 @@ async fn a_followed_revision_that_names_a_tag_is_pinned_to_the_digest_it_runs() 
     let state = w.store.load(&api).await.unwrap();
     let pinned = state.pinned.get(&running).expect("pinned");
     assert_eq!(pinned.images["api"], format!("{HOST}/api@{digest}"));
-    assert_eq!(pinned.by, crate::domain::pin::PinSource::ServiceRevision);
+    assert_eq!(pinned.by, crate::domain::state::PinSource::ServiceRevision);
     // Learned once: the next reconcile reads nothing more for it.
     let described = w.ecs.calls("DescribeServiceRevisions");
     w.reconcile("2026-11-23T12:30:00Z").await;

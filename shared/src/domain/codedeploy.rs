@@ -7,9 +7,10 @@ use std::fmt;
 
 use serde_json::{Value, json};
 
-use super::fleet::{DeploymentController, Placement, ServiceView};
+use super::fleet::{Placement, ServiceView};
 use super::service::ServiceKey;
 use super::settings::TagProblem;
+use super::strategy::DeploymentController;
 
 /// `APPLICATION/GROUP`: the deployment group that deploys the service, when its `ecsServices`
 /// cannot be searched or should not be.

@@ -3,8 +3,6 @@
 //! (a pipeline's, or CodeDeploy's own rollback deployment), what to do depends on what that
 //! deployment deploys. Decided here, from what `GetDeployment` says of it.
 
-use serde::{Deserialize, Serialize};
-
 use super::service::revision_name;
 
 /// `GetDeployment`'s creator of CodeDeploy's automatic rollback deployments.
@@ -108,18 +106,6 @@ pub fn active_deployment_in(message: &str) -> Option<String> {
             .collect();
         (!rest.is_empty()).then(|| format!("d-{rest}"))
     })
-}
-
-/// A push that would deploy, held while another deployment holds the service's CodeDeploy
-/// deployment group; deployed once the group is free.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HeldPush {
-    pub push: super::scan_wait::WaitingPush,
-    /// The deployment that held the group when the push was refused, when CodeDeploy said.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub behind: Option<String>,
-    pub group: String,
 }
 
 #[cfg(test)]

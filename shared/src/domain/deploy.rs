@@ -4,12 +4,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use semver::Version;
 
 use super::artifact::ManifestKind;
-use super::fleet::{DeploymentController, ImageChange, ServiceView, TaskDefinitionView};
+use super::fleet::{ImageChange, ServiceView, TaskDefinitionView};
 use super::image::{Digest, ImageRef, Repository};
 use super::policy::parse_version;
 use super::service::{ServiceKey, revision_name};
 use super::settings::{TAG_CONTAINERS, TAG_DEPLOY, TagProblem};
 use super::state::{AppliedPush, Deployment, DeploymentStatus, ServiceState};
+use super::strategy::DeploymentController;
 
 /// A successful image push to ECR.
 #[derive(Clone, Debug, PartialEq, Eq)]

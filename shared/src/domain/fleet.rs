@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::service::ServiceKey;
 use super::settings::Tags;
+use super::strategy::{DeploymentController, Strategy};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceView {
@@ -20,7 +21,7 @@ pub struct ServiceView {
     /// The target groups of its load balancers (`loadBalancers[].targetGroupArn`).
     pub target_groups: Vec<String>,
     /// How ECS deploys it (`deploymentConfiguration.strategy`), with the ECS controller.
-    pub strategy: super::strategy::Strategy,
+    pub strategy: Strategy,
     /// The container and port its first load balancer sends traffic to: what an AppSpec of
     /// a CodeDeploy deployment names.
     pub load_balanced: Option<LoadBalancedContainer>,
@@ -97,35 +98,6 @@ pub struct AwsVpc {
 pub struct LoadBalancedContainer {
     pub name: String,
     pub port: i32,
-}
-
-/// Who deploys the service (`deploymentController.type`). Only with `ECS` does ECS accept a
-/// new task definition through `UpdateService`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DeploymentController {
-    #[default]
-    Ecs,
-    CodeDeploy,
-    External,
-}
-
-impl DeploymentController {
-    /// ECS's word for it; an absent or unknown one is ECS's default.
-    pub fn parse(text: &str) -> Self {
-        match text {
-            "CODE_DEPLOY" => Self::CodeDeploy,
-            "EXTERNAL" => Self::External,
-            _ => Self::Ecs,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ecs => "ECS",
-            Self::CodeDeploy => "CODE_DEPLOY",
-            Self::External => "EXTERNAL",
-        }
-    }
 }
 
 /// One entry of a service's `deployments` as ECS reports it.

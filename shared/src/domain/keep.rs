@@ -9,8 +9,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::fleet::Container;
 use super::image::{Digest, ImageRef, Repository};
-use super::pin::PinnedRevision;
 use super::service::ServiceKey;
+use super::state::PinnedRevision;
 use super::state::ServiceState;
 
 /// What every keep tag begins with: the pattern of the lifecycle rule that protects them.
@@ -177,7 +177,7 @@ mod tests {
                 "side".to_string(),
                 format!("{HOST}/side@sha256:{}", "d".repeat(64)),
             )]),
-            by: super::super::pin::PinSource::ServiceRevision,
+            by: super::super::state::PinSource::ServiceRevision,
             at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
         };
         assert_eq!(

@@ -4,44 +4,11 @@
 //! (`SeenDeployment`), so that the revision a rollback goes to is never a stale one.
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::deploy::{DeploymentEvent, DeploymentEventKind, status_word};
 use super::fleet::ServiceView;
 use super::service::revision_name;
-use super::state::{DeploymentStatus, ServiceState, WAKE_MARGIN};
-
-/// An ECS deployment of the service that deckhand did not start: a pipeline's
-/// `update-service`, a `terraform apply`, a person, ECS rolling back on its own.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SeenDeployment {
-    /// ECS's id (`ecs-svc/...`), or `reconcile@TIME` for a revision a reconcile found running
-    /// that no event had told of.
-    pub ecs_deployment_id: String,
-    /// The task definition ARN it deploys.
-    pub task_definition: String,
-    pub started_at: DateTime<Utc>,
-    pub status: DeploymentStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guard_until: Option<DateTime<Utc>>,
-    /// Completed at zero tasks, or its window was cut by a sleep: it restarts at the wake.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub at_zero_tasks: bool,
-    /// The alarm that fired inside its window: it never becomes known-good.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alarmed: Option<Alarmed>,
-}
-
-/// An alarm that guards the service went into ALARM while a revision was proving itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Alarmed {
-    pub alarm: String,
-    pub at: DateTime<Utc>,
-}
+use super::state::{Alarmed, DeploymentStatus, SeenDeployment, ServiceState, WAKE_MARGIN};
 
 /// A deployment, deckhand's or another's, as a claim that its revision is good.
 struct Claim<'a> {

@@ -4,9 +4,10 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use super::*;
 use crate::domain::deploy::{DeploymentEvent, DeploymentEventKind};
-use crate::domain::fleet::{DeploymentController, EcsDeployment, ServiceView};
+use crate::domain::fleet::{EcsDeployment, ServiceView};
 use crate::domain::service::ServiceKey;
 use crate::domain::state::{Deployment, DeploymentStatus, ServiceState, Sleep};
+use crate::domain::strategy::DeploymentController;
 
 const GUARD: TimeDelta = TimeDelta::minutes(30);
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::domain::fleet::DeploymentController;
+use crate::domain::strategy::DeploymentController;
 
 const LISTENER: &str = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2";
 const RULE: &str = "arn:aws-us-gov:elasticloadbalancing:us-gov-west-1:123456789012:listener-rule/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee";

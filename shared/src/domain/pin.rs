@@ -5,26 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
 use super::fleet::{Container, ImageChange};
 use super::image::{Digest, ImageRef};
 use super::service::revision_name;
-use super::state::ServiceState;
-
-/// Where the digests of a revision came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PinSource {
-    /// The service revision ECS recorded when it deployed the revision (`containerImages`).
-    ServiceRevision,
-    /// The digest the tag named in ECR when deckhand first saw the revision running, for what
-    /// ECS kept no service revision of.
-    Registry,
-    /// Neither said: the revision names tags whose digests deckhand does not know.
-    Unknown,
-}
+use super::state::{PinSource, PinnedRevision, ServiceState};
 
 impl PinSource {
     pub fn describe(self) -> &'static str {
@@ -34,16 +18,6 @@ impl PinSource {
             Self::Unknown => "nowhere: neither ECS nor ECR said",
         }
     }
-}
-
-/// The digests a revision that names tags ran with, per container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PinnedRevision {
-    /// Container name to its image pinned by digest (`HOST/NAME@sha256:...`).
-    pub images: BTreeMap<String, String>,
-    pub by: PinSource,
-    pub at: DateTime<Utc>,
 }
 
 /// The containers whose image names a tag and no digest.
@@ -167,6 +141,8 @@ impl ServiceState {
 
 #[cfg(test)]
 mod tests {
+    use chrono::{DateTime, Utc};
+
     use super::*;
 
     const HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";

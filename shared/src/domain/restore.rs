@@ -3,29 +3,12 @@
 //! rollback restores what it needs first (`UpdateImageStorageClass` to STANDARD), is recorded
 //! pending, and the reconcile finishes it once ECR reports every image ACTIVE.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::SecondsFormat;
 
 use super::keep::KeptImage;
 use super::service::revision_name;
+use super::state::PendingRollback;
 use super::trust::ImageStatus;
-
-/// A rollback that waits for ECR to restore the images its target runs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PendingRollback {
-    /// The alarm (or operator) that asked for it, and when.
-    pub alarm: String,
-    pub alarm_at: DateTime<Utc>,
-    pub event_id: String,
-    /// Task definition ARNs: what runs (the bad revision) and what the rollback deploys.
-    pub from: String,
-    pub to: String,
-    pub reason: String,
-    /// The images being restored (`KeptImage::reference`).
-    pub images: Vec<String>,
-    pub since: DateTime<Utc>,
-}
 
 impl PendingRollback {
     pub fn describe(&self) -> String {

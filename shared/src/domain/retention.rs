@@ -11,19 +11,6 @@ use super::fleet::ServiceView;
 use super::service::revision_name;
 use super::state::ServiceState;
 
-/// The fewest revisions the tag may keep: the one running and one to go back to.
-pub const MIN_KEEP_REVISIONS: usize = 2;
-
-pub fn parse_keep_revisions(text: &str) -> Result<usize, String> {
-    text.trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|n| *n >= MIN_KEEP_REVISIONS)
-        .ok_or_else(|| {
-            format!("`{text}` is not a whole number of revisions ({MIN_KEEP_REVISIONS} or more)")
-        })
-}
-
 /// The family and revision number of a task definition ARN or `family:revision`.
 pub fn family_and_number(task_definition: &str) -> Option<(&str, u32)> {
     let (family, number) = revision_name(task_definition).rsplit_once(':')?;
@@ -120,16 +107,6 @@ mod tests {
 
     fn names(list: &[&str]) -> BTreeSet<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn the_tag_is_a_whole_number_of_two_or_more() {
-        assert_eq!(parse_keep_revisions("3"), Ok(3));
-        assert_eq!(parse_keep_revisions(" 2 "), Ok(2));
-        for bad in ["1", "0", "-3", "two", "", "2.5", "99999999999999999999999"] {
-            let message = parse_keep_revisions(bad).unwrap_err();
-            assert!(message.contains("2 or more"), "{bad}: {message}");
-        }
     }
 
     #[test]

@@ -5,37 +5,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::artifact::ManifestKind;
 use super::deploy::Push;
 use super::image::{Digest, Repository};
 use super::scan::{ScanVerdict, describe_counts};
-use super::state::ServiceState;
-
-/// A push that would deploy, held until its scans decide.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WaitingPush {
-    pub event_id: String,
-    /// When ECR accepted the push.
-    pub pushed_at: DateTime<Utc>,
-    pub repository: Repository,
-    pub digest: Digest,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// When deckhand started waiting.
-    pub since: DateTime<Utc>,
-    /// An image, an index, or not known until the manifest is read.
-    #[serde(default)]
-    pub manifest: ManifestKind,
-    /// The images an index lists whose scans decide; `None` until the index was read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub images: Option<Vec<Digest>>,
-    /// The images of the index whose scans were clean so far, with their finding counts.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub clean: BTreeMap<Digest, BTreeMap<String, i64>>,
-}
+use super::state::{ServiceState, WaitingPush};
 
 impl WaitingPush {
     pub fn new(push: &Push, since: DateTime<Utc>) -> Self {

@@ -9,7 +9,6 @@ use chrono_tz::Tz;
 
 use super::duration::parse_duration;
 use super::policy::DeployPolicy;
-use super::retention::parse_keep_revisions;
 use super::schedule::{AwakeWindows, Schedule, parse_days_off, parse_timezone};
 
 pub const TAG_DEPLOY: &str = "deckhand:deploy";
@@ -22,6 +21,19 @@ pub const TAG_ASLEEP_COUNT: &str = "deckhand:asleep-count";
 pub const TAG_ROLLBACK: &str = "deckhand:rollback";
 pub const TAG_ALARMS: &str = "deckhand:alarms";
 pub const TAG_KEEP_REVISIONS: &str = "deckhand:keep-revisions";
+
+/// The fewest revisions the tag may keep: the one running and one to go back to.
+pub const MIN_KEEP_REVISIONS: usize = 2;
+
+pub fn parse_keep_revisions(text: &str) -> Result<usize, String> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n >= MIN_KEEP_REVISIONS)
+        .ok_or_else(|| {
+            format!("`{text}` is not a whole number of revisions ({MIN_KEEP_REVISIONS} or more)")
+        })
+}
 
 pub type Tags = BTreeMap<String, String>;
 
@@ -201,6 +213,16 @@ impl ScheduleSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_revisions_is_a_whole_number_of_two_or_more() {
+        assert_eq!(parse_keep_revisions("3"), Ok(3));
+        assert_eq!(parse_keep_revisions(" 2 "), Ok(2));
+        for bad in ["1", "0", "-3", "two", "", "2.5", "99999999999999999999999"] {
+            let message = parse_keep_revisions(bad).unwrap_err();
+            assert!(message.contains("2 or more"), "{bad}: {message}");
+        }
+    }
 
     fn tags(pairs: &[(&str, &str)]) -> Tags {
         pairs

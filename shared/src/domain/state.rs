@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::image::Digest;
-pub use super::known_good::{Alarmed, SeenDeployment};
+use super::artifact::ManifestKind;
+use super::image::{Digest, Repository};
 use super::pair_move::PairMove;
-use super::scan_wait::WaitingPush;
 
 /// The per-service record. Every change to it happens under the service's lock and is
 /// committed conditionally on `version`, so concurrent invocations apply one at a time.
@@ -76,7 +75,7 @@ pub struct ServiceState {
     /// The newest push that would deploy while the CodeDeploy deployment group was busy: it
     /// deploys when the group is free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub held: Option<crate::domain::codedeploy_busy::HeldPush>,
+    pub held: Option<HeldPush>,
     /// The CodeDeploy deployment (not deckhand's) an alarm's rollback waits for: its
     /// `rollback.skipped` was sent once, the retries stay quiet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,7 +83,7 @@ pub struct ServiceState {
     /// The digests ECS ran for rollback targets that name tags, by task definition ARN: a
     /// rollback to one registers a clone with them pinned (`domain::pin`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub pinned: BTreeMap<String, super::pin::PinnedRevision>,
+    pub pinned: BTreeMap<String, PinnedRevision>,
     /// The ECR images (by digest) deckhand keeps for the revisions the service may run again,
     /// by task definition ARN: each carries the service's `deckhand-keep-` tag (`domain::keep`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -92,7 +91,7 @@ pub struct ServiceState {
     /// A rollback that waits for ECR to restore archived images its target runs; the reconcile
     /// finishes it (`domain::restore`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restoring: Option<super::restore::PendingRollback>,
+    pub restoring: Option<PendingRollback>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -279,6 +278,114 @@ pub enum DeploymentStatus {
     Completed,
     Failed,
     RolledBack,
+}
+
+/// An ECS deployment of the service that deckhand did not start: a pipeline's
+/// `update-service`, a `terraform apply`, a person, ECS rolling back on its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeenDeployment {
+    /// ECS's id (`ecs-svc/...`), or `reconcile@TIME` for a revision a reconcile found running
+    /// that no event had told of.
+    pub ecs_deployment_id: String,
+    /// The task definition ARN it deploys.
+    pub task_definition: String,
+    pub started_at: DateTime<Utc>,
+    pub status: DeploymentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_until: Option<DateTime<Utc>>,
+    /// Completed at zero tasks, or its window was cut by a sleep: it restarts at the wake.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_zero_tasks: bool,
+    /// The alarm that fired inside its window: it never becomes known-good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarmed: Option<Alarmed>,
+}
+
+/// An alarm that guards the service went into ALARM while a revision was proving itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alarmed {
+    pub alarm: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A push that would deploy, held until its scans decide.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingPush {
+    pub event_id: String,
+    /// When ECR accepted the push.
+    pub pushed_at: DateTime<Utc>,
+    pub repository: Repository,
+    pub digest: Digest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// When deckhand started waiting.
+    pub since: DateTime<Utc>,
+    /// An image, an index, or not known until the manifest is read.
+    #[serde(default)]
+    pub manifest: ManifestKind,
+    /// The images an index lists whose scans decide; `None` until the index was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<Digest>>,
+    /// The images of the index whose scans were clean so far, with their finding counts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clean: BTreeMap<Digest, BTreeMap<String, i64>>,
+}
+
+/// Where the digests of a revision came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinSource {
+    /// The service revision ECS recorded when it deployed the revision (`containerImages`).
+    ServiceRevision,
+    /// The digest the tag named in ECR when deckhand first saw the revision running, for what
+    /// ECS kept no service revision of.
+    Registry,
+    /// Neither said: the revision names tags whose digests deckhand does not know.
+    Unknown,
+}
+
+/// The digests a revision that names tags ran with, per container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PinnedRevision {
+    /// Container name to its image pinned by digest (`HOST/NAME@sha256:...`).
+    pub images: BTreeMap<String, String>,
+    pub by: PinSource,
+    pub at: DateTime<Utc>,
+}
+
+/// A rollback that waits for ECR to restore the images its target runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRollback {
+    /// The alarm (or operator) that asked for it, and when.
+    pub alarm: String,
+    pub alarm_at: DateTime<Utc>,
+    pub event_id: String,
+    /// Task definition ARNs: what runs (the bad revision) and what the rollback deploys.
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    /// The images being restored (`KeptImage::reference`).
+    pub images: Vec<String>,
+    pub since: DateTime<Utc>,
+}
+
+/// A push that would deploy, held while another deployment holds the service's CodeDeploy
+/// deployment group; deployed once the group is free.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldPush {
+    pub push: WaitingPush,
+    /// The deployment that held the group when the push was refused, when CodeDeploy said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<String>,
+    pub group: String,
 }
 
 /// After deckhand wakes a service, how long its alarms are not taken as evidence against the

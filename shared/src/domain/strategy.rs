@@ -4,8 +4,36 @@
 //! tasks and move the traffic themselves, bake time included, so ECS can move it back
 //! (`StopServiceDeployment` with `ROLLBACK`) faster than a new deployment would.
 
-use super::fleet::DeploymentController;
 use super::service::revision_name;
+
+/// Who deploys the service (`deploymentController.type`). Only with `ECS` does ECS accept a
+/// new task definition through `UpdateService`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeploymentController {
+    #[default]
+    Ecs,
+    CodeDeploy,
+    External,
+}
+
+impl DeploymentController {
+    /// ECS's word for it; an absent or unknown one is ECS's default.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "CODE_DEPLOY" => Self::CodeDeploy,
+            "EXTERNAL" => Self::External,
+            _ => Self::Ecs,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ecs => "ECS",
+            Self::CodeDeploy => "CODE_DEPLOY",
+            Self::External => "EXTERNAL",
+        }
+    }
+}
 
 /// `deploymentConfiguration.strategy` of an ECS-controlled service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

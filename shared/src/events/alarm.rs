@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::EventError;
+use super::envelope::EventError;
 use crate::domain::rollback::{Alarm, AlarmState};
 
 pub const ALARM_STATE_CHANGE: &str = "CloudWatch Alarm State Change";

@@ -12,8 +12,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::envelope::{EventError, parse_at};
 use super::scheduler::{SchedulerEvent, parse_scheduler_event};
-use super::{EventError, parse_at};
 
 /// One event to send back to its function.
 #[derive(Clone, Debug, PartialEq)]

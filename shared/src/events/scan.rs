@@ -7,13 +7,15 @@ use aws_lambda_events::event::ecr_scan::EcrScanEventFindingSeverityCounts;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    DeployEvent, ECR_IMAGE_SCAN, Envelope, EventError, INSPECTOR2_SCAN, ecr_image, envelope,
-    parse_at,
-};
+use super::deploy_event::DeployEvent;
+use super::ecr::ecr_image;
+use super::envelope::{Envelope, EventError, envelope, parse_at};
 use crate::domain::image::Repository;
 use crate::domain::scan::{FindingSeverity, ScanEvent, ScanResult};
 use crate::domain::service::Arn;
+
+pub const ECR_IMAGE_SCAN: &str = "ECR Image Scan";
+pub const INSPECTOR2_SCAN: &str = "Inspector2 Scan";
 
 /// `detail` of `ECR Image Scan`. Counts and tags may be absent from a failed scan's event.
 #[derive(Deserialize)]

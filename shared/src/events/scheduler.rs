@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{EventError, parse_at};
+use super::envelope::{EventError, parse_at};
 use crate::domain::duration::parse_duration;
 use crate::domain::service::ServiceKey;
 

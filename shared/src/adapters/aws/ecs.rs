@@ -12,12 +12,13 @@ use futures::{StreamExt, stream};
 
 use super::{backoff, may_have_been_applied, port_error};
 use crate::domain::fleet::{
-    AwsVpc, CapacityProviderItem, Container, DeploymentController, EarlySuccess, EcsDeployment,
-    ImageChange, LoadBalancedContainer, Placement, RegisteredFor, ServiceView, Source,
-    TAG_CLONED_FROM, TAG_REGISTERED_FOR, TaskDefinitionView,
+    AwsVpc, CapacityProviderItem, Container, EarlySuccess, EcsDeployment, ImageChange,
+    LoadBalancedContainer, Placement, RegisteredFor, ServiceView, Source, TAG_CLONED_FROM,
+    TAG_REGISTERED_FOR, TaskDefinitionView,
 };
 use crate::domain::pause::{ConfiguredPause, PauseHook, PausedDeployment, later_pauses};
 use crate::domain::service::ServiceKey;
+use crate::domain::strategy::DeploymentController;
 use crate::domain::strategy::Strategy;
 use crate::ports::{Described, Ecs, PortError, PortErrorKind, PortResult, TaggedService};
 

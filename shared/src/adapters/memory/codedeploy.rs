@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::memory::guard;
+use super::guard;
 use crate::domain::codedeploy::{DeploymentGroup, GroupView};
 use crate::domain::codedeploy_busy::{
     ROLLBACK_CREATOR, RunningDeployment, appspec_task_definition,
