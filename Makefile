@@ -5,12 +5,12 @@ SHELL := bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test template smoke demo package fuzz bench venv scanners fmt clean
+.PHONY: test template smoke demo package fuzz bench bench-short venv scanners fmt clean
 
 ## test: formatting, lints, the template checks, unit and property tests, integration tests
 ## (moto server started by the tests, faults injected by a proxy, every call of a role evaluated
-## against its policy in template.yaml), what each role was found to need, and the local loop
-## smoke test through cargo lambda watch and invoke
+## against its policy in template.yaml), what each role was found to need, the benchmark's short
+## form, and the local loop smoke test through cargo lambda watch and invoke
 test: venv scanners
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -20,6 +20,7 @@ test: venv scanners
 	rm -f target/iam/calls.jsonl
 	cargo test --workspace --locked
 	$(VENV)/bin/python scripts/iam_report.py target/iam/calls.jsonl
+	$(MAKE) --no-print-directory bench-short
 	$(MAKE) --no-print-directory smoke
 
 ## template: cfn-lint and checkov (each skipped check with its reason in the template), the
@@ -53,6 +54,13 @@ bench: venv
 	cargo bench --locked -p deckhand-bench --bench domain -- --warm-up-time 1 --measurement-time 2
 	cargo build --release --locked -p deploy -p rollback -p scheduler
 	cargo run --locked -p deckhand-bench --bin e2e -- $(BENCH_ARGS)
+
+## bench-short: the benchmark's short form, run by `make test` so that it cannot rot: the
+## functions (debug builds) against moto for a fleet of 100, one warm push, one rollback and one
+## reconcile, their AWS calls and stages checked against docs/performance.md; timings printed
+bench-short: venv
+	cargo build --locked -p deploy -p rollback -p scheduler
+	cargo run --locked -p deckhand-bench --bin e2e -- --short --bin-dir target/debug
 
 ## demo: the whole story against a local emulator, through cargo lambda watch and invoke
 demo: venv

@@ -11,6 +11,7 @@
 mod baseline;
 mod fleet;
 mod runtime_api;
+mod short;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::Value;
-use testkit::proxy::{FaultPlan, Proxy};
+use testkit::proxy::{Call, FaultPlan, Proxy, call_stages};
 
 use crate::fleet::Fleet;
 use crate::runtime_api::{Outcome, RuntimeApi};
@@ -57,6 +58,50 @@ struct Args {
     /// time, so that work done side by side overlaps as it would on AWS.
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
+    /// The short form `make test` runs: one fleet of 100, one warm push, one rollback, one
+    /// reconcile, their calls and stages checked against what was reached; no sizes, cold
+    /// starts or micro-benchmarks. Any binaries will do (`--bin-dir target/debug`).
+    #[arg(long)]
+    short: bool,
+}
+
+/// A fleet on its own emulator, the proxy in front of it, and the three functions started
+/// against it, each waiting for its first invocation.
+struct Started {
+    fleet: Fleet,
+    proxy: Proxy,
+    logs: PathBuf,
+    functions: [Function; 3],
+}
+
+impl Started {
+    async fn new(args: &Args, size: usize, logs: &str) -> Self {
+        let fleet = Fleet::create(size).await;
+        let latency = Duration::from_millis(args.latency_ms);
+        let proxy = Proxy::start(
+            fleet.stack.emulator_url(),
+            FaultPlan::none().with_latency(latency),
+        )
+        .await;
+        let logs = args.out.with_file_name(logs);
+        std::fs::create_dir_all(&logs).expect("a log directory");
+        let env = |name| fleet.environment(name, &proxy.url());
+        let mut functions = Vec::new();
+        for name in FUNCTIONS {
+            let function = Function::spawn(&args.bin_dir, name, &env(name), &logs).await;
+            function.cold_start().await;
+            functions.push(function);
+        }
+        let Ok(functions) = functions.try_into() else {
+            unreachable!("one process per function")
+        };
+        Self {
+            fleet,
+            proxy,
+            logs,
+            functions,
+        }
+    }
 }
 
 /// One function process under its own Runtime API.
@@ -141,12 +186,22 @@ fn outcome(summary: &Value) -> &str {
     summary["outcome"].as_str().unwrap_or_default()
 }
 
-/// Runs one invocation with the proxy's count cleared first; returns the summary, the latency
+/// Runs one invocation with the proxy's record cleared first; returns the summary, the latency
 /// and the AWS calls it made.
-async fn measured(proxy: &Proxy, function: &Function, event: &Value) -> (Value, Duration, usize) {
+async fn measured_calls(
+    proxy: &Proxy,
+    function: &Function,
+    event: &Value,
+) -> (Value, Duration, Vec<Call>) {
     proxy.clear();
     let (summary, latency) = function.invoke(event).await;
-    (summary, latency, proxy.calls().len())
+    (summary, latency, proxy.calls())
+}
+
+/// The same, with the number of calls.
+async fn measured(proxy: &Proxy, function: &Function, event: &Value) -> (Value, Duration, usize) {
+    let (summary, latency, calls) = measured_calls(proxy, function, event).await;
+    (summary, latency, calls.len())
 }
 
 /// What the reconcile's per-service target leaves out: Application Auto Scaling's calls, the
@@ -172,27 +227,41 @@ struct Series {
     first_calls: usize,
     warm: Vec<Duration>,
     warm_calls: Vec<usize>,
+    /// Sequential stages of each warm invocation, and the stage of its first change to ECS or
+    /// the listener.
+    warm_stages: Vec<usize>,
+    warm_changes: Vec<usize>,
 }
 
 impl Series {
-    fn record(&mut self, n: usize, latency: Duration, calls: usize) {
+    fn record(&mut self, n: usize, latency: Duration, calls: &[Call]) {
         if n == 0 {
             self.first = latency;
-            self.first_calls = calls;
+            self.first_calls = calls.len();
         } else {
+            let stages = call_stages(calls);
             self.warm.push(latency);
-            self.warm_calls.push(calls);
+            self.warm_calls.push(calls.len());
+            self.warm_stages
+                .push(stages.iter().copied().max().unwrap_or(0));
+            if let Some(change) = calls
+                .iter()
+                .zip(&stages)
+                .filter(|(c, _)| short::changes_traffic(c))
+                .map(|(_, s)| *s)
+                .min()
+            {
+                self.warm_changes.push(change);
+            }
         }
     }
 
-    /// `target`: the most AWS calls a warm invocation may make.
+    /// `targets`: the most AWS calls and sequential stages a warm invocation may take.
     fn rows(
         &self,
         table: &mut Table,
-        function: &str,
-        fleet: usize,
-        what: &str,
-        target: Option<usize>,
+        (function, fleet, what): (&str, usize, &str),
+        (calls, stages): (Option<usize>, Option<usize>),
     ) {
         let warm = format!("warm invocation (median of {})", self.warm.len());
         table.push(Row::latency(
@@ -209,10 +278,6 @@ impl Series {
             what,
             median(self.warm.clone()),
         ));
-        let (least, most) = (
-            self.warm_calls.iter().min().copied().unwrap_or_default(),
-            self.warm_calls.iter().max().copied().unwrap_or_default(),
-        );
         let first = self.first_calls;
         table.push(Row::calls(
             "AWS calls, first invocation",
@@ -223,6 +288,13 @@ impl Series {
             first,
             None,
         ));
+        let range = |v: &[usize]| {
+            (
+                v.iter().min().copied().unwrap_or_default(),
+                v.iter().max().copied().unwrap_or_default(),
+            )
+        };
+        let (least, most) = range(&self.warm_calls);
         table.push(Row::calls(
             "AWS calls, warm invocation",
             function,
@@ -230,46 +302,63 @@ impl Series {
             what,
             least,
             most,
-            target,
+            calls,
         ));
+        let (least, most) = range(&self.warm_stages);
+        table.push(Row::calls(
+            "sequential stages, warm invocation",
+            function,
+            fleet,
+            what,
+            least,
+            most,
+            stages,
+        ));
+        if !self.warm_changes.is_empty() {
+            let (least, most) = range(&self.warm_changes);
+            table.push(Row::calls(
+                "stage of the change to ECS, warm invocation",
+                function,
+                fleet,
+                what,
+                least,
+                most,
+                Some(ROLLBACK_CHANGE_STAGE),
+            ));
+        }
     }
 }
 
 async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
     eprintln!("fleet of {size}: creating it");
     let setup = Instant::now();
-    let fleet = Fleet::create(size).await;
+    let Started {
+        fleet,
+        proxy,
+        logs,
+        functions: [deploy, rollback, scheduler],
+    } = Started::new(args, size, &format!("logs-{size}")).await;
     eprintln!("fleet of {size}: created in {:.0?}", setup.elapsed());
-    let latency = Duration::from_millis(args.latency_ms);
-    let proxy = Proxy::start(
-        fleet.stack.emulator_url(),
-        FaultPlan::none().with_latency(latency),
-    )
-    .await;
-    let logs = args.out.with_file_name(format!("logs-{size}"));
-    std::fs::create_dir_all(&logs).expect("a log directory");
     let env = |name| fleet.environment(name, &proxy.url());
-    let deploy = Function::spawn(&args.bin_dir, "deploy", &env("deploy"), &logs).await;
-    let rollback = Function::spawn(&args.bin_dir, "rollback", &env("rollback"), &logs).await;
-    let scheduler = Function::spawn(&args.bin_dir, "scheduler", &env("scheduler"), &logs).await;
-    for function in [&deploy, &rollback, &scheduler] {
-        function.cold_start().await;
-    }
 
     // Deploy: a push of a new digest for service 0, each time. The first push is the first
     // the repository has seen: it looks through the fleet and fills the repository index.
     let mut deploys = Series::default();
     for n in 0..=args.warm {
-        let (summary, latency, calls) = measured(&proxy, &deploy, &fleet.push().await).await;
+        if n > 0 {
+            tokio::time::sleep(APART).await;
+        }
+        let (summary, latency, calls) = measured_calls(&proxy, &deploy, &fleet.push().await).await;
         assert_eq!(outcome(&summary), "deployed", "{summary}");
-        deploys.record(n, latency, calls);
+        deploys.record(n, latency, &calls);
     }
     let target = Some(if size == 1 {
         DEPLOY_ALONE
     } else {
         DEPLOY_IN_A_FLEET
     });
-    deploys.rows(table, "deploy", size, "a push deploys 1 service", target);
+    let what = "a push deploys 1 service";
+    deploys.rows(table, ("deploy", size, what), (target, Some(SPEC_STAGES)));
     // What Lambda does most: a new execution environment, for a fleet it has seen before.
     let fresh = Function::spawn(&args.bin_dir, "deploy", &env("deploy"), &logs).await;
     fresh.cold_start().await;
@@ -320,17 +409,13 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
     for n in 0..=args.warm {
         let (summary, _) = deploy.invoke(&fleet.push().await).await;
         assert_eq!(outcome(&summary), "deployed", "{summary}");
-        let (summary, latency, calls) = measured(&proxy, &rollback, &fleet.alarm(n)).await;
+        let (summary, latency, calls) = measured_calls(&proxy, &rollback, &fleet.alarm(n)).await;
         assert_eq!(outcome(&summary), "rolled-back", "{summary}");
-        rollbacks.record(n, latency, calls);
+        rollbacks.record(n, latency, &calls);
     }
-    rollbacks.rows(
-        table,
-        "rollback",
-        size,
-        "an alarm rolls 1 service back",
-        None,
-    );
+    let what = "an alarm rolls 1 service back";
+    let targets = (Some(ROLLBACK_CALLS), Some(SPEC_STAGES));
+    rollbacks.rows(table, ("rollback", size, what), targets);
     eprintln!("fleet of {size}: rollbacks measured");
 
     // Reconcile: the whole fleet to sleep, then awake, and so on.
@@ -347,25 +432,21 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
         } else {
             fleet.morning
         };
-        let (summary, latency, calls) = measured(&proxy, &scheduler, &fleet.reconcile(at)).await;
+        let (summary, latency, calls) =
+            measured_calls(&proxy, &scheduler, &fleet.reconcile(at)).await;
         if n == 0 {
-            night = Some((latency, proxy.call_names()));
+            night = Some((latency, calls.iter().map(Call::name).collect::<Vec<_>>()));
         }
         let expected = if n % 2 == 0 { "asleep" } else { "awake" };
         let acted = summary["services"]
             .as_array()
             .map_or(0, |s| s.iter().filter(|s| s["action"] == expected).count());
         assert_eq!(acted, size, "every service {expected}: {summary}");
-        reconciles.record(n, latency, calls);
+        reconciles.record(n, latency, &calls);
         eprintln!("fleet of {size}: reconcile {n} took {latency:.1?}");
     }
-    reconciles.rows(
-        table,
-        "scheduler",
-        size,
-        &format!("a reconcile sleeps or wakes all {}", table::count(size)),
-        None,
-    );
+    let what = format!("a reconcile sleeps or wakes all {}", table::count(size));
+    reconciles.rows(table, ("scheduler", size, &what), (None, None));
     if let Some((deckhand, calls)) = night {
         let acting = calls.iter().filter(|c| acting_call(c)).count();
         table.push(Row::per_service(
@@ -413,10 +494,19 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
 /// whatever the fleet, and alone (docs/performance.md).
 const DEPLOY_IN_A_FLEET: usize = 12;
 const DEPLOY_ALONE: usize = 8;
+/// The SPEC's bounds: a push and a rollback in at most 5 sequential stages, a rollback in at
+/// most 10 calls, its change to ECS or the listener in the fourth stage at the latest.
+const SPEC_STAGES: usize = 5;
+const ROLLBACK_CALLS: usize = 10;
+const ROLLBACK_CHANGE_STAGE: usize = 4;
 /// A reconcile that changes N services: at most 3N calls beyond Application Auto Scaling's and
 /// the batched reads, and at most this share of the sequential peer's time.
 const RECONCILE_PER_SERVICE: f64 = 3.0;
 const RECONCILE_RATIO: f64 = 0.35;
+/// Pushes to one service measured as they come in an account, not within a second of the last
+/// release of its lock: a push that comes sooner reads the service again under the lock
+/// (`app::locking::may_have_moved`), one call more.
+pub const APART: Duration = Duration::from_millis(1500);
 /// Long enough for the pace bucket of task definition writes to refill after the pushes
 /// measured before (one slot a second, README "Pacing").
 const PACE_REFILLED: Duration = Duration::from_secs(12);
@@ -512,6 +602,20 @@ async fn main() {
     }
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir).expect("the report's directory");
+    }
+    if args.short {
+        let (rows, failed) = short::run(&args).await;
+        for row in &rows {
+            println!("{}", row.line());
+        }
+        if !failed.is_empty() {
+            eprintln!("the short benchmark needs more than docs/performance.md records:");
+            for line in &failed {
+                eprintln!("  {line}");
+            }
+            std::process::exit(1);
+        }
+        return;
     }
     let mut table = Table::new(&args.build, args.latency_ms);
     sizes(&args, &mut table);

@@ -117,6 +117,22 @@ impl Row {
         }
     }
 
+    /// Whether the row has a target it missed.
+    pub fn missed(&self) -> bool {
+        self.target.ends_with("✗ missed")
+    }
+
+    /// One line for a terminal: the measure, what, result and target.
+    pub fn line(&self) -> String {
+        let fleet = self
+            .fleet
+            .map_or(String::new(), |f| format!(" ({} services)", count(f)));
+        format!(
+            "{} of {}{fleet}: {}; {} {}",
+            self.measure, self.function, self.what, self.result, self.target
+        )
+    }
+
     /// AWS calls of a reconcile per service it changed, beyond Application Auto Scaling's and
     /// the batched reads.
     pub fn per_service(fleet: usize, calls: f64, target: f64) -> Self {

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 use crate::notification::{Kind, Notification};
 
 pub const NAMESPACE: &str = "deckhand";
-/// The dimension every per-service value carries; each value is also put without it, for the
-/// fleet's totals.
+/// The dimension of the values a person reads per service ([`Metric::per_service`]); each is
+/// also put without it, for the fleet's totals.
 pub const SERVICE_DIMENSION: &str = "Service";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,6 +58,17 @@ impl Metric {
             Self::TaskHoursSaved => "TaskHoursSaved",
             Self::Errors => "Errors",
         }
+    }
+
+    /// Whether the metric is also put per service. CloudWatch bills each metric name and
+    /// dimension value as a metric of its own, so only what a person reads per service is: how
+    /// often it deployed, failed and rolled back, and how long its deployments took. The rest is
+    /// read for the fleet; a service's own are in its history.
+    pub fn per_service(self) -> bool {
+        matches!(
+            self,
+            Self::Deployments | Self::DeploymentFailures | Self::Rollbacks | Self::LeadTimeSeconds
+        )
     }
 
     fn unit(self) -> &'static str {
@@ -155,37 +166,47 @@ pub fn of_notification(n: &Notification) -> Option<Measurements> {
     })
 }
 
-/// One EMF document: the values as root members, described under `_aws`. Per service, with
-/// the dimension sets `[Service]` and `[]` (the same value counted in the fleet's total).
+/// One EMF document: the values as root members, described under `_aws`. For a service, the
+/// metrics read per service with the dimension sets `[Service]` and `[]` (the same value counted
+/// in the fleet's total), the others with `[]` alone.
 pub fn emf_line(m: &Measurements) -> String {
     let mut root = Map::new();
-    let dimensions = match &m.service {
-        Some(service) => {
-            root.insert(SERVICE_DIMENSION.into(), json!(service));
-            json!([[SERVICE_DIMENSION], []])
-        }
-        None => json!([[]]),
-    };
+    if let Some(service) = &m.service {
+        root.insert(SERVICE_DIMENSION.into(), json!(service));
+    }
     // One value per metric name in a document: a name twice would be one metric with two
     // definitions.
-    let mut metrics = Vec::new();
+    let (mut per_service, mut fleet) = (Vec::new(), Vec::new());
     for v in &m.values {
         let name = v.metric.name();
         if root.contains_key(name) {
             continue;
         }
         root.insert(name.into(), json!(v.value));
-        metrics.push(json!({"Name": name, "Unit": v.metric.unit()}));
+        let definition = json!({"Name": name, "Unit": v.metric.unit()});
+        match m.service.is_some() && v.metric.per_service() {
+            true => per_service.push(definition),
+            false => fleet.push(definition),
+        }
+    }
+    let mut directives = Vec::new();
+    for (dimensions, metrics) in [
+        (json!([[SERVICE_DIMENSION], []]), per_service),
+        (json!([[]]), fleet),
+    ] {
+        if !metrics.is_empty() {
+            directives.push(json!({
+                "Namespace": NAMESPACE,
+                "Dimensions": dimensions,
+                "Metrics": metrics,
+            }));
+        }
     }
     root.insert(
         "_aws".into(),
         json!({
             "Timestamp": m.at.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": dimensions,
-                "Metrics": metrics,
-            }],
+            "CloudWatchMetrics": directives,
         }),
     );
     Value::Object(root).to_string()

@@ -78,7 +78,7 @@ fn dry_runs_skips_and_the_digest_count_nothing() {
 }
 
 #[test]
-fn an_emf_line_puts_each_value_per_service_and_for_the_fleet() {
+fn an_emf_line_puts_what_a_person_reads_per_service_per_service_and_everything_for_the_fleet() {
     let line = emf_line(&Measurements {
         service: Some("prod/web".into()),
         at: at(),
@@ -95,7 +95,11 @@ fn an_emf_line_puts_each_value_per_service_and_for_the_fleet() {
             "_aws": {"Timestamp": 1_795_428_030_000_i64, "CloudWatchMetrics": [{
                 "Namespace": "deckhand",
                 "Dimensions": [["Service"], []],
-                "Metrics": [{"Name": "Rollbacks", "Unit": "Count"}, {"Name": "TimeToRollbackSeconds", "Unit": "Seconds"}],
+                "Metrics": [{"Name": "Rollbacks", "Unit": "Count"}],
+            }, {
+                "Namespace": "deckhand",
+                "Dimensions": [[]],
+                "Metrics": [{"Name": "TimeToRollbackSeconds", "Unit": "Seconds"}],
             }]},
             "Service": "prod/web",
             "Rollbacks": 1.0,
@@ -114,6 +118,35 @@ fn an_emf_line_puts_each_value_per_service_and_for_the_fleet() {
     );
     assert_eq!(fleet.get("Service"), None);
     assert_eq!(fleet["ServicesAsleep"], 12.0);
+}
+
+#[test]
+fn four_metrics_are_put_per_service() {
+    let per_service: Vec<&str> = Metric::ALL
+        .iter()
+        .filter(|m| m.per_service())
+        .map(|m| m.name())
+        .collect();
+    assert_eq!(
+        per_service,
+        [
+            "Deployments",
+            "DeploymentFailures",
+            "Rollbacks",
+            "LeadTimeSeconds"
+        ]
+    );
+    // An error of one service counts for the fleet only.
+    let line: Value = serde_json::from_str(&emf_line(&Measurements {
+        service: Some("prod/web".into()),
+        at: at(),
+        values: vec![Measurement::new(Metric::Errors, 1.0)],
+    }))
+    .unwrap();
+    assert_eq!(
+        line["_aws"]["CloudWatchMetrics"],
+        json!([{"Namespace": "deckhand", "Dimensions": [[]], "Metrics": [{"Name": "Errors", "Unit": "Count"}]}])
+    );
 }
 
 #[test]

@@ -292,6 +292,10 @@ pub struct Locked {
     /// The holder whose lease ran out without a release: an invocation that stopped half-way,
     /// whose work may be partly done.
     pub interrupted: Option<String>,
+    /// When the holder before released the lock (its commit or its release), by the store's
+    /// clock; `None` when the store does not say. Whatever that holder did to the service, it
+    /// did before then.
+    pub released_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -26,7 +26,7 @@ use deckhand::ports::{Clock, Described, Ecs, PortResult, StateStore, SystemClock
 use deckhand::report::{Action, Outcome, Summary};
 use futures::{StreamExt, stream};
 use serde_json::json;
-use testkit::proxy::{Fault, FaultPlan, FaultRates, Proxy};
+use testkit::proxy::{Fault, FaultPlan, FaultRates, Proxy, stages};
 
 use crate::harness::{Role, Stack, sdk_config};
 use crate::rollback::{ALARMED, Guarded, utc};
@@ -43,9 +43,15 @@ async fn the_proxy_sees_every_call_of_a_deploy_by_service_and_operation() {
         .create_service("proxied", &td, &[("deckhand:deploy", "any")])
         .await;
     let digest = stack.push_image("main-1").await;
-    let proxy = Proxy::start(stack.emulator_url(), FaultPlan::none()).await;
+    // Latency as on the way to AWS: calls made side by side overlap, and the stages show.
+    let proxy = Proxy::start(
+        stack.emulator_url(),
+        FaultPlan::none().with_latency(Duration::from_millis(20)),
+    )
+    .await;
+    let clock = Arc::new(FixedClock::new(Utc::now()));
     let ports = stack
-        .ports_through(Role::Deploy, &proxy, Arc::new(SystemClock))
+        .ports_through(Role::Deploy, &proxy, clock.clone())
         .await;
     let function = DeployFunction::new(ports, stack.config());
 
@@ -54,30 +60,52 @@ async fn the_proxy_sees_every_call_of_a_deploy_by_service_and_operation() {
         function.handle(&event).await.unwrap().outcome,
         Outcome::Deployed
     );
-    // The first push of the repository: it looks through the fleet and fills the index.
-    // Calls of one stage run side by side, so the order is compared sorted.
-    let mut calls = proxy.call_names();
-    calls.sort();
-    let mut expected = [
+    // A push to the service, once the index lists it. Calls of one stage run side by side, so
+    // the order is compared sorted.
+    let warm = [
         "dynamodb.Query",
         "dynamodb.Query",
         "ecr.DescribeImages",
-        "tagging.GetResources",
         "ecs.DescribeServices",
-        "dynamodb.BatchGetItem",
         "ecs.DescribeTaskDefinition",
-        "dynamodb.BatchWriteItem",
         "dynamodb.UpdateItem",
-        "ecs.DescribeServices",
         "dynamodb.UpdateItem",
         "ecs.RegisterTaskDefinition",
         "ecs.UpdateService",
         "dynamodb.TransactWriteItems",
         "sns.Publish",
     ];
-    expected.sort_unstable();
-    assert_eq!(calls, expected);
+    let sorted = |names: Vec<String>| {
+        let mut names = names;
+        names.sort();
+        names
+    };
+    // The first push of the repository looks through the fleet and fills the index; its lock
+    // was never released before, so under it the service is read again.
+    let first_only = [
+        "tagging.GetResources",
+        "dynamodb.BatchGetItem",
+        "dynamodb.BatchWriteItem",
+        "ecs.DescribeServices",
+    ];
+    let expected = warm.iter().chain(&first_only).map(|c| (*c).to_owned());
+    assert_eq!(sorted(proxy.call_names()), sorted(expected.collect()));
     assert!(proxy.calls().iter().all(|c| c.fault.is_none()));
+
+    // Minutes later, the next push: the index lists the service, and its lock was released
+    // long before this push read it, so it is not read again under the lock.
+    clock.advance(chrono::TimeDelta::minutes(5));
+    let digest = stack.push_image("main-2").await;
+    proxy.clear();
+    let event = stack.push_event("push-proxied-2", clock.now(), "main-2", &digest);
+    assert_eq!(
+        function.handle(&event).await.unwrap().outcome,
+        Outcome::Deployed
+    );
+    let expected = warm.iter().map(|c| (*c).to_owned());
+    assert_eq!(sorted(proxy.call_names()), sorted(expected.collect()));
+    // Reads side by side, the lock beside the pace slot: seven stages.
+    assert_eq!(stages(&proxy.calls()), 7, "{:?}", proxy.calls());
 }
 
 /// Every fault reaches the SDK as AWS would send it: throttling and server errors parsed as

@@ -443,10 +443,7 @@ impl Stack {
     /// The ports of a function signed as its role, for `config`.
     pub fn ports_with(&self, role: Role, config: &Config, clock: Arc<dyn Clock>) -> Ports {
         let partition = format!("stack-{}", self.id);
-        let mut ports =
-            Clients::in_partition(&self.sdk_as(role, config), Some(&partition)).ports(config);
-        ports.clock = clock;
-        ports
+        Clients::in_partition(&self.sdk_as(role, config), Some(&partition)).ports_at(config, clock)
     }
 
     /// Ports whose every AWS call is logged, by service and operation.
@@ -556,10 +553,7 @@ impl Stack {
             )
             .build();
         let partition = format!("stack-{}", self.id);
-        let mut ports =
-            Clients::in_partition(&sdk, Some(&partition)).ports(&self.counted(&self.config()));
-        ports.clock = clock;
-        ports
+        Clients::in_partition(&sdk, Some(&partition)).ports_at(&self.counted(&self.config()), clock)
     }
 
     /// The emulator this stack lives on.

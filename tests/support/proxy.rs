@@ -205,25 +205,29 @@ impl Call {
     }
 }
 
-/// The sequential stages of a set of calls: the longest chain of calls each of which arrived
-/// after the one before it was answered. Calls made side by side share a stage; a call that had
-/// to wait for an answer starts a new one. Every answered call could have been waited for, so
-/// this is the most the caller can have waited in sequence.
-pub fn stages(calls: &[Call]) -> usize {
-    let mut depth: Vec<usize> = Vec::with_capacity(calls.len());
-    let mut order: Vec<&Call> = calls.iter().collect();
-    order.sort_by_key(|c| c.arrived);
-    for (i, call) in order.iter().enumerate() {
-        let before = order[..i]
+/// The stage of each call, in the order given: 1 for a call that arrived before any other was
+/// answered, else one more than the deepest call answered before it arrived. Calls made side by
+/// side share a stage; a call that had to wait for an answer starts a new one. Every answered
+/// call could have been waited for, so this is the most the caller can have waited in sequence.
+pub fn call_stages(calls: &[Call]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..calls.len()).collect();
+    order.sort_by_key(|&i| calls[i].arrived);
+    let mut stage = vec![0; calls.len()];
+    for (n, &i) in order.iter().enumerate() {
+        let before = order[..n]
             .iter()
-            .zip(&depth)
-            .filter(|(c, _)| c.answered.is_some_and(|a| a <= call.arrived))
-            .map(|(_, d)| *d)
+            .filter(|&&j| calls[j].answered.is_some_and(|a| a <= calls[i].arrived))
+            .map(|&j| stage[j])
             .max()
             .unwrap_or(0);
-        depth.push(before + 1);
+        stage[i] = before + 1;
     }
-    depth.into_iter().max().unwrap_or(0)
+    stage
+}
+
+/// The sequential stages of a set of calls (see [`call_stages`]).
+pub fn stages(calls: &[Call]) -> usize {
+    call_stages(calls).into_iter().max().unwrap_or(0)
 }
 
 struct Shared {

@@ -104,6 +104,9 @@ struct Target {
     pair: Option<PairTarget>,
     /// The deployment group and AppSpec parts of a `CODE_DEPLOY` service, once resolved.
     codedeploy: Option<CodeDeployTarget>,
+    /// No later than when `service` was read from ECS, when known: under the lock, it is read
+    /// again only if the service may have moved since (`locking::may_have_moved`).
+    read_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone)]
@@ -132,6 +135,19 @@ impl Target {
             task_definition,
             pair: None,
             codedeploy: None,
+            read_at: None,
+        }
+    }
+
+    /// The same, read no earlier than `read_at`.
+    fn read(
+        service: ServiceView,
+        task_definition: TaskDefinitionView,
+        read_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            read_at: Some(read_at),
+            ..Self::plain(service, task_definition)
         }
     }
 

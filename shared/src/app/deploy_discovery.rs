@@ -84,7 +84,15 @@ impl DeployFunction {
             return Ok(Discovered::default());
         }
         let keys: Vec<ServiceKey> = indexed.keys().map(|k| (*k).clone()).collect();
-        let read = self.ports.ecs.describe_services_partly(&keys).await?;
+        // The revisions the index names are described beside the services: a service still on
+        // its entry's revision (nearly always) needs nothing more.
+        let entries: BTreeSet<&str> = indexed.values().copied().collect();
+        let read_at = self.ports.clock.now();
+        let (read, mut described) = futures::join!(
+            self.ports.ecs.describe_services_partly(&keys),
+            self.describe_all(entries)
+        );
+        let read = read?;
         let this_repository = || BTreeSet::from([push.repository.clone()]);
         let unread: BTreeSet<&ServiceKey> = read.failed.iter().map(|(k, _)| k).collect();
         let opted_in: BTreeSet<&ServiceKey> = read
@@ -104,12 +112,14 @@ impl DeployFunction {
             .filter(|s| s.tags.contains_key(TAG_DEPLOY))
             .collect();
         // Every revision is described: the concerned ones are cloned, the moved ones looked at.
-        let arns: BTreeSet<&str> = services
+        let moved: BTreeSet<&str> = services
             .iter()
             .map(|s| s.task_definition.as_str())
+            .filter(|arn| !matches!(described.get(*arn), Some(Ok(_))))
             .collect();
-        let described: BTreeMap<String, Result<TaskDefinitionView, PortError>> =
-            self.describe_all(arns).await;
+        if !moved.is_empty() {
+            described.extend(self.describe_all(moved).await);
+        }
         let mut found = Discovered {
             unreadable: read.failed.clone(),
             ..Discovered::default()
@@ -133,7 +143,9 @@ impl DeployFunction {
                         });
                     }
                     if uses_repository(&td.containers, &push.repository) {
-                        found.targets.push(Target::plain(service, td.clone()));
+                        found
+                            .targets
+                            .push(Target::read(service, td.clone(), read_at));
                     }
                 }
                 Some(Err(e)) => found.unreadable.push((service.key, e.clone())),
@@ -161,6 +173,7 @@ impl DeployFunction {
         }
         // A batch that cannot be read leaves its services unreadable (failed, so the push is
         // retried for them); the others go on.
+        let read_at = self.ports.clock.now();
         let read = self.ports.ecs.describe_services_partly(&keys).await?;
         let services: Vec<ServiceView> = read
             .services
@@ -193,7 +206,9 @@ impl DeployFunction {
                 described.insert(arn.clone(), td);
             }
             match described.get(&arn) {
-                Some(Ok(td)) => found.targets.push(Target::plain(service, td.clone())),
+                Some(Ok(td)) => found
+                    .targets
+                    .push(Target::read(service, td.clone(), read_at)),
                 Some(Err(e)) => found.unreadable.push((service.key, e.clone())),
                 None => {}
             }

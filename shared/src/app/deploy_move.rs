@@ -29,7 +29,7 @@ impl DeployFunction {
         target: &Target,
         changes: &[ImageChange],
         matched: String,
-        mut locked: Locked,
+        (mut locked, slot): (Locked, Option<TimeDelta>),
         mut state: ServiceState,
     ) -> ServiceReport {
         let key = &target.service.key;
@@ -49,7 +49,10 @@ impl DeployFunction {
             )
             .await;
         }
-        let to = match self.revision_for(push, target, changes, &mut locked).await {
+        let to = match self
+            .revision_for(push, target, changes, &mut locked, slot)
+            .await
+        {
             Ok(to) => to,
             Err(e) => return self.not_moved(push, key, from, &locked, None, e).await,
         };
@@ -114,6 +117,7 @@ impl DeployFunction {
         target: &Target,
         changes: &[ImageChange],
         locked: &mut Locked,
+        slot: Option<TimeDelta>,
     ) -> Result<String, PortError> {
         let base = &target.task_definition;
         if let Some(arn) = reusable_revision(&locked.state, push, &base.arn) {
@@ -130,9 +134,13 @@ impl DeployFunction {
             info!(%arn, "using the revision an interrupted attempt registered");
             return Ok(arn);
         }
-        // At the pace ECS allows the account, shared with every other invocation; a wait
-        // spent holding the lock is given back to the lease.
-        let waited = paced(&self.ports, TASK_DEFINITION_WRITES).await?;
+        // At the pace ECS allows the account, shared with every other invocation (the slot was
+        // mostly reserved beside the lock); a wait spent holding the lock is given back to the
+        // lease.
+        let waited = match slot {
+            Some(waited) => waited,
+            None => paced(&self.ports, TASK_DEFINITION_WRITES).await?,
+        };
         if waited > TimeDelta::zero() {
             renew_before_acting(
                 &*self.ports.store,
@@ -253,7 +261,8 @@ impl DeployFunction {
             .await;
         if let Err(e) = committed {
             // ECS has the new revision; the record of it is not written. A redelivery finds
-            // the service on the revision registered for this push and records it then.
+            // the service on the revision registered for this push, records it and announces
+            // it, once.
             error!(error = %e, to = %to, "deployed but could not record the deployment");
             return self.failed(key, push, Some(from), e).await;
         }

@@ -160,6 +160,7 @@ impl DeployFunction {
                 live_count: live.desired_count,
             }),
             codedeploy: None,
+            read_at: target.read_at,
         })
     }
 }

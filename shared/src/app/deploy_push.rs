@@ -5,19 +5,22 @@
 
 use std::collections::BTreeSet;
 
+use chrono::TimeDelta;
 use tracing::{info, warn};
 
 use super::{
     DeployFunction, Gate, Moved, Target, push_details, push_name, push_record, report, skipped,
 };
 use crate::app::codedeploy::codedeploy_target;
-use crate::app::locking::{acquire, owner_token};
+use crate::app::locking::{acquire_noting_waits, may_have_moved, owner_token};
+use crate::app::paced;
 use crate::domain::deploy::{
     Push, PushDecision, choose_containers, controller_problem, decide_dry_run_push, decide_push,
     highest_version, record_push, running_digest, running_tag, start_dry_run_deployment,
 };
 use crate::domain::fleet::{ImageChange, ServiceView};
 use crate::domain::image::Digest;
+use crate::domain::pace::TASK_DEFINITION_WRITES;
 use crate::domain::policy::Verdict;
 use crate::domain::scan_wait::{end_wait, wait_of};
 use crate::domain::service::{ServiceKey, revision_name};
@@ -193,9 +196,30 @@ impl DeployFunction {
     ) -> Round {
         let key = &target.service.key;
         let owner = owner_token(&push.event_id);
-        let mut locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+        // The slot of ECS's task definition writes that a deploying push uses is reserved
+        // beside the lock, not after it: a push that ends up not registering (a duplicate, a
+        // quarantined digest) leaves one slot of the bucket unused, which costs nothing.
+        let registers = !matches!(gate, Gate::Hold(_)) && !self.config.dry_run;
+        let reserve = async {
+            match registers {
+                true => Some(paced(&self.ports, TASK_DEFINITION_WRITES).await),
+                false => None,
+            }
+        };
+        let (locked, slot) = futures::join!(
+            acquire_noting_waits(&*self.ports.store, &*self.ports.clock, key, &owner),
+            reserve
+        );
+        let (mut locked, waited) = match locked {
             Ok(locked) => locked,
             Err(e) => return Round::Done(self.failed(key, push, None, e).await),
+        };
+        let slot = match slot.transpose() {
+            Ok(slot) => slot,
+            Err(e) => {
+                let running = target.task_definition.arn.as_str();
+                return Round::Done(self.not_moved(push, key, running, &locked, None, e).await);
+            }
         };
         // A quarantine old enough to be archived out of the state still holds.
         if locked.state.quarantine_archived && locked.state.is_quarantined(&push.digest).is_none() {
@@ -222,9 +246,14 @@ impl DeployFunction {
         let moves = matches!(decision, PushDecision::Deploy)
             && !matches!(gate, Gate::Hold(_))
             && !self.config.dry_run;
-        if moves {
-            // What the push was read against may be stale: another push, a rollback or a
-            // person may have moved the service before this one got the lock.
+        let stale = target
+            .read_at
+            .is_none_or(|read_at| may_have_moved(&locked, waited, read_at));
+        if moves && stale {
+            // What the push was read against may be stale: another push or a rollback may
+            // have moved the service between the read and the lock, so it is read again. (A
+            // lock found free, taken from nobody and released before the read needs no second
+            // read: whatever its last holder did, the read saw.)
             match self.moved_since_read(target).await {
                 Ok(None) => {}
                 Ok(Some(service)) => {
@@ -240,8 +269,16 @@ impl DeployFunction {
             }
         }
         Round::Done(
-            self.decided(push, target, changes, matched, gate, locked, decision)
-                .await,
+            self.decided(
+                push,
+                target,
+                changes,
+                matched,
+                gate,
+                (locked, slot),
+                decision,
+            )
+            .await,
         )
     }
 
@@ -279,7 +316,7 @@ impl DeployFunction {
         changes: &[ImageChange],
         matched: String,
         gate: Gate<'_>,
-        locked: Locked,
+        (locked, slot): (Locked, Option<TimeDelta>),
         decision: PushDecision,
     ) -> ServiceReport {
         let key = &target.service.key;
@@ -388,7 +425,7 @@ impl DeployFunction {
                 r
             }
             PushDecision::Deploy => {
-                self.deploy(push, target, changes, matched, locked, state)
+                self.deploy(push, target, changes, matched, (locked, slot), state)
                     .await
             }
         }

@@ -3,6 +3,7 @@
 //! the revision the service no longer runs.
 
 use async_trait::async_trait;
+use chrono::TimeDelta;
 use tokio::sync::{Mutex as AsyncMutex, oneshot};
 
 use super::*;
@@ -184,5 +185,36 @@ async fn a_push_read_before_another_moved_the_service_deploys_on_top_of_it() {
         w.ecs.calls("RegisterTaskDefinition"),
         2,
         "no revision from a stale base"
+    );
+}
+
+/// Under its lock the service is read again only when it may have moved since the push read
+/// it: when the lock's last holder released it less than the clocks' margin before that read.
+#[tokio::test]
+async fn the_service_is_read_again_under_its_lock_only_when_it_may_have_moved() {
+    let w = world(&[("deckhand:deploy", "any")]);
+    let push =
+        |id: &str, minute: u32, tag: &str, d: char| w.pushed(push_event(id, minute, Some(tag), d));
+    let reads = || w.ecs.calls("DescribeServices");
+    // The first push of the repository looks through the fleet; the lock was never released.
+    let first = w.function.handle(&push("e1", 1, "main-2", 'b')).await;
+    assert_eq!(first.unwrap().outcome, Outcome::Deployed);
+
+    // Ten minutes later the lock was released long before the read: one read.
+    w.clock.advance(TimeDelta::minutes(10));
+    let before = reads();
+    let later = w.function.handle(&push("e2", 2, "main-3", 'c')).await;
+    assert_eq!(later.unwrap().outcome, Outcome::Deployed);
+    assert_eq!(reads() - before, 1, "read once, through the index");
+
+    // Right after, at the same instant as that release: read again under the lock.
+    let before = reads();
+    let right_after = w.function.handle(&push("e3", 3, "main-4", 'd')).await;
+    let right_after = right_after.unwrap();
+    assert_eq!(right_after.outcome, Outcome::Deployed, "{right_after:?}");
+    assert_eq!(reads() - before, 2, "read again under the lock");
+    assert_eq!(
+        running_image(&w, "web"),
+        format!("{HOST}/web@{}", digest('d'))
     );
 }

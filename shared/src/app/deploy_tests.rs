@@ -38,9 +38,9 @@ fn at(minute: u32) -> DateTime<Utc> {
 fn world_with(config: Config) -> World {
     let ecs = Arc::new(MemoryEcs::new());
     let ecr = Arc::new(MemoryEcr::default());
-    let store = Arc::new(MemoryStore::default());
     let notifier = Arc::new(MemoryNotifier::default());
     let clock = Arc::new(FixedClock::new(at(30)));
+    let store = Arc::new(MemoryStore::with_clock(clock.clone()));
     let traffic = Arc::new(crate::adapters::memory::MemoryTraffic::default());
     let codedeploy = Arc::new(crate::adapters::memory::MemoryCodeDeploy::default());
     let ports = Ports {

@@ -4,7 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::domain::service::ServiceKey;
 use crate::ports::{Clock, LockAttempt, Locked, PortError, PortErrorKind, StateStore};
@@ -69,6 +69,33 @@ pub async fn acquire(
     service: &ServiceKey,
     owner: &str,
 ) -> Result<Locked, PortError> {
+    Ok(acquire_noting_waits(store, clock, service, owner).await?.0)
+}
+
+/// How long before a read the lock must have been released for that read to have seen
+/// whatever its holder did: room for the clocks of two Lambda hosts, which Amazon Time Sync
+/// keeps far closer than this.
+pub const CLOCK_MARGIN: TimeDelta = TimeDelta::seconds(1);
+
+/// Whether a service read at `read_at`, before its lock was taken, may since have been moved by
+/// another holder of the lock: unless the lock was free at the first attempt, taken from
+/// nobody, and released before the read (with the clocks' margin), the read may be stale.
+pub fn may_have_moved(locked: &Locked, waited: bool, read_at: DateTime<Utc>) -> bool {
+    waited
+        || locked.interrupted.is_some()
+        || locked
+            .released_at
+            .is_none_or(|released| released + CLOCK_MARGIN > read_at)
+}
+
+/// `acquire`, and whether it had to wait for another holder.
+pub async fn acquire_noting_waits(
+    store: &dyn StateStore,
+    clock: &dyn Clock,
+    service: &ServiceKey,
+    owner: &str,
+) -> Result<(Locked, bool), PortError> {
+    let mut waited = false;
     let started = tokio::time::Instant::now();
     let mut delay = FIRST_DELAY;
     loop {
@@ -91,9 +118,10 @@ pub async fn acquire(
                 if let Some(holder) = &locked.interrupted {
                     tracing::warn!(%holder, "took over a lock whose holder stopped half-way");
                 }
-                return Ok(*locked);
+                return Ok((*locked, waited));
             }
             LockAttempt::Busy { until } => {
+                waited = true;
                 if started.elapsed() >= MAX_WAIT {
                     return Err(PortError::new(
                         "lock",
@@ -119,6 +147,39 @@ mod tests {
 
     use super::*;
     use crate::adapters::memory::{FixedClock, MemoryStore};
+
+    fn locked(released_at: Option<DateTime<Utc>>, interrupted: Option<&str>) -> Locked {
+        Locked {
+            owner: "e1#1".into(),
+            until: Utc.with_ymd_and_hms(2026, 11, 23, 22, 1, 30).unwrap(),
+            state: crate::domain::state::ServiceState::default(),
+            interrupted: interrupted.map(str::to_owned),
+            released_at,
+        }
+    }
+
+    #[test]
+    fn a_read_is_stale_unless_the_lock_was_free_and_released_a_margin_before_it() {
+        let read = Utc.with_ymd_and_hms(2026, 11, 23, 22, 0, 0).unwrap();
+        let long_before = Some(read - TimeDelta::minutes(5));
+        assert!(!may_have_moved(&locked(long_before, None), false, read));
+        // A holder was waited for, or taken over: it may have moved the service.
+        assert!(may_have_moved(&locked(long_before, None), true, read));
+        assert!(may_have_moved(
+            &locked(long_before, Some("e0#1")),
+            false,
+            read
+        ));
+        // Released within the clocks' margin of the read, or after it, or nobody knows when.
+        let just_before = Some(read - CLOCK_MARGIN + TimeDelta::milliseconds(1));
+        assert!(may_have_moved(&locked(just_before, None), false, read));
+        assert!(may_have_moved(
+            &locked(Some(read + TimeDelta::seconds(3)), None),
+            false,
+            read
+        ));
+        assert!(may_have_moved(&locked(None, None), false, read));
+    }
 
     #[tokio::test]
     async fn a_lock_whose_answer_was_lost_is_given_back() {

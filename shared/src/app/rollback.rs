@@ -27,7 +27,7 @@ use crate::events::EventError;
 use crate::events::alarm::parse_alarm_event;
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::{Kind, Notification, Severity};
-use crate::ports::{Locked, PortError, PortErrorKind};
+use crate::ports::{Locked, PortError, PortErrorKind, TaggedService};
 use crate::report::{Action, ServiceReport, Summary};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +79,14 @@ struct Case<'a> {
 
 /// The services an alarm guards, the ones whose tags do not parse, and the sources of the
 /// mapping that could not be read.
+/// The services named by tag: the alarm's `deckhand:service`, and the services with a
+/// `deckhand:alarms` list (whether it names the alarm is read from the values).
+struct NamedByTags {
+    alarm_tag: Option<ServiceKey>,
+    listed: Vec<TaggedService>,
+    problems: Vec<MappingProblem>,
+}
+
 struct Mapping {
     guarded: Vec<Guarded>,
     invalid: Vec<(ServiceKey, TagProblem)>,
@@ -378,9 +386,12 @@ impl RollbackFunction {
                 alarm.state.as_str()
             )));
         }
-        let (done, (alarm, actions_problem)) = futures::join!(
+        // Independent reads, side by side: the processed marks, the alarm's actions, and the
+        // two sources that name services by tag.
+        let (done, (alarm, actions_problem), named) = futures::join!(
             self.ports.store.processed(&alarm.event_id),
-            self.with_actions(alarm)
+            self.with_actions(alarm),
+            self.named_by_tags(alarm)
         );
         let alarm = &alarm;
         let done = done.map_err(RollbackError::Discovery)?;
@@ -389,7 +400,7 @@ impl RollbackFunction {
             invalid,
             mut problems,
         } = self
-            .guarded(alarm)
+            .guarded(alarm, named)
             .await
             .map_err(RollbackError::Discovery)?;
         problems.extend(actions_problem);
@@ -458,33 +469,37 @@ impl RollbackFunction {
         }
     }
 
-    /// The services the alarm guards, in the ways the spec allows, and those whose
-    /// `deckhand:rollback` tag does not parse. Each source of the mapping fails on its own: the
-    /// others still count, and the failure is returned with them.
-    async fn guarded(&self, alarm: &Alarm) -> Result<Mapping, PortError> {
-        let mut problems = Vec::new();
-        let alarm_tag = match &alarm.arn {
-            None => None,
-            Some(arn) => match self.ports.alarms.alarm_tags(arn).await {
-                Ok(tags) => tags.get(ALARM_TAG_SERVICE).and_then(|v| {
-                    v.trim()
-                        .parse::<ServiceKey>()
-                        .map_err(|e| warn!(error = %e, "the alarm's deckhand:service tag does not name a service"))
-                        .ok()
-                }),
-                // A deleted alarm has no tags; the other mappings still hold.
-                Err(e) if e.kind == PortErrorKind::NotFound => None,
-                Err(error) => {
-                    warn!(%error, "could not read the alarm's tags; the other mappings still count");
-                    problems.push(MappingProblem {
-                        source: MappingSource::AlarmTags,
-                        error,
-                    });
-                    None
-                }
-            },
+    /// What names services by tag: the alarm's own `deckhand:service` tag and the services
+    /// whose `deckhand:alarms` list it (with the tag values, from one search). Each source fails
+    /// on its own: the other still counts, and the failure is returned with it.
+    async fn named_by_tags(&self, alarm: &Alarm) -> NamedByTags {
+        let alarm_tags = async {
+            let arn = alarm.arn.as_ref()?;
+            Some(self.ports.alarms.alarm_tags(arn).await)
         };
-        let listed = match self.ports.ecs.find_services(TAG_ALARMS).await {
+        let (alarm_tags, listed) =
+            futures::join!(alarm_tags, self.ports.ecs.find_services(TAG_ALARMS));
+        let mut problems = Vec::new();
+        let alarm_tag = match alarm_tags {
+            None => None,
+            Some(Ok(tags)) => tags.get(ALARM_TAG_SERVICE).and_then(|v| {
+                v.trim()
+                    .parse::<ServiceKey>()
+                    .map_err(|e| warn!(error = %e, "the alarm's deckhand:service tag does not name a service"))
+                    .ok()
+            }),
+            // A deleted alarm has no tags; the other mappings still hold.
+            Some(Err(e)) if e.kind == PortErrorKind::NotFound => None,
+            Some(Err(error)) => {
+                warn!(%error, "could not read the alarm's tags; the other mappings still count");
+                problems.push(MappingProblem {
+                    source: MappingSource::AlarmTags,
+                    error,
+                });
+                None
+            }
+        };
+        let listed = match listed {
             Ok(listed) => listed,
             Err(error) => {
                 warn!(%error, "could not find the services that list alarms; the other mappings still count");
@@ -495,6 +510,21 @@ impl RollbackFunction {
                 Vec::new()
             }
         };
+        NamedByTags {
+            alarm_tag,
+            listed,
+            problems,
+        }
+    }
+
+    /// The services the alarm guards, in the ways the spec allows (its tags, the services'
+    /// tags, its metric), and those whose `deckhand:rollback` tag does not parse.
+    async fn guarded(&self, alarm: &Alarm, named: NamedByTags) -> Result<Mapping, PortError> {
+        let NamedByTags {
+            alarm_tag,
+            listed,
+            problems,
+        } = named;
         // Only the services whose list names this alarm: the tag values came with the search.
         let keys: Vec<ServiceKey> = listed
             .iter()

@@ -15,6 +15,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -34,8 +35,8 @@ use crate::domain::service::ServiceKey;
 use crate::domain::state::{Quarantine, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::ports::{
-    ImageIndex, IndexUpdate, IndexedService, KnownContainers, LockAttempt, Locked, PortError,
-    PortErrorKind, PortResult, StateStore,
+    Clock, ImageIndex, IndexUpdate, IndexedService, KnownContainers, LockAttempt, Locked,
+    PortError, PortErrorKind, PortResult, StateStore, SystemClock,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -54,6 +55,8 @@ const INDEXED_PK: &str = "indexed";
 const SEEN_SK: &str = "seen";
 const LOCK_OWNER: &str = "lockOwner";
 const LOCK_UNTIL: &str = "lockUntil";
+/// When the lock was last released, by the store's clock (milliseconds).
+const LOCK_RELEASED: &str = "lockReleasedAt";
 
 pub struct DynamoStore {
     client: aws_sdk_dynamodb::Client,
@@ -61,14 +64,25 @@ pub struct DynamoStore {
     /// The arrival time of each pace bucket this process last saw, to guess which of the two
     /// updates applies (`pace`).
     pace_seen: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
+    /// When a lock is released, for the next holder (`Locked::released_at`).
+    clock: Arc<dyn Clock>,
 }
 
 impl DynamoStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: &str) -> Self {
+        Self::with_clock(client, table, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(
+        client: aws_sdk_dynamodb::Client,
+        table: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             client,
             table: table.to_owned(),
             pace_seen: std::sync::Mutex::default(),
+            clock,
         }
     }
 }
@@ -241,7 +255,7 @@ fn locked_put(
     service: &ServiceKey,
     locked: &Locked,
     state: &ServiceState,
-    keep_lock: bool,
+    released: Option<DateTime<Utc>>,
 ) -> PortResult<TransactWriteItem> {
     // The version stays the one the lock gave out; the condition proves nobody took the
     // lock in between. Writing the item without lock attributes releases the lock.
@@ -250,9 +264,14 @@ fn locked_put(
         ..state.clone()
     };
     let mut item = state_item(service, &state)?;
-    if keep_lock {
-        item.insert(LOCK_OWNER.into(), s(&locked.owner));
-        item.insert(LOCK_UNTIL.into(), n(millis(locked.until)));
+    match released {
+        Some(at) => {
+            item.insert(LOCK_RELEASED.into(), n(millis(at)));
+        }
+        None => {
+            item.insert(LOCK_OWNER.into(), s(&locked.owner));
+            item.insert(LOCK_UNTIL.into(), n(millis(locked.until)));
+        }
     }
     let condition = HashMap::from([
         (":owner".to_owned(), s(&locked.owner)),
@@ -474,6 +493,11 @@ impl StateStore for DynamoStore {
                     .and_then(|v| v.as_s().ok())
                     .filter(|holder| *holder != owner)
                     .cloned();
+                let released_at = old
+                    .get(LOCK_RELEASED)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|ms| ms.parse::<i64>().ok())
+                    .and_then(DateTime::from_timestamp_millis);
                 let mut state: ServiceState =
                     from_item(old).map_err(|e| codec_error("UpdateItem", e))?;
                 state.version += 1;
@@ -482,6 +506,7 @@ impl StateStore for DynamoStore {
                     until: now + lease,
                     state,
                     interrupted,
+                    released_at,
                 })))
             }
             Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
@@ -551,6 +576,8 @@ impl StateStore for DynamoStore {
                 until,
                 state,
                 interrupted: None,
+                // Taken with a record written as read: nothing was released in between.
+                released_at: None,
             })),
             // Moved since it was read, locked, or written at this moment by a holder's commit.
             Err(e) if matches!(e.kind, PortErrorKind::Conflict | PortErrorKind::Transient) => {
@@ -632,7 +659,7 @@ impl StateStore for DynamoStore {
     ) -> PortResult<()> {
         let (state, archived) = archiving(state, 0);
         let state = &state;
-        let mut items = vec![locked_put(&self.table, service, locked, state, true)?];
+        let mut items = vec![locked_put(&self.table, service, locked, state, None)?];
         items.extend(quarantine_items(&self.table, service, archived)?);
         items.extend(index_items(&self.table, service, &locked.state, state)?);
         self.transact(items).await
@@ -670,11 +697,13 @@ impl StateStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(service_pk(service), STATE_SK)))
-            .update_expression("REMOVE #owner, #until")
+            .update_expression("REMOVE #owner, #until SET #released = :now")
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", LOCK_OWNER)
             .expression_attribute_names("#until", LOCK_UNTIL)
+            .expression_attribute_names("#released", LOCK_RELEASED)
             .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":now", n(millis(self.clock.now())))
             .send()
             .await;
         lock_update(result.map(|_| ()), "the lock was no longer ours")
@@ -919,7 +948,8 @@ impl DynamoStore {
         processed: Option<&ProcessedMark>,
     ) -> PortResult<Vec<TransactWriteItem>> {
         let (state, archived) = archiving(state, records.len());
-        let mut items = vec![locked_put(&self.table, service, locked, &state, false)?];
+        let released = Some(self.clock.now());
+        let mut items = vec![locked_put(&self.table, service, locked, &state, released)?];
         items.extend(quarantine_items(&self.table, service, archived)?);
         items.extend(index_items(&self.table, service, &locked.state, &state)?);
         for item in history_items(records)? {

@@ -27,7 +27,7 @@ pub use sns::SnsNotifier;
 
 use crate::app::Ports;
 use crate::config::Config;
-use crate::ports::{PortError, PortErrorKind, SystemClock};
+use crate::ports::{Clock, PortError, PortErrorKind, SystemClock};
 
 /// The SDK clients deckhand uses, built once per process.
 #[derive(Clone, Debug)]
@@ -84,8 +84,18 @@ impl Clients {
 
     /// Every port on AWS, with the machine's clock.
     pub fn ports(&self, config: &Config) -> Ports {
+        self.ports_at(config, Arc::new(SystemClock))
+    }
+
+    /// Every port on AWS, with `clock`: the store's too, which stamps each lock's release.
+    pub fn ports_at(&self, config: &Config, clock: Arc<dyn Clock>) -> Ports {
         // One table holds the state and the image index.
-        let store = Arc::new(DynamoStore::new(self.dynamodb.clone(), &config.table));
+        let dynamodb = self.dynamodb.clone();
+        let store = Arc::new(DynamoStore::with_clock(
+            dynamodb,
+            &config.table,
+            clock.clone(),
+        ));
         Ports {
             ecs: Arc::new(EcsCluster::new(self.ecs.clone(), self.tagging.clone())),
             ecr: Arc::new(EcrRegistry::new(self.ecr.clone())),
@@ -104,7 +114,7 @@ impl Clients {
             // Lambda's `start` puts them in the log; the command line and the tests keep
             // their output for people.
             metrics: Arc::new(crate::adapters::emf::NoMetrics),
-            clock: Arc::new(SystemClock),
+            clock,
         }
     }
 }

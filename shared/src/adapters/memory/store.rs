@@ -2,7 +2,7 @@
 //! marks, the pace buckets and the repository index, with DynamoDB's conditional semantics.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -14,14 +14,17 @@ use crate::domain::service::ServiceKey;
 use crate::domain::state::{Quarantine, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::ports::{
-    ImageIndex, IndexUpdate, IndexedService, KnownContainers, LockAttempt, Locked, Pace, PortError,
-    PortErrorKind, PortResult, StateStore,
+    Clock, ImageIndex, IndexUpdate, IndexedService, KnownContainers, LockAttempt, Locked, Pace,
+    PortError, PortErrorKind, PortResult, StateStore,
 };
 
 /// The table in memory, with the same lock and condition semantics as [`super::aws::DynamoStore`].
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Table>,
+    /// When a lock is released, for the next holder (`Locked::released_at`); without a clock
+    /// the store does not say.
+    clock: Option<Arc<dyn Clock>>,
     /// The next lock is taken but its caller hears a failure, as when the answer is lost.
     lose_next_lock_answer: Mutex<bool>,
 }
@@ -47,9 +50,25 @@ struct Table {
     pace: BTreeMap<String, DateTime<Utc>>,
     /// Quarantines archived out of services' states.
     archived: BTreeMap<(ServiceKey, String), Quarantine>,
+    /// When each service's lock was last released (with a clock).
+    released: BTreeMap<ServiceKey, DateTime<Utc>>,
 }
 
 impl MemoryStore {
+    /// A store that tells each lock's holder when the one before released it.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock: Some(clock),
+            ..Self::default()
+        }
+    }
+
+    fn released(&self, table: &mut Table, service: &ServiceKey) {
+        if let Some(clock) = &self.clock {
+            table.released.insert(service.clone(), clock.now());
+        }
+    }
+
     pub fn all_history(&self) -> Vec<HistoryRecord> {
         guard(&self.inner).history.clone()
     }
@@ -186,6 +205,8 @@ impl StateStore for MemoryStore {
         }
         let previous = lock.replace((owner.to_owned(), now + lease));
         state.version += 1;
+        let state = state.clone();
+        let released_at = table.released.get(service).copied();
         if std::mem::take(&mut *guard(&self.lose_next_lock_answer)) {
             return Err(PortError::new(
                 "UpdateItem",
@@ -196,8 +217,9 @@ impl StateStore for MemoryStore {
         Ok(LockAttempt::Acquired(Box::new(Locked {
             owner: owner.to_owned(),
             until: now + lease,
-            state: state.clone(),
+            state,
             interrupted: previous.map(|(holder, _)| holder).filter(|h| h != owner),
+            released_at,
         })))
     }
 
@@ -232,6 +254,7 @@ impl StateStore for MemoryStore {
             until,
             state,
             interrupted: None,
+            released_at: None,
         }))
     }
 
@@ -261,6 +284,7 @@ impl StateStore for MemoryStore {
         };
         archive_into(&mut table.archived, service, &mut state);
         table.states.insert(service.clone(), (state, None));
+        self.released(&mut table, service);
         table.history.extend(records.iter().cloned());
         if let Some(mark) = processed {
             table
@@ -330,6 +354,7 @@ impl StateStore for MemoryStore {
         match table.states.get_mut(service) {
             Some((_, lock)) if lock.as_ref().is_some_and(|(o, _)| o == owner) => {
                 *lock = None;
+                self.released(&mut table, service);
                 Ok(())
             }
             _ => Err(PortError::new(
