@@ -22,7 +22,9 @@ use deckhand::domain::state::ServiceState;
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
-use crate::{CliError, opted_in, print_json, tag_problems};
+use crate::print::print_json;
+use crate::status::tag_problems;
+use crate::{CliError, opted_in};
 
 /// How many alarms' tags are read at once.
 const TAG_READS: usize = 8;

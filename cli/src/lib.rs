@@ -7,7 +7,6 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use aws_config::SdkConfig;
-use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Parser, Subcommand};
 use deckhand::adapters::aws::Clients;
 use deckhand::app::Ports;
@@ -16,15 +15,17 @@ use deckhand::app::rollback::{RollbackError, RollbackFunction};
 use deckhand::app::scheduler::{SchedulerError, SchedulerFunction};
 use deckhand::config::{Config, ConfigError};
 use deckhand::domain::image::Digest;
-use deckhand::domain::service::{ServiceKey, revision_name};
-use deckhand::domain::settings::{
-    DeploySettings, ScheduleSettings, TAG_AWAKE, TAG_DEPLOY, TagProblem,
-};
-use deckhand::history::HistoryRecord;
+use deckhand::domain::service::ServiceKey;
+use deckhand::domain::settings::{TAG_AWAKE, TAG_DEPLOY};
 use deckhand::ports::PortError;
-use deckhand::report::{Action, ServiceReport, Summary};
-use serde_json::{Value, json};
+use serde_json::json;
 
+mod init;
+mod print;
+mod report;
+mod status;
+
+use print::{print_history, print_json, print_redriven, print_reports, print_summary};
 mod check;
 pub mod redrive;
 pub mod redrive_aws;
@@ -263,7 +264,7 @@ pub async fn run(
         })?)
     };
     match &cli.command {
-        Command::Init { topic } => init(&clients, &cli.table, topic, cli.json, out).await,
+        Command::Init { topic } => init::init(&clients, &cli.table, topic, cli.json, out).await,
         Command::Redrive {
             queue_url,
             functions: stack_functions,
@@ -410,7 +411,7 @@ pub async fn run(
         Command::Status => {
             let config = config(false)?;
             let ports = clients.ports(&config);
-            status(&ports, &config, cli.json, out).await
+            status::status(&ports, &config, cli.json, out).await
         }
         Command::Report { since } => {
             let since = deckhand::domain::duration::parse_duration(since).map_err(|_| {
@@ -421,7 +422,7 @@ pub async fn run(
             })?;
             let config = config(false)?;
             let ports = clients.ports(&config);
-            report(&ports, &config, since, cli.json, out).await
+            report::report(&ports, &config, since, cli.json, out).await
         }
         Command::Check => {
             let config = config(false)?;
@@ -465,125 +466,6 @@ async fn operator_name(sdk: &SdkConfig) -> Result<String, CliError> {
         .ok_or_else(|| CliError::Setup("sts:GetCallerIdentity answered without an ARN".into()))
 }
 
-pub(crate) fn print_json<T: serde::Serialize + ?Sized>(
-    out: &mut dyn Write,
-    value: &T,
-) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    writeln!(out, "{text}")?;
-    Ok(())
-}
-
-/// The action's word in the summary and the history (`deployed`, `rolled-back`, ...).
-fn action_word(action: deckhand::report::Action) -> String {
-    serde_json::to_value(action)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn print_history(
-    records: &[HistoryRecord],
-    json_output: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    if json_output {
-        return print_json(out, records);
-    }
-    for r in records {
-        let revisions = match (&r.from, &r.to) {
-            (Some(from), Some(to)) => {
-                format!(" [{} -> {}]", revision_name(from), revision_name(to))
-            }
-            _ => String::new(),
-        };
-        writeln!(
-            out,
-            "{}  {:<15} {}{revisions}",
-            rfc3339(r.at),
-            action_word(r.action),
-            r.reason
-        )?;
-    }
-    Ok(())
-}
-
-fn print_reports(
-    reports: &[ServiceReport],
-    json_output: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    if json_output {
-        return print_json(out, reports);
-    }
-    for r in reports {
-        writeln!(
-            out,
-            "{}  {}: {}",
-            r.service,
-            action_word(r.action),
-            r.reason
-        )?;
-    }
-    Ok(())
-}
-
-fn print_summary(
-    summary: &Summary,
-    json_output: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    if json_output {
-        return print_json(out, summary);
-    }
-    if let Some(reason) = &summary.reason {
-        writeln!(out, "{reason}")?;
-    }
-    print_reports(&summary.services, false, out)
-}
-
-fn print_redriven(
-    done: &[redrive::Redriven],
-    json_output: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    if json_output {
-        return print_json(out, done);
-    }
-    if done.is_empty() {
-        writeln!(out, "the failure queue is empty")?;
-        return Ok(());
-    }
-    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-    for r in done {
-        *counts.entry(r.disposition.word()).or_default() += 1;
-        match (&r.function, &r.event) {
-            (Some(function), Some(event)) => writeln!(
-                out,
-                "{:<13} {event} -> {}: {} [{}]",
-                r.disposition.word(),
-                redrive::function_name(function),
-                r.detail,
-                r.origin.as_deref().unwrap_or("-"),
-            )?,
-            _ => writeln!(
-                out,
-                "{:<13} message {}: {}",
-                r.disposition.word(),
-                r.message_id,
-                r.detail
-            )?,
-        }
-    }
-    let counts: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
-    writeln!(out, "{}", counts.join(", "))?;
-    Ok(())
-}
-
 /// Services in the managed clusters that carry a deckhand tag.
 pub(crate) async fn opted_in(
     ports: &Ports,
@@ -606,425 +488,6 @@ pub(crate) async fn opted_in(
     let mut services = ports.ecs.describe_services(&keys).await?;
     services.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(services)
-}
-
-async fn status(
-    ports: &Ports,
-    config: &Config,
-    json_output: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    let services = opted_in(ports, config).await?;
-    let keys: Vec<ServiceKey> = services.iter().map(|s| s.key.clone()).collect();
-    let states = ports.store.load_many(&keys).await?;
-    // The images each service runs, one DescribeTaskDefinition per distinct revision.
-    let mut images: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for (i, s) in services.iter().enumerate() {
-        progress(i, services.len());
-        if !images.contains_key(&s.task_definition) {
-            let td = ports
-                .ecs
-                .describe_task_definition(&s.task_definition)
-                .await?;
-            let list = td
-                .containers
-                .iter()
-                .map(|c| format!("{}={}", c.name, short_image(&c.image)))
-                .collect();
-            images.insert(s.task_definition.clone(), list);
-        }
-    }
-    let now = ports.clock.now();
-    let rows: Vec<Value> = services
-        .iter()
-        .map(|s| {
-            let state = states.get(&s.key).cloned().unwrap_or_default();
-            let problems = tag_problems(&s.tags, config);
-            json!({
-                "service": s.key.to_string(),
-                "policy": s.tags.get(TAG_DEPLOY),
-                "schedule": s.tags.get(TAG_AWAKE),
-                "running": revision_name(&s.task_definition),
-                "images": images.get(&s.task_definition),
-                "desiredCount": s.desired_count,
-                "knownGood": state.known_good_at(now).map(revision_name),
-                // A known-good revision that names image tags, and the digests that stand for it.
-                "knownGoodPinned": state.known_good_at(now)
-                    .and_then(|k| state.pinned.get(k))
-                    .map(|p| json!({
-                        "by": p.by,
-                        "images": p.images.iter()
-                            .map(|(c, i)| format!("{c}={}", short_image(i)))
-                            .collect::<Vec<_>>(),
-                    })),
-                "deployment": state.deployment.as_ref().map(|d| json!({
-                    "from": revision_name(&d.from),
-                    "to": revision_name(&d.to),
-                    "digest": d.digest,
-                    "tag": d.tag,
-                    "status": d.status,
-                    "startedAt": rfc3339(d.started_at),
-                    "dryRun": d.dry_run,
-                })),
-                // A pair's move, on its new side.
-                "pair": state.pair.as_ref().map(|m| json!({
-                    "live": if m.percent() >= 50 { m.to.to_string() } else { m.from.to_string() },
-                    "from": m.from.to_string(),
-                    "to": m.to.to_string(),
-                    "phase": m.phase,
-                    "percent": m.percent(),
-                    "step": m.step.map(|i| i + 1),
-                    "steps": m.steps,
-                    "weights": m.weights,
-                })),
-                // The latest deployment someone else made, followed for known-good.
-                "seen": state.seen.as_ref().map(|s| json!({
-                    "ecsDeploymentId": s.ecs_deployment_id,
-                    "revision": revision_name(&s.task_definition),
-                    "status": s.status,
-                    "guardUntil": s.guard_until.map(rfc3339),
-                    "alarm": s.alarmed.as_ref().map(|a| &a.alarm),
-                })),
-                "asleep": state.sleep.as_ref().map(|z| json!({"since": rfc3339(z.since), "desiredCount": z.desired_count})),
-                "override": state.operator_override.as_ref().filter(|o| o.until > now)
-                    .map(|o| json!({"awake": o.awake, "until": rfc3339(o.until)})),
-                "paused": state.paused.is_some(),
-                "quarantined": state.quarantine.keys().collect::<Vec<_>>(),
-                "olderQuarantinesArchived": state.quarantine_archived,
-                "tagProblems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    if json_output {
-        return print_json(out, &rows);
-    }
-    if rows.is_empty() {
-        writeln!(out, "no service carries a deckhand tag")?;
-    }
-    for row in &rows {
-        let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
-        let deployment = match &row["deployment"] {
-            Value::Null => "-".to_owned(),
-            d => format!(
-                "{} -> {} {}{}",
-                text(&d["from"]),
-                text(&d["to"]),
-                text(&d["status"]),
-                if d["dryRun"] == true {
-                    " (dry run)"
-                } else {
-                    ""
-                }
-            ),
-        };
-        let pair = match &row["pair"] {
-            Value::Null => String::new(),
-            m => format!(
-                ", pair live {} ({} -> {} {} {}% on {}{})",
-                text(&m["live"]),
-                text(&m["from"]),
-                text(&m["to"]),
-                text(&m["phase"]),
-                m["percent"],
-                text(&m["to"]),
-                match (&m["step"], m["steps"].as_array().map(Vec::len)) {
-                    (Value::Number(step), Some(n)) => format!(" (step {step} of {n})"),
-                    _ => String::new(),
-                }
-            ),
-        };
-        let seen = match &row["seen"] {
-            Value::Null => String::new(),
-            s => format!(
-                ", deployed outside deckhand {} {}{}",
-                text(&s["revision"]),
-                text(&s["status"]),
-                match &s["alarm"] {
-                    Value::Null => String::new(),
-                    a => format!(" (alarm {} in its window)", text(a)),
-                }
-            ),
-        };
-        let sleep = match (&row["asleep"], &row["override"]) {
-            (Value::Null, Value::Null) => "awake".to_owned(),
-            (Value::Null, o) => format!(
-                "kept {} until {}",
-                if o["awake"] == true {
-                    "awake"
-                } else {
-                    "asleep"
-                },
-                text(&o["until"])
-            ),
-            (a, _) => format!("asleep since {}", text(&a["since"])),
-        };
-        let running_images = row["images"]
-            .as_array()
-            .map(|i| i.iter().map(text).collect::<Vec<_>>().join(" "))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "{}  runs {} [{running_images}] ({} tasks), known-good {}, deployment {}{pair}{seen}, {}{}{}{}",
-            text(&row["service"]),
-            text(&row["running"]),
-            row["desiredCount"],
-            match row["knownGoodPinned"]["images"].as_array() {
-                Some(images) => format!(
-                    "{} (names tags; runs {})",
-                    text(&row["knownGood"]),
-                    images.iter().map(text).collect::<Vec<_>>().join(" ")
-                ),
-                None => text(&row["knownGood"]),
-            },
-            deployment,
-            sleep,
-            if row["paused"] == true {
-                ", deploys paused"
-            } else {
-                ""
-            },
-            match (
-                row["quarantined"].as_array().map(Vec::len),
-                row["olderQuarantinesArchived"].as_bool() == Some(true),
-            ) {
-                (Some(n), true) => format!(", {n} quarantined digest(s) and older ones archived"),
-                (Some(n), false) if n > 0 => format!(", {n} quarantined digest(s)"),
-                _ => String::new(),
-            },
-            match row["tagProblems"].as_array() {
-                Some(p) if !p.is_empty() => format!(
-                    ", INVALID TAGS: {}",
-                    p.iter().map(text).collect::<Vec<_>>().join("; ")
-                ),
-                _ => String::new(),
-            },
-        )?;
-    }
-    Ok(())
-}
-
-/// `REPOSITORY:TAG` or `REPOSITORY@sha256:abbreviated`, without the registry host.
-fn short_image(image: &str) -> String {
-    let name = image.rsplit('/').next().unwrap_or(image);
-    match name.split_once("@sha256:") {
-        Some((repository, hex)) => {
-            let short: String = hex.chars().take(12).collect();
-            format!("{repository}@sha256:{short}")
-        }
-        None => name.to_owned(),
-    }
-}
-
-pub(crate) fn tag_problems(
-    tags: &deckhand::domain::settings::Tags,
-    config: &Config,
-) -> Vec<TagProblem> {
-    let mut problems = Vec::new();
-    if let Err(p) = deckhand::domain::pair::PairSettings::from_tags(tags) {
-        problems.extend(p);
-    }
-    if let Err(p) = DeploySettings::from_tags(tags, config.guard) {
-        problems.extend(p);
-    }
-    if let Err(p) = ScheduleSettings::from_tags(tags, config.timezone) {
-        problems.extend(p);
-    }
-    problems
-}
-
-async fn init(
-    clients: &Clients,
-    table: &str,
-    topic: &str,
-    json_output: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        TimeToLiveSpecification,
-    };
-    let setup = |e: &dyn std::fmt::Display| CliError::Setup(e.to_string());
-    let ddb = &clients.dynamodb;
-    let exists = ddb.describe_table().table_name(table).send().await.is_ok();
-    if !exists {
-        let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-        };
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-        };
-        ddb.create_table()
-            .table_name(table)
-            .key_schema(key("pk", KeyType::Hash).map_err(|e| setup(&e))?)
-            .key_schema(key("sk", KeyType::Range).map_err(|e| setup(&e))?)
-            .attribute_definitions(attribute("pk").map_err(|e| setup(&e))?)
-            .attribute_definitions(attribute("sk").map_err(|e| setup(&e))?)
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .map_err(|e| setup(&aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
-        ddb.update_time_to_live()
-            .table_name(table)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .enabled(true)
-                    .attribute_name("ttl")
-                    .build()
-                    .map_err(|e| setup(&e))?,
-            )
-            .send()
-            .await
-            .map_err(|e| setup(&aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
-    }
-    // CreateTopic is idempotent: it returns the existing topic of that name.
-    let topic_arn = clients
-        .sns
-        .create_topic()
-        .name(topic)
-        .send()
-        .await
-        .map_err(|e| setup(&aws_sdk_sns::error::DisplayErrorContext(e)))?
-        .topic_arn
-        .unwrap_or_default();
-    if json_output {
-        let value = json!({"table": table, "tableCreated": !exists, "topicArn": topic_arn});
-        print_json(out, &value)?;
-    } else {
-        let table_state = if exists { "exists" } else { "created" };
-        writeln!(out, "table {table} {table_state}; topic {topic_arn}")?;
-        writeln!(
-            out,
-            "export DECKHAND_TABLE={table} DECKHAND_TOPIC_ARN={topic_arn}"
-        )?;
-    }
-    Ok(())
-}
-
-/// A progress line on standard error for long listings, so that the output stays clean.
-fn progress(done: usize, total: usize) {
-    if total >= 50 && done.is_multiple_of(25) {
-        eprint!("\rreading {done}/{total} services...");
-        if done + 25 >= total {
-            eprintln!();
-        }
-    }
-}
-
-/// The figures of one service (or of all) over the period.
-#[derive(Default)]
-struct Figures {
-    deployments: usize,
-    failures: usize,
-    rollbacks: usize,
-    /// Seconds from the alarm's state change to the rollback being recorded.
-    alarm_to_rollback: Vec<i64>,
-    task_hours_saved: f64,
-}
-
-impl Figures {
-    fn add(&mut self, record: &HistoryRecord) {
-        match record.action {
-            Action::Deployed => self.deployments += 1,
-            Action::Failed => self.failures += 1,
-            Action::RolledBack => {
-                self.rollbacks += 1;
-                if let Some(alarm_at) = record.alarm_at {
-                    self.alarm_to_rollback
-                        .push((record.at - alarm_at).num_seconds().max(0));
-                }
-            }
-            Action::Awake => {
-                self.task_hours_saved += record
-                    .scale
-                    .as_ref()
-                    .and_then(|s| s.task_hours_saved)
-                    .unwrap_or(0.0);
-            }
-            _ => {}
-        }
-    }
-
-    fn median_alarm_to_rollback(&self) -> Option<i64> {
-        let mut seconds = self.alarm_to_rollback.clone();
-        seconds.sort_unstable();
-        match seconds.len() {
-            0 => None,
-            n if n % 2 == 1 => Some(seconds[n / 2]),
-            n => Some((seconds[n / 2 - 1] + seconds[n / 2]) / 2),
-        }
-    }
-
-    fn to_json(&self, service: &str) -> Value {
-        json!({
-            "service": service,
-            "deployments": self.deployments,
-            "failures": self.failures,
-            "rollbacks": self.rollbacks,
-            "medianSecondsFromAlarmToRollback": self.median_alarm_to_rollback(),
-            "taskHoursSaved": (self.task_hours_saved * 100.0).round() / 100.0,
-        })
-    }
-}
-
-async fn report(
-    ports: &Ports,
-    config: &Config,
-    since: chrono::TimeDelta,
-    json_output: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    let from = ports.clock.now() - since;
-    let services = opted_in(ports, config).await?;
-    let mut total = Figures::default();
-    let mut rows = Vec::new();
-    for (i, service) in services.iter().enumerate() {
-        progress(i, services.len());
-        let mut figures = Figures::default();
-        for record in ports.store.history(&service.key, usize::MAX).await? {
-            if record.at < from {
-                // History comes newest first: the rest is older still.
-                break;
-            }
-            figures.add(&record);
-            total.add(&record);
-        }
-        rows.push(figures.to_json(&service.key.to_string()));
-    }
-    let total = total.to_json("total");
-    if json_output {
-        return print_json(
-            out,
-            &json!({"since": rfc3339(from), "services": rows, "total": total}),
-        );
-    }
-    writeln!(out, "since {}", rfc3339(from))?;
-    writeln!(
-        out,
-        "{:<40} {:>11} {:>8} {:>9} {:>14} {:>17}",
-        "service", "deployments", "failures", "rollbacks", "alarm->rollback", "task-hours saved"
-    )?;
-    for row in rows.iter().chain(std::iter::once(&total)) {
-        let median = row["medianSecondsFromAlarmToRollback"]
-            .as_i64()
-            .map_or("-".to_owned(), |s| format!("{s} s"));
-        writeln!(
-            out,
-            "{:<40} {:>11} {:>8} {:>9} {:>14} {:>17}",
-            row["service"].as_str().unwrap_or("?"),
-            row["deployments"].to_string(),
-            row["failures"].to_string(),
-            row["rollbacks"].to_string(),
-            median,
-            row["taskHoursSaved"].to_string()
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

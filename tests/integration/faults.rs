@@ -595,9 +595,15 @@ async fn an_alarm_under_faults_rolls_back_once() {
         deliver_until_done(&g.clock, async || rollback.handle(&alarm).await, check).await;
     assert_eq!(again.outcome, Outcome::Duplicate, "{again:?}");
     let flap = g.event("alarm-2", &arn, "ALARM", "OK", ALARMED, Some("api"));
-    let (flapped, _) =
+    let (flapped, deliveries) =
         deliver_until_done(&g.clock, async || rollback.handle(&flap).await, check).await;
-    assert_eq!(flapped.outcome, Outcome::Skipped, "{flapped:?}");
+    // A delivery whose skip was recorded but whose answer was lost is answered by the next
+    // one as a duplicate.
+    assert!(
+        flapped.outcome == Outcome::Skipped
+            || (deliveries > 1 && flapped.outcome == Outcome::Duplicate),
+        "{flapped:?} after {deliveries} deliveries"
+    );
     let history = g.stack.store().history(&key, 50).await.unwrap();
     assert_eq!(count(&history, Action::RolledBack), 1);
     assert_eq!(g.revision("api").await, "1");

@@ -14,8 +14,7 @@ use crate::domain::image::ImageRef;
 use crate::domain::keep::{KeptImage, images_of};
 use crate::domain::restore::{Pullable, names};
 use crate::domain::service::revision_name;
-use crate::domain::strategy::DeploymentController;
-use crate::domain::strategy::{RollbackPath, RollbackRoute, rollback_path};
+use crate::domain::strategy::{DeploymentController, RollbackPath, RollbackRoute, rollback_path};
 use crate::ports::{Locked, PortError};
 
 /// How a rollback went: carried out, or held off by a CodeDeploy deployment deckhand did not

@@ -11,7 +11,7 @@ use crate::adapters::memory::{
 };
 use crate::app::deploy::DeployFunction;
 use crate::ports::StateStore as _;
-use crate::report::Outcome;
+use crate::report::{Action, Outcome};
 
 const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
 /// Office hours in London; in November London is on GMT, so local time is UTC.

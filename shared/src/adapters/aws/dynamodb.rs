@@ -12,31 +12,27 @@
 //! | a service whose revision runs an image of the repository | `repo#REGISTRY/NAME` | `service#CLUSTER/SERVICE` |
 //! | a repository a whole-fleet discovery was made for | `repo#REGISTRY/NAME` | `seen` |
 
-use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, PutRequest, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
+    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, WriteRequest,
 };
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 
 use super::port_error;
-use crate::domain::image::Repository;
 use crate::domain::service::ServiceKey;
 use crate::domain::state::{Quarantine, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::ports::{
-    Clock, ImageIndex, IndexUpdate, IndexedService, KnownContainers, LockAttempt, Locked,
-    PortError, PortErrorKind, PortResult, StateStore, SystemClock,
+    Clock, IndexUpdate, LockAttempt, Locked, PortError, PortErrorKind, PortResult, StateStore,
+    SystemClock,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -85,234 +81,6 @@ impl DynamoStore {
             clock,
         }
     }
-}
-
-fn service_pk(service: &ServiceKey) -> String {
-    format!("service#{service}")
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn key(pk: String, sk: impl Into<String>) -> Item {
-    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
-}
-
-fn codec_error(operation: &'static str, e: serde_dynamo::Error) -> PortError {
-    PortError::new(
-        operation,
-        PortErrorKind::Other,
-        format!("record does not (de)serialise: {e}"),
-    )
-}
-
-fn state_item(service: &ServiceKey, state: &ServiceState) -> PortResult<Item> {
-    let mut item: Item = to_item(state).map_err(|e| codec_error("PutItem", e))?;
-    item.extend(key(service_pk(service), STATE_SK));
-    item.insert("service".into(), s(service.to_string()));
-    Ok(item)
-}
-
-/// DynamoDB's limit of items in one `TransactWriteItems`.
-const TRANSACTION_ITEMS: usize = 100;
-/// Room left in a commit's transaction for the index's entries and the processed mark.
-const TRANSACTION_RESERVED: usize = 20;
-
-fn quarantine_sk(digest: &str) -> String {
-    format!("quarantine#{digest}")
-}
-
-/// The state to write, and the quarantines it archives in the same transaction (as many as
-/// the transaction has room for; the rest at the next write).
-fn archiving(state: &ServiceState, records: usize) -> (ServiceState, Vec<(String, Quarantine)>) {
-    let mut state = state.clone();
-    let room = TRANSACTION_ITEMS.saturating_sub(TRANSACTION_RESERVED + 1 + records);
-    let archived = state.archive_quarantines(room);
-    (state, archived)
-}
-
-fn quarantine_items(
-    table: &str,
-    service: &ServiceKey,
-    archived: Vec<(String, Quarantine)>,
-) -> PortResult<Vec<TransactWriteItem>> {
-    archived
-        .into_iter()
-        .map(|(digest, q)| {
-            let mut item: Item = to_item(&q).map_err(|e| codec_error("PutItem", e))?;
-            item.extend(key(service_pk(service), quarantine_sk(&digest)));
-            put(table, item, None)
-        })
-        .collect()
-}
-
-/// History keys sort by time; the cause and a random nonce keep records of concurrent
-/// invocations apart even within one millisecond.
-fn history_items(records: &[HistoryRecord]) -> PortResult<Vec<Item>> {
-    let nonce = RandomState::new().build_hasher().finish() as u32;
-    records
-        .iter()
-        .enumerate()
-        .map(|(i, record)| {
-            let mut item: Item = to_item(record).map_err(|e| codec_error("PutItem", e))?;
-            let at = record.at.to_rfc3339_opts(SecondsFormat::Millis, true);
-            let sk = format!("history#{at}#{}#{nonce:08x}{i}", record.cause);
-            item.extend(key(service_pk(&record.service), sk));
-            Ok(item)
-        })
-        .collect()
-}
-
-fn processed_item(mark: &ProcessedMark) -> Item {
-    let mut item = key(
-        format!("event#{}", mark.event_id),
-        service_pk(&mark.service),
-    );
-    item.insert(
-        "at".into(),
-        s(mark.at.to_rfc3339_opts(SecondsFormat::Secs, true)),
-    );
-    item.insert("ttl".into(), n(mark.expires().timestamp()));
-    item
-}
-
-fn put(table: &str, item: Item, condition: Option<(&str, Item)>) -> PortResult<TransactWriteItem> {
-    let mut put = Put::builder().table_name(table).set_item(Some(item));
-    if let Some((expression, values)) = condition {
-        put = put
-            .condition_expression(expression)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        // DynamoDB refuses an empty map of values.
-        if !values.is_empty() {
-            put = put.set_expression_attribute_values(Some(values));
-        }
-    }
-    let put = put
-        .build()
-        .map_err(|e| PortError::new("TransactWriteItems", PortErrorKind::Other, e.to_string()))?;
-    Ok(TransactWriteItem::builder().put(put).build())
-}
-
-/// Keeps an index of services (`pk` = `index`) in step with the state: an item while
-/// `listed` holds for the service, none otherwise.
-fn index_item(
-    table: &str,
-    index: &str,
-    service: &ServiceKey,
-    listed: impl Fn(&ServiceState) -> bool,
-    before: &ServiceState,
-    after: &ServiceState,
-) -> PortResult<Option<TransactWriteItem>> {
-    let key = key(index.to_owned(), service_pk(service));
-    if listed(after) {
-        let mut item = key;
-        item.insert("service".into(), s(service.to_string()));
-        put(table, item, None).map(Some)
-    } else if listed(before) {
-        let delete = Delete::builder()
-            .table_name(table)
-            .set_key(Some(key))
-            .build()
-            .map_err(|e| {
-                PortError::new("TransactWriteItems", PortErrorKind::Other, e.to_string())
-            })?;
-        Ok(Some(TransactWriteItem::builder().delete(delete).build()))
-    } else {
-        Ok(None)
-    }
-}
-
-/// The indexes of services the state puts on a list: sleeping ones (woken by the schedule),
-/// those with pushes waiting for their scan (looked at when a scan or the wait ends), and those
-/// with a push held while their CodeDeploy group is busy (looked at by each reconcile).
-fn index_items(
-    table: &str,
-    service: &ServiceKey,
-    before: &ServiceState,
-    after: &ServiceState,
-) -> PortResult<Vec<TransactWriteItem>> {
-    let sleeping = |s: &ServiceState| s.sleep.is_some();
-    let waiting = |s: &ServiceState| !s.waiting.is_empty();
-    let held = |s: &ServiceState| s.held.is_some();
-    Ok([
-        index_item(table, SLEEPING_PK, service, sleeping, before, after)?,
-        index_item(table, WAITING_PK, service, waiting, before, after)?,
-        index_item(table, HELD_PK, service, held, before, after)?,
-    ]
-    .into_iter()
-    .flatten()
-    .collect())
-}
-
-/// The state under the lock's condition: the holder and the version it was given.
-fn locked_put(
-    table: &str,
-    service: &ServiceKey,
-    locked: &Locked,
-    state: &ServiceState,
-    released: Option<DateTime<Utc>>,
-) -> PortResult<TransactWriteItem> {
-    // The version stays the one the lock gave out; the condition proves nobody took the
-    // lock in between. Writing the item without lock attributes releases the lock.
-    let state = ServiceState {
-        version: locked.state.version,
-        ..state.clone()
-    };
-    let mut item = state_item(service, &state)?;
-    match released {
-        Some(at) => {
-            item.insert(LOCK_RELEASED.into(), n(millis(at)));
-        }
-        None => {
-            item.insert(LOCK_OWNER.into(), s(&locked.owner));
-            item.insert(LOCK_UNTIL.into(), n(millis(locked.until)));
-        }
-    }
-    let condition = HashMap::from([
-        (":owner".to_owned(), s(&locked.owner)),
-        (":version".to_owned(), n(locked.state.version)),
-    ]);
-    put(
-        table,
-        item,
-        Some((
-            &format!("{LOCK_OWNER} = :owner AND version = :version"),
-            condition,
-        )),
-    )
-}
-
-/// A conditional write on the lock: a failed condition means another holder (`Conflict`).
-fn lock_update(
-    result: Result<(), SdkError<UpdateItemError, HttpResponse>>,
-    lost: &str,
-) -> PortResult<()> {
-    match result {
-        Ok(()) => Ok(()),
-        Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-            Err(PortError::new("UpdateItem", PortErrorKind::Conflict, lost))
-        }
-        Err(e) => Err(port_error("UpdateItem", e)),
-    }
-}
-
-fn unprocessed_backoff(attempt: u32) -> std::time::Duration {
-    std::time::Duration::from_millis(50 << attempt.min(5))
-}
-
-fn millis(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-fn item_service(item: &Item) -> Option<ServiceKey> {
-    item.get("service")
-        .and_then(|v| v.as_s().ok())
-        .and_then(|k| k.parse::<ServiceKey>().ok())
 }
 
 impl DynamoStore {
@@ -783,184 +551,7 @@ impl StateStore for DynamoStore {
     }
 }
 
-#[async_trait]
-impl ImageIndex for DynamoStore {
-    async fn containers(
-        &self,
-        services: &[ServiceKey],
-    ) -> PortResult<BTreeMap<ServiceKey, KnownContainers>> {
-        self.batch_get(services, CONTAINERS_SK).await
-    }
-
-    /// Plain puts and deletes: an entry states a fact about a revision, so racing writers
-    /// cannot make it wrong, only older (and an older revision is simply not the one the
-    /// service runs, which every reader checks).
-    async fn update(&self, updates: &[IndexUpdate], complete: bool) -> PortResult<()> {
-        // One request per item in a batch: the last update of a service wins, and each
-        // repository is marked seen once.
-        let last: BTreeMap<&ServiceKey, &IndexUpdate> =
-            updates.iter().map(|u| (&u.service, u)).collect();
-        let mut requests = Vec::new();
-        let mut seen = BTreeSet::new();
-        for update in last.into_values() {
-            requests.extend(index_requests(update, complete)?);
-            if complete && let Some(now) = &update.now {
-                seen.extend(now.repositories());
-            }
-        }
-        for repository in &seen {
-            requests.push(put_request(key(repository_pk(repository), SEEN_SK))?);
-        }
-        self.batch_write(requests).await
-    }
-
-    async fn repository(&self, repository: &Repository) -> PortResult<Option<Vec<IndexedService>>> {
-        let mut listed = Vec::new();
-        let mut seen = false;
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(repository_pk(repository)))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| port_error("Query", e))?;
-            seen |= item
-                .get("sk")
-                .and_then(|v| v.as_s().ok())
-                .is_some_and(|sk| sk == SEEN_SK);
-            let task_definition = item.get("taskDefinition").and_then(|v| v.as_s().ok());
-            if let (Some(service), Some(task_definition)) = (item_service(&item), task_definition) {
-                listed.push(IndexedService {
-                    service,
-                    task_definition: task_definition.clone(),
-                });
-            }
-        }
-        Ok(seen.then_some(listed))
-    }
-
-    async fn seen(&self, repository: &Repository) -> PortResult<()> {
-        let item = key(repository_pk(repository), SEEN_SK);
-        self.batch_write(vec![put_request(item)?]).await
-    }
-
-    async fn indexed(&self) -> PortResult<Vec<ServiceKey>> {
-        self.services_under(INDEXED_PK.to_owned()).await
-    }
-}
-
-fn repository_pk(repository: &Repository) -> String {
-    format!("repo#{repository}")
-}
-
-/// A batch's write as an item of a transaction.
-fn transact_item(table: &str, request: WriteRequest) -> PortResult<TransactWriteItem> {
-    let failed = |e: aws_sdk_dynamodb::error::BuildError| {
-        PortError::new("TransactWriteItems", PortErrorKind::Other, e.to_string())
-    };
-    if let Some(written) = request.put_request {
-        return put(table, written.item, None);
-    }
-    let key = request.delete_request.map(|d| d.key).unwrap_or_default();
-    let delete = Delete::builder()
-        .table_name(table)
-        .set_key(Some(key))
-        .build()
-        .map_err(failed)?;
-    Ok(TransactWriteItem::builder().delete(delete).build())
-}
-
-fn put_request(item: Item) -> PortResult<WriteRequest> {
-    let put = PutRequest::builder()
-        .set_item(Some(item))
-        .build()
-        .map_err(|e| PortError::new("BatchWriteItem", PortErrorKind::Other, e.to_string()))?;
-    Ok(WriteRequest::builder().put_request(put).build())
-}
-
-fn delete_request(key: Item) -> PortResult<WriteRequest> {
-    let delete = DeleteRequest::builder()
-        .set_key(Some(key))
-        .build()
-        .map_err(|e| PortError::new("BatchWriteItem", PortErrorKind::Other, e.to_string()))?;
-    Ok(WriteRequest::builder().delete_request(delete).build())
-}
-
-/// The writes of one service's index change: its entry (`containers`), its place in the list
-/// of indexed services, and one item under each repository it runs; deletes for the rest.
-fn index_requests(update: &IndexUpdate, complete: bool) -> PortResult<Vec<WriteRequest>> {
-    let service = &update.service;
-    let listed = |repository: &Repository| key(repository_pk(repository), service_pk(service));
-    let mut requests = Vec::new();
-    let now = update
-        .now
-        .as_ref()
-        .map(KnownContainers::repositories)
-        .unwrap_or_default();
-    for gone in update.before.difference(&now) {
-        requests.push(delete_request(listed(gone))?);
-    }
-    match &update.now {
-        Some(entry) => {
-            let entry = KnownContainers {
-                listed: complete,
-                ..entry.clone()
-            };
-            let mut item: Item = to_item(&entry).map_err(|e| codec_error("BatchWriteItem", e))?;
-            item.extend(key(service_pk(service), CONTAINERS_SK));
-            item.insert("service".into(), s(service.to_string()));
-            requests.push(put_request(item)?);
-            let mut member = key(INDEXED_PK.to_owned(), service_pk(service));
-            member.insert("service".into(), s(service.to_string()));
-            requests.push(put_request(member)?);
-            for repository in &now {
-                let mut item = listed(repository);
-                item.insert("service".into(), s(service.to_string()));
-                item.insert("taskDefinition".into(), s(&entry.task_definition));
-                requests.push(put_request(item)?);
-            }
-        }
-        None => {
-            requests.push(delete_request(key(service_pk(service), CONTAINERS_SK))?);
-            requests.push(delete_request(key(
-                INDEXED_PK.to_owned(),
-                service_pk(service),
-            ))?);
-        }
-    }
-    Ok(requests)
-}
-
 impl DynamoStore {
-    /// What a commit writes: the state (its oldest quarantines archived beside it), the
-    /// indexes it is listed in, the history records and the processed mark.
-    fn commit_items(
-        &self,
-        service: &ServiceKey,
-        locked: &Locked,
-        state: &ServiceState,
-        records: &[HistoryRecord],
-        processed: Option<&ProcessedMark>,
-    ) -> PortResult<Vec<TransactWriteItem>> {
-        let (state, archived) = archiving(state, records.len());
-        let released = Some(self.clock.now());
-        let mut items = vec![locked_put(&self.table, service, locked, &state, released)?];
-        items.extend(quarantine_items(&self.table, service, archived)?);
-        items.extend(index_items(&self.table, service, &locked.state, &state)?);
-        for item in history_items(records)? {
-            items.push(put(&self.table, item, None)?);
-        }
-        if let Some(mark) = processed {
-            items.push(put(&self.table, processed_item(mark), None)?);
-        }
-        Ok(items)
-    }
-
     /// BatchWriteItem, 25 requests a call; items DynamoDB leaves unprocessed under load are
     /// written again, with backoff.
     async fn batch_write(&self, all: Vec<WriteRequest>) -> PortResult<()> {
@@ -996,6 +587,17 @@ impl DynamoStore {
         Ok(())
     }
 }
+
+#[path = "dynamodb_items.rs"]
+mod items;
+use items::{
+    archiving, codec_error, history_items, index_items, index_requests, item_service, key,
+    lock_update, locked_put, millis, n, processed_item, put, quarantine_items, quarantine_sk, s,
+    service_pk, state_item, transact_item, unprocessed_backoff,
+};
+
+#[path = "dynamodb_index.rs"]
+mod index;
 
 #[path = "dynamodb_pace.rs"]
 mod pace;
