@@ -46,13 +46,14 @@ FUZZ_CASES ?= 100000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --locked -p deckhand-shared properties
 
-## bench: criterion micro-benchmarks; then the release binaries, run as Lambda runs them under a
-## Runtime API against moto server through a call-counting proxy, for fleets of 10, 100 and
-## 1,000 services. Prints one markdown table (also in target/bench/report.md).
+## bench: criterion micro-benchmarks; then the functions as `make package` builds them (cargo
+## lambda, release), run as Lambda runs them under a Runtime API against moto server through a
+## call-counting proxy, for fleets of 1, 10, 100 and 1,000 services. Prints one markdown table
+## (also in target/bench/report.md).
 BENCH_ARGS ?=
 bench: venv
 	cargo bench --locked -p deckhand-bench --bench domain -- --warm-up-time 1 --measurement-time 2
-	cargo build --release --locked -p deploy -p rollback -p scheduler
+	cargo lambda build --release --locked -p deploy -p rollback -p scheduler
 	cargo run --locked -p deckhand-bench --bin e2e -- $(BENCH_ARGS)
 
 ## bench-short: the benchmark's short form, run by `make test` so that it cannot rot: the

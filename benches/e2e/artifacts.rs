@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::table::{Row, Table};
-use crate::{Args, FUNCTIONS, Function, median};
+use crate::{Args, FUNCTIONS, Function, binary, median};
 
 pub async fn cold_starts(args: &Args, table: &mut Table) {
     // No fleet needed: the function starts, then asks for its first invocation.
@@ -54,7 +54,7 @@ pub fn sizes(args: &Args, table: &mut Table) {
             .len()
     };
     for name in FUNCTIONS {
-        let path = args.bin_dir.join(name);
+        let path = binary(&args.bin_dir, name);
         let stripped = args.out.with_file_name(format!("{name}.stripped"));
         let status = Command::new("strip")
             .arg("-o")

@@ -34,8 +34,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Parser)]
 #[command(about = "deckhand's end-to-end benchmark; `make bench` builds what it needs and runs it")]
 struct Args {
-    /// Where the release binaries of the functions are.
-    #[arg(long, default_value = "target/release")]
+    /// Where the binaries of the functions are: `NAME/bootstrap` under it, as `cargo lambda
+    /// build --release` puts them, or `NAME`, as cargo does (`--bin-dir target/debug`).
+    #[arg(long, default_value = "target/lambda")]
     bin_dir: PathBuf,
     /// Fleet sizes to measure; a fleet of 1 is where the deploy's calls meet their floor.
     #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
@@ -64,6 +65,16 @@ struct Args {
     /// starts or micro-benchmarks. Any binaries will do (`--bin-dir target/debug`).
     #[arg(long)]
     short: bool,
+}
+
+/// A function's binary under `bin_dir`: `NAME/bootstrap` (cargo lambda) or `NAME` (cargo).
+fn binary(bin_dir: &Path, name: &str) -> PathBuf {
+    let bootstrap = bin_dir.join(name).join("bootstrap");
+    if bootstrap.is_file() {
+        bootstrap
+    } else {
+        bin_dir.join(name)
+    }
 }
 
 /// A fleet on its own emulator, the proxy in front of it, and the three functions started
@@ -122,7 +133,7 @@ impl Function {
     ) -> Self {
         let api = RuntimeApi::start().await;
         let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("a log file");
-        let binary = bin_dir.join(name);
+        let binary = binary(bin_dir, name);
         let started = Instant::now();
         let child = Command::new(&binary)
             .env_clear()
@@ -257,12 +268,13 @@ impl Series {
         }
     }
 
-    /// `targets`: the most AWS calls and sequential stages a warm invocation may take.
+    /// `targets`: the most AWS calls and sequential stages a warm invocation may take, and
+    /// whether the stage of its first change to ECS is shown, with the latest it may come in.
     fn rows(
         &self,
         table: &mut Table,
         (function, fleet, what): (&str, usize, &str),
-        (calls, stages): (Option<usize>, Option<usize>),
+        (calls, stages, change): (Option<usize>, Option<usize>, Option<Option<usize>>),
     ) {
         let warm = format!("warm invocation (median of {})", self.warm.len());
         table.push(Row::latency(
@@ -315,7 +327,9 @@ impl Series {
             most,
             stages,
         ));
-        if !self.warm_changes.is_empty() {
+        if let Some(latest) = change
+            && !self.warm_changes.is_empty()
+        {
             let (least, most) = range(&self.warm_changes);
             table.push(Row::calls(
                 "stage of the change to ECS, warm invocation",
@@ -324,7 +338,7 @@ impl Series {
                 what,
                 least,
                 most,
-                Some(ROLLBACK_CHANGE_STAGE),
+                latest,
             ));
         }
     }
@@ -359,7 +373,8 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
         DEPLOY_IN_A_FLEET
     });
     let what = "a push deploys 1 service";
-    deploys.rows(table, ("deploy", size, what), (target, Some(SPEC_STAGES)));
+    let targets = (target, Some(SPEC_STAGES), Some(None));
+    deploys.rows(table, ("deploy", size, what), targets);
     // What Lambda does most: a new execution environment, for a fleet it has seen before.
     let fresh = Function::spawn(&args.bin_dir, "deploy", &env("deploy"), &logs).await;
     fresh.cold_start().await;
@@ -415,7 +430,11 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
         rollbacks.record(n, latency, &calls);
     }
     let what = "an alarm rolls 1 service back";
-    let targets = (Some(ROLLBACK_CALLS), Some(SPEC_STAGES));
+    let targets = (
+        Some(ROLLBACK_CALLS),
+        Some(SPEC_STAGES),
+        Some(Some(ROLLBACK_CHANGE_STAGE)),
+    );
     rollbacks.rows(table, ("rollback", size, what), targets);
     eprintln!("fleet of {size}: rollbacks measured");
 
@@ -447,7 +466,7 @@ async fn bench_fleet(args: &Args, size: usize, table: &mut Table) {
         eprintln!("fleet of {size}: reconcile {n} took {latency:.1?}");
     }
     let what = format!("a reconcile sleeps or wakes all {}", table::count(size));
-    reconciles.rows(table, ("scheduler", size, &what), (None, None));
+    reconciles.rows(table, ("scheduler", size, &what), (None, None, None));
     if let Some((deckhand, calls)) = night {
         let acting = calls.iter().filter(|c| acting_call(c)).count();
         table.push(Row::per_service(
@@ -516,7 +535,7 @@ const PACE_REFILLED: Duration = Duration::from_secs(12);
 async fn main() {
     let args = Args::parse();
     for name in FUNCTIONS {
-        let path = args.bin_dir.join(name);
+        let path = binary(&args.bin_dir, name);
         assert!(
             path.exists(),
             "{} is missing: run make bench",

@@ -1,5 +1,8 @@
 //! What every function's `main` shares: logging, configuration, SDK clients, error mapping.
 
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_async::rt::sleep::default_async_sleep;
+use aws_smithy_async::time::{SharedTimeSource, SystemTimeSource};
 use aws_smithy_http_client::tls;
 use lambda_runtime::Diagnostic;
 use tracing_subscriber::filter::LevelFilter;
@@ -8,7 +11,7 @@ use crate::app::Ports;
 use crate::app::deploy::DeployError;
 use crate::app::rollback::RollbackError;
 use crate::app::scheduler::SchedulerError;
-use crate::config::{ATTEMPT_TIMEOUT, Config, OPERATION_TIMEOUT};
+use crate::config::{ATTEMPT_TIMEOUT, Config, ConfigError, OPERATION_TIMEOUT};
 
 /// JSON logs when Lambda asks for them (`AWS_LAMBDA_LOG_FORMAT=JSON`), text otherwise, at the
 /// level Lambda's log level says (`AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else INFO). A level
@@ -35,23 +38,59 @@ pub fn init_tracing() {
 /// server faults) with room for a reconcile of a whole fleet.
 const MAX_ATTEMPTS: u32 = 5;
 
-/// The standard AWS configuration with deckhand's HTTPS client, retry and timeout policy; the
-/// tests load it too, with an endpoint of theirs.
-pub fn sdk_loader() -> aws_config::ConfigLoader {
-    let https = aws_smithy_http_client::Builder::new()
+/// One HTTPS client for every AWS client: rustls on ring.
+fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
-        .build_https();
+        .build_https()
+}
+
+fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS)
+}
+
+fn timeout_config() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The standard AWS configuration with deckhand's HTTPS client, retry and timeout policy: what
+/// the command line loads (profiles, SSO and the rest of aws-config's chain), and the tests,
+/// with an endpoint of theirs.
+pub fn sdk_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(https)
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        )
+        .http_client(https_client())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+}
+
+/// The AWS configuration of a function in Lambda, with the same client and policy, from what
+/// Lambda puts in its environment: the region (`AWS_REGION`), the role's credentials
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and, in the local loop,
+/// an endpoint (`AWS_ENDPOINT_URL`). aws-config's loader would also link its chain of credential
+/// providers (profiles, SSO, web identity through STS, container and instance metadata), which a
+/// function never uses.
+pub fn lambda_sdk_config() -> Result<aws_config::SdkConfig, ConfigError> {
+    let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let region = var("AWS_REGION").ok_or(ConfigError::Missing("AWS_REGION"))?;
+    let credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(https_client())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+        .sleep_impl(default_async_sleep().ok_or(ConfigError::Missing("an async runtime"))?)
+        .time_source(SharedTimeSource::new(SystemTimeSource::new()));
+    Ok(match var("AWS_ENDPOINT_URL") {
+        Some(endpoint) => config.endpoint_url(endpoint).build(),
+        None => config.build(),
+    })
 }
 
 /// When the invocation times out, as Lambda says (milliseconds since the epoch). A deadline
@@ -67,7 +106,7 @@ pub fn deadline(context: &lambda_runtime::Context) -> Option<chrono::DateTime<ch
 /// Reads the configuration and builds the AWS ports once, at cold start.
 pub async fn start() -> Result<(Config, Ports), lambda_runtime::Error> {
     let config = Config::from_env()?;
-    let sdk = sdk_loader().load().await;
+    let sdk = lambda_sdk_config()?;
     let mut ports = crate::adapters::aws::Clients::new(&sdk).ports(&config);
     ports.metrics = std::sync::Arc::new(crate::adapters::emf::EmfLog);
     Ok((config, ports))
