@@ -297,11 +297,15 @@ def emf_values(documents):
             for dimension_set in directive["Dimensions"]:
                 if any(key not in doc for key in dimension_set):
                     sys.exit(f"EMF: a dimension without its value: {doc}")
+            # A metric put per service carries the dimension set ["Service"]; the others count
+            # for the fleet only, whatever the document says of its service.
+            per_service = ["Service"] in directive["Dimensions"]
             for metric in directive["Metrics"]:
                 name = metric["Name"]
                 if not isinstance(doc.get(name), (int, float)):
                     sys.exit(f"EMF: metric {name} without a number: {doc}")
-                values.setdefault(name, []).append((doc.get("Service"), doc[name]))
+                service = doc.get("Service") if per_service else None
+                values.setdefault(name, []).append((service, doc[name]))
     return values
 
 
