@@ -320,6 +320,16 @@ pub trait StateStore: Send + Sync {
         lease: TimeDelta,
     ) -> PortResult<LockAttempt>;
 
+    /// `lock`, only for a service deckhand has a record of: `None`, with nothing written, when
+    /// it has none.
+    async fn lock_recorded(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> PortResult<Option<LockAttempt>>;
+
     /// Takes the service's lock and writes `state` with it, in one conditional write, when the
     /// record is still as `read` found it (same version, never created when `read` is the
     /// default) and nobody holds its lock: what must be on record before acting (a pending
@@ -399,6 +409,15 @@ pub trait StateStore: Send + Sync {
     /// Releases `owner`'s lock without changing the state; a lock held by another owner is
     /// left alone (`Conflict`).
     async fn release(&self, service: &ServiceKey, owner: &str) -> PortResult<()>;
+
+    /// `release`, after a commit that failed while the action's announcement went out: the
+    /// state notes `cause` as announced (`ServiceState::announced`).
+    async fn release_announced(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        cause: &str,
+    ) -> PortResult<()>;
 
     /// Records decisions that needed no lock.
     async fn record(

@@ -26,87 +26,10 @@ use deckhand::ports::{Clock, Described, Ecs, PortResult, StateStore, SystemClock
 use deckhand::report::{Action, Outcome, Summary};
 use futures::{StreamExt, stream};
 use serde_json::json;
-use testkit::proxy::{Fault, FaultPlan, FaultRates, Proxy, stages};
+use testkit::proxy::{Fault, FaultPlan, FaultRates, Proxy};
 
 use crate::harness::{Role, Stack, sdk_config};
 use crate::rollback::{ALARMED, Guarded, utc};
-
-#[tokio::test]
-async fn the_proxy_sees_every_call_of_a_deploy_by_service_and_operation() {
-    // A server of its own: the first push pages through every opted-in service on it, and the
-    // other tests' services would add pages.
-    let stack = Stack::isolated().await;
-    let td = stack
-        .simple_task_definition(&format!("proxied-{}", stack.id), "main-0")
-        .await;
-    stack
-        .create_service("proxied", &td, &[("deckhand:deploy", "any")])
-        .await;
-    let digest = stack.push_image("main-1").await;
-    // Latency as on the way to AWS: calls made side by side overlap, and the stages show.
-    let proxy = Proxy::start(
-        stack.emulator_url(),
-        FaultPlan::none().with_latency(Duration::from_millis(20)),
-    )
-    .await;
-    let clock = Arc::new(FixedClock::new(Utc::now()));
-    let ports = stack
-        .ports_through(Role::Deploy, &proxy, clock.clone())
-        .await;
-    let function = DeployFunction::new(ports, stack.config());
-
-    let event = stack.push_event("push-proxied", Utc::now(), "main-1", &digest);
-    assert_eq!(
-        function.handle(&event).await.unwrap().outcome,
-        Outcome::Deployed
-    );
-    // A push to the service, once the index lists it. Calls of one stage run side by side, so
-    // the order is compared sorted.
-    let warm = [
-        "dynamodb.Query",
-        "dynamodb.Query",
-        "ecr.DescribeImages",
-        "ecs.DescribeServices",
-        "ecs.DescribeTaskDefinition",
-        "dynamodb.UpdateItem",
-        "dynamodb.UpdateItem",
-        "ecs.RegisterTaskDefinition",
-        "ecs.UpdateService",
-        "dynamodb.TransactWriteItems",
-        "sns.Publish",
-    ];
-    let sorted = |names: Vec<String>| {
-        let mut names = names;
-        names.sort();
-        names
-    };
-    // The first push of the repository looks through the fleet and fills the index; its lock
-    // was never released before, so under it the service is read again.
-    let first_only = [
-        "tagging.GetResources",
-        "dynamodb.BatchGetItem",
-        "dynamodb.BatchWriteItem",
-        "ecs.DescribeServices",
-    ];
-    let expected = warm.iter().chain(&first_only).map(|c| (*c).to_owned());
-    assert_eq!(sorted(proxy.call_names()), sorted(expected.collect()));
-    assert!(proxy.calls().iter().all(|c| c.fault.is_none()));
-
-    // Minutes later, the next push: the index lists the service, and its lock was released
-    // long before this push read it, so it is not read again under the lock.
-    clock.advance(chrono::TimeDelta::minutes(5));
-    let digest = stack.push_image("main-2").await;
-    proxy.clear();
-    let event = stack.push_event("push-proxied-2", clock.now(), "main-2", &digest);
-    assert_eq!(
-        function.handle(&event).await.unwrap().outcome,
-        Outcome::Deployed
-    );
-    let expected = warm.iter().map(|c| (*c).to_owned());
-    assert_eq!(sorted(proxy.call_names()), sorted(expected.collect()));
-    // Reads side by side, the lock beside the pace slot: seven stages.
-    assert_eq!(stages(&proxy.calls()), 7, "{:?}", proxy.calls());
-}
 
 /// Every fault reaches the SDK as AWS would send it: throttling and server errors parsed as
 /// the service's own error codes in each protocol, resets and lost responses as connection
@@ -414,6 +337,47 @@ async fn a_failed_update_is_finished_by_the_redelivery_on_the_same_revision() {
     );
 }
 
+/// ECS takes the new revision, then the commit that records it fails (throttled past the
+/// SDK's retries) while `deploy.started`, sent beside it, goes out: the redelivery finds the
+/// service on the revision registered for the push and records it, without announcing it a
+/// second time.
+#[tokio::test]
+async fn a_push_whose_record_was_lost_is_recorded_by_the_redelivery_and_announced_once() {
+    let stack = Stack::new().await;
+    let services = deployable(&stack, "unrecorded", 1).await;
+    let digest = stack.push_image("main-1").await;
+    let plan = FaultPlan::none().on("TransactWriteItems", FaultRates::always(Fault::Throttle));
+    let proxy = Proxy::start(stack.emulator_url(), plan).await;
+    let ports = stack
+        .ports_through(Role::Deploy, &proxy, Arc::new(SystemClock))
+        .await;
+    let function = DeployFunction::new(ports, stack.config());
+    let event = stack.push_event("push-unrecorded", Utc::now(), "main-1", &digest);
+
+    let error = function.handle(&event).await.unwrap_err();
+    assert_eq!(error.error_type(), "deckhand.ServicesFailed", "{error}");
+    let key = stack.service_key(&services[0]);
+    let state = stack.store().load(&key).await.unwrap();
+    assert!(state.deployment.is_none(), "the record was lost");
+    assert_eq!(state.announced.as_deref(), Some("push-unrecorded"));
+    let mut kinds = stack.notification_kinds();
+    kinds.sort();
+    assert_eq!(kinds, ["deploy.started", "error"]);
+
+    proxy.set_plan(FaultPlan::none());
+    let summary = function.handle(&event).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");
+    assert_deployed_once(&stack, &services, &digest).await;
+    let started = stack
+        .notification_kinds()
+        .into_iter()
+        .filter(|k| k == "deploy.started")
+        .count();
+    assert_eq!(started, 1, "announced once");
+    let state = stack.store().load(&key).await.unwrap();
+    assert_eq!(state.announced, None);
+}
+
 /// An ECS port whose `UpdateService` never answers while `crash` is set: the invocation dies
 /// between registering the revision and moving the service.
 struct CrashBeforeUpdate {
@@ -617,8 +581,9 @@ async fn an_alarm_under_faults_rolls_back_once() {
 }
 
 /// ECS takes the rollback, then the commit that records it fails (throttled past the SDK's
-/// retries): the redelivered alarm finds the service on its known-good revision already and
-/// finishes the record, with no second change to ECS.
+/// retries) while `rollback.started`, sent beside it, goes out: the redelivered alarm finds the
+/// service on its known-good revision already and finishes the record, with no second change
+/// to ECS and no second announcement.
 #[tokio::test]
 async fn a_rollback_whose_record_was_lost_is_finished_by_the_next_delivery() {
     let g = Guarded::deployed(&[("api", &[])]).await;
@@ -674,7 +639,8 @@ async fn a_rollback_whose_record_was_lost_is_finished_by_the_next_delivery() {
         .filter(|(_, body, _)| body["kind"] == "rollback.started")
         .collect();
     assert_eq!(started.len(), 1, "announced once");
-    assert_eq!(started[0].1["details"]["rolledBackBy"], "already done");
+    // By the first delivery, which made the change.
+    assert_eq!(started[0].1["details"]["rolledBackBy"], "UpdateService");
     assert_eq!(g.revision("api").await, "1");
 }
 

@@ -18,6 +18,7 @@ mod redrive;
 mod retention;
 mod rollback;
 mod scheduler;
+mod stages;
 mod strategies;
 mod targets;
 mod traffic;

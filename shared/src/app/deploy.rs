@@ -1,7 +1,7 @@
 //! The `deploy` function: ECR pushes move opted-in services onto the pushed image; ECS
 //! deployment state changes close the loop.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -9,6 +9,7 @@ use futures::{FutureExt, StreamExt, stream};
 use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
 
+use self::ahead::TakenAhead;
 use self::pair::Paired;
 use super::Ports;
 use crate::config::Config;
@@ -20,7 +21,7 @@ use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{TagProblem, Tags};
 use crate::domain::state::ServiceState;
 use crate::domain::state::WaitingPush;
-use crate::domain::trust::{PushClaim, check_push};
+use crate::domain::trust::{PushClaim, RegistryImage, check_push};
 use crate::events::{DeployEvent, EventError, parse_deploy_event};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::{Kind, Notification, Severity};
@@ -67,6 +68,9 @@ pub struct DeployFunction {
     /// Whether deckhand registered a revision (retention asks); a revision's tags that say so
     /// are set at registration.
     registered_by_us: Mutex<HashMap<String, bool>>,
+    /// The tags of each service as this process last read them: which locks a push takes
+    /// ahead (`deploy_ahead`), never what it decides.
+    tags: Mutex<HashMap<ServiceKey, Tags>>,
 }
 
 fn lock_memo<T>(memo: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -172,6 +176,7 @@ impl DeployFunction {
             config,
             containers: Mutex::default(),
             registered_by_us: Mutex::default(),
+            tags: Mutex::default(),
         }
     }
 
@@ -239,14 +244,46 @@ impl DeployFunction {
     }
 
     async fn on_push(&self, claimed: &Push) -> Result<Summary, DeployError> {
-        // Independent reads, side by side: the processed marks, the services concerned, and
+        // Independent reads, side by side: the processed marks, the repository index, and
         // what ECR holds of the pushed digest.
-        let (done, discovered, registered) = futures::join!(
+        let (done, listed, registered) = futures::join!(
             self.ports.store.processed(&claimed.event_id),
-            self.discover(claimed),
+            self.ports.images.repository(&claimed.repository),
             self.ports.ecr.image(&claimed.repository, &claimed.digest)
         );
         let done = done.map_err(DeployError::Discovery)?;
+        // The services concerned are read with the locks of the likely deployers taken beside.
+        let confirmed = match &registered {
+            Ok(registered) => {
+                match check_push(claimed, registered.as_ref(), self.ports.clock.now()) {
+                    PushClaim::Confirmed(push) => Some(push),
+                    _ => None,
+                }
+            }
+            Err(_) => None,
+        };
+        let entries = listed.as_ref().ok().and_then(Option::as_deref);
+        let likely = self.ahead_of(confirmed.as_ref(), entries, &done);
+        let (discovered, ahead) = futures::join!(
+            self.discover(claimed, entries, listed.as_ref().err()),
+            self.take_ahead(confirmed.as_ref(), likely)
+        );
+        let handled = self
+            .on_discovered(claimed, done, discovered, registered, &ahead)
+            .await;
+        self.give_back_ahead(ahead).await;
+        handled
+    }
+
+    /// The push once its services were read: confirmed with ECR, then applied to each.
+    async fn on_discovered(
+        &self,
+        claimed: &Push,
+        done: BTreeSet<ServiceKey>,
+        discovered: Result<Discovered, PortError>,
+        registered: Result<Option<RegistryImage>, PortError>,
+        ahead: &TakenAhead,
+    ) -> Result<Summary, DeployError> {
         let discovered = discovered.map_err(DeployError::Discovery)?;
         let Discovered {
             targets,
@@ -303,7 +340,7 @@ impl DeployFunction {
             .map(|target| {
                 let key = target.service.key.clone();
                 let span = info_span!("service", service = %key);
-                self.push_to_service(push, target, &done, gate)
+                self.push_to_service(push, target, &done, gate, ahead)
                     .instrument(span)
                     .map(move |r| (key, r))
             })
@@ -460,8 +497,9 @@ impl DeployFunction {
         report(key, Action::Error, e.to_string())
     }
 
-    async fn notify(&self, notification: Notification) {
-        super::publish(&self.ports, notification).await;
+    /// Whether the topic took it.
+    async fn notify(&self, notification: Notification) -> bool {
+        super::publish(&self.ports, notification).await
     }
 }
 
@@ -519,6 +557,9 @@ fn push_details(
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
+
+#[path = "deploy_ahead.rs"]
+mod ahead;
 
 #[path = "deploy_approval.rs"]
 mod approval;

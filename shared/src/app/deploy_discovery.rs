@@ -43,16 +43,23 @@ impl DeployFunction {
     /// Opted-in services, in the managed clusters, whose task definition has a container from
     /// the pushed repository; and the services whose task definition could not be read, which
     /// may or may not be concerned.
-    pub(super) async fn discover(&self, push: &Push) -> Result<Discovered, PortError> {
-        match self.ports.images.repository(&push.repository).await {
-            Ok(Some(listed)) => return self.discover_listed(push, &listed).await,
-            Ok(None) => info!(
+    /// `listed` is what the repository index lists under the pushed repository (`None` when it
+    /// has never seen it), unless reading it failed with `unread`.
+    pub(super) async fn discover(
+        &self,
+        push: &Push,
+        listed: Option<&[IndexedService]>,
+        unread: Option<&PortError>,
+    ) -> Result<Discovered, PortError> {
+        match (listed, unread) {
+            (_, Some(e)) => {
+                warn!(error = %e, "could not read the repository index; looking through the whole fleet")
+            }
+            (Some(listed), None) => return self.discover_listed(push, listed).await,
+            (None, None) => info!(
                 repository = %push.repository,
                 "the index has never seen this repository; looking through the whole fleet"
             ),
-            Err(e) => {
-                warn!(error = %e, "could not read the repository index; looking through the whole fleet")
-            }
         }
         let found = self.discover_in_fleet(push).await?;
         // A service that runs the repository was written to the index with its repositories
@@ -93,6 +100,7 @@ impl DeployFunction {
             self.describe_all(entries)
         );
         let read = read?;
+        self.remember_tags(&read.services);
         let this_repository = || BTreeSet::from([push.repository.clone()]);
         let unread: BTreeSet<&ServiceKey> = read.failed.iter().map(|(k, _)| k).collect();
         let opted_in: BTreeSet<&ServiceKey> = read
@@ -175,6 +183,7 @@ impl DeployFunction {
         // retried for them); the others go on.
         let read_at = self.ports.clock.now();
         let read = self.ports.ecs.describe_services_partly(&keys).await?;
+        self.remember_tags(&read.services);
         let services: Vec<ServiceView> = read
             .services
             .into_iter()
@@ -337,6 +346,14 @@ impl DeployFunction {
             listed: false,
         };
         IndexUpdate::entry(service.clone(), Some(&known(base)), now)
+    }
+
+    /// The services' tags as read now, for the locks the next push takes ahead.
+    fn remember_tags(&self, services: &[ServiceView]) {
+        let mut memo = lock_memo(&self.tags);
+        for service in services {
+            memo.insert(service.key.clone(), service.tags.clone());
+        }
     }
 
     pub(super) fn known_containers(&self, arn: &str) -> Option<Vec<Container>> {

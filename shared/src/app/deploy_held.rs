@@ -168,6 +168,13 @@ impl DeployFunction {
         let none = BTreeSet::new();
         // On the heap: the whole push is a large future, and a reconcile or an event's handling
         // holds it only in this rare case.
-        Box::pin(self.push_to_service(&push, target, &none, super::Gate::Passed)).await
+        Box::pin(self.push_to_service(
+            &push,
+            target,
+            &none,
+            super::Gate::Passed,
+            &Default::default(),
+        ))
+        .await
     }
 }

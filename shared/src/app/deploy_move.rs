@@ -187,7 +187,7 @@ impl DeployFunction {
     }
 
     /// Records a deployment that moved the service: state, history and processed mark in one
-    /// commit, then `deploy.started`.
+    /// commit, with `deploy.started` beside it.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn record_deployment(
         &self,
@@ -207,6 +207,8 @@ impl DeployFunction {
         } = moved;
         let from = from.as_str();
         let now = self.ports.clock.now();
+        let announced = locked.state.announced.as_deref() == Some(push.event_id.as_str());
+        state.announced = None;
         start_deployment(
             &mut state,
             push,
@@ -254,20 +256,7 @@ impl DeployFunction {
             service: key.clone(),
             at: record.at,
         };
-        let committed = self
-            .ports
-            .store
-            .commit_indexed(key, &locked, &state, &[record], Some(&mark), &index)
-            .await;
-        if let Err(e) = committed {
-            // ECS has the new revision; the record of it is not written. A redelivery finds
-            // the service on the revision registered for this push, records it and announces
-            // it, once.
-            error!(error = %e, to = %to, "deployed but could not record the deployment");
-            return self.failed(key, push, Some(from), e).await;
-        }
-        info!(from = %revision_name(from), to = %revision_name(&to), "deployed");
-        self.notify(Notification::new(
+        let started = Notification::new(
             Kind::DeployStarted,
             Severity::Info,
             key.to_string(),
@@ -279,8 +268,33 @@ impl DeployFunction {
             ),
             now,
             push_details(push, changes, Some(from), Some(&to)),
-        ))
-        .await;
+        );
+        // Announced beside the commit, not after it: ECS already runs the new revision.
+        let announce = async { !announced && self.notify(started).await };
+        let records = [record];
+        let (committed, published) = futures::join!(
+            self.ports
+                .store
+                .commit_indexed(key, &locked, &state, &records, Some(&mark), &index),
+            announce
+        );
+        if let Err(e) = committed {
+            // ECS has the new revision; the record of it is not written. A redelivery finds
+            // the service on the revision registered for this push and records it; it
+            // announces it unless the lock's release noted the announcement made here.
+            error!(error = %e, to = %to, "deployed but could not record the deployment");
+            if published
+                && let Err(release) = self
+                    .ports
+                    .store
+                    .release_announced(key, &locked.owner, &push.event_id)
+                    .await
+            {
+                warn!(error = %release, "could not note the announcement; the next delivery announces it again");
+            }
+            return self.failed(key, push, Some(from), e).await;
+        }
+        info!(from = %revision_name(from), to = %revision_name(&to), "deployed");
         ServiceReport {
             service: key.to_string(),
             action: Action::Deployed,

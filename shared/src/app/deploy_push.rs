@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use chrono::TimeDelta;
 use tracing::{info, warn};
 
+use super::ahead::{Taken, TakenAhead};
 use super::{
     DeployFunction, Gate, Moved, Target, push_details, push_name, push_record, report, skipped,
 };
@@ -48,6 +49,7 @@ impl DeployFunction {
         mut target: Target,
         done: &BTreeSet<ServiceKey>,
         gate: Gate<'_>,
+        ahead: &TakenAhead,
     ) -> ServiceReport {
         let key = target.service.key.clone();
         if done.contains(&key) {
@@ -55,7 +57,7 @@ impl DeployFunction {
             return self.duplicate(&key, &push.event_id, reason, None).await;
         }
         for _ in 0..MAX_ROUNDS {
-            let service = match self.push_round(push, &target, gate).await {
+            let service = match self.push_round(push, &target, gate, ahead).await {
                 Round::Done(report) => return report,
                 Round::Moved(service) => *service,
             };
@@ -98,7 +100,13 @@ impl DeployFunction {
 
     /// The push against one reading of the service: its settings, containers and policy, then
     /// the decision under the lock.
-    async fn push_round(&self, push: &Push, target: &Target, gate: Gate<'_>) -> Round {
+    async fn push_round(
+        &self,
+        push: &Push,
+        target: &Target,
+        gate: Gate<'_>,
+        ahead: &TakenAhead,
+    ) -> Round {
         let key = &target.service.key;
         let settings = match DeploySettings::from_tags(target.policy_tags(), self.config.guard) {
             Ok(Some(settings)) => settings,
@@ -156,11 +164,11 @@ impl DeployFunction {
                     codedeploy: Some(resolved),
                     ..target.clone()
                 };
-                self.deploy_locked(push, &target, &changes, reason, gate)
+                self.deploy_locked(push, &target, &changes, reason, gate, ahead)
                     .await
             }
             (Verdict::Deploy(reason), None) => {
-                self.deploy_locked(push, target, &changes, reason, gate)
+                self.deploy_locked(push, target, &changes, reason, gate, ahead)
                     .await
             }
         }
@@ -193,6 +201,7 @@ impl DeployFunction {
         changes: &[ImageChange],
         matched: String,
         gate: Gate<'_>,
+        ahead: &TakenAhead,
     ) -> Round {
         let key = &target.service.key;
         let owner = owner_token(&push.event_id);
@@ -201,15 +210,30 @@ impl DeployFunction {
         // quarantined digest) leaves one slot of the bucket unused, which costs nothing.
         let registers = !matches!(gate, Gate::Hold(_)) && !self.config.dry_run;
         let reserve = async {
-            match registers {
-                true => Some(paced(&self.ports, TASK_DEFINITION_WRITES).await),
-                false => None,
+            if registers {
+                Some(paced(&self.ports, TASK_DEFINITION_WRITES).await)
+            } else {
+                None
             }
         };
-        let (locked, slot) = futures::join!(
-            acquire_noting_waits(&*self.ports.store, &*self.ports.clock, key, &owner),
-            reserve
-        );
+        // Taken ahead beside the read, or now.
+        let (locked, slot) = match ahead.take(key) {
+            Some(Taken {
+                locked,
+                waited,
+                slot,
+            }) => {
+                let slot = match slot {
+                    Some(slot) => Some(slot),
+                    None => reserve.await,
+                };
+                (Ok((locked, waited)), slot)
+            }
+            None => futures::join!(
+                acquire_noting_waits(&*self.ports.store, &*self.ports.clock, key, &owner),
+                reserve
+            ),
+        };
         let (mut locked, waited) = match locked {
             Ok(locked) => locked,
             Err(e) => return Round::Done(self.failed(key, push, None, e).await),

@@ -1355,3 +1355,6 @@ mod index;
 
 #[path = "deploy_trust_tests.rs"]
 mod trust;
+
+#[path = "deploy_ahead_tests.rs"]
+mod ahead;

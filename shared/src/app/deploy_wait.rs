@@ -70,7 +70,7 @@ impl DeployFunction {
             };
             let span = info_span!("service", service = %key);
             let mut r = self
-                .push_to_service(&push, target, &none, Gate::Passed)
+                .push_to_service(&push, target, &none, Gate::Passed, &Default::default())
                 .instrument(span)
                 .await;
             // Decided outside the lock (the policy no longer takes it, bad tags): the wait

@@ -95,12 +95,48 @@ pub async fn acquire_noting_waits(
     service: &ServiceKey,
     owner: &str,
 ) -> Result<(Locked, bool), PortError> {
+    let taken = acquire_in(store, clock, service, owner, false).await?;
+    taken.ok_or_else(|| {
+        PortError::new(
+            "lock",
+            PortErrorKind::Conflict,
+            format!("the lock of {service} was refused for want of a record"),
+        )
+    })
+}
+
+/// `acquire`, only for a service deckhand has a record of: `None`, with nothing written, when
+/// it has none.
+pub async fn acquire_recorded(
+    store: &dyn StateStore,
+    clock: &dyn Clock,
+    service: &ServiceKey,
+    owner: &str,
+) -> Result<Option<Locked>, PortError> {
+    let taken = acquire_in(store, clock, service, owner, true).await?;
+    Ok(taken.map(|(locked, _)| locked))
+}
+
+async fn acquire_in(
+    store: &dyn StateStore,
+    clock: &dyn Clock,
+    service: &ServiceKey,
+    owner: &str,
+    recorded_only: bool,
+) -> Result<Option<(Locked, bool)>, PortError> {
     let mut waited = false;
     let started = tokio::time::Instant::now();
     let mut delay = FIRST_DELAY;
     loop {
-        let attempt = match store.lock(service, owner, clock.now(), LEASE).await {
-            Ok(attempt) => attempt,
+        let now = clock.now();
+        let attempt = if recorded_only {
+            store.lock_recorded(service, owner, now, LEASE).await
+        } else {
+            store.lock(service, owner, now, LEASE).await.map(Some)
+        };
+        let attempt = match attempt {
+            Ok(Some(attempt)) => attempt,
+            Ok(None) => return Ok(None),
             Err(e) => {
                 // The lock may have been taken all the same (the answer lost): give it back
                 // rather than leave it to its lease. Only this owner's lock is released.
@@ -118,7 +154,7 @@ pub async fn acquire_noting_waits(
                 if let Some(holder) = &locked.interrupted {
                     tracing::warn!(%holder, "took over a lock whose holder stopped half-way");
                 }
-                return Ok((*locked, waited));
+                return Ok(Some((*locked, waited)));
             }
             LockAttempt::Busy { until } => {
                 waited = true;

@@ -79,12 +79,17 @@ pub(crate) async fn paced(
 }
 
 /// Publishing is best effort: the action and its record stand even if the topic is down. What
-/// the notification counts goes to the metrics first, whatever the topic does.
-pub(crate) async fn publish(ports: &Ports, notification: Notification) {
+/// the notification counts goes to the metrics first, whatever the topic does. Whether the
+/// topic took it.
+pub(crate) async fn publish(ports: &Ports, notification: Notification) -> bool {
     if let Some(measurements) = crate::metrics::of_notification(&notification) {
         ports.metrics.put(&measurements);
     }
-    if let Err(e) = ports.notifier.publish(&notification).await {
-        tracing::error!(error = %e, kind = notification.kind.as_str(), "could not publish the notification");
+    match ports.notifier.publish(&notification).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, kind = notification.kind.as_str(), "could not publish the notification");
+            false
+        }
     }
 }

@@ -69,8 +69,6 @@ struct Case<'a> {
     guard: &'static str,
 }
 
-/// The services an alarm guards, the ones whose tags do not parse, and the sources of the
-/// mapping that could not be read.
 /// The services named by tag: the alarm's `deckhand:service`, and the services with a
 /// `deckhand:alarms` list (whether it names the alarm is read from the values).
 struct NamedByTags {
@@ -79,6 +77,8 @@ struct NamedByTags {
     problems: Vec<MappingProblem>,
 }
 
+/// The services an alarm guards, the ones whose tags do not parse, and the sources of the
+/// mapping that could not be read.
 struct Mapping {
     guarded: Vec<Guarded>,
     invalid: Vec<(ServiceKey, TagProblem)>,
@@ -153,6 +153,8 @@ struct Guarded {
     service: ServiceView,
     settings: RollbackSettings,
     guard: Guard,
+    /// Its lock, when it was taken beside the read (a service named by tag).
+    locked: Option<Locked>,
 }
 
 pub struct RollbackFunction {
@@ -209,7 +211,7 @@ impl RollbackFunction {
             invalid,
             mut problems,
         } = self
-            .guarded(alarm, named)
+            .guarded(alarm, named, &done)
             .await
             .map_err(RollbackError::Discovery)?;
         problems.extend(actions_problem);
@@ -426,8 +428,9 @@ impl RollbackFunction {
         ServiceReport::new(key, Action::Error, e.to_string())
     }
 
-    async fn notify(&self, notification: Notification) {
-        super::publish(&self.ports, notification).await;
+    /// Whether the topic took it.
+    async fn notify(&self, notification: Notification) -> bool {
+        super::publish(&self.ports, notification).await
     }
 }
 

@@ -23,7 +23,7 @@ impl RollbackFunction {
     pub(super) async fn roll_back(
         &self,
         alarm: &Alarm,
-        guarded: Guarded,
+        mut guarded: Guarded,
         done: &BTreeSet<ServiceKey>,
     ) -> ServiceReport {
         let key = &guarded.service.key;
@@ -38,7 +38,12 @@ impl RollbackFunction {
         }
         // A side of a pair: the traffic flips back, under the lock of the side whose state
         // holds the pair's move; no ECS deployment.
-        match self.pair_holder(key, &guarded.service.tags).await {
+        let taken = guarded.locked.take();
+        let holder = self.pair_holder(key, &guarded.service.tags).await;
+        if let (Some(locked), Ok(Some(_)) | Err(_)) = (&taken, &holder) {
+            self.give_back(key, locked).await;
+        }
+        match holder {
             Ok(None) => {}
             Ok(Some(holder)) => {
                 let (enabled, why) = (guarded.settings.enabled, guarded.guard.describe());
@@ -46,10 +51,15 @@ impl RollbackFunction {
             }
             Err(e) => return self.failed(key, alarm, e).await,
         }
-        let owner = owner_token(&alarm.event_id);
-        let locked = match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
-            Ok(locked) => locked,
-            Err(e) => return self.failed(key, alarm, e).await,
+        let locked = match taken {
+            Some(locked) => locked,
+            None => {
+                let owner = owner_token(&alarm.event_id);
+                match acquire(&*self.ports.store, &*self.ports.clock, key, &owner).await {
+                    Ok(locked) => locked,
+                    Err(e) => return self.failed(key, alarm, e).await,
+                }
+            }
         };
         let deployed = locked.state.deployment.as_ref().map(|d| d.to.as_str());
         let running = running_revision(&guarded.service, deployed);
@@ -186,18 +196,14 @@ impl RollbackFunction {
             guard,
         } = *case;
         let now = self.ports.clock.now();
+        let announced = locked.state.announced.as_deref() == Some(alarm.event_id.as_str());
+        state.announced = None;
         let digest = apply_rollback(&mut state, (from, to), &alarm.name, now, false);
         state.rollback_waits_for = None;
         let mut record = self.record(key, alarm, now, Action::RolledBack, &reason, (from, to));
         record.digest = digest.as_ref().map(ToString::to_string);
-        if let Err(e) = self.commit(key, alarm, locked, &state, record).await {
-            // ECS already runs the target; a retry finds the service off deckhand's deployment.
-            error!(error = %e, "rolled back but could not record it");
-            return self.failed(key, alarm, e).await;
-        }
-        info!(from = %revision_name(from), to = %revision_name(to), "rolled back");
         let digest_text = digest.as_ref().map_or("", |d| d.short());
-        self.notify(Notification::new(
+        let started = Notification::new(
             Kind::RollbackStarted,
             Severity::Warning,
             key.to_string(),
@@ -209,11 +215,37 @@ impl RollbackFunction {
             ),
             now,
             with_route(
-                details(alarm, (from, to), digest.as_ref().map(ToString::to_string), &reason, guard),
+                details(
+                    alarm,
+                    (from, to),
+                    digest.as_ref().map(ToString::to_string),
+                    &reason,
+                    guard,
+                ),
                 route,
             ),
-        ))
-        .await;
+        );
+        // Announced beside the commit, not after it: ECS or the listener already changed.
+        let announce = async { !announced && self.notify(started).await };
+        let (committed, published) =
+            futures::join!(self.commit(key, alarm, locked, &state, record), announce);
+        if let Err(e) = committed {
+            // ECS already runs the target; a retry finds the service off deckhand's deployment
+            // and finishes the record, announcing it unless the lock's release noted the
+            // announcement made here.
+            error!(error = %e, "rolled back but could not record it");
+            if published
+                && let Err(release) = self
+                    .ports
+                    .store
+                    .release_announced(key, &locked.owner, &alarm.event_id)
+                    .await
+            {
+                warn!(error = %release, "could not note the announcement; the next delivery announces it again");
+            }
+            return self.failed(key, alarm, e).await;
+        }
+        info!(from = %revision_name(from), to = %revision_name(to), "rolled back");
         let mut report = ServiceReport::new(key, Action::RolledBack, reason);
         report.from = Some(revision_name(from).to_owned());
         report.to = Some(revision_name(to).to_owned());

@@ -868,3 +868,6 @@ mod codedeploy;
 
 #[path = "rollback_pin_tests.rs"]
 mod pin;
+
+#[path = "rollback_ahead_tests.rs"]
+mod ahead;

@@ -189,6 +189,23 @@ impl crate::ports::StateStore for WokenMeanwhile {
     async fn release(&self, service: &ServiceKey, owner: &str) -> PortResult<()> {
         self.store.release(service, owner).await
     }
+    async fn lock_recorded(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease: chrono::TimeDelta,
+    ) -> PortResult<Option<LockAttempt>> {
+        self.store.lock_recorded(service, owner, now, lease).await
+    }
+    async fn release_announced(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        cause: &str,
+    ) -> PortResult<()> {
+        self.store.release_announced(service, owner, cause).await
+    }
     async fn record(
         &self,
         records: &[crate::history::HistoryRecord],

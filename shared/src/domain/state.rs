@@ -92,6 +92,10 @@ pub struct ServiceState {
     /// finishes it (`domain::restore`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restoring: Option<PendingRollback>,
+    /// The event whose `deploy.started` or `rollback.started` went out beside a commit that
+    /// failed: the delivery that finishes the record does not announce it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

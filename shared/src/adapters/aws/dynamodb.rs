@@ -16,12 +16,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, WriteRequest,
+    AttributeValue, KeysAndAttributes, ReturnValue, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_dynamo::aws_sdk_dynamodb_1::from_item;
@@ -222,83 +219,19 @@ impl StateStore for DynamoStore {
         now: DateTime<Utc>,
         lease: TimeDelta,
     ) -> PortResult<LockAttempt> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(service_pk(service), STATE_SK)))
-            .update_expression(
-                "SET #owner = :owner, #until = :until, #version = if_not_exists(#version, :zero) + :one, \
-                 #service = :service, #pushes = if_not_exists(#pushes, :empty), \
-                 #quarantine = if_not_exists(#quarantine, :empty)",
-            )
-            // The same owner again: a retry of this request after its answer was lost.
-            .condition_expression("attribute_not_exists(#owner) OR #until < :now OR #owner = :owner")
-            .expression_attribute_names("#owner", LOCK_OWNER)
-            .expression_attribute_names("#until", LOCK_UNTIL)
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_names("#service", "service")
-            .expression_attribute_names("#pushes", "pushes")
-            .expression_attribute_names("#quarantine", "quarantine")
-            .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":until", n(millis(now + lease)))
-            .expression_attribute_values(":now", n(millis(now)))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":service", s(service.to_string()))
-            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
-            // The item as it was, to see who held the lock before; the new state is that
-            // with the version incremented, as the update wrote it.
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let old = out.attributes.unwrap_or_default();
-                let interrupted = old
-                    .get(LOCK_OWNER)
-                    .and_then(|v| v.as_s().ok())
-                    .filter(|holder| *holder != owner)
-                    .cloned();
-                let released_at = old
-                    .get(LOCK_RELEASED)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|ms| ms.parse::<i64>().ok())
-                    .and_then(DateTime::from_timestamp_millis);
-                let mut state: ServiceState =
-                    from_item(old).map_err(|e| codec_error("UpdateItem", e))?;
-                state.version += 1;
-                Ok(LockAttempt::Acquired(Box::new(Locked {
-                    owner: owner.to_owned(),
-                    until: now + lease,
-                    state,
-                    interrupted,
-                    released_at,
-                })))
-            }
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                let old = match se.err() {
-                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item(),
-                    _ => None,
-                };
-                let until = old
-                    .and_then(|old| old.get(LOCK_UNTIL))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|ms| ms.parse::<i64>().ok())
-                    .and_then(DateTime::from_timestamp_millis)
-                    .unwrap_or(now + lease);
-                Ok(LockAttempt::Busy { until })
-            }
-            // The holder's commit (a transaction on this item) is under way: the lock is
-            // busy for a moment more, and nothing was written.
-            Err(SdkError::ServiceError(se))
-                if matches!(se.err(), UpdateItemError::TransactionConflictException(_)) =>
-            {
-                Ok(LockAttempt::Busy { until: now })
-            }
-            Err(e) => Err(port_error("UpdateItem", e)),
-        }
+        let attempt = self.lock_item(service, owner, now, lease, false).await?;
+        // Only a lock on a recorded service is refused for want of a record.
+        Ok(attempt.unwrap_or(LockAttempt::Busy { until: now + lease }))
+    }
+
+    async fn lock_recorded(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> PortResult<Option<LockAttempt>> {
+        self.lock_item(service, owner, now, lease, true).await
     }
 
     async fn lock_saving(
@@ -460,21 +393,16 @@ impl StateStore for DynamoStore {
     }
 
     async fn release(&self, service: &ServiceKey, owner: &str) -> PortResult<()> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(service_pk(service), STATE_SK)))
-            .update_expression("REMOVE #owner, #until SET #released = :now")
-            .condition_expression("#owner = :owner")
-            .expression_attribute_names("#owner", LOCK_OWNER)
-            .expression_attribute_names("#until", LOCK_UNTIL)
-            .expression_attribute_names("#released", LOCK_RELEASED)
-            .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":now", n(millis(self.clock.now())))
-            .send()
-            .await;
-        lock_update(result.map(|_| ()), "the lock was no longer ours")
+        self.release_item(service, owner, None).await
+    }
+
+    async fn release_announced(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        cause: &str,
+    ) -> PortResult<()> {
+        self.release_item(service, owner, Some(cause)).await
     }
 
     async fn record(
@@ -601,3 +529,6 @@ mod index;
 
 #[path = "dynamodb_pace.rs"]
 mod pace;
+
+#[path = "dynamodb_lock.rs"]
+mod lock;

@@ -1,6 +1,7 @@
 //! ECS (and the Resource Groups Tagging API, to find tagged services in one paged call).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{ServiceField, Tag, TaskDefinition, TaskDefinitionField};
@@ -36,11 +37,63 @@ const RECENT_REVISIONS: usize = 10;
 pub struct EcsCluster {
     ecs: aws_sdk_ecs::Client,
     tagging: aws_sdk_resourcegroupstagging::Client,
+    /// The revisions this process described or registered, by ARN: a revision never changes
+    /// (its tags, which deckhand sets when it registers one, aside), so a warm invocation
+    /// reads none twice, and a push finds the revision the one before it registered.
+    revisions: Mutex<HashMap<String, TaskDefinitionView>>,
 }
+
+/// How many revisions the process keeps; past that, it starts over.
+const REVISIONS_KEPT: usize = 256;
 
 impl EcsCluster {
     pub fn new(ecs: aws_sdk_ecs::Client, tagging: aws_sdk_resourcegroupstagging::Client) -> Self {
-        Self { ecs, tagging }
+        Self {
+            ecs,
+            tagging,
+            revisions: Mutex::default(),
+        }
+    }
+
+    fn known_revision(&self, arn: &str) -> Option<TaskDefinitionView> {
+        self.revisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(arn)
+            .cloned()
+    }
+
+    fn keep_revision(&self, td: &TaskDefinitionView) {
+        let mut kept = self
+            .revisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if kept.len() >= REVISIONS_KEPT {
+            kept.clear();
+        }
+        kept.insert(td.arn.clone(), td.clone());
+    }
+}
+
+/// The view of a task definition as ECS described or registered it, with its tags.
+fn revision_view(td: TaskDefinition, tags: Vec<Tag>, arn: &str) -> TaskDefinitionView {
+    TaskDefinitionView {
+        arn: td.task_definition_arn().unwrap_or(arn).to_owned(),
+        family: td.family().unwrap_or_default().to_owned(),
+        revision: td.revision(),
+        containers: td
+            .container_definitions()
+            .iter()
+            .map(|c| Container {
+                name: c.name().unwrap_or_default().to_owned(),
+                image: c.image().unwrap_or_default().to_owned(),
+            })
+            .collect(),
+        registered_for: registered_for(&tags),
+        source: Source::new(Snapshot {
+            task_definition: td,
+            tags,
+        }),
     }
 }
 
@@ -171,6 +224,9 @@ impl Ecs for EcsCluster {
     }
 
     async fn describe_task_definition(&self, arn: &str) -> PortResult<TaskDefinitionView> {
+        if let Some(known) = self.known_revision(arn) {
+            return Ok(known);
+        }
         let out = self
             .ecs
             .describe_task_definition()
@@ -182,24 +238,9 @@ impl Ecs for EcsCluster {
         let td = out.task_definition.ok_or_else(|| {
             PortError::new("DescribeTaskDefinition", PortErrorKind::NotFound, arn)
         })?;
-        Ok(TaskDefinitionView {
-            arn: td.task_definition_arn().unwrap_or(arn).to_owned(),
-            family: td.family().unwrap_or_default().to_owned(),
-            revision: td.revision(),
-            containers: td
-                .container_definitions()
-                .iter()
-                .map(|c| Container {
-                    name: c.name().unwrap_or_default().to_owned(),
-                    image: c.image().unwrap_or_default().to_owned(),
-                })
-                .collect(),
-            registered_for: out.tags.as_deref().and_then(registered_for),
-            source: Source::new(Snapshot {
-                task_definition: td,
-                tags: out.tags.unwrap_or_default(),
-            }),
-        })
+        let view = revision_view(td, out.tags.unwrap_or_default(), arn);
+        self.keep_revision(&view);
+        Ok(view)
     }
 
     async fn register_revision(
@@ -235,17 +276,20 @@ impl Ecs for EcsCluster {
             .await;
             let err = match result {
                 Ok(out) => {
-                    return out
-                        .task_definition()
-                        .and_then(|td| td.task_definition_arn())
-                        .map(str::to_owned)
+                    let registered = out
+                        .task_definition
+                        .filter(|td| td.task_definition_arn().is_some())
                         .ok_or_else(|| {
                             PortError::new(
                                 "RegisterTaskDefinition",
                                 PortErrorKind::Other,
                                 "no ARN in the response",
                             )
-                        });
+                        })?;
+                    // The tags it was registered with: the response need not carry them.
+                    let view = revision_view(registered, tags.clone(), "");
+                    self.keep_revision(&view);
+                    return Ok(view.arn);
                 }
                 Err(err) => err,
             };

@@ -63,6 +63,31 @@ impl MemoryStore {
         }
     }
 
+    /// Gives back `owner`'s lock; with `announced`, noting that event's announcement.
+    fn release_noting(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        announced: Option<&str>,
+    ) -> PortResult<()> {
+        let mut table = guard(&self.inner);
+        match table.states.get_mut(service) {
+            Some((state, lock)) if lock.as_ref().is_some_and(|(o, _)| o == owner) => {
+                *lock = None;
+                if let Some(cause) = announced {
+                    state.announced = Some(cause.to_owned());
+                }
+                self.released(&mut table, service);
+                Ok(())
+            }
+            _ => Err(PortError::new(
+                "UpdateItem",
+                PortErrorKind::Conflict,
+                "the lock was no longer ours",
+            )),
+        }
+    }
+
     fn released(&self, table: &mut Table, service: &ServiceKey) {
         if let Some(clock) = &self.clock {
             table.released.insert(service.clone(), clock.now());
@@ -223,6 +248,19 @@ impl StateStore for MemoryStore {
         })))
     }
 
+    async fn lock_recorded(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> PortResult<Option<LockAttempt>> {
+        if !guard(&self.inner).states.contains_key(service) {
+            return Ok(None);
+        }
+        Ok(Some(self.lock(service, owner, now, lease).await?))
+    }
+
     async fn lock_saving(
         &self,
         service: &ServiceKey,
@@ -350,19 +388,16 @@ impl StateStore for MemoryStore {
     }
 
     async fn release(&self, service: &ServiceKey, owner: &str) -> PortResult<()> {
-        let mut table = guard(&self.inner);
-        match table.states.get_mut(service) {
-            Some((_, lock)) if lock.as_ref().is_some_and(|(o, _)| o == owner) => {
-                *lock = None;
-                self.released(&mut table, service);
-                Ok(())
-            }
-            _ => Err(PortError::new(
-                "UpdateItem",
-                PortErrorKind::Conflict,
-                "the lock was no longer ours",
-            )),
-        }
+        self.release_noting(service, owner, None)
+    }
+
+    async fn release_announced(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        cause: &str,
+    ) -> PortResult<()> {
+        self.release_noting(service, owner, Some(cause))
     }
 
     async fn record(

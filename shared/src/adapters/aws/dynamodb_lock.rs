@@ -1,0 +1,148 @@
+//! The service's lock on its state item: taken (optionally only on a recorded service) and
+//! given back, with the release stamped by the store's clock.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_dynamo::aws_sdk_dynamodb_1::from_item;
+use std::collections::HashMap;
+
+use super::items::{codec_error, key, lock_update, millis, n, s, service_pk};
+use super::{DynamoStore, LOCK_OWNER, LOCK_RELEASED, LOCK_UNTIL, STATE_SK};
+use crate::adapters::aws::port_error;
+use crate::domain::service::ServiceKey;
+use crate::domain::state::ServiceState;
+use crate::ports::{LockAttempt, Locked, PortResult};
+
+impl DynamoStore {
+    /// Takes the lock unless another holder's lease still runs; with `recorded_only`, only on
+    /// an item that exists (`None` when it does not, and nothing is written).
+    pub(super) async fn lock_item(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+        recorded_only: bool,
+    ) -> PortResult<Option<LockAttempt>> {
+        // The same owner again: a retry of this request after its answer was lost.
+        let free = "(attribute_not_exists(#owner) OR #until < :now OR #owner = :owner)";
+        let condition = if recorded_only {
+            format!("attribute_exists(pk) AND {free}")
+        } else {
+            free.to_owned()
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(service_pk(service), STATE_SK)))
+            .update_expression(
+                "SET #owner = :owner, #until = :until, #version = if_not_exists(#version, :zero) + :one, \
+                 #service = :service, #pushes = if_not_exists(#pushes, :empty), \
+                 #quarantine = if_not_exists(#quarantine, :empty)",
+            )
+            .condition_expression(condition)
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_names("#until", LOCK_UNTIL)
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#service", "service")
+            .expression_attribute_names("#pushes", "pushes")
+            .expression_attribute_names("#quarantine", "quarantine")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(millis(now + lease)))
+            .expression_attribute_values(":now", n(millis(now)))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":service", s(service.to_string()))
+            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
+            // The item as it was, to see who held the lock before; the new state is that
+            // with the version incremented, as the update wrote it.
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let old = out.attributes.unwrap_or_default();
+                let interrupted = old
+                    .get(LOCK_OWNER)
+                    .and_then(|v| v.as_s().ok())
+                    .filter(|holder| *holder != owner)
+                    .cloned();
+                let released_at = old
+                    .get(LOCK_RELEASED)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|ms| ms.parse::<i64>().ok())
+                    .and_then(DateTime::from_timestamp_millis);
+                let mut state: ServiceState =
+                    from_item(old).map_err(|e| codec_error("UpdateItem", e))?;
+                state.version += 1;
+                Ok(Some(LockAttempt::Acquired(Box::new(Locked {
+                    owner: owner.to_owned(),
+                    until: now + lease,
+                    state,
+                    interrupted,
+                    released_at,
+                }))))
+            }
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                let old = match se.err() {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item(),
+                    _ => None,
+                };
+                if recorded_only && old.is_none_or(|old| old.is_empty()) {
+                    return Ok(None);
+                }
+                let until = old
+                    .and_then(|old| old.get(LOCK_UNTIL))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|ms| ms.parse::<i64>().ok())
+                    .and_then(DateTime::from_timestamp_millis)
+                    .unwrap_or(now + lease);
+                Ok(Some(LockAttempt::Busy { until }))
+            }
+            // The holder's commit (a transaction on this item) is under way: the lock is
+            // busy for a moment more, and nothing was written.
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), UpdateItemError::TransactionConflictException(_)) =>
+            {
+                Ok(Some(LockAttempt::Busy { until: now }))
+            }
+            Err(e) => Err(port_error("UpdateItem", e)),
+        }
+    }
+
+    /// Gives back `owner`'s lock, stamping when; with `announced`, noting that event's
+    /// announcement in the state.
+    pub(super) async fn release_item(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        announced: Option<&str>,
+    ) -> PortResult<()> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(service_pk(service), STATE_SK)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", LOCK_OWNER)
+            .expression_attribute_names("#until", LOCK_UNTIL)
+            .expression_attribute_names("#released", LOCK_RELEASED)
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":now", n(millis(self.clock.now())));
+        let update = match announced {
+            None => update.update_expression("REMOVE #owner, #until SET #released = :now"),
+            Some(cause) => update
+                .update_expression(
+                    "REMOVE #owner, #until SET #released = :now, #announced = :cause",
+                )
+                .expression_attribute_names("#announced", "announced")
+                .expression_attribute_values(":cause", s(cause)),
+        };
+        let result = update.send().await;
+        lock_update(result.map(|_| ()), "the lock was no longer ours")
+    }
+}
