@@ -17,7 +17,7 @@ const FLEET: usize = 100;
 /// push that deploys one service (SPEC: 8 calls in 5 stages), and of the first rollback of a
 /// fleet, whose known-good revision is older than the deployment's start (SPEC: 10 calls in 5
 /// stages), with the stage in which it changes ECS (SPEC: the fourth at the latest).
-const PUSH_REACHED: (usize, usize) = (10, 5);
+const PUSH_REACHED: (usize, usize) = (8, 5);
 const ROLLBACK_REACHED: (usize, usize) = (11, 6);
 const ROLLBACK_CHANGE_REACHED: usize = 5;
 

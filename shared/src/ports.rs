@@ -298,6 +298,21 @@ pub struct Locked {
     pub released_at: Option<DateTime<Utc>>,
 }
 
+/// What `StateStore::lock_at_once` found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AtOnce {
+    /// The lock, with the slot reserved in the pace bucket when one was asked for.
+    Taken {
+        locked: Box<Locked>,
+        slot: Option<crate::domain::pace::Reserved>,
+    },
+    /// The event was handled for the service already; nothing was written.
+    Handled,
+    /// Not at once: the record is not known as it is, or the bucket moved; nothing was
+    /// written.
+    Refused,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum LockAttempt {
     Acquired(Box<Locked>),
@@ -319,6 +334,21 @@ pub trait StateStore: Send + Sync {
         now: DateTime<Utc>,
         lease: TimeDelta,
     ) -> PortResult<LockAttempt>;
+
+    /// In one conditional write: the service's lock, a slot of the `pace` bucket (the bucket
+    /// full, or as this process last saw it) and the check that `event` was not handled for
+    /// the service; only when the store knows the record as it is (its own last commit of it,
+    /// in this process). A retry after a lost answer takes the lock with the same owner
+    /// (`lock` lets it).
+    async fn lock_at_once(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+        pace: Option<(&str, crate::domain::pace::Rate)>,
+        event: &str,
+    ) -> PortResult<AtOnce>;
 
     /// `lock`, only for a service deckhand has a record of: `None`, with nothing written, when
     /// it has none.

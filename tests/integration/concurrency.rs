@@ -365,3 +365,59 @@ async fn a_push_to_fifty_services_under_ecs_throttling_deploys_every_one() {
     );
     assert_eq!(deliveries, 1, "paced, the first delivery deploys them all");
 }
+
+/// A process knows the service's record as it last committed it, and takes the lock, the pace
+/// slot and the processed mark's check in one transaction on that record. Once another process
+/// moved the service in between, the record is at another version: DynamoDB refuses the
+/// transaction, nothing is written, and the push takes the lock alone, on the record as it is.
+#[tokio::test]
+async fn a_push_from_a_process_that_knows_an_older_record_takes_the_lock_alone() {
+    let stack = Stack::new().await;
+    let td = stack
+        .simple_task_definition(&format!("older-{}", stack.id), "main-0")
+        .await;
+    stack
+        .create_service("older", &td, &[("deckhand:deploy", "any")])
+        .await;
+    let key = stack.service_key("older");
+    let (ports, log) = stack.counted_ports(Role::Deploy);
+    let a = DeployFunction::new(ports, stack.config());
+    let b = DeployFunction::new(
+        stack.ports(Role::Deploy, Arc::new(SystemClock)),
+        stack.config(),
+    );
+    let push = async |function: &DeployFunction, n: u32| {
+        let digest = push_to(&stack, &stack.repository, &format!("main-{n}")).await;
+        let event = push_event(
+            &format!("older-{n}"),
+            &stack.repository,
+            &format!("main-{n}"),
+            &digest,
+        );
+        let summary = function.handle(&event).await.expect("push");
+        assert_eq!(summary.outcome, Outcome::Deployed, "{summary:?}");
+        stack.running_task_definition("older").await
+    };
+    push(&a, 1).await;
+    let moved_by_b = push(&b, 2).await;
+    log.clear();
+    let running = push(&a, 3).await;
+
+    let calls = log.calls();
+    let transactions = calls
+        .iter()
+        .filter(|c| *c == "DynamoDB.TransactWriteItems")
+        .count();
+    assert_eq!(
+        transactions, 2,
+        "the refused lock and the commit: {calls:?}"
+    );
+    assert!(
+        calls.contains(&"DynamoDB.UpdateItem".to_owned()),
+        "the lock taken alone: {calls:?}"
+    );
+    let state = stack.store().load(&key).await.unwrap();
+    let deployment = state.deployment.expect("recorded");
+    assert_eq!(deployment.from, moved_by_b, "from what process b deployed");
+    assert_eq!(deployment.to, running);
+}

@@ -244,14 +244,12 @@ impl DeployFunction {
     }
 
     async fn on_push(&self, claimed: &Push) -> Result<Summary, DeployError> {
-        // Independent reads, side by side: the processed marks, the repository index, and
-        // what ECR holds of the pushed digest.
-        let (done, listed, registered) = futures::join!(
-            self.ports.store.processed(&claimed.event_id),
+        // Independent reads, side by side: the repository index, and what ECR holds of the
+        // pushed digest.
+        let (listed, registered) = futures::join!(
             self.ports.images.repository(&claimed.repository),
             self.ports.ecr.image(&claimed.repository, &claimed.digest)
         );
-        let done = done.map_err(DeployError::Discovery)?;
         // The services concerned are read with the locks of the likely deployers taken beside.
         let confirmed = match &registered {
             Ok(registered) => {
@@ -263,11 +261,33 @@ impl DeployFunction {
             Err(_) => None,
         };
         let entries = listed.as_ref().ok().and_then(Option::as_deref);
-        let likely = self.ahead_of(confirmed.as_ref(), entries, &done);
-        let (discovered, ahead) = futures::join!(
+        let likely = self.ahead_of(confirmed.as_ref(), entries);
+        // Which services this event was already handled for: read beside, unless every
+        // service the index lists is a likely deployer, whose lock, taken at once, says so.
+        let every_one_likely = entries.is_some_and(|listed| {
+            listed
+                .iter()
+                .map(|l| &l.service)
+                .filter(|key| self.config.manages_cluster(key.cluster()))
+                .all(|key| likely.contains(key))
+        });
+        let marks = async {
+            if every_one_likely {
+                None
+            } else {
+                Some(self.ports.store.processed(&claimed.event_id).await)
+            }
+        };
+        let (discovered, ahead, marks) = futures::join!(
             self.discover(claimed, entries, listed.as_ref().err()),
-            self.take_ahead(confirmed.as_ref(), likely)
+            self.take_ahead(confirmed.as_ref(), likely.clone()),
+            marks
         );
+        let done = match (marks, ahead.handled_of(&likely)) {
+            (Some(done), _) => done,
+            (None, Some(handled)) => Ok(handled),
+            (None, None) => self.ports.store.processed(&claimed.event_id).await,
+        };
         let handled = self
             .on_discovered(claimed, done, discovered, registered, &ahead)
             .await;
@@ -279,11 +299,12 @@ impl DeployFunction {
     async fn on_discovered(
         &self,
         claimed: &Push,
-        done: BTreeSet<ServiceKey>,
+        done: Result<BTreeSet<ServiceKey>, PortError>,
         discovered: Result<Discovered, PortError>,
         registered: Result<Option<RegistryImage>, PortError>,
         ahead: &TakenAhead,
     ) -> Result<Summary, DeployError> {
+        let done = done.map_err(DeployError::Discovery)?;
         let discovered = discovered.map_err(DeployError::Discovery)?;
         let Discovered {
             targets,

@@ -2,7 +2,10 @@
 //! push that deploys then holds its lock and its pace slot when its decision is ready, a stage
 //! sooner. Only for a push ECR confirmed, and only for the services this process last read
 //! with tags whose policy takes the push (a guess: the read decides, and a lock the push does
-//! not use is given back at the end of the invocation).
+//! not use is given back at the end of the invocation). On a record this process committed,
+//! the lock, the pace slot and the check that the event was not handled for the service are
+//! one conditional write (`StateStore::lock_at_once`), so that a warm push reads no processed
+//! marks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -12,15 +15,15 @@ use futures::{StreamExt, stream};
 use tracing::warn;
 
 use super::{CONCURRENCY, DeployFunction, lock_memo};
-use crate::app::locking::{acquire_noting_waits, owner_token};
-use crate::app::paced;
+use crate::app::locking::{LEASE, acquire_noting_waits, owner_token};
+use crate::app::{paced, wait_for_slot};
 use crate::domain::deploy::Push;
 use crate::domain::pace::TASK_DEFINITION_WRITES;
 use crate::domain::pair::TAG_PAIR;
 use crate::domain::policy::Verdict;
 use crate::domain::service::ServiceKey;
 use crate::domain::settings::DeploySettings;
-use crate::ports::{IndexedService, Locked, PortError};
+use crate::ports::{AtOnce, IndexedService, Locked, PortError};
 
 /// A lock taken ahead, whether its holder waited for it, and the pace slot reserved beside it
 /// (when the push would register a revision).
@@ -30,16 +33,36 @@ pub(super) struct Taken {
     pub(super) slot: Option<Result<TimeDelta, PortError>>,
 }
 
-/// The locks one invocation took ahead, each used at most once.
+/// What taking one service's lock ahead found.
+enum Found {
+    /// The lock; `true` when taking it proved the event not handled for the service.
+    Taken(Box<Taken>, bool),
+    /// The event was handled for the service already: no lock.
+    Handled,
+    Nothing,
+}
+
+/// The locks one invocation took ahead, each used at most once, and what taking them showed
+/// of the event: handled for some services, not for others.
 #[derive(Default)]
 pub(super) struct TakenAhead {
     taken: Mutex<BTreeMap<ServiceKey, Taken>>,
+    unhandled: BTreeSet<ServiceKey>,
+    handled: BTreeSet<ServiceKey>,
 }
 
 impl TakenAhead {
     /// The service's lock taken ahead, if any; it is this caller's to use or give back.
     pub(super) fn take(&self, key: &ServiceKey) -> Option<Taken> {
         lock_memo(&self.taken).remove(key)
+    }
+
+    /// The services this event was handled for, when taking the locks ahead showed it for
+    /// every one of `keys`.
+    pub(super) fn handled_of(&self, keys: &[ServiceKey]) -> Option<BTreeSet<ServiceKey>> {
+        keys.iter()
+            .all(|key| self.unhandled.contains(key) || self.handled.contains(key))
+            .then(|| self.handled.clone())
     }
 }
 
@@ -51,7 +74,6 @@ impl DeployFunction {
         &self,
         push: Option<&Push>,
         listed: Option<&[IndexedService]>,
-        done: &BTreeSet<ServiceKey>,
     ) -> Vec<ServiceKey> {
         let (Some(push), Some(listed)) = (push, listed) else {
             return Vec::new();
@@ -62,13 +84,14 @@ impl DeployFunction {
         listed
             .iter()
             .map(|l| &l.service)
-            .filter(|key| self.config.manages_cluster(key.cluster()) && !done.contains(*key))
+            .filter(|key| self.config.manages_cluster(key.cluster()))
             .filter(|key| self.would_take(key, push))
             .cloned()
             .collect()
     }
 
-    /// Takes the locks (and pace slots) of these services for the push.
+    /// Takes the locks (and pace slots) of these services for the push: at once where the
+    /// store can, else each alone.
     pub(super) async fn take_ahead(
         &self,
         push: Option<&Push>,
@@ -77,43 +100,88 @@ impl DeployFunction {
         let Some(push) = push.filter(|_| !keys.is_empty()) else {
             return TakenAhead::default();
         };
-        let registers = !self.config.dry_run;
-        let (store, clock) = (&*self.ports.store, &*self.ports.clock);
-        let taken = stream::iter(keys)
+        let found: Vec<(ServiceKey, Found)> = stream::iter(keys)
             .map(|key| async move {
-                let owner = owner_token(&push.event_id);
-                let reserve = async {
-                    if registers {
-                        Some(paced(&self.ports, TASK_DEFINITION_WRITES).await)
-                    } else {
-                        None
-                    }
-                };
-                let (locked, slot) =
-                    futures::join!(acquire_noting_waits(store, clock, &key, &owner), reserve);
-                (key, locked, slot)
+                let found = self.take_one_ahead(&key, push).await;
+                (key, found)
             })
             .buffer_unordered(CONCURRENCY)
-            .filter_map(|(key, locked, slot)| async move {
-                match locked {
-                    Ok((locked, waited)) => Some((
-                        key,
-                        Taken {
-                            locked,
-                            waited,
-                            slot,
-                        },
-                    )),
-                    Err(e) => {
-                        warn!(service = %key, error = %e, "could not take the lock ahead; the push takes it itself");
-                        None
-                    }
-                }
-            })
             .collect()
             .await;
-        TakenAhead {
-            taken: Mutex::new(taken),
+        let mut ahead = TakenAhead::default();
+        let mut taken = BTreeMap::new();
+        for (key, found) in found {
+            match found {
+                Found::Taken(t, unhandled) => {
+                    if unhandled {
+                        ahead.unhandled.insert(key.clone());
+                    }
+                    taken.insert(key, *t);
+                }
+                Found::Handled => {
+                    ahead.handled.insert(key);
+                }
+                Found::Nothing => {}
+            }
+        }
+        ahead.taken = Mutex::new(taken);
+        ahead
+    }
+
+    async fn take_one_ahead(&self, key: &ServiceKey, push: &Push) -> Found {
+        let (store, clock) = (&*self.ports.store, &*self.ports.clock);
+        let owner = owner_token(&push.event_id);
+        let pace = (!self.config.dry_run).then_some(TASK_DEFINITION_WRITES);
+        let now = clock.now();
+        match store
+            .lock_at_once(key, &owner, now, LEASE, pace, &push.event_id)
+            .await
+        {
+            Ok(AtOnce::Taken { locked, slot }) => {
+                let slot = match (slot, pace) {
+                    (Some(reserved), Some((bucket, _))) => {
+                        Some(wait_for_slot(bucket, reserved, now).await)
+                    }
+                    _ => None,
+                };
+                let waited = false;
+                return Found::Taken(
+                    Box::new(Taken {
+                        locked: *locked,
+                        waited,
+                        slot,
+                    }),
+                    true,
+                );
+            }
+            Ok(AtOnce::Handled) => return Found::Handled,
+            Ok(AtOnce::Refused) => {}
+            // Taken all the same, the lock is this owner's to take again below.
+            Err(e) => {
+                warn!(service = %key, error = %e, "could not take the lock at once; taking it alone")
+            }
+        }
+        let reserve = async {
+            match pace {
+                Some(pace) => Some(paced(&self.ports, pace).await),
+                None => None,
+            }
+        };
+        let (locked, slot) =
+            futures::join!(acquire_noting_waits(store, clock, key, &owner), reserve);
+        match locked {
+            Ok((locked, waited)) => Found::Taken(
+                Box::new(Taken {
+                    locked,
+                    waited,
+                    slot,
+                }),
+                false,
+            ),
+            Err(e) => {
+                warn!(service = %key, error = %e, "could not take the lock ahead; the push takes it itself");
+                Found::Nothing
+            }
         }
     }
 

@@ -54,6 +54,16 @@ pub(crate) async fn paced(
             return Ok(chrono::TimeDelta::zero());
         }
     };
+    wait_for_slot(bucket, reserved, now).await
+}
+
+/// Waits until a reserved slot starts; a slot further ahead than deckhand waits is an error
+/// worth a retry of the event.
+pub(crate) async fn wait_for_slot(
+    bucket: &str,
+    reserved: crate::domain::pace::Reserved,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::TimeDelta, PortError> {
     let wait = reserved.first - now;
     if wait > MAX_PACE_WAIT {
         return Err(PortError::new(

@@ -189,6 +189,19 @@ impl crate::ports::StateStore for WokenMeanwhile {
     async fn release(&self, service: &ServiceKey, owner: &str) -> PortResult<()> {
         self.store.release(service, owner).await
     }
+    async fn lock_at_once(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease: chrono::TimeDelta,
+        pace: Option<(&str, crate::domain::pace::Rate)>,
+        event: &str,
+    ) -> PortResult<crate::ports::AtOnce> {
+        self.store
+            .lock_at_once(service, owner, now, lease, pace, event)
+            .await
+    }
     async fn lock_recorded(
         &self,
         service: &ServiceKey,

@@ -24,12 +24,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 
 use super::port_error;
+use crate::domain::pace::Rate;
 use crate::domain::service::ServiceKey;
 use crate::domain::state::{Quarantine, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::ports::{
-    Clock, IndexUpdate, LockAttempt, Locked, PortError, PortErrorKind, PortResult, StateStore,
-    SystemClock,
+    AtOnce, Clock, IndexUpdate, LockAttempt, Locked, PortError, PortErrorKind, PortResult,
+    StateStore, SystemClock,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -59,7 +60,13 @@ pub struct DynamoStore {
     pace_seen: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
     /// When a lock is released, for the next holder (`Locked::released_at`).
     clock: Arc<dyn Clock>,
+    /// Each service's record as this process last committed it, and when that released its
+    /// lock: what `lock_at_once` takes the lock on, if the record is still at that version.
+    known: std::sync::Mutex<HashMap<ServiceKey, KnownRecord>>,
 }
+
+/// A service's record as a commit wrote it, and when that commit released the lock.
+type KnownRecord = (ServiceState, DateTime<Utc>);
 
 impl DynamoStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: &str) -> Self {
@@ -76,6 +83,7 @@ impl DynamoStore {
             table: table.to_owned(),
             pace_seen: std::sync::Mutex::default(),
             clock,
+            known: std::sync::Mutex::default(),
         }
     }
 }
@@ -224,6 +232,19 @@ impl StateStore for DynamoStore {
         Ok(attempt.unwrap_or(LockAttempt::Busy { until: now + lease }))
     }
 
+    async fn lock_at_once(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+        pace: Option<(&str, Rate)>,
+        event: &str,
+    ) -> PortResult<AtOnce> {
+        self.lock_known(service, owner, now, lease, pace, event)
+            .await
+    }
+
     async fn lock_recorded(
         &self,
         service: &ServiceKey,
@@ -333,11 +354,13 @@ impl StateStore for DynamoStore {
         processed: Option<&ProcessedMark>,
         index: &IndexUpdate,
     ) -> PortResult<()> {
-        let mut items = self.commit_items(service, locked, state, records, processed)?;
+        let (mut items, known) = self.commit_items(service, locked, state, records, processed)?;
         for request in index_requests(index, false)? {
             items.push(transact_item(&self.table, request)?);
         }
-        self.transact(items).await
+        self.transact(items).await?;
+        self.know(service, Some(known));
+        Ok(())
     }
 
     async fn commit(
@@ -348,8 +371,10 @@ impl StateStore for DynamoStore {
         records: &[HistoryRecord],
         processed: Option<&ProcessedMark>,
     ) -> PortResult<()> {
-        let items = self.commit_items(service, locked, state, records, processed)?;
-        self.transact(items).await
+        let (items, known) = self.commit_items(service, locked, state, records, processed)?;
+        self.transact(items).await?;
+        self.know(service, Some(known));
+        Ok(())
     }
 
     async fn save(

@@ -17,8 +17,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_dynamo::aws_sdk_dynamodb_1::to_item;
 
 use super::{
-    CONTAINERS_SK, DynamoStore, HELD_PK, INDEXED_PK, Item, LOCK_OWNER, LOCK_RELEASED, LOCK_UNTIL,
-    SLEEPING_PK, STATE_SK, WAITING_PK,
+    CONTAINERS_SK, DynamoStore, HELD_PK, INDEXED_PK, Item, KnownRecord, LOCK_OWNER, LOCK_RELEASED,
+    LOCK_UNTIL, SLEEPING_PK, STATE_SK, WAITING_PK,
 };
 use crate::adapters::aws::port_error;
 use crate::domain::image::Repository;
@@ -357,10 +357,16 @@ impl DynamoStore {
         state: &ServiceState,
         records: &[HistoryRecord],
         processed: Option<&ProcessedMark>,
-    ) -> PortResult<Vec<TransactWriteItem>> {
+    ) -> PortResult<(Vec<TransactWriteItem>, KnownRecord)> {
         let (state, archived) = archiving(state, records.len());
-        let released = Some(self.clock.now());
-        let mut items = vec![locked_put(&self.table, service, locked, &state, released)?];
+        let released = self.clock.now();
+        let mut items = vec![locked_put(
+            &self.table,
+            service,
+            locked,
+            &state,
+            Some(released),
+        )?];
         items.extend(quarantine_items(&self.table, service, archived)?);
         items.extend(index_items(&self.table, service, &locked.state, &state)?);
         for item in history_items(records)? {
@@ -369,6 +375,11 @@ impl DynamoStore {
         if let Some(mark) = processed {
             items.push(put(&self.table, processed_item(mark), None)?);
         }
-        Ok(items)
+        // The record as the commit writes it.
+        let known = ServiceState {
+            version: locked.state.version,
+            ..state
+        };
+        Ok((items, (known, released)))
     }
 }

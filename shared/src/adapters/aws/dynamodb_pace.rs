@@ -15,8 +15,8 @@ use crate::adapters::aws::port_error;
 use crate::domain::pace::{Rate, Reserved, reserve};
 use crate::ports::{Pace, PortError, PortErrorKind, PortResult};
 
-const PACE_PK: &str = "pace";
-const ARRIVAL: &str = "arrival";
+pub(super) const PACE_PK: &str = "pace";
+pub(super) const ARRIVAL: &str = "arrival";
 
 /// What one conditional update found.
 enum Attempt {

@@ -14,8 +14,8 @@ use crate::domain::service::ServiceKey;
 use crate::domain::state::{Quarantine, ServiceState};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::ports::{
-    Clock, ImageIndex, IndexUpdate, IndexedService, KnownContainers, LockAttempt, Locked, Pace,
-    PortError, PortErrorKind, PortResult, StateStore,
+    AtOnce, Clock, ImageIndex, IndexUpdate, IndexedService, KnownContainers, LockAttempt, Locked,
+    Pace, PortError, PortErrorKind, PortResult, StateStore,
 };
 
 /// The table in memory, with the same lock and condition semantics as [`super::aws::DynamoStore`].
@@ -246,6 +246,49 @@ impl StateStore for MemoryStore {
             interrupted: previous.map(|(holder, _)| holder).filter(|h| h != owner),
             released_at,
         })))
+    }
+
+    async fn lock_at_once(
+        &self,
+        service: &ServiceKey,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+        pace: Option<(&str, Rate)>,
+        event: &str,
+    ) -> PortResult<AtOnce> {
+        let mut table = guard(&self.inner);
+        let handled = table
+            .processed
+            .contains(&(event.to_owned(), service.clone()));
+        if handled {
+            return Ok(AtOnce::Handled);
+        }
+        if !matches!(table.states.get(service), Some((_, None))) {
+            return Ok(AtOnce::Refused);
+        }
+        let slot = pace.map(|(bucket, rate)| {
+            let reserved = reserve(table.pace.get(bucket).copied(), now, rate, 1);
+            table.pace.insert(bucket.to_owned(), reserved.arrival);
+            reserved
+        });
+        *table.locks.entry(service.clone()).or_default() += 1;
+        let released_at = table.released.get(service).copied();
+        let Some((state, lock)) = table.states.get_mut(service) else {
+            return Ok(AtOnce::Refused);
+        };
+        *lock = Some((owner.to_owned(), now + lease));
+        state.version += 1;
+        Ok(AtOnce::Taken {
+            locked: Box::new(Locked {
+                owner: owner.to_owned(),
+                until: now + lease,
+                state: state.clone(),
+                interrupted: None,
+                released_at,
+            }),
+            slot,
+        })
     }
 
     async fn lock_recorded(
