@@ -1,16 +1,13 @@
 //! The `deploy` function: ECR pushes move opted-in services onto the pushed image; ECS
 //! deployment state changes close the loop.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::{FutureExt, StreamExt, stream};
 use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span, warn};
 
-use self::ahead::TakenAhead;
-use self::pair::Paired;
 use super::Ports;
 use crate::config::Config;
 use crate::domain::codedeploy::CodeDeployTarget;
@@ -21,12 +18,11 @@ use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::{TagProblem, Tags};
 use crate::domain::state::ServiceState;
 use crate::domain::state::WaitingPush;
-use crate::domain::trust::{PushClaim, RegistryImage, check_push};
 use crate::events::{DeployEvent, EventError, parse_deploy_event};
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::notification::{Kind, Notification, Severity};
 use crate::ports::{Locked, PortError};
-use crate::report::{Action, Outcome, ServiceReport, Summary};
+use crate::report::{Action, ServiceReport, Summary};
 
 /// How many services one invocation works on at once.
 const CONCURRENCY: usize = 8;
@@ -241,142 +237,6 @@ impl DeployFunction {
     /// scheduler's reconcile does too, so a wait ends even when no event comes.
     pub async fn settle_scan_waits(&self) -> Vec<ServiceReport> {
         self.settle_overdue().await
-    }
-
-    async fn on_push(&self, claimed: &Push) -> Result<Summary, DeployError> {
-        // Independent reads, side by side: the repository index, and what ECR holds of the
-        // pushed digest.
-        let (listed, registered) = futures::join!(
-            self.ports.images.repository(&claimed.repository),
-            self.ports.ecr.image(&claimed.repository, &claimed.digest)
-        );
-        // The services concerned are read with the locks of the likely deployers taken beside.
-        let confirmed = match &registered {
-            Ok(registered) => {
-                match check_push(claimed, registered.as_ref(), self.ports.clock.now()) {
-                    PushClaim::Confirmed(push) => Some(push),
-                    _ => None,
-                }
-            }
-            Err(_) => None,
-        };
-        let entries = listed.as_ref().ok().and_then(Option::as_deref);
-        let likely = self.ahead_of(confirmed.as_ref(), entries);
-        // Which services this event was already handled for: read beside, unless every
-        // service the index lists is a likely deployer, whose lock, taken at once, says so.
-        let every_one_likely = entries.is_some_and(|listed| {
-            listed
-                .iter()
-                .map(|l| &l.service)
-                .filter(|key| self.config.manages_cluster(key.cluster()))
-                .all(|key| likely.contains(key))
-        });
-        let marks = async {
-            if every_one_likely {
-                None
-            } else {
-                Some(self.ports.store.processed(&claimed.event_id).await)
-            }
-        };
-        let (discovered, ahead, marks) = futures::join!(
-            self.discover(claimed, entries, listed.as_ref().err()),
-            self.take_ahead(confirmed.as_ref(), likely.clone()),
-            marks
-        );
-        let done = match (marks, ahead.handled_of(&likely)) {
-            (Some(done), _) => done,
-            (None, Some(handled)) => Ok(handled),
-            (None, None) => self.ports.store.processed(&claimed.event_id).await,
-        };
-        let handled = self
-            .on_discovered(claimed, done, discovered, registered, &ahead)
-            .await;
-        self.give_back_ahead(ahead).await;
-        handled
-    }
-
-    /// The push once its services were read: confirmed with ECR, then applied to each.
-    async fn on_discovered(
-        &self,
-        claimed: &Push,
-        done: Result<BTreeSet<ServiceKey>, PortError>,
-        discovered: Result<Discovered, PortError>,
-        registered: Result<Option<RegistryImage>, PortError>,
-        ahead: &TakenAhead,
-    ) -> Result<Summary, DeployError> {
-        let done = done.map_err(DeployError::Discovery)?;
-        let discovered = discovered.map_err(DeployError::Discovery)?;
-        let Discovered {
-            targets,
-            unreadable,
-        } = discovered;
-        if targets.is_empty() && unreadable.is_empty() {
-            return Ok(Summary::ignored(format!(
-                "no opted-in service runs an image from {}",
-                claimed.repository.name
-            )));
-        }
-        // Nothing is changed on the event's word alone.
-        let registered = registered.map_err(DeployError::Unconfirmed)?;
-        let push = match check_push(claimed, registered.as_ref(), self.ports.clock.now()) {
-            PushClaim::Confirmed(push) => push,
-            PushClaim::Unknown { reason } => {
-                warn!(%reason, "a push ECR does not confirm changes nothing");
-                return Ok(Summary::ignored(reason));
-            }
-            PushClaim::Superseded { reason } => {
-                info!(%reason, "a superseded push changes nothing");
-                return Ok(Summary::whole(Outcome::Skipped, reason));
-            }
-        };
-        let push = &push;
-        let mut reports = Vec::new();
-        for (key, e) in unreadable {
-            reports.push(self.failed(&key, push, None, e).await);
-        }
-        // A pair's push goes to its idle side, once.
-        let keys: std::collections::BTreeSet<ServiceKey> =
-            targets.iter().map(|t| t.service.key.clone()).collect();
-        let mut resolved = Vec::new();
-        for target in targets {
-            match self.paired(push, target, &keys).await {
-                Paired::Alone(t) | Paired::Deploy(t) => resolved.push(t),
-                Paired::ThroughLive => {}
-                Paired::Reported(r) => reports.push(r),
-            }
-        }
-        let targets = resolved;
-        if targets.is_empty() && reports.is_empty() {
-            return Ok(Summary::ignored(format!(
-                "no opted-in service runs an image from {}",
-                push.repository.name
-            )));
-        }
-        let waiting = match self.config.require_scan {
-            Some(_) if !targets.is_empty() => Some(self.wait_for_scans(push).await),
-            _ => None,
-        };
-        let gate = waiting.as_ref().map_or(Gate::Off, Gate::Hold);
-        let handled: Vec<(ServiceKey, ServiceReport)> = stream::iter(targets)
-            .map(|target| {
-                let key = target.service.key.clone();
-                let span = info_span!("service", service = %key);
-                self.push_to_service(push, target, &done, gate, ahead)
-                    .instrument(span)
-                    .map(move |r| (key, r))
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        let handled = match &waiting {
-            Some(waiting) => self.decide_if_scanned(waiting, handled).await,
-            None => handled,
-        };
-        reports.extend(handled.into_iter().map(|(_, r)| r));
-        Ok(Summary::of(reports, || match &push.tag {
-            Some(tag) => format!("tag {tag} matches no service's deploy policy"),
-            None => "the push has no tag".into(),
-        }))
     }
 
     async fn commit(
@@ -611,6 +471,9 @@ mod pair;
 
 #[path = "deploy_push.rs"]
 mod push;
+
+#[path = "deploy_pushed.rs"]
+mod pushed;
 
 #[path = "deploy_retention.rs"]
 mod retention;

@@ -23,6 +23,9 @@ use crate::domain::service::ServiceKey;
 use crate::domain::state::ServiceState;
 use crate::ports::{AtOnce, LockAttempt, Locked, PortError, PortErrorKind, PortResult};
 
+/// How many services' records the process keeps; past that, it starts over.
+const KNOWN_KEPT: usize = 256;
+
 fn built(e: aws_sdk_dynamodb::error::BuildError) -> PortError {
     PortError::new("TransactWriteItems", PortErrorKind::Other, e.to_string())
 }
@@ -33,9 +36,17 @@ impl DynamoStore {
     pub(super) fn know(&self, service: &ServiceKey, known: Option<KnownRecord>) {
         let mut memo = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         match known {
-            Some(known) => memo.insert(service.clone(), known),
-            None => memo.remove(service),
-        };
+            Some(known) => {
+                // A reconcile commits a whole fleet: what a push uses is the last few.
+                if memo.len() >= KNOWN_KEPT {
+                    memo.clear();
+                }
+                memo.insert(service.clone(), known);
+            }
+            None => {
+                memo.remove(service);
+            }
+        }
     }
 
     /// `StateStore::lock_at_once`: one transaction of the lock (the record still at the version
