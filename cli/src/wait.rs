@@ -175,7 +175,8 @@ pub struct Waited {
     pub polls: usize,
 }
 
-/// Reads the table every `interval` until the push of `digest` ended or `timeout` passed.
+/// Reads the table every `interval` until the push of `digest` ended or `timeout` passed, the
+/// last time at the deadline.
 pub async fn wait(
     ports: &Ports,
     service: &ServiceKey,
@@ -194,11 +195,13 @@ pub async fn wait(
         let (result, reason) = match progress(&state, &history, digest) {
             Progress::Ended(Ending::Completed, reason) => ("completed", reason),
             Progress::Ended(Ending::Failed, reason) => ("failed", reason),
-            Progress::Pending(reason) if tokio::time::Instant::now() + interval > deadline => {
+            Progress::Pending(reason) if tokio::time::Instant::now() >= deadline => {
                 ("timed-out", reason)
             }
             Progress::Pending(_) => {
-                tokio::time::sleep(interval).await;
+                // The last poll falls on the deadline: a wait of 2 s waits the 2 s.
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::sleep(interval.min(left)).await;
                 continue;
             }
         };

@@ -204,3 +204,69 @@ fn an_early_completion_ends_the_wait_and_a_held_push_does_not() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Ports in memory: a table that holds nothing for the service, so its push stays pending.
+fn memory_ports() -> Ports {
+    use deckhand::adapters::memory::{
+        FixedClock, MemoryAlarms, MemoryAutoscaling, MemoryCodeDeploy, MemoryEcr, MemoryEcs,
+        MemoryNotifier, MemoryStore, MemoryTraffic,
+    };
+    use std::sync::Arc;
+    let store = Arc::new(MemoryStore::default());
+    let notifier = Arc::new(MemoryNotifier::default());
+    Ports {
+        ecs: Arc::new(MemoryEcs::new()),
+        ecr: Arc::new(MemoryEcr::default()),
+        autoscaling: Arc::new(MemoryAutoscaling::default()),
+        alarms: Arc::new(MemoryAlarms::default()),
+        traffic: Arc::new(MemoryTraffic::default()),
+        codedeploy: Arc::new(MemoryCodeDeploy::default()),
+        store: store.clone(),
+        images: store.clone(),
+        pace: store,
+        notifier: notifier.clone(),
+        metrics: notifier,
+        clock: Arc::new(FixedClock::new(utc("2026-11-23T10:00:00Z"))),
+    }
+}
+
+/// A timeout shorter than the interval between polls waits the whole timeout: the last poll
+/// falls on the deadline, not before it.
+#[tokio::test(start_paused = true)]
+async fn a_wait_of_two_seconds_waits_two_seconds_and_polls_at_the_deadline() {
+    let ports = memory_ports();
+    let service: ServiceKey = "prod/web".parse().unwrap();
+    let started = tokio::time::Instant::now();
+    let waited = wait(
+        &ports,
+        &service,
+        &digest('b'),
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(waited.result, "timed-out");
+    assert_eq!(waited.polls, 2, "one at the start, one at the deadline");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+}
+
+/// Polls every interval until the deadline, the last one on it.
+#[tokio::test(start_paused = true)]
+async fn a_wait_polls_every_interval_and_once_more_at_the_deadline() {
+    let ports = memory_ports();
+    let service: ServiceKey = "prod/web".parse().unwrap();
+    let started = tokio::time::Instant::now();
+    let waited = wait(
+        &ports,
+        &service,
+        &digest('b'),
+        Duration::from_secs(25),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(waited.result, "timed-out");
+    assert_eq!(waited.polls, 4, "at 0, 10, 20 and 25 s");
+    assert_eq!(started.elapsed(), Duration::from_secs(25));
+}
