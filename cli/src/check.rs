@@ -390,6 +390,7 @@ mod tests {
         let settings = RollbackSettings {
             enabled: true,
             alarms: vec!["web-latency".into(), "gone".into()],
+            dry_run: None,
         };
         let alarms = vec![
             (alarm("web-5xx-alb", None, None), Some(web.clone())),
@@ -439,6 +440,7 @@ mod tests {
             &RollbackSettings {
                 enabled: true,
                 alarms: vec![],
+                dry_run: None,
             },
             &alarms,
         );

@@ -15,7 +15,7 @@ use crate::domain::deploy::Push;
 use crate::domain::fleet::{Container, ImageChange, ServiceView, TaskDefinitionView};
 use crate::domain::pair::Pair;
 use crate::domain::service::{ServiceKey, revision_name};
-use crate::domain::settings::{TagProblem, Tags};
+use crate::domain::settings::{TagProblem, Tags, dry_run_of};
 use crate::domain::state::ServiceState;
 use crate::domain::state::WaitingPush;
 use crate::events::{DeployEvent, EventError, parse_deploy_event};
@@ -107,6 +107,8 @@ struct Target {
     /// No later than when `service` was read from ECS, when known: under the lock, it is read
     /// again only if the service may have moved since (`locking::may_have_moved`).
     read_at: Option<DateTime<Utc>>,
+    /// Its deploys are rehearsed (`would-deploy`): its `deckhand:dry-run`, else the stack's.
+    rehearsed: bool,
 }
 
 #[derive(Clone)]
@@ -128,6 +130,17 @@ impl DeployFunction {
     }
 }
 
+impl DeployFunction {
+    /// Whether the service's deploys are rehearsed: its own `deckhand:dry-run`, else the
+    /// stack's. (A tag that does not parse is reported by the push, which then acts on nothing.)
+    fn rehearses(&self, tags: &Tags) -> bool {
+        dry_run_of(tags)
+            .ok()
+            .flatten()
+            .unwrap_or(self.config.dry_run)
+    }
+}
+
 impl Target {
     fn plain(service: ServiceView, task_definition: TaskDefinitionView) -> Self {
         Self {
@@ -136,6 +149,7 @@ impl Target {
             pair: None,
             codedeploy: None,
             read_at: None,
+            rehearsed: false,
         }
     }
 

@@ -279,7 +279,9 @@ impl DeployFunction {
                 .await;
         }
         let retired = match (&decision, keep_revisions) {
-            (DeploymentEventDecision::Completed { .. }, Some(keep)) if !self.config.dry_run => {
+            (DeploymentEventDecision::Completed { .. }, Some(keep))
+                if !self.rehearses(&service.tags) =>
+            {
                 self.retire_revisions(service, &state, keep, &event.event_id)
                     .await
             }

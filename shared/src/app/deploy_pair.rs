@@ -161,6 +161,8 @@ impl DeployFunction {
             }),
             codedeploy: None,
             read_at: target.read_at,
+            // Decided with the live side's tags, which say whether it is rehearsed.
+            rehearsed: false,
         })
     }
 }

@@ -117,6 +117,12 @@ impl DeployFunction {
                 return Round::Done(self.invalid(key, &push.event_id, &problems).await);
             }
         };
+        // Rehearsed by the service's own deckhand:dry-run, else by the stack's.
+        let rehearsed = settings.dry_run.unwrap_or(self.config.dry_run);
+        let target = &Target {
+            rehearsed,
+            ..target.clone()
+        };
         let changes = match choose_containers(
             push,
             &target.task_definition,
@@ -208,7 +214,7 @@ impl DeployFunction {
         // The slot of ECS's task definition writes that a deploying push uses is reserved
         // beside the lock, not after it: a push that ends up not registering (a duplicate, a
         // quarantined digest) leaves one slot of the bucket unused, which costs nothing.
-        let registers = !matches!(gate, Gate::Hold(_)) && !self.config.dry_run;
+        let registers = !matches!(gate, Gate::Hold(_)) && !target.rehearsed;
         let reserve = async {
             if registers {
                 Some(paced(&self.ports, TASK_DEFINITION_WRITES).await)
@@ -264,12 +270,12 @@ impl DeployFunction {
             }
         }
         let mut decision = decide_push(push, changes, &locked.state, &target.task_definition);
-        if self.config.dry_run {
+        if target.rehearsed {
             decision = decide_dry_run_push(decision, &locked.state, push);
         }
         let moves = matches!(decision, PushDecision::Deploy)
             && !matches!(gate, Gate::Hold(_))
-            && !self.config.dry_run;
+            && !target.rehearsed;
         let stale = target
             .read_at
             .is_none_or(|read_at| may_have_moved(&locked, waited, read_at));
@@ -421,7 +427,7 @@ impl DeployFunction {
             PushDecision::Deploy if matches!(gate, Gate::Hold(_)) => {
                 self.hold(push, key, &locked, state, record, gate).await
             }
-            PushDecision::Deploy if self.config.dry_run => {
+            PushDecision::Deploy if target.rehearsed => {
                 let reason = format!("dry run: {matched}");
                 let guard = DeploySettings::guard_in(&target.service.tags, self.config.guard);
                 start_dry_run_deployment(&mut state, push, changes, running, now, guard);

@@ -1358,3 +1358,6 @@ mod trust;
 
 #[path = "deploy_ahead_tests.rs"]
 mod ahead;
+
+#[path = "deploy_trial_tests.rs"]
+mod trial;

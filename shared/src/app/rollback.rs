@@ -67,6 +67,8 @@ struct Case<'a> {
     locked: &'a Locked,
     /// Why the alarm guards the service, in words.
     guard: &'static str,
+    /// Rehearsed (`would-roll-back`): the service's `deckhand:dry-run`, else the stack's.
+    dry_run: bool,
 }
 
 /// The services named by tag: the alarm's `deckhand:service`, and the services with a
@@ -284,10 +286,11 @@ impl RollbackFunction {
             alarm,
             locked,
             guard,
+            ..
         } = *case;
         let now = self.ports.clock.now();
         let mut record = self.record(key, alarm, now, action, &reason, revisions);
-        record.dry_run = self.config.dry_run;
+        record.dry_run = case.dry_run;
         if let Err(e) = self.commit(key, alarm, locked, state, record).await {
             return self.failed(key, alarm, e).await;
         }

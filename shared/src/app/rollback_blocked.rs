@@ -44,6 +44,7 @@ impl RollbackFunction {
             alarm,
             locked,
             guard,
+            ..
         } = *case;
         let now = self.ports.clock.now();
         let mut details = details(alarm, revisions, None, &reason, guard);

@@ -101,7 +101,13 @@ impl RollbackFunction {
         let mut decision = decide_manual_rollback(&locked.state, now, running, requested, None);
         let mut prepared = None;
         if let RollbackDecision::RollBack { from, to, .. } = &decision {
-            let ready = self.prepare_target(key, (from, to), &locked.state, &alarm.event_id);
+            let ready = self.prepare_target(
+                key,
+                (from, to),
+                &locked.state,
+                &alarm.event_id,
+                self.config.dry_run,
+            );
             match ready.await {
                 Ok(Prepared::Ready {
                     quarantined: Some(digest),
@@ -131,6 +137,7 @@ impl RollbackFunction {
             alarm: &alarm,
             locked: &locked,
             guard: "requested by an operator",
+            dry_run: self.config.dry_run,
         };
         let report = match decision {
             RollbackDecision::Skip(reason) => self.skip(&case, &locked.state, reason).await,

@@ -112,7 +112,7 @@ impl RollbackFunction {
         &self,
         alarm: &Alarm,
         holder: &ServiceKey,
-        enabled: bool,
+        (enabled, dry_run): (bool, bool),
         guard: &'static str,
     ) -> ServiceReport {
         let owner = owner_token(&alarm.event_id);
@@ -125,6 +125,7 @@ impl RollbackFunction {
             alarm,
             locked: &locked,
             guard,
+            dry_run,
         };
         let Some(m) = locked.state.pair.clone() else {
             let reason = "the pair has moved no traffic: nothing to roll back".to_owned();
@@ -132,7 +133,7 @@ impl RollbackFunction {
         };
         match decide_pair_rollback(alarm, enabled, &locked.state, &m) {
             PairDecision::Skip(reason) => self.skip(&case, &locked.state, reason).await,
-            PairDecision::Flip { reason } if self.config.dry_run => {
+            PairDecision::Flip { reason } if case.dry_run => {
                 let reason = format!("dry run: {reason}; the traffic would go back to {}", m.from);
                 let revisions = deployment_ends(&locked.state);
                 self.skip_with(
@@ -249,6 +250,7 @@ impl RollbackFunction {
             alarm,
             locked: &locked,
             guard: "requested by an operator",
+            dry_run: self.config.dry_run,
         };
         let reason = format!("rolled back by hand: the traffic goes back to {}", m.from);
         let report = match m.phase {

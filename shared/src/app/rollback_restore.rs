@@ -28,6 +28,7 @@ impl RollbackFunction {
             alarm,
             locked,
             guard,
+            ..
         } = *case;
         for image in archived {
             if let Err(e) = self

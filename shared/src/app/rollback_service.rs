@@ -38,6 +38,8 @@ impl RollbackFunction {
         }
         // A side of a pair: the traffic flips back, under the lock of the side whose state
         // holds the pair's move; no ECS deployment.
+        // Rehearsed by the service's own deckhand:dry-run, else by the stack's.
+        let dry_run = guarded.settings.dry_run.unwrap_or(self.config.dry_run);
         let taken = guarded.locked.take();
         let holder = self.pair_holder(key, &guarded.service.tags).await;
         if let (Some(locked), Ok(Some(_)) | Err(_)) = (&taken, &holder) {
@@ -47,7 +49,9 @@ impl RollbackFunction {
             Ok(None) => {}
             Ok(Some(holder)) => {
                 let (enabled, why) = (guarded.settings.enabled, guarded.guard.describe());
-                return self.roll_back_pair(alarm, &holder, enabled, why).await;
+                return self
+                    .roll_back_pair(alarm, &holder, (enabled, dry_run), why)
+                    .await;
             }
             Err(e) => return self.failed(key, alarm, e).await,
         }
@@ -64,12 +68,12 @@ impl RollbackFunction {
         let deployed = locked.state.deployment.as_ref().map(|d| d.to.as_str());
         let running = running_revision(&guarded.service, deployed);
         let enabled = guarded.settings.enabled;
-        let dry_run = self.config.dry_run;
         let mut decision = decide_rollback(alarm, enabled, &locked.state, running, None, dry_run);
         // Never onto a quarantined digest, never a tag resolved again: look at the target.
         let mut prepared = None;
         if let RollbackDecision::RollBack { from, to, .. } = &decision {
-            let ready = self.prepare_target(key, (from, to), &locked.state, &alarm.event_id);
+            let ready =
+                self.prepare_target(key, (from, to), &locked.state, &alarm.event_id, dry_run);
             match ready.await {
                 Ok(Prepared::Ready {
                     quarantined: Some(digest),
@@ -109,6 +113,7 @@ impl RollbackFunction {
             alarm,
             locked: &locked,
             guard: guarded.guard.describe(),
+            dry_run,
         };
         match decision {
             RollbackDecision::Skip(reason) => self.skip(&case, &state, with_mark(reason)).await,
@@ -194,6 +199,7 @@ impl RollbackFunction {
             alarm,
             locked,
             guard,
+            ..
         } = *case;
         let now = self.ports.clock.now();
         let announced = locked.state.announced.as_deref() == Some(alarm.event_id.as_str());

@@ -47,6 +47,7 @@ impl RollbackFunction {
         (from, to): (&str, &str),
         state: &ServiceState,
         event_id: &str,
+        dry_run: bool,
     ) -> Result<Prepared, PortError> {
         let pins = state.pinned.get(to);
         let recorded = state.deployment.as_ref().filter(|d| d.from == to);
@@ -95,7 +96,7 @@ impl RollbackFunction {
         match pin_target(to, &target.containers, &bad.containers, pins) {
             TargetPins::AsIs => Ok(ready(to, Some(images))),
             TargetPins::Unknown(why) => Ok(Prepared::Unknown(why)),
-            TargetPins::Clone(_) if self.config.dry_run => Ok(ready(to, Some(images))),
+            TargetPins::Clone(_) if dry_run => Ok(ready(to, Some(images))),
             TargetPins::Clone(changes) => {
                 let ecs = &self.ports.ecs;
                 let deploy = ecs.register_revision(&target, &changes, event_id).await?;

@@ -871,3 +871,6 @@ mod pin;
 
 #[path = "rollback_ahead_tests.rs"]
 mod ahead;
+
+#[path = "rollback_trial_tests.rs"]
+mod trial;

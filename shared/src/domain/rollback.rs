@@ -108,6 +108,8 @@ pub fn scaling_alarm(alarm: &Alarm) -> Option<&'static str> {
 pub struct RollbackSettings {
     pub enabled: bool,
     pub alarms: Vec<String>,
+    /// The service's own `deckhand:dry-run` (`settings::dry_run_of`).
+    pub dry_run: Option<bool>,
 }
 
 impl RollbackSettings {
@@ -128,7 +130,12 @@ impl RollbackSettings {
             .get(TAG_ALARMS)
             .map(|v| alarm_names(v).map(str::to_owned).collect())
             .unwrap_or_default();
-        Ok(Self { enabled, alarms })
+        let dry_run = super::settings::dry_run_of(tags)?;
+        Ok(Self {
+            enabled,
+            alarms,
+            dry_run,
+        })
     }
 }
 

@@ -308,6 +308,7 @@ fn scaling_alarms_are_known_by_name_description_or_action() {
     let on = RollbackSettings {
         enabled: true,
         alarms: vec![],
+        dry_run: None,
     };
     assert_eq!(guard_of(&plain, &api, &on, None), Some(Guard::Metric));
     assert_eq!(guard_of(&by_name, &api, &on, None), None);
@@ -318,6 +319,7 @@ fn scaling_alarms_are_known_by_name_description_or_action() {
     let listed = RollbackSettings {
         enabled: true,
         alarms: vec![by_name.name.clone()],
+        dry_run: None,
     };
     assert_eq!(
         guard_of(&by_name, &api, &listed, None),

@@ -21,6 +21,23 @@ pub const TAG_ASLEEP_COUNT: &str = "deckhand:asleep-count";
 pub const TAG_ROLLBACK: &str = "deckhand:rollback";
 pub const TAG_ALARMS: &str = "deckhand:alarms";
 pub const TAG_KEEP_REVISIONS: &str = "deckhand:keep-revisions";
+pub const TAG_DRY_RUN: &str = "deckhand:dry-run";
+
+/// The service's own `deckhand:dry-run`: `Some(true)` rehearses its deploys and rollbacks while
+/// the rest of the stack acts, `Some(false)` acts even in a stack in dry run, `None` follows
+/// the stack.
+pub fn dry_run_of(tags: &Tags) -> Result<Option<bool>, TagProblem> {
+    match tags.get(TAG_DRY_RUN).map(|v| v.trim()) {
+        None => Ok(None),
+        Some("on") => Ok(Some(true)),
+        Some("off") => Ok(Some(false)),
+        Some(other) => Err(TagProblem {
+            tag: TAG_DRY_RUN.into(),
+            value: other.into(),
+            message: "expected on or off".into(),
+        }),
+    }
+}
 
 /// The fewest revisions the tag may keep: the one running and one to go back to.
 pub const MIN_KEEP_REVISIONS: usize = 2;
@@ -60,6 +77,8 @@ pub struct DeploySettings {
     pub guard: TimeDelta,
     /// Revisions of the family to keep once a deployment completes; `None`: keep all.
     pub keep_revisions: Option<usize>,
+    /// The service's own `deckhand:dry-run` (`dry_run_of`).
+    pub dry_run: Option<bool>,
 }
 
 impl DeploySettings {
@@ -114,12 +133,17 @@ impl DeploySettings {
                 .map_err(|message| problems.push(problem(TAG_KEEP_REVISIONS, value, message)))
                 .ok()
         });
+        let dry_run = dry_run_of(tags)
+            .map_err(|p| problems.push(p))
+            .ok()
+            .flatten();
         match (policy, guard) {
             (Some(policy), Some(guard)) if problems.is_empty() => Ok(Some(Self {
                 policy,
                 containers,
                 guard,
                 keep_revisions,
+                dry_run,
             })),
             _ => Err(problems),
         }
