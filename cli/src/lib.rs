@@ -204,11 +204,16 @@ enum Command {
     },
     /// Check every opted-in service's tags and say what they mean.
     Check,
-    /// Deployments, failures, rollbacks, time from alarm to rollback, and task-hours saved by
-    /// sleeping, per service and in total.
+    /// Deployments, failures, rollbacks, what a trial would have done (would-deploy,
+    /// would-roll-back), time from alarm to rollback, and task-hours saved by sleeping, per
+    /// service and in total.
     Report {
         #[arg(long, default_value = "30d")]
         since: String,
+        /// Per service, what deckhand would have done (a trial: `deckhand:dry-run` or the
+        /// stack's DryRun) beside what actually happened.
+        #[arg(long)]
+        trial: bool,
     },
     /// Send every event of the failure queue back to its function (Lambda's on-failure records
     /// unwrapped), and delete what it handled; what fails again stays. A reconcile is not
@@ -413,7 +418,7 @@ pub async fn run(
             let ports = clients.ports(&config);
             status::status(&ports, &config, cli.json, out).await
         }
-        Command::Report { since } => {
+        Command::Report { since, trial } => {
             let since = deckhand::domain::duration::parse_duration(since).map_err(|_| {
                 CliError::Argument {
                     value: since.clone(),
@@ -422,7 +427,7 @@ pub async fn run(
             })?;
             let config = config(false)?;
             let ports = clients.ports(&config);
-            report::report(&ports, &config, since, cli.json, out).await
+            report::report(&ports, &config, since, (*trial, cli.json), out).await
         }
         Command::Check => {
             let config = config(false)?;

@@ -415,7 +415,8 @@ proptest! {
             prop::sample::select(&[
                 "deckhand:deploy", "deckhand:containers", "deckhand:guard", "deckhand:awake",
                 "deckhand:timezone", "deckhand:asleep-on", "deckhand:asleep-count",
-                "deckhand:rollback", "deckhand:alarms", "deckhand:keep-revisions", "team",
+                "deckhand:rollback", "deckhand:alarms", "deckhand:keep-revisions", "deckhand:dry-run",
+                "team",
             ][..]).prop_map(str::to_owned),
             prop_oneof![text(), awake_value()],
             0..8,

@@ -22,6 +22,7 @@ mod stages;
 mod strategies;
 mod targets;
 mod traffic;
+mod trial;
 mod trust;
 mod wait;
 

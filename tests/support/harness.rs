@@ -801,7 +801,7 @@ impl Stack {
     }
 
     /// A one-container task definition running `web` + `reference` (`:TAG` or `@DIGEST`).
-    async fn web_task_definition(&self, family: &str, reference: &str) -> String {
+    pub async fn web_task_definition(&self, family: &str, reference: &str) -> String {
         self.register(
             self.ecs
                 .register_task_definition()
