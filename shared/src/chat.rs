@@ -59,15 +59,19 @@ impl ChatMessage {
     }
 }
 
-/// The chat message of `n`.
-pub fn render(n: &Notification) -> ChatMessage {
+/// The chat message of `n`, its title led by the stack's environment when it names one.
+pub fn render(n: &Notification, environment: Option<&str>) -> ChatMessage {
     let d = &n.details;
+    let title = match environment {
+        Some(environment) => format!("[{}] {}", inert(environment), title(n)),
+        None => title(n),
+    };
     ChatMessage {
         version: "1.0",
         source: "custom",
         content: Content {
             text_type: "client-markdown",
-            title: cut(&title(n), TITLE_MAX),
+            title: cut(&title, TITLE_MAX),
             description: cut(&description(n), DESCRIPTION_MAX),
             next_steps: next_steps(n),
             keywords: keywords(n),
@@ -88,6 +92,7 @@ pub fn render(n: &Notification) -> ChatMessage {
                         n.at.to_rfc3339_opts(SecondsFormat::Secs, true),
                     ),
                 ])
+                .chain(environment.map(|e| ("environment".to_owned(), inert(e))))
                 .collect(),
         },
     }

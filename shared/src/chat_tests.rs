@@ -243,14 +243,14 @@ fn every_kind_renders_as_its_golden_file() {
     let mut kinds = std::collections::BTreeSet::new();
     for n in samples() {
         kinds.insert(n.kind.as_str());
-        matches_golden(&render(&n), &golden(n.kind), bless);
+        matches_golden(&render(&n, None), &golden(n.kind), bless);
     }
     assert_eq!(kinds.len(), 16, "one sample per kind: {kinds:?}");
 }
 
 #[test]
 fn the_title_says_what_happened_to_which_revision() {
-    let started = render(&samples()[0]);
+    let started = render(&samples()[0], None);
     assert_eq!(
         started.content.title,
         "deploy started: prod/web web:41 -> web:42 (main-42)"
@@ -269,7 +269,7 @@ fn the_title_says_what_happened_to_which_revision() {
 
 #[test]
 fn one_services_messages_share_a_thread_and_the_digest_has_its_own() {
-    let all: Vec<ChatMessage> = samples().iter().map(render).collect();
+    let all: Vec<ChatMessage> = samples().iter().map(|n| render(n, None)).collect();
     let prod_web: Vec<&str> = all
         .iter()
         .filter(|m| m.metadata.thread_id == "prod/web")
@@ -313,7 +313,7 @@ fn a_fleets_summary_stays_within_what_slack_shows() {
         at(),
         json!({"asleep": {"count": 2_000, "services": names, "more": 0}, "taskHoursSaved": 0.0}),
     );
-    let m = render(&n);
+    let m = render(&n, None);
     assert!(m.content.description.chars().count() <= DESCRIPTION_MAX);
     assert!(
         m.content.description.contains("and 1990 more"),
@@ -356,7 +356,7 @@ fn hostile() -> Vec<Notification> {
 fn text_from_outside_is_inert_in_chat() {
     let bless = std::env::var_os("DECKHAND_BLESS").is_some();
     for n in hostile() {
-        let message = render(&n);
+        let message = render(&n, None);
         let shown = format!(
             "{}\n{}\n{}",
             message.content.title, message.content.description, message.metadata.summary
@@ -398,4 +398,37 @@ fn text_from_outside_is_inert_in_chat() {
             .join(format!("{}.json", n.kind.as_str()));
         matches_golden(&message, &path, bless);
     }
+}
+
+/// The stack's environment leads the title and is in the context, escaped like any text from
+/// outside.
+#[test]
+fn the_environment_leads_the_title_and_is_in_the_context() {
+    let n = samples()[0].clone();
+    let plain = render(&n, None);
+    let named = render(&n, Some("staging"));
+    assert_eq!(
+        named.content.title,
+        format!("[staging] {}", plain.content.title)
+    );
+    assert_eq!(
+        named
+            .metadata
+            .additional_context
+            .get("environment")
+            .map(String::as_str),
+        Some("staging")
+    );
+    assert!(
+        !plain
+            .metadata
+            .additional_context
+            .contains_key("environment")
+    );
+    let odd = render(&n, Some("*prod*"));
+    assert!(
+        !odd.content.title.contains("*prod*"),
+        "{}",
+        odd.content.title
+    );
 }

@@ -33,6 +33,9 @@ pub struct Config {
     /// How long a push waits for its scan event before deckhand asks ECR.
     pub scan_wait: TimeDelta,
     pub dry_run: bool,
+    /// The environment the stack serves (`DECKHAND_ENVIRONMENT`, the stack's `EnvironmentName`):
+    /// named in chat titles and context and in every message's attributes. `None`: unnamed.
+    pub environment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +52,8 @@ pub enum ConfigError {
 
 pub const DEFAULT_GUARD: TimeDelta = TimeDelta::minutes(30);
 pub const DEFAULT_CONCURRENCY: usize = 16;
+/// The longest environment name: it leads every chat title.
+pub const ENVIRONMENT_MAX: usize = 32;
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -122,6 +127,20 @@ impl Config {
                 ));
             }
         };
+        let environment = match get("DECKHAND_ENVIRONMENT").map(|v| v.trim().to_owned()) {
+            None => None,
+            Some(v) if v.is_empty() => None,
+            Some(v) if v.chars().count() <= ENVIRONMENT_MAX && !v.chars().any(char::is_control) => {
+                Some(v)
+            }
+            Some(v) => {
+                return Err(invalid(
+                    "DECKHAND_ENVIRONMENT",
+                    &v,
+                    format!("expected a name of at most {ENVIRONMENT_MAX} characters, on one line"),
+                ));
+            }
+        };
         let dry_run = match get("DECKHAND_DRY_RUN") {
             None => false,
             Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
@@ -146,6 +165,7 @@ impl Config {
             require_scan,
             scan_wait,
             dry_run,
+            environment,
         })
     }
 
@@ -163,6 +183,7 @@ impl Config {
             require_scan: None,
             scan_wait: DEFAULT_SCAN_WAIT,
             dry_run,
+            environment: None,
         }
     }
 
@@ -251,7 +272,32 @@ mod tests {
         assert!(c.dry_run);
         assert!(c.manages_cluster("prod") && !c.manages_cluster("dev"));
 
+        let named = |value: &str| {
+            config(&[
+                ("DECKHAND_TABLE", "t"),
+                ("DECKHAND_TOPIC_ARN", "a"),
+                ("DECKHAND_ENVIRONMENT", value),
+            ])
+        };
+        assert_eq!(
+            named(" staging ").unwrap().environment.as_deref(),
+            Some("staging")
+        );
+        assert_eq!(named("").unwrap().environment, None);
+        let long = "x".repeat(ENVIRONMENT_MAX + 1);
+        assert!(
+            matches!(
+                named(&long),
+                Err(ConfigError::Invalid {
+                    name: "DECKHAND_ENVIRONMENT",
+                    ..
+                })
+            ),
+            "{:?}",
+            named(&long)
+        );
         let c = config(&[("DECKHAND_TABLE", "t"), ("DECKHAND_TOPIC_ARN", "a")]).unwrap();
+        assert_eq!(c.environment, None);
         assert_eq!(
             (
                 c.clusters,

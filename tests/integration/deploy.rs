@@ -221,6 +221,18 @@ async fn push_deploys_then_completed_is_recorded() {
     assert_eq!(attributes["kind"]["Value"], "deploy.started");
     assert_eq!(attributes["severity"]["Value"], "info");
     assert_eq!(attributes["service"]["Value"], key.to_string());
+    assert_eq!(attributes["environment"]["Value"], "staging");
+    // The chat topic: the same attributes, the environment leading the title.
+    let chat = stack.chat_notifications();
+    assert_eq!(chat.len(), 1);
+    let (_, message, chat_attributes) = &chat[0];
+    assert_eq!(chat_attributes, attributes, "filterable alike");
+    let title = message["content"]["title"].as_str().unwrap();
+    assert!(title.starts_with("[staging] deploy started: "), "{title}");
+    assert_eq!(
+        message["metadata"]["additionalContext"]["environment"],
+        "staging"
+    );
 
     // ECS completes the deployment
     let completed = stack.deployment_event("ecs-deployment-completed", "ecs-1", "web", Utc::now());

@@ -432,6 +432,7 @@ impl Stack {
             require_scan: None,
             scan_wait: deckhand::domain::scan::DEFAULT_SCAN_WAIT,
             dry_run: false,
+            environment: Some("staging".into()),
         }
     }
 
@@ -1203,6 +1204,11 @@ impl Stack {
     /// The messages published on this stack's topic: (subject, body, attributes).
     pub fn notifications(&self) -> Vec<(String, Value, Value)> {
         self.published_on(&self.topic_arn)
+    }
+
+    /// The chat topic's messages with their attributes: (subject, body, attributes).
+    pub fn chat_notifications(&self) -> Vec<(String, Value, Value)> {
+        self.published_on(&self.chat_topic_arn)
     }
 
     /// The chat messages: (subject, body, attributes).

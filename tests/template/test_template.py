@@ -79,6 +79,28 @@ class TemplateChecks(unittest.TestCase):
         for required in ("ConfigurationName", "IamRoleArn", "SlackChannelId", "SlackWorkspaceId"):
             self.assertIn(required, channel)
 
+    def test_deckhands_own_alarms_reach_the_chat_channel_too(self):
+        resources = self.template["Resources"]
+        health = [name for name, r in resources.items()
+                  if r["Type"] == "AWS::CloudWatch::Alarm" and "AlarmActions" in r["Properties"]]
+        self.assertEqual(
+            sorted(health),
+            ["DeployErrorsAlarm", "FailureQueueDepthAlarm", "RollbackErrorsAlarm", "SchedulerErrorsAlarm"],
+        )
+        for chat in (False, True):
+            stack = self.resolved(chat)
+            topics = ["Topic", "ChatTopic"] if chat else ["Topic"]
+            for name in health:
+                with self.subTest(alarm=name, chat=chat):
+                    actions = stack.resolve(resources[name]["Properties"]["AlarmActions"])
+                    self.assertEqual([a for a in actions if a is not None], topics)
+            with self.subTest(policy=True, chat=chat):
+                policy = resources["TopicPolicy"]["Properties"]
+                self.assertEqual([t for t in stack.resolve(policy["Topics"]) if t is not None], topics)
+                statement = policy["PolicyDocument"]["Statement"][0]
+                self.assertEqual(statement["Principal"], {"Service": "cloudwatch.amazonaws.com"})
+                self.assertEqual([t for t in stack.resolve(statement["Resource"]) if t is not None], topics)
+
     def test_the_channel_reads_alarms_and_metrics_and_nothing_else(self):
         resources = self.template["Resources"]
         policy = resources["ChatReadAlarmsAndMetrics"]["Properties"]["PolicyDocument"]

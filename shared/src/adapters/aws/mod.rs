@@ -110,6 +110,7 @@ impl Clients {
                 self.sns.clone(),
                 &config.topic_arn,
                 config.chat_topic_arn.as_deref(),
+                config.environment.as_deref(),
             )),
             // Lambda's `start` puts them in the log; the command line and the tests keep
             // their output for people.
