@@ -39,6 +39,7 @@ enum Found {
     Taken(Box<Taken>, bool),
     /// The event was handled for the service already: no lock.
     Handled,
+    /// No lock: taking it failed, and the push takes it itself.
     Nothing,
 }
 
