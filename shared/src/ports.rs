@@ -13,9 +13,13 @@ use crate::domain::pace::{Rate, Reserved};
 use crate::domain::pause::PausedDeployment;
 use crate::domain::service::ServiceKey;
 use crate::domain::state::{Capacity, ServiceState};
+
+#[path = "ports_lock.rs"]
+mod lock;
 use crate::history::{HistoryRecord, ProcessedMark};
 use crate::metrics::Measurements;
 use crate::notification::Notification;
+pub use lock::{AtOnce, LockAttempt, Locked};
 
 /// A failed call to a dependency.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -280,43 +284,6 @@ pub trait Ecr: Send + Sync {
         repository: &Repository,
         digest: &Digest,
     ) -> PortResult<crate::domain::scan::ScanResult>;
-}
-
-/// The service's lock as the store handed it out.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Locked {
-    pub owner: String,
-    /// When the lease ends.
-    pub until: DateTime<Utc>,
-    pub state: ServiceState,
-    /// The holder whose lease ran out without a release: an invocation that stopped half-way,
-    /// whose work may be partly done.
-    pub interrupted: Option<String>,
-    /// When the holder before released the lock (its commit or its release), by the store's
-    /// clock; `None` when the store does not say. Whatever that holder did to the service, it
-    /// did before then.
-    pub released_at: Option<DateTime<Utc>>,
-}
-
-/// What `StateStore::lock_at_once` found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AtOnce {
-    /// The lock, with the slot reserved in the pace bucket when one was asked for.
-    Taken {
-        locked: Box<Locked>,
-        slot: Option<crate::domain::pace::Reserved>,
-    },
-    /// The event was handled for the service already; nothing was written.
-    Handled,
-    /// Not at once: the record is not known as it is, or the bucket moved; nothing was
-    /// written.
-    Refused,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum LockAttempt {
-    Acquired(Box<Locked>),
-    Busy { until: DateTime<Utc> },
 }
 
 #[async_trait]

@@ -63,31 +63,6 @@ impl MemoryStore {
         }
     }
 
-    /// Gives back `owner`'s lock; with `announced`, noting that event's announcement.
-    fn release_noting(
-        &self,
-        service: &ServiceKey,
-        owner: &str,
-        announced: Option<&str>,
-    ) -> PortResult<()> {
-        let mut table = guard(&self.inner);
-        match table.states.get_mut(service) {
-            Some((state, lock)) if lock.as_ref().is_some_and(|(o, _)| o == owner) => {
-                *lock = None;
-                if let Some(cause) = announced {
-                    state.announced = Some(cause.to_owned());
-                }
-                self.released(&mut table, service);
-                Ok(())
-            }
-            _ => Err(PortError::new(
-                "UpdateItem",
-                PortErrorKind::Conflict,
-                "the lock was no longer ours",
-            )),
-        }
-    }
-
     fn released(&self, table: &mut Table, service: &ServiceKey) {
         if let Some(clock) = &self.clock {
             table.released.insert(service.clone(), clock.now());
@@ -257,38 +232,7 @@ impl StateStore for MemoryStore {
         pace: Option<(&str, Rate)>,
         event: &str,
     ) -> PortResult<AtOnce> {
-        let mut table = guard(&self.inner);
-        let handled = table
-            .processed
-            .contains(&(event.to_owned(), service.clone()));
-        if handled {
-            return Ok(AtOnce::Handled);
-        }
-        if !matches!(table.states.get(service), Some((_, None))) {
-            return Ok(AtOnce::Refused);
-        }
-        let slot = pace.map(|(bucket, rate)| {
-            let reserved = reserve(table.pace.get(bucket).copied(), now, rate, 1);
-            table.pace.insert(bucket.to_owned(), reserved.arrival);
-            reserved
-        });
-        *table.locks.entry(service.clone()).or_default() += 1;
-        let released_at = table.released.get(service).copied();
-        let Some((state, lock)) = table.states.get_mut(service) else {
-            return Ok(AtOnce::Refused);
-        };
-        *lock = Some((owner.to_owned(), now + lease));
-        state.version += 1;
-        Ok(AtOnce::Taken {
-            locked: Box::new(Locked {
-                owner: owner.to_owned(),
-                until: now + lease,
-                state: state.clone(),
-                interrupted: None,
-                released_at,
-            }),
-            slot,
-        })
+        Ok(self.take_at_once(service, owner, (now, lease), pace, event))
     }
 
     async fn lock_recorded(
@@ -615,3 +559,6 @@ impl ImageIndex for MemoryStore {
         Ok(guard(&self.inner).containers.keys().cloned().collect())
     }
 }
+
+#[path = "store_lock.rs"]
+mod lock;
