@@ -230,43 +230,21 @@ fn memory_ports() -> Ports {
     }
 }
 
-/// A timeout shorter than the interval between polls waits the whole timeout: the last poll
-/// falls on the deadline, not before it.
-#[tokio::test(start_paused = true)]
-async fn a_wait_of_two_seconds_waits_two_seconds_and_polls_at_the_deadline() {
-    let ports = memory_ports();
-    let service: ServiceKey = "prod/web".parse().unwrap();
-    let started = tokio::time::Instant::now();
-    let waited = wait(
-        &ports,
-        &service,
-        &digest('b'),
-        Duration::from_secs(2),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    assert_eq!(waited.result, "timed-out");
-    assert_eq!(waited.polls, 2, "one at the start, one at the deadline");
-    assert_eq!(started.elapsed(), Duration::from_secs(2));
-}
-
-/// Polls every interval until the deadline, the last one on it.
+/// A wait polls every interval and once more on the deadline, however the two compare: a
+/// timeout shorter than the interval waits the whole timeout.
 #[tokio::test(start_paused = true)]
 async fn a_wait_polls_every_interval_and_once_more_at_the_deadline() {
     let ports = memory_ports();
     let service: ServiceKey = "prod/web".parse().unwrap();
-    let started = tokio::time::Instant::now();
-    let waited = wait(
-        &ports,
-        &service,
-        &digest('b'),
-        Duration::from_secs(25),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
-    assert_eq!(waited.result, "timed-out");
-    assert_eq!(waited.polls, 4, "at 0, 10, 20 and 25 s");
-    assert_eq!(started.elapsed(), Duration::from_secs(25));
+    // (timeout, interval, polls): at 0 and 2 s; at 0, 10, 20 and 25 s.
+    for (timeout, interval, polls) in [(2, 5, 2), (25, 10, 4)] {
+        let started = tokio::time::Instant::now();
+        let (timeout, interval) = (Duration::from_secs(timeout), Duration::from_secs(interval));
+        let waited = wait(&ports, &service, &digest('b'), timeout, interval)
+            .await
+            .unwrap();
+        assert_eq!(waited.result, "timed-out");
+        assert_eq!(waited.polls, polls, "{timeout:?} every {interval:?}");
+        assert_eq!(started.elapsed(), timeout);
+    }
 }

@@ -12,7 +12,7 @@ use super::pair::Paired;
 use super::{CONCURRENCY, DeployError, DeployFunction, Discovered, Gate};
 use crate::domain::deploy::Push;
 use crate::domain::service::ServiceKey;
-use crate::domain::trust::{PushClaim, RegistryImage, check_push};
+use crate::domain::trust::{PushClaim, check_push};
 use crate::ports::PortError;
 use crate::report::{Outcome, ServiceReport, Summary};
 
@@ -24,18 +24,16 @@ impl DeployFunction {
             self.ports.images.repository(&claimed.repository),
             self.ports.ecr.image(&claimed.repository, &claimed.digest)
         );
-        // The services concerned are read with the locks of the likely deployers taken beside.
-        let confirmed = match &registered {
-            Ok(registered) => {
-                match check_push(claimed, registered.as_ref(), self.ports.clock.now()) {
-                    PushClaim::Confirmed(push) => Some(push),
-                    _ => None,
-                }
-            }
-            Err(_) => None,
+        // What ECR says of the push, decided once; the services concerned are read with the
+        // locks of the likely deployers taken beside, for a confirmed push only.
+        let claim = registered
+            .map(|registered| check_push(claimed, registered.as_ref(), self.ports.clock.now()));
+        let confirmed = match &claim {
+            Ok(PushClaim::Confirmed(push)) => Some(push),
+            _ => None,
         };
         let entries = listed.as_ref().ok().and_then(Option::as_deref);
-        let likely = self.ahead_of(confirmed.as_ref(), entries);
+        let likely = self.ahead_of(confirmed, entries);
         // Which services this event was already handled for: read beside, unless every
         // service the index lists is a likely deployer, whose lock, taken at once, says so.
         let every_one_likely = entries.is_some_and(|listed| {
@@ -54,7 +52,7 @@ impl DeployFunction {
         };
         let (discovered, ahead, marks) = futures::join!(
             self.discover(claimed, entries, listed.as_ref().err()),
-            self.take_ahead(confirmed.as_ref(), likely.clone()),
+            self.take_ahead(confirmed, likely.clone()),
             marks
         );
         let done = match (marks, ahead.handled_of(&likely)) {
@@ -63,7 +61,7 @@ impl DeployFunction {
             (None, None) => self.ports.store.processed(&claimed.event_id).await,
         };
         let handled = self
-            .on_discovered(claimed, done, discovered, registered, &ahead)
+            .on_discovered(claimed, done, discovered, claim, &ahead)
             .await;
         self.give_back_ahead(ahead).await;
         handled
@@ -75,7 +73,7 @@ impl DeployFunction {
         claimed: &Push,
         done: Result<BTreeSet<ServiceKey>, PortError>,
         discovered: Result<Discovered, PortError>,
-        registered: Result<Option<RegistryImage>, PortError>,
+        claim: Result<PushClaim, PortError>,
         ahead: &TakenAhead,
     ) -> Result<Summary, DeployError> {
         let done = done.map_err(DeployError::Discovery)?;
@@ -91,8 +89,7 @@ impl DeployFunction {
             )));
         }
         // Nothing is changed on the event's word alone.
-        let registered = registered.map_err(DeployError::Unconfirmed)?;
-        let push = match check_push(claimed, registered.as_ref(), self.ports.clock.now()) {
+        let push = match claim.map_err(DeployError::Unconfirmed)? {
             PushClaim::Confirmed(push) => push,
             PushClaim::Unknown { reason } => {
                 warn!(%reason, "a push ECR does not confirm changes nothing");

@@ -17,6 +17,21 @@ fn two_services(config: Config, tags: &[(&str, &str)]) -> World {
     w
 }
 
+/// `main-2` pushed: the summary, and each service's action in order of name.
+async fn pushed_main_2(w: &World) -> (Summary, Vec<(String, Action)>) {
+    let summary = w
+        .function
+        .handle(&w.pushed(push_event("e1", 1, Some("main-2"), 'b')))
+        .await
+        .unwrap();
+    let mut actions: Vec<(String, Action)> = by_service(&summary)
+        .into_iter()
+        .map(|(s, a)| (s.to_owned(), a))
+        .collect();
+    actions.sort();
+    (summary, actions)
+}
+
 fn shop() -> ServiceKey {
     ServiceKey::new("demo", "shop")
 }
@@ -31,18 +46,12 @@ fn image_of(w: &World, key: &ServiceKey) -> String {
 #[tokio::test]
 async fn a_service_on_trial_is_rehearsed_while_the_rest_of_the_stack_deploys() {
     let w = two_services(config(false), &[("deckhand:dry-run", "on")]);
-    let summary = w
-        .function
-        .handle(&w.pushed(push_event("e1", 1, Some("main-2"), 'b')))
-        .await
-        .unwrap();
-    let mut actions = by_service(&summary);
-    actions.sort();
+    let (summary, actions) = pushed_main_2(&w).await;
     assert_eq!(
         actions,
         [
-            ("demo/shop", Action::Deployed),
-            ("demo/web", Action::WouldDeploy)
+            ("demo/shop".to_owned(), Action::Deployed),
+            ("demo/web".to_owned(), Action::WouldDeploy)
         ],
         "{summary:?}"
     );
@@ -63,18 +72,12 @@ async fn a_service_on_trial_is_rehearsed_while_the_rest_of_the_stack_deploys() {
 #[tokio::test]
 async fn a_service_tagged_off_acts_in_a_stack_in_dry_run() {
     let w = two_services(config(true), &[("deckhand:dry-run", "off")]);
-    let summary = w
-        .function
-        .handle(&w.pushed(push_event("e1", 1, Some("main-2"), 'b')))
-        .await
-        .unwrap();
-    let mut actions = by_service(&summary);
-    actions.sort();
+    let (summary, actions) = pushed_main_2(&w).await;
     assert_eq!(
         actions,
         [
-            ("demo/shop", Action::WouldDeploy),
-            ("demo/web", Action::Deployed)
+            ("demo/shop".to_owned(), Action::WouldDeploy),
+            ("demo/web".to_owned(), Action::Deployed)
         ],
         "{summary:?}"
     );
@@ -85,11 +88,7 @@ async fn a_service_tagged_off_acts_in_a_stack_in_dry_run() {
 #[tokio::test]
 async fn a_dry_run_tag_that_does_not_parse_is_reported_and_changes_nothing() {
     let w = two_services(config(false), &[("deckhand:dry-run", "maybe")]);
-    let summary = w
-        .function
-        .handle(&w.pushed(push_event("e1", 1, Some("main-2"), 'b')))
-        .await
-        .unwrap();
+    let (summary, _) = pushed_main_2(&w).await;
     let web_report = summary
         .services
         .iter()
