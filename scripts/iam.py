@@ -24,6 +24,9 @@ import re
 PARTITION = "aws"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+# The stack the tests deploy, as CloudFormation names it (AWS::StackName, AWS::StackId).
+STACK_NAME = "deckhand"
+STACK_UUID = "5f2d7a40-1c8e-11f1-9e2b-0a1b2c3d4e5f"
 
 NO_VALUE = object()
 
@@ -65,6 +68,8 @@ class Stack:
             "AWS::AccountId": ACCOUNT,
             "AWS::NoValue": NO_VALUE,
             "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": STACK_NAME,
+            "AWS::StackId": f"arn:{PARTITION}:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK_NAME}/{STACK_UUID}",
         }
         if name in pseudo:
             return pseudo[name]

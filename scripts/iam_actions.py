@@ -156,6 +156,12 @@ def named_resources(prefix, operation, params):
         return [function_arn(params.get("FunctionName", ""), params.get("Qualifier"))]
     if prefix == "elasticloadbalancing":
         return [params[f] for f in ("ListenerArn", "RuleArn") if params.get(f)]
+    if prefix == "cloudformation":
+        # A stack named by its name is authorized on its ARN, which carries the stack's id.
+        name = params.get("StackName", "")
+        if name.startswith("arn:") or not name:
+            return [name] if name else []
+        return [{"StackName": name, "Id": iam.STACK_UUID if name == iam.STACK_NAME else "00000000-0000-0000-0000-000000000000"}]
     if prefix == "codedeploy":
         application = params.get("applicationName")
         if operation == "BatchGetApplications":

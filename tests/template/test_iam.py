@@ -82,6 +82,15 @@ class Evaluation(unittest.TestCase):
         ]:
             self.assertNotEqual(self.refused("pipeline", signing_name, operation, params), [], operation)
 
+    def test_the_pipeline_reads_its_own_stacks_outputs_and_no_other_stack(self):
+        self.assertEqual(self.refused("pipeline", "cloudformation", "DescribeStacks", {"StackName": iam.STACK_NAME}), [])
+        for other in ({"StackName": "payments"}, {}):
+            with self.subTest(params=other):
+                self.assertNotEqual(self.refused("pipeline", "cloudformation", "DescribeStacks", other), [])
+        for role in self.PUBLISHERS:
+            with self.subTest(role=role):
+                self.assertNotEqual(self.refused(role, "cloudformation", "DescribeStacks", {"StackName": iam.STACK_NAME}), [])
+
     def test_a_key_policy_naming_the_role_is_enough_without_an_iam_grant(self):
         t = copy.deepcopy(self.template)
         t["Resources"]["TopicKey"]["Properties"]["KeyPolicy"]["Statement"] = [{
