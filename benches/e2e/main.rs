@@ -528,7 +528,7 @@ const RECONCILE_RATIO: f64 = 0.35;
 /// (`app::locking::may_have_moved`), one call more.
 pub const APART: Duration = Duration::from_millis(1500);
 /// Long enough for the pace bucket of task definition writes to refill after the pushes
-/// measured before (one slot a second, README "Pacing").
+/// measured before (one slot a second, docs/deploys.md, "Pacing").
 const PACE_REFILLED: Duration = Duration::from_secs(12);
 
 #[tokio::main]

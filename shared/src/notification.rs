@@ -156,9 +156,9 @@ mod tests {
 
     use super::*;
 
-    /// The README's Notifications section names every kind the functions publish, and no other.
+    /// docs/notifications.md's Notifications section names every kind the functions publish, and no other.
     #[test]
-    fn the_readme_names_every_notification_kind() {
+    fn the_docs_name_every_notification_kind() {
         use Kind::*;
         let all = [
             DeployStarted,
@@ -199,11 +199,11 @@ mod tests {
                 | Error => {}
             }
         }
-        let readme = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        let page = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/notifications.md"),
         )
         .unwrap();
-        let section = readme
+        let section = page
             .split("\n## Notifications")
             .nth(1)
             .and_then(|rest| rest.split("\n## ").next())

@@ -295,7 +295,7 @@ mod tests {
     use super::*;
 
     /// Every outcome, most significant first. The match fails to compile when an outcome is
-    /// added, so that it is added here, and so to the README's table.
+    /// added, so that it is added here, and so to the table in docs/cli.md.
     fn all_outcomes() -> Vec<Outcome> {
         use Outcome::*;
         let all = vec![
@@ -341,14 +341,14 @@ mod tests {
         all
     }
 
-    /// The README's table of actions lists every outcome word, in the order of significance.
+    /// docs/cli.md's table of actions (The summary) lists every outcome word, in the order of significance.
     #[test]
-    fn the_readme_lists_every_outcome_in_its_order() {
-        let readme = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    fn the_docs_list_every_outcome_in_its_order() {
+        let page = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cli.md"),
         )
         .unwrap();
-        let section = readme
+        let section = page
             .split("## The summary")
             .nth(1)
             .and_then(|rest| rest.split("\n## ").next())

@@ -158,7 +158,7 @@ async fn check_problems(stack: &Stack, service: &str) -> String {
     row.map(|r| r["problems"].to_string()).unwrap_or_default()
 }
 
-/// The README's lifecycle rule on `deckhand-keep-*` first, then a rule of the most common kind:
+/// docs/rollback.md's lifecycle rule on `deckhand-keep-*` first, then a rule of the most common kind:
 /// keep the newest image, expire the rest.
 fn keep_newest_policy(with_keep_rule: bool) -> serde_json::Value {
     let keep = serde_json::json!({"rulePriority": 1, "description": "images deckhand may deploy again",

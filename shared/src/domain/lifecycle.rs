@@ -225,7 +225,7 @@ mod tests {
         }
     }
 
-    /// The README's rule first, then a policy of the most common kind (AWS's example: keep the
+    /// The rule of docs/rollback.md first, then a policy of the most common kind (AWS's example: keep the
     /// newest images, expire the rest).
     const PROTECTED: &str = r#"{"rules": [
         {"rulePriority": 1, "description": "deckhand keeps what it may deploy again",
