@@ -132,29 +132,27 @@ impl Pair {
             .unwrap()
     }
 
+    /// An alarm on green's metric, which guards green; its ARN.
+    pub(crate) async fn green_alarm(&self) -> String {
+        crate::rollback::metric_alarm(
+            &self.stack,
+            &format!("green-5xx-{}", self.stack.id),
+            Some("web-green"),
+            &[],
+        )
+        .await
+    }
+
+    /// The event of that alarm going into ALARM at `at` (the clock set to it).
+    pub(crate) fn green_alarm_event(&self, arn: &str, id: &str, at: &str) -> serde_json::Value {
+        self.clock.set(utc(at));
+        crate::rollback::alarm_event(&self.stack, id, arn, "ALARM", "OK", at, Some("web-green"))
+    }
+
     /// The weights of the listener's forward action, read back from ELB.
     pub(crate) async fn weights(&self) -> Vec<(String, i32)> {
         let elb = aws_sdk_elasticloadbalancingv2::Client::new(&self.stack.sdk);
-        let out = elb
-            .describe_listeners()
-            .listener_arns(&self.alb.listener)
-            .send()
-            .await
-            .unwrap();
-        let action = &out.listeners()[0].default_actions()[0];
-        match action.forward_config() {
-            Some(config) => config
-                .target_groups()
-                .iter()
-                .map(|t| {
-                    (
-                        t.target_group_arn().unwrap().to_owned(),
-                        t.weight().unwrap_or(1),
-                    )
-                })
-                .collect(),
-            None => vec![(action.target_group_arn().unwrap().to_owned(), 1)],
-        }
+        crate::pair_setup::forward_of(&elb, &self.alb.listener).await
     }
 
     pub(crate) fn split(&self, blue: i32, green: i32) -> Vec<(String, i32)> {
@@ -291,30 +289,14 @@ async fn an_alarm_while_traffic_moves_flips_it_back_at_once() {
     let p = Pair::new("10 50 100").await;
     let pushed = p.pushed_and_completed().await;
     assert_eq!(p.weights().await, p.split(90, 10));
-    let arn = crate::rollback::metric_alarm(
-        &p.stack,
-        &format!("green-5xx-{}", p.stack.id),
-        Some("web-green"),
-        &[],
-    )
-    .await;
+    let arn = p.green_alarm().await;
     let (ports, log) = p.stack.counted_ports(Role::Rollback);
     let ports = deckhand::app::Ports {
         clock: p.clock.clone(),
         ..ports
     };
     let rollback = RollbackFunction::new(ports, p.stack.config());
-    let at = "2026-11-23T10:07:00Z";
-    p.clock.set(utc(at));
-    let alarm = crate::rollback::alarm_event(
-        &p.stack,
-        "alarm-1",
-        &arn,
-        "ALARM",
-        "OK",
-        at,
-        Some("web-green"),
-    );
+    let alarm = p.green_alarm_event(&arn, "alarm-1", "2026-11-23T10:07:00Z");
     let flipped = rollback.handle(&alarm).await.unwrap();
     assert_eq!(flipped.outcome, Outcome::RolledBack, "{flipped:?}");
     assert!(
@@ -347,16 +329,7 @@ async fn an_alarm_while_traffic_moves_flips_it_back_at_once() {
         "{kinds:?}"
     );
 
-    let again = crate::rollback::alarm_event(
-        &p.stack,
-        "alarm-2",
-        &arn,
-        "ALARM",
-        "OK",
-        "2026-11-23T10:09:00Z",
-        Some("web-green"),
-    );
-    p.clock.set(utc("2026-11-23T10:09:00Z"));
+    let again = p.green_alarm_event(&arn, "alarm-2", "2026-11-23T10:09:00Z");
     let skipped = rollback.handle(&again).await.unwrap();
     assert_eq!(skipped.outcome, Outcome::Skipped, "{skipped:?}");
     assert!(

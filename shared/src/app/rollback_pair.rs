@@ -156,15 +156,7 @@ impl RollbackFunction {
         let flipped =
             match renew_before_acting(&*self.ports.store, &*self.ports.clock, key, &mut held).await
             {
-                Ok(()) => match self.ports.traffic.forward(&m.traffic).await {
-                    Ok(forward) => {
-                        self.ports
-                            .traffic
-                            .set_weights(&forward, &back.weights)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                },
+                Ok(()) => crate::app::traffic::set_traffic(&self.ports, m, &back).await,
                 Err(e) => Err(e),
             };
         if let Err(e) = flipped {

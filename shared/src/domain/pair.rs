@@ -18,6 +18,9 @@ pub const DESIGNATED: &str = "managed";
 pub const TAG_TRAFFIC_STEPS: &str = "deckhand:traffic-steps";
 pub const TAG_STEP_WAIT: &str = "deckhand:step-wait";
 pub const TAG_STANDBY: &str = "deckhand:standby";
+/// A listener rule (or test listener) whose forward action deckhand keeps on the idle side, so
+/// that smoke tests reach the revision about to go live.
+pub const TAG_TEST_TRAFFIC: &str = "deckhand:test-traffic";
 
 /// How long each step holds at least, unless `deckhand:step-wait` says.
 pub const DEFAULT_STEP_WAIT: TimeDelta = TimeDelta::minutes(5);
@@ -43,6 +46,8 @@ pub struct PairSettings {
     pub steps: Vec<u8>,
     pub step_wait: TimeDelta,
     pub standby: Standby,
+    /// The listener rule or listener whose forward action follows the idle side.
+    pub test_traffic: Option<String>,
 }
 
 fn problem(tag: &str, value: &str, message: impl Into<String>) -> TagProblem {
@@ -138,6 +143,26 @@ impl PairSettings {
                 Standby::ScaleDown
             }
         };
+        let test_traffic = match tags.get(TAG_TEST_TRAFFIC).map(|t| t.trim()) {
+            None => None,
+            Some(arn) if !is_traffic_arn(arn) => {
+                problems.push(problem(
+                    TAG_TEST_TRAFFIC,
+                    arn,
+                    "is not the ARN of an Application Load Balancer listener rule or listener",
+                ));
+                None
+            }
+            Some(arn) if arn == traffic => {
+                problems.push(problem(
+                    TAG_TEST_TRAFFIC,
+                    arn,
+                    format!("is the production traffic's {TAG_TRAFFIC}: name the rule the smoke tests use"),
+                ));
+                None
+            }
+            Some(arn) => Some(arn.to_owned()),
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -147,6 +172,7 @@ impl PairSettings {
             steps,
             step_wait,
             standby,
+            test_traffic,
         }))
     }
 }
@@ -299,17 +325,30 @@ pub fn resolve_pair(
     }
     let mine = target_group_of(one)?;
     let theirs = target_group_of(other)?;
-    for (service, tg) in [(one, &mine), (other, &theirs)] {
-        if forward.weight_of(tg).is_none() {
-            return Err(problem(
-                TAG_TRAFFIC,
-                &settings.traffic,
-                format!(
-                    "its forward action does not send traffic to {}'s target group {tg}",
-                    service.key
-                ),
-            ));
-        }
+    // The plain switch most teams built forwards to the live side's target group alone: the
+    // idle side's is added, at weight 0, when traffic first moves.
+    if forward.weight_of(&mine).is_none() && forward.weight_of(&theirs).is_none() {
+        return Err(problem(
+            TAG_TRAFFIC,
+            &settings.traffic,
+            format!(
+                "its forward action sends traffic to neither {}'s target group {mine} nor {}'s {theirs}",
+                one.key, other.key
+            ),
+        ));
+    }
+    if let Some((foreign, _)) = forward
+        .weights
+        .iter()
+        .find(|(tg, weight)| *weight > 0 && tg != &mine && tg != &theirs)
+    {
+        return Err(problem(
+            TAG_TRAFFIC,
+            &settings.traffic,
+            format!(
+                "its forward action also sends traffic to {foreign}, which is neither side's: deckhand moves the whole of it"
+            ),
+        ));
     }
     let (my_weight, their_weight) = (
         forward.weight_of(&mine).unwrap_or(0),

@@ -53,6 +53,29 @@ pub struct PairMove {
     /// The weights deckhand set last (target group ARN, weight).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weights: Vec<(String, i32)>,
+    /// The listener rule (or test listener) whose forward action follows the idle side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_traffic: Option<String>,
+}
+
+/// Where a pair's test traffic goes: the rule, and its forward action's weights (all on one
+/// side, none on the other).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestTraffic {
+    pub rule: String,
+    /// The idle side's target group first (weight 1), the live side's (weight 0) after it.
+    pub weights: Vec<(String, i32)>,
+}
+
+impl TestTraffic {
+    /// Whether the rule's forward action already sends all its traffic to the idle side.
+    pub fn holds(&self, forward: &crate::domain::pair::Forward) -> bool {
+        let Some((idle, _)) = self.weights.first() else {
+            return false;
+        };
+        forward.weight_of(idle).is_some_and(|w| w > 0)
+            && forward.weights.iter().all(|(tg, w)| *w == 0 || tg == idle)
+    }
 }
 
 /// A change of the forward action's weights, and the new side's share after it.
@@ -80,6 +103,7 @@ impl PairMove {
             step: None,
             step_at: None,
             weights: Vec::new(),
+            test_traffic: pair.settings.test_traffic.clone(),
         }
     }
 
@@ -129,6 +153,28 @@ impl PairMove {
         let step = self.step?;
         let held = self.step_at.is_some_and(|at| now >= at + self.step_wait());
         (held && step + 1 < self.steps.len()).then(|| self.shift_to(step + 1))
+    }
+
+    /// The test traffic after `shift`: on the side that is about to go live, which is the new
+    /// side until all production traffic is on it, and the old side from then on; after a flip
+    /// back (or a revival) the new side is the idle one again.
+    pub fn test_traffic_after(&self, shift: &Shift) -> Option<TestTraffic> {
+        let to_new = shift.step.is_none() || shift.percent < 100;
+        self.test_traffic_on(to_new)
+    }
+
+    /// The test traffic on the new side (`true`) or the old one.
+    pub fn test_traffic_on(&self, new_side: bool) -> Option<TestTraffic> {
+        let rule = self.test_traffic.clone()?;
+        let (idle, live) = if new_side {
+            (&self.to_target_group, &self.from_target_group)
+        } else {
+            (&self.from_target_group, &self.to_target_group)
+        };
+        Some(TestTraffic {
+            rule,
+            weights: vec![(idle.clone(), 1), (live.clone(), 0)],
+        })
     }
 
     /// All traffic back on the old side.
@@ -201,6 +247,7 @@ pub(crate) fn blue_to_green(steps: &[u8]) -> PairMove {
             steps: steps.to_vec(),
             step_wait: TimeDelta::minutes(5),
             standby: Standby::ScaleDown,
+            test_traffic: Some("test-rule".into()),
         },
     })
 }
@@ -247,6 +294,55 @@ mod tests {
         m.shifted(&third, at(60));
         assert_eq!(m.phase, PairPhase::Guarding);
         assert_eq!(m.next_step(at(600)), None);
+    }
+
+    #[test]
+    fn the_test_traffic_follows_the_side_about_to_go_live() {
+        let mut m = moving(&[10, 100]);
+        let on = |t: Option<TestTraffic>| {
+            let t = t.unwrap();
+            assert_eq!(t.rule, "test-rule");
+            t.weights
+                .iter()
+                .find(|(_, w)| *w > 0)
+                .map(|(tg, _)| tg.clone())
+                .unwrap()
+        };
+        let first = m.first_step().unwrap();
+        assert_eq!(
+            on(m.test_traffic_after(&first)),
+            "tg-green",
+            "10% moved: green is next"
+        );
+        m.shifted(&first, at(0));
+        let all = m.next_step(at(5)).unwrap();
+        assert_eq!(
+            on(m.test_traffic_after(&all)),
+            "tg-blue",
+            "green is live: blue is idle"
+        );
+        m.shifted(&all, at(5));
+        let back = m.flip_back();
+        assert_eq!(
+            on(m.test_traffic_after(&back)),
+            "tg-green",
+            "flipped back: green is idle"
+        );
+        let test = m.test_traffic_after(&back).unwrap();
+        let forward = |weights: &[(&str, i32)]| crate::domain::pair::Forward {
+            arn: "test-rule".into(),
+            weights: weights.iter().map(|(t, w)| ((*t).to_owned(), *w)).collect(),
+            source: Default::default(),
+        };
+        assert!(
+            test.holds(&forward(&[("tg-green", 1)])),
+            "a plain forward to green"
+        );
+        assert!(test.holds(&forward(&[("tg-blue", 0), ("tg-green", 5)])));
+        assert!(!test.holds(&forward(&[("tg-blue", 1)])));
+        assert!(!test.holds(&forward(&[("tg-blue", 1), ("tg-green", 1)])));
+        m.test_traffic = None;
+        assert_eq!(m.test_traffic_after(&back), None);
     }
 
     #[test]

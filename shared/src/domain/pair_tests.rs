@@ -134,6 +134,61 @@ fn the_side_with_the_weight_is_live() {
 }
 
 #[test]
+fn a_forward_to_the_live_target_group_alone_is_a_pair_whose_other_side_is_idle() {
+    let blue = side("web-blue", "web-green", &[]);
+    let green = side("web-green", "web-blue", &[]);
+    for plain in [
+        forward(&[("web-blue", 1)]),
+        forward(&[("web-blue", 1), ("web-other", 0)]),
+    ] {
+        for (one, other) in [(&blue, &green), (&green, &blue)] {
+            let pair = resolve_pair(one, Some(other), &plain).unwrap();
+            assert_eq!(pair.live.service, blue.key);
+            assert_eq!(pair.idle.target_group, tg("web-green"));
+        }
+    }
+    // After the first move the forward names both; a flip may leave the old side at 0.
+    let flipped = forward(&[("web-blue", 0), ("web-green", 1)]);
+    assert_eq!(
+        resolve_pair(&blue, Some(&green), &flipped)
+            .unwrap()
+            .live
+            .service,
+        green.key
+    );
+}
+
+#[test]
+fn the_test_traffic_rule_is_a_listener_rule_other_than_the_production_one() {
+    let with = |value: &str| {
+        PairSettings::from_tags(&tags(&[
+            (TAG_PAIR, "web-green"),
+            (TAG_TRAFFIC, LISTENER),
+            (TAG_TEST_TRAFFIC, value),
+        ]))
+    };
+    assert_eq!(
+        with(RULE).unwrap().unwrap().test_traffic.as_deref(),
+        Some(RULE)
+    );
+    let same = with(LISTENER).unwrap_err();
+    assert_eq!(same[0].tag, TAG_TEST_TRAFFIC);
+    assert!(same[0].message.contains("production traffic"), "{same:?}");
+    let target_group = with(&tg("web-green")).unwrap_err();
+    assert!(
+        target_group[0].message.contains("is not the ARN"),
+        "{target_group:?}"
+    );
+    assert_eq!(
+        PairSettings::from_tags(&tags(&[(TAG_PAIR, "web-green"), (TAG_TRAFFIC, LISTENER)]))
+            .unwrap()
+            .unwrap()
+            .test_traffic,
+        None
+    );
+}
+
+#[test]
 fn a_broken_pair_is_a_tag_problem_naming_what_is_wrong() {
     let blue = side("web-blue", "web-green", &[]);
     let green = side("web-green", "web-blue", &[]);
@@ -156,11 +211,13 @@ fn a_broken_pair_is_a_tag_problem_naming_what_is_wrong() {
     let mut none = green.clone();
     none.target_groups.clear();
     assert!(why(&blue, Some(&none), &split).contains("has no load balancer target group"));
-    let unknown = forward(&[("web-blue", 1), ("web-other", 0)]);
+    let elsewhere_only = forward(&[("web-other", 1)]);
     assert!(
-        why(&blue, Some(&green), &unknown)
-            .contains("does not send traffic to prod/web-green's target group")
+        why(&blue, Some(&green), &elsewhere_only)
+            .contains("sends traffic to neither prod/web-blue's target group")
     );
+    let shared = forward(&[("web-blue", 1), ("web-other", 1)]);
+    assert!(why(&blue, Some(&green), &shared).contains("which is neither side's"));
     let even = forward(&[("web-blue", 1), ("web-green", 1)]);
     assert!(why(&blue, Some(&green), &even).contains("cannot tell the live side"));
     let mut untagged = green.clone();

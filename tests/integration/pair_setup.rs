@@ -1,0 +1,174 @@
+//! Pairs as teams built them by hand: a production listener whose forward action names the live
+//! side's target group alone (the usual `TargetGroupArn` switch), and a test rule (`/green*`)
+//! the smoke tests use. deckhand moves the production traffic, adding the idle side's target
+//! group, and keeps the test rule on the idle side after every flip and flip-back. Every
+//! forward action is read back from the emulator's ELB.
+
+use aws_sdk_elasticloadbalancingv2::Client as Elb;
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, PathPatternConditionConfig, RuleCondition,
+};
+use deckhand::app::rollback::RollbackFunction;
+use deckhand::report::Outcome;
+
+use crate::harness::{Role, designated};
+use crate::pair::Pair;
+
+/// A forward action as ELB holds it: target group and weight (a plain forward has weight 1).
+pub(crate) async fn forward_of(elb: &Elb, arn: &str) -> Vec<(String, i32)> {
+    let actions = if arn.contains(":listener-rule/") {
+        let out = elb.describe_rules().rule_arns(arn).send().await.unwrap();
+        out.rules()[0].actions().to_vec()
+    } else {
+        let out = elb
+            .describe_listeners()
+            .listener_arns(arn)
+            .send()
+            .await
+            .unwrap();
+        out.listeners()[0].default_actions().to_vec()
+    };
+    let action = &actions[0];
+    match action
+        .forward_config()
+        .filter(|c| !c.target_groups().is_empty())
+    {
+        Some(config) => config
+            .target_groups()
+            .iter()
+            .map(|t| {
+                (
+                    t.target_group_arn().unwrap().to_owned(),
+                    t.weight().unwrap_or(1),
+                )
+            })
+            .collect(),
+        None => vec![(action.target_group_arn().unwrap().to_owned(), 1)],
+    }
+}
+
+fn plain_forward(target_group: &str) -> Action {
+    Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .target_group_arn(target_group)
+        .build()
+}
+
+/// The pair as the team built it: the listener forwards to blue alone, and a rule for
+/// `/green*` forwards to green, designated for deckhand and named in both sides'
+/// `deckhand:test-traffic`. Returns the rule's ARN.
+async fn as_built(p: &Pair) -> String {
+    let elb = Elb::new(&p.stack.sdk);
+    elb.modify_listener()
+        .listener_arn(&p.alb.listener)
+        .default_actions(plain_forward(&p.alb.blue))
+        .send()
+        .await
+        .unwrap();
+    let rule = elb
+        .create_rule()
+        .listener_arn(&p.alb.listener)
+        .priority(10)
+        .conditions(
+            RuleCondition::builder()
+                .field("path-pattern")
+                .path_pattern_config(
+                    PathPatternConditionConfig::builder()
+                        .values("/green*")
+                        .build(),
+                )
+                .build(),
+        )
+        .actions(plain_forward(&p.alb.green))
+        .tags(designated())
+        .send()
+        .await
+        .unwrap();
+    let rule = rule.rules()[0].rule_arn().unwrap().to_owned();
+    for side in ["web-blue", "web-green"] {
+        let described = p
+            .stack
+            .ecs
+            .describe_services()
+            .cluster(&p.stack.cluster)
+            .services(side)
+            .send()
+            .await
+            .unwrap();
+        let arn = described.services()[0].service_arn().unwrap().to_owned();
+        p.stack
+            .ecs
+            .tag_resource()
+            .resource_arn(arn)
+            .tags(
+                aws_sdk_ecs::types::Tag::builder()
+                    .key("deckhand:test-traffic")
+                    .value(&rule)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    rule
+}
+
+/// Which target group a forward action sends all its traffic to, if one.
+fn all_on(weights: &[(String, i32)]) -> Option<String> {
+    let live: Vec<&(String, i32)> = weights.iter().filter(|(_, w)| *w > 0).collect();
+    match live.as_slice() {
+        [(tg, _)] => Some(tg.clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_listener_forwarding_to_the_live_side_alone_moves_and_flips_back_and_the_test_rule_follows_the_idle_side()
+ {
+    let p = Pair::new("100").await;
+    let rule = as_built(&p).await;
+    let elb = Elb::new(&p.stack.sdk);
+    assert_eq!(
+        forward_of(&elb, &p.alb.listener).await,
+        [(p.alb.blue.clone(), 1)]
+    );
+
+    // The push goes to green; ECS completes it; all the traffic moves, green's target group
+    // added to the forward action, and the test rule now reaches blue, the idle side.
+    let pushed = p.pushed_and_completed().await;
+    assert_eq!(pushed.outcome, Outcome::Deployed, "{pushed:?}");
+    let production = forward_of(&elb, &p.alb.listener).await;
+    assert_eq!(
+        all_on(&production),
+        Some(p.alb.green.clone()),
+        "{production:?}"
+    );
+    assert!(
+        production
+            .iter()
+            .any(|(tg, w)| tg == &p.alb.blue && *w == 0),
+        "{production:?}"
+    );
+    let test = forward_of(&elb, &rule).await;
+    assert_eq!(all_on(&test), Some(p.alb.blue.clone()), "{test:?}");
+
+    // An alarm on green inside its guard window: production back on blue at once, and the
+    // test rule back on green, the idle side again.
+    let arn = p.green_alarm().await;
+    let rollback = RollbackFunction::new(
+        p.stack.ports(Role::Rollback, p.clock.clone()),
+        p.stack.config(),
+    );
+    let alarm = p.green_alarm_event(&arn, "alarm-1", "2026-11-23T10:07:00Z");
+    let flipped = rollback.handle(&alarm).await.unwrap();
+    assert_eq!(flipped.outcome, Outcome::RolledBack, "{flipped:?}");
+    assert_eq!(
+        all_on(&forward_of(&elb, &p.alb.listener).await),
+        Some(p.alb.blue.clone())
+    );
+    assert_eq!(
+        all_on(&forward_of(&elb, &rule).await),
+        Some(p.alb.green.clone())
+    );
+    assert!(p.stack.take_refused_calls().is_empty());
+}
