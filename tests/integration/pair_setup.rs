@@ -172,3 +172,40 @@ async fn a_listener_forwarding_to_the_live_side_alone_moves_and_flips_back_and_t
     );
     assert!(p.stack.take_refused_calls().is_empty());
 }
+
+/// Both sides autoscaled: the side that takes the traffic gets the live side's min and max
+/// before its tasks are asked for, and the side scaled down after the guard window is held at
+/// 0 (min and max), so that no scale-out or scheduled minimum brings it back.
+#[tokio::test]
+async fn autoscaled_sides_take_the_live_sides_capacity_and_a_side_scaled_down_is_held_at_zero() {
+    let p = Pair::new("100").await;
+    p.stack.autoscale("web-blue", 2, 4).await;
+    p.stack.autoscale("web-green", 0, 0).await;
+
+    p.pushed_and_completed().await;
+    assert_eq!(p.stack.capacity("web-green").await, Some((2, 4)));
+    assert_eq!(p.stack.desired_count("web-green").await, 2);
+    // All the traffic on green from 10:05, guarded until 10:35; then blue is scaled down.
+    p.reconcile("2026-11-23T10:40:00Z").await;
+    assert_eq!(p.stack.desired_count("web-blue").await, 0);
+    assert_eq!(p.stack.capacity("web-blue").await, Some((0, 0)));
+
+    // The next push goes to blue: it gets green's capacity back, then green's count.
+    let next = p.push("push-43", "main-43", "2026-11-23T12:00:00Z").await;
+    assert_eq!(next.outcome, Outcome::Deployed, "{next:?}");
+    assert_eq!(p.stack.capacity("web-blue").await, Some((2, 4)));
+    assert_eq!(p.stack.desired_count("web-blue").await, 2);
+    let done = p
+        .ecs(
+            "web-blue",
+            "ecs-deployment-completed",
+            "done-43",
+            "2026-11-23T12:05:00Z",
+        )
+        .await;
+    assert_eq!(done.outcome, Outcome::Completed, "{done:?}");
+    p.reconcile("2026-11-23T12:40:00Z").await;
+    assert_eq!(p.stack.desired_count("web-green").await, 0);
+    assert_eq!(p.stack.capacity("web-green").await, Some((0, 0)));
+    assert!(p.stack.take_refused_calls().is_empty());
+}

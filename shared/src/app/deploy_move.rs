@@ -64,8 +64,21 @@ impl DeployFunction {
                 // The idle side of a pair runs as many tasks as the live side before any
                 // traffic reaches it.
                 (Some(p), _) => {
-                    let ecs = &self.ports.ecs;
-                    ecs.update_service_scaled(key, &to, p.live_count).await
+                    let live = &p.pair.live.service;
+                    match crate::app::pair_scale::capacity_to_take_over(
+                        &self.ports,
+                        key,
+                        live,
+                        p.live_count,
+                    )
+                    .await
+                    {
+                        Ok(()) => {
+                            let ecs = &self.ports.ecs;
+                            ecs.update_service_scaled(key, &to, p.live_count).await
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
                 // CodeDeploy's deployment id stands for ECS's: its events name it.
                 (None, Some(cd)) => {

@@ -82,7 +82,7 @@ impl DeployFunction {
                 }))
             }
             DeploymentEventDecision::Failed { .. } => {
-                self.ports.ecs.set_desired_count(key, 0).await?;
+                crate::app::pair_scale::scale_down(&self.ports, key).await?;
                 if let Some(p) = state.pair.as_mut() {
                     p.phase = PairPhase::Failed;
                 }

@@ -4,6 +4,7 @@ pub(crate) mod codedeploy;
 pub mod deploy;
 pub mod locking;
 pub mod operator;
+pub(crate) mod pair_scale;
 pub(crate) mod pins;
 pub mod rollback;
 pub mod scheduler;

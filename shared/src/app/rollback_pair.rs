@@ -298,7 +298,19 @@ impl RollbackFunction {
         let scaled =
             match renew_before_acting(&*self.ports.store, &*self.ports.clock, key, &mut held).await
             {
-                Ok(()) => self.ports.ecs.set_desired_count(&m.from, count).await,
+                Ok(()) => {
+                    match crate::app::pair_scale::capacity_to_take_over(
+                        &self.ports,
+                        &m.from,
+                        &m.to,
+                        count,
+                    )
+                    .await
+                    {
+                        Ok(()) => self.ports.ecs.set_desired_count(&m.from, count).await,
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(e),
             };
         if let Err(e) = scaled {

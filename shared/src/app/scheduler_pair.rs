@@ -136,7 +136,7 @@ impl SchedulerFunction {
                         set_traffic(&self.ports, &m, shift).await
                     }
                     PairDue::Done if m.standby == Standby::ScaleDown => {
-                        self.ports.ecs.set_desired_count(&m.from, 0).await
+                        crate::app::pair_scale::scale_down(&self.ports, &m.from).await
                     }
                     PairDue::Done => Ok(()),
                 },

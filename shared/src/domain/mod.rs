@@ -12,6 +12,7 @@ pub mod known_good;
 pub mod lifecycle;
 pub mod pace;
 pub mod pair;
+pub mod pair_capacity;
 pub mod pair_move;
 pub mod pause;
 pub mod pin;
