@@ -38,6 +38,16 @@ API = "/_deckhand/iam/"
 LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 
 
+def resource_tags(arn):
+    """The tags a resource carries, which IAM's aws:ResourceTag reads: a listener or rule in
+    moto, or a function a test runs (emulator_lambda.py)."""
+    if ":lambda:" in arn or ":" not in arn:
+        from emulator_lambda import function_tags
+
+        return function_tags(arn)
+    return elbv2_tags(arn)
+
+
 def elbv2_tags(arn):
     """The tags a listener or rule carries in moto, which IAM's aws:ResourceTag reads."""
     from moto.elbv2.models import elbv2_backends
@@ -113,7 +123,7 @@ class IamPolicies:
             # The chat topic and its statements exist only with a Slack channel.
             parameters.update(SlackWorkspaceId="T0123456789", SlackChannelId="C0123456789")
         stack = iam.Stack(self.template, parameters, physical)
-        stack.resource_tags = elbv2_tags
+        stack.resource_tags = resource_tags
         return stack
 
     def log(self, role, operation, allowed):

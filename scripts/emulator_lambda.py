@@ -2,9 +2,10 @@
 not have, so an invocation is forwarded over HTTP to whoever runs the function (the test
 process, with deckhand's real handlers), and answered as Lambda answers it.
 
-A test tells the emulator where each function runs:
+A test tells the emulator where each function runs, and the tags the function carries (IAM's
+`aws:ResourceTag` reads them: a traffic gate's check function is designated by one):
 
-    POST /_deckhand/lambda/functions/NAME   {"url": "http://127.0.0.1:PORT/deploy"}
+    POST /_deckhand/lambda/functions/NAME   {"url": "http://127.0.0.1:PORT/deploy", "tags": {...}}
 
 Then `POST /2015-03-31/functions/NAME|ARN[:QUALIFIER]/invocations` (the SDK's Invoke) posts
 the payload to that URL. The runner answers 200 with the function's result, or with its error
@@ -28,6 +29,15 @@ from iam import ACCOUNT, REGION
 INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 API = "/_deckhand/lambda/functions/"
 
+# The tags of each function a test runs, by name: what IAM reads as aws:ResourceTag.
+FUNCTION_TAGS = {}
+TAGS_LOCK = threading.Lock()
+
+
+def function_tags(name_or_arn):
+    with TAGS_LOCK:
+        return dict(FUNCTION_TAGS.get(function_name(name_or_arn), {}))
+
 
 def function_name(name_or_arn):
     """NAME of `NAME`, `NAME:QUALIFIER`, `ACCOUNT:function:NAME` or a full ARN."""
@@ -50,9 +60,11 @@ class LambdaInvocations:
         if path.startswith(API) and environ.get("REQUEST_METHOD") == "POST":
             name = urllib.parse.unquote(path[len(API):])
             length = int(environ.get("CONTENT_LENGTH") or 0)
-            url = json.loads(environ["wsgi.input"].read(length) or b"{}")["url"]
+            told = json.loads(environ["wsgi.input"].read(length) or b"{}")
             with self.lock:
-                self.runners[name] = url
+                self.runners[name] = told["url"]
+            with TAGS_LOCK:
+                FUNCTION_TAGS[name] = told.get("tags") or {}
             start_response("200 OK", [("Content-Length", "0")])
             return [b""]
         found = INVOKE.match(path)

@@ -245,6 +245,7 @@ def own_needs(prefix, operation, params, context):
 TAGGED_RESOURCE = {
     ("elasticloadbalancing", "ModifyListener"): "ListenerArn",
     ("elasticloadbalancing", "ModifyRule"): "RuleArn",
+    ("lambda", "Invoke"): "FunctionName",
 }
 
 

@@ -221,6 +221,7 @@ fn memory_ports() -> Ports {
         alarms: Arc::new(MemoryAlarms::default()),
         traffic: Arc::new(MemoryTraffic::default()),
         codedeploy: Arc::new(MemoryCodeDeploy::default()),
+        checks: Arc::new(deckhand::adapters::memory::MemoryChecks::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store,

@@ -185,6 +185,27 @@ pub trait Traffic: Send + Sync {
     async fn designated(&self, arn: &str) -> PortResult<bool>;
 }
 
+/// What a function answered: its error type when it failed (`X-Amz-Function-Error`), and its
+/// payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invoked {
+    pub function_error: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+/// Lambda, for the check function of a pair's traffic gate.
+#[async_trait]
+pub trait CheckFunctions: Send + Sync {
+    /// Invokes `function` (name or ARN) with `question` and waits for its answer, at most
+    /// `timeout`, without retrying: a check that does not answer in time fails.
+    async fn invoke(
+        &self,
+        function: &str,
+        question: &serde_json::Value,
+        timeout: std::time::Duration,
+    ) -> PortResult<Invoked>;
+}
+
 /// CodeDeploy, for the services it deploys (deployment controller `CODE_DEPLOY`).
 #[async_trait]
 pub trait CodeDeploy: Send + Sync {

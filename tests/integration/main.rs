@@ -13,6 +13,7 @@ mod faults;
 mod gate;
 mod known_good;
 mod pair;
+mod pair_gate;
 mod pair_setup;
 mod payloads;
 mod redrive;

@@ -87,16 +87,20 @@ impl Pair {
         let pushed = self
             .push("push-42", "main-42", "2026-11-23T10:00:00Z")
             .await;
-        let done = self
-            .ecs(
-                "web-green",
-                "ecs-deployment-completed",
-                "done-42",
-                "2026-11-23T10:05:00Z",
-            )
-            .await;
+        let done = self.green_completed().await;
         assert_eq!(done.outcome, Outcome::Completed, "{done:?}");
         pushed
+    }
+
+    /// ECS completes green's deployment at 10:05; the summary of that event.
+    pub(crate) async fn green_completed(&self) -> Summary {
+        self.ecs(
+            "web-green",
+            "ecs-deployment-completed",
+            "done-42",
+            "2026-11-23T10:05:00Z",
+        )
+        .await
     }
 
     /// ECS reports on deckhand's latest deployment of `service`, by the id UpdateService

@@ -57,7 +57,7 @@ fn plain_forward(target_group: &str) -> Action {
 /// The pair as the team built it: the listener forwards to blue alone, and a rule for
 /// `/green*` forwards to green, designated for deckhand and named in both sides'
 /// `deckhand:test-traffic`. Returns the rule's ARN.
-async fn as_built(p: &Pair) -> String {
+pub(crate) async fn as_built(p: &Pair) -> String {
     let elb = Elb::new(&p.stack.sdk);
     elb.modify_listener()
         .listener_arn(&p.alb.listener)
@@ -85,6 +85,12 @@ async fn as_built(p: &Pair) -> String {
         .await
         .unwrap();
     let rule = rule.rules()[0].rule_arn().unwrap().to_owned();
+    tag_both(p, "deckhand:test-traffic", &rule).await;
+    rule
+}
+
+/// Tags both sides of the pair.
+pub(crate) async fn tag_both(p: &Pair, key: &str, value: &str) {
     for side in ["web-blue", "web-green"] {
         let described = p
             .stack
@@ -102,19 +108,18 @@ async fn as_built(p: &Pair) -> String {
             .resource_arn(arn)
             .tags(
                 aws_sdk_ecs::types::Tag::builder()
-                    .key("deckhand:test-traffic")
-                    .value(&rule)
+                    .key(key)
+                    .value(value)
                     .build(),
             )
             .send()
             .await
             .unwrap();
     }
-    rule
 }
 
 /// Which target group a forward action sends all its traffic to, if one.
-fn all_on(weights: &[(String, i32)]) -> Option<String> {
+pub(crate) fn all_on(weights: &[(String, i32)]) -> Option<String> {
     let live: Vec<&(String, i32)> = weights.iter().filter(|(_, w)| *w > 0).collect();
     match live.as_slice() {
         [(tg, _)] => Some(tg.clone()),

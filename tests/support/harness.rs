@@ -383,13 +383,16 @@ impl Stack {
 
     /// Tells the emulator that this stack's function of `role` runs at `url`.
     pub fn run_function_at(&self, role: Role, url: &str) {
+        self.run_named_function_at(&function_name(self.id, role), url, &json!({}));
+    }
+
+    /// Tells the emulator's Lambda that the function `name` of this account runs at `url`,
+    /// carrying `tags` (which IAM's `aws:ResourceTag` reads).
+    pub fn run_named_function_at(&self, name: &str, url: &str, tags: &Value) {
         emulator_post(
             &self.url,
-            &format!(
-                "/_deckhand/lambda/functions/{}",
-                function_name(self.id, role)
-            ),
-            &json!({"url": url}),
+            &format!("/_deckhand/lambda/functions/{name}"),
+            &json!({"url": url, "tags": tags}),
         );
     }
 
@@ -515,6 +518,13 @@ impl Stack {
             ),
             codedeploy: aws_sdk_codedeploy::Client::from_conf(
                 base.codedeploy
+                    .config()
+                    .to_builder()
+                    .interceptor(log.clone())
+                    .build(),
+            ),
+            lambda: aws_sdk_lambda::Client::from_conf(
+                base.lambda
                     .config()
                     .to_builder()
                     .interceptor(log.clone())

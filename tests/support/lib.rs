@@ -5,6 +5,7 @@
 // Support code of tests and benchmarks: a failed unwrap is a failed run, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod check_function;
 mod codedeploy;
 pub mod functions;
 pub mod harness;

@@ -9,6 +9,7 @@ use crate::ports::Clock;
 
 mod alarms;
 mod autoscaling;
+mod checks;
 mod codedeploy;
 mod ecr;
 mod ecs;
@@ -19,6 +20,7 @@ mod traffic;
 
 pub use alarms::MemoryAlarms;
 pub use autoscaling::MemoryAutoscaling;
+pub use checks::MemoryChecks;
 pub use codedeploy::{MemoryCodeDeploy, MemoryDeployment};
 pub use ecr::MemoryEcr;
 pub use ecs::MemoryEcs;

@@ -4,6 +4,7 @@
 use chrono::SecondsFormat;
 use serde_json::{Value, json};
 
+use super::pair::PairProgress;
 use super::{DeployError, DeployFunction, report, rfc3339};
 use crate::app::locking::{acquire, owner_token};
 use crate::domain::deploy::{
@@ -205,7 +206,10 @@ impl DeployFunction {
             }
         };
         // A pair's new side: its traffic moves (or, failed, it is scaled back to 0).
-        let progress = match self.pair_after_event(key, &decision, &mut state, now).await {
+        let progress = match self
+            .pair_after_event(key, &decision, &mut state, (now, guard))
+            .await
+        {
             Ok(progress) => progress,
             Err(e) => return self.failed_event(key, &locked, event, e).await,
         };
@@ -273,11 +277,27 @@ impl DeployFunction {
             ))
             .await;
         }
-        if let Some((m, shift)) = progress.and_then(|p| p.shifted) {
-            let why = format!("ECS completed the deployment of {key}");
-            self.notify(crate::app::traffic::shifted(&m, &shift, &why, now))
-                .await;
-        }
+        let gated = match progress {
+            Some(PairProgress {
+                shifted: Some((m, shift)),
+                ..
+            }) => {
+                let why = format!("ECS completed the deployment of {key}");
+                self.notify(crate::app::traffic::shifted(&m, &shift, &why, now))
+                    .await;
+                None
+            }
+            Some(PairProgress {
+                gated: Some((m, gate)),
+                ..
+            }) => {
+                self.notify(crate::app::pair_gate::awaiting(key, &m, &gate, now))
+                    .await;
+                self.ask_gate_check(key, &m, &gate, &state, &event.event_id)
+                    .await
+            }
+            _ => None,
+        };
         let retired = match (&decision, keep_revisions) {
             (DeploymentEventDecision::Completed { .. }, Some(keep))
                 if !self.rehearses(&service.tags) =>
@@ -290,6 +310,13 @@ impl DeployFunction {
         let reason = match retired {
             Some(retired) => format!("{reason}; {retired}"),
             None => reason,
+        };
+        let (action, reason) = match gated {
+            Some(settled) if settled.action == Action::Failed => {
+                (Action::Failed, format!("{reason}; {}", settled.reason))
+            }
+            Some(settled) => (action, format!("{reason}; {}", settled.reason)),
+            None => (action, reason),
         };
         let mut r = report(key, action, reason);
         if followed_only {

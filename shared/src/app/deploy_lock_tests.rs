@@ -114,6 +114,7 @@ fn slow_ports(w: &World, slow_by: chrono::TimeDelta) -> Ports {
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
         codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
+        checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
         store: w.store.clone(),
         images: w.store.clone(),
         pace: w.store.clone(),

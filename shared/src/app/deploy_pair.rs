@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use tracing::info;
 
 use super::{DeployFunction, PairTarget, Target};
+use crate::app::pair_gate;
 use crate::domain::deploy::DeploymentEventDecision;
 use crate::domain::deploy::Push;
 use crate::domain::pair::{PairSettings, resolve_pair};
+use crate::domain::pair_gate::TrafficGate;
 use crate::domain::pair_move::{PairMove, PairPhase, Shift};
 use crate::domain::service::ServiceKey;
 use crate::domain::state::ServiceState;
@@ -34,6 +36,9 @@ pub(super) struct PairProgress {
     pub words: String,
     /// The shift to announce once the state is committed.
     pub shifted: Option<(PairMove, Shift)>,
+    /// The traffic gate that closed: announced, and asked when it is a check, once the state
+    /// is committed.
+    pub gated: Option<(PairMove, TrafficGate)>,
 }
 
 impl DeployFunction {
@@ -45,7 +50,7 @@ impl DeployFunction {
         key: &ServiceKey,
         decision: &DeploymentEventDecision,
         state: &mut ServiceState,
-        now: DateTime<Utc>,
+        (now, guard): (DateTime<Utc>, chrono::TimeDelta),
     ) -> Result<Option<PairProgress>, PortError> {
         let Some(m) = state
             .pair
@@ -57,11 +62,34 @@ impl DeployFunction {
         match decision {
             DeploymentEventDecision::Completed { .. } => {
                 let at_zero = state.deployment.as_ref().is_some_and(|d| d.at_zero_tasks);
-                let Some(shift) = m.first_step().filter(|_| !at_zero) else {
+                if at_zero {
                     return Ok(Some(PairProgress {
                         words: format!("{key} runs no tasks: no traffic moves to it"),
                         shifted: None,
+                        gated: None,
                     }));
+                }
+                if let Some(gate) = m.gate.clone() {
+                    crate::app::pair_gate::close(&self.ports, &m).await?;
+                    let mut gated = m.clone();
+                    gated.close_gate(now, guard);
+                    if let Some(d) = state.deployment.as_mut() {
+                        // No traffic yet: the guard window starts when all of it moved.
+                        d.guard_until = None;
+                    }
+                    state.pair = Some(gated.clone());
+                    let words = format!(
+                        "the traffic waits at its gate: {}",
+                        gate.words(&key.to_string())
+                    );
+                    return Ok(Some(PairProgress {
+                        words,
+                        shifted: None,
+                        gated: Some((gated, gate)),
+                    }));
+                }
+                let Some(shift) = m.first_step() else {
+                    return Ok(None);
                 };
                 crate::app::traffic::set_traffic(&self.ports, &m, &shift).await?;
                 let mut moved = m.clone();
@@ -79,6 +107,7 @@ impl DeployFunction {
                 Ok(Some(PairProgress {
                     words,
                     shifted: Some((moved, shift)),
+                    gated: None,
                 }))
             }
             DeploymentEventDecision::Failed { .. } => {
@@ -89,10 +118,44 @@ impl DeployFunction {
                 Ok(Some(PairProgress {
                     words: format!("no traffic moved; {key} is scaled back to 0 tasks"),
                     shifted: None,
+                    gated: None,
                 }))
             }
             _ => Ok(None),
         }
+    }
+
+    /// The check of a gate that just closed: asked outside the lock (a smoke test takes a
+    /// while), its verdict settled under it. `None` for an approval, which waits for its
+    /// operator. A verdict that cannot be applied leaves the gate closed: the reconcile fails a
+    /// check without a verdict once it lapsed.
+    pub(super) async fn ask_gate_check(
+        &self,
+        key: &ServiceKey,
+        m: &PairMove,
+        gate: &TrafficGate,
+        state: &ServiceState,
+        event_id: &str,
+    ) -> Option<ServiceReport> {
+        let TrafficGate::Check { function } = gate else {
+            return None;
+        };
+        let verdict = pair_gate::ask_check(&self.ports, function, m, state).await;
+        info!(service = %key, ?verdict, "the traffic gate's check answered");
+        let to = state.deployment.as_ref().map(|d| d.to.clone());
+        let cause = format!("{event_id}#gate");
+        Some(
+            match pair_gate::settle(&self.ports, key, to.as_deref(), verdict, &cause).await {
+                Ok(settled) => settled,
+                Err(e) => ServiceReport::new(
+                    key,
+                    crate::report::Action::Error,
+                    format!(
+                        "the check's verdict could not be applied ({e}); the gate stays closed until the check lapses"
+                    ),
+                ),
+            },
+        )
     }
 
     /// Resolves a target that carries `deckhand:pair`: its partner and the forward action are

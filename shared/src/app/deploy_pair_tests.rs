@@ -1,6 +1,7 @@
 //! A push to a pair of services behind one ALB, against in-memory ports.
 
 use super::*;
+use crate::adapters::memory::Weights;
 use crate::domain::pair_move::PairPhase;
 
 const LISTENER: &str = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2";
@@ -18,6 +19,11 @@ fn green() -> ServiceKey {
 /// `demo/web-blue` live with 4 tasks on web:1, `demo/web-green` idle at 0 on web:1, steps as
 /// given, deployed by pushes of `main-*` (the live side's policy; green's says `off`).
 fn pair(steps: &str) -> World {
+    pair_tagged(steps, &[])
+}
+
+/// The same, the live side tagged with `extra` too.
+fn pair_tagged(steps: &str, extra: &[(&str, &str)]) -> World {
     let w = world_with(config(false));
     let td = w
         .ecs
@@ -30,7 +36,10 @@ fn pair(steps: &str) -> World {
             ("deckhand:pair", "web-green"),
             ("deckhand:traffic", LISTENER),
             ("deckhand:traffic-steps", steps),
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
     );
     w.ecs.add_service(
         &green(),
@@ -293,4 +302,155 @@ async fn an_operators_rollback_flips_back_or_scales_the_old_side_up_first() {
             .is_quarantined(&digest('b').parse().unwrap())
             .is_some()
     );
+}
+
+const TEST_RULE: &str = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener-rule/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee";
+
+/// A pair whose traffic waits at `gate`, with a test rule that forwards to blue, the live side,
+/// before the push.
+fn gated(gate: &str) -> World {
+    let w = pair_tagged(
+        "100",
+        &[
+            ("deckhand:traffic-gate", gate),
+            ("deckhand:test-traffic", TEST_RULE),
+        ],
+    );
+    w.traffic.forward_to(TEST_RULE, &[(BLUE_TG, 1)]);
+    w
+}
+
+fn kinds(w: &World) -> Vec<String> {
+    w.notifier
+        .published()
+        .iter()
+        .map(|n| n.kind.as_str().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_check_that_answers_success_opens_the_gate_after_the_test_rule_reached_the_new_side() {
+    let w = gated("check=smoke");
+    w.checks.answer("smoke", None, r#"{"success": true}"#);
+    pushed_and_completed(&w).await;
+    let questions = w.checks.questions();
+    assert_eq!(questions.len(), 1);
+    assert_eq!(questions[0].0, "smoke");
+    assert_eq!(questions[0].1["service"], "demo/web-green");
+    assert_eq!(questions[0].1["testTraffic"], TEST_RULE);
+    assert_eq!(
+        questions[0].1["taskDefinition"],
+        w.ecs.revision_arn("web", 2)
+    );
+    // The test rule went to green before the check, and to blue, now idle, after the move.
+    let test_moves: Vec<Weights> = w
+        .traffic
+        .changes()
+        .into_iter()
+        .filter(|(arn, _)| arn == TEST_RULE)
+        .map(|(_, weights)| weights)
+        .collect();
+    assert_eq!(
+        test_moves,
+        [
+            vec![(GREEN_TG.to_owned(), 1), (BLUE_TG.to_owned(), 0)],
+            vec![(BLUE_TG.to_owned(), 1), (GREEN_TG.to_owned(), 0)],
+        ]
+    );
+    assert_eq!(weights(&w), [(BLUE_TG.into(), 0), (GREEN_TG.into(), 100)]);
+    let state = w.store.load(&green()).await.unwrap();
+    assert_eq!(state.pair.unwrap().phase, PairPhase::Guarding);
+    assert!(state.deployment.unwrap().guard_until.is_some());
+    assert_eq!(
+        kinds(&w),
+        [
+            "deploy.started",
+            "deploy.completed",
+            "deploy.awaiting-approval",
+            "traffic.shifted"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_check_that_fails_moves_no_traffic_quarantines_the_digest_and_scales_the_new_side_back() {
+    for (error, answer, why) in [
+        (
+            None,
+            r#"{"success": false, "reason": "GET /health answered 503"}"#,
+            "GET /health answered 503",
+        ),
+        (
+            Some("Unhandled"),
+            r#"{"errorMessage": "Task timed out after 60.00 seconds"}"#,
+            "Task timed out",
+        ),
+    ] {
+        let w = gated("check=smoke");
+        w.checks.answer("smoke", error, answer);
+        pushed(&w).await;
+        w.clock.set(at(36));
+        let s = w
+            .function
+            .handle(&green_event("c1", "SERVICE_DEPLOYMENT_COMPLETED", 36))
+            .await
+            .unwrap();
+        assert_eq!(s.outcome, Outcome::Failed, "{s:?}");
+        assert!(s.services[0].reason.contains(why), "{s:?}");
+        assert_eq!(weights(&w), [(BLUE_TG.into(), 1), (GREEN_TG.into(), 0)]);
+        assert_eq!(w.ecs.service(&green()).unwrap().desired_count, 0);
+        let state = w.store.load(&green()).await.unwrap();
+        assert_eq!(state.pair.as_ref().unwrap().phase, PairPhase::Failed);
+        assert_eq!(state.quarantine.len(), 1, "{state:?}");
+        assert!(kinds(&w).ends_with(&[
+            "deploy.awaiting-approval".to_owned(),
+            "deploy.failed".to_owned()
+        ]));
+    }
+}
+
+#[tokio::test]
+async fn an_approval_gate_waits_for_its_operator_who_opens_or_shuts_it() {
+    use crate::app::operator::Operator;
+    for reject in [false, true] {
+        let w = gated("approve");
+        pushed_and_completed(&w).await;
+        assert_eq!(
+            weights(&w),
+            [(BLUE_TG.into(), 1), (GREEN_TG.into(), 0)],
+            "waits"
+        );
+        assert!(w.checks.questions().is_empty());
+        let waiting = w.notifier.published().pop().unwrap();
+        assert_eq!(waiting.kind.as_str(), "deploy.awaiting-approval");
+        assert_eq!(
+            waiting.details["approve"],
+            "deckhand approve demo/web-green"
+        );
+        let operator = Operator::new(w.ports.clone(), "arn:aws:iam::123456789012:user/ops");
+        // Either side's name finds the pair.
+        let answered = if reject {
+            operator.reject(&blue()).await.unwrap()
+        } else {
+            operator.approve(&blue()).await.unwrap()
+        };
+        let state = w.store.load(&green()).await.unwrap();
+        if reject {
+            assert_eq!(answered.action, Action::Rejected, "{answered:?}");
+            assert!(
+                answered
+                    .reason
+                    .contains("rejected by arn:aws:iam::123456789012:user/ops")
+            );
+            assert_eq!(weights(&w), [(BLUE_TG.into(), 1), (GREEN_TG.into(), 0)]);
+            assert_eq!(w.ecs.service(&green()).unwrap().desired_count, 0);
+            assert_eq!(state.pair.unwrap().phase, PairPhase::Failed);
+        } else {
+            assert_eq!(answered.action, Action::Approved, "{answered:?}");
+            assert_eq!(weights(&w), [(BLUE_TG.into(), 0), (GREEN_TG.into(), 100)]);
+            assert_eq!(state.pair.unwrap().phase, PairPhase::Guarding);
+        }
+        // Answered once: nothing waits any more.
+        assert!(operator.approve(&green()).await.is_err());
+    }
 }

@@ -117,6 +117,7 @@ async fn a_push_read_before_another_moved_the_service_deploys_on_top_of_it() {
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
         codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
+        checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
         store: w.store.clone(),
         images: w.store.clone(),
         pace: w.store.clone(),

@@ -20,6 +20,7 @@ struct World {
     ecr: Arc<MemoryEcr>,
     traffic: Arc<crate::adapters::memory::MemoryTraffic>,
     codedeploy: Arc<crate::adapters::memory::MemoryCodeDeploy>,
+    checks: Arc<crate::adapters::memory::MemoryChecks>,
     store: Arc<MemoryStore>,
     notifier: Arc<MemoryNotifier>,
     clock: Arc<FixedClock>,
@@ -43,6 +44,7 @@ fn world_with(config: Config) -> World {
     let store = Arc::new(MemoryStore::with_clock(clock.clone()));
     let traffic = Arc::new(crate::adapters::memory::MemoryTraffic::default());
     let codedeploy = Arc::new(crate::adapters::memory::MemoryCodeDeploy::default());
+    let checks = Arc::new(crate::adapters::memory::MemoryChecks::default());
     let ports = Ports {
         ecs: ecs.clone(),
         ecr: ecr.clone(),
@@ -50,6 +52,7 @@ fn world_with(config: Config) -> World {
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         traffic: traffic.clone(),
         codedeploy: codedeploy.clone(),
+        checks: checks.clone(),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),
@@ -62,6 +65,7 @@ fn world_with(config: Config) -> World {
         ecr,
         traffic,
         codedeploy,
+        checks,
         store,
         notifier,
         clock,

@@ -4,6 +4,7 @@ pub(crate) mod codedeploy;
 pub mod deploy;
 pub mod locking;
 pub mod operator;
+pub(crate) mod pair_gate;
 pub(crate) mod pair_scale;
 pub(crate) mod pins;
 pub mod rollback;
@@ -14,8 +15,8 @@ use std::sync::Arc;
 
 use crate::notification::Notification;
 use crate::ports::{
-    Alarms, Autoscaling, Clock, CodeDeploy, Ecr, Ecs, ImageIndex, Metrics, Notifier, Pace,
-    PortError, StateStore, Traffic,
+    Alarms, Autoscaling, CheckFunctions, Clock, CodeDeploy, Ecr, Ecs, ImageIndex, Metrics,
+    Notifier, Pace, PortError, StateStore, Traffic,
 };
 
 /// The ports a function works through, built once per process.
@@ -27,6 +28,7 @@ pub struct Ports {
     pub alarms: Arc<dyn Alarms>,
     pub traffic: Arc<dyn Traffic>,
     pub codedeploy: Arc<dyn CodeDeploy>,
+    pub checks: Arc<dyn CheckFunctions>,
     pub store: Arc<dyn StateStore>,
     pub images: Arc<dyn ImageIndex>,
     pub pace: Arc<dyn Pace>,

@@ -314,6 +314,7 @@ mod tests {
             alarms: Arc::new(MemoryAlarms::default()),
             traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
             codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
+            checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
             store: store.clone(),
             images: store.clone(),
             pace: store.clone(),

@@ -6,6 +6,10 @@
 
 use super::{Operator, OperatorError};
 use crate::app::locking::{acquire, owner_token, renew_before_acting};
+use crate::app::pair_gate::{Verdict, settle};
+use crate::domain::pair::PairSettings;
+use crate::domain::pair_gate::TrafficGate;
+use crate::domain::pair_move::PairPhase;
 use crate::domain::pause::PausedDeployment;
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::state::{DeploymentStatus, RolledBack};
@@ -23,14 +27,63 @@ struct Answered {
 }
 
 impl Operator {
-    /// The deployment waiting at pause hooks goes on (`CONTINUE` on each).
+    /// The deployment waiting at pause hooks goes on (`CONTINUE` on each); a pair waiting at
+    /// its approval gate moves its traffic.
     pub async fn approve(&self, service: &ServiceKey) -> Result<ServiceReport, OperatorError> {
+        if let Some(holder) = self.gated_pair(service).await? {
+            return self.answer_pair_gate(&holder, false).await;
+        }
         self.answer_pause_hooks(service, false).await
     }
 
-    /// The deployment waiting at pause hooks is rolled back by ECS (`ROLLBACK`).
+    /// The deployment waiting at pause hooks is rolled back by ECS (`ROLLBACK`); a pair waiting
+    /// at its approval gate fails its deployment (no traffic moved, the new side scaled back).
     pub async fn reject(&self, service: &ServiceKey) -> Result<ServiceReport, OperatorError> {
+        if let Some(holder) = self.gated_pair(service).await? {
+            return self.answer_pair_gate(&holder, true).await;
+        }
         self.answer_pause_hooks(service, true).await
+    }
+
+    /// The side of a pair whose move waits at an approval gate: the service named, or the other
+    /// side of its pair. `None` when the service is no side of such a pair.
+    async fn gated_pair(&self, service: &ServiceKey) -> Result<Option<ServiceKey>, OperatorError> {
+        let view = self.described(service).await?;
+        let Ok(Some(settings)) = PairSettings::from_tags(&view.tags) else {
+            return Ok(None);
+        };
+        let partner = ServiceKey::new(service.cluster(), &settings.partner);
+        for key in [service.clone(), partner] {
+            let state = self.ports.store.load(&key).await?;
+            let waits = state.pair.as_ref().is_some_and(|m| {
+                m.phase == PairPhase::Gated && m.gate == Some(TrafficGate::Approve)
+            });
+            if waits {
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn answer_pair_gate(
+        &self,
+        holder: &ServiceKey,
+        reject: bool,
+    ) -> Result<ServiceReport, OperatorError> {
+        let now = self.ports.clock.now();
+        let (verb, verdict) = if reject {
+            ("reject", Verdict::Shut(format!("rejected by {}", self.by)))
+        } else {
+            ("approve", Verdict::Open(format!("approved by {}", self.by)))
+        };
+        let cause = self.cause(verb, now);
+        let settled = settle(&self.ports, holder, None, verdict, &cause).await?;
+        let action = match settled.action {
+            Action::Shifted => Action::Approved,
+            Action::Failed => Action::Rejected,
+            _ => return Err(OperatorError::NothingAwaiting(holder.clone())),
+        };
+        Ok(ServiceReport { action, ..settled })
     }
 
     async fn answer_pause_hooks(

@@ -20,7 +20,13 @@ use crate::report::{Action, ServiceReport, Summary};
 /// What an alarm does to a pair's move.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PairDecision {
-    Flip { reason: String },
+    Flip {
+        reason: String,
+    },
+    /// The new side waits at its traffic gate: no traffic to flip, its deployment fails.
+    ShutGate {
+        reason: String,
+    },
     Skip(String),
 }
 
@@ -56,6 +62,12 @@ pub fn decide_pair_rollback(
             "the deployment of {} already failed and moved no traffic",
             m.to
         )),
+        PairPhase::Gated => PairDecision::ShutGate {
+            reason: format!(
+                "alarm {} went into ALARM while {} waited at its traffic gate: {}",
+                alarm.name, m.to, alarm.reason
+            ),
+        },
         _ if !m.flips_on_alarm(alarm.at, guard_until) => Skip(format!(
             "outside the guard window: all traffic has been on {} since {}{}",
             m.to,
@@ -133,19 +145,38 @@ impl RollbackFunction {
         };
         match decide_pair_rollback(alarm, enabled, &locked.state, &m) {
             PairDecision::Skip(reason) => self.skip(&case, &locked.state, reason).await,
-            PairDecision::Flip { reason } if case.dry_run => {
-                let reason = format!("dry run: {reason}; the traffic would go back to {}", m.from);
+            PairDecision::Flip { reason } | PairDecision::ShutGate { reason } if case.dry_run => {
+                let would = match m.phase {
+                    PairPhase::Gated => "its deployment would fail".to_owned(),
+                    _ => format!("the traffic would go back to {}", m.from),
+                };
                 let revisions = deployment_ends(&locked.state);
                 self.skip_with(
                     &case,
                     &locked.state,
-                    reason,
+                    format!("dry run: {reason}; {would}"),
                     Action::WouldRollBack,
                     (&revisions.0, &revisions.1),
                 )
                 .await
             }
             PairDecision::Flip { reason } => self.flip(&case, &m, reason).await,
+            PairDecision::ShutGate { reason } => {
+                let verdict = crate::app::pair_gate::Verdict::Shut(reason);
+                let cause = alarm.event_id.as_str();
+                match crate::app::pair_gate::settle_locked(
+                    &self.ports,
+                    holder,
+                    locked.clone(),
+                    verdict,
+                    cause,
+                )
+                .await
+                {
+                    Ok(report) => report,
+                    Err(e) => self.failed_under_lock(holder, alarm, &locked, e).await,
+                }
+            }
         }
     }
 

@@ -62,6 +62,7 @@ fn world_of(deploy_dry_run: bool, dry_run: bool) -> World {
         alarms: alarms.clone(),
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
         codedeploy: codedeploy.clone(),
+        checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),

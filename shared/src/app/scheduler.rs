@@ -85,7 +85,7 @@ fn pairs_moving(states: &BTreeMap<ServiceKey, ServiceState>) -> BTreeMap<Service
     for m in states.values().filter_map(|s| s.pair.as_ref()) {
         if matches!(
             m.phase,
-            PairPhase::Shifting | PairPhase::Guarding | PairPhase::Reviving
+            PairPhase::Gated | PairPhase::Shifting | PairPhase::Guarding | PairPhase::Reviving
         ) {
             let why = format!(
                 "the traffic of its pair moves from {} to {} ({}% on {}); not put to sleep before the move ends",

@@ -29,6 +29,8 @@ pub(super) enum PairDue {
     /// The old side, scaled up for an operator's rollback, runs its tasks: the traffic goes
     /// back to it.
     Revived(Shift),
+    /// The traffic gate's check never gave a verdict: the deployment fails.
+    CheckLapsed,
 }
 
 /// `old_side_runs`: ECS runs all the tasks the old side wants (and it wants some).
@@ -41,6 +43,7 @@ pub(super) fn pair_due(
     match m.phase {
         PairPhase::Reviving if old_side_runs => Some(PairDue::Revived(m.flip_back())),
         PairPhase::Shifting => m.next_step(at).map(PairDue::Step),
+        PairPhase::Gated => m.check_lapsed(at).then_some(PairDue::CheckLapsed),
         PairPhase::Guarding => {
             let until = state.deployment.as_ref().and_then(|d| d.guard_until)?;
             (until <= at).then_some(PairDue::Done)
@@ -87,6 +90,10 @@ impl SchedulerFunction {
                         PairDue::Revived(_) => {
                             "the old side runs: would move the traffic back to it".into()
                         }
+                        PairDue::CheckLapsed => {
+                            "its traffic gate's check gave no verdict: would fail its deployment"
+                                .into()
+                        }
                     };
                     ServiceReport::new(&s.key, Action::Shifted, words)
                 })
@@ -127,6 +134,28 @@ impl SchedulerFunction {
             }
             return None;
         };
+        if due == PairDue::CheckLapsed {
+            let why = format!(
+                "its traffic gate's check gave no verdict within {} minutes of ECS completing it",
+                crate::domain::pair_gate::CHECK_LAPSE.num_minutes()
+            );
+            let verdict = crate::app::pair_gate::Verdict::Shut(why);
+            let settled = crate::app::pair_gate::settle_locked(
+                &self.ports,
+                key,
+                locked.clone(),
+                verdict,
+                cause,
+            )
+            .await;
+            return Some(match settled {
+                Ok(report) => report,
+                Err(e) => {
+                    self.failed_under_lock(key, &locked, &locked.state, cause, e)
+                        .await
+                }
+            });
+        }
         let acted =
             match renew_before_acting(&*self.ports.store, &*self.ports.clock, key, &mut locked)
                 .await
@@ -138,7 +167,7 @@ impl SchedulerFunction {
                     PairDue::Done if m.standby == Standby::ScaleDown => {
                         crate::app::pair_scale::scale_down(&self.ports, &m.from).await
                     }
-                    PairDue::Done => Ok(()),
+                    PairDue::Done | PairDue::CheckLapsed => Ok(()),
                 },
                 Err(e) => Err(e),
             };
@@ -185,6 +214,8 @@ impl SchedulerFunction {
                     m.from
                 )
             }
+            // Settled above, through the gate.
+            PairDue::CheckLapsed => return None,
             PairDue::Done => {
                 if let Some(p) = state.pair.as_mut() {
                     p.phase = PairPhase::Done;

@@ -55,6 +55,7 @@ fn world() -> World {
         alarms: Arc::new(crate::adapters::memory::MemoryAlarms::default()),
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
         codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
+        checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),

@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod pace;
 pub mod pair;
 pub mod pair_capacity;
+pub mod pair_gate;
 pub mod pair_move;
 pub mod pause;
 pub mod pin;

@@ -7,6 +7,7 @@ use chrono::TimeDelta;
 
 use super::duration::parse_duration;
 use super::fleet::{ServiceView, Source};
+use super::pair_gate::{TAG_TRAFFIC_GATE, TrafficGate, parse_gate};
 use super::service::ServiceKey;
 use super::settings::{TagProblem, Tags};
 
@@ -48,6 +49,8 @@ pub struct PairSettings {
     pub standby: Standby,
     /// The listener rule or listener whose forward action follows the idle side.
     pub test_traffic: Option<String>,
+    /// What must hold before the production traffic moves.
+    pub gate: Option<TrafficGate>,
 }
 
 fn problem(tag: &str, value: &str, message: impl Into<String>) -> TagProblem {
@@ -163,6 +166,13 @@ impl PairSettings {
             }
             Some(arn) => Some(arn.to_owned()),
         };
+        let gate = match tags.get(TAG_TRAFFIC_GATE) {
+            None => None,
+            Some(text) => parse_gate(text).map(Some).unwrap_or_else(|e| {
+                problems.push(problem(TAG_TRAFFIC_GATE, text, e));
+                None
+            }),
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -173,6 +183,7 @@ impl PairSettings {
             step_wait,
             standby,
             test_traffic,
+            gate,
         }))
     }
 }

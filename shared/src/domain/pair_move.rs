@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::pair::{Pair, Standby};
+use super::pair_gate::TrafficGate;
 use super::service::ServiceKey;
 
 /// Where a pair's move stands.
@@ -14,6 +15,8 @@ use super::service::ServiceKey;
 pub enum PairPhase {
     /// ECS is deploying the new revision to the idle side; no traffic moved.
     Deploying,
+    /// ECS completed it; the traffic gate (an approval, a check) holds the first step.
+    Gated,
     /// Traffic moves step by step; the step in `step` holds since `step_at`.
     Shifting,
     /// All traffic on the new side; its guard window runs.
@@ -56,6 +59,16 @@ pub struct PairMove {
     /// The listener rule (or test listener) whose forward action follows the idle side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_traffic: Option<String>,
+    /// What must hold before the first step moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<TrafficGate>,
+    /// When the gate closed (ECS completed the new side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gated_at: Option<DateTime<Utc>>,
+    /// The guard window the new side gets once all the traffic moved, as the gate closed: who
+    /// opens it later (an operator) need not know the stack's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_seconds: Option<i64>,
 }
 
 /// Where a pair's test traffic goes: the rule, and its forward action's weights (all on one
@@ -104,6 +117,9 @@ impl PairMove {
             step_at: None,
             weights: Vec::new(),
             test_traffic: pair.settings.test_traffic.clone(),
+            gate: pair.settings.gate.clone(),
+            gated_at: None,
+            guard_seconds: None,
         }
     }
 
@@ -114,7 +130,10 @@ impl PairMove {
     /// The share of traffic on the new side now.
     pub fn percent(&self) -> u8 {
         match self.phase {
-            PairPhase::Deploying | PairPhase::Failed | PairPhase::FlippedBack => 0,
+            PairPhase::Deploying
+            | PairPhase::Gated
+            | PairPhase::Failed
+            | PairPhase::FlippedBack => 0,
             _ => self
                 .step
                 .and_then(|i| self.steps.get(i))
@@ -130,9 +149,43 @@ impl PairMove {
         ]
     }
 
-    /// The first step, once ECS completed the idle side's deployment.
+    /// The first step, once ECS completed the idle side's deployment; none while a gate holds
+    /// it (see [`Self::close_gate`]).
     pub fn first_step(&self) -> Option<Shift> {
-        (self.phase == PairPhase::Deploying).then(|| self.shift_to(0))
+        (self.phase == PairPhase::Deploying && self.gate.is_none()).then(|| self.shift_to(0))
+    }
+
+    /// ECS completed the new side and a gate holds its traffic: the move waits at it from `now`;
+    /// `guard` is the window the new side gets at 100%. `false` when there is no gate (or the
+    /// move is not where a gate closes).
+    pub fn close_gate(&mut self, now: DateTime<Utc>, guard: TimeDelta) -> bool {
+        if self.phase != PairPhase::Deploying || self.gate.is_none() {
+            return false;
+        }
+        self.phase = PairPhase::Gated;
+        self.gated_at = Some(now);
+        self.guard_seconds = Some(guard.num_seconds());
+        true
+    }
+
+    /// The guard window the gate was closed with (30 minutes if it was not recorded).
+    pub fn gate_guard(&self) -> TimeDelta {
+        self.guard_seconds
+            .map_or(TimeDelta::minutes(30), TimeDelta::seconds)
+    }
+
+    /// The first step, once the gate opened.
+    pub fn open_gate(&self) -> Option<Shift> {
+        (self.phase == PairPhase::Gated).then(|| self.shift_to(0))
+    }
+
+    /// A check that has given no verdict by `at` is failed.
+    pub fn check_lapsed(&self, at: DateTime<Utc>) -> bool {
+        self.phase == PairPhase::Gated
+            && matches!(self.gate, Some(TrafficGate::Check { .. }))
+            && self
+                .gated_at
+                .is_some_and(|since| at >= since + super::pair_gate::CHECK_LAPSE)
     }
 
     fn shift_to(&self, step: usize) -> Shift {
@@ -210,6 +263,7 @@ impl PairMove {
             PairPhase::Shifting => true,
             PairPhase::Guarding => guard_until.is_none_or(|until| at < until),
             PairPhase::Deploying
+            | PairPhase::Gated
             | PairPhase::Done
             | PairPhase::Reviving
             | PairPhase::FlippedBack
@@ -248,6 +302,7 @@ pub(crate) fn blue_to_green(steps: &[u8]) -> PairMove {
             step_wait: TimeDelta::minutes(5),
             standby: Standby::ScaleDown,
             test_traffic: Some("test-rule".into()),
+            gate: None,
         },
     })
 }
@@ -294,6 +349,34 @@ mod tests {
         m.shifted(&third, at(60));
         assert_eq!(m.phase, PairPhase::Guarding);
         assert_eq!(m.next_step(at(600)), None);
+    }
+
+    #[test]
+    fn a_gate_holds_the_first_step_until_it_opens_and_a_silent_check_lapses() {
+        let mut m = moving(&[10, 100]);
+        assert!(!m.close_gate(at(0), TimeDelta::minutes(20)), "no gate");
+        m.gate = Some(TrafficGate::Check {
+            function: "smoke".into(),
+        });
+        assert_eq!(m.first_step(), None, "the gate holds it");
+        assert!(m.close_gate(at(5), TimeDelta::minutes(20)));
+        assert_eq!(m.gate_guard(), TimeDelta::minutes(20));
+        assert_eq!((m.phase, m.percent()), (PairPhase::Gated, 0));
+        assert!(!m.close_gate(at(6), TimeDelta::minutes(20)), "closed once");
+        assert!(!m.flips_on_alarm(at(6), None), "no traffic to flip back");
+        assert!(!m.check_lapsed(at(14)));
+        assert!(m.check_lapsed(at(15)));
+        let first = m.open_gate().unwrap();
+        assert_eq!(first.percent, 10);
+        m.shifted(&first, at(16));
+        assert_eq!(m.open_gate(), None);
+        assert!(!m.check_lapsed(at(60)));
+        m.gate = Some(TrafficGate::Approve);
+        m.phase = PairPhase::Gated;
+        assert!(
+            !m.check_lapsed(at(600)),
+            "an approval waits for its operator"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod dynamodb;
 mod ecr;
 mod ecs;
 mod elb;
+mod lambda;
 mod sns;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use dynamodb::DynamoStore;
 pub use ecr::EcrRegistry;
 pub use ecs::{EcsCluster, clone_revision};
 pub use elb::ElbTraffic;
+pub use lambda::LambdaChecks;
 pub use sns::SnsNotifier;
 
 use crate::app::Ports;
@@ -41,6 +43,7 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub codedeploy: aws_sdk_codedeploy::Client,
+    pub lambda: aws_sdk_lambda::Client,
 }
 
 impl Clients {
@@ -79,6 +82,7 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             codedeploy: aws_sdk_codedeploy::Client::new(sdk),
+            lambda: aws_sdk_lambda::Client::new(sdk),
         }
     }
 
@@ -103,6 +107,7 @@ impl Clients {
             alarms: Arc::new(CloudWatchAlarms::new(self.cloudwatch.clone())),
             traffic: Arc::new(ElbTraffic::new(self.elb.clone())),
             codedeploy: Arc::new(CodeDeployGroups::new(self.codedeploy.clone())),
+            checks: Arc::new(LambdaChecks::new(self.lambda.clone())),
             store: store.clone(),
             images: store.clone(),
             pace: store,
