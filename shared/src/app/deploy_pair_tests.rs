@@ -454,3 +454,50 @@ async fn an_approval_gate_waits_for_its_operator_who_opens_or_shuts_it() {
         assert!(operator.approve(&green()).await.is_err());
     }
 }
+
+/// The deploy function died while its check ran: the gate stays closed with no verdict, and
+/// the first reconcile ten minutes after it closed fails the deployment.
+#[tokio::test]
+async fn a_check_whose_answer_was_lost_fails_at_the_reconcile_after_it_lapsed() {
+    use crate::app::scheduler::SchedulerFunction;
+    let w = gated("check=smoke");
+    pushed(&w).await;
+    let mut state = w.store.load(&green()).await.unwrap();
+    let m = state.pair.as_mut().unwrap();
+    assert!(m.close_gate(at(36), chrono::TimeDelta::minutes(30)));
+    w.store.put_state(&green(), state);
+    let scheduler = SchedulerFunction::new(w.ports.clone(), config(false));
+    let reconcile = |at: &str| json!({"action": "reconcile", "at": at});
+    w.clock.set(at(45));
+    let early = scheduler
+        .handle(&reconcile("2026-11-23T10:45:00Z"))
+        .await
+        .unwrap();
+    assert!(
+        early.services.iter().all(|r| r.action != Action::Failed),
+        "{early:?}"
+    );
+    assert_eq!(w.ecs.service(&green()).unwrap().desired_count, 4);
+    w.clock.set(at(46));
+    let lapsed = scheduler
+        .handle(&reconcile("2026-11-23T10:46:00Z"))
+        .await
+        .unwrap();
+    let failed: Vec<&str> = lapsed
+        .services
+        .iter()
+        .filter(|r| r.action == Action::Failed)
+        .map(|r| r.reason.as_str())
+        .collect();
+    assert_eq!(failed.len(), 1, "{lapsed:?}");
+    assert!(
+        failed[0].contains("gave no verdict within 10 minutes"),
+        "{lapsed:?}"
+    );
+    assert_eq!(w.ecs.service(&green()).unwrap().desired_count, 0);
+    assert_eq!(weights(&w), [(BLUE_TG.into(), 1), (GREEN_TG.into(), 0)]);
+    assert!(
+        w.checks.questions().is_empty(),
+        "a lapsed check is not asked again"
+    );
+}

@@ -483,4 +483,18 @@ mod tests {
             PairDecision::Skip(reason) if reason.contains("rollback is off")
         ));
     }
+
+    #[test]
+    fn an_alarm_while_the_gate_waits_fails_the_deployment_unless_rollback_is_off() {
+        let state = ServiceState::default();
+        let gated = moving(PairPhase::Gated);
+        assert!(matches!(
+            decide_pair_rollback(&alarm(7), true, &state, &gated),
+            PairDecision::ShutGate { reason } if reason.contains("waited at its traffic gate")
+        ));
+        assert!(matches!(
+            decide_pair_rollback(&alarm(7), false, &state, &gated),
+            PairDecision::Skip(_)
+        ));
+    }
 }
