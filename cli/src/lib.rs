@@ -30,6 +30,7 @@ mod check;
 pub mod redrive;
 pub mod redrive_aws;
 pub mod wait;
+pub(crate) mod wait_pair;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

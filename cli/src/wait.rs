@@ -185,14 +185,22 @@ pub async fn wait(
     interval: Duration,
 ) -> Result<Waited, PortError> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let sides = crate::wait_pair::sides(ports, service).await?;
     let mut polls = 0;
     loop {
         polls += 1;
-        let (state, history) = tokio::try_join!(
-            ports.store.load(service),
-            ports.store.history(service, HISTORY_READ)
-        )?;
-        let (result, reason) = match progress(&state, &history, digest) {
+        let mut readings = Vec::with_capacity(sides.len());
+        for side in &sides {
+            let (state, history) = tokio::try_join!(
+                ports.store.load(side),
+                ports.store.history(side, HISTORY_READ)
+            )?;
+            readings.push((
+                crate::wait_pair::pair_progress(&state, digest),
+                progress(&state, &history, digest),
+            ));
+        }
+        let (result, reason) = match crate::wait_pair::combined(readings) {
             Progress::Ended(Ending::Completed, reason) => ("completed", reason),
             Progress::Ended(Ending::Failed, reason) => ("failed", reason),
             Progress::Pending(reason) if tokio::time::Instant::now() >= deadline => {

@@ -249,3 +249,71 @@ async fn a_wait_polls_every_interval_and_once_more_at_the_deadline() {
         assert_eq!(started.elapsed(), timeout);
     }
 }
+
+/// A pair's move, from the state of its new side (green), which holds it.
+fn moved_to_green(phase: deckhand::domain::pair_move::PairPhase) -> ServiceState {
+    use deckhand::domain::pair::{Pair, PairSettings, Side, Standby};
+    use deckhand::domain::pair_move::PairMove;
+    let side = |name: &str| Side {
+        service: ServiceKey::new("prod", name),
+        target_group: format!("tg-{name}"),
+    };
+    let mut m = PairMove::start(&Pair {
+        live: side("web-blue"),
+        idle: side("web-green"),
+        settings: PairSettings {
+            partner: "web-green".into(),
+            traffic: "listener".into(),
+            steps: vec![10, 100],
+            step_wait: TimeDelta::minutes(5),
+            standby: Standby::ScaleDown,
+            test_traffic: None,
+            gate: None,
+        },
+    });
+    m.phase = phase;
+    m.step = Some(0);
+    ServiceState {
+        pair: Some(m),
+        ..deployed(DeploymentStatus::Completed)
+    }
+}
+
+#[test]
+fn a_pair_ends_at_all_the_traffic_or_at_a_move_that_failed_or_went_back() {
+    use crate::wait_pair::{combined, pair_progress};
+    use deckhand::domain::pair_move::PairPhase;
+    let b = digest('b');
+    let ended = |phase| match pair_progress(&moved_to_green(phase), &b) {
+        Some(Progress::Ended(ending, _)) => Some(ending),
+        Some(Progress::Pending(_)) => None,
+        None => panic!("the move of b is in this state"),
+    };
+    for phase in [PairPhase::Deploying, PairPhase::Gated, PairPhase::Shifting] {
+        assert_eq!(
+            ended(phase),
+            None,
+            "{phase:?}: ECS completing green is not the end"
+        );
+    }
+    assert_eq!(ended(PairPhase::Guarding), Some(Ending::Completed));
+    assert_eq!(ended(PairPhase::Done), Some(Ending::Completed));
+    for phase in [
+        PairPhase::FlippedBack,
+        PairPhase::Reviving,
+        PairPhase::Failed,
+    ] {
+        assert_eq!(ended(phase), Some(Ending::Failed), "{phase:?}");
+    }
+    assert_eq!(
+        pair_progress(&moved_to_green(PairPhase::Done), &digest('c')),
+        None
+    );
+    // The pair's reading wins over the other side's, which knows nothing of the push.
+    let unknown = Progress::Pending("deckhand has not handled a push of bbbb".into());
+    let shifting = pair_progress(&moved_to_green(PairPhase::Shifting), &b);
+    assert!(matches!(
+        combined(vec![(None, unknown.clone()), (shifting, unknown)]),
+        Progress::Pending(reason) if reason.starts_with("10% of the traffic")
+    ));
+}

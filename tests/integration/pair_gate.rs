@@ -197,3 +197,61 @@ async fn an_approval_gate_waits_and_deckhand_approve_moves_the_traffic() {
     assert!(ended.is_err(), "nothing waits any more: {again}");
     assert!(p.stack.take_refused_calls().is_empty());
 }
+
+/// `deckhand wait` as the pipeline runs it (PipelinePolicy), by either side's name, on a pair
+/// whose traffic moves in two steps: still waiting at 10%, done only at 100%.
+#[tokio::test]
+async fn a_wait_on_either_side_of_a_pair_ends_only_when_all_the_traffic_moved() {
+    use crate::harness::Role;
+    let p = Pair::new("10 100").await;
+    let pushed = p.pushed_and_completed().await;
+    let digest = pushed.services[0].digest.clone().unwrap();
+    let wait = |side: &'static str| {
+        let (stack, key) = (&p.stack, p.stack.service_key(side).to_string());
+        let digest = digest.clone();
+        async move {
+            let args = [
+                "wait",
+                key.as_str(),
+                "--digest",
+                &digest,
+                "--timeout",
+                "1s",
+                "--interval",
+                "1s",
+                "--json",
+            ];
+            let (out, ended) = crate::cli::deckhand_run_as(stack, Role::Pipeline, &args).await;
+            (
+                serde_json::from_str::<Value>(&out).unwrap_or(Value::Null),
+                ended.is_ok(),
+            )
+        }
+    };
+    for side in ["web-blue", "web-green"] {
+        let (waited, ok) = wait(side).await;
+        assert!(!ok, "{waited}");
+        assert_eq!(waited["result"], "timed-out", "{waited}");
+        assert!(
+            waited["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("10% of the traffic on"),
+            "{waited}"
+        );
+    }
+    p.reconcile("2026-11-23T10:11:00Z").await;
+    for side in ["web-blue", "web-green"] {
+        let (waited, ok) = wait(side).await;
+        assert!(ok, "{waited}");
+        assert_eq!(waited["result"], "completed", "{waited}");
+        assert!(
+            waited["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("all the traffic on"),
+            "{waited}"
+        );
+    }
+    assert!(p.stack.take_refused_calls().is_empty());
+}

@@ -74,9 +74,10 @@ class Evaluation(unittest.TestCase):
     def test_the_pipeline_reads_the_table_and_nothing_else(self):
         for operation in ("GetItem", "Query"):
             self.assertEqual(self.refused("pipeline", "dynamodb", operation, {"TableName": TABLE}), [])
+        # A wait on a side of a pair reads the service's tags.
+        self.assertEqual(self.refused("pipeline", "ecs", "DescribeServices", {"cluster": "prod", "services": ["web"]}), [])
         for signing_name, operation, params in [
             ("dynamodb", "UpdateItem", {"TableName": TABLE}),
-            ("ecs", "DescribeServices", {"cluster": "prod", "services": ["web"]}),
             ("ecs", "UpdateService", {"cluster": "prod", "service": "web"}),
             ("sns", "Publish", {"TopicArn": TOPIC}),
         ]:
