@@ -312,6 +312,11 @@ pub(crate) async fn check(
         if let Some(problem) = undesignated_traffic(ports, &s.tags).await {
             problems.push(problem);
         }
+        match crate::check_pair::pair_words(ports, s, &services).await {
+            Some(Ok(said)) => words.extend(said),
+            Some(Err(problem)) => problems.push(problem),
+            None => {}
+        }
         if let Some(state) = states.get(&s.key) {
             words.extend(pinned_words(state, now));
             problems.extend(lifecycle.problems(ports, state, now).await);

@@ -27,6 +27,7 @@ mod status;
 
 use print::{print_history, print_json, print_redriven, print_reports, print_summary};
 mod check;
+mod check_pair;
 pub mod redrive;
 pub mod redrive_aws;
 pub mod wait;

@@ -138,6 +138,27 @@ async fn a_listener_forwarding_to_the_live_side_alone_moves_and_flips_back_and_t
         [(p.alb.blue.clone(), 1)]
     );
 
+    // What deckhand will change, and what keeps Terraform from undoing it, before any push.
+    let (text, ended) =
+        crate::cli::deckhand_run(&p.stack, &["check", "--cluster", &p.stack.cluster]).await;
+    assert!(ended.is_ok(), "{text}");
+    let blue = p.stack.service_key("web-blue").to_string();
+    for said in [
+        format!(
+            "{blue}  a pair with web-green: {blue} is live (100% of {})",
+            p.alb.listener
+        ),
+        format!(
+            "deckhand adds {} at weight 0 when it first moves traffic",
+            p.alb.green
+        ),
+        format!("test traffic through {rule} follows the idle side"),
+        "in Terraform, ignore_changes = [default_action] on the aws_lb_listener of".to_owned(),
+        "[action] on the aws_lb_listener_rule of the test traffic".to_owned(),
+    ] {
+        assert!(text.contains(&said), "{said}\n{text}");
+    }
+
     // The push goes to green; ECS completes it; all the traffic moves, green's target group
     // added to the forward action, and the test rule now reaches blue, the idle side.
     let pushed = p.pushed_and_completed().await;
