@@ -77,6 +77,7 @@ class Demo:
             client(n) for n in ("ecs", "ecr", "dynamodb", "sns", "application-autoscaling", "cloudwatch",
                                 "elbv2", "ec2"))
         self.listener = None
+        self.test_rule = None
         self.target_groups = {}
         self.topic_arn = None
         self.chat_topic_arn = None
@@ -132,8 +133,9 @@ class Demo:
         )
 
     def seed_pair(self):
-        """An ALB in the default VPC with a target group per side, a listener whose forward
-        action knows both and gives blue all the weight, and the two services behind them."""
+        """The pair as teams build it by hand: an ALB in the default VPC with a target group per
+        side, a listener whose default action forwards to blue's alone, a `/green*` test rule
+        for the smoke tests, and the two services behind them."""
         subnets = [s["SubnetId"] for s in self.ec2.describe_subnets(
             Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]]
         vpc = self.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
@@ -144,13 +146,16 @@ class Demo:
             )["TargetGroups"][0]["TargetGroupArn"]
         self.listener = self.elb.create_listener(
             LoadBalancerArn=lb, Protocol="HTTP", Port=80,
-            DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
-                {"TargetGroupArn": self.target_groups["blue"], "Weight": 100},
-                {"TargetGroupArn": self.target_groups["green"], "Weight": 0},
-            ]}}],
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": self.target_groups["blue"]}],
             # Designated for deckhand: the only listeners its roles may change.
             Tags=[{"Key": "deckhand:traffic", "Value": "managed"}],
         )["Listeners"][0]["ListenerArn"]
+        self.test_rule = self.elb.create_rule(
+            ListenerArn=self.listener, Priority=10,
+            Conditions=[{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/green*"]}}],
+            Actions=[{"Type": "forward", "TargetGroupArn": self.target_groups["green"]}],
+            Tags=[{"Key": "deckhand:traffic", "Value": "managed"}],
+        )["Rules"][0]["RuleArn"]
         self.ecr.put_image(repositoryName="web", imageManifest=manifest("release-1"), imageTag="release-1")
         for side, partner, count in (("blue", "green", 2), ("green", "blue", 0)):
             self.ecs.create_service(
@@ -161,8 +166,10 @@ class Demo:
                     {"key": "deckhand:deploy", "value": "prefix=release-"},
                     {"key": "deckhand:pair", "value": f"web-{partner}"},
                     {"key": "deckhand:traffic", "value": self.listener},
-                    {"key": "deckhand:traffic-steps", "value": "10 50 100"},
+                    {"key": "deckhand:traffic-steps", "value": "10 100"},
                     {"key": "deckhand:step-wait", "value": "5m"},
+                    {"key": "deckhand:test-traffic", "value": self.test_rule},
+                    {"key": "deckhand:traffic-gate", "value": "check=shop-smoke"},
                 ],
             )
         self.cloudwatch.put_metric_alarm(
@@ -174,14 +181,18 @@ class Demo:
         )
 
     def show_pair(self):
-        action = self.elb.describe_listeners(ListenerArns=[self.listener])["Listeners"][0]["DefaultActions"][0]
-        weights = {g["TargetGroupArn"]: g.get("Weight", 1) for g in action["ForwardConfig"]["TargetGroups"]}
+        listener = self.elb.describe_listeners(ListenerArns=[self.listener])["Listeners"][0]["DefaultActions"][0]
+        weights = forward_weights(listener)
         sides = []
         for side in ("blue", "green"):
             service = self.ecs.describe_services(cluster="demo", services=[f"web-{side}"])["services"][0]
+            weight = weights.get(self.target_groups[side], "(not in the action)")
             sides.append(f"web-{side} {short(service['taskDefinition'])} x{service['desiredCount']} "
-                         f"weight {weights[self.target_groups[side]]}")
-        print("listener: " + ", ".join(sides))
+                         f"weight {weight}")
+        rule = self.elb.describe_rules(RuleArns=[self.test_rule])["Rules"][0]["Actions"][0]
+        tested = [side for side in ("blue", "green")
+                  if forward_weights(rule).get(self.target_groups[side], 0) > 0]
+        print("listener: " + ", ".join(sides) + f"; test rule /green* -> {'+'.join(f'web-{s}' for s in tested)}")
 
     def ecs_deployment_id(self, service):
         item = self.ddb.get_item(TableName=TABLE, Key={"pk": {"S": f"service#demo/{service}"},
@@ -333,6 +344,59 @@ def invoke(port, event_file, shown_as=None, function="deploy"):
     return json.loads(output)
 
 
+def forward_weights(action):
+    """A forward action's target groups and weights (a plain forward has weight 1)."""
+    groups = action.get("ForwardConfig", {}).get("TargetGroups") or []
+    if groups:
+        return {g["TargetGroupArn"]: g.get("Weight", 1) for g in groups}
+    return {action["TargetGroupArn"]: 1}
+
+
+class SmokeTest:
+    """The team's smoke test, as the Lambda function `shop-smoke` behind the emulator's Invoke:
+    it passes when the test rule it is given reaches the target group it is asked to test, as a
+    `curl https://shop.example.com/green/health` would. Tagged deckhand:traffic-gate = check,
+    which designates it for deckhand."""
+
+    def __init__(self, demo):
+        import http.server
+        import threading
+        import urllib.request
+
+        elb, names = demo.elb, {arn: f"shop-{side}" for side, arn in demo.target_groups.items()}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                question = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                rule = elb.describe_rules(RuleArns=[question["testTraffic"]])["Rules"][0]["Actions"][0]
+                reached = [names.get(tg, tg) for tg, w in forward_weights(rule).items() if w > 0]
+                wanted = names.get(question["targetGroup"], question["targetGroup"])
+                passed = reached == [wanted]
+                print(f"  smoke test shop-smoke asked about {question['service']}: GET /green/health "
+                      f"reaches {'+'.join(reached)}: {'success' if passed else 'failure'}")
+                body = json.dumps({"success": passed} if passed else
+                                  {"success": False, "reason": f"/green* reaches {reached}"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        told = json.dumps({"url": f"http://127.0.0.1:{self.server.server_address[1]}/check",
+                           "tags": {"deckhand:traffic-gate": "check"}}).encode()
+        urllib.request.urlopen(urllib.request.Request(
+            f"{demo.endpoint}/_deckhand/lambda/functions/shop-smoke", data=told,
+            headers={"Content-Type": "application/json"}), timeout=10).read()
+
+    def stop(self):
+        self.server.shutdown()
+
+
 def announce_tagged(lambda_port, *services):
     """EventBridge's Tag Change on Resource for services created with deckhand:deploy: the
     repository index lists them before any push (moto sends no events, so the demo does)."""
@@ -436,9 +500,12 @@ def functions_running(demo, log_name):
 def blue_green(demo, lambda_port, now):
     heading("Blue/green with two services: demo/web-blue live, demo/web-green idle at 0, one ALB listener")
     demo.seed_pair()
-    print("both tagged deckhand:pair (each naming the other), deckhand:traffic = the listener,")
-    print("deckhand:traffic-steps = 10 50 100, deckhand:step-wait = 5m, deckhand:deploy = prefix=release-;")
-    print("alarm shop-green-5xx on green's target group, tagged deckhand:service = demo/web-green")
+    print("as the team built it: the listener forwards to web-blue's target group alone, a /green* rule")
+    print("reaches the idle side for smoke tests; both services tagged deckhand:pair (each naming the other),")
+    print("deckhand:traffic = the listener, deckhand:test-traffic = the /green* rule, deckhand:traffic-gate =")
+    print("check=shop-smoke (the team's smoke test), deckhand:traffic-steps = 10 100, deckhand:step-wait = 5m,")
+    print("deckhand:deploy = prefix=release-; alarm shop-green-5xx on green's target group, tagged")
+    print("deckhand:service = demo/web-green")
     demo.show_pair()
     announce_tagged(lambda_port, "web-blue", "web-green")
 
@@ -452,7 +519,8 @@ def blue_green(demo, lambda_port, now):
     expect(invoke_with(lambda_port, "deploy", "ecr-push.json", push, "(web:release-1)"), "deployed")
     demo.show_pair()
 
-    heading("ECS completes web-green's deployment: the first step, 10% of the traffic, moves to it")
+    heading("ECS completes web-green's deployment: the test rule reaches it, the smoke test passes, 10% moves")
+    smoke = SmokeTest(demo)
     # The functions run on the machine's clock: the rest of the act is timed from now.
     now = datetime.now(timezone.utc)
     completed = json.loads((ROOT / "events" / "ecs-deployment-completed.json").read_text())
@@ -464,17 +532,19 @@ def blue_green(demo, lambda_port, now):
                                updatedAt=now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
     expect(invoke_with(lambda_port, "deploy", "ecs-deployment-completed.json", completed,
                        "(web-green, time: now)"), "completed")
+    smoke.stop()
     demo.show_pair()
 
     step = (now + timedelta(minutes=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    heading(f"Six minutes later ({step}), the step having held its five, the reconcile takes the next: 50%")
+    heading(f"Six minutes later ({step}), the step having held its five, the reconcile moves the rest: "
+            "100% on web-green, and the test rule now reaches web-blue, the idle side")
     reconcile = json.loads((ROOT / "events" / "schedule-reconcile.json").read_text())
     reconcile["at"] = step
     expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {step})"),
            "shifted")
     demo.show_pair()
 
-    heading("Alarm shop-green-5xx goes into ALARM with half the traffic on green: the listener flips back")
+    heading("Alarm shop-green-5xx goes into ALARM inside green's guard window: the listener flips back")
     alarm = alarm_event("b1e2c3d4-0000-4000-8000-000000000003", "shop-green-5xx", now + timedelta(minutes=7),
                         "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count",
                         {"TargetGroup": demo.target_groups["green"].split(":")[-1]})
@@ -484,7 +554,8 @@ def blue_green(demo, lambda_port, now):
     took = (time.monotonic() - started) * 1000
     demo.show_pair()
     print(f"traffic back on web-blue {took:.0f} ms after the alarm event was sent (the whole invoke, "
-          "cargo lambda's round trip included); one ModifyListener, no ECS deployment")
+          "cargo lambda's round trip included); one ModifyListener, no ECS deployment; the test rule "
+          "back on web-green, the idle side again")
 
 
 def native_blue_green(demo, lambda_port):

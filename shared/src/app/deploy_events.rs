@@ -213,9 +213,20 @@ impl DeployFunction {
             Ok(progress) => progress,
             Err(e) => return self.failed_event(key, &locked, event, e).await,
         };
-        let reason = match &progress {
-            Some(p) => format!("{reason}; {}", p.words),
-            None => reason,
+        let reason = match (&progress, &decision) {
+            // A pair's new side: its guard window starts when all the traffic moved, not now.
+            (Some(p), DeploymentEventDecision::Completed { .. }) => {
+                let to = deployment.map_or("", |d| revision_name(&d.to));
+                let guarded = state
+                    .deployment
+                    .as_ref()
+                    .and_then(|d| d.guard_until)
+                    .map(|u| format!("; all the traffic on it, guarded until {}", rfc3339(u)))
+                    .unwrap_or_default();
+                format!("ECS completed the deployment of {to}; {}{guarded}", p.words)
+            }
+            (Some(p), _) => format!("{reason}; {}", p.words),
+            (None, _) => reason,
         };
         let followed = matches!(seen_reason, Some((true, _)));
         // In dry run, what the pipeline's deployment means for known-good is said too.
