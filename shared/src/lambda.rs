@@ -105,11 +105,21 @@ pub fn deadline(context: &lambda_runtime::Context) -> Option<chrono::DateTime<ch
 
 /// Reads the configuration and builds the AWS ports once, at cold start.
 pub async fn start() -> Result<(Config, Ports), lambda_runtime::Error> {
+    Ok(started()?.0)
+}
+
+/// The same, with the check functions of pairs' traffic gates (the deploy function's).
+pub async fn start_with_checks() -> Result<(Config, Ports), lambda_runtime::Error> {
+    let ((config, ports), sdk) = started()?;
+    Ok((config, crate::adapters::aws::with_checks(ports, &sdk)))
+}
+
+fn started() -> Result<((Config, Ports), aws_config::SdkConfig), lambda_runtime::Error> {
     let config = Config::from_env()?;
     let sdk = lambda_sdk_config()?;
     let mut ports = crate::adapters::aws::Clients::new(&sdk).ports(&config);
     ports.metrics = std::sync::Arc::new(crate::adapters::emf::EmfLog);
-    Ok((config, ports))
+    Ok(((config, ports), sdk))
 }
 
 impl From<DeployError> for Diagnostic {

@@ -199,9 +199,9 @@ async fn a_listener_forwarding_to_the_live_side_alone_moves_and_flips_back_and_t
     assert!(p.stack.take_refused_calls().is_empty());
 }
 
-/// Both sides autoscaled: the side that takes the traffic gets the live side's min and max
-/// before its tasks are asked for, and the side scaled down after the guard window is held at
-/// 0 (min and max), so that no scale-out or scheduled minimum brings it back.
+/// Both sides autoscaled: the side scaled down after the guard window is held at 0 (min and
+/// max), so that no scale-out or scheduled minimum brings it back, and gets exactly what it had
+/// back when it takes the traffic again; a side with nothing saved gets the live side's.
 #[tokio::test]
 async fn autoscaled_sides_take_the_live_sides_capacity_and_a_side_scaled_down_is_held_at_zero() {
     let p = Pair::new("100").await;
@@ -216,7 +216,9 @@ async fn autoscaled_sides_take_the_live_sides_capacity_and_a_side_scaled_down_is
     assert_eq!(p.stack.desired_count("web-blue").await, 0);
     assert_eq!(p.stack.capacity("web-blue").await, Some((0, 0)));
 
-    // The next push goes to blue: it gets green's capacity back, then green's count.
+    // The team widens green meanwhile; the next push goes to blue, which gets back what it had
+    // (not green's), then green's count.
+    p.stack.autoscale("web-green", 3, 6).await;
     let next = p.push("push-43", "main-43", "2026-11-23T12:00:00Z").await;
     assert_eq!(next.outcome, Outcome::Deployed, "{next:?}");
     assert_eq!(p.stack.capacity("web-blue").await, Some((2, 4)));

@@ -447,7 +447,13 @@ impl Stack {
     /// The ports of a function signed as its role, for `config`.
     pub fn ports_with(&self, role: Role, config: &Config, clock: Arc<dyn Clock>) -> Ports {
         let partition = format!("stack-{}", self.id);
-        Clients::in_partition(&self.sdk_as(role, config), Some(&partition)).ports_at(config, clock)
+        let sdk = self.sdk_as(role, config);
+        let ports = Clients::in_partition(&sdk, Some(&partition)).ports_at(config, clock);
+        // As the Lambda binaries build theirs: only the deploy function asks gate checks.
+        match role {
+            Role::Deploy => deckhand::adapters::aws::with_checks(ports, &sdk),
+            _ => ports,
+        }
     }
 
     /// Ports whose every AWS call is logged, by service and operation.
@@ -523,15 +529,13 @@ impl Stack {
                     .interceptor(log.clone())
                     .build(),
             ),
-            lambda: aws_sdk_lambda::Client::from_conf(
-                base.lambda
-                    .config()
-                    .to_builder()
-                    .interceptor(log.clone())
-                    .build(),
-            ),
         };
-        (clients.ports(&self.counted(config)), log)
+        let ports = clients.ports(&self.counted(config));
+        let ports = match role {
+            Role::Deploy => deckhand::adapters::aws::with_checks(ports, &self.sdk_as(role, config)),
+            _ => ports,
+        };
+        (ports, log)
     }
 
     /// Functions run outside these ports publish without the chat topic (the benchmark's

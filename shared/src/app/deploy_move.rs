@@ -63,23 +63,27 @@ impl DeployFunction {
             Ok(()) => match (&target.pair, &target.codedeploy) {
                 // The idle side of a pair runs as many tasks as the live side before any
                 // traffic reaches it.
-                (Some(p), _) => {
-                    let live = &p.pair.live.service;
-                    match crate::app::pair_scale::capacity_to_take_over(
-                        &self.ports,
-                        key,
-                        live,
-                        p.live_count,
-                    )
-                    .await
-                    {
-                        Ok(()) => {
-                            let ecs = &self.ports.ecs;
-                            ecs.update_service_scaled(key, &to, p.live_count).await
+                (Some(p), _) => match self.saved_capacity(key, p, &state).await {
+                    Ok(saved) => {
+                        let live = &p.pair.live.service;
+                        let count = p.live_count;
+                        match crate::app::pair_scale::capacity_to_take_over(
+                            &self.ports,
+                            (key, saved),
+                            live,
+                            count,
+                        )
+                        .await
+                        {
+                            Ok(()) => {
+                                let ecs = &self.ports.ecs;
+                                ecs.update_service_scaled(key, &to, count).await
+                            }
+                            Err(e) => Err(e),
                         }
-                        Err(e) => Err(e),
                     }
-                }
+                    Err(e) => Err(e),
+                },
                 // CodeDeploy's deployment id stands for ECS's: its events name it.
                 (None, Some(cd)) => {
                     let why = format!("push of {}", push_name(push));

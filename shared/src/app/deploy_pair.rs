@@ -111,9 +111,10 @@ impl DeployFunction {
                 }))
             }
             DeploymentEventDecision::Failed { .. } => {
-                crate::app::pair_scale::scale_down(&self.ports, key).await?;
+                let had = crate::app::pair_scale::scale_down(&self.ports, key).await?;
                 if let Some(p) = state.pair.as_mut() {
                     p.phase = PairPhase::Failed;
+                    p.save_capacity(key, had);
                 }
                 Ok(Some(PairProgress {
                     words: format!("no traffic moved; {key} is scaled back to 0 tasks"),
@@ -156,6 +157,28 @@ impl DeployFunction {
                 ),
             },
         )
+    }
+
+    /// What the idle side `key` had before deckhand held it at 0: kept by its own last move when
+    /// that failed, else by the move that took the traffic from it, which the live side keeps.
+    pub(super) async fn saved_capacity(
+        &self,
+        key: &ServiceKey,
+        target: &PairTarget,
+        state: &ServiceState,
+    ) -> Result<Option<crate::domain::state::Capacity>, PortError> {
+        if let Some(own) = state
+            .pair
+            .as_ref()
+            .filter(|m| &m.to == key && m.phase == PairPhase::Failed)
+        {
+            return Ok(own.saved_capacity(key));
+        }
+        let live = self.ports.store.load(&target.pair.live.service).await?;
+        Ok(live
+            .pair
+            .filter(|m| &m.from == key)
+            .and_then(|m| m.saved_capacity(key)))
     }
 
     /// Resolves a target that carries `deckhand:pair`: its partner and the forward action are

@@ -190,9 +190,12 @@ pub(crate) async fn settle_locked(
             (Action::Shifted, reason, shifted(&moved, &shift, &by, now))
         }
         Verdict::Shut(why) => {
-            scale_down(ports, holder).await?;
+            let had = scale_down(ports, holder).await?;
             let now = ports.clock.now();
             let digest = fail_gated(&mut state, &why, now);
+            if let Some(p) = state.pair.as_mut() {
+                p.save_capacity(holder, had);
+            }
             let short = digest.as_ref().map_or("", |d| d.short());
             let reason = format!(
                 "{why}: no traffic moved; {holder} is scaled back to 0 tasks and digest {short} is quarantined for it"

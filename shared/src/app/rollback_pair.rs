@@ -332,7 +332,7 @@ impl RollbackFunction {
                 Ok(()) => {
                     match crate::app::pair_scale::capacity_to_take_over(
                         &self.ports,
-                        &m.from,
+                        (&m.from, m.saved_capacity(&m.from)),
                         &m.to,
                         count,
                     )

@@ -162,21 +162,24 @@ impl SchedulerFunction {
             {
                 Ok(()) => match &due {
                     PairDue::Step(shift) | PairDue::Revived(shift) => {
-                        set_traffic(&self.ports, &m, shift).await
+                        set_traffic(&self.ports, &m, shift).await.map(|()| None)
                     }
                     PairDue::Done if m.standby == Standby::ScaleDown => {
                         crate::app::pair_scale::scale_down(&self.ports, &m.from).await
                     }
-                    PairDue::Done | PairDue::CheckLapsed => Ok(()),
+                    PairDue::Done | PairDue::CheckLapsed => Ok(None),
                 },
                 Err(e) => Err(e),
             };
-        if let Err(e) = acted {
-            return Some(
-                self.failed_under_lock(key, &locked, &locked.state, cause, e)
-                    .await,
-            );
-        }
+        let had = match acted {
+            Ok(had) => had,
+            Err(e) => {
+                return Some(
+                    self.failed_under_lock(key, &locked, &locked.state, cause, e)
+                        .await,
+                );
+            }
+        };
         let now = self.ports.clock.now();
         let mut state = locked.state.clone();
         let reason = match &due {
@@ -219,6 +222,7 @@ impl SchedulerFunction {
             PairDue::Done => {
                 if let Some(p) = state.pair.as_mut() {
                     p.phase = PairPhase::Done;
+                    p.save_capacity(&m.from, had);
                 }
                 match m.standby {
                     Standby::ScaleDown => format!(

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::pair::{Pair, Standby};
 use super::pair_gate::TrafficGate;
 use super::service::ServiceKey;
+use super::state::Capacity;
 
 /// Where a pair's move stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +70,12 @@ pub struct PairMove {
     /// opens it later (an operator) need not know the stack's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard_seconds: Option<i64>,
+    /// The old side's scalable-target capacity before deckhand held it at 0 (after the window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_capacity: Option<Capacity>,
+    /// The new side's, before deckhand held it at 0 (its deployment failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_capacity: Option<Capacity>,
 }
 
 /// Where a pair's test traffic goes: the rule, and its forward action's weights (all on one
@@ -120,6 +127,8 @@ impl PairMove {
             gate: pair.settings.gate.clone(),
             gated_at: None,
             guard_seconds: None,
+            from_capacity: None,
+            to_capacity: None,
         }
     }
 
@@ -268,6 +277,27 @@ impl PairMove {
             | PairPhase::Reviving
             | PairPhase::FlippedBack
             | PairPhase::Failed => false,
+        }
+    }
+
+    /// What `side` had before deckhand held it at 0, when this move did.
+    pub fn saved_capacity(&self, side: &ServiceKey) -> Option<Capacity> {
+        if side == &self.from {
+            self.from_capacity
+        } else if side == &self.to {
+            self.to_capacity
+        } else {
+            None
+        }
+    }
+
+    /// Keeps what `side` had before it was held at 0; a side held already keeps what was saved.
+    pub fn save_capacity(&mut self, side: &ServiceKey, had: Option<Capacity>) {
+        let Some(had) = had else { return };
+        if side == &self.from {
+            self.from_capacity = Some(had);
+        } else if side == &self.to {
+            self.to_capacity = Some(had);
         }
     }
 

@@ -11,7 +11,36 @@ use aws_sdk_lambda::types::InvocationType;
 use serde_json::Value;
 
 use super::port_error;
-use crate::ports::{CheckFunctions, Invoked, PortResult};
+use crate::app::Ports;
+use crate::ports::{CheckFunctions, Invoked, PortError, PortErrorKind, PortResult};
+
+/// `ports` that ask check functions through Lambda, with a client of `sdk`.
+pub fn with_checks(ports: Ports, sdk: &aws_config::SdkConfig) -> Ports {
+    Ports {
+        checks: std::sync::Arc::new(LambdaChecks::new(aws_sdk_lambda::Client::new(sdk))),
+        ..ports
+    }
+}
+
+/// The ports of a function that never asks a check (the rollback and scheduler functions, the
+/// command line): asked anyway, it refuses, so a gate fails rather than opens.
+pub struct NoChecks;
+
+#[async_trait]
+impl CheckFunctions for NoChecks {
+    async fn invoke(
+        &self,
+        function: &str,
+        _question: &Value,
+        _timeout: Duration,
+    ) -> PortResult<Invoked> {
+        Err(PortError::new(
+            "Invoke",
+            PortErrorKind::Other,
+            format!("this process does not invoke check functions such as {function}"),
+        ))
+    }
+}
 
 pub struct LambdaChecks {
     client: aws_sdk_lambda::Client,

@@ -24,7 +24,7 @@ pub use dynamodb::DynamoStore;
 pub use ecr::EcrRegistry;
 pub use ecs::{EcsCluster, clone_revision};
 pub use elb::ElbTraffic;
-pub use lambda::LambdaChecks;
+pub use lambda::{LambdaChecks, NoChecks, with_checks};
 pub use sns::SnsNotifier;
 
 use crate::app::Ports;
@@ -43,7 +43,6 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub codedeploy: aws_sdk_codedeploy::Client,
-    pub lambda: aws_sdk_lambda::Client,
 }
 
 impl Clients {
@@ -82,7 +81,6 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             codedeploy: aws_sdk_codedeploy::Client::new(sdk),
-            lambda: aws_sdk_lambda::Client::new(sdk),
         }
     }
 
@@ -107,7 +105,9 @@ impl Clients {
             alarms: Arc::new(CloudWatchAlarms::new(self.cloudwatch.clone())),
             traffic: Arc::new(ElbTraffic::new(self.elb.clone())),
             codedeploy: Arc::new(CodeDeployGroups::new(self.codedeploy.clone())),
-            checks: Arc::new(LambdaChecks::new(self.lambda.clone())),
+            // Only the deploy function asks a traffic gate's check: it adds them (`with_checks`),
+            // and the others carry no Lambda client.
+            checks: Arc::new(NoChecks),
             store: store.clone(),
             images: store.clone(),
             pace: store,
