@@ -155,10 +155,10 @@ enum Command {
     /// Unfreeze automatic deploys.
     Resume { service: String },
     /// Let a service deployment waiting at an ECS pause hook go on (ContinueServiceDeployment
-    /// CONTINUE).
+    /// CONTINUE), or move the traffic of a pair waiting at its traffic gate (either side's name).
     Approve { service: String },
     /// Roll back a service deployment waiting at an ECS pause hook (ContinueServiceDeployment
-    /// ROLLBACK).
+    /// ROLLBACK), or fail the deployment of a pair waiting at its traffic gate.
     Reject { service: String },
     /// Name the revision rollbacks go to (family:revision or an ARN), until a deployment
     /// completed later proves itself.

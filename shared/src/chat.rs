@@ -292,6 +292,11 @@ fn next_steps(n: &Notification) -> Vec<String> {
         Kind::DeployFailed | Kind::DeployQuarantined | Kind::RollbackStarted => {
             std::iter::once(history).chain(release).collect()
         }
+        // A pair's check function decides by itself: its answer is in the history.
+        Kind::DeployAwaitingApproval if text(d, "function").is_some() => vec![format!(
+            "check function {} decides; its answer: `deckhand history {service}`",
+            text(d, "function").unwrap_or_default()
+        )],
         Kind::DeployAwaitingApproval => vec![
             format!("let it go on: `deckhand approve {service}`"),
             format!("roll it back: `deckhand reject {service}`"),

@@ -432,3 +432,31 @@ fn the_environment_leads_the_title_and_is_in_the_context() {
         odd.content.title
     );
 }
+
+#[test]
+fn a_pairs_check_gate_says_the_function_decides_and_an_approval_gate_who_answers() {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let gate = |details: Value| {
+        let n = Notification::new(
+            Kind::DeployAwaitingApproval,
+            Severity::Warning,
+            "prod/web-green",
+            "prod/web-green runs the new revision behind its test rule",
+            at,
+            details,
+        );
+        render(&n, None).content.next_steps
+    };
+    assert_eq!(
+        gate(
+            json!({"gate": {"kind": "check", "function": "shop-smoke"}, "function": "shop-smoke"})
+        ),
+        ["check function shop-smoke decides; its answer: `deckhand history prod/web-green`"]
+    );
+    assert_eq!(
+        gate(json!({"gate": {"kind": "approve"}, "approve": "deckhand approve prod/web-green"}))[0],
+        "let it go on: `deckhand approve prod/web-green`"
+    );
+}

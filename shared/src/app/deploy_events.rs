@@ -228,6 +228,13 @@ impl DeployFunction {
             (Some(p), _) => format!("{reason}; {}", p.words),
             (None, _) => reason,
         };
+        // The notification of a pair's completion says what its history says.
+        let notification = match (&progress, &decision) {
+            (Some(_), DeploymentEventDecision::Completed { .. }) => {
+                notification.map(|(kind, severity, _)| (kind, severity, reason.clone()))
+            }
+            _ => notification,
+        };
         let followed = matches!(seen_reason, Some((true, _)));
         // In dry run, what the pipeline's deployment means for known-good is said too.
         let reason = match (&decision, seen_reason) {

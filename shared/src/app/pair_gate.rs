@@ -134,7 +134,14 @@ pub(crate) async fn settle(
             "the pair's traffic gate no longer waits: another verdict settled it".to_owned(),
         ));
     }
-    settle_locked(ports, holder, locked, verdict, cause).await
+    let owner = locked.owner.clone();
+    let settled = settle_locked(ports, holder, locked, verdict, cause).await;
+    if settled.is_err()
+        && let Err(e) = ports.store.release(holder, &owner).await
+    {
+        warn!(error = %e, "could not give back the lock; it expires with its lease");
+    }
+    settled
 }
 
 /// The same, under a lock already held (an alarm's rollback takes it to decide).
@@ -151,6 +158,9 @@ pub(crate) async fn settle_locked(
         .clone()
         .filter(|m| m.phase == PairPhase::Gated)
     else {
+        if let Err(e) = ports.store.release(holder, &locked.owner).await {
+            warn!(error = %e, "could not give back the lock; it expires with its lease");
+        }
         return Ok(ServiceReport::new(
             holder,
             Action::Skipped,
@@ -164,6 +174,7 @@ pub(crate) async fn settle_locked(
         .as_ref()
         .map(|d| (d.from.clone(), d.to.clone()))
         .unwrap_or_default();
+    let mut quarantined = None;
     let (action, reason, notification) = match verdict {
         Verdict::Open(by) => {
             let Some(shift) = m.open_gate() else {
@@ -196,6 +207,7 @@ pub(crate) async fn settle_locked(
             if let Some(p) = state.pair.as_mut() {
                 p.save_capacity(holder, had);
             }
+            quarantined = digest.as_ref().map(ToString::to_string);
             let short = digest.as_ref().map_or("", |d| d.short());
             let reason = format!(
                 "{why}: no traffic moved; {holder} is scaled back to 0 tasks and digest {short} is quarantined for it"
@@ -224,6 +236,7 @@ pub(crate) async fn settle_locked(
     let mut record = HistoryRecord::new(holder, now, action, reason.clone(), cause);
     record.from = Some(from.clone()).filter(|f| !f.is_empty());
     record.to = Some(to.clone()).filter(|t| !t.is_empty());
+    record.digest.clone_from(&quarantined);
     ports
         .store
         .commit(holder, &locked, &state, &[record], None)
@@ -232,5 +245,6 @@ pub(crate) async fn settle_locked(
     let mut report = ServiceReport::new(holder, action, reason);
     report.from = Some(revision_name(&from).to_owned()).filter(|f| !f.is_empty());
     report.to = Some(revision_name(&to).to_owned()).filter(|t| !t.is_empty());
+    report.digest = quarantined;
     Ok(report)
 }
