@@ -13,7 +13,7 @@ use crate::domain::deploy::{Push, reusable_revision, start_deployment};
 use crate::domain::fleet::ImageChange;
 use crate::domain::keep::images_of;
 use crate::domain::pace::TASK_DEFINITION_WRITES;
-use crate::domain::pair_move::PairMove;
+use crate::domain::pair_move::{PairMove, PairPhase};
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::state::{Registered, ServiceState};
 use crate::history::ProcessedMark;
@@ -63,27 +63,29 @@ impl DeployFunction {
             Ok(()) => match (&target.pair, &target.codedeploy) {
                 // The idle side of a pair runs as many tasks as the live side before any
                 // traffic reaches it.
-                (Some(p), _) => match self.saved_capacity(key, p, &state).await {
-                    Ok(saved) => {
-                        let live = &p.pair.live.service;
-                        let count = p.live_count;
-                        match crate::app::pair_scale::capacity_to_take_over(
-                            &self.ports,
-                            (key, saved),
-                            live,
-                            count,
-                        )
-                        .await
-                        {
-                            Ok(()) => {
-                                let ecs = &self.ports.ecs;
-                                ecs.update_service_scaled(key, &to, count).await
-                            }
-                            Err(e) => Err(e),
+                (Some(p), _) => {
+                    // What it had before its own last move failed, if that held it at 0.
+                    let saved = state
+                        .pair
+                        .as_ref()
+                        .filter(|m| &m.to == key && m.phase == PairPhase::Failed)
+                        .and_then(|m| m.saved_capacity(key));
+                    let (live, count) = (&p.pair.live.service, p.live_count);
+                    match crate::app::pair_scale::capacity_to_take_over(
+                        &self.ports,
+                        (key, saved),
+                        live,
+                        count,
+                    )
+                    .await
+                    {
+                        Ok(()) => {
+                            let ecs = &self.ports.ecs;
+                            ecs.update_service_scaled(key, &to, count).await
                         }
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
-                },
+                }
                 // CodeDeploy's deployment id stands for ECS's: its events name it.
                 (None, Some(cd)) => {
                     let why = format!("push of {}", push_name(push));

@@ -159,28 +159,6 @@ impl DeployFunction {
         )
     }
 
-    /// What the idle side `key` had before deckhand held it at 0: kept by its own last move when
-    /// that failed, else by the move that took the traffic from it, which the live side keeps.
-    pub(super) async fn saved_capacity(
-        &self,
-        key: &ServiceKey,
-        target: &PairTarget,
-        state: &ServiceState,
-    ) -> Result<Option<crate::domain::state::Capacity>, PortError> {
-        if let Some(own) = state
-            .pair
-            .as_ref()
-            .filter(|m| &m.to == key && m.phase == PairPhase::Failed)
-        {
-            return Ok(own.saved_capacity(key));
-        }
-        let live = self.ports.store.load(&target.pair.live.service).await?;
-        Ok(live
-            .pair
-            .filter(|m| &m.from == key)
-            .and_then(|m| m.saved_capacity(key)))
-    }
-
     /// Resolves a target that carries `deckhand:pair`: its partner and the forward action are
     /// read, and the push becomes one to the idle side. `among` are the push's other targets.
     pub(super) async fn paired(

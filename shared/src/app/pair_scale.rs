@@ -9,9 +9,11 @@ use crate::domain::service::ServiceKey;
 use crate::domain::state::Capacity;
 use crate::ports::PortError;
 
-/// Gives `side` the scalable-target capacity `saved` when deckhand held it at 0, else `live`'s
-/// (or room for `count` tasks), before it is scaled up to `count` to take `live`'s traffic.
-/// Nothing is written for a side without a scalable target, or one that has it already.
+/// Gives `side` what it had when deckhand held it at 0, else `live`'s capacity (or room for
+/// `count` tasks), before it is scaled up to `count` to take `live`'s traffic. `saved` is what
+/// the caller's state kept; a side held at 0 without it was held by the move that took the
+/// traffic from it, which the live side's state keeps (read only then). Nothing is written for
+/// a side without a scalable target, or one that has it already.
 pub(crate) async fn capacity_to_take_over(
     ports: &Ports,
     (side, saved): (&ServiceKey, Option<Capacity>),
@@ -22,8 +24,22 @@ pub(crate) async fn capacity_to_take_over(
         .autoscaling
         .scalable_targets(&[side.clone(), live.clone()])
         .await?;
-    let (own, theirs) = (targets.get(side).copied(), targets.get(live).copied());
-    match taking_over(own, (saved, theirs), count) {
+    let Some(own) = targets.get(side).copied() else {
+        return Ok(());
+    };
+    let held = held_down(Some(own)).is_none();
+    let saved = match saved {
+        Some(saved) => Some(saved),
+        None if held => ports
+            .store
+            .load(live)
+            .await?
+            .pair
+            .filter(|m| &m.from == side)
+            .and_then(|m| m.saved_capacity(side)),
+        None => None,
+    };
+    match taking_over(Some(own), (saved, targets.get(live).copied()), count) {
         Some(capacity) => ports.autoscaling.set_capacity(side, capacity).await,
         None => Ok(()),
     }
