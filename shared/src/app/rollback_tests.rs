@@ -547,12 +547,9 @@ async fn dry_run_records_and_notifies_but_changes_nothing() {
     assert!(state.quarantine.is_empty());
 }
 
-/// A trial in dry run: the push records a would-be deployment, and the alarm inside its window
-/// is decided as the real path would: `would-roll-back`, once, and nothing in ECS changes.
-#[tokio::test]
-async fn a_trial_rehearses_the_rollback_a_push_would_lead_to() {
-    let w = trial();
-    let api = w.service("api", &[]);
+/// A rehearsed push of `api` at the start, then alarm api-5xx inside its window: the alarm's
+/// summary, a rehearsed rollback.
+async fn rehearsed(w: &World) -> Summary {
     assert_eq!(
         w.push("p1", "api", 'b', START).await.outcome,
         Outcome::WouldDeploy
@@ -562,6 +559,16 @@ async fn a_trial_rehearses_the_rollback_a_push_would_lead_to() {
         .await
         .unwrap();
     assert_eq!(s.outcome, Outcome::WouldRollBack, "{s:?}");
+    s
+}
+
+/// A trial in dry run: the push records a would-be deployment, and the alarm inside its window
+/// is decided as the real path would: `would-roll-back`, once, and nothing in ECS changes.
+#[tokio::test]
+async fn a_trial_rehearses_the_rollback_a_push_would_lead_to() {
+    let w = trial();
+    let api = w.service("api", &[]);
+    let s = rehearsed(&w).await;
     let r = &s.services[0];
     assert_eq!(r.to.as_deref(), Some("api:1"));
     assert!(

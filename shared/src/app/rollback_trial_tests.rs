@@ -7,15 +7,7 @@ use super::*;
 async fn a_service_on_trial_rehearses_its_rollback_while_the_stack_acts() {
     let w = world();
     let api = w.service("api", &[("deckhand:dry-run", "on")]);
-    assert_eq!(
-        w.push("p1", "api", 'b', START).await.outcome,
-        Outcome::WouldDeploy
-    );
-    let s = w
-        .alarm("a1", "ALARM", "OK", "2026-11-23T10:13:00Z")
-        .await
-        .unwrap();
-    assert_eq!(s.outcome, Outcome::WouldRollBack, "{s:?}");
+    let s = rehearsed(&w).await;
     assert!(!s.dry_run, "the stack acts");
     assert_eq!(w.running(&api), "api:1");
     assert_eq!(w.kinds(), ["rollback.skipped"]);
