@@ -5,6 +5,7 @@ ARN tied to one partition, and every KMS key usable by the roles that need it, a
     python scripts/check_template.py [TEMPLATE]   prints each problem, exits 1 if there is any
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -91,6 +92,20 @@ def referenced_name(value):
     return None
 
 
+def rule_targets(props):
+    """A rule's targets, those a condition may leave out included."""
+    for target in props.get("Targets", []):
+        if isinstance(target, dict) and "Fn::If" in target:
+            target = target["Fn::If"][1]
+        if isinstance(target, dict):
+            yield target
+
+
+def is_event_bus(arn):
+    """Whether a target's ARN (as the template writes it) is an event bus."""
+    return ":event-bus/" in json.dumps(arn)
+
+
 def triggers_to_missing_functions(template):
     """Permissions, rules, schedules and event source mappings whose function does not exist."""
     names = set(functions(template))
@@ -102,7 +117,8 @@ def triggers_to_missing_functions(template):
         if kind in ("AWS::Lambda::Permission", "AWS::Lambda::EventSourceMapping", "AWS::Lambda::EventInvokeConfig"):
             targets.append(props.get("FunctionName"))
         elif kind == "AWS::Events::Rule":
-            targets.extend(t.get("Arn") for t in props.get("Targets", []))
+            # A rule that forwards to another account's event bus triggers no function here.
+            targets.extend(t.get("Arn") for t in rule_targets(props) if not is_event_bus(t.get("Arn")))
         elif kind == "AWS::Scheduler::Schedule":
             targets.append(props.get("Target", {}).get("Arn"))
         for target in targets:

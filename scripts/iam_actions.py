@@ -162,6 +162,9 @@ def named_resources(prefix, operation, params):
         if name.startswith("arn:") or not name:
             return [name] if name else []
         return [{"StackName": name, "Id": iam.STACK_UUID if name == iam.STACK_NAME else "00000000-0000-0000-0000-000000000000"}]
+    if prefix == "events" and params.get("EventBusName"):
+        bus = params["EventBusName"]
+        return [bus if bus.startswith("arn:") else {"EventBusName": bus}]
     if prefix == "codedeploy":
         application = params.get("applicationName")
         if operation == "BatchGetApplications":
@@ -357,6 +360,18 @@ def codedeploy_extra(operation, params):
     ]
 
 
+def events_entries(params):
+    """PutEvents is authorized entry by entry: on the entry's bus (the default one unless it
+    names another), with the entry's source and detail-type as `events:source` and
+    `events:detail-type` (EventBridge User Guide, "Using IAM policy conditions")."""
+    found = []
+    for entry in params.get("Entries", []):
+        bus = entry.get("EventBusName") or "default"
+        context = {"events:source": entry.get("Source", ""), "events:detail-type": entry.get("DetailType", "")}
+        found += own_needs("events", "PutEvents", {"EventBusName": bus}, context)
+    return found
+
+
 def needs(signing_name, operation, params, stack):
     prefix = PREFIXES.get(signing_name, signing_name)
     if (prefix, operation) == ("sts", "GetCallerIdentity"):
@@ -365,6 +380,8 @@ def needs(signing_name, operation, params, stack):
         return []
     if prefix == "dynamodb" and operation in ("TransactWriteItems", "TransactGetItems"):
         return dynamodb_transaction(operation, params)
+    if (prefix, operation) == ("events", "PutEvents"):
+        return events_entries(params)
     tags = getattr(stack, "resource_tags", None)
     found = own_needs(prefix, operation, params, context_of(prefix, operation, params, tags))
     if prefix == "ecs":

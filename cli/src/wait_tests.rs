@@ -190,6 +190,7 @@ fn an_early_completion_ends_the_wait_and_a_held_push_does_not() {
         digest: digest('c'),
         tag: None,
         manifest: Default::default(),
+        promoted: None,
     };
     held.held = Some(deckhand::domain::state::HeldPush {
         push: deckhand::domain::state::WaitingPush::new(&push, utc("2026-11-23T10:00:00Z")),
@@ -222,6 +223,7 @@ fn memory_ports() -> Ports {
         traffic: Arc::new(MemoryTraffic::default()),
         codedeploy: Arc::new(MemoryCodeDeploy::default()),
         checks: Arc::new(deckhand::adapters::memory::MemoryChecks::default()),
+        announcer: Arc::new(deckhand::adapters::memory::MemoryAnnouncer::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store,

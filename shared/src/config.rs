@@ -4,9 +4,11 @@ use chrono::TimeDelta;
 use chrono_tz::Tz;
 
 use crate::domain::duration::parse_duration;
+use crate::domain::promotion::{KNOWN_GOOD_DETAIL_TYPE, is_account};
 use crate::domain::scan::{DEFAULT_SCAN_WAIT, FindingSeverity};
 use crate::domain::schedule::parse_timezone;
-use crate::events::origin::{Home, foreign};
+use crate::events::origin::{Home, foreign_but};
+use crate::events::{ECR_IMAGE_ACTION, ECR_IMAGE_SCAN, INSPECTOR2_SCAN};
 
 /// How long one attempt of an AWS call may take, and one call with all its retries. The
 /// bound on a call is what lets a service's lock lease cover what it guards
@@ -36,6 +38,12 @@ pub struct Config {
     /// The environment the stack serves (`DECKHAND_ENVIRONMENT`, the stack's `EnvironmentName`):
     /// named in chat titles and context and in every message's attributes. `None`: unnamed.
     pub environment: Option<String>,
+    /// Accounts besides the stack's own whose ECR events count (`DECKHAND_REGISTRY_ACCOUNTS`):
+    /// a central registry.
+    pub registry_accounts: Vec<String>,
+    /// Accounts besides the stack's own whose `Deckhand Known-Good` announcements count
+    /// (`DECKHAND_PROMOTE_FROM_ACCOUNTS`).
+    pub promote_from_accounts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,7 +161,27 @@ impl Config {
                 ));
             }
         };
+        let accounts = |name: &'static str| -> Result<Vec<String>, ConfigError> {
+            let Some(v) = get(name) else {
+                return Ok(Vec::new());
+            };
+            let listed: Vec<String> = v
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect();
+            match listed.iter().find(|a| !is_account(a)) {
+                Some(bad) => Err(invalid(
+                    name,
+                    &v,
+                    format!("`{bad}` is not an AWS account ID (12 digits)"),
+                )),
+                None => Ok(listed),
+            }
+        };
         Ok(Self {
+            registry_accounts: accounts("DECKHAND_REGISTRY_ACCOUNTS")?,
+            promote_from_accounts: accounts("DECKHAND_PROMOTE_FROM_ACCOUNTS")?,
             table: required("DECKHAND_TABLE")?,
             topic_arn: required("DECKHAND_TOPIC_ARN")?,
             chat_topic_arn,
@@ -184,6 +212,8 @@ impl Config {
             scan_wait: DEFAULT_SCAN_WAIT,
             dry_run,
             environment: None,
+            registry_accounts: Vec::new(),
+            promote_from_accounts: Vec::new(),
         }
     }
 
@@ -194,7 +224,14 @@ impl Config {
 
     /// Why an event does not count, when it names another account or region than the stack's.
     pub fn foreign(&self, event: &serde_json::Value) -> Option<String> {
-        foreign(event, &self.home()?)
+        // A central registry's ECR events, an upstream stack's announcements: their accounts
+        // count for those events only.
+        let also: &[String] = match event["detail-type"].as_str() {
+            Some(ECR_IMAGE_ACTION | ECR_IMAGE_SCAN | INSPECTOR2_SCAN) => &self.registry_accounts,
+            Some(KNOWN_GOOD_DETAIL_TYPE) => &self.promote_from_accounts,
+            _ => &[],
+        };
+        foreign_but(event, &self.home()?, also)
     }
 
     pub fn manages_cluster(&self, cluster: &str) -> bool {
@@ -254,6 +291,11 @@ mod tests {
             ("DECKHAND_REQUIRE_SCAN", "high"),
             ("DECKHAND_SCAN_WAIT", "45m"),
             ("DECKHAND_DRY_RUN", "TRUE"),
+            ("DECKHAND_REGISTRY_ACCOUNTS", "999999999999"),
+            (
+                "DECKHAND_PROMOTE_FROM_ACCOUNTS",
+                "111111111111, 333333333333",
+            ),
             (
                 "DECKHAND_CHAT_TOPIC_ARN",
                 "arn:aws:sns:eu-west-1:123456789012:deckhand-chat",
@@ -271,6 +313,11 @@ mod tests {
         assert_eq!(c.timezone, Tz::Europe__London);
         assert!(c.dry_run);
         assert!(c.manages_cluster("prod") && !c.manages_cluster("dev"));
+        assert_eq!(c.registry_accounts, vec!["999999999999".to_owned()]);
+        assert_eq!(
+            c.promote_from_accounts,
+            vec!["111111111111".to_owned(), "333333333333".to_owned()]
+        );
 
         let named = |value: &str| {
             config(&[
@@ -318,6 +365,44 @@ mod tests {
     }
 
     #[test]
+    fn other_accounts_count_only_for_their_kind_of_event() {
+        let c = config(&[
+            ("DECKHAND_TABLE", "t"),
+            ("DECKHAND_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:t"),
+            ("DECKHAND_REGISTRY_ACCOUNTS", "999999999999"),
+            ("DECKHAND_PROMOTE_FROM_ACCOUNTS", "111111111111"),
+        ])
+        .unwrap();
+        let event = |detail_type: &str, account: &str| {
+            serde_json::json!({"detail-type": detail_type, "account": account, "region": "eu-west-1",
+                "resources": [format!("arn:aws:ecr:eu-west-1:{account}:repository/web")]})
+        };
+        assert_eq!(c.foreign(&event("ECR Image Action", "999999999999")), None);
+        assert_eq!(c.foreign(&event("ECR Image Scan", "999999999999")), None);
+        assert!(
+            c.foreign(&event("ECR Image Action", "111111111111"))
+                .is_some()
+        );
+        assert_eq!(
+            c.foreign(&event("Deckhand Known-Good", "111111111111")),
+            None
+        );
+        assert!(
+            c.foreign(&event("Deckhand Known-Good", "999999999999"))
+                .is_some()
+        );
+        assert!(
+            c.foreign(&event("ECS Deployment State Change", "999999999999"))
+                .is_some()
+        );
+        assert!(
+            c.foreign(&event("ECS Deployment State Change", "111111111111"))
+                .is_some()
+        );
+        assert_eq!(c.foreign(&event("ECR Image Action", "123456789012")), None);
+    }
+
+    #[test]
     fn names_the_invalid_variable() {
         let base = [("DECKHAND_TABLE", "t"), ("DECKHAND_TOPIC_ARN", "a")];
         for (name, value) in [
@@ -328,6 +413,8 @@ mod tests {
             ("DECKHAND_DRY_RUN", "maybe"),
             ("DECKHAND_TIMEZONE", "Mars/Olympus"),
             ("DECKHAND_CONCURRENCY", "0"),
+            ("DECKHAND_REGISTRY_ACCOUNTS", "registry"),
+            ("DECKHAND_PROMOTE_FROM_ACCOUNTS", "111111111111 12345"),
             ("DECKHAND_CHAT_TOPIC_ARN", "deckhand-chat"),
             (
                 "DECKHAND_CHAT_TOPIC_ARN",

@@ -10,6 +10,7 @@ pub mod deploy_event;
 pub mod ecr;
 pub mod ecs;
 pub mod envelope;
+pub mod known_good;
 pub mod origin;
 pub mod scan;
 pub mod scheduler;
@@ -23,6 +24,7 @@ pub use envelope::{EventError, parse_at};
 pub use scan::{ECR_IMAGE_SCAN, INSPECTOR2_SCAN};
 pub use tags::{TAG_CHANGE_ON_RESOURCE, TagChanged};
 
+use crate::domain::promotion::KNOWN_GOOD_DETAIL_TYPE;
 use envelope::detail_type;
 
 /// Reads an event sent to the `deploy` function.
@@ -35,10 +37,11 @@ pub fn parse_deploy_event(value: &Value) -> Result<DeployEvent, EventError> {
         CODEDEPLOY_DEPLOYMENT_STATE_CHANGE => codedeploy::parse_codedeploy(value),
         ECS_HOOK_STATE_CHANGE => ecs::parse_hook(value),
         TAG_CHANGE_ON_RESOURCE => tags::parse_tag_change(value),
+        KNOWN_GOOD_DETAIL_TYPE => known_good::parse_known_good(value),
         other => Err(EventError::new(
             "detail-type",
             format!(
-                "`{other}` is not handled by deploy (expected `{ECR_IMAGE_ACTION}`, `{ECS_DEPLOYMENT_STATE_CHANGE}`, `{ECR_IMAGE_SCAN}`, `{INSPECTOR2_SCAN}`, `{CODEDEPLOY_DEPLOYMENT_STATE_CHANGE}`, `{ECS_HOOK_STATE_CHANGE}` or `{TAG_CHANGE_ON_RESOURCE}`)"
+                "`{other}` is not handled by deploy (expected `{ECR_IMAGE_ACTION}`, `{ECS_DEPLOYMENT_STATE_CHANGE}`, `{ECR_IMAGE_SCAN}`, `{INSPECTOR2_SCAN}`, `{CODEDEPLOY_DEPLOYMENT_STATE_CHANGE}`, `{ECS_HOOK_STATE_CHANGE}`, `{TAG_CHANGE_ON_RESOURCE}` or `{KNOWN_GOOD_DETAIL_TYPE}`)"
             ),
         )),
     }

@@ -114,6 +114,12 @@ pub async fn start_with_checks() -> Result<(Config, Ports), lambda_runtime::Erro
     Ok((config, crate::adapters::aws::with_checks(ports, &sdk)))
 }
 
+/// The same, announcing known-good revisions on EventBridge (the scheduler's).
+pub async fn start_announcing() -> Result<(Config, Ports), lambda_runtime::Error> {
+    let ((config, ports), sdk) = started()?;
+    Ok((config, crate::adapters::aws::with_announcer(ports, &sdk)))
+}
+
 fn started() -> Result<((Config, Ports), aws_config::SdkConfig), lambda_runtime::Error> {
     let config = Config::from_env()?;
     let sdk = lambda_sdk_config()?;

@@ -206,6 +206,16 @@ pub trait CheckFunctions: Send + Sync {
     ) -> PortResult<Invoked>;
 }
 
+/// EventBridge, for announcing known-good revisions to the stacks promoted from them.
+#[async_trait]
+pub trait Announcer: Send + Sync {
+    /// Puts a `Deckhand Known-Good` event on the account's default event bus.
+    async fn known_good(
+        &self,
+        announcement: &crate::domain::promotion::Announcement,
+    ) -> PortResult<()>;
+}
+
 /// CodeDeploy, for the services it deploys (deployment controller `CODE_DEPLOY`).
 #[async_trait]
 pub trait CodeDeploy: Send + Sync {

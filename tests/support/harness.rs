@@ -436,6 +436,8 @@ impl Stack {
             scan_wait: deckhand::domain::scan::DEFAULT_SCAN_WAIT,
             dry_run: false,
             environment: Some("staging".into()),
+            registry_accounts: Vec::new(),
+            promote_from_accounts: Vec::new(),
         }
     }
 
@@ -452,6 +454,7 @@ impl Stack {
         // As the Lambda binaries build theirs: only the deploy function asks gate checks.
         match role {
             Role::Deploy => deckhand::adapters::aws::with_checks(ports, &sdk),
+            Role::Scheduler => deckhand::adapters::aws::with_announcer(ports, &sdk),
             _ => ports,
         }
     }
@@ -533,6 +536,9 @@ impl Stack {
         let ports = clients.ports(&self.counted(config));
         let ports = match role {
             Role::Deploy => deckhand::adapters::aws::with_checks(ports, &self.sdk_as(role, config)),
+            Role::Scheduler => {
+                deckhand::adapters::aws::with_announcer(ports, &self.sdk_as(role, config))
+            }
             _ => ports,
         };
         (ports, log)

@@ -112,6 +112,28 @@ class Evaluation(unittest.TestCase):
         self.assertEqual(len(refused), 1)
         self.assertIn("dynamodb:ConditionCheckItem", refused[0])
 
+    def test_only_the_scheduler_announces_and_only_deckhands_events_on_its_own_bus(self):
+        def put(source="deckhand", detail_type="Deckhand Known-Good", bus=None):
+            entry = {"Source": source, "DetailType": detail_type, "Detail": "{}"}
+            if bus:
+                entry["EventBusName"] = bus
+            return {"Entries": [entry]}
+
+        self.assertEqual(self.refused("scheduler", "events", "PutEvents", put()), [])
+        self.assertEqual(self.refused("scheduler", "events", "PutEvents", put(bus="default")), [])
+        # Another source or detail-type: what other rules of the account react to.
+        self.assertEqual(len(self.refused("scheduler", "events", "PutEvents", put(source="aws.ecr"))), 1)
+        self.assertEqual(len(self.refused("scheduler", "events", "PutEvents", put(detail_type="ECR Image Action"))), 1)
+        # Another bus, here or in a downstream account: forwarding is the rule's, not the role's.
+        other = "arn:aws:events:us-east-1:111111111111:event-bus/default"
+        self.assertEqual(len(self.refused("scheduler", "events", "PutEvents", put(bus=other))), 1)
+        self.assertEqual(len(self.refused("scheduler", "events", "PutEvents", put(bus="audit"))), 1)
+        # Each entry is authorized: one forged among good ones is refused.
+        two = {"Entries": put()["Entries"] + put(source="aws.ecs")["Entries"]}
+        self.assertEqual(len(self.refused("scheduler", "events", "PutEvents", two)), 1)
+        for role in ("deploy", "rollback", "operator"):
+            self.assertEqual(len(self.refused(role, "events", "PutEvents", put())), 1, role)
+
     def test_the_table_grant_does_not_reach_its_indexes_or_other_tables(self):
         self.assertEqual(len(self.refused("deploy", "dynamodb", "Query", {"TableName": TABLE, "IndexName": "by"})), 1)
         self.assertEqual(len(self.refused("deploy", "dynamodb", "GetItem", {"TableName": "another"})), 1)

@@ -66,7 +66,8 @@ class Transformed(unittest.TestCase):
         named = set(get_atts(self.resources)) | set(get_atts(self.out.get("Outputs", {})))
         self.assertEqual(named - set(self.resources), set())
         queue = self.resources["FailureQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
-        rules = {arn["Fn::GetAtt"][0] for arn in queue["Condition"]["ArnEquals"]["aws:SourceArn"]}
+        arns = [arn.get("Fn::If", [None, arn])[1] for arn in queue["Condition"]["ArnEquals"]["aws:SourceArn"]]
+        rules = {arn["Fn::GetAtt"][0] for arn in arns}
         self.assertEqual(rules, set(self.of_type("AWS::Events::Rule")))
 
     def test_every_permission_to_invoke_names_its_source(self):
@@ -74,8 +75,11 @@ class Transformed(unittest.TestCase):
         self.assertEqual(without_source(self.resources), [])
 
     def test_every_rule_matches_the_stacks_account(self):
+        import iam
+
+        stack = iam.Stack(self.out)
         for name, rule in self.of_type("AWS::Events::Rule").items():
-            self.assertEqual(rule["Properties"]["EventPattern"]["account"], [{"Ref": "AWS::AccountId"}], name)
+            self.assertEqual(stack.resolve(rule["Properties"]["EventPattern"]["account"]), [iam.ACCOUNT], name)
 
     def test_every_function_logs_to_its_own_group_as_json(self):
         groups = set()

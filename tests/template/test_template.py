@@ -163,18 +163,36 @@ class TemplateChecks(unittest.TestCase):
         return found
 
     def test_every_rule_matches_only_the_stacks_own_account(self):
+        """The stack's own account, and another only for the events the parameters name it for:
+        a central registry's ECR and Inspector events, an upstream stack's announcements."""
+        import iam
+
         rules = self.rules()
         self.assertGreaterEqual(len(rules), 8)
+        own = iam.ACCOUNT
+        alone = iam.Stack(self.template)
+        many = iam.Stack(self.template, {"RegistryAccounts": "999999999999",
+                                         "PromoteFromAccounts": "111111111111,333333333333"})
+        others = {
+            "DeployFunctionEcrPush": ["999999999999"],
+            "DeployFunctionEcrScan": ["999999999999"],
+            "DeployFunctionInspectorScan": ["999999999999"],
+            "DeployFunctionKnownGood": ["111111111111", "333333333333"],
+        }
         for name, pattern in rules:
-            self.assertEqual(pattern.get("account"), [{"Ref": "AWS::AccountId"}], name)
+            self.assertEqual(alone.resolve(pattern.get("account")), [own], name)
+            self.assertEqual(many.resolve(pattern.get("account")), [own] + others.get(name, []), name)
+        forward = self.template["Resources"]["ForwardKnownGood"]["Properties"]["EventPattern"]
+        self.assertEqual(forward["account"], [{"Ref": "AWS::AccountId"}])
 
     def test_the_failure_queue_takes_messages_only_from_the_stacks_rules(self):
         policy = self.template["Resources"]["FailureQueuePolicy"]["Properties"]["PolicyDocument"]
         statements = policy["Statement"]
         self.assertEqual(len(statements), 1, "one door, for EventBridge")
         condition = statements[0]["Condition"]
-        named = {arn["Fn::GetAtt"][0] for arn in condition["ArnEquals"]["aws:SourceArn"]}
-        self.assertEqual(named, {name for name, _ in self.rules()})
+        arns = [arn.get("Fn::If", [None, arn])[1] for arn in condition["ArnEquals"]["aws:SourceArn"]]
+        named = {arn["Fn::GetAtt"][0] for arn in arns}
+        self.assertEqual(named, {name for name, _ in self.rules()} | {"ForwardKnownGood"})
         self.assertEqual(condition["StringEquals"], {"aws:SourceAccount": {"Ref": "AWS::AccountId"}})
 
     def test_alarms_invoke_rollback_only_from_the_stacks_account_and_region(self):

@@ -7,7 +7,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     deckhand::lambda::init_tracing();
-    let (config, ports) = deckhand::lambda::start().await?;
+    let (config, ports) = deckhand::lambda::start_announcing().await?;
     let function = &SchedulerFunction::new(ports, config);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = deckhand::lambda::deadline(&event.context);

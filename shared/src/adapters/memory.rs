@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::ports::Clock;
 
 mod alarms;
+mod announcer;
 mod autoscaling;
 mod checks;
 mod codedeploy;
@@ -19,6 +20,7 @@ mod store;
 mod traffic;
 
 pub use alarms::MemoryAlarms;
+pub use announcer::MemoryAnnouncer;
 pub use autoscaling::MemoryAutoscaling;
 pub use checks::MemoryChecks;
 pub use codedeploy::{MemoryCodeDeploy, MemoryDeployment};

@@ -221,6 +221,11 @@ impl DeployFunction {
                 let span = info_span!("hook_awaiting", event_id = %event.event_id, service = %event.service);
                 self.on_hook_awaiting(&event).instrument(span).await?
             }
+            DeployEvent::KnownGood(known_good) => {
+                let span = info_span!("known_good", event_id = %known_good.event_id,
+                    upstream = %known_good.service, account = %known_good.account);
+                self.on_known_good(&known_good).instrument(span).await?
+            }
             DeployEvent::Tagged(event) => {
                 let span =
                     info_span!("tag_change", event_id = %event.event_id, service = %event.service);
@@ -488,6 +493,9 @@ mod push;
 
 #[path = "deploy_pushed.rs"]
 mod pushed;
+
+#[path = "deploy_promoted.rs"]
+mod promoted;
 
 #[path = "deploy_retention.rs"]
 mod retention;

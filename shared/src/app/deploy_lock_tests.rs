@@ -115,6 +115,7 @@ fn slow_ports(w: &World, slow_by: chrono::TimeDelta) -> Ports {
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
         codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
         checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
+        announcer: Arc::new(crate::adapters::memory::MemoryAnnouncer::default()),
         store: w.store.clone(),
         images: w.store.clone(),
         pace: w.store.clone(),

@@ -22,7 +22,8 @@ use crate::domain::deploy::{
 use crate::domain::fleet::{ImageChange, ServiceView};
 use crate::domain::image::Digest;
 use crate::domain::pace::TASK_DEFINITION_WRITES;
-use crate::domain::policy::Verdict;
+use crate::domain::policy::{DeployPolicy, Verdict};
+use crate::domain::promotion::{PromotionVerdict, promote_from_of, promotion_verdict};
 use crate::domain::scan_wait::{end_wait, wait_of};
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::DeploySettings;
@@ -117,6 +118,10 @@ impl DeployFunction {
                 return Round::Done(self.invalid(key, &push.event_id, &problems).await);
             }
         };
+        let promoted = match self.promotion(key, push, target).await {
+            Ok(promoted) => promoted,
+            Err(report) => return Round::Done(report),
+        };
         // Rehearsed by the service's own deckhand:dry-run, else by the stack's.
         let rehearsed = settings.dry_run.unwrap_or(self.config.dry_run);
         let target = &Target {
@@ -140,7 +145,7 @@ impl DeployFunction {
                 return Round::Done(self.invalid(key, &push.event_id, &[problem]).await);
             }
         };
-        let running = if settings.policy.needs_running_version() {
+        let running = if settings.policy.needs_running_version() && promoted.is_none() {
             match self.running_tags(push, &changes).await {
                 Ok(tags) => highest_version(tags.iter().map(String::as_str)),
                 Err(e) => return Round::Done(self.failed(key, push, None, e).await),
@@ -148,7 +153,11 @@ impl DeployFunction {
         } else {
             None
         };
-        let verdict = settings.policy.check(push.tag.as_deref(), running.as_ref());
+        let verdict = match promoted {
+            // The upstream's policy chose the digest; only `off` still holds it here.
+            Some(reason) if settings.policy != DeployPolicy::Off => Verdict::Deploy(reason),
+            _ => settings.policy.check(push.tag.as_deref(), running.as_ref()),
+        };
         match (verdict, controller_problem(&target.service)) {
             (Verdict::Skip(reason), _) => Round::Done(self.ignore(key, push, reason).await),
             (Verdict::Deploy(_), Some(problem)) => {
@@ -177,6 +186,31 @@ impl DeployFunction {
                 self.deploy_locked(push, target, &changes, reason, gate, ahead)
                     .await
             }
+        }
+    }
+
+    /// What the push is to a service given its `deckhand:promote-from`: `Ok(None)` for its deploy
+    /// policy to decide, `Ok(Some(reason))` for a promotion it takes, `Err` with the report of
+    /// one it does not. A promotion reaching a service that takes none leaves no record: every
+    /// announcement reaches every service of the repository.
+    async fn promotion(
+        &self,
+        key: &ServiceKey,
+        push: &Push,
+        target: &Target,
+    ) -> Result<Option<String>, ServiceReport> {
+        let upstream = match promote_from_of(target.policy_tags()) {
+            Ok(upstream) => upstream,
+            Err(problem) => return Err(self.invalid(key, &push.event_id, &[problem]).await),
+        };
+        let home = self.config.home().map(|h| h.account).unwrap_or_default();
+        match promotion_verdict(upstream.as_ref(), push.promoted.as_deref(), &home) {
+            PromotionVerdict::Policy => Ok(None),
+            PromotionVerdict::Deploy(reason) => Ok(Some(reason)),
+            PromotionVerdict::Ignore(reason) if upstream.is_none() => {
+                Err(report(key, Action::Ignored, reason))
+            }
+            PromotionVerdict::Ignore(reason) => Err(self.ignore(key, push, reason).await),
         }
     }
 

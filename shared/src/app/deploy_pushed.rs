@@ -144,9 +144,10 @@ impl DeployFunction {
             None => handled,
         };
         reports.extend(handled.into_iter().map(|(_, r)| r));
-        Ok(Summary::of(reports, || match &push.tag {
-            Some(tag) => format!("tag {tag} matches no service's deploy policy"),
-            None => "the push has no tag".into(),
+        Ok(Summary::of(reports, || match (&push.promoted, &push.tag) {
+            (Some(p), _) => format!("no service here takes promotions from {}", p.upstream()),
+            (None, Some(tag)) => format!("tag {tag} matches no service's deploy policy"),
+            (None, None) => "the push has no tag".into(),
         }))
     }
 }

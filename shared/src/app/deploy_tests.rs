@@ -53,6 +53,7 @@ fn world_with(config: Config) -> World {
         traffic: traffic.clone(),
         codedeploy: codedeploy.clone(),
         checks: checks.clone(),
+        announcer: Arc::new(crate::adapters::memory::MemoryAnnouncer::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),
@@ -1365,3 +1366,6 @@ mod ahead;
 
 #[path = "deploy_trial_tests.rs"]
 mod trial;
+
+#[path = "deploy_promotion_tests.rs"]
+mod promotion;

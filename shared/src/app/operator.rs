@@ -315,6 +315,7 @@ mod tests {
             traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
             codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
             checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
+            announcer: Arc::new(crate::adapters::memory::MemoryAnnouncer::default()),
             store: store.clone(),
             images: store.clone(),
             pace: store.clone(),

@@ -63,6 +63,7 @@ fn world_of(deploy_dry_run: bool, dry_run: bool) -> World {
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
         codedeploy: codedeploy.clone(),
         checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
+        announcer: Arc::new(crate::adapters::memory::MemoryAnnouncer::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::SchedulerFunction;
 use crate::app::locking::{acquire, owner_token};
 use crate::domain::fleet::ServiceView;
 use crate::domain::known_good::{KnownGoodCheck, check_known_good, end_rollout};
+use crate::domain::promotion::announcement;
 use crate::domain::service::{ServiceKey, revision_name};
 use crate::domain::settings::DeploySettings;
 use crate::domain::state::ServiceState;
@@ -24,6 +25,8 @@ use crate::report::{Action, ServiceReport};
 fn words(check: &KnownGoodCheck, guard: chrono::TimeDelta) -> Option<(Action, String)> {
     match check {
         KnownGoodCheck::Holds => None,
+        // What is said is what announcing did (`announce`).
+        KnownGoodCheck::Unannounced => Some((Action::Recorded, String::new())),
         KnownGoodCheck::Proven { before, after } => Some((
             Action::KnownGood,
             format!(
@@ -87,7 +90,13 @@ impl SchedulerFunction {
                 let guard = DeploySettings::guard_in(&s.tags, self.config.guard);
                 let state = states.get(&s.key).cloned().unwrap_or_default();
                 let check = check_known_good(&state, s, at, guard);
-                (check != KnownGoodCheck::Holds).then_some((s, guard, check))
+                // A stack in dry run announces nothing: what it settles waits.
+                let due = match check {
+                    KnownGoodCheck::Holds => false,
+                    KnownGoodCheck::Unannounced => !self.config.dry_run,
+                    _ => true,
+                };
+                due.then_some((s, guard, check))
             })
             .collect();
         if plan {
@@ -136,7 +145,7 @@ impl SchedulerFunction {
         let mut record =
             HistoryRecord::new(key, self.ports.clock.now(), action, reason.clone(), cause);
         match check {
-            KnownGoodCheck::Holds => {}
+            KnownGoodCheck::Holds | KnownGoodCheck::Unannounced => {}
             KnownGoodCheck::Proven { before, .. } => {
                 state.settle(at);
                 record.from = before;
@@ -156,6 +165,14 @@ impl SchedulerFunction {
             }
         }
         self.pin_if_needed(service, &mut state).await;
+        if let Some(announced) = self.announce(service, &mut state).await {
+            record.reason = [record.reason.as_str(), announced.as_str()]
+                .into_iter()
+                .filter(|r| !r.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+        }
+        let reason = record.reason.clone();
         if let Err(e) = self
             .ports
             .store
@@ -171,6 +188,55 @@ impl SchedulerFunction {
             .filter(|_| action == Action::KnownGood)
             .map(|k| revision_name(k).to_owned());
         Some(report)
+    }
+
+    /// Announces the revision that proved itself (`Deckhand Known-Good`), so that the stacks
+    /// promoted from the service deploy its digests; says what came of it. Announced or never
+    /// to be (no digest to announce), it is cleared; a bus that refused keeps it for the next
+    /// reconcile. A stack in dry run announces nothing.
+    async fn announce(&self, service: &ServiceView, state: &mut ServiceState) -> Option<String> {
+        let proven = state.unannounced.clone()?;
+        if self.config.dry_run {
+            return None;
+        }
+        let name = revision_name(&proven.revision).to_owned();
+        let containers = match self
+            .ports
+            .ecs
+            .describe_task_definition(&proven.revision)
+            .await
+        {
+            Ok(td) => td.containers,
+            Err(e) => {
+                warn!(error = %e, "could not read the revision to announce");
+                return Some(format!(
+                    "{name} not announced yet ({e}); the next reconcile tries again"
+                ));
+            }
+        };
+        let pinned = state.pinned.get(&proven.revision).map(|p| &p.images);
+        let announcement = match announcement(&service.arn, &proven, &containers, pinned) {
+            Ok(announcement) => announcement,
+            Err(why) => {
+                state.unannounced = None;
+                return Some(format!("{name} not announced: {why}"));
+            }
+        };
+        match self.ports.announcer.known_good(&announcement).await {
+            Ok(()) => {
+                state.unannounced = None;
+                info!(revision = %name, "announced known-good");
+                Some(format!(
+                    "{name} announced as known-good (Deckhand Known-Good), for the services promoted from this one"
+                ))
+            }
+            Err(e) => {
+                warn!(error = %e, "could not announce the known-good revision");
+                Some(format!(
+                    "{name} not announced yet ({e}); the next reconcile tries again"
+                ))
+            }
+        }
     }
 
     /// A revision the service runs that became a rollback target (known-good, or followed to

@@ -30,6 +30,7 @@ struct World {
     notifier: Arc<MemoryNotifier>,
     clock: Arc<FixedClock>,
     ecr: Arc<MemoryEcr>,
+    announcer: Arc<crate::adapters::memory::MemoryAnnouncer>,
     ports: Ports,
 }
 
@@ -48,6 +49,7 @@ fn world() -> World {
     let notifier = Arc::new(MemoryNotifier::default());
     let clock = Arc::new(FixedClock::new(utc(DAY)));
     let ecr = Arc::new(MemoryEcr::default());
+    let announcer = Arc::new(crate::adapters::memory::MemoryAnnouncer::default());
     let ports = Ports {
         ecs: ecs.clone(),
         ecr: ecr.clone(),
@@ -56,6 +58,7 @@ fn world() -> World {
         traffic: Arc::new(crate::adapters::memory::MemoryTraffic::default()),
         codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
         checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
+        announcer: announcer.clone(),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),
@@ -70,6 +73,7 @@ fn world() -> World {
         notifier,
         clock,
         ecr,
+        announcer,
         ports,
     }
 }
@@ -668,6 +672,65 @@ async fn the_reconcile_follows_and_settles_known_good_revisions() {
     );
     assert_eq!(w.actions(&api), [Action::Recorded, Action::KnownGood]);
     assert!(w.kinds().is_empty(), "bookkeeping is not announced");
+}
+
+/// A revision that proved itself is announced once, by the digests it runs, so that the stacks
+/// promoted from the service deploy them; a bus that refuses keeps it for the next reconcile,
+/// and a stack in dry run announces nothing.
+#[tokio::test]
+async fn a_proven_revision_is_announced_once_by_digest() {
+    let w = world();
+    let api = w.service("api", &[("deckhand:deploy", "prefix=main-")], false);
+    let running = w.arn_of(&api);
+    let digest = format!("sha256:{}", "c".repeat(64));
+    w.ecs.resolve(&api, &running, &[("api", &digest)]);
+    w.reconcile(DAY).await;
+    // In dry run, the window ends and nothing goes out.
+    w.clock.set(utc("2026-11-23T12:30:00Z"));
+    let rehearsed = w
+        .scheduler(true)
+        .handle(&json!({"action": "reconcile", "at": "2026-11-23T12:30:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(rehearsed.outcome, Outcome::KnownGood, "{rehearsed:?}");
+    assert!(w.announcer.announced().is_empty());
+    assert!(w.store.load(&api).await.unwrap().unannounced.is_some());
+    // The bus refuses: said, and kept.
+    w.announcer.refuse(true);
+    let refused = w.reconcile("2026-11-23T12:35:00Z").await;
+    assert!(
+        refused.services[0]
+            .reason
+            .contains("api:1 not announced yet"),
+        "{refused:?}"
+    );
+    assert!(w.store.load(&api).await.unwrap().unannounced.is_some());
+    w.announcer.refuse(false);
+    let announced = w.reconcile("2026-11-23T12:40:00Z").await;
+    assert!(
+        announced.services[0]
+            .reason
+            .contains("api:1 announced as known-good"),
+        "{announced:?}"
+    );
+    let sent = w.announcer.announced();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].revision, "api:1");
+    assert_eq!(sent[0].service_arn, w.ecs.service(&api).unwrap().arn);
+    assert_eq!(
+        sent[0].images,
+        vec![("api".to_owned(), format!("{HOST}/api@{digest}"))]
+    );
+    assert_eq!(sent[0].at, utc("2026-11-23T12:00:00Z"));
+    // Once.
+    assert!(
+        w.reconcile("2026-11-23T12:45:00Z")
+            .await
+            .services
+            .is_empty()
+    );
+    assert_eq!(w.announcer.announced().len(), 1);
+    assert_eq!(w.store.load(&api).await.unwrap().unannounced, None);
 }
 
 /// A revision someone else deployed that names a tag becomes a rollback target when the

@@ -23,6 +23,8 @@ pub struct Push {
     pub tag: Option<String>,
     /// An image or an index of images, as the event's media type says.
     pub manifest: ManifestKind,
+    /// Not pushed but promoted: an upstream service proved the digest (`domain::promotion`).
+    pub promoted: Option<Box<super::promotion::Promotion>>,
 }
 
 impl Push {

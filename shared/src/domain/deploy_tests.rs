@@ -28,6 +28,7 @@ fn push(id: &str, minute: u32, d: char) -> Push {
         digest: digest(d),
         tag: Some(format!("main-{minute}")),
         manifest: ManifestKind::Image,
+        promoted: None,
     }
 }
 

@@ -8,11 +8,13 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use super::deploy::{DeploymentEvent, DeploymentEventKind, status_word};
 use super::fleet::ServiceView;
 use super::service::revision_name;
-use super::state::{Alarmed, DeploymentStatus, SeenDeployment, ServiceState, WAKE_MARGIN};
+use super::state::{Alarmed, DeploymentStatus, Proven, SeenDeployment, ServiceState, WAKE_MARGIN};
 
 /// A deployment, deckhand's or another's, as a claim that its revision is good.
 struct Claim<'a> {
     revision: &'a str,
+    /// ECS's id of the deployment, when known.
+    deployment: Option<&'a str>,
     status: DeploymentStatus,
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
@@ -57,6 +59,7 @@ impl ServiceState {
         let d = self.deployment.as_ref().filter(|d| !d.dry_run)?;
         Some(Claim {
             revision: &d.to,
+            deployment: d.ecs_deployment_id.as_deref(),
             status: d.status,
             started_at: d.started_at,
             finished_at: d.finished_at,
@@ -71,6 +74,8 @@ impl ServiceState {
         let s = self.seen.as_ref()?;
         Some(Claim {
             revision: &s.task_definition,
+            deployment: Some(s.ecs_deployment_id.as_str())
+                .filter(|id| !id.starts_with("reconcile@")),
             status: s.status,
             started_at: s.started_at,
             finished_at: s.finished_at,
@@ -86,8 +91,13 @@ impl ServiceState {
 
     /// The newest proven claim and when it completed.
     fn newest_proven(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, &str)> {
+        self.newest_proven_claim(now)
+            .map(|(at, c)| (at, c.revision))
+    }
+
+    fn newest_proven_claim(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, Claim<'_>)> {
         self.claims()
-            .filter_map(|c| Some((c.proven_at(now)?, c.revision)))
+            .filter_map(|c| Some((c.proven_at(now)?, c)))
             .max_by_key(|(at, _)| *at)
     }
 
@@ -120,14 +130,21 @@ impl ServiceState {
         }
     }
 
-    /// Folds a deployment that proved itself into `known_good` before it is replaced. Returns
-    /// the revisions before and after when it changed.
+    /// Folds a deployment that proved itself into `known_good` before it is replaced, to be
+    /// announced. Returns the revisions before and after when it changed.
     pub fn settle(&mut self, now: DateTime<Utc>) -> Option<(Option<String>, String)> {
         let good = self.known_good_at(now)?.to_owned();
         if self.known_good.as_deref() == Some(good.as_str()) {
             return None;
         }
-        let since = self.newest_proven(now).map(|(at, _)| at);
+        // What changes it is always a proven claim: a settled one is what it already holds.
+        let proven = self.newest_proven_claim(now).map(|(at, c)| Proven {
+            revision: c.revision.to_owned(),
+            deployment: c.deployment.map(str::to_owned),
+            at,
+        });
+        let since = proven.as_ref().map(|p| p.at);
+        self.unannounced = proven;
         let before = self.known_good.replace(good.clone());
         self.known_good_since = since;
         self.prune_pins();
@@ -355,6 +372,8 @@ pub fn apply_seen(state: &mut ServiceState, seen: SeenDeployment, now: DateTime<
 pub enum KnownGoodCheck {
     /// Nothing to change.
     Holds,
+    /// The known-good revision proved itself (settled elsewhere) and is not announced yet.
+    Unannounced,
     /// A deployment proved itself since the known-good revision was last settled.
     Proven {
         before: Option<String>,
@@ -432,6 +451,7 @@ pub fn check_known_good(
     let mut settled = state.clone();
     match settled.settle(now) {
         Some((before, after)) => KnownGoodCheck::Proven { before, after },
+        None if state.unannounced.is_some() => KnownGoodCheck::Unannounced,
         None => KnownGoodCheck::Holds,
     }
 }

@@ -18,6 +18,7 @@ pub mod pair_move;
 pub mod pause;
 pub mod pin;
 pub mod policy;
+pub mod promotion;
 pub mod restore;
 pub mod retention;
 pub mod rollback;

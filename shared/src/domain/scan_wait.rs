@@ -24,6 +24,7 @@ impl WaitingPush {
             manifest: push.manifest,
             images: None,
             clean: BTreeMap::new(),
+            promoted: push.promoted.as_deref().cloned(),
         }
     }
 
@@ -36,6 +37,7 @@ impl WaitingPush {
             digest: self.digest.clone(),
             tag: self.tag.clone(),
             manifest: self.manifest,
+            promoted: self.promoted.clone().map(Box::new),
         }
     }
 
@@ -250,6 +252,7 @@ mod tests {
             digest,
             tag: Some("main-1".into()),
             manifest,
+            promoted: None,
         }
     }
 

@@ -96,6 +96,21 @@ pub struct ServiceState {
     /// failed: the delivery that finishes the record does not announce it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announced: Option<String>,
+    /// A revision that proved itself and is not announced yet (`Deckhand Known-Good`): the
+    /// reconcile puts the event on the bus, then clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unannounced: Option<Proven>,
+}
+
+/// A revision that proved itself: the deployment that ran its whole guard window without an
+/// alarm, and when it completed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Proven {
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -338,6 +353,9 @@ pub struct WaitingPush {
     /// The images of the index whose scans were clean so far, with their finding counts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clean: BTreeMap<Digest, BTreeMap<String, i64>>,
+    /// A promotion, not a push: what the upstream proved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<super::promotion::Promotion>,
 }
 
 /// Where the digests of a revision came from.

@@ -107,6 +107,7 @@ mod tests {
             digest: format!("sha256:{}", "b".repeat(64)).parse().unwrap(),
             tag: tag.map(str::to_owned),
             manifest: ManifestKind::Image,
+            promoted: None,
         }
     }
 

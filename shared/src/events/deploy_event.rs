@@ -3,6 +3,7 @@
 use super::tags::TagChanged;
 use crate::domain::codedeploy::CodeDeployEvent;
 use crate::domain::deploy::{DeploymentEvent, Push};
+use crate::domain::promotion::KnownGood;
 use crate::domain::scan::ScanEvent;
 use crate::domain::strategy::HookAwaiting;
 
@@ -21,6 +22,9 @@ pub enum DeployEvent {
     /// `Tag Change on Resource` of an ECS service whose `deckhand:deploy` changed: the
     /// repository index learns of it before any push or reconcile.
     Tagged(TagChanged),
+    /// `Deckhand Known-Good`: an upstream service proved a revision; the services promoted
+    /// from it deploy its digests.
+    KnownGood(KnownGood),
     /// Well-formed, but not something deckhand acts on.
     NotForDeckhand(String),
 }

@@ -20,6 +20,7 @@ fn sample(name: &str) -> Value {
         "ecs-deployment-failed" => include_str!("../../../events/ecs-deployment-failed.json"),
         "ecr-scan-clean" => include_str!("../../../events/ecr-scan-clean.json"),
         "ecr-scan-critical" => include_str!("../../../events/ecr-scan-critical.json"),
+        "known-good" => include_str!("../../../events/known-good.json"),
         _ => unreachable!(),
     };
     serde_json::from_str(text).unwrap()
@@ -35,6 +36,26 @@ fn parses_the_sample_push() {
     assert_eq!(push.repository.account, "123456789012");
     assert_eq!(push.tag.as_deref(), Some("main-42"));
     assert_eq!(push.at.to_rfc3339(), "2026-11-23T10:00:00+00:00");
+}
+
+#[test]
+fn parses_the_sample_known_good_announcement() {
+    let DeployEvent::KnownGood(kg) = parse_deploy_event(&sample("known-good")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(kg.account, "111111111111");
+    assert_eq!(kg.service_account, "111111111111");
+    assert_eq!(kg.service, ServiceKey::new("staging", "web"));
+    assert_eq!(kg.revision, "web:8");
+    assert_eq!(kg.images.len(), 1);
+    assert_eq!(kg.images[0].container, "web");
+    assert_eq!(kg.images[0].repository.account, "123456789012");
+    assert_eq!(kg.images[0].repository.name, "web");
+    assert_eq!(
+        kg.deployment.as_deref(),
+        Some("ecs-svc/4630498733201870111")
+    );
+    assert_eq!(kg.at.to_rfc3339(), "2026-11-23T10:44:00+00:00");
 }
 
 #[test]
@@ -249,6 +270,47 @@ pub(crate) fn malformed() -> Vec<(&'static str, Value)> {
         ("detail.deploymentId", {
             let mut e = sample("ecs-deployment-completed");
             e["detail"].as_object_mut().unwrap().remove("deploymentId");
+            e
+        }),
+        ("detail.service", {
+            let mut e = sample("known-good");
+            e["detail"]["service"] = json!("arn:aws:ecs:us-east-1:111111111111:cluster/staging");
+            e
+        }),
+        ("detail.revision", {
+            let mut e = sample("known-good");
+            e["detail"]["revision"] = json!("web");
+            e
+        }),
+        ("detail.images", {
+            let mut e = sample("known-good");
+            e["detail"]["images"] = json!([]);
+            e
+        }),
+        ("detail.images[0].image", {
+            let mut e = sample("known-good");
+            e["detail"]["images"][0]["image"] =
+                json!("123456789012.dkr.ecr.us-east-1.amazonaws.com/web:main-42");
+            e
+        }),
+        ("detail.images[0].image", {
+            let mut e = sample("known-good");
+            e["detail"]["images"][0]["image"] = json!("docker.io/library/nginx@sha256:12");
+            e
+        }),
+        ("detail.images[0].container", {
+            let mut e = sample("known-good");
+            e["detail"]["images"][0]["container"] = json!(" ");
+            e
+        }),
+        ("detail.at", {
+            let mut e = sample("known-good");
+            e["detail"].as_object_mut().unwrap().remove("at");
+            e
+        }),
+        ("source", {
+            let mut e = sample("known-good");
+            e["source"] = json!("aws.ecs");
             e
         }),
         ("resources", {

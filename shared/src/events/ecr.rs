@@ -88,5 +88,6 @@ pub(super) fn parse_push(value: &Value) -> Result<DeployEvent, EventError> {
         digest,
         tag,
         manifest,
+        promoted: None,
     }))
 }

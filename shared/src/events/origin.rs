@@ -9,6 +9,8 @@ use serde_json::Value;
 pub struct Home {
     pub account: String,
     pub region: String,
+    /// Other accounts whose events count for this kind of event.
+    pub also: Vec<String>,
 }
 
 impl Home {
@@ -20,10 +22,17 @@ impl Home {
                 Some(Self {
                     account: (*account).to_owned(),
                     region: (*region).to_owned(),
+                    also: Vec::new(),
                 })
             }
             _ => None,
         }
+    }
+}
+
+impl Home {
+    fn counts(&self, account: &str) -> bool {
+        account == self.account || self.also.iter().any(|a| a == account)
     }
 }
 
@@ -35,9 +44,20 @@ fn is_account(text: &str) -> bool {
 /// each shape says of its origin: EventBridge's `account`, `region` and `resources`, the
 /// alarm action's `accountId`, `region` and `alarmArn`, SNS's topic and the alarm it carries.
 pub fn foreign(event: &Value, home: &Home) -> Option<String> {
+    foreign_but(event, home, &[])
+}
+
+/// The same, with the events of the accounts in `also` counting too (a central registry's
+/// pushes, an upstream stack's announcements).
+pub fn foreign_but(event: &Value, home: &Home, also: &[String]) -> Option<String> {
+    let home = &Home {
+        account: home.account.clone(),
+        region: home.region.clone(),
+        also: also.to_vec(),
+    };
     for field in ["account", "accountId"] {
         if let Some(account) = event[field].as_str()
-            && account != home.account
+            && !home.counts(account)
         {
             return Some(other_account(field, account, home));
         }
@@ -72,7 +92,7 @@ pub fn foreign(event: &Value, home: &Home) -> Option<String> {
         .collect();
     for message in &messages {
         if let Some(account) = message["AWSAccountId"].as_str()
-            && account != home.account
+            && !home.counts(account)
         {
             return Some(other_account("Sns.Message.AWSAccountId", account, home));
         }
@@ -100,7 +120,7 @@ fn foreign_arn(field: &str, arn: &str, home: &Home) -> Option<String> {
     let ["arn", _, _, region, account, _] = fields.as_slice() else {
         return None;
     };
-    if !account.is_empty() && *account != home.account {
+    if !account.is_empty() && !home.counts(account) {
         return Some(format!(
             "{field} names {arn}, of account {account}, not the stack's own ({}): deckhand acts only on events of its own account and region",
             home.account
@@ -126,6 +146,7 @@ mod tests {
         Home {
             account: "123456789012".into(),
             region: region.into(),
+            also: Vec::new(),
         }
     }
 

@@ -7,6 +7,7 @@ mod dynamodb;
 mod ecr;
 mod ecs;
 mod elb;
+mod eventbridge;
 mod lambda;
 mod sns;
 
@@ -24,6 +25,7 @@ pub use dynamodb::DynamoStore;
 pub use ecr::EcrRegistry;
 pub use ecs::{EcsCluster, clone_revision};
 pub use elb::ElbTraffic;
+pub use eventbridge::{EventBridgeAnnouncer, NoAnnouncer, with_announcer};
 pub use lambda::{LambdaChecks, NoChecks, with_checks};
 pub use sns::SnsNotifier;
 
@@ -108,6 +110,8 @@ impl Clients {
             // Only the deploy function asks a traffic gate's check: it adds them (`with_checks`),
             // and the others carry no Lambda client.
             checks: Arc::new(NoChecks),
+            // Only the scheduler announces known-good revisions (`with_announcer`).
+            announcer: Arc::new(NoAnnouncer),
             store: store.clone(),
             images: store.clone(),
             pace: store,
