@@ -11,7 +11,10 @@ emulator refuses too (docs/architecture.md lists each): UpdateService with a tas
 on a service ECS does not deploy, CodeDeploy's ECS deployments (emulator_codedeploy.py), scans of an image index, which ECR never scans, a listener's
 authentication action written back without its secret (emulator_elb.py), a service's
 capacity provider strategy kept as ECS keeps it, and every call
-a role of template.yaml makes without its policy allowing it (emulator_iam.py). ECS resolving
+a role of template.yaml makes without its policy allowing it (emulator_iam.py). Accounts are kept
+apart by the credentials, and ECR serves another account's repository only as its repository
+policy allows (emulator_accounts.py); EventBridge delivers between accounts as AWS does, the
+event unchanged and only where the receiving bus's policy allows (emulator_events.py). ECS resolving
 image tags into service revisions, ECR's archive storage class and its lifecycle policies are
 modelled in emulator_registry.py. Lambda's Invoke
 reaches the function wherever the test runs it (emulator_lambda.py): moto would need Docker.
@@ -49,9 +52,11 @@ from moto.resourcegroupstaggingapi.models import ResourceGroupsTaggingAPIBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from emulator_accounts import Accounts
 from emulator_codedeploy import CodeDeployControl
 from emulator_deployments import ServiceDeploymentControl
 from emulator_elb import ClientSecrets
+from emulator_events import StackRules
 from emulator_iam import IamPolicies
 from emulator_lambda import LambdaInvocations
 from emulator_registry import RegistryControl
@@ -426,9 +431,10 @@ class Emulator:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         # IAM (on CloudWatch's requests as JSON) before an invocation runs; invocations outside
         # the lock, since the function calls the emulator back while its invocation is open.
-        moto = Serialized(RegistryControl(ClientSecrets(CodeDeployControl(ServiceDeploymentControl(
-            DomainDispatcherApplication(create_backend_app))))))
-        app = CloudWatchCbor(IamPolicies(LambdaInvocations(moto)))
+        moto = Serialized(StackRules(RegistryControl(ClientSecrets(CodeDeployControl(ServiceDeploymentControl(
+            DomainDispatcherApplication(create_backend_app)))))))
+        # The caller's account first: IAM evaluates in it, moto serves from it.
+        app = Accounts(CloudWatchCbor(IamPolicies(LambdaInvocations(moto))))
         self.server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

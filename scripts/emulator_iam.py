@@ -119,6 +119,8 @@ class IamPolicies:
         if physical is None:
             raise iam.TemplateError(f"stack {stack_id} signs as a role but never told the emulator its resources")
         parameters = {"ScanGateSeverity": "HIGH"} if "gate" in flags else {}
+        # The stack's own parameters (RegistryAccounts, PromoteFromAccounts...), as it told them.
+        parameters.update(physical.get("@parameters", {}))
         if "chat" in flags:
             # The chat topic and its statements exist only with a Slack channel.
             parameters.update(SlackWorkspaceId="T0123456789", SlackChannelId="C0123456789")

@@ -18,12 +18,21 @@ it does not (scripts/emulator.py, docs/security.md). What it evaluates:
 Which actions one request needs is in iam_actions.py.
 """
 
+import contextvars
 import fnmatch
 import re
 
 PARTITION = "aws"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+# The account of the request being evaluated (the emulator's accounts layer sets it from the
+# credentials): a stack in another account resolves AWS::AccountId to that account.
+CURRENT_ACCOUNT = contextvars.ContextVar("account", default=ACCOUNT)
+
+
+def account():
+    return CURRENT_ACCOUNT.get()
+
 # The stack the tests deploy, as CloudFormation names it (AWS::StackName, AWS::StackId).
 STACK_NAME = "deckhand"
 STACK_UUID = "5f2d7a40-1c8e-11f1-9e2b-0a1b2c3d4e5f"
@@ -65,11 +74,11 @@ class Stack:
         pseudo = {
             "AWS::Partition": PARTITION,
             "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
+            "AWS::AccountId": account(),
             "AWS::NoValue": NO_VALUE,
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::StackName": STACK_NAME,
-            "AWS::StackId": f"arn:{PARTITION}:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK_NAME}/{STACK_UUID}",
+            "AWS::StackId": f"arn:{PARTITION}:cloudformation:{REGION}:{account()}:stack/{STACK_NAME}/{STACK_UUID}",
         }
         if name in pseudo:
             return pseudo[name]
@@ -130,6 +139,13 @@ class Stack:
             if key == "Fn::Split":
                 delimiter, text = arg
                 return self.resolve(text).split(delimiter)
+            if key == "Fn::Select":
+                index, values = arg
+                values = self.resolve(values)
+                index = int(self.resolve(index))
+                if index >= len(values):
+                    raise TemplateError(f"Fn::Select of item {index} of a list of {len(values)}")
+                return values[index]
             if key == "Fn::If":
                 name, if_true, if_false = arg
                 return self.resolve(if_true if self.condition(name) else if_false)
@@ -259,7 +275,7 @@ def decide(statements, action, resource, context=None):
 
 
 def role_arn(role):
-    return f"arn:{PARTITION}:iam::{ACCOUNT}:role/{ROLES.get(role, role)}Role"
+    return f"arn:{PARTITION}:iam::{account()}:role/{ROLES.get(role, role)}Role"
 
 
 def names_principal(statement, principal):
@@ -273,7 +289,7 @@ def names_principal(statement, principal):
 def delegates_to_iam(statement):
     aws = statement.get("Principal", {})
     aws = aws.get("AWS", []) if isinstance(aws, dict) else []
-    return any(p in (ACCOUNT, f"arn:{PARTITION}:iam::{ACCOUNT}:root") for p in as_list(aws))
+    return any(p in (account(), f"arn:{PARTITION}:iam::{account()}:root") for p in as_list(aws))
 
 
 def key_allows(key_statements, identity_statements, principal, action, key_arn, context=None):

@@ -65,7 +65,7 @@ class ReferenceGap(Exception):
 
 
 def arn(service, resource, region=iam.REGION):
-    return f"arn:{iam.PARTITION}:{service}:{region}:{iam.ACCOUNT}:{resource}"
+    return f"arn:{iam.PARTITION}:{service}:{region}:{iam.account()}:{resource}"
 
 
 def ecs_service_arn(cluster, service):
@@ -101,7 +101,7 @@ def deployment_group_of(deployment_id):
     it (the request names only the deployment)."""
     from moto.codedeploy.models import codedeploy_backends
 
-    deployment = codedeploy_backends[iam.ACCOUNT][iam.REGION].deployments.get(deployment_id)
+    deployment = codedeploy_backends[iam.account()][iam.REGION].deployments.get(deployment_id)
     if deployment is None:
         return {}
     return {"ApplicationName": deployment.application_name, "DeploymentGroupName": deployment.deployment_group_name}
@@ -206,7 +206,7 @@ def resource_for(found, types, item):
         for t in types:
             if iam_reference.parse(t.arn, item) is not None:
                 return item
-    variables = {"Partition": iam.PARTITION, "Region": iam.REGION, "Account": iam.ACCOUNT,
+    variables = {"Partition": iam.PARTITION, "Region": iam.REGION, "Account": iam.account(),
                  **variables_of(found, item)}
     for t in types:
         built = iam_reference.fill(t.arn, variables)

@@ -189,7 +189,7 @@ pub(crate) async fn metric_alarm(
         request = request.tags(Tag::builder().key(*k).value(*v).build());
     }
     request.send().await.unwrap();
-    format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}")
+    format!("arn:aws:cloudwatch:{REGION}:{}:alarm:{name}", stack.account)
 }
 
 /// The EventBridge event of the alarm changing state, from events/alarm-eventbridge.json.

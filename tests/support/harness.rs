@@ -235,20 +235,39 @@ fn function_name(stack: usize, role: Role) -> String {
     format!("deckhand-{stack}-{}", role.name())
 }
 
-fn function_arn(stack: usize, role: Role) -> String {
+fn function_arn(account: &str, stack: usize, role: Role) -> String {
     format!(
-        "arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}",
+        "arn:aws:lambda:{REGION}:{account}:function:{}",
         function_name(stack, role)
     )
 }
 
 /// The functions' own SDK configuration, pointed at `url`.
 pub async fn sdk_config(url: &str) -> aws_config::SdkConfig {
+    sdk_in_account(url, ACCOUNT).await
+}
+
+/// The part of an access key ID that tells the emulator another account than its default
+/// (scripts/emulator_accounts.py); nothing for the default one.
+fn account_flag(account: &str) -> String {
+    if account == ACCOUNT {
+        String::new()
+    } else {
+        format!(".acct{account}")
+    }
+}
+
+/// The tests' own SDK configuration in `account`, pointed at `url`.
+pub async fn sdk_in_account(url: &str, account: &str) -> aws_config::SdkConfig {
     deckhand::lambda::sdk_loader()
         .endpoint_url(url)
         .region(aws_config::Region::new(REGION))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "tests",
+            format!("testing{}", account_flag(account)),
+            "testing",
+            None,
+            None,
+            "tests",
         ))
         .load()
         .await
@@ -257,6 +276,9 @@ pub async fn sdk_config(url: &str) -> aws_config::SdkConfig {
 /// One test's own table, topic, cluster and repository, so tests run in parallel on one server.
 pub struct Stack {
     pub id: usize,
+    /// The AWS account the stack is in: the emulator's default one, or another
+    /// (`Stack::in_account`), signed for by the credentials.
+    pub account: String,
     pub sdk: aws_config::SdkConfig,
     pub ecs: aws_sdk_ecs::Client,
     pub ecr: aws_sdk_ecr::Client,
@@ -268,6 +290,8 @@ pub struct Stack {
     pub repository: String,
     /// The stack's failure queue (the template's FailureQueue).
     pub failure_queue_url: String,
+    /// The template's parameters the stack was made with.
+    pub parameters: Value,
     url: String,
     /// A server of this stack's own, stopped when the stack is dropped.
     _own_emulator: Option<Emulator>,
@@ -282,6 +306,12 @@ impl Stack {
         Self::on(shared_emulator().url.clone(), None).await
     }
 
+    /// A stack in `account`, on the shared server, with the template's `parameters` (which the
+    /// emulator's IAM evaluates its roles with, and its rules are installed with).
+    pub async fn in_account(account: &str, parameters: Value) -> Self {
+        Self::in_account_on(shared_emulator().url.clone(), None, account, parameters).await
+    }
+
     /// A stack on a server of its own: for a test whose load or listings must not meet the
     /// others' (the Tagging API pages through every service on the server).
     pub async fn isolated() -> Self {
@@ -290,9 +320,18 @@ impl Stack {
     }
 
     async fn on(url: String, own: Option<Emulator>) -> Self {
+        Self::in_account_on(url, own, ACCOUNT, json!({})).await
+    }
+
+    async fn in_account_on(
+        url: String,
+        own: Option<Emulator>,
+        account: &str,
+        parameters: Value,
+    ) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(1);
         let id = NEXT.fetch_add(1, Ordering::SeqCst);
-        let sdk = sdk_config(&url).await;
+        let sdk = sdk_in_account(&url, account).await;
         let (table, cluster, repository) = (
             format!("deckhand-{id}"),
             format!("cluster-{id}"),
@@ -335,23 +374,23 @@ impl Stack {
             .expect("create the failure queue")
             .queue_url
             .expect("a queue url");
-        let function =
-            |role: Role| json!({"Ref": function_name(id, role), "Arn": function_arn(id, role)});
+        let function = |role: Role| json!({"Ref": function_name(id, role), "Arn": function_arn(account, id, role)});
         // What the template's Ref and GetAtt name, for the emulator's evaluation of its policies
         // (the emulator has no KMS: the key exists only as the ARN the policies name).
         let key_arn =
-            format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/00000000-0000-0000-0000-{id:012}");
+            format!("arn:aws:kms:{REGION}:{account}:key/00000000-0000-0000-0000-{id:012}");
         emulator_post(
             &url,
             &format!("/_deckhand/iam/stacks/{id}"),
             &json!({
-                "Table": {"Ref": table, "Arn": format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}")},
+                "@parameters": parameters,
+                "Table": {"Ref": table, "Arn": format!("arn:aws:dynamodb:{REGION}:{account}:table/{table}")},
                 "Topic": {"Ref": topic_arn, "TopicName": format!("deckhand-{id}")},
                 "ChatTopic": {"Ref": chat_topic_arn, "TopicName": format!("deckhand-chat-{id}")},
                 "TopicKey": {"Ref": key_arn.rsplit('/').next(), "Arn": key_arn},
                 "FailureQueue": {
                     "Ref": failure_queue_url,
-                    "Arn": format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_name}"),
+                    "Arn": format!("arn:aws:sqs:{REGION}:{account}:{queue_name}"),
                     "QueueName": queue_name,
                 },
                 "DeployFunction": function(Role::Deploy),
@@ -361,6 +400,8 @@ impl Stack {
         );
         Self {
             id,
+            account: account.to_owned(),
+            parameters,
             ecs,
             ecr,
             table,
@@ -378,7 +419,7 @@ impl Stack {
 
     /// The ARN of this stack's function run as `role` (deploy, rollback or scheduler).
     pub fn function_arn(&self, role: Role) -> String {
-        function_arn(self.id, role)
+        function_arn(&self.account, self.id, role)
     }
 
     /// Tells the emulator that this stack's function of `role` runs at `url`.
@@ -414,7 +455,12 @@ impl Stack {
         } else {
             ""
         };
-        let key = format!("deckhand.{}.{}{gate}{chat}", role.name(), self.id);
+        let key = format!(
+            "deckhand.{}.{}{gate}{chat}{}",
+            role.name(),
+            self.id,
+            account_flag(&self.account)
+        );
         self.sdk
             .to_builder()
             .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
@@ -436,8 +482,93 @@ impl Stack {
             scan_wait: deckhand::domain::scan::DEFAULT_SCAN_WAIT,
             dry_run: false,
             environment: Some("staging".into()),
-            registry_accounts: Vec::new(),
-            promote_from_accounts: Vec::new(),
+            // As the template's Globals pass its parameters on.
+            registry_accounts: self.accounts_parameter("RegistryAccounts"),
+            promote_from_accounts: self.accounts_parameter("PromoteFromAccounts"),
+        }
+    }
+
+    /// The accounts a parameter of the stack names (comma-separated, as CloudFormation takes a
+    /// CommaDelimitedList).
+    fn accounts_parameter(&self, name: &str) -> Vec<String> {
+        self.parameters[name]
+            .as_str()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Installs the stack's EventBridge rules and event bus policies in its account, from
+    /// template.yaml with the stack's parameters (scripts/emulator_events.py); the deploy
+    /// function's rules send to a queue of the stack's that stands for it.
+    pub async fn install_rules(&self) -> Vec<String> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("deckhand-{}-deploy-events", self.id))
+            .send()
+            .await
+            .expect("create the deploy function's stand-in queue")
+            .queue_url
+            .expect("a queue url");
+        let arn = |url: &str| {
+            let name = url.rsplit('/').next().unwrap_or_default();
+            format!("arn:aws:sqs:{REGION}:{}:{name}", self.account)
+        };
+        let answer = emulator_post(
+            &self.url,
+            &format!("/_deckhand/events/stacks/{}", self.id),
+            &json!({"account": self.account, "parameters": self.parameters,
+                    "deployQueueArn": arn(&url), "failureQueueArn": arn(&self.failure_queue_url)}),
+        );
+        answer["installed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The events EventBridge delivered to the deploy function's rules since last asked, as
+    /// the function would receive them.
+    pub async fn delivered_events(&self) -> Vec<Value> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let url = sqs
+            .get_queue_url()
+            .queue_name(format!("deckhand-{}-deploy-events", self.id))
+            .send()
+            .await
+            .expect("the stand-in queue (install_rules first)")
+            .queue_url
+            .expect("a queue url");
+        let mut events = Vec::new();
+        loop {
+            let received = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive the delivered events");
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return events;
+            }
+            for message in messages {
+                events
+                    .push(serde_json::from_str(message.body().unwrap_or("{}")).expect("an event"));
+                if let Some(handle) = message.receipt_handle() {
+                    sqs.delete_message()
+                        .queue_url(&url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .expect("delete a delivered event");
+                }
+            }
         }
     }
 
@@ -597,7 +728,7 @@ impl Stack {
         let out = emulator_post(
             &self.url,
             "/_deckhand/ecr/lifecycle",
-            &json!({"repositoryName": self.repository, "account": ACCOUNT, "region": REGION}),
+            &json!({"repositoryName": self.repository, "account": self.account, "region": REGION}),
         );
         let digests = |field: &str| -> Vec<String> {
             out[field]
@@ -631,7 +762,7 @@ impl Stack {
         emulator_post(
             &self.url,
             "/_deckhand/ecr/activate",
-            &json!({"repositoryName": self.repository, "imageDigest": digest, "account": ACCOUNT, "region": REGION}),
+            &json!({"repositoryName": self.repository, "imageDigest": digest, "account": self.account, "region": REGION}),
         );
     }
 
@@ -698,8 +829,8 @@ impl Stack {
 
     pub fn image(&self, reference: &str) -> String {
         format!(
-            "{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{}{reference}",
-            self.repository
+            "{}.dkr.ecr.{REGION}.amazonaws.com/{}{reference}",
+            self.account, self.repository
         )
     }
 
@@ -1149,8 +1280,8 @@ impl Stack {
     pub fn push_event(&self, id: &str, at: DateTime<Utc>, tag: &str, digest: &str) -> Value {
         json!({
             "version": "0", "id": id, "detail-type": "ECR Image Action", "source": "aws.ecr",
-            "account": ACCOUNT, "time": at.to_rfc3339_opts(SecondsFormat::Secs, true), "region": REGION,
-            "resources": [format!("arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{}", self.repository)],
+            "account": self.account, "time": at.to_rfc3339_opts(SecondsFormat::Secs, true), "region": REGION,
+            "resources": [format!("arn:aws:ecr:{REGION}:{}:repository/{}", self.account, self.repository)],
             "detail": {"result": "SUCCESS", "repository-name": self.repository, "image-digest": digest,
                        "action-type": "PUSH", "image-tag": tag}
         })
@@ -1167,8 +1298,8 @@ impl Stack {
     ) -> Value {
         json!({
             "version": "0", "id": id, "detail-type": "ECR Image Scan", "source": "aws.ecr",
-            "account": ACCOUNT, "time": at.to_rfc3339_opts(SecondsFormat::Secs, true), "region": REGION,
-            "resources": [format!("arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{}", self.repository)],
+            "account": self.account, "time": at.to_rfc3339_opts(SecondsFormat::Secs, true), "region": REGION,
+            "resources": [format!("arn:aws:ecr:{REGION}:{}:repository/{}", self.account, self.repository)],
             "detail": {"scan-status": status, "repository-name": self.repository, "image-digest": digest,
                        "finding-severity-counts": counts, "image-tags": []}
         })
@@ -1178,7 +1309,7 @@ impl Stack {
     /// reports a completed scan with these finding counts.
     pub async fn scan(&self, digest: &str, counts: Value) {
         let result = json!({
-            "registryId": ACCOUNT,
+            "registryId": self.account,
             "repositoryName": self.repository,
             "imageId": {"imageDigest": digest},
             "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed successfully."},
@@ -1212,11 +1343,12 @@ impl Stack {
     ) -> Value {
         let mut event = sample_event(sample);
         event["id"] = json!(id);
+        event["account"] = json!(self.account);
         event["time"] = json!(at.to_rfc3339_opts(SecondsFormat::Secs, true));
         event["detail"]["updatedAt"] = json!(at.to_rfc3339_opts(SecondsFormat::Millis, true));
         event["resources"] = json!([format!(
-            "arn:aws:ecs:{REGION}:{ACCOUNT}:service/{}/{service}",
-            self.cluster
+            "arn:aws:ecs:{REGION}:{}:service/{}/{service}",
+            self.account, self.cluster
         )]);
         event
     }

@@ -78,7 +78,14 @@ impl SchedulerFunction {
             }
             match self.ports.ecs.describe_task_definition(&revision).await {
                 Ok(td) => {
-                    let images = images_of(&td.containers, state.pinned.get(&revision));
+                    let mut images = images_of(&td.containers, state.pinned.get(&revision));
+                    // Another account's registry (a central one) keeps its images by its own
+                    // lifecycle policy: deckhand tags only its own account's.
+                    if let Some(home) = self.config.home() {
+                        images.retain(|i| {
+                            KeptImage::of(i).is_none_or(|k| k.repository.account == home.account)
+                        });
+                    }
                     needed.insert(revision, images);
                 }
                 Err(e) => {
