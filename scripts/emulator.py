@@ -14,7 +14,9 @@ capacity provider strategy kept as ECS keeps it, and every call
 a role of template.yaml makes without its policy allowing it (emulator_iam.py). Accounts are kept
 apart by the credentials, and ECR serves another account's repository only as its repository
 policy allows (emulator_accounts.py); EventBridge delivers between accounts as AWS does, the
-event unchanged and only where the receiving bus's policy allows (emulator_events.py). ECS resolving
+event unchanged and only where the receiving bus's policy allows (emulator_events.py). Change
+Calendar documents and GetCalendarState, which moto lacks, are answered from the calendars'
+iCalendar events (emulator_calendar.py). ECS resolving
 image tags into service revisions, ECR's archive storage class and its lifecycle policies are
 modelled in emulator_registry.py. Lambda's Invoke
 reaches the function wherever the test runs it (emulator_lambda.py): moto would need Docker.
@@ -53,6 +55,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 from emulator_accounts import Accounts
+from emulator_calendar import ChangeCalendars
 from emulator_codedeploy import CodeDeployControl
 from emulator_deployments import ServiceDeploymentControl
 from emulator_elb import ClientSecrets
@@ -431,8 +434,8 @@ class Emulator:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         # IAM (on CloudWatch's requests as JSON) before an invocation runs; invocations outside
         # the lock, since the function calls the emulator back while its invocation is open.
-        moto = Serialized(StackRules(RegistryControl(ClientSecrets(CodeDeployControl(ServiceDeploymentControl(
-            DomainDispatcherApplication(create_backend_app)))))))
+        moto = Serialized(StackRules(ChangeCalendars(RegistryControl(ClientSecrets(CodeDeployControl(ServiceDeploymentControl(
+            DomainDispatcherApplication(create_backend_app))))))))
         # The caller's account first: IAM evaluates in it, moto serves from it.
         app = Accounts(CloudWatchCbor(IamPolicies(LambdaInvocations(moto))))
         self.server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)

@@ -162,6 +162,8 @@ def named_resources(prefix, operation, params):
         if name.startswith("arn:") or not name:
             return [name] if name else []
         return [{"StackName": name, "Id": iam.STACK_UUID if name == iam.STACK_NAME else "00000000-0000-0000-0000-000000000000"}]
+    if prefix == "ssm" and operation == "GetCalendarState":
+        return [n if n.startswith("arn:") else {"DocumentName": n} for n in params.get("CalendarNames") or []]
     if prefix == "events" and params.get("EventBusName"):
         bus = params["EventBusName"]
         return [bus if bus.startswith("arn:") else {"EventBusName": bus}]

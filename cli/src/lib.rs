@@ -179,6 +179,9 @@ enum Command {
     },
     /// Lift the quarantine of a digest so that its next push deploys.
     Release { service: String, digest: String },
+    /// Deploy the push held for a service now, through its change calendar's freeze (recorded
+    /// with your name); every other gate still applies.
+    DeployHeld { service: String },
     /// Keep a service awake until the expiry, whatever its schedule says.
     Wake {
         service: String,
@@ -370,6 +373,13 @@ pub async fn run(
                 "failed" => Err(CliError::DeployFailed(waited.reason)),
                 _ => Err(CliError::TimedOut(waited.reason)),
             }
+        }
+        Command::DeployHeld { service } => {
+            // It deploys: the topic hears of it.
+            let config = config(true)?;
+            let operator = Operator::new(clients.ports(&config), operator_name(sdk).await?);
+            let reports = operator.deploy_held(&key(service)?, config).await?;
+            print_reports(&reports, cli.json, out)
         }
         Command::Release { service, digest } => {
             let digest = parse_digest(digest)?;

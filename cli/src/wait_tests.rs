@@ -196,6 +196,8 @@ fn an_early_completion_ends_the_wait_and_a_held_push_does_not() {
         push: deckhand::domain::state::WaitingPush::new(&push, utc("2026-11-23T10:00:00Z")),
         behind: Some("d-A1B2C3D4E".into()),
         group: "shop/web".into(),
+        calendar: None,
+        lifted_by: None,
     });
     match progress(&held, &[], &digest('c')) {
         Progress::Pending(reason) => assert_eq!(
@@ -224,6 +226,7 @@ fn memory_ports() -> Ports {
         codedeploy: Arc::new(MemoryCodeDeploy::default()),
         checks: Arc::new(deckhand::adapters::memory::MemoryChecks::default()),
         announcer: Arc::new(deckhand::adapters::memory::MemoryAnnouncer::default()),
+        calendars: Arc::new(deckhand::adapters::memory::MemoryCalendars::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store,

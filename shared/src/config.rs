@@ -4,6 +4,7 @@ use chrono::TimeDelta;
 use chrono_tz::Tz;
 
 use crate::domain::duration::parse_duration;
+use crate::domain::freeze::is_calendar_name;
 use crate::domain::promotion::{KNOWN_GOOD_DETAIL_TYPE, is_account};
 use crate::domain::scan::{DEFAULT_SCAN_WAIT, FindingSeverity};
 use crate::domain::schedule::parse_timezone;
@@ -44,6 +45,9 @@ pub struct Config {
     /// Accounts besides the stack's own whose `Deckhand Known-Good` announcements count
     /// (`DECKHAND_PROMOTE_FROM_ACCOUNTS`).
     pub promote_from_accounts: Vec<String>,
+    /// The stack's Change Calendar (`DECKHAND_CHANGE_CALENDAR`): deploys are held while it is
+    /// CLOSED, unless a service names its own (`deckhand:change-calendar`).
+    pub change_calendar: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,7 +183,19 @@ impl Config {
                 None => Ok(listed),
             }
         };
+        let change_calendar = match get("DECKHAND_CHANGE_CALENDAR") {
+            None => None,
+            Some(v) if is_calendar_name(&v) => Some(v),
+            Some(v) => {
+                return Err(invalid(
+                    "DECKHAND_CHANGE_CALENDAR",
+                    &v,
+                    "expected the name of a Change Calendar (3 to 128 letters, digits, _ - .) or its document ARN".into(),
+                ));
+            }
+        };
         Ok(Self {
+            change_calendar,
             registry_accounts: accounts("DECKHAND_REGISTRY_ACCOUNTS")?,
             promote_from_accounts: accounts("DECKHAND_PROMOTE_FROM_ACCOUNTS")?,
             table: required("DECKHAND_TABLE")?,
@@ -214,6 +230,7 @@ impl Config {
             environment: None,
             registry_accounts: Vec::new(),
             promote_from_accounts: Vec::new(),
+            change_calendar: None,
         }
     }
 

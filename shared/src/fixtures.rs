@@ -40,6 +40,8 @@ corpus!(
     "ecs-deployment-rollback-in-progress",
     "ecs-hook-awaiting-action",
     "tag-change-on-resource",
+    "ssm-calendar-state-change-open",
+    "ssm-calendar-state-change-closed",
     "codedeploy-deployment-success",
     "codedeploy-deployment-failure",
     "lambda-on-failure-record",

@@ -108,10 +108,11 @@ pub async fn start() -> Result<(Config, Ports), lambda_runtime::Error> {
     Ok(started()?.0)
 }
 
-/// The same, with the check functions of pairs' traffic gates (the deploy function's).
-pub async fn start_with_checks() -> Result<(Config, Ports), lambda_runtime::Error> {
+/// The same, with the check functions of pairs' traffic gates and the change calendars (the
+/// deploy function's).
+pub async fn start_deploy() -> Result<(Config, Ports), lambda_runtime::Error> {
     let ((config, ports), sdk) = started()?;
-    Ok((config, crate::adapters::aws::with_checks(ports, &sdk)))
+    Ok((config, crate::adapters::aws::deploy_ports(ports, &sdk)))
 }
 
 /// The same, announcing known-good revisions on EventBridge (the scheduler's).

@@ -216,6 +216,17 @@ pub trait Announcer: Send + Sync {
     ) -> PortResult<()>;
 }
 
+/// Systems Manager Change Calendar, for change freezes.
+#[async_trait]
+pub trait ChangeCalendars: Send + Sync {
+    /// The calendar's state at `at` (`GetCalendarState` with `AtTime`).
+    async fn state(
+        &self,
+        calendar: &str,
+        at: DateTime<Utc>,
+    ) -> PortResult<crate::domain::freeze::CalendarState>;
+}
+
 /// CodeDeploy, for the services it deploys (deployment controller `CODE_DEPLOY`).
 #[async_trait]
 pub trait CodeDeploy: Send + Sync {

@@ -79,12 +79,7 @@ impl Deckhand {
     }
 
     async fn image(&self) -> String {
-        let running = self.stack.running_task_definition("web").await;
-        let (td, _) = self.stack.task_definition(&running).await;
-        td.container_definitions()[0]
-            .image()
-            .unwrap_or_default()
-            .to_owned()
+        self.stack.running_image("web").await
     }
 
     /// ECS completes the service's deployment.

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use deckhand::adapters::memory::FixedClock;
 use deckhand::app::deploy::DeployFunction;
-use deckhand::app::scheduler::SchedulerFunction;
 use deckhand::report::Outcome;
 use serde_json::json;
 
@@ -88,17 +87,16 @@ async fn a_push_behind_the_pipelines_deployment_deploys_at_its_end() {
     );
 }
 
-/// The pipeline's deployment ended and its event never came: the reconcile, signed as the
-/// scheduler, deploys the held push.
+/// The pipeline's deployment ended and its event never came: the deploy function's round of
+/// held pushes, on its schedule, deploys the held push.
 #[tokio::test]
-async fn a_reconcile_deploys_the_push_held_behind_a_deployment_whose_end_was_not_heard() {
+async fn the_round_deploys_the_push_held_behind_a_deployment_whose_end_was_not_heard() {
     let (stack, clock, _, _, theirs) = pushed_behind_the_pipeline().await;
     stack.end_codedeploy_deployment(&theirs, "Failed");
     clock.set(utc("2026-11-23T10:30:00Z"));
-    let scheduler =
-        SchedulerFunction::new(stack.ports(Role::Scheduler, clock.clone()), stack.config());
-    let s = scheduler
-        .handle(&json!({"action": "reconcile", "at": "2026-11-23T10:30:00Z"}))
+    let deploy = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), stack.config());
+    let s = deploy
+        .handle(&json!({"action": "release-held"}))
         .await
         .unwrap();
     assert!(

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use deckhand::adapters::memory::FixedClock;
 use deckhand::app::deploy::DeployFunction;
-use deckhand::app::scheduler::SchedulerFunction;
 use deckhand::config::Config;
 use deckhand::domain::scan::FindingSeverity;
 use deckhand::ports::StateStore;
@@ -364,17 +363,14 @@ async fn a_wait_that_runs_out_is_decided_from_ecr_findings_on_the_next_event() {
 }
 
 #[tokio::test]
-async fn the_reconcile_settles_waits_that_ran_out_from_ecr() {
+async fn the_round_of_held_pushes_settles_waits_that_ran_out_from_ecr() {
     let stack = Stack::new().await;
     let (family, td) = service(&stack, "web").await;
     let t0 = Utc::now();
     let clock = Arc::new(FixedClock::new(t0));
     let function = DeployFunction::new(stack.ports(Role::Deploy, clock.clone()), gated(&stack));
-    let scheduler = SchedulerFunction::new(
-        stack.ports_with(Role::Scheduler, &gated(&stack), clock.clone()),
-        gated(&stack),
-    );
-    let reconcile = json!({"action": "reconcile"});
+    // The deploy function's own schedule (`release-held`), the backstop of scan events.
+    let round = json!({"action": "release-held"});
 
     // A scan that never ran: after the wait, the digest stays undeployed and this is said.
     let unscanned = stack.push_image("main-2").await;
@@ -384,10 +380,10 @@ async fn the_reconcile_settles_waits_that_ran_out_from_ecr() {
     )
     .await;
     clock.advance(TimeDelta::minutes(29));
-    let early = scheduler.handle(&reconcile).await.unwrap();
+    let early = function.handle(&round).await.unwrap();
     assert!(early.services.is_empty(), "{early:?}");
     clock.advance(TimeDelta::minutes(2));
-    let late = scheduler.handle(&reconcile).await.unwrap();
+    let late = function.handle(&round).await.unwrap();
     assert_eq!(late.outcome, Outcome::Skipped, "{late:?}");
     assert!(
         late.services[0].reason.contains("ECR has no scan"),
@@ -397,7 +393,7 @@ async fn the_reconcile_settles_waits_that_ran_out_from_ecr() {
     assert_eq!(stack.running_task_definition("web").await, td);
     assert_eq!(stack.notification_kinds(), ["deploy.skipped"]);
 
-    // A clean scan whose event never came: the reconcile after the wait deploys it.
+    // A clean scan whose event never came: the round after the wait deploys it.
     let clean = stack.push_image("main-3").await;
     send(
         &function,
@@ -406,7 +402,7 @@ async fn the_reconcile_settles_waits_that_ran_out_from_ecr() {
     .await;
     stack.scan(&clean, json!({"MEDIUM": 1})).await;
     clock.advance(TimeDelta::minutes(31));
-    let deployed = scheduler.handle(&reconcile).await.unwrap();
+    let deployed = function.handle(&round).await.unwrap();
     assert_eq!(deployed.outcome, Outcome::Deployed, "{deployed:?}");
     assert_eq!(
         running_image(&stack, "web").await,

@@ -11,6 +11,7 @@ mod codedeploy_others;
 mod concurrency;
 mod deploy;
 mod faults;
+mod freeze;
 mod gate;
 mod known_good;
 mod pair;

@@ -485,6 +485,10 @@ impl Stack {
             // As the template's Globals pass its parameters on.
             registry_accounts: self.accounts_parameter("RegistryAccounts"),
             promote_from_accounts: self.accounts_parameter("PromoteFromAccounts"),
+            change_calendar: self.parameters["ChangeCalendar"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned),
         }
     }
 
@@ -584,7 +588,7 @@ impl Stack {
         let ports = Clients::in_partition(&sdk, Some(&partition)).ports_at(config, clock);
         // As the Lambda binaries build theirs: only the deploy function asks gate checks.
         match role {
-            Role::Deploy => deckhand::adapters::aws::with_checks(ports, &sdk),
+            Role::Deploy => deckhand::adapters::aws::deploy_ports(ports, &sdk),
             Role::Scheduler => deckhand::adapters::aws::with_announcer(ports, &sdk),
             _ => ports,
         }
@@ -666,7 +670,9 @@ impl Stack {
         };
         let ports = clients.ports(&self.counted(config));
         let ports = match role {
-            Role::Deploy => deckhand::adapters::aws::with_checks(ports, &self.sdk_as(role, config)),
+            Role::Deploy => {
+                deckhand::adapters::aws::deploy_ports(ports, &self.sdk_as(role, config))
+            }
             Role::Scheduler => {
                 deckhand::adapters::aws::with_announcer(ports, &self.sdk_as(role, config))
             }
@@ -1218,6 +1224,16 @@ impl Stack {
             .send()
             .await
             .expect("update service");
+    }
+
+    /// The image of the first container of the revision the service runs.
+    pub async fn running_image(&self, service: &str) -> String {
+        let running = self.running_task_definition(service).await;
+        let (td, _) = self.task_definition(&running).await;
+        td.container_definitions()[0]
+            .image()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     pub async fn running_task_definition(&self, service: &str) -> String {

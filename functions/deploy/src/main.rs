@@ -7,7 +7,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     deckhand::lambda::init_tracing();
-    let (config, ports) = deckhand::lambda::start_with_checks().await?;
+    let (config, ports) = deckhand::lambda::start_deploy().await?;
     let function = &DeployFunction::new(ports, config);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         function

@@ -109,6 +109,8 @@ struct Target {
     read_at: Option<DateTime<Utc>>,
     /// Its deploys are rehearsed (`would-deploy`): its `deckhand:dry-run`, else the stack's.
     rehearsed: bool,
+    /// The change calendar whose freeze holds its deploys, once the tags were read.
+    calendar: Option<String>,
 }
 
 #[derive(Clone)]
@@ -150,6 +152,7 @@ impl Target {
             codedeploy: None,
             read_at: None,
             rehearsed: false,
+            calendar: None,
         }
     }
 
@@ -225,6 +228,17 @@ impl DeployFunction {
                 let span = info_span!("known_good", event_id = %known_good.event_id,
                     upstream = %known_good.service, account = %known_good.account);
                 self.on_known_good(&known_good).instrument(span).await?
+            }
+            DeployEvent::CalendarChanged(changed) => {
+                let span = info_span!("calendar", event_id = %changed.event_id, calendar = %changed.calendar);
+                self.on_calendar(&changed).instrument(span).await
+            }
+            DeployEvent::ReleaseHeld => {
+                // The round of the stack's schedule: held pushes that may go (a group free
+                // again, a calendar open), and the scan gate's waits that ran out (below).
+                let span = info_span!("release_held");
+                let reports = self.release_held(None).instrument(span).await;
+                Summary::of(reports, || "no push is held".into())
             }
             DeployEvent::Tagged(event) => {
                 let span =
@@ -478,6 +492,9 @@ mod events;
 
 #[path = "deploy_gate.rs"]
 mod gate;
+
+#[path = "deploy_freeze.rs"]
+mod freeze;
 
 #[path = "deploy_held.rs"]
 mod held;

@@ -58,6 +58,8 @@ impl DeployFunction {
             push: WaitingPush::new(push, now),
             behind: behind.clone(),
             group: group.clone(),
+            calendar: None,
+            lifted_by: None,
         });
         let other = behind.as_deref().map_or_else(
             || "another deployment".to_owned(),
@@ -113,6 +115,15 @@ impl DeployFunction {
     /// whose group is still busy is held again, quietly). Reports only the services that had a
     /// push held.
     pub async fn release_held(&self, only: Option<&ServiceKey>) -> Vec<ServiceReport> {
+        self.release_held_where(only, |_| true).await
+    }
+
+    /// The same, for the held pushes `which` picks.
+    pub(super) async fn release_held_where(
+        &self,
+        only: Option<&ServiceKey>,
+        which: impl Fn(&HeldPush) -> bool,
+    ) -> Vec<ServiceReport> {
         let keys = match only {
             Some(key) => vec![key.clone()],
             None => match self.ports.store.held().await {
@@ -135,7 +146,7 @@ impl DeployFunction {
         };
         let held: Vec<(ServiceKey, HeldPush)> = states
             .into_iter()
-            .filter_map(|(key, state)| state.held.map(|h| (key, h)))
+            .filter_map(|(key, state)| state.held.filter(|h| which(h)).map(|h| (key, h)))
             .collect();
         stream::iter(held)
             .map(|(key, held)| {

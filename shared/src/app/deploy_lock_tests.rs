@@ -116,6 +116,7 @@ fn slow_ports(w: &World, slow_by: chrono::TimeDelta) -> Ports {
         codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
         checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
         announcer: Arc::new(crate::adapters::memory::MemoryAnnouncer::default()),
+        calendars: Arc::new(crate::adapters::memory::MemoryCalendars::default()),
         store: w.store.clone(),
         images: w.store.clone(),
         pace: w.store.clone(),

@@ -225,8 +225,9 @@ impl DeployFunction {
             }),
             codedeploy: None,
             read_at: target.read_at,
-            // Decided with the live side's tags, which say whether it is rehearsed.
+            // Decided with the live side's tags, which say whether it is rehearsed and frozen.
             rehearsed: false,
+            calendar: None,
         })
     }
 }

@@ -20,6 +20,7 @@ use crate::domain::deploy::{
     highest_version, record_push, running_digest, running_tag, start_dry_run_deployment,
 };
 use crate::domain::fleet::{ImageChange, ServiceView};
+use crate::domain::freeze::{FreezeVerdict, calendar_of};
 use crate::domain::image::Digest;
 use crate::domain::pace::TASK_DEFINITION_WRITES;
 use crate::domain::policy::{DeployPolicy, Verdict};
@@ -124,8 +125,16 @@ impl DeployFunction {
         };
         // Rehearsed by the service's own deckhand:dry-run, else by the stack's.
         let rehearsed = settings.dry_run.unwrap_or(self.config.dry_run);
+        let calendar =
+            match calendar_of(target.policy_tags(), self.config.change_calendar.as_deref()) {
+                Ok(calendar) => calendar,
+                Err(problem) => {
+                    return Round::Done(self.invalid(key, &push.event_id, &[problem]).await);
+                }
+            };
         let target = &Target {
             rehearsed,
+            calendar,
             ..target.clone()
         };
         let changes = match choose_containers(
@@ -329,6 +338,20 @@ impl DeployFunction {
                 Err(e) => {
                     let running = target.task_definition.arn.as_str();
                     return Round::Done(self.not_moved(push, key, running, &locked, None, e).await);
+                }
+            }
+        }
+        // A change freeze holds what would move the service; nothing else it decides.
+        let mut matched = matched;
+        if moves {
+            match self.freeze(push, target, &locked).await {
+                FreezeVerdict::Proceed => {}
+                FreezeVerdict::Lifted(why) => matched = format!("{matched}; {why}"),
+                FreezeVerdict::Hold(why) => {
+                    return Round::Done(
+                        self.hold_for_freeze(push, target, changes, locked, why)
+                            .await,
+                    );
                 }
             }
         }

@@ -119,6 +119,7 @@ async fn a_push_read_before_another_moved_the_service_deploys_on_top_of_it() {
         codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
         checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
         announcer: Arc::new(crate::adapters::memory::MemoryAnnouncer::default()),
+        calendars: Arc::new(crate::adapters::memory::MemoryCalendars::default()),
         store: w.store.clone(),
         images: w.store.clone(),
         pace: w.store.clone(),

@@ -21,6 +21,7 @@ struct World {
     traffic: Arc<crate::adapters::memory::MemoryTraffic>,
     codedeploy: Arc<crate::adapters::memory::MemoryCodeDeploy>,
     checks: Arc<crate::adapters::memory::MemoryChecks>,
+    calendars: Arc<crate::adapters::memory::MemoryCalendars>,
     store: Arc<MemoryStore>,
     notifier: Arc<MemoryNotifier>,
     clock: Arc<FixedClock>,
@@ -45,6 +46,7 @@ fn world_with(config: Config) -> World {
     let traffic = Arc::new(crate::adapters::memory::MemoryTraffic::default());
     let codedeploy = Arc::new(crate::adapters::memory::MemoryCodeDeploy::default());
     let checks = Arc::new(crate::adapters::memory::MemoryChecks::default());
+    let calendars = Arc::new(crate::adapters::memory::MemoryCalendars::default());
     let ports = Ports {
         ecs: ecs.clone(),
         ecr: ecr.clone(),
@@ -54,6 +56,7 @@ fn world_with(config: Config) -> World {
         codedeploy: codedeploy.clone(),
         checks: checks.clone(),
         announcer: Arc::new(crate::adapters::memory::MemoryAnnouncer::default()),
+        calendars: calendars.clone(),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),
@@ -67,6 +70,7 @@ fn world_with(config: Config) -> World {
         traffic,
         codedeploy,
         checks,
+        calendars,
         store,
         notifier,
         clock,
@@ -1154,19 +1158,15 @@ async fn a_scan_that_never_ran_leaves_the_digest_undeployed_and_says_so() {
 }
 
 #[tokio::test]
-async fn the_reconcile_decides_a_wait_that_ran_out_from_ecr() {
+async fn the_round_of_held_pushes_decides_a_wait_that_ran_out_from_ecr() {
     let w = gated_world(&[("deckhand:deploy", "prefix=main-")]);
     send(&w, &w.pushed(push_event("p1", 1, Some("main-42"), 'b'))).await;
     ecr_found(&w, 'b', "CRITICAL", 1);
-    let scheduler = crate::app::scheduler::SchedulerFunction::new(
-        w.function.ports.clone(),
-        w.function.config.clone(),
-    );
-    let reconcile = json!({"action": "reconcile"});
-    let early = scheduler.handle(&reconcile).await.unwrap();
+    let round = json!({"action": "release-held"});
+    let early = send(&w, &round).await;
     assert!(early.services.is_empty(), "{early:?}");
     w.clock.advance(chrono::TimeDelta::minutes(31));
-    let late = scheduler.handle(&reconcile).await.unwrap();
+    let late = send(&w, &round).await;
     assert_eq!(late.outcome, Outcome::Quarantined, "{late:?}");
     assert!(w.store.waiting().await.unwrap().is_empty());
     assert_eq!(kinds(&w), vec!["deploy.quarantined"]);
@@ -1369,3 +1369,6 @@ mod trial;
 
 #[path = "deploy_promotion_tests.rs"]
 mod promotion;
+
+#[path = "deploy_freeze_tests.rs"]
+mod freeze;

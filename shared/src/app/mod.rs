@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use crate::notification::Notification;
 use crate::ports::{
-    Alarms, Announcer, Autoscaling, CheckFunctions, Clock, CodeDeploy, Ecr, Ecs, ImageIndex,
-    Metrics, Notifier, Pace, PortError, StateStore, Traffic,
+    Alarms, Announcer, Autoscaling, ChangeCalendars, CheckFunctions, Clock, CodeDeploy, Ecr, Ecs,
+    ImageIndex, Metrics, Notifier, Pace, PortError, StateStore, Traffic,
 };
 
 /// The ports a function works through, built once per process.
@@ -30,6 +30,7 @@ pub struct Ports {
     pub codedeploy: Arc<dyn CodeDeploy>,
     pub checks: Arc<dyn CheckFunctions>,
     pub announcer: Arc<dyn Announcer>,
+    pub calendars: Arc<dyn ChangeCalendars>,
     pub store: Arc<dyn StateStore>,
     pub images: Arc<dyn ImageIndex>,
     pub pace: Arc<dyn Pace>,

@@ -33,6 +33,8 @@ pub enum OperatorError {
     },
     #[error("no deployment of {0} waits at a pause hook")]
     NothingAwaiting(ServiceKey),
+    #[error("no push of {0} is held")]
+    NothingHeld(ServiceKey),
     #[error(transparent)]
     Port(#[from] PortError),
 }
@@ -82,6 +84,38 @@ impl Operator {
             }
         })
         .await
+    }
+
+    /// Deploys the push held for the service through its change freeze (or a busy CodeDeploy
+    /// group, which may hold it again): the lift is recorded with the operator, then the push
+    /// goes the way of any held push, every other gate included.
+    pub async fn deploy_held(
+        &self,
+        service: &ServiceKey,
+        config: crate::config::Config,
+    ) -> Result<Vec<ServiceReport>, OperatorError> {
+        let lifted = self
+            .change(service, "deploy-held", |state, by, _| {
+                match state.held.as_mut() {
+                    None => Err(OperatorError::NothingHeld(service.clone())),
+                    Some(held) => {
+                        held.lifted_by = Some(by.to_owned());
+                        let why = held.calendar.as_deref().map_or_else(
+                            || "held while its CodeDeploy group was busy".to_owned(),
+                            |c| format!("held by the freeze of change calendar {c}"),
+                        );
+                        Ok((
+                            Action::Recorded,
+                            format!("{by} deploys the push {} ({why}) now", held.push.event_id),
+                        ))
+                    }
+                }
+            })
+            .await?;
+        let deploy = crate::app::deploy::DeployFunction::new(self.ports.clone(), config);
+        let mut reports = vec![lifted];
+        reports.extend(deploy.release_held(Some(service)).await);
+        Ok(reports)
     }
 
     /// Lifts the quarantine of a digest: its next push deploys.
@@ -316,6 +350,7 @@ mod tests {
             codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
             checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
             announcer: Arc::new(crate::adapters::memory::MemoryAnnouncer::default()),
+            calendars: Arc::new(crate::adapters::memory::MemoryCalendars::default()),
             store: store.clone(),
             images: store.clone(),
             pace: store.clone(),

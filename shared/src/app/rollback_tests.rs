@@ -64,6 +64,7 @@ fn world_of(deploy_dry_run: bool, dry_run: bool) -> World {
         codedeploy: codedeploy.clone(),
         checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
         announcer: Arc::new(crate::adapters::memory::MemoryAnnouncer::default()),
+        calendars: Arc::new(crate::adapters::memory::MemoryCalendars::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),

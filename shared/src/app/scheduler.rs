@@ -8,7 +8,6 @@ use serde_json::Value;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Ports;
-use super::deploy::DeployFunction;
 use crate::config::Config;
 use crate::domain::fleet::ServiceView;
 use crate::domain::service::ServiceKey;
@@ -178,21 +177,9 @@ impl SchedulerFunction {
                 };
                 let summary = self.reconcile(at, mode, &cause).instrument(span).await?;
                 failed = summary.failed_services().next().is_some();
-                if dry_run {
-                    summary
-                } else {
-                    // Housekeeping, whose failures the next reconcile or event tries again:
-                    // pushes held while their CodeDeploy group was busy, whose end event may
-                    // never have come, and pushes still waiting for a scan event.
-                    let deploy = DeployFunction::new(self.ports.clone(), self.config.clone());
-                    let held = Box::pin(deploy.release_held(None)).await;
-                    let summary = summary.with(held);
-                    if self.config.require_scan.is_some() {
-                        summary.with(Box::pin(deploy.settle_scan_waits()).await)
-                    } else {
-                        summary
-                    }
-                }
+                // Pushes held (a busy CodeDeploy group, a change freeze) or waiting for a scan
+                // are the deploy function's own round (`release-held`), on the same schedule.
+                summary
             }
             SchedulerEvent::Override {
                 service,

@@ -59,6 +59,7 @@ fn world() -> World {
         codedeploy: Arc::new(crate::adapters::memory::MemoryCodeDeploy::default()),
         checks: Arc::new(crate::adapters::memory::MemoryChecks::default()),
         announcer: announcer.clone(),
+        calendars: Arc::new(crate::adapters::memory::MemoryCalendars::default()),
         store: store.clone(),
         images: store.clone(),
         pace: store.clone(),

@@ -6,6 +6,7 @@ pub mod codedeploy_busy;
 pub mod deploy;
 pub mod duration;
 pub mod fleet;
+pub mod freeze;
 pub mod image;
 pub mod keep;
 pub mod known_good;

@@ -407,7 +407,15 @@ pub struct HeldPush {
     /// The deployment that held the group when the push was refused, when CodeDeploy said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behind: Option<String>,
+    /// The CodeDeploy deployment group that was busy; empty for a push held by a freeze.
+    #[serde(default)]
     pub group: String,
+    /// The change calendar whose freeze holds the push (`domain::freeze`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<String>,
+    /// The operator who released it through the freeze (`deckhand deploy-held`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifted_by: Option<String>,
 }
 
 /// After deckhand wakes a service, how long its alarms are not taken as evidence against the

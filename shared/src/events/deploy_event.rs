@@ -25,6 +25,10 @@ pub enum DeployEvent {
     /// `Deckhand Known-Good`: an upstream service proved a revision; the services promoted
     /// from it deploy its digests.
     KnownGood(KnownGood),
+    /// `Calendar State Change`: a change calendar opened (its held pushes deploy) or closed.
+    CalendarChanged(super::calendar::CalendarChanged),
+    /// The deploy function's schedule: the held pushes that may go deploy.
+    ReleaseHeld,
     /// Well-formed, but not something deckhand acts on.
     NotForDeckhand(String),
 }

@@ -59,6 +59,23 @@ fn parses_the_sample_known_good_announcement() {
 }
 
 #[test]
+fn calendar_changes_and_the_round_of_held_pushes_parse() {
+    let calendar = |name: &str| match parse_deploy_event(&fixtures::aws(name)) {
+        Ok(DeployEvent::CalendarChanged(c)) => c,
+        other => panic!("{name}: {other:?}"),
+    };
+    let open = calendar("ssm-calendar-state-change-open");
+    assert_eq!(open.calendar, "MyCalendar");
+    assert_eq!(open.state, crate::domain::freeze::CalendarState::Open);
+    let closed = calendar("ssm-calendar-state-change-closed");
+    assert_eq!(closed.state, crate::domain::freeze::CalendarState::Closed);
+    assert_eq!(
+        parse_deploy_event(&json!({"action": "release-held"})),
+        Ok(DeployEvent::ReleaseHeld)
+    );
+}
+
+#[test]
 fn parses_the_sample_deployment_events() {
     let DeployEvent::Deployment(done) =
         parse_deploy_event(&sample("ecs-deployment-completed")).unwrap()
@@ -311,6 +328,17 @@ pub(crate) fn malformed() -> Vec<(&'static str, Value)> {
         ("source", {
             let mut e = sample("known-good");
             e["source"] = json!("aws.ecs");
+            e
+        }),
+        ("action", json!({"action": "reconcile"})),
+        ("detail.state", {
+            let mut e = fixtures::aws("ssm-calendar-state-change-open");
+            e["detail"]["state"] = json!("AJAR");
+            e
+        }),
+        ("resources", {
+            let mut e = fixtures::aws("ssm-calendar-state-change-open");
+            e["resources"] = json!(["arn:aws:ssm:us-east-1:123456789012:parameter/x"]);
             e
         }),
         ("resources", {

@@ -10,6 +10,7 @@ mod elb;
 mod eventbridge;
 mod lambda;
 mod sns;
+mod ssm;
 
 use std::sync::Arc;
 
@@ -28,9 +29,16 @@ pub use elb::ElbTraffic;
 pub use eventbridge::{EventBridgeAnnouncer, NoAnnouncer, with_announcer};
 pub use lambda::{LambdaChecks, NoChecks, with_checks};
 pub use sns::SnsNotifier;
+pub use ssm::{NoCalendars, SsmCalendars, with_calendars};
 
 use crate::app::Ports;
 use crate::config::Config;
+
+/// The deploy function's ports: every one, with the Lambda client of traffic gates' checks and
+/// the Systems Manager client of change calendars, which the other functions do without.
+pub fn deploy_ports(ports: Ports, sdk: &aws_config::SdkConfig) -> Ports {
+    with_calendars(with_checks(ports, sdk), sdk)
+}
 use crate::ports::{Clock, PortError, PortErrorKind, SystemClock};
 
 /// The SDK clients deckhand uses, built once per process.
@@ -112,6 +120,9 @@ impl Clients {
             checks: Arc::new(NoChecks),
             // Only the scheduler announces known-good revisions (`with_announcer`).
             announcer: Arc::new(NoAnnouncer),
+            // Only the deploy function reads change calendars (`with_calendars`): the held
+            // pushes are its to deploy when a calendar opens.
+            calendars: Arc::new(NoCalendars),
             store: store.clone(),
             images: store.clone(),
             pace: store,
