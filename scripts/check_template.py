@@ -130,23 +130,23 @@ def triggers_to_missing_functions(template):
     return problems
 
 
+def strings(node, where):
+    """(path, string) of every string under `node`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from strings(value, f"{where}[{i}]")
+    elif isinstance(node, str):
+        yield where, node
+
+
 def fixed_partitions(template):
     """Every string in the resources that names the `aws` partition outright: in GovCloud and
     China the ARN never matches and the permission is lost. `${AWS::Partition}` or `*` instead."""
-    found = []
-
-    def walk(node, where):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{where}.{key}")
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                walk(value, f"{where}[{i}]")
-        elif isinstance(node, str) and "arn:aws:" in node:
-            found.append(f"{where}: ARN in the aws partition only: {node!r}")
-
-    walk(template.get("Resources", {}), "Resources")
-    return found
+    return [f"{where}: ARN in the aws partition only: {text!r}"
+            for where, text in strings(template.get("Resources", {}), "Resources") if "arn:aws:" in text]
 
 
 def statements(policies):

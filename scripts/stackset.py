@@ -81,20 +81,13 @@ def for_stackset(template):
 
 def fixed_places(template):
     """Every string in the resources and outputs that names an account ID or a region outright."""
+    from check_template import strings
+
     found = []
-
-    def walk(node, where):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{where}.{key}")
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                walk(value, f"{where}[{i}]")
-        elif isinstance(node, str) and (ACCOUNT_ID.search(node) or REGION.search(node)):
-            found.append(f"{where}: {node!r}")
-
-    walk(template.get("Resources", {}), "Resources")
-    walk(template.get("Outputs", {}), "Outputs")
+    for part in ("Resources", "Outputs"):
+        for where, text in strings(template.get(part, {}), part):
+            if ACCOUNT_ID.search(text) or REGION.search(text):
+                found.append(f"{where}: {text!r}")
     return found
 
 
