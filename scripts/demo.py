@@ -473,12 +473,19 @@ def local_aws():
 @contextmanager
 def functions_running(demo, log_name):
     """The three functions built and served by `cargo lambda watch`; yields its port."""
-    port = free_port()
     subprocess.run(["cargo", "build", "--quiet", "-p", "deploy", "-p", "rollback", "-p", "scheduler", "-p", "deckhand-cli"],
                    cwd=ROOT, check=True)
     env = dict(os.environ, AWS_ENDPOINT_URL=demo.endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="demo",
                AWS_SECRET_ACCESS_KEY="demo", DECKHAND_TABLE=TABLE, DECKHAND_TOPIC_ARN=demo.topic_arn,
                DECKHAND_CLUSTERS="demo", DECKHAND_CHAT_TOPIC_ARN=demo.chat_topic_arn, RUST_LOG="warn")
+    with watching(env, log_name) as port:
+        yield port
+
+
+@contextmanager
+def watching(env, log_name):
+    """`cargo lambda watch` serving the built functions with `env`; yields its port."""
+    port = free_port()
     log = open(ROOT / "target" / log_name, "w")
     watch = subprocess.Popen(
         ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", str(port)],
@@ -708,6 +715,9 @@ def story(demo, lambda_port):
     expect(invoke_with(lambda_port, "scheduler", "schedule-reconcile.json", reconcile, f"(at: {morning})"), "awake")
     demo.show_service()
 
+    import demo_promotion  # noqa: E402 (it uses this module's helpers)
+
+    demo_promotion.staging_to_production(demo, lambda_port, morning)
     blue_green(demo, lambda_port, now)
     native_blue_green(demo, lambda_port)
 

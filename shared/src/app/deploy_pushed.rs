@@ -11,6 +11,7 @@ use super::ahead::TakenAhead;
 use super::pair::Paired;
 use super::{CONCURRENCY, DeployError, DeployFunction, Discovered, Gate};
 use crate::domain::deploy::Push;
+use crate::domain::promotion::TAKES_ONLY;
 use crate::domain::service::ServiceKey;
 use crate::domain::trust::{PushClaim, check_push};
 use crate::ports::PortError;
@@ -144,10 +145,21 @@ impl DeployFunction {
             None => handled,
         };
         reports.extend(handled.into_iter().map(|(_, r)| r));
-        Ok(Summary::of(reports, || match (&push.promoted, &push.tag) {
-            (Some(p), _) => format!("no service here takes promotions from {}", p.upstream()),
-            (None, Some(tag)) => format!("tag {tag} matches no service's deploy policy"),
-            (None, None) => "the push has no tag".into(),
+        // Services that take promotions only say best why a push left them alone.
+        let only = reports
+            .iter()
+            .all(|r| r.reason.starts_with(TAKES_ONLY))
+            .then(|| reports.first().map(|r| r.reason.clone()))
+            .flatten();
+        Ok(Summary::of(reports, || {
+            match (only, &push.promoted, &push.tag) {
+                (Some(reason), _, _) => reason,
+                (None, Some(p), _) => {
+                    format!("no service here takes promotions from {}", p.upstream())
+                }
+                (None, None, Some(tag)) => format!("tag {tag} matches no service's deploy policy"),
+                (None, None, None) => "the push has no tag".into(),
+            }
         }))
     }
 }

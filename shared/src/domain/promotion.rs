@@ -22,6 +22,8 @@ pub const TAG_PROMOTE_FROM: &str = "deckhand:promote-from";
 /// The announcement: its EventBridge source and detail-type.
 pub const KNOWN_GOOD_SOURCE: &str = "deckhand";
 pub const KNOWN_GOOD_DETAIL_TYPE: &str = "Deckhand Known-Good";
+/// How a promoted service's refusal of a push begins.
+pub const TAKES_ONLY: &str = "it takes only digests that";
 
 /// The service a promoted service follows: `CLUSTER/SERVICE` of the stack's own account, or
 /// `ACCOUNT/CLUSTER/SERVICE`.
@@ -204,7 +206,7 @@ pub fn promotion_verdict(
     match (upstream, promoted) {
         (None, None) => PromotionVerdict::Policy,
         (Some(upstream), None) => PromotionVerdict::Ignore(format!(
-            "it takes only digests that {upstream} proved (deckhand:promote-from): a push does not deploy it"
+            "{TAKES_ONLY} {upstream} proved (deckhand:promote-from): a push does not deploy it"
         )),
         (None, Some(p)) => PromotionVerdict::Ignore(format!(
             "{} proved this digest, but the service takes no promotions (no deckhand:promote-from)",
