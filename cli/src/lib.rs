@@ -182,6 +182,9 @@ enum Command {
     /// Deploy the push held for a service now, through its change calendar's freeze (recorded
     /// with your name); every other gate still applies.
     DeployHeld { service: String },
+    /// Deploy to a service tagged deckhand:promote-from the known-good revision its upstream
+    /// last announced, by hand (recorded with your name); every gate still applies.
+    Promote { service: String },
     /// Keep a service awake until the expiry, whatever its schedule says.
     Wake {
         service: String,
@@ -373,6 +376,12 @@ pub async fn run(
                 "failed" => Err(CliError::DeployFailed(waited.reason)),
                 _ => Err(CliError::TimedOut(waited.reason)),
             }
+        }
+        Command::Promote { service } => {
+            let config = config(true)?;
+            let operator = Operator::new(clients.ports(&config), operator_name(sdk).await?);
+            let reports = operator.promote(&key(service)?, config).await?;
+            print_reports(&reports, cli.json, out)
         }
         Command::DeployHeld { service } => {
             // It deploys: the topic hears of it.

@@ -7,6 +7,7 @@ use crate::print::{print_json, progress, rfc3339};
 use crate::{CliError, opted_in};
 use deckhand::app::Ports;
 use deckhand::config::Config;
+use deckhand::domain::promotion::promote_from_of;
 use deckhand::domain::service::{ServiceKey, revision_name};
 use deckhand::domain::settings::{
     DeploySettings, ScheduleSettings, TAG_AWAKE, TAG_DEPLOY, TagProblem,
@@ -24,6 +25,7 @@ pub(crate) async fn status(
     let states = ports.store.load_many(&keys).await?;
     // The images each service runs, one DescribeTaskDefinition per distinct revision.
     let mut images: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut full_images: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (i, s) in services.iter().enumerate() {
         progress(i, services.len());
         if !images.contains_key(&s.task_definition) {
@@ -37,8 +39,13 @@ pub(crate) async fn status(
                 .map(|c| format!("{}={}", c.name, short_image(&c.image)))
                 .collect();
             images.insert(s.task_definition.clone(), list);
+            full_images.insert(
+                s.task_definition.clone(),
+                td.containers.iter().map(|c| c.image.clone()).collect(),
+            );
         }
     }
+    let promotions = promotions(ports, config, &services, &full_images).await?;
     let now = ports.clock.now();
     let rows: Vec<Value> = services
         .iter()
@@ -97,6 +104,7 @@ pub(crate) async fn status(
                 "quarantined": state.quarantine.keys().collect::<Vec<_>>(),
                 "olderQuarantinesArchived": state.quarantine_archived,
                 "tagProblems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "promotion": promotions.get(&s.key),
             })
         })
         .collect();
@@ -169,7 +177,7 @@ pub(crate) async fn status(
             .unwrap_or_default();
         writeln!(
             out,
-            "{}  runs {} [{running_images}] ({} tasks), known-good {}, deployment {}{pair}{seen}, {}{}{}{}",
+            "{}  runs {} [{running_images}] ({} tasks), known-good {}, deployment {}{pair}{seen}, {}{}{}{}{}",
             text(&row["service"]),
             text(&row["running"]),
             row["desiredCount"],
@@ -196,6 +204,22 @@ pub(crate) async fn status(
                 (Some(n), false) if n > 0 => format!(", {n} quarantined digest(s)"),
                 _ => String::new(),
             },
+            match &row["promotion"] {
+                Value::Null => String::new(),
+                p => format!(
+                    ", promoted from {}: {}",
+                    text(&p["from"]),
+                    match (&p["announced"], p["running"] == true) {
+                        (Value::Null, _) => "no known-good announced yet".to_owned(),
+                        (a, true) => format!("runs its known-good {}", text(a)),
+                        (a, false) => format!(
+                            "its known-good {} (proven {}) waits: see deckhand history",
+                            text(a),
+                            text(&p["provenAt"])
+                        ),
+                    }
+                ),
+            },
             match row["tagProblems"].as_array() {
                 Some(p) if !p.is_empty() => format!(
                     ", INVALID TAGS: {}",
@@ -206,6 +230,58 @@ pub(crate) async fn status(
         )?;
     }
     Ok(())
+}
+
+/// For each service tagged `deckhand:promote-from`: its upstream, the known-good revision the
+/// upstream last announced (kept by the stack), and whether the service runs its digests.
+async fn promotions(
+    ports: &Ports,
+    config: &Config,
+    services: &[deckhand::domain::fleet::ServiceView],
+    images: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<std::collections::BTreeMap<ServiceKey, Value>, CliError> {
+    let home = config.home().map(|h| h.account).unwrap_or_default();
+    let mut kept: std::collections::BTreeMap<String, Option<Value>> = Default::default();
+    let mut found = std::collections::BTreeMap::new();
+    for s in services {
+        let Ok(Some(upstream)) = promote_from_of(&s.tags) else {
+            continue;
+        };
+        let name = format!(
+            "{}/{}",
+            upstream.account.as_deref().unwrap_or(&home),
+            upstream.service
+        );
+        if !kept.contains_key(&name) {
+            kept.insert(name.clone(), ports.store.announcement(&name).await?);
+        }
+        let event = kept.get(&name).cloned().flatten();
+        let detail = event.as_ref().map(|e| &e["detail"]);
+        let running = images.get(&s.task_definition).is_some_and(|run| {
+            detail
+                .and_then(|d| d["images"].as_array())
+                .is_some_and(|announced| {
+                    announced.iter().all(|i| {
+                        let digest = i["image"]
+                            .as_str()
+                            .and_then(|i| i.split_once('@'))
+                            .map(|(_, d)| d);
+                        digest.is_some_and(|d| run.iter().any(|r| r.ends_with(d)))
+                    })
+                })
+        });
+        found.insert(
+            s.key.clone(),
+            json!({
+                "from": name,
+                "announced": detail.map(|d| &d["revision"]),
+                "provenAt": detail.map(|d| &d["at"]),
+                "images": detail.map(|d| &d["images"]),
+                "running": running,
+            }),
+        );
+    }
+    Ok(found)
 }
 
 /// `REPOSITORY:TAG` or `REPOSITORY@sha256:abbreviated`, without the registry host.

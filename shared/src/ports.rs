@@ -458,6 +458,19 @@ pub trait StateStore: Send + Sync {
         cause: &str,
     ) -> PortResult<()>;
 
+    /// Keeps the newest known-good announcement of an upstream service
+    /// (`ACCOUNT/CLUSTER/SERVICE`), as it was received and checked, by when it proved itself:
+    /// what `deckhand promote` deploys again and `deckhand status` compares with.
+    async fn remember_announcement(
+        &self,
+        upstream: &str,
+        event: &serde_json::Value,
+        proven_at: DateTime<Utc>,
+    ) -> PortResult<()>;
+
+    /// The announcement kept for `upstream`, if any.
+    async fn announcement(&self, upstream: &str) -> PortResult<Option<serde_json::Value>>;
+
     /// Records decisions that needed no lock.
     async fn record(
         &self,

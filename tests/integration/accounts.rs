@@ -14,6 +14,7 @@ use deckhand::app::scheduler::SchedulerFunction;
 use deckhand::report::{Outcome, Summary};
 use serde_json::{Value, json};
 
+use crate::cli::deckhand_json;
 use crate::harness::{REGION, Role, Stack};
 use crate::rollback::{alarm_event, metric_alarm, utc};
 
@@ -392,4 +393,48 @@ async fn a_known_good_forged_in_production_deploys_nothing() {
         .messages
         .unwrap_or_default();
     assert_eq!(dead.len(), 1, "{dead:?}");
+}
+
+#[tokio::test]
+async fn production_keeps_what_staging_proved_and_an_operator_promotes_it_by_hand() {
+    let org = Organisation::new().await;
+    let production = &org.production.stack;
+    let web = production.service_key("web").to_string();
+    // Deploys in production are paused when staging's announcement comes.
+    deckhand_json(production, &["pause", &web]).await;
+    let (digest, _, _) = org.push("push-v2", "v2", PUSHED).await;
+    org.clock.set(utc(COMPLETED));
+    org.staging.completed("ecs-v2", COMPLETED).await;
+    org.clock.set(utc(PROVEN));
+    org.staging.reconcile(PROVEN).await;
+    let summaries = org.production.receive().await;
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(summaries[0].outcome, Outcome::Skipped, "{:?}", summaries[0]);
+    // Status says what waits to be promoted.
+    let status = deckhand_json(production, &["status", "--cluster", &production.cluster]).await;
+    let promotion = &status[0]["promotion"];
+    assert_eq!(
+        promotion["from"],
+        json!(format!(
+            "{}/{}/web",
+            org.staging.stack.account, org.staging.stack.cluster
+        ))
+    );
+    assert_eq!(
+        promotion["announced"],
+        json!(format!("web-{}:2", org.staging.stack.id))
+    );
+    assert_eq!(promotion["running"], json!(false), "{status}");
+    // Resumed, the operator promotes it by hand.
+    deckhand_json(production, &["resume", &web]).await;
+    let promoted = deckhand_json(production, &["promote", &web]).await;
+    assert_eq!(promoted[0]["action"], json!("recorded"), "{promoted}");
+    assert_eq!(promoted[1]["action"], json!("deployed"), "{promoted}");
+    assert_eq!(org.production.image().await, org.pinned(&digest));
+    let status = deckhand_json(production, &["status", "--cluster", &production.cluster]).await;
+    assert_eq!(status[0]["promotion"]["running"], json!(true), "{status}");
+    // A service that takes no promotions has nothing to promote.
+    let staging_web = org.staging.stack.service_key("web").to_string();
+    let refused = crate::cli::deckhand(&org.staging.stack, &["promote", &staging_web]).await;
+    assert!(refused.is_err());
 }

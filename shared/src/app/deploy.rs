@@ -227,7 +227,9 @@ impl DeployFunction {
             DeployEvent::KnownGood(known_good) => {
                 let span = info_span!("known_good", event_id = %known_good.event_id,
                     upstream = %known_good.service, account = %known_good.account);
-                self.on_known_good(&known_good).instrument(span).await?
+                self.on_known_good(&known_good, event)
+                    .instrument(span)
+                    .await?
             }
             DeployEvent::CalendarChanged(changed) => {
                 let span = info_span!("calendar", event_id = %changed.event_id, calendar = %changed.calendar);

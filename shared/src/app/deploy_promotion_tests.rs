@@ -167,3 +167,24 @@ async fn a_promotion_meets_the_gates_of_a_push() {
     assert_ne!(summary.outcome, Outcome::Deployed, "{summary:?}");
     assert_eq!(running_image(&w, "web"), format!("{HOST}/web:main-1"));
 }
+
+#[tokio::test]
+async fn the_newest_announcement_of_an_upstream_is_kept_for_the_operator() {
+    let w = promoted(promoting(&[STAGING]), "111111111111/staging/web");
+    announced(&w, STAGING, STAGING, 'b').await;
+    let upstream = "111111111111/staging/web";
+    let kept = w.store.announcement(upstream).await.unwrap().unwrap();
+    assert_eq!(kept["detail"]["revision"], json!("web:8"));
+    // An older announcement delivered late does not replace it.
+    let mut older = announcement(STAGING, STAGING, 'c');
+    older["id"] = json!("kg-0");
+    older["detail"]["revision"] = json!("web:7");
+    older["detail"]["at"] = json!(at(1).to_rfc3339());
+    w.function.handle(&older).await.unwrap();
+    let kept = w.store.announcement(upstream).await.unwrap().unwrap();
+    assert_eq!(kept["detail"]["revision"], json!("web:8"));
+    // One that does not count is not kept.
+    let w = promoted(promoting(&[]), "111111111111/staging/web");
+    announced(&w, STAGING, STAGING, 'b').await;
+    assert_eq!(w.store.announcement(upstream).await.unwrap(), None);
+}

@@ -35,6 +35,12 @@ pub enum OperatorError {
     NothingAwaiting(ServiceKey),
     #[error("no push of {0} is held")]
     NothingHeld(ServiceKey),
+    #[error("{0} takes no promotions (no deckhand:promote-from)")]
+    NotPromoted(ServiceKey),
+    #[error("{upstream} has announced no known-good revision here yet")]
+    NothingAnnounced { upstream: String },
+    #[error("{0}")]
+    Deploy(String),
     #[error(transparent)]
     Port(#[from] PortError),
 }
@@ -115,6 +121,54 @@ impl Operator {
         let deploy = crate::app::deploy::DeployFunction::new(self.ports.clone(), config);
         let mut reports = vec![lifted];
         reports.extend(deploy.release_held(Some(service)).await);
+        Ok(reports)
+    }
+
+    /// Deploys to a promoted service the known-good revision its upstream last announced (the
+    /// stack keeps the newest announcement), by hand: every gate of a promotion applies.
+    pub async fn promote(
+        &self,
+        service: &ServiceKey,
+        config: crate::config::Config,
+    ) -> Result<Vec<ServiceReport>, OperatorError> {
+        let view = self.described(service).await?;
+        let upstream = crate::domain::promotion::promote_from_of(&view.tags)
+            .ok()
+            .flatten()
+            .ok_or_else(|| OperatorError::NotPromoted(service.clone()))?;
+        let home = config.home().map(|h| h.account).unwrap_or_default();
+        let name = format!(
+            "{}/{}",
+            upstream.account.as_deref().unwrap_or(&home),
+            upstream.service
+        );
+        let event = self.ports.store.announcement(&name).await?.ok_or_else(|| {
+            OperatorError::NothingAnnounced {
+                upstream: name.clone(),
+            }
+        })?;
+        let revision = event["detail"]["revision"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
+        let recorded = self
+            .change(service, "promote", |_, by, _| {
+                Ok((
+                    Action::Recorded,
+                    format!("{by} promotes {revision}, the known-good revision {name} announced, by hand"),
+                ))
+            })
+            .await?;
+        let now = self.ports.clock.now();
+        let id = format!("promote@{}", now.to_rfc3339_opts(SecondsFormat::Secs, true));
+        let deploy = crate::app::deploy::DeployFunction::new(self.ports.clone(), config);
+        let summary = deploy
+            .promote_kept(&event, &id)
+            .await
+            .map_err(|e| OperatorError::Deploy(e.to_string()))?;
+        let mut reports = vec![recorded];
+        let own = service.to_string();
+        reports.extend(summary.services.into_iter().filter(|r| r.service == own));
         Ok(reports)
     }
 

@@ -100,6 +100,19 @@ struct WokenMeanwhile {
 
 #[async_trait]
 impl crate::ports::StateStore for WokenMeanwhile {
+    async fn remember_announcement(
+        &self,
+        upstream: &str,
+        event: &serde_json::Value,
+        proven_at: chrono::DateTime<chrono::Utc>,
+    ) -> PortResult<()> {
+        self.store
+            .remember_announcement(upstream, event, proven_at)
+            .await
+    }
+    async fn announcement(&self, upstream: &str) -> PortResult<Option<serde_json::Value>> {
+        self.store.announcement(upstream).await
+    }
     async fn archived_quarantine(
         &self,
         service: &ServiceKey,

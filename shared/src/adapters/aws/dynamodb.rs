@@ -215,6 +215,19 @@ impl DynamoStore {
 
 #[async_trait]
 impl StateStore for DynamoStore {
+    async fn remember_announcement(
+        &self,
+        upstream: &str,
+        event: &serde_json::Value,
+        proven_at: DateTime<Utc>,
+    ) -> PortResult<()> {
+        self.put_announcement(upstream, event, proven_at).await
+    }
+
+    async fn announcement(&self, upstream: &str) -> PortResult<Option<serde_json::Value>> {
+        self.get_announcement(upstream).await
+    }
+
     async fn processed(&self, event_id: &str) -> PortResult<BTreeSet<ServiceKey>> {
         let services = self.services_under(format!("event#{event_id}")).await?;
         Ok(services.into_iter().collect())
@@ -554,6 +567,9 @@ mod index;
 
 #[path = "dynamodb_pace.rs"]
 mod pace;
+
+#[path = "dynamodb_promotion.rs"]
+mod promotion;
 
 #[path = "dynamodb_lock.rs"]
 mod lock;

@@ -52,6 +52,8 @@ struct Table {
     archived: BTreeMap<(ServiceKey, String), Quarantine>,
     /// When each service's lock was last released (with a clock).
     released: BTreeMap<ServiceKey, DateTime<Utc>>,
+    /// The newest announcement of each upstream service, with when it proved itself.
+    announcements: BTreeMap<String, (serde_json::Value, DateTime<Utc>)>,
 }
 
 impl MemoryStore {
@@ -141,6 +143,32 @@ fn archive_into(
 
 #[async_trait]
 impl StateStore for MemoryStore {
+    async fn remember_announcement(
+        &self,
+        upstream: &str,
+        event: &serde_json::Value,
+        proven_at: DateTime<Utc>,
+    ) -> PortResult<()> {
+        let mut table = guard(&self.inner);
+        let newer = table
+            .announcements
+            .get(upstream)
+            .is_none_or(|(_, at)| *at < proven_at);
+        if newer {
+            table
+                .announcements
+                .insert(upstream.to_owned(), (event.clone(), proven_at));
+        }
+        Ok(())
+    }
+
+    async fn announcement(&self, upstream: &str) -> PortResult<Option<serde_json::Value>> {
+        Ok(guard(&self.inner)
+            .announcements
+            .get(upstream)
+            .map(|(event, _)| event.clone()))
+    }
+
     async fn archived_quarantine(
         &self,
         service: &ServiceKey,
