@@ -107,7 +107,8 @@ def staging_to_production(demo, lambda_port, morning):
     demo.ecr.set_repository_policy(repositoryName="orders", policyText=json.dumps({
         "Version": "2012-10-17", "Statement": [{
             "Sid": "deckhand", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PRODUCTION}:root"},
-            "Action": ["ecr:DescribeImages", "ecr:BatchGetImage", "ecr:DescribeImageScanFindings"]}]}))
+            "Action": ["ecr:DescribeImages", "ecr:BatchGetImage", "ecr:DescribeImageScanFindings",
+                       "ecr:GetRepositoryPolicy"]}]}))
     production = Production(demo.endpoint)
     production.seed(first, f"{d.ACCOUNT}/demo/orders")
     staging_queue = boto3.session.Session(aws_access_key_id="demo", aws_secret_access_key="demo",

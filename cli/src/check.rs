@@ -234,6 +234,7 @@ async fn read_lifecycle(ports: &Ports, repository: &Repository) -> PolicyRead {
 pub(crate) async fn check(
     ports: &Ports,
     config: &Config,
+    account: &str,
     json_output: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
@@ -266,6 +267,7 @@ pub(crate) async fn check(
         ports.store.load_many(&deployed_keys).await?
     };
     let mut lifecycle = Lifecycles::default();
+    let mut registries = crate::check_registry::RegistryPolicies::default();
     let mut rows = Vec::new();
     let mut invalid = 0;
     for s in &services {
@@ -320,6 +322,9 @@ pub(crate) async fn check(
         if let Some(state) = states.get(&s.key) {
             words.extend(pinned_words(state, now));
             problems.extend(lifecycle.problems(ports, state, now).await);
+        }
+        if s.tags.contains_key(TAG_DEPLOY) {
+            problems.extend(registries.problems(ports, s, account).await);
         }
         if !problems.is_empty() {
             invalid += 1;

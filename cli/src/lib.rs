@@ -28,6 +28,7 @@ mod status;
 use print::{print_history, print_json, print_redriven, print_reports, print_summary};
 mod check;
 mod check_pair;
+mod check_registry;
 pub mod redrive;
 pub mod redrive_aws;
 pub mod wait;
@@ -453,7 +454,17 @@ pub async fn run(
         Command::Check => {
             let config = config(false)?;
             let ports = clients.ports(&config);
-            check::check(&ports, &config, cli.json, out).await
+            // This account: the stack's, or the one the operator signs in.
+            let account = match config.home() {
+                Some(home) => home.account,
+                None => operator_name(sdk)
+                    .await?
+                    .split(':')
+                    .nth(4)
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+            check::check(&ports, &config, &account, cli.json, out).await
         }
     }
 }

@@ -306,6 +306,8 @@ pub trait Ecr: Send + Sync {
     ) -> PortResult<bool>;
     /// The repository's lifecycle policy text, if it has one.
     async fn lifecycle_policy(&self, repository: &Repository) -> PortResult<Option<String>>;
+    /// The repository's policy text (who else may use it), if it has one.
+    async fn repository_policy(&self, repository: &Repository) -> PortResult<Option<String>>;
     /// Every image of the repository, all pages.
     async fn images(
         &self,

@@ -138,7 +138,8 @@ impl Organisation {
         let policy = json!({"Version": "2012-10-17", "Statement": [{
             "Sid": "deckhand", "Effect": "Allow",
             "Principal": {"AWS": [format!("arn:aws:iam::{staging}:root"), format!("arn:aws:iam::{production}:root")]},
-            "Action": ["ecr:DescribeImages", "ecr:BatchGetImage", "ecr:DescribeImageScanFindings"]}]});
+            "Action": ["ecr:DescribeImages", "ecr:BatchGetImage", "ecr:DescribeImageScanFindings",
+                       "ecr:GetRepositoryPolicy"]}]});
         registry_stack
             .ecr
             .set_repository_policy()
@@ -437,4 +438,34 @@ async fn production_keeps_what_staging_proved_and_an_operator_promotes_it_by_han
     let staging_web = org.staging.stack.service_key("web").to_string();
     let refused = crate::cli::deckhand(&org.staging.stack, &["promote", &staging_web]).await;
     assert!(refused.is_err());
+}
+
+#[tokio::test]
+async fn deckhand_check_says_what_the_registry_policy_lacks() {
+    let org = Organisation::new().await;
+    let production = &org.production.stack;
+    let (checked, ended) = crate::cli::deckhand_run(production, &["check", "--json"]).await;
+    assert!(ended.is_ok(), "{checked}");
+    // The registry's owners narrow the policy to pulls: deckhand could no longer confirm a push.
+    let pulls = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "pulls", "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{}:root", production.account)},
+        "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:GetRepositoryPolicy"]}]});
+    org.registry
+        .ecr
+        .set_repository_policy()
+        .repository_name(&org.registry.repository)
+        .policy_text(pulls.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (text, ended) = crate::cli::deckhand_run(production, &["check"]).await;
+    assert!(ended.is_err(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "ECR repository {}/{}'s policy does not let account {} ecr:DescribeImages, ecr:DescribeImageScanFindings",
+            org.registry.account, org.registry.repository, production.account
+        )),
+        "{text}"
+    );
 }

@@ -20,6 +20,7 @@ pub mod pause;
 pub mod pin;
 pub mod policy;
 pub mod promotion;
+pub mod registry;
 pub mod restore;
 pub mod retention;
 pub mod rollback;

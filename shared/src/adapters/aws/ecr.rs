@@ -226,6 +226,21 @@ impl Ecr for EcrRegistry {
         }
     }
 
+    async fn repository_policy(&self, repository: &Repository) -> PortResult<Option<String>> {
+        let result = self
+            .client
+            .get_repository_policy()
+            .registry_id(&repository.account)
+            .repository_name(&repository.name)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.policy_text().map(str::to_owned)),
+            // RepositoryPolicyNotFoundException: no policy, no other account may read it.
+            Err(e) => absent_is_none(port_error("GetRepositoryPolicy", e)),
+        }
+    }
+
     async fn images(&self, repository: &Repository) -> PortResult<Vec<ListedImage>> {
         let mut pages = self
             .client

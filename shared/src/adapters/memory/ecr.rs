@@ -26,6 +26,8 @@ pub struct MemoryEcr {
     status: Mutex<HashMap<(String, String), ImageStatus>>,
     /// Lifecycle policies by repository.
     lifecycle: Mutex<HashMap<String, String>>,
+    /// Repository policies by repository.
+    policies: Mutex<HashMap<String, String>>,
 }
 
 impl MemoryEcr {
@@ -35,6 +37,10 @@ impl MemoryEcr {
     }
 
     /// The repository's lifecycle policy.
+    pub fn set_repository_policy(&self, repository: &str, policy: &str) {
+        guard(&self.policies).insert(repository.to_owned(), policy.to_owned());
+    }
+
     pub fn set_lifecycle_policy(&self, repository: &str, policy: &str) {
         guard(&self.lifecycle).insert(repository.to_owned(), policy.to_owned());
     }
@@ -241,6 +247,11 @@ impl Ecr for MemoryEcr {
     async fn lifecycle_policy(&self, repository: &Repository) -> PortResult<Option<String>> {
         self.enter("GetLifecyclePolicy")?;
         Ok(guard(&self.lifecycle).get(&repository.name).cloned())
+    }
+
+    async fn repository_policy(&self, repository: &Repository) -> PortResult<Option<String>> {
+        self.enter("GetRepositoryPolicy")?;
+        Ok(guard(&self.policies).get(&repository.name).cloned())
     }
 
     async fn images(
