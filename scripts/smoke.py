@@ -77,6 +77,10 @@ def run(smoke):
     smoke.send("deploy", "codedeploy-deployment-success.json", "ignored", reason="no deployment group demo/api")
     smoke.send("deploy", "ecs-hook-awaiting-action.json", "ignored", reason="waits at a pause hook now")
     smoke.send("deploy", "tag-change-on-resource.json", "recorded", reason="the repository index lists it")
+    # Another account's announcement, which this stack (no PromoteFromAccounts) does not take.
+    smoke.send("deploy", "known-good.json", "ignored", reason="not the stack's own")
+    smoke.send("deploy", "calendar-open.json", "ignored", reason="no push was held by it")
+    smoke.send("deploy", "release-held.json", "ignored", reason="no push is held")
     failed = sample("ecs-deployment-failed.json")
     failed["time"] = stamp(now())
     failed["detail"]["updatedAt"] = stamp_ms(now())
