@@ -60,8 +60,8 @@ impl DeployFunction {
         };
         let summary = self.on_deployment_event(&deployment).await?;
         // A deployment of the group ended, so the group is free: a push held for it goes now.
-        // Housekeeping: what fails here was notified, and the next reconcile tries again; it
-        // never fails this event.
+        // Housekeeping: what fails here was notified, and the next round of held pushes tries
+        // again; it never fails this event.
         let released: Vec<_> = self
             .release_held(Some(&service))
             .await

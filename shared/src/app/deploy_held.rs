@@ -3,7 +3,8 @@
 //! a time), and retrying the event would give up long before a blue/green deployment with its
 //! wait times ends. The push is held instead, with the revision it registered, and deploys
 //! when the group is free: at the CodeDeploy event that ends the deployment in the way, or at
-//! the next reconcile if that event never comes. A newer held push replaces an older one.
+//! the deploy function's next round of held pushes (`release-held`) if that event never comes. A
+//! newer held push replaces an older one.
 
 use std::collections::BTreeSet;
 
@@ -66,7 +67,7 @@ impl DeployFunction {
             |d| format!("deployment {d}"),
         );
         let reason = format!(
-            "the CodeDeploy deployment group {group} runs {other} and takes one at a time: the push is held and deploys when the group is free (at the end of that deployment, or the next reconcile)"
+            "the CodeDeploy deployment group {group} runs {other} and takes one at a time: the push is held and deploys when the group is free (at the end of that deployment, or the next round of held pushes)"
         );
         let mut r = report(key, Action::Held, reason.clone());
         r.from = Some(revision_name(&from).to_owned());
@@ -129,7 +130,7 @@ impl DeployFunction {
             None => match self.ports.store.held().await {
                 Ok(keys) => keys,
                 Err(e) => {
-                    warn!(error = %e, "could not list the held pushes; the next reconcile tries again");
+                    warn!(error = %e, "could not list the held pushes; the next round tries again");
                     return Vec::new();
                 }
             },
@@ -140,7 +141,7 @@ impl DeployFunction {
         let states = match self.ports.store.load_many(&keys).await {
             Ok(states) => states,
             Err(e) => {
-                warn!(error = %e, "could not read the held pushes; the next reconcile tries again");
+                warn!(error = %e, "could not read the held pushes; the next round tries again");
                 return Vec::new();
             }
         };
