@@ -9,7 +9,7 @@ without running anything: for every action a role or managed policy of the templ
 
 A grant "matches" a type when some ARN could match both the grant's pattern and the type's ARN
 format. Each statement is read as the stack resolves it, for every combination of the optional
-parameters whose conditions add statements (scan gate, chat).
+parameters whose conditions add statements (scan gate, chat, many accounts).
 
     python scripts/iam_grants.py [TEMPLATE]   prints each problem, exits 1 if there is any
 """
@@ -27,6 +27,8 @@ VARIANTS = {
     "default": {},
     "scan gate": {"ScanGateSeverity": "HIGH"},
     "chat": {"SlackWorkspaceId": "T0123456789", "SlackChannelId": "C0123456789"},
+    "many accounts": {"RegistryAccounts": "999999999999,888888888888", "PromoteFromAccounts": "111111111111",
+                      "PromoteToAccounts": "222222222222", "ChangeCalendar": "release-freeze"},
 }
 
 

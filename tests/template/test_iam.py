@@ -178,10 +178,17 @@ class Evaluation(unittest.TestCase):
                 self.assertEqual(len(refused), 1, refused)
         self.assertNotEqual(self.refused("pipeline", "sns", "Publish", {"TopicArn": CHAT_TOPIC}, chat=True), [])
 
-    def test_the_scan_gate_statements_exist_only_with_the_gate(self):
+    def test_only_the_deploy_function_reads_scan_findings_and_registers_revisions(self):
+        # The deploy function's own round decides the scan gate's waits and deploys held pushes:
+        # the scheduler reads no findings and registers nothing, gate or not.
         findings = {"repositoryName": "web", "imageId": {"imageDigest": "sha256:0"}}
-        self.assertEqual(len(self.refused("scheduler", "ecr", "DescribeImageScanFindings", findings)), 3)
-        self.assertEqual(self.refused("scheduler", "ecr", "DescribeImageScanFindings", findings, gate=True), [])
+        self.assertEqual(self.refused("deploy", "ecr", "DescribeImageScanFindings", findings), [])
+        for gate in (False, True):
+            refused = self.refused("scheduler", "ecr", "DescribeImageScanFindings", findings, gate=gate)
+            self.assertEqual(len(refused), 3, refused)
+        register = {"family": "web", "containerDefinitions": []}
+        self.assertEqual(self.refused("deploy", "ecs", "RegisterTaskDefinition", register), [])
+        self.assertEqual(len(self.refused("scheduler", "ecs", "RegisterTaskDefinition", register)), 1)
 
     def test_the_operator_redrives_the_failure_queue_to_the_functions_only(self):
         queue = {"QueueUrl": PHYSICAL["FailureQueue"]["Ref"]}

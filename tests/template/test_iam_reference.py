@@ -183,14 +183,15 @@ class Grants(unittest.TestCase):
         self.assertIn("deploy: grants ecs:RegisterTaskDefinitions, which AWS's Service Authorization Reference "
                       "does not list [default]", found)
 
-    def test_a_statement_of_the_scan_gate_is_read_with_the_gate(self):
+    def test_a_statement_of_many_accounts_is_read_with_their_parameters(self):
         t = copy.deepcopy(self.template)
-        gated = next(s for s in t["Resources"]["SchedulerFunction"]["Properties"]["Policies"][0]["Statement"]
-                     if isinstance(s, dict) and "Fn::If" in s and s["Fn::If"][1].get("Sid") == "GateReadsFindings")
-        gated["Fn::If"][1]["Condition"] = {"StringEquals": {"ecr:RepositoryNme": "web"}}
+        registry = next(s for s in t["Resources"]["RollbackFunction"]["Properties"]["Policies"][0]["Statement"]
+                        if isinstance(s, dict) and "Fn::If" in s
+                        and s["Fn::If"][1].get("Sid") == "ReadRegistryTargets")
+        registry["Fn::If"][1]["Condition"] = {"StringEquals": {"ecr:RepositoryNme": "web"}}
         found = iam_grants.problems(t)
-        self.assertEqual(len(found), 3, found)
-        self.assertTrue(all(p.endswith("[scan gate]") and "ecr:RepositoryNme" in p for p in found), found)
+        self.assertEqual(len(found), 1, found)
+        self.assertTrue(all(p.endswith("[many accounts]") and "ecr:RepositoryNme" in p for p in found), found)
 
     def test_patterns_intersect_as_arns_do(self):
         service = iam_grants.format_tokens(iam_reference.action("ecs:UpdateService").resource_types[0].arn)

@@ -138,11 +138,10 @@ class TemplateChecks(unittest.TestCase):
 
     def test_the_scan_gate_can_read_what_it_decides_from(self):
         # A pushed index is read to find its images; with enhanced scanning ECR reads Amazon
-        # Inspector's findings with the caller's rights. The scheduler settles waits too.
+        # Inspector's findings with the caller's rights. Only the deploy function decides waits.
         needed = {"ecr:BatchGetImage", "ecr:DescribeImageScanFindings", "inspector2:ListFindings",
                   "inspector2:ListCoverage"}
-        for function in ("DeployFunction", "SchedulerFunction"):
-            self.assertEqual(needed - self.actions(function), set(), function)
+        self.assertEqual(needed - self.actions("DeployFunction"), set())
 
     def test_the_deploy_function_hears_enhanced_scanning(self):
         events = self.template["Resources"]["DeployFunction"]["Properties"]["Events"]
