@@ -14,6 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 test: venv scanners
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo fetch --locked  # every platform's crates: cargo deny reads the whole graph, a build fetches only this one's
 	cargo deny --offline check bans licenses sources
 	$(VENV)/bin/python scripts/check_dependencies.py
 	$(MAKE) --no-print-directory template
