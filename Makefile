@@ -75,9 +75,11 @@ bench: venv
 ## bench-short: the benchmark's short form, run by `make test` so that it cannot rot: the
 ## functions (debug builds) against moto for a fleet of 100, one warm push, one rollback and one
 ## reconcile, their AWS calls and stages checked against docs/performance.md; timings printed
+## (every binary of the workspace in one build: the features cargo unifies are then those of
+## `cargo lambda watch`'s `cargo run --bin`, and the smoke test and demo build nothing again)
 bench-short: venv
-	cargo build --locked -p deploy -p rollback -p scheduler
-	cargo run --locked -p deckhand-bench --bin e2e -- --short --bin-dir target/debug
+	cargo build --locked --bins
+	target/debug/e2e --short --bin-dir target/debug
 
 ## demo: the whole story against a local emulator, through cargo lambda watch and invoke
 demo: venv

@@ -473,8 +473,9 @@ def local_aws():
 @contextmanager
 def functions_running(demo, log_name):
     """The three functions built and served by `cargo lambda watch`; yields its port."""
-    subprocess.run(["cargo", "build", "--quiet", "-p", "deploy", "-p", "rollback", "-p", "scheduler", "-p", "deckhand-cli"],
-                   cwd=ROOT, check=True)
+    # Every binary, as `cargo lambda watch` builds them (`cargo run --bin` in the workspace): one
+    # set of features, so the watch starts on what this built instead of building the SDKs again.
+    subprocess.run(["cargo", "build", "--quiet", "--locked", "--bins"], cwd=ROOT, check=True)
     env = dict(os.environ, AWS_ENDPOINT_URL=demo.endpoint, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="demo",
                AWS_SECRET_ACCESS_KEY="demo", DECKHAND_TABLE=TABLE, DECKHAND_TOPIC_ARN=demo.topic_arn,
                DECKHAND_CLUSTERS="demo", DECKHAND_CHAT_TOPIC_ARN=demo.chat_topic_arn, RUST_LOG="warn")
